@@ -1,0 +1,66 @@
+# Castor - thin driver around Meson/Ninja.  See README.md.
+#   make            build (build/)
+#   make check      install deps, build a gcc tree and a clang ASan+UBSan tree,
+#                   run every test suite; last line "N passed, N failed"
+#   make demo       install deps, build, start a master + replica on loopback
+#   make bench      run the benchmarks against Cyrus 3.6 (bench/run)
+#   make fuzz       fuzz every parser for FUZZ_SECONDS each (default 60)
+#   make install DESTDIR=...
+
+BUILD     ?= build
+ASAN      ?= build-asan
+FUZZBUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
+MESON_FLAGS ?=
+
+.PHONY: all deps check check-fast demo demo-stop bench fuzz install clean
+
+all: $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+$(BUILD)/build.ninja:
+	meson setup $(BUILD) -Dwerror=true $(MESON_FLAGS)
+
+$(ASAN)/build.ninja:
+	CC=clang meson setup $(ASAN) -Dwerror=true -Db_sanitize=address,undefined \
+	    -Db_lundef=false -Dfuzz=true -Dc_args=-fno-sanitize-recover=undefined $(MESON_FLAGS)
+
+$(FUZZBUILD)/build.ninja:
+	CC=clang meson setup $(FUZZBUILD) -Db_sanitize=address,undefined -Db_lundef=false \
+	    -Dfuzz=true -Dtests=false -Dc_args=-fsanitize=fuzzer-no-link $(MESON_FLAGS)
+
+deps:
+	@sh scripts/deps.sh test
+
+check: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory $(ASAN)/build.ninja
+	ninja -C $(ASAN)
+	@sh scripts/check.sh $(BUILD) $(ASAN)
+
+# quicker loop for development: gcc tree only
+check-fast: all
+	@sh scripts/check.sh $(BUILD)
+
+demo:
+	@sh scripts/deps.sh test
+	@$(MAKE) --no-print-directory all
+	@sh scripts/demo.sh
+
+demo-stop:
+	@sh scripts/demo.sh stop
+
+bench:
+	@sh scripts/deps.sh bench
+	@$(MAKE) --no-print-directory all
+	@bench/run $(BENCH_ARGS)
+
+fuzz: $(FUZZBUILD)/build.ninja
+	ninja -C $(FUZZBUILD)
+	@sh scripts/fuzz.sh $(FUZZBUILD) $(FUZZ_SECONDS)
+
+install: all
+	meson install -C $(BUILD) --destdir "$(DESTDIR)"
+
+clean:
+	rm -rf $(BUILD) $(ASAN) $(FUZZBUILD)
