@@ -37,6 +37,7 @@ enum conf_type {
 	CONF_PATH,     /* string; relative to the config directory */
 	CONF_ENUM,     /* one of a '|'-separated list in `choices` */
 	CONF_LIST,     /* blank-separated words */
+	CONF_FLOAT,    /* decimal number: "0.5", "2", "-1.25" (no exponent) */
 };
 
 struct conf_key {
@@ -71,7 +72,7 @@ bool conf_get_bool(const struct conf *conf, const char *key, bool def);
 int64_t conf_get_duration_ms(const struct conf *conf, const char *key, int64_t def_ms);
 uint64_t conf_get_bytes(const struct conf *conf, const char *key, uint64_t def);
 /* Returns a malloc'd absolute path (def resolved the same way), or NULL if
- * absent and def is NULL. */
+ * absent and def is NULL.  An empty value counts as absent. */
 char *conf_get_path(const struct conf *conf, const char *key, const char *def);
 
 /* Iterate over all settings in file order: i from 0 until it returns false. */
@@ -81,5 +82,34 @@ bool conf_iter(const struct conf *conf, size_t i, const char **key_r, const char
 int conf_parse_bool(const char *s, bool *out);
 int conf_parse_duration_ms(const char *s, int64_t *out);
 int conf_parse_bytes(const char *s, uint64_t *out);
+
+/* --- additions --- */
+
+/* CONF_FLOAT getter and parser (0 ok, -1 malformed). */
+double conf_get_double(const struct conf *conf, const char *key, double def);
+int conf_parse_double(const char *s, double *out);
+/* CONF_LIST getter: the value split on blanks, as a NULL-terminated
+ * malloc'd vector (never NULL; empty when the key is absent).  *n_r (if
+ * not NULL) gets the count.  Free with conf_list_free(). */
+char **conf_get_list(const struct conf *conf, const char *key, size_t *n_r);
+void conf_list_free(char **list);
+/* The row of conf_known_keys[] that describes `key` (exact name first,
+ * then "*_suffix" rows), or NULL for an unknown key. */
+const struct conf_key *conf_key_lookup(const char *key);
+
+/* Limits and helpers shared by the config readers (conf.c, svcconf.c). */
+#define CONF_LINE_MAX 4096              /* bytes per line, without the newline */
+#define CONF_FILE_MAX (16u * 1024 * 1024)
+/* Check the bytes of one line (without its newline): no NUL, no control
+ * characters but tab, valid UTF-8, at most CONF_LINE_MAX bytes.  0 if
+ * fine; else -1 with *off_r the offset of the offending byte and a reason
+ * in `why`. */
+int conf_line_check(const char *line, size_t len, size_t *off_r, char *why, size_t why_size);
+/* Read a whole regular file (at most CONF_FILE_MAX bytes) into a malloc'd,
+ * NUL-terminated buffer.  0 ok; -1 with err ("FILE: reason"). */
+int conf_read_file(const char *path, char **data_r, size_t *len_r, struct err *err);
+/* Render p[0..n) for an error message: printable ASCII as is, other bytes
+ * as \xNN, cut at 40 bytes with "...".  Returns out. */
+const char *conf_show(const char *p, size_t n, char *out, size_t size);
 
 #endif

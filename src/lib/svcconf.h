@@ -78,4 +78,17 @@ void svcconf_free(struct svc_conf *conf);
 /* Find an entry by name, NULL if none. */
 const struct svc_entry *svcconf_find(const struct svc_conf *conf, const char *name);
 
+/* --- additions --- */
+
+/* Split a command line into words as svcconf does for cmd=: blanks (space,
+ * tab) separate words; "..." groups (inside it \" and \\ are escapes,
+ * any other backslash is literal); '...' groups literally; outside quotes
+ * a backslash makes the next character literal.  No expansion of any
+ * kind.  0 with a malloc'd NULL-terminated *argv_r (free with
+ * svcconf_argv_free) and *argc_r >= 1; -1 with err and *pos_r (if not
+ * NULL) the byte offset of the problem (an unterminated quote, a trailing
+ * backslash, or 0 for an empty command). */
+int svcconf_split_argv(const char *cmd, char ***argv_r, int *argc_r, size_t *pos_r, struct err *err);
+void svcconf_argv_free(char **argv);
+
 #endif

@@ -1,0 +1,64 @@
+/*
+ * conf_keys.c - the table of known castor.conf keys: name, type, choices
+ * (CONF_ENUM) and a one-line help that ends with the default.
+ *
+ * conf.c checks the value of every key listed here at load time and
+ * warns about keys that are not listed.  A row named "*_suffix" matches
+ * any "<prefix>_suffix" key (per-channel settings).  Append rows for new
+ * keys (and the line in docs/config.md); keep the {NULL} terminator last.
+ */
+#include "lib/conf.h"
+
+#include <stddef.h>
+
+const struct conf_key conf_known_keys[] = {
+	/* server and master */
+	{ "servername", CONF_STRING, NULL, "this server's host name in greetings and Received: lines (default: the host name)" },
+	{ "role", CONF_ENUM, "master|replica", "role this server starts in; the stored role and epoch win once set (default master)" },
+	{ "master_name", CONF_STRING, NULL, "host name of the master, named in the replies a replica gives to writers (default none)" },
+	{ "services_conf", CONF_PATH, NULL, "the process table castord runs (default services.conf beside castor.conf)" },
+	{ "pidfile", CONF_PATH, NULL, "castord's pid file (default run/castord.pid)" },
+	{ "log_level", CONF_ENUM, "debug|info|notice|warn|error", "lowest level logged (default info)" },
+	{ "shutdown_timeout", CONF_DURATION, NULL, "graceful stop: time children get after SIGQUIT before SIGTERM (default 10s)" },
+
+	/* store and delivery */
+	{ "blob_inline_max", CONF_BYTES, NULL, "message bodies up to this size are kept inside the user database (default 64k)" },
+	{ "maxmessagesize", CONF_BYTES, NULL, "largest message accepted by LMTP and APPEND; 0 = no limit (default 0)" },
+	{ "quota_default_bytes", CONF_BYTES, NULL, "storage quota of a user without one of their own; 0 = none (default 0)" },
+	{ "quota_default_messages", CONF_INT, NULL, "message-count quota of a user without one of their own; 0 = none (default 0)" },
+	{ "duplicatesuppression", CONF_BOOL, NULL, "LMTP stores a Message-ID once per recipient mailbox (default yes)" },
+	{ "duplicate_days", CONF_INT, NULL, "days a delivered Message-ID is remembered for duplicate suppression (default 3)" },
+	{ "virtdomains", CONF_BOOL, NULL, "user@domain is its own user; when off the domain is dropped (default off)" },
+	{ "delete_hold_days", CONF_INT, NULL, "days a deleted mailbox is held in deleted/ before purge (default 7)" },
+	{ "autocreate_folders", CONF_LIST, NULL, "special-use folders created at first login (default Sent Drafts Trash Junk Archive)" },
+
+	/* protocols and TLS */
+	{ "allowplaintext", CONF_BOOL, NULL, "accept plaintext passwords on connections that are neither TLS nor loopback (default no)" },
+	{ "tls_cert_file", CONF_PATH, NULL, "PEM certificate (chain) for STARTTLS and implicit-TLS listeners (default tls/cert.pem)" },
+	{ "tls_key_file", CONF_PATH, NULL, "PEM private key of tls_cert_file (default tls/key.pem)" },
+	{ "tls_min_version", CONF_ENUM, "1.2|1.3", "lowest TLS version accepted (default 1.2)" },
+	{ "imap_idle_timeout", CONF_DURATION, NULL, "IMAP autologout of an authenticated idle session (default 30m)" },
+	{ "imap_preauth_timeout", CONF_DURATION, NULL, "IMAP time allowed before login (default 60s)" },
+
+	/* replication */
+	{ "sync_mode", CONF_ENUM, "async|semisync", "acknowledge after the local commit (async) or after a replica's too (default async)" },
+	{ "sync_channels", CONF_LIST, NULL, "names of the replica channels fed from the sync log (default none)" },
+	{ "*_sync_host", CONF_STRING, NULL, "channel's replica host (name or address) (required per channel)" },
+	{ "*_sync_port", CONF_INT, NULL, "channel's replica syncd port (required per channel)" },
+	{ "*_sync_authname", CONF_STRING, NULL, "user name the channel authenticates as (default sync)" },
+	{ "*_sync_password", CONF_STRING, NULL, "channel's password (prefer *_sync_password_file)" },
+	{ "*_sync_password_file", CONF_PATH, NULL, "file whose first line is the channel's password" },
+	{ "*_sync_tls", CONF_BOOL, NULL, "TLS on the channel (default yes off loopback, no on loopback)" },
+	{ "sync_log_segment_size", CONF_BYTES, NULL, "size at which the sync log starts a new segment (default 64M)" },
+	{ "sync_log_max_bytes", CONF_BYTES, NULL, "a channel further behind than this is detached and recovers by anti-entropy (default 4G)" },
+	{ "sync_semisync_channels", CONF_LIST, NULL, "channels whose commit a semisync acknowledgement may wait for (default all)" },
+	{ "sync_semisync_timeout", CONF_DURATION, NULL, "semisync: wait this long for a replica before degrading or refusing (default 2s)" },
+	{ "sync_semisync_strict", CONF_BOOL, NULL, "semisync: refuse with a temporary error instead of degrading to async (default no)" },
+	{ "sync_verify_interval", CONF_DURATION, NULL, "period of the anti-entropy pass (default 1h)" },
+	{ "sync_conflict", CONF_ENUM, "renumber|keep|replace", "split-brain policy for a UID naming different messages (default renumber)" },
+	{ "sync_delete_limit", CONF_INT, NULL, "a sync pass deleting more mailboxes than this stops the channel (default 50)" },
+	{ "sync_delete_fraction", CONF_FLOAT, NULL, "a sync pass deleting more than this fraction of a user's mailboxes stops the channel (default 0.5)" },
+	{ "sync_user_delete_limit", CONF_INT, NULL, "more user deletions than this in an hour stop the channel (default 5)" },
+
+	{ NULL, CONF_STRING, NULL, NULL },
+};
