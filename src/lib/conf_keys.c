@@ -17,6 +17,7 @@ const struct conf_key conf_known_keys[] = {
 	{ "role", CONF_ENUM, "master|replica", "role this server starts in; the stored role and epoch win once set (default master)" },
 	{ "master_name", CONF_STRING, NULL, "host name of the master, named in the replies a replica gives to writers (default none)" },
 	{ "services_conf", CONF_PATH, NULL, "the process table castord runs (default services.conf beside castor.conf)" },
+	{ "libexec_dir", CONF_PATH, NULL, "directory searched first for services.conf cmd= programs (default: none)" },
 	{ "pidfile", CONF_PATH, NULL, "castord's pid file (default run/castord.pid)" },
 	{ "log_level", CONF_ENUM, "debug|info|notice|warn|error", "lowest level logged (default info)" },
 	{ "shutdown_timeout", CONF_DURATION, NULL, "graceful stop: time children get after SIGQUIT before SIGTERM (default 10s)" },

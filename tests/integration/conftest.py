@@ -142,7 +142,8 @@ class Proc:
         self.logf.close()
 
     def output(self):
-        self.logf.flush()
+        if not self.logf.closed:
+            self.logf.flush()
         try:
             return self.log.read_text(errors="replace")
         except OSError:

@@ -1,0 +1,407 @@
+/*
+ * service.c - the service skeleton: accept loop, status reports to
+ * castord, use counting, the quit checkpoint.  See service.h and proto.h.
+ */
+#include "master/service.h"
+#include "master/proto.h"
+
+#include "lib/failpoint.h"
+#include "lib/log.h"
+#include "lib/signals.h"
+#include "lib/str.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SERVICE_EX_USAGE 64
+#define SERVICE_EX_OSERR 71
+#define SERVICE_EX_CONFIG 78
+
+static struct {
+	const struct service_ops *ops;
+	struct conf *conf;
+	char name[64];
+	bool under_master;
+	bool quit;            /* sticky: SIGQUIT seen or castord gone */
+	bool master_gone;
+	bool retire;          /* castord asked us not to accept again */
+	int listen_fd;
+	int status_fd;
+	unsigned maxuse;
+	unsigned uses;
+} svc = { .listen_fd = -1, .status_fd = -1 };
+
+static void
+service_status(char c)
+{
+	ssize_t w;
+
+	if (svc.status_fd < 0)
+		return;
+	do
+		w = write(svc.status_fd, &c, 1);
+	while (w < 0 && errno == EINTR);
+}
+
+/* Read whatever castord sent (non-blocking). */
+static void
+service_read_status(void)
+{
+	char b[16];
+	ssize_t n, i;
+
+	if (svc.status_fd < 0)
+		return;
+	for (;;) {
+		n = recv(svc.status_fd, b, sizeof(b), MSG_DONTWAIT);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (n <= 0) {
+			if (!svc.master_gone)
+				log_notice("master gone, exiting service=%s", svc.name);
+			svc.master_gone = true;
+			svc.quit = true;
+			close(svc.status_fd);
+			svc.status_fd = -1;
+			return;
+		}
+		for (i = 0; i < n; i++) {
+			if (b[i] == PROTO_RETIRE)
+				svc.retire = true;
+			else
+				log_warn("unknown status byte from master byte=%d", (int)(unsigned char)b[i]);
+		}
+	}
+}
+
+bool
+service_quit_requested(void)
+{
+	if (signals_poll() && signals_pending(SIGQUIT))
+		svc.quit = true;
+	if (svc.quit && svc.listen_fd >= 0) {
+		/* castord has shut the listener down; let go of our copy too */
+		close(svc.listen_fd);
+		svc.listen_fd = -1;
+	}
+	return svc.quit;
+}
+
+static int64_t
+service_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int
+service_wait_input(int fd, int timeout_ms)
+{
+	struct pollfd p[3];
+	int64_t deadline = timeout_ms >= 0 ? service_now_ms() + timeout_ms : -1;
+	int n, rc;
+
+	for (;;) {
+		if (service_quit_requested())
+			return SERVICE_WAIT_QUIT;
+		if (deadline >= 0) {
+			int64_t left = deadline - service_now_ms();
+
+			timeout_ms = left > 0 ? (left > INT32_MAX ? INT32_MAX : (int)left) : 0;
+		}
+		n = 0;
+		p[n].fd = fd;
+		p[n].events = POLLIN;
+		p[n++].revents = 0;
+		p[n].fd = signals_fd();
+		p[n].events = POLLIN;
+		p[n++].revents = 0;
+		if (svc.status_fd >= 0) {
+			p[n].fd = svc.status_fd;
+			p[n].events = POLLIN;
+			p[n++].revents = 0;
+		}
+		rc = poll(p, (nfds_t)n, timeout_ms);
+		if (rc < 0 && errno == EINTR)
+			continue;
+		if (rc < 0)
+			return SERVICE_WAIT_INPUT;  /* let read(2) report the trouble */
+		if (rc == 0)
+			return SERVICE_WAIT_TIMEOUT;
+		if (n > 2 && p[2].revents != 0)
+			service_read_status();
+		if (service_quit_requested())
+			return SERVICE_WAIT_QUIT;
+		if (p[0].revents != 0)
+			return SERVICE_WAIT_INPUT;
+	}
+}
+
+const struct conf *
+service_conf(void)
+{
+	return svc.conf;
+}
+
+const char *
+service_name(void)
+{
+	return svc.name;
+}
+
+bool
+service_under_master(void)
+{
+	return svc.under_master;
+}
+
+static void
+service_serve(struct service_conn *c)
+{
+	enum service_end end;
+
+	end = svc.ops->handle(c);
+	if (end == SERVICE_END_QUIT || service_quit_requested()) {
+		if (svc.ops->goodbye != NULL)
+			svc.ops->goodbye(c);
+		log_info("goodbye sent on quit service=%s peer=%s", svc.name, log_q(c->peer));
+	}
+}
+
+static void
+service_conn_init(struct service_conn *c, int rfd, int wfd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	const char *tls = getenv("CASTOR_TLS");
+
+	memset(c, 0, sizeof(*c));
+	c->rfd = rfd;
+	c->wfd = wfd;
+	c->tls = tls != NULL && str_eq(tls, "1");
+	c->use = svc.uses;
+	if (net_peer(rfd, c->peer, sizeof(c->peer)) < 0) {
+		str_lcpy(c->peer, "stdin", sizeof(c->peer));
+		str_lcpy(c->local, "stdin", sizeof(c->local));
+		c->loopback = true;  /* a pipe or a terminal: a local user */
+		return;
+	}
+	c->loopback = net_peer_is_loopback(rfd);
+	memset(&ss, 0, sizeof(ss));
+	if (getsockname(rfd, (struct sockaddr *)&ss, &len) < 0 ||
+	    net_sockaddr_format((struct sockaddr *)&ss, len, c->local, sizeof(c->local)) < 0)
+		str_lcpy(c->local, "unknown", sizeof(c->local));
+}
+
+/* The accept loop under castord.  Returns the exit status. */
+static int
+service_loop(void)
+{
+	struct pollfd p[3];
+	int rc, fd;
+
+	service_status(PROTO_READY);
+	for (;;) {
+		if (service_quit_requested() || svc.retire) {
+			log_debug("idle child exiting service=%s uses=%u reason=%s", svc.name, svc.uses,
+				  svc.retire ? "retire" : svc.master_gone ? "master_gone" : "quit");
+			service_status(PROTO_EXITING);
+			return 0;
+		}
+		p[0].fd = svc.listen_fd;
+		p[0].events = POLLIN;
+		p[1].fd = signals_fd();
+		p[1].events = POLLIN;
+		p[2].fd = svc.status_fd;
+		p[2].events = POLLIN;
+		p[0].revents = p[1].revents = p[2].revents = 0;
+		rc = poll(p, 3, -1);
+		if (rc < 0 && errno != EINTR) {
+			log_error("poll failed service=%s error=%s", svc.name, log_q(strerror(errno)));
+			return SERVICE_EX_OSERR;
+		}
+		if (rc <= 0)
+			continue;
+		if (p[2].revents != 0)
+			service_read_status();
+		if (service_quit_requested() || svc.retire || (p[0].revents & POLLIN) == 0)
+			continue;
+		fd = accept4(svc.listen_fd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ||
+			    errno == ECONNABORTED || errno == EPROTO)
+				continue;
+			if (errno == EINVAL) {
+				/* the listener was shut down by castord */
+				svc.retire = true;
+				continue;
+			}
+			log_error("accept failed service=%s error=%s", svc.name, log_q(strerror(errno)));
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+				service_status(PROTO_EXITING);
+				return SERVICE_EX_OSERR;
+			}
+			continue;
+		}
+		svc.uses++;
+		service_status(PROTO_BUSY);
+		{
+			struct service_conn c;
+
+			service_conn_init(&c, fd, fd);
+			log_debug("connection service=%s peer=%s use=%u", svc.name, log_q(c.peer), svc.uses);
+			service_serve(&c);
+		}
+		close(fd);
+		service_read_status();
+		if (svc.maxuse > 0 && svc.uses >= svc.maxuse) {
+			log_debug("maxuse reached service=%s uses=%u", svc.name, svc.uses);
+			service_status(PROTO_EXITING);
+			return 0;
+		}
+		if (!service_quit_requested() && !svc.retire)
+			service_status(PROTO_READY);
+	}
+}
+
+static void
+service_usage(const struct service_ops *ops)
+{
+	fprintf(stderr, "usage: %s [-C castor.conf] [-s]%s%s\n", ops->name,
+		ops->optstring ? " [service options: " : "", ops->optstring ? "]" : "");
+}
+
+static bool
+service_fd_open(int fd)
+{
+	return fcntl(fd, F_GETFD) >= 0;
+}
+
+int
+service_main(int argc, char **argv, const struct service_ops *ops)
+{
+	struct err err = { 0 };
+	char optstring[128];
+	const char *conf_path, *env, *logdest;
+	bool stdin_mode = false;
+	int opt, rc = 0;
+
+	svc.ops = ops;
+	env = getenv("CASTOR_SERVICE");
+	str_lcpy(svc.name, env != NULL && env[0] ? env : ops->name, sizeof(svc.name));
+	logdest = getenv("CASTOR_LOG");
+	log_init(svc.name, logdest != NULL && str_eq(logdest, "syslog") ? LOG_DEST_SYSLOG : LOG_DEST_STDERR);
+	if (failpoint_init() < 0)
+		return SERVICE_EX_USAGE;
+	conf_path = getenv("CASTOR_CONFIG");
+	if (str_fmt(optstring, sizeof(optstring), "+C:s%s", ops->optstring ? ops->optstring : "") < 0)
+		return SERVICE_EX_USAGE;
+	while ((opt = getopt(argc, argv, optstring)) != -1) {
+		if (opt == 'C') {
+			conf_path = optarg;
+		} else if (opt == 's') {
+			stdin_mode = true;
+		} else if (opt != '?' && ops->option != NULL) {
+			if (ops->option(opt, optarg, &err) < 0) {
+				fprintf(stderr, "%s: %s\n", ops->name, err.msg);
+				return SERVICE_EX_USAGE;
+			}
+		} else {
+			service_usage(ops);
+			return SERVICE_EX_USAGE;
+		}
+	}
+	if (optind < argc) {
+		service_usage(ops);
+		return SERVICE_EX_USAGE;
+	}
+
+	if (signals_catch(SIGQUIT, SIGNALS_RESTART, &err) < 0 || signals_ignore(SIGPIPE, &err) < 0 ||
+	    signals_ignore(SIGHUP, &err) < 0) {
+		log_error("signal setup failed error=%s", log_q(err.msg));
+		return SERVICE_EX_OSERR;
+	}
+	{
+		/* castord starts us with SIGQUIT blocked (proto.h): the handler is in place now */
+		sigset_t quit;
+
+		sigemptyset(&quit);
+		sigaddset(&quit, SIGQUIT);
+		sigprocmask(SIG_UNBLOCK, &quit, NULL);
+	}
+
+	svc.under_master = !stdin_mode && getenv("CASTOR_MASTER_PID") != NULL &&
+			   service_fd_open(PROTO_LISTEN_FD) && service_fd_open(PROTO_STATUS_FD);
+	if (svc.under_master) {
+		uint32_t mpid = 0, maxuse = 0;
+
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (str_to_u32(getenv("CASTOR_MASTER_PID"), &mpid) < 0 || (pid_t)mpid != getppid()) {
+			log_notice("master gone before start, exiting service=%s", svc.name);
+			return 0;
+		}
+		svc.listen_fd = PROTO_LISTEN_FD;
+		svc.status_fd = PROTO_STATUS_FD;
+		fcntl(svc.listen_fd, F_SETFD, FD_CLOEXEC);
+		fcntl(svc.status_fd, F_SETFD, FD_CLOEXEC);
+		env = getenv("CASTOR_MAXUSE");
+		if (env != NULL && str_to_u32(env, &maxuse) == 0)
+			svc.maxuse = maxuse;
+	} else if (!stdin_mode) {
+		fprintf(stderr, "%s: not started by castord (no listener on fd 3 and status channel on fd 4); "
+			"use -s to serve stdin/stdout\n", ops->name);
+		return SERVICE_EX_USAGE;
+	}
+
+	if (conf_path != NULL && conf_path[0] != '\0') {
+		svc.conf = conf_load(conf_path, &err);
+		if (svc.conf == NULL) {
+			log_error("cannot load configuration file=%s error=%s", log_q(conf_path), log_q(err.msg));
+			service_status(PROTO_EXITING);
+			return SERVICE_EX_CONFIG;
+		}
+	} else if (!ops->conf_optional) {
+		log_error("no configuration: give -C castor.conf or set CASTOR_CONFIG service=%s", svc.name);
+		service_status(PROTO_EXITING);
+		return SERVICE_EX_CONFIG;
+	}
+	if (ops->init != NULL && ops->init(svc.conf, &err) < 0) {
+		log_error("service init failed service=%s error=%s", svc.name, log_q(err.msg));
+		service_status(PROTO_EXITING);
+		if (svc.conf != NULL)
+			conf_free(svc.conf);
+		return SERVICE_EX_CONFIG;
+	}
+
+	if (stdin_mode) {
+		struct service_conn c;
+
+		svc.uses = 1;
+		service_conn_init(&c, STDIN_FILENO, STDOUT_FILENO);
+		service_serve(&c);
+	} else {
+		rc = service_loop();
+	}
+	if (ops->fini != NULL)
+		ops->fini();
+	if (svc.conf != NULL)
+		conf_free(svc.conf);
+	svc.conf = NULL;
+	return rc;
+}
