@@ -1,0 +1,130 @@
+/*
+ * ctl_check.c - castorctl check [--repair] USER|--all.
+ *
+ * Wraps store_check(): each problem is printed as "USER: problem" on
+ * stdout, then one summary line per user.  Exit 0 when every user is
+ * clean, 1 (CTL_EXIT_PROBLEMS) when anything is wrong.  With --repair
+ * the store fixes what it can and each repaired user is checked again:
+ * the exit code says whether problems remain after the repair.
+ */
+#include "ctl/ctl.h"
+
+#include "lib/str.h"
+#include "lib/xalloc.h"
+#include "store/store.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct ctl_check_report {
+	const char *user;
+	bool print;
+};
+
+static void
+ctl_check_line(void *ctx, const char *line)
+{
+	const struct ctl_check_report *r = ctx;
+	size_t n = strlen(r->user);
+
+	if (!r->print)
+		return;
+	/* the store may already name the user: "user alice: ..." */
+	if (str_has_prefix(line, "user ") && strncmp(line + 5, r->user, n) == 0 && line[5 + n] == ':')
+		line += 5 + n + 1;
+	while (*line == ' ')
+		line++;
+	printf("%s: %s\n", r->user, line);
+}
+
+int
+ctl_cmd_check(struct ctl *c, int argc, char **argv)
+{
+	bool repair = false, all = false;
+	const struct ctl_opt opts[] = {
+		{ "repair", 'r', NULL, NULL, &repair },
+		{ "all", 'a', NULL, NULL, &all },
+		{ NULL, 0, NULL, NULL, NULL },
+	};
+	char **pos = NULL, **users = NULL;
+	int npos = 0, rc, exit_code = CTL_EXIT_OK;
+	size_t i, bad_users = 0;
+	struct err err;
+
+	rc = ctl_parse(c, argc, argv, opts, &pos, &npos);
+	if (rc < 0) {
+		printf("usage: castorctl check [--repair] USER|--all\n");
+		return 0;
+	}
+	if (rc > 0)
+		return rc;
+	if ((all && npos != 0) || (!all && npos != 1)) {
+		free(pos);
+		return ctl_usage_error(c, "check [--repair] USER|--all");
+	}
+	if (!all && ctl_check_user_name(pos[0], &err) < 0) {
+		free(pos);
+		return ctl_fail(c, &err);
+	}
+	if ((rc = ctl_open_store(c)) != 0) {
+		free(pos);
+		return rc;
+	}
+	if (all) {
+		if (ctl_all_users(c, &users, &err) < 0) {
+			free(pos);
+			return ctl_fail(c, &err);
+		}
+	} else {
+		users = xcalloc(2, sizeof(char *));
+		users[0] = xstrdup(pos[0]);
+	}
+	free(pos);
+	for (i = 0; users[i] != NULL; i++) {
+		struct ctl_check_report r = { users[i], true };
+		int found = store_check(c->store, users[i], repair, ctl_check_line, &r, &err);
+
+		if (found < 0) {
+			/* one user's failure does not stop --all; the worst exit code wins */
+			int code = ctl_fail(c, &err);
+			if (exit_code == CTL_EXIT_OK || exit_code == CTL_EXIT_PROBLEMS)
+				exit_code = code;
+			bad_users++;
+			continue;
+		}
+		if (found == 0) {
+			if (!c->quiet)
+				printf("%s: clean\n", users[i]);
+			continue;
+		}
+		if (repair) {
+			int left;
+
+			r.print = false;
+			left = store_check(c->store, users[i], false, ctl_check_line, &r, &err);
+			if (left < 0) {
+				int code = ctl_fail(c, &err);
+				if (exit_code == CTL_EXIT_OK || exit_code == CTL_EXIT_PROBLEMS)
+					exit_code = code;
+				bad_users++;
+				continue;
+			}
+			if (left == 0) {
+				printf("%s: %d problem%s found and repaired\n", users[i], found, found == 1 ? "" : "s");
+				continue;
+			}
+			printf("%s: %d problem%s found, %d left after repair\n", users[i], found,
+			    found == 1 ? "" : "s", left);
+		} else {
+			printf("%s: %d problem%s found (castorctl check --repair %s)\n", users[i], found,
+			    found == 1 ? "" : "s", users[i]);
+		}
+		bad_users++;
+		if (exit_code == CTL_EXIT_OK)
+			exit_code = CTL_EXIT_PROBLEMS;
+	}
+	if (all && !c->quiet)
+		printf("checked %zu user%s: %zu with problems\n", i, i == 1 ? "" : "s", bad_users);
+	ctl_list_free(users);
+	return exit_code;
+}

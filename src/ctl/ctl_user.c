@@ -1,0 +1,149 @@
+/*
+ * ctl_user.c - castorctl user add|del|passwd|list.
+ *
+ * Passwords come from --password-file (first line; "-" = stdin), from
+ * --password, or from the terminal with echo off (asked twice).  They
+ * are hashed by the store (yescrypt) and wiped from memory after use.
+ */
+#include "ctl/ctl.h"
+
+#include "lib/log.h"
+#include "lib/str.h"
+#include "store/store.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static int
+ctl_user_print(void *ctx, const struct store_userinfo *ui)
+{
+	const bool *longform = ctx;
+
+	if (!*longform) {
+		printf("%s\n", ui->name);
+		return 0;
+	}
+	{
+		char when[32] = "-";
+		time_t t = (time_t)ui->created;
+		struct tm tm;
+		char qb[32], qm[32];
+
+		if (gmtime_r(&t, &tm) != NULL)
+			strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		if (ui->quota_bytes < 0)
+			str_lcpy(qb, "default", sizeof(qb));
+		else
+			snprintf(qb, sizeof(qb), "%lld", (long long)ui->quota_bytes);
+		if (ui->quota_messages < 0)
+			str_lcpy(qm, "default", sizeof(qm));
+		else
+			snprintf(qm, sizeof(qm), "%lld", (long long)ui->quota_messages);
+		printf("%s password=%s quota_bytes=%s quota_messages=%s created=%s\n", ui->name,
+		    ui->has_password ? "yes" : "no", qb, qm, when);
+	}
+	return 0;
+}
+
+int
+ctl_cmd_user(struct ctl *c, int argc, char **argv)
+{
+	const char *pw = NULL, *pwfile = NULL;
+	bool longform = false;
+	const struct ctl_opt opts[] = {
+		{ "password", 'p', &pw, NULL, NULL },
+		{ "password-file", 'P', &pwfile, NULL, NULL },
+		{ "long", 'l', NULL, NULL, &longform },
+		{ NULL, 0, NULL, NULL, NULL },
+	};
+	char **pos = NULL;
+	int npos = 0, rc;
+	struct err err;
+	const char *sub, *user;
+	struct buf secret = BUF_INIT;
+
+	rc = ctl_parse(c, argc, argv, opts, &pos, &npos);
+	if (rc < 0) {
+		printf("usage: castorctl user add USER [--password-file F | --password PW]\n"
+		    "       castorctl user passwd USER [--password-file F | --password PW]\n"
+		    "       castorctl user del USER\n"
+		    "       castorctl user list [--long]\n");
+		return 0;
+	}
+	if (rc > 0)
+		return rc;
+	if (npos < 1) {
+		free(pos);
+		return ctl_usage_error(c, "user add|del|passwd|list ...");
+	}
+	sub = pos[0];
+	if (str_eq(sub, "list")) {
+		if (npos != 1 || pw != NULL || pwfile != NULL) {
+			free(pos);
+			return ctl_usage_error(c, "user list [--long]");
+		}
+		free(pos);
+		if ((rc = ctl_open_store(c)) != 0)
+			return rc;
+		if (store_user_list(c->store, ctl_user_print, &longform, &err) < 0)
+			return ctl_fail(c, &err);
+		return 0;
+	}
+	if (!str_eq(sub, "add") && !str_eq(sub, "del") && !str_eq(sub, "passwd")) {
+		rc = ctl_usage_error(c, "unknown user command %s (add, del, passwd, list)", log_q(sub));
+		free(pos);
+		return rc;
+	}
+	if (npos != 2) {
+		rc = ctl_usage_error(c, "user %s USER", sub);
+		free(pos);
+		return rc;
+	}
+	user = pos[1];
+	free(pos);
+	if (str_eq(sub, "del") && (pw != NULL || pwfile != NULL))
+		return ctl_usage_error(c, "user del takes no password");
+	if (ctl_check_user_name(user, &err) < 0)
+		return ctl_fail(c, &err);
+	if ((rc = ctl_open_store(c)) != 0)
+		return rc;
+
+	if (str_eq(sub, "del")) {
+		if (store_user_del(c->store, user, &err) < 0)
+			return ctl_fail(c, &err);
+		if (!c->quiet)
+			printf("user %s deleted\n", user);
+		return 0;
+	}
+	/* add / passwd: check the user before asking for a password */
+	rc = store_user_exists(c->store, user, &err);
+	if (rc < 0)
+		return ctl_fail(c, &err);
+	if (str_eq(sub, "add") && rc == 1) {
+		err_set(&err, ERR_EXISTS, "user %s already exists", user);
+		return ctl_fail(c, &err);
+	}
+	if (str_eq(sub, "passwd") && rc == 0) {
+		err_set(&err, ERR_NOTFOUND, "no such user: %s", user);
+		return ctl_fail(c, &err);
+	}
+	if (store_is_read_only(c->store)) {
+		err_set(&err, ERR_PERM, "this server is a replica: change users on the master");
+		return ctl_fail(c, &err);
+	}
+	if (ctl_read_password(pw, pwfile, true, &secret, &err) < 0) {
+		ctl_wipe(&secret);
+		return ctl_fail(c, &err);
+	}
+	if (str_eq(sub, "add"))
+		rc = store_user_add(c->store, user, buf_cstr(&secret), &err);
+	else
+		rc = store_user_passwd(c->store, user, buf_cstr(&secret), &err);
+	ctl_wipe(&secret);
+	if (rc < 0)
+		return ctl_fail(c, &err);
+	if (!c->quiet)
+		printf("user %s %s\n", user, str_eq(sub, "add") ? "added" : "password changed");
+	return 0;
+}
