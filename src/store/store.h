@@ -1,0 +1,612 @@
+/*
+ * store.h - the mail store: users, mailboxes, message records, blobs,
+ * modseq, tombstones, quota, subscriptions.  The truth that replication
+ * copies.
+ *
+ * Layout of a server root (see docs/store.md):
+ *     <root>/db/users.db                    users, password hashes, quota, role/epoch
+ *     <root>/spool/<h>/<user>/user.db       one SQLite (WAL) database per user
+ *     <root>/spool/<h>/<user>/blobs/<gg>/<guid>   large message bodies (files)
+ *     <root>/spool/<h>/<user>/commit.shm    group-commit state (shared memory)
+ *     <root>/spool/<h>/<user>/notify        touched after every commit (IDLE)
+ * <h> is the first character of the user name; <gg> the first two hex
+ * digits of the GUID.
+ *
+ * Handles.  A `struct store` is one open server root (users.db); a
+ * `struct store_user` is one open user database, obtained from a store
+ * and closed before it.  Handles are not thread-safe; a process may hold
+ * several.  Any number of processes may open the same user at once:
+ * SQLite's locking serialises writers, readers see committed snapshots.
+ *
+ * Naming a mailbox.  Mailbox-level calls (create, rename, delete, get,
+ * status, subscribe) take a NAME: UTF-8, '/' as hierarchy separator,
+ * "INBOX" case-insensitive (and normalised to "INBOX", also as the
+ * first component of a child: "inbox/x" is "INBOX/x").  Message-level
+ * calls (append, flags, expunge, copy, snapshot, records) take the
+ * mailbox's UNIQUEID (32 lower-case hex digits, immutable, survives
+ * rename), which store_mailbox_get() returns.  A uniqueid whose mailbox
+ * is deleted yields ERR_NOTFOUND.
+ *
+ * Errors.  Every call that can fail returns -1 (or NULL) and fills
+ * `err` (lib/err.h): ERR_INVALID bad name/flag/argument, ERR_NOTFOUND
+ * unknown user/mailbox/uid/blob, ERR_EXISTS duplicate, ERR_QUOTA over
+ * quota, ERR_PERM refused (read-only replica, INBOX deletion, rename
+ * into own child), ERR_CONFLICT replication value clash, ERR_TEMP lock
+ * timeout or I/O, ERR_NOSPACE disk full, ERR_CORRUPT damaged state.  A
+ * call that fails changes nothing (its statements are rolled back).
+ *
+ * Durability.  A mutating call that returns 0 has made its change
+ * durable (blob fsynced, directory entry fsynced, WAL fsynced): the
+ * group commit shares the WAL fsync between every process that
+ * committed before the fsync started.  Inside an explicit transaction
+ * (store_txn_begin) changes become durable at store_txn_commit.
+ *
+ * Modseq.  One counter per user; every mutating call bumps it once and
+ * stamps everything it changed (records, mailbox rows, subscriptions)
+ * with the new value.  Expunged records and deleted mailboxes stay as
+ * tombstones (expunged_modseq / deleted_modseq != 0) until
+ * store_purge(), so "what changed since N" sees deletions too.
+ */
+#ifndef CASTOR_STORE_H
+#define CASTOR_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lib/buf.h"
+#include "lib/err.h"
+
+struct store;
+struct store_user;
+
+/* ------------------------------------------------------------------ */
+/* Limits and constants                                                */
+
+#define STORE_USER_NAME_MAX 64       /* bytes */
+#define STORE_MBOX_NAME_MAX 1000     /* bytes, whole name */
+#define STORE_MBOX_COMPONENT_MAX 255 /* bytes, one component */
+#define STORE_UNIQUEID_LEN 32        /* hex digits */
+#define STORE_GUID_LEN 40            /* hex digits of SHA-1 */
+#define STORE_KEYWORDS_MAX 1000      /* bytes of the keyword string */
+#define STORE_SPECIALUSE_MAX 64
+#define STORE_MESSAGE_MAX (256u * 1024 * 1024)  /* largest message accepted */
+/* Default for store_opts.inline_max: bodies up to this size live in
+ * user.db; larger ones are files.  Chosen by bench/store_append, see
+ * docs/decisions.md. */
+#define STORE_INLINE_MAX_DEFAULT (64u * 1024)
+
+/* System flags (bit values of `sysflags`).  \Recent is not stored. */
+#define STORE_FLAG_SEEN     0x01u
+#define STORE_FLAG_ANSWERED 0x02u
+#define STORE_FLAG_FLAGGED  0x04u
+#define STORE_FLAG_DELETED  0x08u
+#define STORE_FLAG_DRAFT    0x10u
+#define STORE_FLAGS_ALL     0x1fu
+
+/* ------------------------------------------------------------------ */
+/* Server root                                                         */
+
+struct store_opts {
+	bool read_only;                  /* refuse every write: ERR_PERM "read-only replica" */
+	uint64_t quota_default_bytes;    /* limit for users without their own; 0 = unlimited */
+	uint64_t quota_default_messages; /* ditto */
+	size_t inline_max;               /* bodies <= this are rows of user.db; 0 = all files;
+	                                    SIZE_MAX = all inline.  Default STORE_INLINE_MAX_DEFAULT */
+	int busy_timeout_ms;             /* SQLite busy timeout; 0 = 30000 */
+};
+
+/* Fill opts with the defaults (read-write, unlimited quota, default
+ * inline threshold). */
+void store_opts_init(struct store_opts *opts);
+/* Defaults, then castor.conf's quota_default_bytes,
+ * quota_default_messages and blob_inline_max.  read_only is left false:
+ * the caller decides it from the stored role (store_server_get). */
+struct conf;
+void store_opts_from_conf(struct store_opts *opts, const struct conf *conf);
+
+/* Create a server root: <root>/{db,spool,sync/log,sync/cursor,run,
+ * quarantine,deleted} and db/users.db with the server row (role
+ * "master" or "replica", epoch 1).  Existing directories are fine; an
+ * existing users.db is ERR_EXISTS. */
+int store_create(const char *root, const char *role, struct err *err);
+
+/* Open a server root created by store_create.  opts NULL = defaults. */
+struct store *store_open(const char *root, const struct store_opts *opts, struct err *err);
+/* Close and NULL *st.  Every store_user from it must be closed first. */
+void store_close(struct store **st);
+const char *store_root(const struct store *st);
+/* Switch read-only mode at run time (failover). */
+void store_set_read_only(struct store *st, bool read_only);
+bool store_is_read_only(const struct store *st);
+
+/* Server role and fencing epoch (users.db `server` table).
+ * role_r gets "master" or "replica" (static string). */
+int store_server_get(struct store *st, const char **role_r, uint64_t *epoch_r, struct err *err);
+/* Set both (role "master"|"replica").  The one write that ignores
+ * read_only: promotion runs on a read-only replica. */
+int store_server_set(struct store *st, const char *role, uint64_t epoch, struct err *err);
+
+/* ------------------------------------------------------------------ */
+/* Change notification                                                 */
+
+enum store_change_kind {
+	STORE_CHANGE_MAILBOX = 1, /* records or the mailbox row changed (create/rename/delete too) */
+	STORE_CHANGE_SUB,         /* subscriptions */
+	STORE_CHANGE_USER,        /* user created, or quota changed */
+	STORE_CHANGE_UNUSER,      /* user deleted */
+	STORE_CHANGE_PASSWORD,    /* password changed */
+};
+
+/* Called once per (kind, mailbox) after each durable commit, in the
+ * process that committed.  mailbox_id is the uniqueid for
+ * STORE_CHANGE_MAILBOX, NULL otherwise.  Must not call back into the
+ * store with the same user handle. */
+typedef void (*store_change_hook_fn)(void *ctx, const char *user,
+	enum store_change_kind kind, const char *mailbox_id);
+void store_set_change_hook(struct store *st, store_change_hook_fn fn, void *ctx);
+
+/* ------------------------------------------------------------------ */
+/* Users (users.db)                                                    */
+
+/* User names: 1..STORE_USER_NAME_MAX bytes of [a-z0-9._+@-], first
+ * character [a-z0-9].  Lower-case only: services fold logins. */
+bool store_user_name_valid(const char *name);
+
+/* Add a user (password NULL: no password, login impossible).  Creates
+ * the spool directory and user.db with INBOX.  ERR_EXISTS if present. */
+int store_user_add(struct store *st, const char *name, const char *password, struct err *err);
+/* Delete a user: the users row goes first, then the spool directory is
+ * moved to <root>/deleted/<name>.<unixtime>.  ERR_NOTFOUND if absent. */
+int store_user_del(struct store *st, const char *name, struct err *err);
+/* Set the password (yescrypt hash); NULL clears it. */
+int store_user_passwd(struct store *st, const char *name, const char *password, struct err *err);
+/* Set the password hash directly (replication: copies the hash). */
+int store_user_set_hash(struct store *st, const char *name, const char *hash, struct err *err);
+/* 1 password matches, 0 it does not (or no password / no such user),
+ * -1 error. */
+int store_user_verify(struct store *st, const char *name, const char *password, struct err *err);
+/* 1 exists, 0 not, -1 error. */
+int store_user_exists(struct store *st, const char *name, struct err *err);
+/* Quota limits: -1 = the server default, 0 = unlimited, else the limit. */
+int store_user_set_quota(struct store *st, const char *name, int64_t bytes, int64_t messages,
+	struct err *err);
+
+struct store_userinfo {
+	char name[STORE_USER_NAME_MAX + 1];
+	int64_t quota_bytes;     /* as stored: -1 default, 0 unlimited, else limit */
+	int64_t quota_messages;
+	int64_t created;         /* unix time */
+	bool has_password;
+	const char *hash;        /* password hash or NULL; valid during the callback */
+};
+/* Calls fn for every user in name order; fn returning non-zero stops
+ * the walk (store_user_list then returns that value). */
+typedef int (*store_user_fn)(void *ctx, const struct store_userinfo *ui);
+int store_user_list(struct store *st, store_user_fn fn, void *ctx, struct err *err);
+int store_user_info(struct store *st, const char *name, struct store_userinfo *ui_r, struct err *err);
+
+/* The spool directory of a user (no check that it exists). */
+void store_user_dir(const struct store *st, const char *name, struct buf *out);
+
+/* ------------------------------------------------------------------ */
+/* User database handle                                                */
+
+/* Open a user's database (creating user.db and INBOX if the users row
+ * exists but the database does not).  ERR_NOTFOUND for unknown users. */
+struct store_user *store_user_open(struct store *st, const char *name, struct err *err);
+void store_user_close(struct store_user **u);
+const char *store_user_name(const struct store_user *u);
+
+/* Highest modseq ever assigned in this user's database. */
+int store_user_modseq(struct store_user *u, uint64_t *modseq_r, struct err *err);
+
+/* Enumerate users with their highestmodseq (opens each user database
+ * read-only in turn; for anti-entropy). */
+typedef int (*store_user_modseq_fn)(void *ctx, const char *user, uint64_t highestmodseq);
+int store_user_list_modseq(struct store *st, store_user_modseq_fn fn, void *ctx, struct err *err);
+
+/* Explicit transaction: every call between begin and commit on this
+ * handle is one SQLite write transaction (BEGIN IMMEDIATE); a call that
+ * fails inside it is rolled back alone (savepoint) and the transaction
+ * stays open.  commit returns 0 only once everything is durable; the
+ * change hook runs after it.  rollback discards everything.  Not
+ * nestable: begin while open is ERR_INVALID. */
+int store_txn_begin(struct store_user *u, struct err *err);
+int store_txn_commit(struct store_user *u, struct err *err);
+void store_txn_rollback(struct store_user *u);
+
+/* ------------------------------------------------------------------ */
+/* Mailboxes                                                           */
+
+struct store_mailbox {
+	char uniqueid[STORE_UNIQUEID_LEN + 1];
+	char name[STORE_MBOX_NAME_MAX + 1];
+	uint32_t uidvalidity;
+	uint32_t uidnext;
+	uint64_t highestmodseq;   /* highest modseq of the mailbox or any of its records */
+	uint64_t createdmodseq;
+	uint64_t modseq;          /* last change to the mailbox row itself */
+	uint64_t deleted_modseq;  /* 0 live, else tombstone */
+	uint32_t sync_crc;        /* XOR of store_record_crc() over live records */
+	char specialuse[STORE_SPECIALUSE_MAX + 1]; /* "\Sent" ... or "" */
+};
+
+/* Validate a name (see above); on success writes the normalised name
+ * ("inbox/x" -> "INBOX/x") into norm (STORE_MBOX_NAME_MAX+1 bytes). */
+int store_mailbox_name_check(const char *name, char *norm, struct err *err);
+
+/* Create a mailbox; specialuse NULL or "" for none, else one or more
+ * of \All \Archive \Drafts \Flagged \Junk \Sent \Trash separated by
+ * spaces.  mb_r (may be NULL) receives the new row.  Parents are not
+ * created (IMAP lists a missing parent as \NonExistent).  ERR_EXISTS
+ * for a live mailbox of the same name. */
+int store_mailbox_create(struct store_user *u, const char *name, const char *specialuse,
+	struct store_mailbox *mb_r, struct err *err);
+/* Look up a live mailbox by name. */
+int store_mailbox_get(struct store_user *u, const char *name, struct store_mailbox *mb_r,
+	struct err *err);
+/* Look up by uniqueid; with include_deleted a tombstone is returned too. */
+int store_mailbox_get_id(struct store_user *u, const char *mailbox_id, bool include_deleted,
+	struct store_mailbox *mb_r, struct err *err);
+/* Rename a mailbox and all its children (uniqueids unchanged).
+ * ERR_NOTFOUND old missing, ERR_EXISTS new (or a child's new name)
+ * taken, ERR_PERM new is old's child.  Renaming INBOX moves its
+ * messages to a new mailbox `newname` and leaves INBOX empty (RFC 3501).
+ * Subscriptions keep their names (as Dovecot). */
+int store_mailbox_rename(struct store_user *u, const char *oldname, const char *newname,
+	struct err *err);
+/* Delete (tombstone) a mailbox; its records stay (for undelete and
+ * replication) but leave quota.  Children are not deleted.  INBOX is
+ * ERR_PERM. */
+int store_mailbox_delete(struct store_user *u, const char *name, struct err *err);
+int store_mailbox_set_specialuse(struct store_user *u, const char *name, const char *specialuse,
+	struct err *err);
+
+/* LIST.  pattern uses IMAP wildcards: '*' matches anything, '%' anything
+ * but '/'.  "INBOX" prefix matches case-insensitively.  Matching names
+ * are given in name order. */
+#define STORE_LIST_SUBSCRIBED  0x01 /* only subscribed names (LSUB/LIST (SUBSCRIBED)),
+                                       including subscribed names with no mailbox */
+#define STORE_LIST_DELETED     0x02 /* also tombstones (replication, dump) */
+#define STORE_LIST_NO_PARENTS  0x04 /* do not report missing parents as \NonExistent */
+
+#define STORE_MBATTR_HASCHILDREN   0x01
+#define STORE_MBATTR_HASNOCHILDREN 0x02
+#define STORE_MBATTR_NONEXISTENT   0x04 /* a parent or subscription without a mailbox */
+#define STORE_MBATTR_SUBSCRIBED    0x08
+#define STORE_MBATTR_DELETED       0x10 /* a tombstone (STORE_LIST_DELETED) */
+
+/* mb is NULL for \NonExistent entries (then name is in `name`). */
+typedef int (*store_list_fn)(void *ctx, const char *name, unsigned attrs,
+	const struct store_mailbox *mb);
+int store_mailbox_list(struct store_user *u, const char *pattern, unsigned flags,
+	store_list_fn fn, void *ctx, struct err *err);
+/* Does name match an IMAP LIST pattern?  (Exposed for tests and IMAP.) */
+bool store_list_match(const char *pattern, const char *name);
+
+struct store_status {
+	uint32_t messages;
+	uint32_t recent;      /* uids >= the mailbox's first recent uid */
+	uint32_t unseen;
+	uint32_t deleted;     /* live records with \Deleted */
+	uint32_t uidnext;
+	uint32_t uidvalidity;
+	uint64_t highestmodseq;
+	uint64_t size;        /* bytes of live records */
+};
+int store_mailbox_status(struct store_user *u, const char *name, struct store_status *st_r,
+	struct err *err);
+int store_mailbox_status_id(struct store_user *u, const char *mailbox_id,
+	struct store_status *st_r, struct err *err);
+
+/* Subscriptions (names need not exist).  Bumps modseq. */
+int store_subscribe(struct store_user *u, const char *name, bool subscribe, struct err *err);
+/* 1 subscribed, 0 not, -1 error. */
+int store_subscribed(struct store_user *u, const char *name, struct err *err);
+
+/* ------------------------------------------------------------------ */
+/* Flags                                                               */
+
+/* Parse an IMAP flag list body ("\Seen $Junk foo", no parentheses):
+ * system flags into *sys_r, keywords into kw_r (canonical: space
+ * separated, deduplicated case-insensitively, sorted by bytes).
+ * \Recent is ignored; unknown \X is ERR_INVALID; keywords must be
+ * atoms.  Seen state is the \Seen flag of each record (mailboxes
+ * have one owner). */
+int store_flags_parse(const char *s, uint32_t *sys_r, struct buf *kw_r, struct err *err);
+/* Canonical flag string: system flags in the order \Answered \Flagged
+ * \Deleted \Seen \Draft, then keywords; what the sync CRC covers. */
+void store_flags_format(uint32_t sys, const char *keywords, struct buf *out);
+
+/* ------------------------------------------------------------------ */
+/* Records                                                             */
+
+struct store_range {
+	uint32_t lo, hi;   /* inclusive; lo <= hi */
+};
+
+/* A growable list of uids. */
+struct store_uids {
+	uint32_t *v;
+	size_t n, cap;
+};
+void store_uids_add(struct store_uids *l, uint32_t uid);
+void store_uids_free(struct store_uids *l);
+
+struct store_record {
+	uint32_t uid;
+	char guid[STORE_GUID_LEN + 1];
+	uint64_t size;
+	int64_t internaldate;     /* unix seconds */
+	uint32_t sysflags;
+	const char *keywords;     /* canonical; owned by whoever handed out the record */
+	uint64_t modseq;
+	uint64_t expunged_modseq; /* 0 live */
+};
+
+/* The CRC that the mailbox sync checksum XORs together:
+ * crc32 of "<uid> <modseq> <flags> <guid>" with flags as
+ * store_flags_format().  Both ends of replication compute it here. */
+uint32_t store_record_crc(const struct store_record *r);
+
+/* One message to append. */
+struct store_append_msg {
+	const char *data;         /* the raw message (CRLF line ends as received) */
+	size_t len;
+	int64_t internaldate;     /* 0 = now */
+	uint32_t sysflags;
+	const char *keywords;     /* space separated or NULL */
+};
+struct store_append_result {
+	uint32_t uid;
+	uint64_t modseq;
+	char guid[STORE_GUID_LEN + 1];
+};
+
+/* Append n messages to a mailbox in one transaction (MULTIAPPEND, a
+ * batch of deliveries).  res[i] gets each message's uid/guid/modseq;
+ * uidvalidity_r (may be NULL) the mailbox's.  Refused with ERR_QUOTA
+ * when the user's usage plus the batch would exceed a limit,
+ * ERR_TOOBIG for a message over STORE_MESSAGE_MAX, and nothing is
+ * appended then.  The ENVELOPE/BODYSTRUCTURE are computed here, once.
+ * Durable when it returns 0. */
+int store_append(struct store_user *u, const char *mailbox_id,
+	const struct store_append_msg *msgs, size_t n, struct store_append_result *res,
+	uint32_t *uidvalidity_r, struct err *err);
+
+enum store_flags_op {
+	STORE_FLAGS_ADD,
+	STORE_FLAGS_REMOVE,
+	STORE_FLAGS_REPLACE,
+};
+/* STORE: change flags of the live records whose uid is in the ranges.
+ * unchangedsince 0 = no condition; otherwise records whose modseq is
+ * above it are left alone and their uids added to failed_r (may be
+ * NULL; RFC 7162 MODIFIED).  Records whose flags do not actually change
+ * keep their modseq.  changed_r (may be NULL) gets the uids changed;
+ * modseq_r (may be NULL) the modseq they got (0 if none changed).
+ * Unknown uids are ignored (IMAP semantics). */
+int store_flags(struct store_user *u, const char *mailbox_id, const struct store_range *ranges,
+	size_t nranges, enum store_flags_op op, uint32_t sysflags, const char *keywords,
+	uint64_t unchangedsince, struct store_uids *changed_r, struct store_uids *failed_r,
+	uint64_t *modseq_r, struct err *err);
+
+/* EXPUNGE: tombstone live records.  ranges NULL = every record; with
+ * only_deleted, only records flagged \Deleted (IMAP EXPUNGE / UID
+ * EXPUNGE); without it, exactly the uids given (POP3 DELE).
+ * expunged_r (may be NULL) gets the uids expunged, ascending. */
+int store_expunge(struct store_user *u, const char *mailbox_id, const struct store_range *ranges,
+	size_t nranges, bool only_deleted, struct store_uids *expunged_r, struct err *err);
+
+/* COPY / MOVE the live records in ranges from one mailbox to another
+ * (same user; the blob is shared, never copied).  Flags, keywords and
+ * internaldate are kept.  src_r/dst_r (may be NULL) get matching uid
+ * lists for COPYUID; dst_uidvalidity_r the destination's.  MOVE
+ * expunges the sources in the same transaction.  Quota applies to
+ * copies.  Copy into the same mailbox is allowed (new uids). */
+int store_copy(struct store_user *u, const char *src_id, const struct store_range *ranges,
+	size_t nranges, const char *dst_id, bool move, struct store_uids *src_r,
+	struct store_uids *dst_r, uint32_t *dst_uidvalidity_r, struct err *err);
+
+/* A record with its parsed MIME data (malloc'd strings; NULL when the
+ * MIME parser was unavailable at append). */
+struct store_record_full {
+	struct store_record rec;
+	char *keywords;           /* rec.keywords points here */
+	char *envelope;           /* IMAP ENVELOPE, parenthesised */
+	char *bodystructure;      /* IMAP BODYSTRUCTURE (extensible form) */
+	char *body;               /* IMAP BODY (non-extensible form) */
+	void *parts;              /* serialised part tree (mime engineer's format) */
+	size_t parts_len;
+};
+/* Fetch one record (live or tombstone) by uid. */
+int store_record_get(struct store_user *u, const char *mailbox_id, uint32_t uid,
+	struct store_record_full *r, struct err *err);
+void store_record_full_free(struct store_record_full *r);
+
+/* Records of a mailbox with modseq > since (including tombstones), in
+ * uid order; since 0 = all.  fn returning non-zero stops the walk. */
+typedef int (*store_record_fn)(void *ctx, const struct store_record *r);
+int store_records_since(struct store_user *u, const char *mailbox_id, uint64_t since,
+	store_record_fn fn, void *ctx, struct err *err);
+
+/* Everything in the user with modseq > since, in modseq order: one
+ * indexed query.  kind MAILBOX: a mailbox row changed (created,
+ * renamed, deleted: mb set, rec NULL); RECORD: a record changed
+ * (appended, flags, expunged: mb->uniqueid names its mailbox, rec
+ * set); SUB: a subscription (name, subscribed). */
+enum store_change_item { STORE_ITEM_MAILBOX = 1, STORE_ITEM_RECORD, STORE_ITEM_SUB };
+struct store_change {
+	enum store_change_item item;
+	uint64_t modseq;
+	const char *mailbox_id;              /* MAILBOX, RECORD */
+	const struct store_mailbox *mb;      /* MAILBOX */
+	const struct store_record *rec;      /* RECORD */
+	const char *sub_name;                /* SUB */
+	bool subscribed;                     /* SUB */
+};
+typedef int (*store_change_fn)(void *ctx, const struct store_change *c);
+int store_changes_since(struct store_user *u, uint64_t since, store_change_fn fn, void *ctx,
+	struct err *err);
+
+/* ------------------------------------------------------------------ */
+/* Message bodies                                                      */
+
+/* A mapped body: data/len valid until store_blob_release. */
+struct store_blob {
+	const char *data;
+	size_t len;
+	void *priv_map;     /* internal */
+	size_t priv_maplen; /* internal */
+	char *priv_copy;    /* internal */
+};
+/* Map the body named by guid (mmap for files, a copy for inline
+ * bodies).  Only bodies whose blob row is committed are served: an
+ * orphan file left by a crash is ERR_NOTFOUND. */
+int store_blob_map(struct store_user *u, const char *guid, struct store_blob *b, struct err *err);
+void store_blob_release(struct store_blob *b);
+/* Read the body into out (appended). */
+int store_blob_read(struct store_user *u, const char *guid, struct buf *out, struct err *err);
+/* 1 present, 0 absent, -1 error (replication: reserve). */
+int store_blob_exists(struct store_user *u, const char *guid, struct err *err);
+/* SHA-1 hex of data into guid (STORE_GUID_LEN+1 bytes). */
+void store_guid(const void *data, size_t len, char *guid);
+
+/* ------------------------------------------------------------------ */
+/* Mailbox snapshot (IMAP SELECT)                                      */
+
+struct store_snaprec {
+	uint32_t uid;
+	uint32_t sysflags;
+	uint64_t modseq;
+	uint64_t size;
+	int64_t internaldate;
+	const char *keywords;       /* owned by the snapshot */
+	char guid[STORE_GUID_LEN + 1];
+	bool expunged;              /* expunged, not yet removed (refresh without EXPUNGE) */
+};
+struct store_snapshot {
+	char mailbox_id[STORE_UNIQUEID_LEN + 1];
+	uint32_t uidvalidity;
+	uint32_t uidnext;
+	uint64_t modseq;            /* highestmodseq this snapshot reflects */
+	uint32_t first_recent;      /* uids >= this are \Recent for this session; 0 = none */
+	size_t n;                   /* records, ascending uid; seq number = index + 1 */
+	struct store_snaprec *recs;
+	void *priv;
+};
+#define STORE_SNAP_CLAIM_RECENT 0x01  /* SELECT (not EXAMINE): take the \Recent messages */
+
+/* Take a consistent snapshot of a mailbox's live records (one read
+ * transaction: concurrent appends are either wholly in or out). */
+int store_snapshot_open(struct store_user *u, const char *mailbox_id, unsigned flags,
+	struct store_snapshot **snap_r, struct err *err);
+void store_snapshot_free(struct store_snapshot **snap);
+
+/* What a refresh found.  expunged_seq: the sequence numbers to send as
+ * "* n EXPUNGE", in the order to send them (each already adjusted for
+ * the ones before it).  new_exists: EXISTS count when records were
+ * added (else 0).  changed_seq: new sequence numbers of surviving
+ * records whose flags/modseq changed (send FETCH FLAGS). */
+struct store_snapdiff {
+	struct store_uids expunged_seq;
+	struct store_uids changed_seq;
+	uint32_t new_exists;
+	uint32_t new_recent;
+	bool uidvalidity_changed;   /* the mailbox was deleted/recreated: session must end */
+	bool mailbox_gone;
+};
+#define STORE_REFRESH_EXPUNGE 0x01  /* remove expunged records now (else mark them) */
+/* Bring snap up to date with everything committed since snap->modseq
+ * and report the difference.  Cost is proportional to the changes. */
+int store_snapshot_refresh(struct store_user *u, struct store_snapshot *snap, unsigned flags,
+	struct store_snapdiff *d, struct err *err);
+void store_snapdiff_free(struct store_snapdiff *d);
+
+/* ------------------------------------------------------------------ */
+/* Quota                                                               */
+
+struct store_quota {
+	uint64_t used_bytes;
+	uint64_t used_messages;
+	uint64_t limit_bytes;     /* 0 unlimited */
+	uint64_t limit_messages;  /* 0 unlimited */
+};
+int store_quota_get(struct store_user *u, struct store_quota *q, struct err *err);
+
+/* ------------------------------------------------------------------ */
+/* Cross-process wake-up (IMAP IDLE)                                   */
+
+/* An fd that becomes readable (poll POLLIN) within moments of any
+ * process committing a change to this user.  Implemented with inotify
+ * on the user's `notify` file, which every committer touches after its
+ * commit is durable.  The fd belongs to the handle (closed with it). */
+int store_user_watch_fd(struct store_user *u, struct err *err);
+/* Drain the fd after it polled readable (non-blocking). */
+void store_user_watch_ack(struct store_user *u);
+
+/* ------------------------------------------------------------------ */
+/* Replication: apply explicit values                                  */
+
+/* Create or update a mailbox by uniqueid with exactly the given name,
+ * uidvalidity, uidnext, highestmodseq, createdmodseq, modseq,
+ * deleted_modseq and specialuse (sync_crc is ignored: it is derived).
+ * ERR_EXISTS when another live mailbox holds the name. */
+int store_repl_mailbox(struct store_user *u, const struct store_mailbox *mb, struct err *err);
+/* Insert or update a record with explicit uid, guid, size,
+ * internaldate, flags, modseq, expunged_modseq.  The blob must be
+ * present (ERR_NOTFOUND).  A different guid under an existing uid is
+ * ERR_CONFLICT (the caller resolves).  Raises the mailbox's uidnext
+ * and highestmodseq and the user's modseq counter as needed; keeps the
+ * sync checksum and quota usage exact. */
+int store_repl_record(struct store_user *u, const char *mailbox_id, const struct store_record *r,
+	struct err *err);
+/* Store a body (verifying that its SHA-1 is guid, ERR_CORRUPT if not);
+ * present already is fine. */
+int store_repl_blob(struct store_user *u, const char *guid, const void *data, size_t len,
+	struct err *err);
+/* Set a subscription with an explicit modseq. */
+int store_repl_sub(struct store_user *u, const char *name, bool subscribed, uint64_t modseq,
+	struct err *err);
+/* Raise the user's modseq counter to at least modseq. */
+int store_repl_modseq(struct store_user *u, uint64_t modseq, struct err *err);
+
+/* Remove tombstones with expunged/deleted modseq <= upto (all channels
+ * have seen them), and bodies no record names any more.  Returns the
+ * number of records removed, or -1. */
+int64_t store_purge(struct store_user *u, uint64_t upto, struct err *err);
+
+/* ------------------------------------------------------------------ */
+/* Consistency check                                                   */
+
+/* Check one user: SQLite integrity, blob rows vs files (missing,
+ * orphan, wrong size, stray temporaries), every record's blob present,
+ * modseq monotonicity (nothing above the counter, mailbox
+ * highestmodseq >= its records', uid < uidnext), sync checksums and
+ * quota usage recomputed, INBOX present, names valid and unique.  Each
+ * problem is reported as one line through report (may be NULL).  With
+ * repair, what can be fixed is fixed (orphans removed, counters
+ * raised, checksums and usage rewritten, INBOX recreated); records
+ * whose blob is missing are reported, never silently dropped.
+ * Returns the number of problems found (0 = clean), -1 on error. */
+typedef void (*store_report_fn)(void *ctx, const char *line);
+int store_check(struct store *st, const char *user, bool repair, store_report_fn report,
+	void *ctx, struct err *err);
+
+/* ------------------------------------------------------------------ */
+/* Statistics (per process, for benchmarks and tests)                  */
+
+struct store_stats {
+	uint64_t commits;         /* durable commits made by this process */
+	uint64_t wal_syncs;       /* WAL fdatasyncs this process made as group-commit leader */
+	uint64_t blob_syncs;      /* blob file fsyncs */
+	uint64_t dir_syncs;       /* directory fsyncs */
+	uint64_t sqlite_syncs;    /* syncs SQLite itself issued (checkpoints, users.db) */
+	uint64_t shared_commits;  /* commits made durable by another's fsync */
+	uint64_t appended;        /* messages appended */
+};
+void store_stats_get(struct store_stats *s);
+void store_stats_reset(void);
+
+#endif

@@ -1,0 +1,395 @@
+/*
+ * store_blob.c - message bodies, named by GUID (SHA-1 of the raw
+ * message, 40 lower-case hex digits), deduplicated within a user.
+ *
+ * Placement: a body of at most opts.inline_max bytes is a row of the
+ * user database (blobs.data), so the WAL fsync of its transaction makes
+ * body and index durable together; a larger body is an immutable file
+ * <userdir>/blobs/<gg>/<guid> (gg = first two hex digits) and its blobs
+ * row has data NULL.  The choice and the figures behind it are in
+ * docs/decisions.md.
+ *
+ * Durability order for a file body (M5 in store_user.c):
+ *   1. write <gg>/.tmp.<guid>.<pid>.<n>        (failpoint store.append.after_blob_write)
+ *   2. fsync the temporary file                 (failpoint store.append.after_blob_fsync)
+ *   3. rename it to <gg>/<guid>
+ *   4. fsync <gg>/ (and blobs/ when <gg> was just created)
+ *   5. INSERT the blobs row and the record in one transaction
+ *   6. COMMIT + group-commit WAL fdatasync; only then is success returned
+ * So a committed blobs row always names a complete, durable file.
+ *
+ * Recovery: a crash between 1 and 6 leaves a temporary file or a file
+ * that no blobs row names (an orphan).  Orphans are never served:
+ * store_blob_map() looks the GUID up in the blobs table first.
+ * store_check(repair) removes orphans and temporaries while holding
+ * blobs.lock exclusively; writers hold it shared from step 1 to step 6,
+ * so the sweep cannot remove a body whose commit is in flight.  A file
+ * whose name matches a GUID but which no row names is re-verified
+ * (fsynced again) before a new row adopts it.
+ */
+#include "store/store.h"
+#include "store/store_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lib/atomicfile.h"
+#include "lib/failpoint.h"
+#include "lib/log.h"
+#include "lib/str.h"
+#include "lib/xalloc.h"
+
+void
+store_guid(const void *data, size_t len, char *guid)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+
+	if (EVP_Digest(data, len, md, &mdlen, EVP_sha1(), NULL) != 1 || mdlen != 20) {
+		log_error("SHA-1 failed");
+		abort();
+	}
+	str_hex(md, 20, guid);
+}
+
+bool
+store_guid_valid(const char *guid)
+{
+	if (guid == NULL)
+		return false;
+	for (int i = 0; i < STORE_GUID_LEN; i++) {
+		char c = guid[i];
+		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+			return false;
+	}
+	return guid[STORE_GUID_LEN] == '\0';
+}
+
+void
+store_blob_path(const struct store_user *u, const char *guid, struct buf *out)
+{
+	buf_printf(out, "%s/blobs/%.2s/%s", u->dir, guid, guid);
+}
+
+bool
+store_blob_is_inline(const struct store_user *u, size_t len)
+{
+	size_t max = u->st->opts.inline_max;
+
+	return max > 0 && len <= max;
+}
+
+int
+store_blob_lock(struct store_user *u, bool exclusive, struct err *err)
+{
+	if (u->blob_lock_held)
+		return 0;
+	if (u->blob_lock_fd < 0) {
+		struct buf p = BUF_INIT;
+		buf_printf(&p, "%s/blobs.lock", u->dir);
+		u->blob_lock_fd = open(buf_cstr(&p), O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+		if (u->blob_lock_fd < 0) {
+			err_errno(err, ERR_TEMP, "open %s", buf_cstr(&p));
+			buf_free(&p);
+			return -1;
+		}
+		buf_free(&p);
+	}
+	while (flock(u->blob_lock_fd, exclusive ? LOCK_EX : LOCK_SH) < 0) {
+		if (errno != EINTR)
+			return err_errno(err, ERR_TEMP, "flock blobs.lock");
+	}
+	u->blob_lock_held = true;
+	u->blob_lock_excl = exclusive;
+	return 0;
+}
+
+void
+store_blob_unlock_shared(struct store_user *u)
+{
+	if (!u->blob_lock_excl)
+		store_blob_unlock(u);
+}
+
+void
+store_blob_unlock(struct store_user *u)
+{
+	if (u->blob_lock_held) {
+		flock(u->blob_lock_fd, LOCK_UN);
+		u->blob_lock_held = false;
+		u->blob_lock_excl = false;
+	}
+}
+
+static int
+blob_row_exists(struct store_user *u, const char *guid, struct err *err)
+{
+	sqlite3_stmt *s = store_user_stmt(u, "SELECT 1 FROM blobs WHERE guid = ?", err);
+	int rc;
+
+	if (s == NULL)
+		return -1;
+	sqlite3_bind_text(s, 1, guid, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	if (rc == SQLITE_ROW)
+		return 1;
+	if (rc == SQLITE_DONE)
+		return 0;
+	return store_sql_err(u->db, rc, err, "blob lookup");
+}
+
+int
+store_blob_exists(struct store_user *u, const char *guid, struct err *err)
+{
+	if (!store_guid_valid(guid))
+		return err_set(err, ERR_INVALID, "malformed guid");
+	return blob_row_exists(u, guid, err);
+}
+
+static int
+fsync_path(const char *path, struct err *err)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return err_errno(err, ERR_TEMP, "open %s", path);
+	if (fsync(fd) < 0) {
+		err_errno(err, ERR_TEMP, "fsync %s", path);
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	store_stats_g.blob_syncs++;
+	return 0;
+}
+
+/* Write the file durably (steps 1-4).  An existing file of the right
+ * size is made durable again rather than rewritten. */
+static int
+blob_file_write(struct store_user *u, const char *guid, const void *data, size_t len,
+	struct err *err)
+{
+	static unsigned long seq;
+	struct buf dir = BUF_INIT, path = BUF_INIT, tmp = BUF_INIT;
+	struct stat sb;
+	int fd = -1, rc = -1;
+
+	buf_printf(&dir, "%s/blobs/%.2s", u->dir, guid);
+	buf_printf(&path, "%s/%s", buf_cstr(&dir), guid);
+	if (stat(buf_cstr(&path), &sb) == 0 && S_ISREG(sb.st_mode) && (size_t)sb.st_size == len) {
+		/* Left by a crash or written by a concurrent appender: make sure
+		 * it is durable before a row names it. */
+		if (fsync_path(buf_cstr(&path), err) < 0 || fsync_dir(buf_cstr(&dir), err) < 0)
+			goto out;
+		store_stats_g.dir_syncs++;
+		rc = 0;
+		goto out;
+	}
+	if (mkdir(buf_cstr(&dir), 0750) == 0) {
+		struct buf parent = BUF_INIT;
+		buf_printf(&parent, "%s/blobs", u->dir);
+		rc = fsync_dir(buf_cstr(&parent), err);
+		buf_free(&parent);
+		store_stats_g.dir_syncs++;
+		if (rc < 0)
+			goto out;
+		rc = -1;
+	} else if (errno != EEXIST) {
+		err_errno(err, ERR_TEMP, "mkdir %s", buf_cstr(&dir));
+		goto out;
+	}
+	buf_printf(&tmp, "%s/.tmp.%s.%ld.%lu", buf_cstr(&dir), guid, (long)getpid(), ++seq);
+	fd = open(buf_cstr(&tmp), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+	if (fd < 0) {
+		err_errno(err, ERR_TEMP, "create %s", buf_cstr(&tmp));
+		goto out;
+	}
+	if (write_all(fd, data, len) < 0) {
+		err_errno(err, ERR_TEMP, "write %s", buf_cstr(&tmp));
+		goto unlink;
+	}
+	if (FAILPOINT("store.append.after_blob_write") < 0) {
+		err_set(err, ERR_TEMP, "failpoint store.append.after_blob_write");
+		goto unlink;
+	}
+	if (fsync(fd) < 0) {
+		err_errno(err, ERR_TEMP, "fsync %s", buf_cstr(&tmp));
+		goto unlink;
+	}
+	store_stats_g.blob_syncs++;
+	if (FAILPOINT("store.append.after_blob_fsync") < 0) {
+		err_set(err, ERR_TEMP, "failpoint store.append.after_blob_fsync");
+		goto unlink;
+	}
+	close(fd);
+	fd = -1;
+	if (rename(buf_cstr(&tmp), buf_cstr(&path)) < 0) {
+		err_errno(err, ERR_TEMP, "rename %s", buf_cstr(&tmp));
+		goto unlink;
+	}
+	if (fsync_dir(buf_cstr(&dir), err) < 0)
+		goto out;
+	store_stats_g.dir_syncs++;
+	rc = 0;
+	goto out;
+unlink:
+	unlink(buf_cstr(&tmp));
+out:
+	if (fd >= 0)
+		close(fd);
+	buf_free(&dir);
+	buf_free(&path);
+	buf_free(&tmp);
+	return rc;
+}
+
+int
+store_blob_prewrite(struct store_user *u, const char *guid, const void *data, size_t len,
+	struct err *err)
+{
+	int r;
+
+	if (store_blob_is_inline(u, len))
+		return 0;
+	r = blob_row_exists(u, guid, err);
+	if (r != 0)
+		return r < 0 ? -1 : 0;
+	return blob_file_write(u, guid, data, len, err);
+}
+
+int
+store_blob_put(struct store_user *u, const char *guid, const void *data, size_t len,
+	bool prewritten, struct err *err)
+{
+	sqlite3_stmt *s;
+	int r;
+
+	r = blob_row_exists(u, guid, err);
+	if (r != 0)
+		return r < 0 ? -1 : 0;
+	if (store_blob_is_inline(u, len)) {
+		s = store_user_stmt(u, "INSERT INTO blobs(guid, size, data) VALUES (?, ?, ?)", err);
+		if (s == NULL)
+			return -1;
+		sqlite3_bind_text(s, 1, guid, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 2, (sqlite3_int64)len);
+		sqlite3_bind_blob64(s, 3, len ? data : "", len, SQLITE_STATIC);
+	} else {
+		if (!prewritten) {
+			if (store_blob_lock(u, false, err) < 0 ||
+			    blob_file_write(u, guid, data, len, err) < 0)
+				return -1;
+		}
+		s = store_user_stmt(u, "INSERT INTO blobs(guid, size, data) VALUES (?, ?, NULL)", err);
+		if (s == NULL)
+			return -1;
+		sqlite3_bind_text(s, 1, guid, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 2, (sqlite3_int64)len);
+	}
+	r = sqlite3_step(s);
+	sqlite3_reset(s);
+	if (r != SQLITE_DONE)
+		return store_sql_err(u->db, r, err, "blob insert");
+	u->dirty = true;
+	if (store_blob_is_inline(u, len) && FAILPOINT("store.append.after_blob_write") < 0)
+		return err_set(err, ERR_TEMP, "failpoint store.append.after_blob_write");
+	return 0;
+}
+
+int
+store_blob_map(struct store_user *u, const char *guid, struct store_blob *b, struct err *err)
+{
+	sqlite3_stmt *s;
+	struct buf path = BUF_INIT;
+	struct stat sb;
+	int rc, fd;
+	uint64_t size;
+
+	memset(b, 0, sizeof(*b));
+	if (!store_guid_valid(guid))
+		return err_set(err, ERR_INVALID, "malformed guid");
+	s = store_user_stmt(u, "SELECT size, data IS NULL, data FROM blobs WHERE guid = ?", err);
+	if (s == NULL)
+		return -1;
+	sqlite3_bind_text(s, 1, guid, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc != SQLITE_ROW) {
+		sqlite3_reset(s);
+		if (rc == SQLITE_DONE)
+			return err_set(err, ERR_NOTFOUND, "no message body %s", guid);
+		return store_sql_err(u->db, rc, err, "blob");
+	}
+	size = (uint64_t)sqlite3_column_int64(s, 0);
+	if (!sqlite3_column_int(s, 1)) {
+		size_t n = (size_t)sqlite3_column_bytes(s, 2);
+		b->priv_copy = xmalloc(n + 1);
+		if (n)
+			memcpy(b->priv_copy, sqlite3_column_blob(s, 2), n);
+		b->priv_copy[n] = '\0';
+		b->data = b->priv_copy;
+		b->len = n;
+		sqlite3_reset(s);
+		return 0;
+	}
+	sqlite3_reset(s);
+	store_blob_path(u, guid, &path);
+	fd = open(buf_cstr(&path), O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		rc = err_errno(err, errno == ENOENT ? ERR_CORRUPT : ERR_TEMP,
+			"message body %s missing", buf_cstr(&path));
+		buf_free(&path);
+		return rc;
+	}
+	if (fstat(fd, &sb) < 0 || (uint64_t)sb.st_size != size) {
+		close(fd);
+		rc = err_set(err, ERR_CORRUPT, "message body %s has the wrong size", buf_cstr(&path));
+		buf_free(&path);
+		return rc;
+	}
+	buf_free(&path);
+	if (size == 0) {
+		close(fd);
+		b->data = "";
+		return 0;
+	}
+	b->priv_map = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, fd, 0);
+	close(fd);
+	if (b->priv_map == MAP_FAILED) {
+		b->priv_map = NULL;
+		return err_errno(err, ERR_TEMP, "mmap message body");
+	}
+	b->priv_maplen = (size_t)size;
+	b->data = b->priv_map;
+	b->len = (size_t)size;
+	return 0;
+}
+
+void
+store_blob_release(struct store_blob *b)
+{
+	if (b->priv_map != NULL)
+		munmap(b->priv_map, b->priv_maplen);
+	free(b->priv_copy);
+	memset(b, 0, sizeof(*b));
+}
+
+int
+store_blob_read(struct store_user *u, const char *guid, struct buf *out, struct err *err)
+{
+	struct store_blob b;
+
+	if (store_blob_map(u, guid, &b, err) < 0)
+		return -1;
+	buf_append(out, b.data, b.len);
+	store_blob_release(&b);
+	return 0;
+}

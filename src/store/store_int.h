@@ -1,0 +1,180 @@
+/*
+ * store_int.h - internals shared by the store's source files.  Not for
+ * use outside src/store.
+ */
+#ifndef CASTOR_STORE_INT_H
+#define CASTOR_STORE_INT_H
+
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "lib/buf.h"
+#include "lib/err.h"
+#include "store/store.h"
+
+/* Per-process counters (store_stats). */
+extern struct store_stats store_stats_g;
+
+struct store {
+	char *root;
+	sqlite3 *db;                 /* db/users.db */
+	struct store_opts opts;
+	store_change_hook_fn hook;
+	void *hook_ctx;
+	int nusers;                  /* open store_user handles */
+};
+
+/* Group commit state of one user database (store_commit.c). */
+struct store_commit {
+	int shm_fd;                  /* commit.shm, also the leader lock (flock) */
+	void *shm;                   /* mapped struct (see store_commit.c) */
+	int wal_fd;                  /* user.db-wal, opened lazily */
+	char *wal_path;
+	char *notify_path;
+	int slot;                    /* our in-flight slot, -1 when none */
+};
+
+int store_commit_open(struct store_commit *c, const char *dir, struct err *err);
+void store_commit_close(struct store_commit *c);
+/* In flight: from the start of an append (or BEGIN of another write)
+ * until its ticket, or its end without one.  A hint that lets a leader
+ * wait for imminent commits. */
+void store_commit_enter(struct store_commit *c);
+void store_commit_leave(struct store_commit *c);
+/* Called right after a successful COMMIT: returns this commit's ticket
+ * (and leaves the in-flight set). */
+uint64_t store_commit_ticket(struct store_commit *c);
+/* Wait until every commit up to ticket is durable (one process fsyncs
+ * the WAL for all). */
+int store_commit_barrier(struct store_commit *c, uint64_t ticket, struct err *err);
+/* After a durable commit: is it this process's turn to checkpoint? */
+bool store_commit_want_checkpoint(struct store_commit *c);
+/* Touch the notify file (wakes IDLE watchers). */
+void store_commit_notify(struct store_commit *c);
+
+struct store_event {
+	enum store_change_kind kind;
+	char mailbox_id[STORE_UNIQUEID_LEN + 1];
+};
+
+#define STORE_STMT_CACHE 48
+
+struct store_user {
+	struct store *st;
+	char *name;
+	char *dir;                   /* spool directory */
+	sqlite3 *db;
+	struct store_commit commit;
+	bool in_txn;                 /* explicit transaction open */
+	bool op_open;                /* an op is running */
+	bool broken;                 /* fsync failed: durability unknown; refuse writes */
+	bool dirty;                  /* the open transaction changed durable state */
+	int read_nested;             /* read_begin calls inside a write transaction */
+	uint64_t op_modseq;          /* modseq of the running op (0 until needed) */
+	size_t op_nevents;           /* events queued before the running op */
+	struct store_event *events;
+	size_t nevents, capevents;
+	int blob_lock_fd;            /* blobs.lock: shared while writing blobs */
+	bool blob_lock_held;
+	bool blob_lock_excl;
+	int watch_fd;                /* inotify, -1 until asked */
+	struct {
+		const char *sql;
+		sqlite3_stmt *stmt;
+	} stmts[STORE_STMT_CACHE];
+};
+
+/* SQLite helpers (store.c). */
+int store_sql_err(sqlite3 *db, int rc, struct err *err, const char *what);
+int store_sql_exec(sqlite3 *db, const char *sql, struct err *err);
+int store_db_open(const char *path, bool create, int busy_ms, bool full_sync, sqlite3 **db_r,
+	struct err *err);
+/* Random 128-bit uniqueid as hex. */
+void store_random_hex(char *out, size_t nbytes);
+uint32_t store_crc32(uint32_t crc, const void *p, size_t n);
+int store_quota_limits(struct store *st, const char *user, uint64_t *bytes_r,
+	uint64_t *msgs_r, struct err *err);
+
+/* Statement cache on a user handle (store_user.c): sql must be a
+ * string literal (the pointer is the key).  The statement is reset and
+ * its bindings cleared. */
+sqlite3_stmt *store_user_stmt(struct store_user *u, const char *sql, struct err *err);
+
+/* Operations (store_user.c).  Every mutating API call is
+ *     if (store_user_op_begin(u, err) < 0) return -1;
+ *     rc = ...work...;
+ *     return store_user_op_end(u, rc, "fp.before_commit", "fp.after_commit", err);
+ * op_begin opens BEGIN IMMEDIATE (or a SAVEPOINT inside an explicit
+ * transaction); op_end rolls back on rc < 0, else commits and waits
+ * for the group-commit barrier, then runs the change hook. */
+int store_user_op_begin(struct store_user *u, struct err *err);
+int store_user_op_end(struct store_user *u, int rc, const char *fp_before, const char *fp_after,
+	struct err *err);
+/* The running op's modseq, allocating it (counter + 1) on first use. */
+int store_user_op_modseq(struct store_user *u, uint64_t *modseq_r, struct err *err);
+void store_user_event(struct store_user *u, enum store_change_kind kind, const char *mailbox_id);
+/* Read transaction helpers. */
+int store_user_read_begin(struct store_user *u, struct err *err);
+void store_user_read_end(struct store_user *u);
+
+/* Mailbox row helpers (store_mailbox.c). */
+struct store_mbrow {
+	int64_t id;
+	struct store_mailbox mb;
+	uint32_t recentuid;
+};
+int store_mailbox_load_id(struct store_user *u, const char *mailbox_id, bool include_deleted,
+	struct store_mbrow *row, struct err *err);
+int store_mailbox_load_name(struct store_user *u, const char *norm_name, struct store_mbrow *row,
+	struct err *err);
+/* Write back uidnext, highestmodseq, sync_crc of row. */
+int store_mailbox_save_counters(struct store_user *u, const struct store_mbrow *row,
+	struct err *err);
+int store_mailbox_create_row(struct store_user *u, const char *norm_name, const char *specialuse,
+	struct store_mbrow *row, struct err *err);
+/* Validate a special-use list; writes the canonical form. */
+int store_mailbox_specialuse_check(const char *s, char *out, size_t outsz, struct err *err);
+
+/* Set a subscription row; modseq 0 = allocate one. */
+int store_mailbox_sub_set(struct store_user *u, const char *norm, bool on, uint64_t modseq,
+	struct err *err);
+
+/* Quota usage (store_user.c). */
+int store_user_usage_add(struct store_user *u, int64_t dbytes, int64_t dmsgs, struct err *err);
+int store_user_usage_get(struct store_user *u, uint64_t *bytes_r, uint64_t *msgs_r,
+	struct err *err);
+/* Refuse when adding (bytes, msgs) would exceed the user's limits. */
+int store_user_quota_check(struct store_user *u, uint64_t add_bytes, uint64_t add_msgs,
+	struct err *err);
+
+/* Blobs (store_blob.c). */
+/* Put a body inside the running op: inline row, or file (written and
+ * synced before the row is inserted).  Dedups by guid. */
+int store_blob_put(struct store_user *u, const char *guid, const void *data, size_t len,
+	bool prewritten, struct err *err);
+/* Write the file of a large body ahead of the transaction (durable on
+ * return): lets concurrent appenders fsync files in parallel. */
+int store_blob_prewrite(struct store_user *u, const char *guid, const void *data, size_t len,
+	struct err *err);
+void store_blob_path(const struct store_user *u, const char *guid, struct buf *out);
+bool store_blob_is_inline(const struct store_user *u, size_t len);
+bool store_guid_valid(const char *guid);
+/* blobs.lock: shared while a blob may be written but not yet committed;
+ * exclusive for the orphan sweep. */
+int store_blob_lock(struct store_user *u, bool exclusive, struct err *err);
+void store_blob_unlock(struct store_user *u);
+/* Release a shared hold at the end of a transaction (an exclusive one stays). */
+void store_blob_unlock_shared(struct store_user *u);
+
+/* Records (store_record.c). */
+int store_record_insert(struct store_user *u, struct store_mbrow *row,
+	const struct store_record *r, const char *envelope, const char *bodystructure,
+	const char *body, const void *parts, size_t parts_len, struct err *err);
+/* Move every live record of src into dst (RENAME INBOX). */
+int store_record_move_all(struct store_user *u, struct store_mbrow *src, struct store_mbrow *dst,
+	struct err *err);
+/* Keyword canonicalisation: parse a space-separated keyword string. */
+int store_keywords_canon(const char *in, struct buf *out, struct err *err);
+
+#endif

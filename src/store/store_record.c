@@ -1,0 +1,1058 @@
+/*
+ * store_record.c - message records: flags, append (with the MIME data
+ * computed once), STORE flags with UNCHANGEDSINCE, EXPUNGE
+ * (tombstones), COPY/MOVE without copying bodies, record reads and the
+ * "changed since modseq N" queries.
+ *
+ * Durable state: the `records` table (format and invariants M1-M5 in
+ * store_user.c).  Every function here that changes records also, in
+ * the same transaction: stamps each changed record with the call's
+ * modseq, raises the mailbox's highestmodseq and uidnext, XORs the
+ * changed records' old/new CRCs into the mailbox's sync_crc, and
+ * adjusts the user's quota usage.
+ *
+ * Append order (see store_blob.c for the file-body steps):
+ *   SHA-1 + MIME parse (no lock) -> large bodies written and fsynced
+ *   (blobs.lock shared) -> BEGIN IMMEDIATE -> quota check -> blob rows,
+ *   record rows, mailbox counters, usage -> COMMIT -> group-commit WAL
+ *   fdatasync -> notify + change hook -> return success.
+ */
+#include "store/store.h"
+#include "store/store_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "lib/failpoint.h"
+#include "lib/log.h"
+#include "lib/str.h"
+#include "lib/xalloc.h"
+#include "store/imapenv.h"
+
+#define REC_COLS "uid, guid, size, internaldate, sysflags, keywords, modseq, expunged_modseq"
+
+/* ------------------------------------------------------------------ */
+/* uid lists */
+
+void
+store_uids_add(struct store_uids *l, uint32_t uid)
+{
+	if (l == NULL)
+		return;
+	if (l->n == l->cap) {
+		l->cap = l->cap ? l->cap * 2 : 16;
+		l->v = xreallocarray(l->v, l->cap, sizeof(*l->v));
+	}
+	l->v[l->n++] = uid;
+}
+
+void
+store_uids_free(struct store_uids *l)
+{
+	if (l == NULL)
+		return;
+	free(l->v);
+	memset(l, 0, sizeof(*l));
+}
+
+/* ------------------------------------------------------------------ */
+/* flags */
+
+static bool
+keyword_char_ok(unsigned char c)
+{
+	/* IMAP atom-char minus "]" (flag-keyword = atom). */
+	if (c <= 0x20 || c >= 0x7f)
+		return false;
+	return strchr("(){%*\"\\]", c) == NULL;
+}
+
+static int
+cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Split a keyword string into words (validated); caller frees words[i]
+ * and words. */
+static int
+keywords_split(const char *in, char ***words_r, size_t *n_r, struct err *err)
+{
+	char **w = NULL;
+	size_t n = 0;
+	const char *p = in ? in : "";
+
+	while (*p) {
+		size_t len;
+		bool dup = false;
+
+		while (*p == ' ')
+			p++;
+		if (*p == '\0')
+			break;
+		len = strcspn(p, " ");
+		for (size_t i = 0; i < len; i++) {
+			if (!keyword_char_ok((unsigned char)p[i])) {
+				for (size_t k = 0; k < n; k++)
+					free(w[k]);
+				free(w);
+				return err_set(err, ERR_INVALID, "invalid keyword %.*s",
+					(int)(len > 64 ? 64 : len), p);
+			}
+		}
+		for (size_t k = 0; k < n; k++)
+			if (strlen(w[k]) == len && strncasecmp(w[k], p, len) == 0)
+				dup = true;
+		if (!dup) {
+			w = xreallocarray(w, n + 1, sizeof(*w));
+			w[n++] = xstrndup(p, len);
+		}
+		p += len;
+	}
+	*words_r = w;
+	*n_r = n;
+	return 0;
+}
+
+static void
+words_free(char **w, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(w[i]);
+	free(w);
+}
+
+static int
+words_join(char **w, size_t n, struct buf *out, struct err *err)
+{
+	if (n > 0)
+		qsort(w, n, sizeof(*w), cmp_str);
+	buf_reset(out);
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			buf_putc(out, ' ');
+		buf_puts(out, w[i]);
+	}
+	if (out->len > STORE_KEYWORDS_MAX)
+		return err_set(err, ERR_INVALID, "too many keywords (more than %d bytes)",
+			STORE_KEYWORDS_MAX);
+	return 0;
+}
+
+int
+store_keywords_canon(const char *in, struct buf *out, struct err *err)
+{
+	char **w;
+	size_t n;
+	int rc;
+
+	if (keywords_split(in, &w, &n, err) < 0)
+		return -1;
+	rc = words_join(w, n, out, err);
+	words_free(w, n);
+	return rc;
+}
+
+static const struct {
+	const char *name;
+	uint32_t bit;
+} sysflag_names[] = {
+	{ "\\Answered", STORE_FLAG_ANSWERED },
+	{ "\\Flagged", STORE_FLAG_FLAGGED },
+	{ "\\Deleted", STORE_FLAG_DELETED },
+	{ "\\Seen", STORE_FLAG_SEEN },
+	{ "\\Draft", STORE_FLAG_DRAFT },
+};
+
+int
+store_flags_parse(const char *s, uint32_t *sys_r, struct buf *kw_r, struct err *err)
+{
+	struct buf kws = BUF_INIT;
+	const char *p = s ? s : "";
+	uint32_t sys = 0;
+	int rc;
+
+	while (*p) {
+		size_t len;
+		while (*p == ' ')
+			p++;
+		if (*p == '\0')
+			break;
+		len = strcspn(p, " ");
+		if (*p == '\\') {
+			size_t k;
+			for (k = 0; k < sizeof(sysflag_names) / sizeof(sysflag_names[0]); k++)
+				if (strlen(sysflag_names[k].name) == len &&
+				    strncasecmp(sysflag_names[k].name, p, len) == 0)
+					break;
+			if (k < sizeof(sysflag_names) / sizeof(sysflag_names[0]))
+				sys |= sysflag_names[k].bit;
+			else if (!(len == 7 && strncasecmp(p, "\\Recent", 7) == 0)) {
+				buf_free(&kws);
+				return err_set(err, ERR_INVALID, "unknown system flag %.*s",
+					(int)(len > 64 ? 64 : len), p);
+			}
+		} else {
+			if (kws.len)
+				buf_putc(&kws, ' ');
+			buf_append(&kws, p, len);
+		}
+		p += len;
+	}
+	rc = store_keywords_canon(buf_cstr(&kws), kw_r, err);
+	buf_free(&kws);
+	if (rc == 0)
+		*sys_r = sys;
+	return rc;
+}
+
+void
+store_flags_format(uint32_t sys, const char *keywords, struct buf *out)
+{
+	bool first = true;
+
+	for (size_t k = 0; k < sizeof(sysflag_names) / sizeof(sysflag_names[0]); k++) {
+		if (sys & sysflag_names[k].bit) {
+			if (!first)
+				buf_putc(out, ' ');
+			buf_puts(out, sysflag_names[k].name);
+			first = false;
+		}
+	}
+	if (keywords != NULL && keywords[0] != '\0') {
+		if (!first)
+			buf_putc(out, ' ');
+		buf_puts(out, keywords);
+	}
+}
+
+uint32_t
+store_record_crc(const struct store_record *r)
+{
+	struct buf b = BUF_INIT;
+	uint32_t crc;
+
+	buf_printf(&b, "%u %llu ", r->uid, (unsigned long long)r->modseq);
+	store_flags_format(r->sysflags, r->keywords, &b);
+	buf_putc(&b, ' ');
+	buf_puts(&b, r->guid);
+	crc = store_crc32(0, b.data, b.len);
+	buf_free(&b);
+	return crc;
+}
+
+/* ------------------------------------------------------------------ */
+/* rows */
+
+/* Fill r from REC_COLS at column `c`; r->keywords points into the statement. */
+static void
+rec_fill(sqlite3_stmt *s, int c, struct store_record *r)
+{
+	const char *g = (const char *)sqlite3_column_text(s, c + 1);
+	const char *kw = (const char *)sqlite3_column_text(s, c + 5);
+
+	memset(r, 0, sizeof(*r));
+	r->uid = (uint32_t)sqlite3_column_int64(s, c);
+	str_lcpy(r->guid, g ? g : "", sizeof(r->guid));
+	r->size = (uint64_t)sqlite3_column_int64(s, c + 2);
+	r->internaldate = sqlite3_column_int64(s, c + 3);
+	r->sysflags = (uint32_t)sqlite3_column_int64(s, c + 4);
+	r->keywords = kw ? kw : "";
+	r->modseq = (uint64_t)sqlite3_column_int64(s, c + 6);
+	r->expunged_modseq = (uint64_t)sqlite3_column_int64(s, c + 7);
+}
+
+/* An owned copy of a record (keywords duplicated). */
+struct orec {
+	struct store_record r;
+	char *kw;
+};
+
+static void
+orecs_free(struct orec *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i].kw);
+	free(v);
+}
+
+/* Live records of a mailbox whose uid is in ranges (NULL = all). */
+static int
+load_live(struct store_user *u, int64_t mbid, const struct store_range *ranges, size_t nranges,
+	struct orec **v_r, size_t *n_r, struct err *err)
+{
+	struct orec *v = NULL;
+	size_t n = 0, cap = 0;
+	struct store_range all = { 1, UINT32_MAX };
+	int rc = 0;
+
+	if (ranges == NULL) {
+		ranges = &all;
+		nranges = 1;
+	}
+	for (size_t i = 0; i < nranges && rc == 0; i++) {
+		sqlite3_stmt *s = store_user_stmt(u, "SELECT " REC_COLS " FROM records WHERE mailbox = ?1"
+			" AND uid BETWEEN ?2 AND ?3 AND expunged_modseq = 0 ORDER BY uid", err);
+		if (s == NULL) {
+			rc = -1;
+			break;
+		}
+		sqlite3_bind_int64(s, 1, mbid);
+		sqlite3_bind_int64(s, 2, ranges[i].lo);
+		sqlite3_bind_int64(s, 3, ranges[i].hi);
+		while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+			if (n == cap) {
+				cap = cap ? cap * 2 : 32;
+				v = xreallocarray(v, cap, sizeof(*v));
+			}
+			rec_fill(s, 0, &v[n].r);
+			v[n].kw = xstrdup(v[n].r.keywords);
+			v[n].r.keywords = v[n].kw;
+			n++;
+		}
+		sqlite3_reset(s);
+		rc = rc == SQLITE_DONE ? 0 : store_sql_err(u->db, rc, err, "records");
+	}
+	if (rc < 0) {
+		orecs_free(v, n);
+		return -1;
+	}
+	/* Overlapping ranges: sort and drop duplicates. */
+	if (nranges > 1 && n > 1) {
+		size_t k = 0;
+		for (size_t i = 1; i < n; i++) {
+			for (size_t j = i; j > 0 && v[j - 1].r.uid > v[j].r.uid; j--) {
+				struct orec t = v[j];
+				v[j] = v[j - 1];
+				v[j - 1] = t;
+			}
+		}
+		for (size_t i = 0; i < n; i++) {
+			if (k > 0 && v[k - 1].r.uid == v[i].r.uid) {
+				free(v[i].kw);
+				continue;
+			}
+			v[k++] = v[i];
+		}
+		n = k;
+	}
+	*v_r = v;
+	*n_r = n;
+	return 0;
+}
+
+static int
+ranges_check(const struct store_range *ranges, size_t nranges, struct err *err)
+{
+	if (ranges == NULL && nranges != 0)
+		return err_set(err, ERR_INVALID, "no uid ranges");
+	for (size_t i = 0; i < nranges; i++)
+		if (ranges[i].lo == 0 || ranges[i].lo > ranges[i].hi)
+			return err_set(err, ERR_INVALID, "bad uid range %u:%u", ranges[i].lo, ranges[i].hi);
+	return 0;
+}
+
+int
+store_record_insert(struct store_user *u, struct store_mbrow *row, const struct store_record *r,
+	const char *envelope, const char *bodystructure, const char *body, const void *parts,
+	size_t parts_len, struct err *err)
+{
+	sqlite3_stmt *s = store_user_stmt(u,
+		"INSERT INTO records(mailbox, uid, guid, size, internaldate, sysflags, keywords, modseq,"
+		" expunged_modseq, envelope, bodystructure, body, parts)"
+		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)", err);
+	int rc;
+
+	if (s == NULL)
+		return -1;
+	sqlite3_bind_int64(s, 1, row->id);
+	sqlite3_bind_int64(s, 2, r->uid);
+	sqlite3_bind_text(s, 3, r->guid, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 4, (sqlite3_int64)r->size);
+	sqlite3_bind_int64(s, 5, r->internaldate);
+	sqlite3_bind_int64(s, 6, r->sysflags);
+	sqlite3_bind_text(s, 7, r->keywords ? r->keywords : "", -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 8, (sqlite3_int64)r->modseq);
+	sqlite3_bind_int64(s, 9, (sqlite3_int64)r->expunged_modseq);
+	if (envelope)
+		sqlite3_bind_text(s, 10, envelope, -1, SQLITE_STATIC);
+	if (bodystructure)
+		sqlite3_bind_text(s, 11, bodystructure, -1, SQLITE_STATIC);
+	if (body)
+		sqlite3_bind_text(s, 12, body, -1, SQLITE_STATIC);
+	if (parts)
+		sqlite3_bind_blob64(s, 13, parts, parts_len, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE) {
+		if ((rc & 0xff) == SQLITE_CONSTRAINT)
+			return err_set(err, ERR_EXISTS, "uid %u already exists in %s", r->uid,
+				log_q(row->mb.name));
+		return store_sql_err(u->db, rc, err, "record insert");
+	}
+	if (r->expunged_modseq == 0)
+		row->mb.sync_crc ^= store_record_crc(r);
+	if (r->uid >= row->mb.uidnext)
+		row->mb.uidnext = r->uid + 1;
+	if (r->modseq > row->mb.highestmodseq)
+		row->mb.highestmodseq = r->modseq;
+	u->dirty = true;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* append */
+
+struct prep {
+	char guid[STORE_GUID_LEN + 1];
+	struct buf kw;
+	struct imapenv env;
+	bool prewritten;
+};
+
+int
+store_append(struct store_user *u, const char *mailbox_id, const struct store_append_msg *msgs,
+	size_t n, struct store_append_result *res, uint32_t *uidvalidity_r, struct err *err)
+{
+	struct prep *pp;
+	struct store_mbrow row;
+	uint64_t m = 0, total = 0;
+	int rc = 0;
+	bool any_file = false;
+
+	if (u->st->opts.read_only)
+		return err_set(err, ERR_PERM, "read-only replica");
+	if (n == 0 || msgs == NULL)
+		return err_set(err, ERR_INVALID, "nothing to append");
+	for (size_t i = 0; i < n; i++) {
+		if (msgs[i].data == NULL && msgs[i].len != 0)
+			return err_set(err, ERR_INVALID, "message %zu has no data", i);
+		if (msgs[i].len > STORE_MESSAGE_MAX)
+			return err_set(err, ERR_TOOBIG, "message of %zu bytes is over the limit of %u",
+				msgs[i].len, STORE_MESSAGE_MAX);
+		if (msgs[i].sysflags & ~STORE_FLAGS_ALL)
+			return err_set(err, ERR_INVALID, "unknown system flag bits 0x%x", msgs[i].sysflags);
+		if (msgs[i].internaldate < 0)
+			return err_set(err, ERR_INVALID, "negative internal date");
+		total += msgs[i].len;
+	}
+	/* In flight from here (store_commit.c): a group-commit leader waits
+	 * briefly for appenders that are hashing and parsing, so that one
+	 * fsync covers them too. */
+	if (!u->in_txn)
+		store_commit_enter(&u->commit);
+	pp = xcalloc(n, sizeof(*pp));
+	for (size_t i = 0; i < n && rc == 0; i++)
+		rc = store_keywords_canon(msgs[i].keywords, &pp[i].kw, err);
+	if (rc < 0)
+		goto out;
+	/* The expensive part runs before any lock is taken. */
+	for (size_t i = 0; i < n; i++) {
+		const char *data = msgs[i].len ? msgs[i].data : "";
+		store_guid(data, msgs[i].len, pp[i].guid);
+		imapenv_build(data, msgs[i].len, &pp[i].env);
+		if (!store_blob_is_inline(u, msgs[i].len))
+			any_file = true;
+	}
+	if (any_file) {
+		/* Large bodies are written and fsynced before the transaction,
+		 * so concurrent appenders sync their files in parallel. */
+		if (store_blob_lock(u, false, err) < 0) {
+			rc = -1;
+			goto out;
+		}
+		for (size_t i = 0; i < n && rc == 0; i++) {
+			if (store_blob_is_inline(u, msgs[i].len))
+				continue;
+			rc = store_blob_prewrite(u, pp[i].guid, msgs[i].len ? msgs[i].data : "",
+				msgs[i].len, err);
+			pp[i].prewritten = rc == 0;
+		}
+		if (rc < 0) {
+			if (!u->in_txn)
+				store_blob_unlock_shared(u);
+			goto out;
+		}
+	}
+	if (store_user_op_begin(u, err) < 0) {
+		if (!u->in_txn)
+			store_blob_unlock_shared(u);
+		rc = -1;
+		goto out;
+	}
+	rc = store_mailbox_load_id(u, mailbox_id, false, &row, err);
+	if (rc == 0)
+		rc = store_user_quota_check(u, total, n, err);
+	if (rc == 0)
+		rc = store_user_op_modseq(u, &m, err);
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		struct store_record r;
+		const char *data = msgs[i].len ? msgs[i].data : "";
+
+		if (row.mb.uidnext == 0 || row.mb.uidnext == UINT32_MAX) {
+			rc = err_set(err, ERR_PERM, "mailbox %s has run out of uids", log_q(row.mb.name));
+			break;
+		}
+		rc = store_blob_put(u, pp[i].guid, data, msgs[i].len, pp[i].prewritten, err);
+		if (rc < 0)
+			break;
+		memset(&r, 0, sizeof(r));
+		r.uid = row.mb.uidnext;
+		memcpy(r.guid, pp[i].guid, sizeof(r.guid));
+		r.size = msgs[i].len;
+		r.internaldate = msgs[i].internaldate ? msgs[i].internaldate : (int64_t)time(NULL);
+		r.sysflags = msgs[i].sysflags;
+		r.keywords = buf_cstr(&pp[i].kw);
+		r.modseq = m;
+		rc = store_record_insert(u, &row, &r, buf_cstr(&pp[i].env.envelope),
+			buf_cstr(&pp[i].env.bodystructure), buf_cstr(&pp[i].env.body),
+			pp[i].env.tree.data, pp[i].env.tree.len, err);
+		if (rc == 0 && res != NULL) {
+			res[i].uid = r.uid;
+			res[i].modseq = m;
+			memcpy(res[i].guid, r.guid, sizeof(res[i].guid));
+		}
+	}
+	if (rc == 0)
+		rc = store_user_usage_add(u, (int64_t)total, (int64_t)n, err);
+	if (rc == 0)
+		rc = store_mailbox_save_counters(u, &row, err);
+	if (rc == 0)
+		store_user_event(u, STORE_CHANGE_MAILBOX, row.mb.uniqueid);
+	rc = store_user_op_end(u, rc, "store.append.before_commit", "store.append.after_commit", err);
+	if (rc == 0) {
+		store_stats_g.appended += n;
+		if (uidvalidity_r)
+			*uidvalidity_r = row.mb.uidvalidity;
+	}
+out:
+	if (!u->in_txn)
+		store_commit_leave(&u->commit);  /* no-op once the ticket was taken */
+	for (size_t i = 0; i < n; i++) {
+		buf_free(&pp[i].kw);
+		imapenv_free(&pp[i].env);
+	}
+	free(pp);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* STORE */
+
+/* New keyword string for op applied to old. */
+static int
+keywords_apply(const char *old, enum store_flags_op op, const char *arg, struct buf *out,
+	struct err *err)
+{
+	char **a = NULL, **b = NULL;
+	size_t na = 0, nb = 0;
+	int rc = 0;
+
+	if (op == STORE_FLAGS_REPLACE)
+		return store_keywords_canon(arg, out, err);
+	if (keywords_split(old, &a, &na, err) < 0)
+		return -1;
+	if (keywords_split(arg, &b, &nb, err) < 0) {
+		words_free(a, na);
+		return -1;
+	}
+	for (size_t j = 0; j < nb; j++) {
+		size_t i;
+		for (i = 0; i < na; i++)
+			if (strcasecmp(a[i], b[j]) == 0)
+				break;
+		if (op == STORE_FLAGS_ADD && i == na) {
+			a = xreallocarray(a, na + 1, sizeof(*a));
+			a[na++] = b[j];
+			b[j] = NULL;
+		} else if (op == STORE_FLAGS_REMOVE && i < na) {
+			free(a[i]);
+			a[i] = a[--na];
+		}
+	}
+	rc = words_join(a, na, out, err);
+	words_free(a, na);
+	words_free(b, nb);
+	return rc;
+}
+
+static int
+record_set_flags(struct store_user *u, int64_t mbid, uint32_t uid, uint32_t sys, const char *kw,
+	uint64_t m, struct err *err)
+{
+	sqlite3_stmt *s = store_user_stmt(u, "UPDATE records SET sysflags = ?3, keywords = ?4,"
+		" modseq = ?5 WHERE mailbox = ?1 AND uid = ?2", err);
+	int rc;
+
+	if (s == NULL)
+		return -1;
+	sqlite3_bind_int64(s, 1, mbid);
+	sqlite3_bind_int64(s, 2, uid);
+	sqlite3_bind_int64(s, 3, sys);
+	sqlite3_bind_text(s, 4, kw, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 5, (sqlite3_int64)m);
+	rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE)
+		return store_sql_err(u->db, rc, err, "flags update");
+	return 0;
+}
+
+int
+store_flags(struct store_user *u, const char *mailbox_id, const struct store_range *ranges,
+	size_t nranges, enum store_flags_op op, uint32_t sysflags, const char *keywords,
+	uint64_t unchangedsince, struct store_uids *changed_r, struct store_uids *failed_r,
+	uint64_t *modseq_r, struct err *err)
+{
+	struct store_mbrow row;
+	struct orec *v = NULL;
+	size_t n = 0;
+	struct buf kwarg = BUF_INIT, kwnew = BUF_INIT;
+	uint64_t m = 0;
+	int rc;
+
+	if (modseq_r)
+		*modseq_r = 0;
+	if (op != STORE_FLAGS_ADD && op != STORE_FLAGS_REMOVE && op != STORE_FLAGS_REPLACE)
+		return err_set(err, ERR_INVALID, "bad flags operation");
+	if (sysflags & ~STORE_FLAGS_ALL)
+		return err_set(err, ERR_INVALID, "unknown system flag bits 0x%x", sysflags);
+	if (ranges == NULL || nranges == 0)
+		return err_set(err, ERR_INVALID, "no uid ranges");
+	if (ranges_check(ranges, nranges, err) < 0 || store_keywords_canon(keywords, &kwarg, err) < 0)
+		return -1;
+	if (store_user_op_begin(u, err) < 0) {
+		buf_free(&kwarg);
+		return -1;
+	}
+	rc = store_mailbox_load_id(u, mailbox_id, false, &row, err);
+	if (rc == 0)
+		rc = load_live(u, row.id, ranges, nranges, &v, &n, err);
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		struct store_record nr = v[i].r;
+		uint32_t sys;
+
+		if (unchangedsince != 0 && v[i].r.modseq > unchangedsince) {
+			store_uids_add(failed_r, v[i].r.uid);
+			continue;
+		}
+		sys = op == STORE_FLAGS_ADD ? (v[i].r.sysflags | sysflags) :
+			op == STORE_FLAGS_REMOVE ? (v[i].r.sysflags & ~sysflags) : sysflags;
+		rc = keywords_apply(v[i].r.keywords, op, buf_cstr(&kwarg), &kwnew, err);
+		if (rc < 0)
+			break;
+		if (sys == v[i].r.sysflags && str_eq(buf_cstr(&kwnew), v[i].r.keywords))
+			continue;
+		rc = store_user_op_modseq(u, &m, err);
+		if (rc < 0)
+			break;
+		nr.sysflags = sys;
+		nr.keywords = buf_cstr(&kwnew);
+		nr.modseq = m;
+		rc = record_set_flags(u, row.id, nr.uid, sys, nr.keywords, m, err);
+		if (rc < 0)
+			break;
+		row.mb.sync_crc ^= store_record_crc(&v[i].r) ^ store_record_crc(&nr);
+		row.mb.highestmodseq = m;
+		store_uids_add(changed_r, nr.uid);
+	}
+	if (rc == 0 && m != 0) {
+		rc = store_mailbox_save_counters(u, &row, err);
+		store_user_event(u, STORE_CHANGE_MAILBOX, row.mb.uniqueid);
+	}
+	orecs_free(v, n);
+	buf_free(&kwarg);
+	buf_free(&kwnew);
+	rc = store_user_op_end(u, rc, "store.flags.before_commit", NULL, err);
+	if (rc < 0) {
+		if (changed_r)
+			changed_r->n = 0;
+		if (failed_r)
+			failed_r->n = 0;
+		return -1;
+	}
+	if (modseq_r)
+		*modseq_r = m;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* EXPUNGE */
+
+static int
+record_tombstone(struct store_user *u, struct store_mbrow *row, const struct store_record *r,
+	uint64_t m, struct err *err)
+{
+	sqlite3_stmt *s = store_user_stmt(u, "UPDATE records SET expunged_modseq = ?3, modseq = ?3"
+		" WHERE mailbox = ?1 AND uid = ?2", err);
+	int rc;
+
+	if (s == NULL)
+		return -1;
+	sqlite3_bind_int64(s, 1, row->id);
+	sqlite3_bind_int64(s, 2, r->uid);
+	sqlite3_bind_int64(s, 3, (sqlite3_int64)m);
+	rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE)
+		return store_sql_err(u->db, rc, err, "expunge");
+	row->mb.sync_crc ^= store_record_crc(r);
+	row->mb.highestmodseq = m;
+	return store_user_usage_add(u, -(int64_t)r->size, -1, err);
+}
+
+int
+store_expunge(struct store_user *u, const char *mailbox_id, const struct store_range *ranges,
+	size_t nranges, bool only_deleted, struct store_uids *expunged_r, struct err *err)
+{
+	struct store_mbrow row;
+	struct orec *v = NULL;
+	size_t n = 0, count = 0;
+	uint64_t m = 0;
+	int rc;
+
+	if (ranges != NULL && (nranges == 0 || ranges_check(ranges, nranges, err) < 0))
+		return err_set(err, ERR_INVALID, "bad uid ranges");
+	if (store_user_op_begin(u, err) < 0)
+		return -1;
+	rc = store_mailbox_load_id(u, mailbox_id, false, &row, err);
+	if (rc == 0)
+		rc = load_live(u, row.id, ranges, nranges, &v, &n, err);
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		if (only_deleted && !(v[i].r.sysflags & STORE_FLAG_DELETED))
+			continue;
+		rc = store_user_op_modseq(u, &m, err);
+		if (rc == 0)
+			rc = record_tombstone(u, &row, &v[i].r, m, err);
+		if (rc == 0) {
+			store_uids_add(expunged_r, v[i].r.uid);
+			count++;
+		}
+	}
+	if (rc == 0 && count > 0) {
+		rc = store_mailbox_save_counters(u, &row, err);
+		store_user_event(u, STORE_CHANGE_MAILBOX, row.mb.uniqueid);
+	}
+	orecs_free(v, n);
+	rc = store_user_op_end(u, rc, "store.expunge.before_commit", "store.expunge.after_commit", err);
+	if (rc < 0 && expunged_r)
+		expunged_r->n = 0;
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* COPY / MOVE */
+
+static int
+copy_rows(struct store_user *u, struct store_mbrow *src, const struct store_range *ranges,
+	size_t nranges, struct store_mbrow *dst, bool move, struct store_uids *src_r,
+	struct store_uids *dst_r, struct err *err)
+{
+	struct orec *v = NULL;
+	size_t n = 0;
+	uint64_t m, total = 0;
+	int rc;
+
+	rc = load_live(u, src->id, ranges, nranges, &v, &n, err);
+	if (rc < 0)
+		return -1;
+	if (n == 0) {
+		orecs_free(v, n);
+		return 0;
+	}
+	for (size_t i = 0; i < n; i++)
+		total += v[i].r.size;
+	if (!move)
+		rc = store_user_quota_check(u, total, n, err);
+	if (rc == 0)
+		rc = store_user_op_modseq(u, &m, err);
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		struct store_record nr = v[i].r;
+		sqlite3_stmt *s;
+
+		if (dst->mb.uidnext == 0 || dst->mb.uidnext == UINT32_MAX) {
+			rc = err_set(err, ERR_PERM, "mailbox %s has run out of uids", log_q(dst->mb.name));
+			break;
+		}
+		nr.uid = dst->mb.uidnext;
+		nr.modseq = m;
+		nr.expunged_modseq = 0;
+		s = store_user_stmt(u, "INSERT INTO records(mailbox, uid, guid, size, internaldate,"
+			" sysflags, keywords, modseq, expunged_modseq, envelope, bodystructure, body, parts)"
+			" SELECT ?1, ?2, guid, size, internaldate, sysflags, keywords, ?3, 0, envelope,"
+			" bodystructure, body, parts FROM records WHERE mailbox = ?4 AND uid = ?5", err);
+		if (s == NULL) {
+			rc = -1;
+			break;
+		}
+		sqlite3_bind_int64(s, 1, dst->id);
+		sqlite3_bind_int64(s, 2, nr.uid);
+		sqlite3_bind_int64(s, 3, (sqlite3_int64)m);
+		sqlite3_bind_int64(s, 4, src->id);
+		sqlite3_bind_int64(s, 5, v[i].r.uid);
+		rc = sqlite3_step(s);
+		sqlite3_reset(s);
+		if (rc != SQLITE_DONE) {
+			rc = store_sql_err(u->db, rc, err, "copy");
+			break;
+		}
+		rc = 0;
+		dst->mb.uidnext = nr.uid + 1;
+		dst->mb.highestmodseq = m;
+		dst->mb.sync_crc ^= store_record_crc(&nr);
+		rc = store_user_usage_add(u, (int64_t)nr.size, 1, err);
+		if (rc == 0 && move)
+			rc = record_tombstone(u, src, &v[i].r, m, err);
+		store_uids_add(src_r, v[i].r.uid);
+		store_uids_add(dst_r, nr.uid);
+	}
+	orecs_free(v, n);
+	if (rc == 0 && src != dst)
+		rc = store_mailbox_save_counters(u, src, err);
+	if (rc == 0)
+		rc = store_mailbox_save_counters(u, dst, err);
+	if (rc == 0) {
+		store_user_event(u, STORE_CHANGE_MAILBOX, dst->mb.uniqueid);
+		if (move)
+			store_user_event(u, STORE_CHANGE_MAILBOX, src->mb.uniqueid);
+	}
+	return rc;
+}
+
+int
+store_record_move_all(struct store_user *u, struct store_mbrow *src, struct store_mbrow *dst,
+	struct err *err)
+{
+	return copy_rows(u, src, NULL, 0, dst, true, NULL, NULL, err);
+}
+
+int
+store_copy(struct store_user *u, const char *src_id, const struct store_range *ranges,
+	size_t nranges, const char *dst_id, bool move, struct store_uids *src_r,
+	struct store_uids *dst_r, uint32_t *dst_uidvalidity_r, struct err *err)
+{
+	struct store_mbrow src, dst;
+	int rc;
+
+	if (ranges == NULL || nranges == 0)
+		return err_set(err, ERR_INVALID, "no uid ranges");
+	if (ranges_check(ranges, nranges, err) < 0)
+		return -1;
+	if (store_user_op_begin(u, err) < 0)
+		return -1;
+	rc = store_mailbox_load_id(u, src_id, false, &src, err);
+	if (rc == 0)
+		rc = store_mailbox_load_id(u, dst_id, false, &dst, err);
+	if (rc == 0)
+		rc = copy_rows(u, &src, ranges, nranges, src.id == dst.id ? &src : &dst, move, src_r,
+			dst_r, err);
+	rc = store_user_op_end(u, rc, move ? "store.move.before_commit" : "store.copy.before_commit",
+		NULL, err);
+	if (rc < 0) {
+		if (src_r)
+			src_r->n = 0;
+		if (dst_r)
+			dst_r->n = 0;
+		return -1;
+	}
+	if (dst_uidvalidity_r)
+		*dst_uidvalidity_r = dst.mb.uidvalidity;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* reads */
+
+static char *
+col_dup(sqlite3_stmt *s, int c)
+{
+	if (sqlite3_column_type(s, c) == SQLITE_NULL)
+		return NULL;
+	return xstrdup((const char *)sqlite3_column_text(s, c));
+}
+
+int
+store_record_get(struct store_user *u, const char *mailbox_id, uint32_t uid,
+	struct store_record_full *r, struct err *err)
+{
+	struct store_mbrow row;
+	sqlite3_stmt *s;
+	int rc;
+
+	memset(r, 0, sizeof(*r));
+	if (store_user_read_begin(u, err) < 0)
+		return -1;
+	rc = store_mailbox_load_id(u, mailbox_id, true, &row, err);
+	if (rc < 0)
+		goto out;
+	s = store_user_stmt(u, "SELECT " REC_COLS ", envelope, bodystructure, body, parts"
+		" FROM records WHERE mailbox = ? AND uid = ?", err);
+	if (s == NULL) {
+		rc = -1;
+		goto out;
+	}
+	sqlite3_bind_int64(s, 1, row.id);
+	sqlite3_bind_int64(s, 2, uid);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		rec_fill(s, 0, &r->rec);
+		r->keywords = xstrdup(r->rec.keywords);
+		r->rec.keywords = r->keywords;
+		r->envelope = col_dup(s, 8);
+		r->bodystructure = col_dup(s, 9);
+		r->body = col_dup(s, 10);
+		if (sqlite3_column_type(s, 11) == SQLITE_BLOB) {
+			r->parts_len = (size_t)sqlite3_column_bytes(s, 11);
+			r->parts = xmemdup(sqlite3_column_blob(s, 11), r->parts_len);
+		}
+		rc = 0;
+	} else if (rc == SQLITE_DONE) {
+		rc = err_set(err, ERR_NOTFOUND, "no message with uid %u", uid);
+	} else {
+		rc = store_sql_err(u->db, rc, err, "record");
+	}
+	sqlite3_reset(s);
+out:
+	store_user_read_end(u);
+	return rc;
+}
+
+void
+store_record_full_free(struct store_record_full *r)
+{
+	free(r->keywords);
+	free(r->envelope);
+	free(r->bodystructure);
+	free(r->body);
+	free(r->parts);
+	memset(r, 0, sizeof(*r));
+}
+
+int
+store_records_since(struct store_user *u, const char *mailbox_id, uint64_t since,
+	store_record_fn fn, void *ctx, struct err *err)
+{
+	struct store_mbrow row;
+	sqlite3_stmt *s;
+	struct store_record r;
+	int rc, r2 = 0;
+
+	if (store_user_read_begin(u, err) < 0)
+		return -1;
+	rc = store_mailbox_load_id(u, mailbox_id, true, &row, err);
+	if (rc < 0)
+		goto out;
+	s = store_user_stmt(u, "SELECT " REC_COLS " FROM records WHERE mailbox = ? AND modseq > ?"
+		" ORDER BY uid", err);
+	if (s == NULL) {
+		rc = -1;
+		goto out;
+	}
+	sqlite3_bind_int64(s, 1, row.id);
+	sqlite3_bind_int64(s, 2, (sqlite3_int64)since);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		rec_fill(s, 0, &r);
+		r2 = fn(ctx, &r);
+		if (r2 != 0)
+			break;
+	}
+	if (r2 != 0)
+		rc = r2;
+	else if (rc == SQLITE_DONE)
+		rc = 0;
+	else
+		rc = store_sql_err(u->db, rc, err, "records since");
+	sqlite3_reset(s);
+out:
+	store_user_read_end(u);
+	return rc;
+}
+
+int
+store_changes_since(struct store_user *u, uint64_t since, store_change_fn fn, void *ctx,
+	struct err *err)
+{
+	/* One query over the three modseq indexes, merged by modseq. */
+	sqlite3_stmt *s;
+	int rc, r2 = 0;
+
+	if (store_user_read_begin(u, err) < 0)
+		return -1;
+	s = store_user_stmt(u,
+		"SELECT 1 AS item, m.modseq AS ms, m.uniqueid, m.name, m.uidvalidity, m.uidnext,"
+		"  m.highestmodseq, m.createdmodseq, m.deleted_modseq, m.specialuse, m.sync_crc,"
+		"  0, NULL, 0, 0, 0, NULL, 0, 0"
+		" FROM mailboxes m WHERE m.modseq > ?1"
+		" UNION ALL "
+		"SELECT 2, r.modseq, m.uniqueid, m.name, 0, 0, 0, 0, 0, NULL, 0,"
+		"  r.uid, r.guid, r.size, r.internaldate, r.sysflags, r.keywords, r.expunged_modseq, 0"
+		" FROM records r JOIN mailboxes m ON m.id = r.mailbox WHERE r.modseq > ?1"
+		" UNION ALL "
+		"SELECT 3, s.modseq, NULL, s.name, 0, 0, 0, 0, 0, NULL, 0, 0, NULL, 0, 0, 0, NULL, 0,"
+		"  s.subscribed"
+		" FROM subs s WHERE s.modseq > ?1"
+		" ORDER BY ms, item", err);
+	if (s == NULL) {
+		store_user_read_end(u);
+		return -1;
+	}
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)since);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct store_change c;
+		struct store_mailbox mb;
+		struct store_record r;
+		const char *t;
+
+		memset(&c, 0, sizeof(c));
+		c.item = (enum store_change_item)sqlite3_column_int(s, 0);
+		c.modseq = (uint64_t)sqlite3_column_int64(s, 1);
+		c.mailbox_id = (const char *)sqlite3_column_text(s, 2);
+		if (c.item == STORE_ITEM_MAILBOX) {
+			memset(&mb, 0, sizeof(mb));
+			str_lcpy(mb.uniqueid, c.mailbox_id ? c.mailbox_id : "", sizeof(mb.uniqueid));
+			t = (const char *)sqlite3_column_text(s, 3);
+			str_lcpy(mb.name, t ? t : "", sizeof(mb.name));
+			mb.uidvalidity = (uint32_t)sqlite3_column_int64(s, 4);
+			mb.uidnext = (uint32_t)sqlite3_column_int64(s, 5);
+			mb.highestmodseq = (uint64_t)sqlite3_column_int64(s, 6);
+			mb.createdmodseq = (uint64_t)sqlite3_column_int64(s, 7);
+			mb.deleted_modseq = (uint64_t)sqlite3_column_int64(s, 8);
+			t = (const char *)sqlite3_column_text(s, 9);
+			str_lcpy(mb.specialuse, t ? t : "", sizeof(mb.specialuse));
+			mb.sync_crc = (uint32_t)sqlite3_column_int64(s, 10);
+			mb.modseq = c.modseq;
+			c.mb = &mb;
+		} else if (c.item == STORE_ITEM_RECORD) {
+			memset(&r, 0, sizeof(r));
+			r.uid = (uint32_t)sqlite3_column_int64(s, 11);
+			t = (const char *)sqlite3_column_text(s, 12);
+			str_lcpy(r.guid, t ? t : "", sizeof(r.guid));
+			r.size = (uint64_t)sqlite3_column_int64(s, 13);
+			r.internaldate = sqlite3_column_int64(s, 14);
+			r.sysflags = (uint32_t)sqlite3_column_int64(s, 15);
+			t = (const char *)sqlite3_column_text(s, 16);
+			r.keywords = t ? t : "";
+			r.expunged_modseq = (uint64_t)sqlite3_column_int64(s, 17);
+			r.modseq = c.modseq;
+			c.rec = &r;
+		} else {
+			c.mailbox_id = NULL;
+			c.sub_name = (const char *)sqlite3_column_text(s, 3);
+			c.subscribed = sqlite3_column_int(s, 18) != 0;
+		}
+		r2 = fn(ctx, &c);
+		if (r2 != 0)
+			break;
+	}
+	if (r2 != 0)
+		rc = r2;
+	else if (rc == SQLITE_DONE)
+		rc = 0;
+	else
+		rc = store_sql_err(u->db, rc, err, "changes since");
+	sqlite3_reset(s);
+	store_user_read_end(u);
+	return rc;
+}

@@ -1,0 +1,487 @@
+/*
+ * store_repl.c - applying replicated state with explicit values (the
+ * replica side of the sync protocol), and purging tombstones once
+ * every channel has seen them.
+ *
+ * The store keeps its invariants (store_user.c M1-M6) whatever the
+ * caller sends: the user's modseq counter is raised to cover every
+ * explicit modseq, uidnext is kept above every uid, the sync checksum
+ * and quota usage follow the records.  Values that would break them
+ * are refused with ERR_CONFLICT for the caller's conflict policy
+ * (issue 8) to resolve; nothing here guesses.
+ *
+ * INBOX adoption: every user database is born with an INBOX of its own
+ * uniqueid.  When a replica receives the master's INBOX and its own is
+ * untouched (no record ever: uidnext = 1), it takes the master's
+ * uniqueid instead of reporting a name clash.
+ */
+#include "store/store.h"
+#include "store/store_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lib/log.h"
+#include "lib/str.h"
+#include "lib/xalloc.h"
+#include "store/imapenv.h"
+
+static bool
+uniqueid_valid(const char *id)
+{
+	if (id == NULL || strlen(id) != STORE_UNIQUEID_LEN)
+		return false;
+	for (int i = 0; i < STORE_UNIQUEID_LEN; i++)
+		if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
+			return false;
+	return true;
+}
+
+static int
+raise_modseq(struct store_user *u, uint64_t m, struct err *err)
+{
+	sqlite3_stmt *s = store_user_stmt(u, "UPDATE state SET modseq = max(modseq, ?) WHERE id = 1",
+		err);
+	int rc;
+
+	if (s == NULL)
+		return -1;
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)m);
+	rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE)
+		return store_sql_err(u->db, rc, err, "modseq");
+	u->dirty = true;
+	return 0;
+}
+
+static int
+mailbox_live_usage(struct store_user *u, int64_t id, int64_t *bytes, int64_t *msgs,
+	uint32_t *maxuid, uint64_t *maxmodseq, struct err *err)
+{
+	sqlite3_stmt *s = store_user_stmt(u, "SELECT coalesce(sum(size) FILTER (WHERE expunged_modseq = 0), 0),"
+		" count(*) FILTER (WHERE expunged_modseq = 0), coalesce(max(uid), 0),"
+		" coalesce(max(modseq), 0) FROM records WHERE mailbox = ?", err);
+	int rc;
+
+	if (s == NULL)
+		return -1;
+	sqlite3_bind_int64(s, 1, id);
+	rc = sqlite3_step(s);
+	if (rc != SQLITE_ROW) {
+		sqlite3_reset(s);
+		return store_sql_err(u->db, rc, err, "usage");
+	}
+	*bytes = sqlite3_column_int64(s, 0);
+	*msgs = sqlite3_column_int64(s, 1);
+	*maxuid = (uint32_t)sqlite3_column_int64(s, 2);
+	*maxmodseq = (uint64_t)sqlite3_column_int64(s, 3);
+	sqlite3_reset(s);
+	return 0;
+}
+
+static int
+repl_mailbox_apply(struct store_user *u, const struct store_mailbox *mb, const char *norm,
+	const char *su, struct err *err)
+{
+	struct store_mbrow row, other;
+	struct err e;
+	sqlite3_stmt *s;
+	int64_t bytes = 0, msgs = 0;
+	uint32_t maxuid = 0;
+	uint64_t top, maxmodseq = 0;
+	bool exists, live_now = mb->deleted_modseq == 0;
+	int rc;
+
+	rc = store_mailbox_load_id(u, mb->uniqueid, true, &row, &e);
+	if (rc < 0 && e.kind != ERR_NOTFOUND) {
+		if (err)
+			*err = e;
+		return -1;
+	}
+	exists = rc == 0;
+	if (live_now && store_mailbox_load_name(u, norm, &other, &e) == 0 &&
+	    !str_eq(other.mb.uniqueid, mb->uniqueid)) {
+		if (!exists && str_eq(norm, "INBOX") && other.mb.uidnext == 1) {
+			/* INBOX adoption (see top of file). */
+			s = store_user_stmt(u, "UPDATE mailboxes SET uniqueid = ?2 WHERE id = ?1", err);
+			if (s == NULL)
+				return -1;
+			sqlite3_bind_int64(s, 1, other.id);
+			sqlite3_bind_text(s, 2, mb->uniqueid, -1, SQLITE_STATIC);
+			rc = sqlite3_step(s);
+			sqlite3_reset(s);
+			if (rc != SQLITE_DONE)
+				return store_sql_err(u->db, rc, err, "inbox adopt");
+			row = other;
+			str_lcpy(row.mb.uniqueid, mb->uniqueid, sizeof(row.mb.uniqueid));
+			exists = true;
+		} else {
+			return err_set(err, ERR_EXISTS, "mailbox name %s is held by another uniqueid %s",
+				log_q(norm), other.mb.uniqueid);
+		}
+	}
+	if (exists) {
+		if (mailbox_live_usage(u, row.id, &bytes, &msgs, &maxuid, &maxmodseq, err) < 0)
+			return -1;
+		if (mb->uidvalidity != row.mb.uidvalidity && maxuid != 0)
+			return err_set(err, ERR_CONFLICT, "mailbox %s: uidvalidity %u differs from %u",
+				mb->uniqueid, mb->uidvalidity, row.mb.uidvalidity);
+		if (mb->uidnext <= maxuid)
+			return err_set(err, ERR_CONFLICT, "mailbox %s: uidnext %u is not above uid %u",
+				mb->uniqueid, mb->uidnext, maxuid);
+		s = store_user_stmt(u, "UPDATE mailboxes SET name = ?2, uidvalidity = ?3, uidnext = ?4,"
+			" highestmodseq = ?5, createdmodseq = ?6, modseq = ?7, deleted_modseq = ?8,"
+			" specialuse = ?9 WHERE id = ?1", err);
+		if (s == NULL)
+			return -1;
+		sqlite3_bind_int64(s, 1, row.id);
+	} else {
+		s = store_user_stmt(u, "INSERT INTO mailboxes(uniqueid, name, uidvalidity, uidnext,"
+			" highestmodseq, createdmodseq, modseq, deleted_modseq, specialuse, recentuid, sync_crc)"
+			" VALUES (?10, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1, 0)", err);
+		if (s == NULL)
+			return -1;
+		sqlite3_bind_text(s, 10, mb->uniqueid, -1, SQLITE_STATIC);
+	}
+	sqlite3_bind_text(s, 2, norm, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, mb->uidvalidity);
+	sqlite3_bind_int64(s, 4, mb->uidnext ? mb->uidnext : 1);
+	top = mb->highestmodseq;
+	if (mb->modseq > top)
+		top = mb->modseq;
+	if (mb->deleted_modseq > top)
+		top = mb->deleted_modseq;
+	if (maxmodseq > top)
+		top = maxmodseq;
+	/* M2: highestmodseq covers the row's own changes and its records */
+	sqlite3_bind_int64(s, 5, (sqlite3_int64)top);
+	sqlite3_bind_int64(s, 6, (sqlite3_int64)mb->createdmodseq);
+	sqlite3_bind_int64(s, 7, (sqlite3_int64)mb->modseq);
+	sqlite3_bind_int64(s, 8, (sqlite3_int64)mb->deleted_modseq);
+	sqlite3_bind_text(s, 9, su, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE) {
+		if ((rc & 0xff) == SQLITE_CONSTRAINT)
+			return err_set(err, ERR_EXISTS, "mailbox %s already exists", log_q(norm));
+		return store_sql_err(u->db, rc, err, "repl mailbox");
+	}
+	/* Quota usage follows live/deleted transitions. */
+	if (exists && row.mb.deleted_modseq == 0 && !live_now)
+		rc = store_user_usage_add(u, -bytes, -msgs, err);
+	else if (exists && row.mb.deleted_modseq != 0 && live_now)
+		rc = store_user_usage_add(u, bytes, msgs, err);
+	else
+		rc = 0;
+	if (rc < 0)
+		return -1;
+	if (raise_modseq(u, top, err) < 0)
+		return -1;
+	store_user_event(u, STORE_CHANGE_MAILBOX, mb->uniqueid);
+	return 0;
+}
+
+int
+store_repl_mailbox(struct store_user *u, const struct store_mailbox *mb, struct err *err)
+{
+	char norm[STORE_MBOX_NAME_MAX + 1], su[STORE_SPECIALUSE_MAX + 1];
+	int rc;
+
+	if (mb == NULL || !uniqueid_valid(mb->uniqueid))
+		return err_set(err, ERR_INVALID, "malformed mailbox uniqueid");
+	if (store_mailbox_name_check(mb->name, norm, err) < 0 ||
+	    store_mailbox_specialuse_check(mb->specialuse, su, sizeof(su), err) < 0)
+		return -1;
+	if (mb->uidvalidity == 0)
+		return err_set(err, ERR_INVALID, "uidvalidity 0");
+	if (str_eq(norm, "INBOX") && mb->deleted_modseq != 0)
+		return err_set(err, ERR_PERM, "INBOX cannot be deleted");
+	if (store_user_op_begin(u, err) < 0)
+		return -1;
+	rc = repl_mailbox_apply(u, mb, norm, su, err);
+	return store_user_op_end(u, rc, "store.repl.before_commit", NULL, err);
+}
+
+static int
+repl_record_apply(struct store_user *u, const char *mailbox_id, const struct store_record *r,
+	const char *kw, struct err *err)
+{
+	struct store_mbrow row;
+	sqlite3_stmt *s;
+	struct store_record old, nr = *r;
+	bool have_old = false, mb_live;
+	int rc, b;
+	char *oldkw = NULL;
+
+	nr.keywords = kw;
+	if (store_mailbox_load_id(u, mailbox_id, true, &row, err) < 0)
+		return -1;
+	mb_live = row.mb.deleted_modseq == 0;
+	b = store_blob_exists(u, r->guid, err);
+	if (b < 0)
+		return -1;
+	if (b == 0)
+		return err_set(err, ERR_NOTFOUND, "message body %s not present", r->guid);
+	s = store_user_stmt(u, "SELECT uid, guid, size, internaldate, sysflags, keywords, modseq,"
+		" expunged_modseq FROM records WHERE mailbox = ? AND uid = ?", err);
+	if (s == NULL)
+		return -1;
+	sqlite3_bind_int64(s, 1, row.id);
+	sqlite3_bind_int64(s, 2, r->uid);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		const char *k = (const char *)sqlite3_column_text(s, 5);
+		memset(&old, 0, sizeof(old));
+		old.uid = r->uid;
+		str_lcpy(old.guid, (const char *)sqlite3_column_text(s, 1), sizeof(old.guid));
+		old.size = (uint64_t)sqlite3_column_int64(s, 2);
+		old.internaldate = sqlite3_column_int64(s, 3);
+		old.sysflags = (uint32_t)sqlite3_column_int64(s, 4);
+		oldkw = xstrdup(k ? k : "");
+		old.keywords = oldkw;
+		old.modseq = (uint64_t)sqlite3_column_int64(s, 6);
+		old.expunged_modseq = (uint64_t)sqlite3_column_int64(s, 7);
+		have_old = true;
+	}
+	sqlite3_reset(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return store_sql_err(u->db, rc, err, "record");
+	if (have_old) {
+		if (!str_eq(old.guid, r->guid)) {
+			free(oldkw);
+			return err_set(err, ERR_CONFLICT, "uid %u of %s is %s here, not %s", r->uid,
+				mailbox_id, old.guid, r->guid);
+		}
+		s = store_user_stmt(u, "UPDATE records SET sysflags = ?3, keywords = ?4, modseq = ?5,"
+			" expunged_modseq = ?6, internaldate = ?7 WHERE mailbox = ?1 AND uid = ?2", err);
+		if (s == NULL) {
+			free(oldkw);
+			return -1;
+		}
+		sqlite3_bind_int64(s, 1, row.id);
+		sqlite3_bind_int64(s, 2, r->uid);
+		sqlite3_bind_int64(s, 3, r->sysflags);
+		sqlite3_bind_text(s, 4, kw, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 5, (sqlite3_int64)r->modseq);
+		sqlite3_bind_int64(s, 6, (sqlite3_int64)r->expunged_modseq);
+		sqlite3_bind_int64(s, 7, r->internaldate);
+		rc = sqlite3_step(s);
+		sqlite3_reset(s);
+		if (rc != SQLITE_DONE) {
+			free(oldkw);
+			return store_sql_err(u->db, rc, err, "repl record");
+		}
+		nr.size = old.size;
+		if (old.expunged_modseq == 0)
+			row.mb.sync_crc ^= store_record_crc(&old);
+		if (nr.expunged_modseq == 0)
+			row.mb.sync_crc ^= store_record_crc(&nr);
+		if (mb_live && old.expunged_modseq == 0 && nr.expunged_modseq != 0)
+			rc = store_user_usage_add(u, -(int64_t)old.size, -1, err);
+		else if (mb_live && old.expunged_modseq != 0 && nr.expunged_modseq == 0)
+			rc = store_user_usage_add(u, (int64_t)old.size, 1, err);
+		else
+			rc = 0;
+		free(oldkw);
+		if (rc < 0)
+			return -1;
+		u->dirty = true;
+		if (r->uid >= row.mb.uidnext)
+			row.mb.uidnext = r->uid + 1;
+		if (r->modseq > row.mb.highestmodseq)
+			row.mb.highestmodseq = r->modseq;
+	} else {
+		struct store_blob blob;
+		struct imapenv env;
+
+		if (store_blob_map(u, r->guid, &blob, err) < 0)
+			return -1;
+		nr.size = blob.len;
+		imapenv_build(blob.data, blob.len, &env);
+		store_blob_release(&blob);
+		rc = store_record_insert(u, &row, &nr, buf_cstr(&env.envelope),
+			buf_cstr(&env.bodystructure), buf_cstr(&env.body), env.tree.data, env.tree.len, err);
+		imapenv_free(&env);
+		if (rc < 0)
+			return -1;
+		if (mb_live && nr.expunged_modseq == 0 &&
+		    store_user_usage_add(u, (int64_t)nr.size, 1, err) < 0)
+			return -1;
+	}
+	if (store_mailbox_save_counters(u, &row, err) < 0)
+		return -1;
+	if (raise_modseq(u, r->expunged_modseq > r->modseq ? r->expunged_modseq : r->modseq, err) < 0)
+		return -1;
+	store_user_event(u, STORE_CHANGE_MAILBOX, row.mb.uniqueid);
+	return 0;
+}
+
+int
+store_repl_record(struct store_user *u, const char *mailbox_id, const struct store_record *r,
+	struct err *err)
+{
+	struct buf kw = BUF_INIT;
+	int rc;
+
+	if (r == NULL || r->uid == 0 || r->uid == UINT32_MAX || !store_guid_valid(r->guid))
+		return err_set(err, ERR_INVALID, "malformed record (uid or guid)");
+	if (r->sysflags & ~STORE_FLAGS_ALL)
+		return err_set(err, ERR_INVALID, "unknown system flag bits 0x%x", r->sysflags);
+	if (r->modseq == 0)
+		return err_set(err, ERR_INVALID, "record modseq 0");
+	if (store_keywords_canon(r->keywords, &kw, err) < 0)
+		return -1;
+	if (store_user_op_begin(u, err) < 0) {
+		buf_free(&kw);
+		return -1;
+	}
+	rc = repl_record_apply(u, mailbox_id, r, buf_cstr(&kw), err);
+	buf_free(&kw);
+	return store_user_op_end(u, rc, "store.repl.before_commit", NULL, err);
+}
+
+int
+store_repl_blob(struct store_user *u, const char *guid, const void *data, size_t len,
+	struct err *err)
+{
+	char g[STORE_GUID_LEN + 1];
+	int rc;
+
+	if (!store_guid_valid(guid))
+		return err_set(err, ERR_INVALID, "malformed guid");
+	if (len > STORE_MESSAGE_MAX)
+		return err_set(err, ERR_TOOBIG, "message body over the size limit");
+	store_guid(len ? data : "", len, g);
+	if (!str_eq(g, guid))
+		return err_set(err, ERR_CORRUPT, "body does not match its guid %s (sha1 %s)", guid, g);
+	if (store_user_op_begin(u, err) < 0)
+		return -1;
+	rc = store_blob_put(u, guid, len ? data : "", len, false, err);
+	return store_user_op_end(u, rc, "store.repl.blob_before_commit", NULL, err);
+}
+
+int
+store_repl_sub(struct store_user *u, const char *name, bool subscribed, uint64_t modseq,
+	struct err *err)
+{
+	char norm[STORE_MBOX_NAME_MAX + 1];
+	int rc;
+
+	if (store_mailbox_name_check(name, norm, err) < 0)
+		return -1;
+	if (modseq == 0)
+		return err_set(err, ERR_INVALID, "subscription modseq 0");
+	if (store_user_op_begin(u, err) < 0)
+		return -1;
+	rc = store_mailbox_sub_set(u, norm, subscribed, modseq, err);
+	if (rc == 0)
+		rc = raise_modseq(u, modseq, err);
+	return store_user_op_end(u, rc, NULL, NULL, err);
+}
+
+int
+store_repl_modseq(struct store_user *u, uint64_t modseq, struct err *err)
+{
+	int rc;
+
+	if (store_user_op_begin(u, err) < 0)
+		return -1;
+	rc = raise_modseq(u, modseq, err);
+	return store_user_op_end(u, rc, NULL, NULL, err);
+}
+
+/* ------------------------------------------------------------------ */
+/* purge */
+
+static int64_t
+exec_changes(struct store_user *u, const char *sql, uint64_t upto, struct err *err)
+{
+	sqlite3_stmt *s = store_user_stmt(u, sql, err);
+	int rc;
+
+	if (s == NULL)
+		return -1;
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)upto);
+	rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE)
+		return store_sql_err(u->db, rc, err, "purge");
+	return sqlite3_changes(u->db);
+}
+
+int64_t
+store_purge(struct store_user *u, uint64_t upto, struct err *err)
+{
+	char **files = NULL;
+	size_t nfiles = 0;
+	int64_t removed = 0, r;
+	sqlite3_stmt *s;
+	int rc = 0;
+
+	if (u->in_txn)
+		return err_set(err, ERR_INVALID, "purge inside a transaction");
+	if (u->st->opts.read_only)
+		return err_set(err, ERR_PERM, "read-only replica");
+	/* Exclusive blobs.lock: no append may adopt a body we are about to
+	 * unlink (store_blob.c). */
+	if (store_blob_lock(u, true, err) < 0)
+		return -1;
+	if (store_user_op_begin(u, err) < 0) {
+		store_blob_unlock(u);
+		return -1;
+	}
+	r = exec_changes(u, "DELETE FROM records WHERE expunged_modseq != 0 AND expunged_modseq <= ?",
+		upto, err);
+	if (r < 0)
+		rc = -1;
+	else
+		removed += r;
+	if (rc == 0) {
+		r = exec_changes(u, "DELETE FROM records WHERE mailbox IN (SELECT id FROM mailboxes"
+			" WHERE deleted_modseq != 0 AND deleted_modseq <= ?)", upto, err);
+		if (r < 0)
+			rc = -1;
+		else
+			removed += r;
+	}
+	if (rc == 0 && exec_changes(u, "DELETE FROM mailboxes WHERE deleted_modseq != 0"
+		" AND deleted_modseq <= ?", upto, err) < 0)
+		rc = -1;
+	if (rc == 0 && exec_changes(u, "DELETE FROM subs WHERE subscribed = 0 AND modseq <= ?",
+		upto, err) < 0)
+		rc = -1;
+	if (rc == 0) {
+		s = store_user_stmt(u, "SELECT guid FROM blobs WHERE data IS NULL AND NOT EXISTS"
+			" (SELECT 1 FROM records WHERE records.guid = blobs.guid)", err);
+		if (s == NULL) {
+			rc = -1;
+		} else {
+			while (sqlite3_step(s) == SQLITE_ROW) {
+				files = xreallocarray(files, nfiles + 1, sizeof(*files));
+				files[nfiles++] = xstrdup((const char *)sqlite3_column_text(s, 0));
+			}
+			sqlite3_reset(s);
+		}
+	}
+	if (rc == 0 && exec_changes(u, "DELETE FROM blobs WHERE ?1 = ?1 AND NOT EXISTS"
+		" (SELECT 1 FROM records WHERE records.guid = blobs.guid)", 0, err) < 0)
+		rc = -1;
+	u->dirty = true;  /* the rows must be gone durably before the files go */
+	rc = store_user_op_end(u, rc, NULL, NULL, err);
+	if (rc == 0) {
+		for (size_t i = 0; i < nfiles; i++) {
+			struct buf p = BUF_INIT;
+			store_blob_path(u, files[i], &p);
+			if (unlink(buf_cstr(&p)) < 0)
+				log_warn("purge: cannot remove body path=%s", log_q(buf_cstr(&p)));
+			buf_free(&p);
+		}
+	}
+	store_blob_unlock(u);
+	for (size_t i = 0; i < nfiles; i++)
+		free(files[i]);
+	free(files);
+	return rc < 0 ? -1 : removed;
+}

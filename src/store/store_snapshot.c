@@ -1,0 +1,295 @@
+/*
+ * store_snapshot.c - the view of a mailbox an IMAP session holds while
+ * it has the mailbox selected: uids, flags, modseqs at one point, and
+ * the way forward ("what changed since my snapshot's modseq").
+ *
+ * A snapshot is read in one SQLite read transaction, so an append
+ * committed by another process is either entirely in it or entirely
+ * out.  A refresh asks for records with modseq > snap->modseq (index
+ * records_mbox_modseq), so its cost follows the changes, not the
+ * mailbox size.  \Recent: the mailbox row's recentuid is the first uid
+ * no session has claimed; a SELECT claims (uids >= recentuid become
+ * this session's \Recent) by raising it to uidnext in a small write
+ * that is not made durable (it is not replicated state).
+ */
+#include "store/store.h"
+#include "store/store_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+
+#include "lib/log.h"
+#include "lib/str.h"
+#include "lib/xalloc.h"
+
+#define SNAP_COLS "uid, guid, size, internaldate, sysflags, keywords, modseq, expunged_modseq"
+
+static const char empty_kw[] = "";
+
+struct snap_priv {
+	size_t cap;
+	unsigned flags;
+};
+
+static void
+snaprec_set_kw(struct store_snaprec *r, const char *kw)
+{
+	if (r->keywords != NULL && r->keywords != empty_kw)
+		free((char *)r->keywords);
+	r->keywords = (kw == NULL || kw[0] == '\0') ? empty_kw : xstrdup(kw);
+}
+
+static void
+snaprec_fill(sqlite3_stmt *s, struct store_snaprec *r)
+{
+	const char *g = (const char *)sqlite3_column_text(s, 1);
+
+	r->uid = (uint32_t)sqlite3_column_int64(s, 0);
+	str_lcpy(r->guid, g ? g : "", sizeof(r->guid));
+	r->size = (uint64_t)sqlite3_column_int64(s, 2);
+	r->internaldate = sqlite3_column_int64(s, 3);
+	r->sysflags = (uint32_t)sqlite3_column_int64(s, 4);
+	snaprec_set_kw(r, (const char *)sqlite3_column_text(s, 5));
+	r->modseq = (uint64_t)sqlite3_column_int64(s, 6);
+	r->expunged = sqlite3_column_int64(s, 7) != 0;
+}
+
+static struct store_snaprec *
+snap_push(struct store_snapshot *snap)
+{
+	struct snap_priv *p = snap->priv;
+
+	if (snap->n == p->cap) {
+		p->cap = p->cap ? p->cap * 2 : 64;
+		snap->recs = xreallocarray(snap->recs, p->cap, sizeof(*snap->recs));
+	}
+	memset(&snap->recs[snap->n], 0, sizeof(snap->recs[0]));
+	return &snap->recs[snap->n++];
+}
+
+/* Raise recentuid to uidnext; returns the old value when this session
+ * got the claim, 0 otherwise.  Best effort: not durable, not an op. */
+static uint32_t
+claim_recent(struct store_user *u, int64_t mbid, uint32_t from, uint32_t uidnext)
+{
+	sqlite3_stmt *s;
+	uint32_t got = 0;
+
+	if (u->st->opts.read_only || u->in_txn || u->op_open || from >= uidnext)
+		return 0;
+	if (sqlite3_exec(u->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+		return 0;
+	s = store_user_stmt(u, "UPDATE mailboxes SET recentuid = ?3 WHERE id = ?1 AND recentuid = ?2",
+		NULL);
+	if (s != NULL) {
+		sqlite3_bind_int64(s, 1, mbid);
+		sqlite3_bind_int64(s, 2, from);
+		sqlite3_bind_int64(s, 3, uidnext);
+		if (sqlite3_step(s) == SQLITE_DONE && sqlite3_changes(u->db) == 1)
+			got = from;
+		sqlite3_reset(s);
+	}
+	if (sqlite3_exec(u->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		sqlite3_exec(u->db, "ROLLBACK", NULL, NULL, NULL);
+		got = 0;
+	}
+	return got;
+}
+
+int
+store_snapshot_open(struct store_user *u, const char *mailbox_id, unsigned flags,
+	struct store_snapshot **snap_r, struct err *err)
+{
+	struct store_snapshot *snap;
+	struct store_mbrow row;
+	sqlite3_stmt *s;
+	int rc;
+
+	*snap_r = NULL;
+	if (store_user_read_begin(u, err) < 0)
+		return -1;
+	rc = store_mailbox_load_id(u, mailbox_id, false, &row, err);
+	if (rc < 0) {
+		store_user_read_end(u);
+		return -1;
+	}
+	snap = xcalloc(1, sizeof(*snap));
+	snap->priv = xcalloc(1, sizeof(struct snap_priv));
+	((struct snap_priv *)snap->priv)->flags = flags;
+	memcpy(snap->mailbox_id, row.mb.uniqueid, sizeof(snap->mailbox_id));
+	snap->uidvalidity = row.mb.uidvalidity;
+	snap->uidnext = row.mb.uidnext;
+	snap->modseq = row.mb.highestmodseq;
+	s = store_user_stmt(u, "SELECT " SNAP_COLS " FROM records WHERE mailbox = ?"
+		" AND expunged_modseq = 0 ORDER BY uid", err);
+	if (s == NULL) {
+		rc = -1;
+	} else {
+		sqlite3_bind_int64(s, 1, row.id);
+		while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+			snaprec_fill(s, snap_push(snap));
+		rc = rc == SQLITE_DONE ? 0 : store_sql_err(u->db, rc, err, "snapshot");
+		sqlite3_reset(s);
+	}
+	store_user_read_end(u);
+	if (rc < 0) {
+		store_snapshot_free(&snap);
+		return -1;
+	}
+	if (flags & STORE_SNAP_CLAIM_RECENT)
+		snap->first_recent = claim_recent(u, row.id, row.recentuid, snap->uidnext);
+	*snap_r = snap;
+	return 0;
+}
+
+void
+store_snapshot_free(struct store_snapshot **snapp)
+{
+	struct store_snapshot *snap = *snapp;
+
+	if (snap == NULL)
+		return;
+	for (size_t i = 0; i < snap->n; i++)
+		snaprec_set_kw(&snap->recs[i], NULL);
+	free(snap->recs);
+	free(snap->priv);
+	free(snap);
+	*snapp = NULL;
+}
+
+static ssize_t
+snap_find(const struct store_snapshot *snap, uint32_t uid)
+{
+	size_t lo = 0, hi = snap->n;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (snap->recs[mid].uid < uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < snap->n && snap->recs[lo].uid == uid)
+		return (ssize_t)lo;
+	return -1;
+}
+
+int
+store_snapshot_refresh(struct store_user *u, struct store_snapshot *snap, unsigned flags,
+	struct store_snapdiff *d, struct err *err)
+{
+	struct snap_priv *p = snap->priv;
+	struct store_mbrow row;
+	sqlite3_stmt *s;
+	struct store_snaprec tmp;
+	bool *changed = NULL;
+	size_t old_n = snap->n, changed_cap = 0;
+	uint32_t first_new_uid = 0;
+	int rc;
+	struct err e;
+
+	memset(d, 0, sizeof(*d));
+	memset(&tmp, 0, sizeof(tmp));
+	if (store_user_read_begin(u, err) < 0)
+		return -1;
+	rc = store_mailbox_load_id(u, snap->mailbox_id, true, &row, &e);
+	if (rc < 0) {
+		store_user_read_end(u);
+		if (e.kind == ERR_NOTFOUND) {
+			d->mailbox_gone = true;
+			return 0;
+		}
+		if (err)
+			*err = e;
+		return -1;
+	}
+	if (row.mb.deleted_modseq != 0) {
+		store_user_read_end(u);
+		d->mailbox_gone = true;
+		return 0;
+	}
+	if (row.mb.uidvalidity != snap->uidvalidity) {
+		store_user_read_end(u);
+		d->uidvalidity_changed = true;
+		return 0;
+	}
+	changed_cap = snap->n;
+	changed = xcalloc(changed_cap + 1, sizeof(bool));
+	s = store_user_stmt(u, "SELECT " SNAP_COLS " FROM records WHERE mailbox = ? AND modseq > ?"
+		" ORDER BY uid", err);
+	if (s == NULL) {
+		rc = -1;
+	} else {
+		sqlite3_bind_int64(s, 1, row.id);
+		sqlite3_bind_int64(s, 2, (sqlite3_int64)snap->modseq);
+		while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+			uint32_t uid = (uint32_t)sqlite3_column_int64(s, 0);
+			ssize_t i = uid < snap->uidnext ? snap_find(snap, uid) : -1;
+
+			if (i >= 0) {
+				struct store_snaprec *r = &snap->recs[i];
+				if (r->expunged)
+					continue;
+				snaprec_fill(s, r);
+				if (!r->expunged && (size_t)i < changed_cap)
+					changed[i] = true;
+			} else if (uid >= snap->uidnext && sqlite3_column_int64(s, 7) == 0) {
+				struct store_snaprec *r = snap_push(snap);
+				snaprec_fill(s, r);
+				if (first_new_uid == 0)
+					first_new_uid = uid;
+			}
+		}
+		rc = rc == SQLITE_DONE ? 0 : store_sql_err(u->db, rc, err, "refresh");
+		sqlite3_reset(s);
+	}
+	store_user_read_end(u);
+	if (rc < 0) {
+		free(changed);
+		return -1;
+	}
+	snap->modseq = row.mb.highestmodseq;
+	if (row.mb.uidnext > snap->uidnext)
+		snap->uidnext = row.mb.uidnext;
+	if (first_new_uid != 0 && (p->flags & STORE_SNAP_CLAIM_RECENT)) {
+		uint32_t got = claim_recent(u, row.id, row.recentuid, snap->uidnext);
+		if (got != 0 && got <= first_new_uid) {
+			if (snap->first_recent == 0)
+				snap->first_recent = first_new_uid;
+			for (size_t i = old_n; i < snap->n; i++)
+				d->new_recent++;
+		}
+	}
+	if (flags & STORE_REFRESH_EXPUNGE) {
+		size_t k = 0, removed = 0;
+		for (size_t i = 0; i < snap->n; i++) {
+			if (snap->recs[i].expunged) {
+				store_uids_add(&d->expunged_seq, (uint32_t)(i + 1 - removed));
+				removed++;
+				snaprec_set_kw(&snap->recs[i], NULL);
+				continue;
+			}
+			if (i < changed_cap && changed[i] && i < old_n)
+				changed[k] = true;
+			else if (k < changed_cap)
+				changed[k] = false;
+			snap->recs[k++] = snap->recs[i];
+		}
+		snap->n = k;
+	}
+	for (size_t i = 0; i < snap->n && i < old_n; i++)
+		if (i < changed_cap && changed[i] && !snap->recs[i].expunged)
+			store_uids_add(&d->changed_seq, (uint32_t)(i + 1));
+	if (first_new_uid != 0)
+		d->new_exists = (uint32_t)snap->n;
+	free(changed);
+	return 0;
+}
+
+void
+store_snapdiff_free(struct store_snapdiff *d)
+{
+	store_uids_free(&d->expunged_seq);
+	store_uids_free(&d->changed_seq);
+}

@@ -1,0 +1,695 @@
+/*
+ * store_user.c - one user's database: open/create, the transaction and
+ * operation machinery every mutating call goes through, the modseq
+ * counter, quota usage, and the IDLE wake-up fd.
+ *
+ * user.db format (SQLite, journal_mode=WAL, synchronous=NORMAL plus
+ * the group-commit WAL fdatasync of store_commit.c, which together
+ * give synchronous=FULL's guarantee: a commit is durable before the
+ * call that made it returns):
+ *
+ *   state(id = 1, modseq, last_uidvalidity, used_bytes, used_messages, schema)
+ *       modseq: the user's counter, the highest modseq ever handed out
+ *       used_*: quota usage = sum of size / count of live records in
+ *               live mailboxes
+ *   mailboxes(id, uniqueid UNIQUE, name, uidvalidity, uidnext,
+ *             highestmodseq, createdmodseq, modseq, deleted_modseq,
+ *             specialuse, recentuid, sync_crc)
+ *       unique index on name over live rows (deleted_modseq = 0)
+ *   records(mailbox, uid, guid, size, internaldate, sysflags, keywords,
+ *           modseq, expunged_modseq, envelope, bodystructure, body, parts)
+ *       primary key (mailbox, uid); indexes on modseq, (mailbox, modseq), guid
+ *   blobs(guid PRIMARY KEY, size, data)   data NULL = file blobs/<gg>/<guid>
+ *   subs(name PRIMARY KEY, subscribed, modseq)   unsubscribe = tombstone
+ *
+ * Invariants (checked by store_check):
+ *   M1. Every modseq, expunged_modseq, deleted_modseq in the database is
+ *       <= state.modseq; each mutating call takes state.modseq + 1 once
+ *       and stamps everything it changes with it.
+ *   M2. A mailbox's highestmodseq >= its own modseq and every record's
+ *       modseq in it; uidnext > every uid in it; uidvalidity never
+ *       changes for a uniqueid.
+ *   M3. sync_crc = XOR of store_record_crc() over the mailbox's live
+ *       records (expunged_modseq = 0), updated in the same transaction
+ *       as the records.
+ *   M4. used_bytes / used_messages = sums over live records of live
+ *       mailboxes, updated in the same transaction.
+ *   M5. Every record's guid has a blobs row; every blobs row with NULL
+ *       data has its file, fsynced with its directory entry, before the
+ *       row's transaction commits (store_blob.c).
+ *   M6. A live mailbox named INBOX exists.
+ */
+#include "store/store.h"
+#include "store/store_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lib/atomicfile.h"
+#include "lib/failpoint.h"
+#include "lib/log.h"
+#include "lib/str.h"
+#include "lib/xalloc.h"
+
+static const char user_schema[] =
+	"CREATE TABLE IF NOT EXISTS state(id INTEGER PRIMARY KEY CHECK (id = 1),"
+	" modseq INTEGER NOT NULL, last_uidvalidity INTEGER NOT NULL,"
+	" used_bytes INTEGER NOT NULL, used_messages INTEGER NOT NULL, schema INTEGER NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS mailboxes(id INTEGER PRIMARY KEY,"
+	" uniqueid TEXT NOT NULL UNIQUE, name TEXT NOT NULL,"
+	" uidvalidity INTEGER NOT NULL, uidnext INTEGER NOT NULL,"
+	" highestmodseq INTEGER NOT NULL, createdmodseq INTEGER NOT NULL,"
+	" modseq INTEGER NOT NULL, deleted_modseq INTEGER NOT NULL DEFAULT 0,"
+	" specialuse TEXT NOT NULL DEFAULT '', recentuid INTEGER NOT NULL DEFAULT 1,"
+	" sync_crc INTEGER NOT NULL DEFAULT 0);"
+	"CREATE UNIQUE INDEX IF NOT EXISTS mailboxes_live_name ON mailboxes(name)"
+	" WHERE deleted_modseq = 0;"
+	"CREATE INDEX IF NOT EXISTS mailboxes_modseq ON mailboxes(modseq);"
+	"CREATE TABLE IF NOT EXISTS records(mailbox INTEGER NOT NULL, uid INTEGER NOT NULL,"
+	" guid TEXT NOT NULL, size INTEGER NOT NULL, internaldate INTEGER NOT NULL,"
+	" sysflags INTEGER NOT NULL, keywords TEXT NOT NULL DEFAULT '',"
+	" modseq INTEGER NOT NULL, expunged_modseq INTEGER NOT NULL DEFAULT 0,"
+	" envelope TEXT, bodystructure TEXT, body TEXT, parts BLOB,"
+	" PRIMARY KEY (mailbox, uid));"
+	"CREATE INDEX IF NOT EXISTS records_modseq ON records(modseq);"
+	"CREATE INDEX IF NOT EXISTS records_mbox_modseq ON records(mailbox, modseq);"
+	"CREATE INDEX IF NOT EXISTS records_guid ON records(guid);"
+	"CREATE TABLE IF NOT EXISTS blobs(guid TEXT PRIMARY KEY, size INTEGER NOT NULL, data BLOB);"
+	"CREATE TABLE IF NOT EXISTS subs(name TEXT PRIMARY KEY, subscribed INTEGER NOT NULL,"
+	" modseq INTEGER NOT NULL);"
+	"CREATE INDEX IF NOT EXISTS subs_modseq ON subs(modseq);"
+	"INSERT OR IGNORE INTO state(id, modseq, last_uidvalidity, used_bytes, used_messages, schema)"
+	" VALUES (1, 0, 0, 0, 0, 1);";
+
+/* ------------------------------------------------------------------ */
+/* statements */
+
+sqlite3_stmt *
+store_user_stmt(struct store_user *u, const char *sql, struct err *err)
+{
+	size_t i;
+	int rc;
+
+	for (i = 0; i < STORE_STMT_CACHE && u->stmts[i].sql != NULL; i++) {
+		if (u->stmts[i].sql == sql) {
+			sqlite3_reset(u->stmts[i].stmt);
+			sqlite3_clear_bindings(u->stmts[i].stmt);
+			return u->stmts[i].stmt;
+		}
+	}
+	if (i == STORE_STMT_CACHE) {
+		/* Cache full: evict the last slot. */
+		i = STORE_STMT_CACHE - 1;
+		sqlite3_finalize(u->stmts[i].stmt);
+		u->stmts[i].sql = NULL;
+		u->stmts[i].stmt = NULL;
+	}
+	rc = sqlite3_prepare_v3(u->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &u->stmts[i].stmt, NULL);
+	if (rc != SQLITE_OK) {
+		store_sql_err(u->db, rc, err, "prepare");
+		u->stmts[i].stmt = NULL;
+		return NULL;
+	}
+	u->stmts[i].sql = sql;
+	return u->stmts[i].stmt;
+}
+
+/* ------------------------------------------------------------------ */
+/* transactions and operations */
+
+static void
+events_drop(struct store_user *u, size_t keep)
+{
+	u->nevents = keep;
+}
+
+void
+store_user_event(struct store_user *u, enum store_change_kind kind, const char *mailbox_id)
+{
+	for (size_t i = 0; i < u->nevents; i++) {
+		if (u->events[i].kind == kind &&
+		    (mailbox_id == NULL ? u->events[i].mailbox_id[0] == '\0' :
+		     str_eq(u->events[i].mailbox_id, mailbox_id)))
+			return;
+	}
+	if (u->nevents == u->capevents) {
+		u->capevents = u->capevents ? u->capevents * 2 : 8;
+		u->events = xreallocarray(u->events, u->capevents, sizeof(*u->events));
+	}
+	u->events[u->nevents].kind = kind;
+	str_lcpy(u->events[u->nevents].mailbox_id, mailbox_id ? mailbox_id : "",
+		sizeof(u->events[0].mailbox_id));
+	u->nevents++;
+}
+
+static void
+events_fire(struct store_user *u)
+{
+	struct store *st = u->st;
+	size_t n = u->nevents;
+
+	u->nevents = 0;
+	if (st->hook == NULL)
+		return;
+	for (size_t i = 0; i < n; i++)
+		st->hook(st->hook_ctx, u->name, u->events[i].kind,
+			u->events[i].mailbox_id[0] ? u->events[i].mailbox_id : NULL);
+}
+
+/* COMMIT, then wait for the group-commit barrier when anything durable
+ * changed, then wake watchers and run the change hook. */
+static int
+commit_durable(struct store_user *u, bool dirty, const char *fp_after, struct err *err)
+{
+	int rc;
+
+	store_commit_enter(&u->commit);
+	rc = sqlite3_exec(u->db, "COMMIT", NULL, NULL, NULL);
+	if (rc != SQLITE_OK || !dirty)
+		store_commit_leave(&u->commit);
+	if (rc != SQLITE_OK) {
+		store_sql_err(u->db, rc, err, "commit");
+		sqlite3_exec(u->db, "ROLLBACK", NULL, NULL, NULL);
+		events_drop(u, 0);
+		store_blob_unlock_shared(u);
+		return -1;
+	}
+	store_blob_unlock_shared(u);
+	if (dirty) {
+		uint64_t t = store_commit_ticket(&u->commit);
+		if (store_commit_barrier(&u->commit, t, err) < 0) {
+			u->broken = true;
+			events_drop(u, 0);
+			return -1;
+		}
+		store_stats_g.commits++;
+		if (store_commit_want_checkpoint(&u->commit)) {
+			int nlog = 0, nckpt = 0;
+			if (sqlite3_wal_checkpoint_v2(u->db, "main", SQLITE_CHECKPOINT_PASSIVE, &nlog,
+				&nckpt) == SQLITE_OK && nckpt > 0)
+				store_stats_g.sqlite_syncs += 2;  /* WAL, then database */
+		}
+		store_commit_notify(&u->commit);
+		events_fire(u);
+	} else {
+		events_drop(u, 0);
+	}
+	if (fp_after != NULL && FAILPOINT(fp_after) < 0)
+		return err_set(err, ERR_TEMP, "failpoint %s", fp_after);
+	return 0;
+}
+
+int
+store_user_op_begin(struct store_user *u, struct err *err)
+{
+	int rc;
+
+	if (u->st->opts.read_only)
+		return err_set(err, ERR_PERM, "read-only replica");
+	if (u->broken)
+		return err_set(err, ERR_TEMP, "user %s: an earlier fsync failed; reopen the store",
+			u->name);
+	if (u->op_open)
+		return err_set(err, ERR_INVALID, "store call re-entered (from a change hook?)");
+	if (!u->in_txn)
+		store_commit_enter(&u->commit);
+	rc = sqlite3_exec(u->db, u->in_txn ? "SAVEPOINT op" : "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	if (rc != SQLITE_OK) {
+		if (!u->in_txn)
+			store_commit_leave(&u->commit);
+		if ((rc & 0xff) == SQLITE_BUSY)
+			return err_set(err, ERR_TEMP, "user %s database busy", u->name);
+		return store_sql_err(u->db, rc, err, "begin");
+	}
+	u->op_open = true;
+	u->op_modseq = 0;
+	u->op_nevents = u->nevents;
+	if (!u->in_txn)
+		u->dirty = false;
+	return 0;
+}
+
+int
+store_user_op_end(struct store_user *u, int rc, const char *fp_before, const char *fp_after,
+	struct err *err)
+{
+	u->op_open = false;
+	if (rc == 0 && fp_before != NULL && FAILPOINT(fp_before) < 0)
+		rc = err_set(err, ERR_TEMP, "failpoint %s", fp_before);
+	if (rc < 0) {
+		if (u->in_txn) {
+			sqlite3_exec(u->db, "ROLLBACK TO op", NULL, NULL, NULL);
+			sqlite3_exec(u->db, "RELEASE op", NULL, NULL, NULL);
+			events_drop(u, u->op_nevents);
+		} else {
+			sqlite3_exec(u->db, "ROLLBACK", NULL, NULL, NULL);
+			store_commit_leave(&u->commit);
+			events_drop(u, 0);
+			store_blob_unlock_shared(u);
+		}
+		return -1;
+	}
+	if (u->in_txn) {
+		if (sqlite3_exec(u->db, "RELEASE op", NULL, NULL, NULL) != SQLITE_OK)
+			return store_sql_err(u->db, SQLITE_ERROR, err, "release");
+		return 0;
+	}
+	return commit_durable(u, u->dirty, fp_after, err);
+}
+
+int
+store_user_op_modseq(struct store_user *u, uint64_t *modseq_r, struct err *err)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	if (u->op_modseq == 0) {
+		s = store_user_stmt(u, "UPDATE state SET modseq = modseq + 1 WHERE id = 1 RETURNING modseq",
+			err);
+		if (s == NULL)
+			return -1;
+		rc = sqlite3_step(s);
+		if (rc != SQLITE_ROW) {
+			sqlite3_reset(s);
+			return store_sql_err(u->db, rc, err, "modseq");
+		}
+		u->op_modseq = (uint64_t)sqlite3_column_int64(s, 0);
+		sqlite3_reset(s);
+	}
+	u->dirty = true;
+	*modseq_r = u->op_modseq;
+	return 0;
+}
+
+int
+store_txn_begin(struct store_user *u, struct err *err)
+{
+	int rc;
+
+	if (u->st->opts.read_only)
+		return err_set(err, ERR_PERM, "read-only replica");
+	if (u->in_txn || u->op_open)
+		return err_set(err, ERR_INVALID, "transaction already open");
+	if (u->broken)
+		return err_set(err, ERR_TEMP, "user %s: an earlier fsync failed", u->name);
+	rc = sqlite3_exec(u->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	if (rc != SQLITE_OK) {
+		if ((rc & 0xff) == SQLITE_BUSY)
+			return err_set(err, ERR_TEMP, "user %s database busy", u->name);
+		return store_sql_err(u->db, rc, err, "begin");
+	}
+	u->in_txn = true;
+	u->dirty = false;
+	u->nevents = 0;
+	return 0;
+}
+
+int
+store_txn_commit(struct store_user *u, struct err *err)
+{
+	if (!u->in_txn)
+		return err_set(err, ERR_INVALID, "no transaction open");
+	u->in_txn = false;
+	return commit_durable(u, u->dirty, NULL, err);
+}
+
+void
+store_txn_rollback(struct store_user *u)
+{
+	if (!u->in_txn)
+		return;
+	u->in_txn = false;
+	sqlite3_exec(u->db, "ROLLBACK", NULL, NULL, NULL);
+	store_commit_leave(&u->commit);
+	events_drop(u, 0);
+	store_blob_unlock_shared(u);
+}
+
+int
+store_user_read_begin(struct store_user *u, struct err *err)
+{
+	int rc;
+
+	if (u->in_txn || u->op_open) {
+		u->read_nested++;
+		return 0;
+	}
+	rc = sqlite3_exec(u->db, "BEGIN", NULL, NULL, NULL);
+	if (rc != SQLITE_OK)
+		return store_sql_err(u->db, rc, err, "begin read");
+	return 0;
+}
+
+void
+store_user_read_end(struct store_user *u)
+{
+	if (u->read_nested > 0) {
+		u->read_nested--;
+		return;
+	}
+	sqlite3_exec(u->db, "COMMIT", NULL, NULL, NULL);
+}
+
+/* ------------------------------------------------------------------ */
+/* quota usage */
+
+int
+store_user_usage_add(struct store_user *u, int64_t dbytes, int64_t dmsgs, struct err *err)
+{
+	sqlite3_stmt *s = store_user_stmt(u,
+		"UPDATE state SET used_bytes = max(0, used_bytes + ?1),"
+		" used_messages = max(0, used_messages + ?2) WHERE id = 1", err);
+	int rc;
+
+	if (s == NULL)
+		return -1;
+	sqlite3_bind_int64(s, 1, dbytes);
+	sqlite3_bind_int64(s, 2, dmsgs);
+	rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE)
+		return store_sql_err(u->db, rc, err, "usage");
+	return 0;
+}
+
+int
+store_user_usage_get(struct store_user *u, uint64_t *bytes_r, uint64_t *msgs_r, struct err *err)
+{
+	sqlite3_stmt *s = store_user_stmt(u,
+		"SELECT used_bytes, used_messages FROM state WHERE id = 1", err);
+	int rc;
+
+	if (s == NULL)
+		return -1;
+	rc = sqlite3_step(s);
+	if (rc != SQLITE_ROW) {
+		sqlite3_reset(s);
+		return store_sql_err(u->db, rc, err, "usage");
+	}
+	*bytes_r = (uint64_t)sqlite3_column_int64(s, 0);
+	*msgs_r = (uint64_t)sqlite3_column_int64(s, 1);
+	sqlite3_reset(s);
+	return 0;
+}
+
+int
+store_user_quota_check(struct store_user *u, uint64_t add_bytes, uint64_t add_msgs,
+	struct err *err)
+{
+	uint64_t lb, lm, ub, um;
+
+	if (add_bytes == 0 && add_msgs == 0)
+		return 0;
+	if (store_quota_limits(u->st, u->name, &lb, &lm, err) < 0)
+		return -1;
+	if (lb == 0 && lm == 0)
+		return 0;
+	if (store_user_usage_get(u, &ub, &um, err) < 0)
+		return -1;
+	if (lb != 0 && ub + add_bytes > lb)
+		return err_set(err, ERR_QUOTA,
+			"over quota: user %s would use %llu of %llu bytes", u->name,
+			(unsigned long long)(ub + add_bytes), (unsigned long long)lb);
+	if (lm != 0 && um + add_msgs > lm)
+		return err_set(err, ERR_QUOTA,
+			"over quota: user %s would have %llu of %llu messages", u->name,
+			(unsigned long long)(um + add_msgs), (unsigned long long)lm);
+	return 0;
+}
+
+int
+store_quota_get(struct store_user *u, struct store_quota *q, struct err *err)
+{
+	memset(q, 0, sizeof(*q));
+	if (store_quota_limits(u->st, u->name, &q->limit_bytes, &q->limit_messages, err) < 0)
+		return -1;
+	return store_user_usage_get(u, &q->used_bytes, &q->used_messages, err);
+}
+
+int
+store_user_modseq(struct store_user *u, uint64_t *modseq_r, struct err *err)
+{
+	sqlite3_stmt *s = store_user_stmt(u, "SELECT modseq FROM state WHERE id = 1", err);
+	int rc;
+
+	if (s == NULL)
+		return -1;
+	rc = sqlite3_step(s);
+	if (rc != SQLITE_ROW) {
+		sqlite3_reset(s);
+		return store_sql_err(u->db, rc, err, "modseq");
+	}
+	*modseq_r = (uint64_t)sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* open / close */
+
+static int
+has_state_table(sqlite3 *db)
+{
+	sqlite3_stmt *s = NULL;
+	int found = 0;
+
+	if (sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'state'",
+		-1, &s, NULL) != SQLITE_OK)
+		return -1;
+	if (sqlite3_step(s) == SQLITE_ROW)
+		found = 1;
+	sqlite3_finalize(s);
+	return found;
+}
+
+/* Create the schema and INBOX if missing (a brand-new user.db). */
+static int
+user_init_db(struct store_user *u, struct err *err)
+{
+	struct store_mbrow row;
+	int rc;
+
+	if (has_state_table(u->db) == 1) {
+		/* Fast path; INBOX existence (M6) is store_check's business. */
+		return 0;
+	}
+	if (u->st->opts.read_only)
+		return err_set(err, ERR_NOTFOUND, "user %s has no database yet (read-only replica)",
+			u->name);
+	rc = sqlite3_exec(u->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	if (rc != SQLITE_OK)
+		return store_sql_err(u->db, rc, err, "begin");
+	u->op_open = true;
+	u->op_modseq = 0;
+	u->dirty = false;
+	rc = store_sql_exec(u->db, user_schema, err);
+	if (rc == 0) {
+		struct err e;
+		rc = store_mailbox_load_name(u, "INBOX", &row, &e);
+		if (rc < 0 && e.kind == ERR_NOTFOUND)
+			rc = store_mailbox_create_row(u, "INBOX", NULL, &row, err);
+		else if (rc < 0 && err != NULL)
+			*err = e;
+	}
+	u->op_open = false;
+	if (rc < 0) {
+		sqlite3_exec(u->db, "ROLLBACK", NULL, NULL, NULL);
+		events_drop(u, 0);
+		return -1;
+	}
+	if (commit_durable(u, u->dirty, NULL, err) < 0)
+		return -1;
+	/* The database file's directory entry must be durable too. */
+	return fsync_dir(u->dir, err);
+}
+
+struct store_user *
+store_user_open(struct store *st, const char *name, struct err *err)
+{
+	struct store_user *u;
+	struct buf p = BUF_INIT;
+	int rc;
+
+	rc = store_user_exists(st, name, err);
+	if (rc < 0)
+		return NULL;
+	if (rc == 0) {
+		err_set(err, ERR_NOTFOUND, "no such user %s", log_q(name));
+		return NULL;
+	}
+	u = xcalloc(1, sizeof(*u));
+	u->st = st;
+	u->name = xstrdup(name);
+	u->blob_lock_fd = -1;
+	u->watch_fd = -1;
+	u->commit.shm_fd = -1;
+	u->commit.wal_fd = -1;
+	store_user_dir(st, name, &p);
+	u->dir = buf_steal(&p);
+	st->nusers++;
+	if (st->opts.read_only) {
+		buf_printf(&p, "%s/user.db", u->dir);
+		if (access(buf_cstr(&p), F_OK) < 0) {
+			err_set(err, ERR_NOTFOUND, "user %s has no database yet (read-only replica)",
+				name);
+			goto fail;
+		}
+		buf_reset(&p);
+	} else {
+		buf_printf(&p, "%s/blobs", u->dir);
+		if (mkdir_p(buf_cstr(&p), 0750, err) < 0)
+			goto fail;
+		buf_reset(&p);
+	}
+	if (store_commit_open(&u->commit, u->dir, err) < 0)
+		goto fail;
+	buf_printf(&p, "%s/user.db", u->dir);
+	if (store_db_open(buf_cstr(&p), !st->opts.read_only, st->opts.busy_timeout_ms, false,
+		&u->db, err) < 0)
+		goto fail;
+	buf_reset(&p);
+	if (user_init_db(u, err) < 0)
+		goto fail;
+	buf_free(&p);
+	return u;
+fail:
+	buf_free(&p);
+	store_user_close(&u);
+	return NULL;
+}
+
+void
+store_user_close(struct store_user **up)
+{
+	struct store_user *u = *up;
+
+	if (u == NULL)
+		return;
+	if (u->in_txn)
+		store_txn_rollback(u);
+	for (size_t i = 0; i < STORE_STMT_CACHE; i++)
+		if (u->stmts[i].stmt != NULL)
+			sqlite3_finalize(u->stmts[i].stmt);
+	if (u->db != NULL)
+		sqlite3_close(u->db);
+	store_commit_close(&u->commit);
+	store_blob_unlock(u);
+	if (u->blob_lock_fd >= 0)
+		close(u->blob_lock_fd);
+	if (u->watch_fd >= 0)
+		close(u->watch_fd);
+	u->st->nusers--;
+	free(u->events);
+	free(u->name);
+	free(u->dir);
+	free(u);
+	*up = NULL;
+}
+
+const char *
+store_user_name(const struct store_user *u)
+{
+	return u->name;
+}
+
+/* ------------------------------------------------------------------ */
+/* IDLE wake-up */
+
+int
+store_user_watch_fd(struct store_user *u, struct err *err)
+{
+	if (u->watch_fd >= 0)
+		return u->watch_fd;
+	u->watch_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (u->watch_fd < 0)
+		return err_errno(err, ERR_TEMP, "inotify_init1");
+	if (access(u->commit.notify_path, F_OK) < 0) {
+		/* O_RDONLY: creating it must not look like a commit to others */
+		int fd = open(u->commit.notify_path, O_RDONLY | O_CREAT | O_CLOEXEC, 0640);
+		if (fd >= 0)
+			close(fd);
+	}
+	if (inotify_add_watch(u->watch_fd, u->commit.notify_path,
+		IN_ATTRIB | IN_MODIFY | IN_CLOSE_WRITE | IN_DELETE_SELF | IN_MOVE_SELF) < 0) {
+		err_errno(err, ERR_TEMP, "inotify_add_watch %s", u->commit.notify_path);
+		close(u->watch_fd);
+		u->watch_fd = -1;
+		return -1;
+	}
+	return u->watch_fd;
+}
+
+void
+store_user_watch_ack(struct store_user *u)
+{
+	char b[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+
+	if (u->watch_fd < 0)
+		return;
+	for (int i = 0; i < 64; i++) {
+		ssize_t n = read(u->watch_fd, b, sizeof(b));
+		if (n <= 0)
+			break;
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* anti-entropy helper */
+
+struct lm_ctx {
+	struct store *st;
+	store_user_modseq_fn fn;
+	void *ctx;
+	struct err *err;
+	int rc;
+};
+
+static int
+lm_one(void *vctx, const struct store_userinfo *ui)
+{
+	struct lm_ctx *c = vctx;
+	struct store_user *u;
+	uint64_t m = 0;
+	struct err e;
+	bool ro = c->st->opts.read_only;
+
+	/* Do not create databases just to read a counter. */
+	c->st->opts.read_only = true;
+	u = store_user_open(c->st, ui->name, &e);
+	c->st->opts.read_only = ro;
+	if (u == NULL) {
+		if (e.kind != ERR_NOTFOUND) {
+			*c->err = e;
+			c->rc = -1;
+			return 1;
+		}
+	} else {
+		int r = store_user_modseq(u, &m, c->err);
+		store_user_close(&u);
+		if (r < 0) {
+			c->rc = -1;
+			return 1;
+		}
+	}
+	return c->fn(c->ctx, ui->name, m);
+}
+
+int
+store_user_list_modseq(struct store *st, store_user_modseq_fn fn, void *ctx, struct err *err)
+{
+	struct lm_ctx c = { st, fn, ctx, err, 0 };
+	struct err dummy;
+	int r;
+
+	if (c.err == NULL)
+		c.err = &dummy;
+	r = store_user_list(st, lm_one, &c, err);
+	if (c.rc < 0)
+		return -1;
+	return r;
+}

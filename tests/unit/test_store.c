@@ -1,0 +1,1931 @@
+/* test_store.c - unit tests for src/store (store.h): every API call,
+ * including bad input that must fail with a clear error and change
+ * nothing, several processes on one user, snapshots, IDLE wake-up,
+ * replication apply, purge, check and repair. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lib/buf.h"
+#include "lib/conf.h"
+#include "lib/failpoint.h"
+#include "lib/str.h"
+#include "store/store.h"
+
+static char root[256];
+static struct store *st;
+
+static int
+setup_opts(const struct store_opts *o)
+{
+	struct err e;
+
+	str_lcpy(root, "/tmp/castor-store-XXXXXX", sizeof(root));
+	if (mkdtemp(root) == NULL)
+		return -1;
+	if (store_create(root, "master", &e) < 0) {
+		fprintf(stderr, "store_create: %s\n", e.msg);
+		return -1;
+	}
+	st = store_open(root, o, &e);
+	if (st == NULL) {
+		fprintf(stderr, "store_open: %s\n", e.msg);
+		return -1;
+	}
+	if (store_user_add(st, "alice", "secret", &e) < 0) {
+		fprintf(stderr, "user_add: %s\n", e.msg);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+setup(void **state)
+{
+	(void)state;
+	failpoint_set("");
+	return setup_opts(NULL);
+}
+
+/* All bodies as files. */
+static int
+setup_files(void **state)
+{
+	struct store_opts o;
+
+	(void)state;
+	failpoint_set("");
+	store_opts_init(&o);
+	o.inline_max = 0;
+	return setup_opts(&o);
+}
+
+static int
+teardown(void **state)
+{
+	char cmd[300];
+
+	(void)state;
+	failpoint_set("");
+	store_close(&st);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+static struct store_user *
+open_user(const char *name)
+{
+	struct err e;
+	struct store_user *u = store_user_open(st, name, &e);
+
+	if (u == NULL)
+		fail_msg("store_user_open(%s): %s", name, e.msg);
+	return u;
+}
+
+static char *
+make_msg(int i, size_t size)
+{
+	struct buf b = BUF_INIT;
+
+	buf_printf(&b, "From: Ann <ann@example.org>\r\nTo: bob@example.org\r\n"
+		"Subject: message %d\r\nMessage-ID: <%d.%ld@example.org>\r\n\r\n", i, i, (long)getpid());
+	while (b.len + 2 < size)
+		buf_puts(&b, "The quick brown fox jumps over the lazy dog.\r\n");
+	buf_truncate(&b, size > b.len ? b.len : size);
+	return buf_steal(&b);
+}
+
+/* Append one message; returns its uid. */
+static uint32_t
+append1(struct store_user *u, const char *mbid, int i, size_t size, uint32_t flags, const char *kw)
+{
+	struct store_append_msg m = { 0 };
+	struct store_append_result r;
+	struct err e;
+	char *data = make_msg(i, size);
+
+	m.data = data;
+	m.len = strlen(data);
+	m.sysflags = flags;
+	m.keywords = kw;
+	if (store_append(u, mbid, &m, 1, &r, NULL, &e) < 0)
+		fail_msg("append: %s", e.msg);
+	free(data);
+	return r.uid;
+}
+
+static void
+mbid_of(struct store_user *u, const char *name, char *id)
+{
+	struct store_mailbox mb;
+	struct err e;
+
+	if (store_mailbox_get(u, name, &mb, &e) < 0)
+		fail_msg("mailbox_get(%s): %s", name, e.msg);
+	memcpy(id, mb.uniqueid, STORE_UNIQUEID_LEN + 1);
+}
+
+static uint64_t
+modseq_of(struct store_user *u)
+{
+	uint64_t m = 0;
+	struct err e;
+
+	assert_int_equal(store_user_modseq(u, &m, &e), 0);
+	return m;
+}
+
+static int
+check_clean(const char *user)
+{
+	struct err e;
+	int n = store_check(st, user, false, NULL, NULL, &e);
+
+	if (n < 0)
+		fail_msg("check: %s", e.msg);
+	return n;
+}
+
+/* ------------------------------------------------------------------ */
+
+static void
+test_create_open_server(void **state)
+{
+	const char *role;
+	uint64_t epoch;
+	struct err e;
+	struct store *st2;
+
+	(void)state;
+	assert_int_equal(store_server_get(st, &role, &epoch, &e), 0);
+	assert_string_equal(role, "master");
+	assert_int_equal(epoch, 1);
+	assert_int_equal(store_server_set(st, "replica", 7, &e), 0);
+	assert_int_equal(store_server_get(st, &role, &epoch, &e), 0);
+	assert_string_equal(role, "replica");
+	assert_int_equal(epoch, 7);
+	assert_int_equal(store_server_set(st, "boss", 8, &e), -1);
+	assert_int_equal(e.kind, ERR_INVALID);
+	/* a second create on the same root refuses */
+	assert_int_equal(store_create(root, "master", &e), -1);
+	assert_int_equal(e.kind, ERR_EXISTS);
+	assert_int_equal(store_create("/tmp/x", "chief", &e), -1);
+	assert_int_equal(e.kind, ERR_INVALID);
+	/* not a root */
+	st2 = store_open("/nonexistent/castor", NULL, &e);
+	assert_null(st2);
+	assert_int_equal(e.kind, ERR_NOTFOUND);
+	assert_string_equal(store_root(st), root);
+}
+
+static int
+count_user(void *ctx, const struct store_userinfo *ui)
+{
+	int *n = ctx;
+
+	(void)ui;
+	(*n)++;
+	return 0;
+}
+
+static int
+grab_hash(void *ctx, const struct store_userinfo *ui)
+{
+	if (str_eq(ui->name, "alice") && ui->hash != NULL)
+		str_lcpy(ctx, ui->hash, 256);
+	return 0;
+}
+
+static void
+test_users(void **state)
+{
+	struct err e;
+	struct store_userinfo ui;
+	struct buf p = BUF_INIT;
+	int n = 0;
+
+	(void)state;
+	assert_int_equal(store_user_exists(st, "alice", &e), 1);
+	assert_int_equal(store_user_exists(st, "nobody", &e), 0);
+	assert_int_equal(store_user_add(st, "alice", "x", &e), -1);
+	assert_int_equal(e.kind, ERR_EXISTS);
+	assert_int_equal(store_user_add(st, "Alice", "x", &e), -1);
+	assert_int_equal(e.kind, ERR_INVALID);
+	assert_int_equal(store_user_add(st, "../etc", "x", &e), -1);
+	assert_int_equal(e.kind, ERR_INVALID);
+	assert_int_equal(store_user_add(st, "", "x", &e), -1);
+	assert_int_equal(store_user_add(st, ".hidden", "x", &e), -1);
+	assert_false(store_user_name_valid("a/b"));
+	assert_true(store_user_name_valid("bob.smith+tag@example.org"));
+
+	assert_int_equal(store_user_verify(st, "alice", "secret", &e), 1);
+	assert_int_equal(store_user_verify(st, "alice", "wrong", &e), 0);
+	assert_int_equal(store_user_verify(st, "nobody", "secret", &e), 0);
+	assert_int_equal(store_user_passwd(st, "alice", "new pw", &e), 0);
+	assert_int_equal(store_user_verify(st, "alice", "secret", &e), 0);
+	assert_int_equal(store_user_verify(st, "alice", "new pw", &e), 1);
+	assert_int_equal(store_user_passwd(st, "nobody", "x", &e), -1);
+	assert_int_equal(e.kind, ERR_NOTFOUND);
+
+	assert_int_equal(store_user_info(st, "alice", &ui, &e), 0);
+	assert_true(ui.has_password);
+	assert_int_equal(ui.quota_bytes, -1);
+
+	assert_int_equal(store_user_add(st, "bob", NULL, &e), 0);
+	assert_int_equal(store_user_verify(st, "bob", "", &e), 0);
+	assert_int_equal(store_user_list(st, count_user, &n, &e), 0);
+	assert_int_equal(n, 2);
+
+	/* set_hash copies a hash verbatim (replication) */
+	assert_int_equal(store_user_set_hash(st, "bob", "not-a-hash", &e), -1);
+	assert_int_equal(e.kind, ERR_INVALID);
+	{
+		char hash[256] = "";
+		assert_int_equal(store_user_list(st, grab_hash, hash, &e), 0);
+		assert_true(str_has_prefix(hash, "$y$"));
+		assert_int_equal(store_user_set_hash(st, "bob", hash, &e), 0);
+		assert_int_equal(store_user_verify(st, "bob", "new pw", &e), 1);
+		assert_int_equal(store_user_set_hash(st, "nobody", hash, &e), -1);
+		assert_int_equal(e.kind, ERR_NOTFOUND);
+	}
+
+	assert_int_equal(store_user_set_quota(st, "bob", 1000, 0, &e), 0);
+	assert_int_equal(store_user_info(st, "bob", &ui, &e), 0);
+	assert_int_equal(ui.quota_bytes, 1000);
+	assert_int_equal(store_user_set_quota(st, "bob", -5, 0, &e), -1);
+	assert_int_equal(e.kind, ERR_INVALID);
+
+	/* delete moves the spool away and the user is gone */
+	store_user_dir(st, "bob", &p);
+	assert_int_equal(access(buf_cstr(&p), F_OK), 0);
+	assert_int_equal(store_user_del(st, "bob", &e), 0);
+	assert_int_equal(access(buf_cstr(&p), F_OK), -1);
+	assert_int_equal(store_user_exists(st, "bob", &e), 0);
+	assert_int_equal(store_user_del(st, "bob", &e), -1);
+	assert_int_equal(e.kind, ERR_NOTFOUND);
+	assert_null(store_user_open(st, "bob", &e));
+	assert_int_equal(e.kind, ERR_NOTFOUND);
+	buf_free(&p);
+}
+
+static void
+test_mailbox_names(void **state)
+{
+	char norm[STORE_MBOX_NAME_MAX + 1];
+	struct err e;
+	char longname[STORE_MBOX_NAME_MAX + 10];
+	static const char *const bad[] = { "", "/a", "a/", "a//b", "..", "a/../b", ".", "a/./b",
+		"a\tb", "a\x7f", "a\xc2\x85" /* U+0085 NEL */, "bad\xff", "\xc0\xaf", "\xed\xa0\x80",
+		"a*b", "a%b", "x\ny" };
+	static const char *const good[] = { "INBOX", "Sent", "a/b/c", "Entw\xc3\xbcrfe",
+		"\xe6\x97\xa5\xe6\x9c\xac", "a b", "a.b", "...x", "#news" };
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		if (store_mailbox_name_check(bad[i], norm, &e) == 0)
+			fail_msg("accepted bad name %zu", i);
+		assert_int_equal(e.kind, ERR_INVALID);
+	}
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+		if (store_mailbox_name_check(good[i], norm, &e) != 0)
+			fail_msg("refused good name %s: %s", good[i], e.msg);
+	assert_int_equal(store_mailbox_name_check("inbox/Sub", norm, &e), 0);
+	assert_string_equal(norm, "INBOX/Sub");
+	assert_int_equal(store_mailbox_name_check("InBoX", norm, &e), 0);
+	assert_string_equal(norm, "INBOX");
+	assert_int_equal(store_mailbox_name_check("inboxes", norm, &e), 0);
+	assert_string_equal(norm, "inboxes");
+	memset(longname, 'a', sizeof(longname) - 1);
+	longname[sizeof(longname) - 1] = '\0';
+	assert_int_equal(store_mailbox_name_check(longname, norm, &e), -1);
+	memset(longname, 'a', 300);
+	longname[300] = '\0';
+	assert_int_equal(store_mailbox_name_check(longname, norm, &e), -1); /* component > 255 */
+}
+
+static void
+test_mailbox_create_get(void **state)
+{
+	struct store_user *u = open_user("alice");
+	struct store_mailbox mb, mb2;
+	struct err e;
+	uint64_t m0;
+
+	(void)state;
+	assert_int_equal(store_mailbox_get(u, "inbox", &mb, &e), 0);
+	assert_string_equal(mb.name, "INBOX");
+	assert_int_equal(strlen(mb.uniqueid), 32);
+	assert_int_equal(mb.uidnext, 1);
+	assert_true(mb.uidvalidity > 0);
+
+	assert_int_equal(store_mailbox_create(u, "Sent", "\\sent", &mb, &e), 0);
+	assert_string_equal(mb.specialuse, "\\Sent");
+	assert_true(mb.createdmodseq > 0);
+	m0 = modseq_of(u);
+	/* bad input changes nothing */
+	assert_int_equal(store_mailbox_create(u, "Sent", NULL, NULL, &e), -1);
+	assert_int_equal(e.kind, ERR_EXISTS);
+	assert_int_equal(store_mailbox_create(u, "INBOX", NULL, NULL, &e), -1);
+	assert_int_equal(e.kind, ERR_EXISTS);
+	assert_int_equal(store_mailbox_create(u, "a//b", NULL, NULL, &e), -1);
+	assert_int_equal(e.kind, ERR_INVALID);
+	assert_int_equal(store_mailbox_create(u, "X", "\\Bogus", NULL, &e), -1);
+	assert_int_equal(e.kind, ERR_INVALID);
+	assert_int_equal(modseq_of(u), m0);
+	assert_int_equal(store_mailbox_get(u, "X", NULL, &e), -1);
+	assert_int_equal(e.kind, ERR_NOTFOUND);
+
+	assert_int_equal(store_mailbox_get_id(u, mb.uniqueid, false, &mb2, &e), 0);
+	assert_string_equal(mb2.name, "Sent");
+	assert_int_equal(store_mailbox_get_id(u, "00000000000000000000000000000000", false, &mb2, &e), -1);
+	assert_int_equal(e.kind, ERR_NOTFOUND);
+
+	assert_int_equal(store_mailbox_set_specialuse(u, "Sent", "\\Archive \\sent", &e), 0);
+	assert_int_equal(store_mailbox_get(u, "Sent", &mb2, &e), 0);
+	assert_string_equal(mb2.specialuse, "\\Archive \\Sent");
+	assert_true(mb2.modseq > mb.modseq);
+	assert_int_equal(store_mailbox_set_specialuse(u, "Nope", "", &e), -1);
+	assert_int_equal(e.kind, ERR_NOTFOUND);
+	store_user_close(&u);
+	assert_int_equal(check_clean("alice"), 0);
+}
+
+static void
+test_mailbox_rename(void **state)
+{
+	struct store_user *u = open_user("alice");
+	struct store_mailbox a, ab, abc, x;
+	char inbox[33], id[33];
+	struct err e;
+	struct store_status sst;
+	uint64_t m0;
+
+	(void)state;
+	assert_int_equal(store_mailbox_create(u, "a", NULL, &a, &e), 0);
+	assert_int_equal(store_mailbox_create(u, "a/b", NULL, &ab, &e), 0);
+	assert_int_equal(store_mailbox_create(u, "a/b/c", NULL, &abc, &e), 0);
+	assert_int_equal(store_mailbox_create(u, "ab", NULL, NULL, &e), 0);   /* not a child of a */
+	assert_int_equal(store_mailbox_create(u, "taken", NULL, NULL, &e), 0);
+	m0 = modseq_of(u);
+	/* refusals change nothing */
+	assert_int_equal(store_mailbox_rename(u, "a", "a/b/d", &e), -1);
+	assert_int_equal(e.kind, ERR_PERM);
+	assert_int_equal(store_mailbox_rename(u, "a", "taken", &e), -1);
+	assert_int_equal(e.kind, ERR_EXISTS);
+	assert_int_equal(store_mailbox_rename(u, "nope", "z", &e), -1);
+	assert_int_equal(e.kind, ERR_NOTFOUND);
+	assert_int_equal(store_mailbox_rename(u, "a", "bad//name", &e), -1);
+	assert_int_equal(e.kind, ERR_INVALID);
+	assert_int_equal(store_mailbox_rename(u, "a", "inbox", &e), -1);
+	assert_int_equal(e.kind, ERR_EXISTS);
+	assert_int_equal(store_mailbox_rename(u, "a", "a", &e), -1);
+	assert_int_equal(modseq_of(u), m0);
+	assert_int_equal(store_mailbox_get(u, "a/b/c", NULL, &e), 0);
+
+	/* a child of the target name exists: the whole rename is refused */
+	assert_int_equal(store_mailbox_create(u, "t/b", NULL, NULL, &e), 0);
+	m0 = modseq_of(u);
+	assert_int_equal(store_mailbox_rename(u, "a", "t", &e), -1);
+	assert_int_equal(e.kind, ERR_EXISTS);
+	assert_int_equal(modseq_of(u), m0);
+	assert_int_equal(store_mailbox_get(u, "a", NULL, &e), 0);
+
+	assert_int_equal(store_mailbox_rename(u, "a", "z/y", &e), 0);
+	assert_int_equal(store_mailbox_get(u, "z/y", &x, &e), 0);
+	assert_string_equal(x.uniqueid, a.uniqueid);
+	assert_int_equal(x.uidvalidity, a.uidvalidity);
+	assert_int_equal(store_mailbox_get(u, "z/y/b", &x, &e), 0);
+	assert_string_equal(x.uniqueid, ab.uniqueid);
+	assert_int_equal(store_mailbox_get(u, "z/y/b/c", &x, &e), 0);
+	assert_string_equal(x.uniqueid, abc.uniqueid);
+	assert_int_equal(store_mailbox_get(u, "a/b", NULL, &e), -1);
+	assert_int_equal(store_mailbox_get(u, "ab", NULL, &e), 0);
+
+	/* RENAME INBOX moves its messages, INBOX stays (RFC 3501) */
+	mbid_of(u, "INBOX", inbox);
+	append1(u, inbox, 1, 500, STORE_FLAG_FLAGGED, "$Work");
+	append1(u, inbox, 2, 500, 0, NULL);
+	assert_int_equal(store_mailbox_rename(u, "INBOX", "Old", &e), 0);
+	assert_int_equal(store_mailbox_status(u, "INBOX", &sst, &e), 0);
+	assert_int_equal(sst.messages, 0);
+	assert_int_equal(store_mailbox_status(u, "Old", &sst, &e), 0);
+	assert_int_equal(sst.messages, 2);
+	mbid_of(u, "INBOX", id);
+	assert_string_equal(id, inbox);
+	store_user_close(&u);
+	assert_int_equal(check_clean("alice"), 0);
+}
+
+static void
+test_mailbox_delete(void **state)
+{
+	struct store_user *u = open_user("alice");
+	struct store_mailbox mb, again, tomb;
+	struct store_quota q;
+	struct err e;
+	uint64_t m0;
+
+	(void)state;
+	assert_int_equal(store_mailbox_create(u, "Trash", NULL, &mb, &e), 0);
+	append1(u, mb.uniqueid, 1, 1000, 0, NULL);
+	assert_int_equal(store_quota_get(u, &q, &e), 0);
+	assert_int_equal(q.used_messages, 1);
+	m0 = modseq_of(u);
+	assert_int_equal(store_mailbox_delete(u, "INBOX", &e), -1);
+	assert_int_equal(e.kind, ERR_PERM);
+	assert_int_equal(store_mailbox_delete(u, "nope", &e), -1);
+	assert_int_equal(e.kind, ERR_NOTFOUND);
+	assert_int_equal(modseq_of(u), m0);
+
+	assert_int_equal(store_mailbox_delete(u, "Trash", &e), 0);
+	assert_int_equal(store_mailbox_get(u, "Trash", NULL, &e), -1);
+	assert_int_equal(e.kind, ERR_NOTFOUND);
+	assert_int_equal(store_mailbox_get_id(u, mb.uniqueid, false, NULL, &e), -1);
+	assert_int_equal(store_mailbox_get_id(u, mb.uniqueid, true, &tomb, &e), 0);
+	assert_true(tomb.deleted_modseq > m0);
+	assert_int_equal(store_quota_get(u, &q, &e), 0);
+	assert_int_equal(q.used_messages, 0);
+	assert_int_equal(q.used_bytes, 0);
+	/* appending to a deleted mailbox: not found */
+	{
+		struct store_append_msg m = { "x", 1, 0, 0, NULL };
+		assert_int_equal(store_append(u, mb.uniqueid, &m, 1, NULL, NULL, &e), -1);
+		assert_int_equal(e.kind, ERR_NOTFOUND);
+	}
+	/* recreated: new identity */
+	assert_int_equal(store_mailbox_create(u, "Trash", NULL, &again, &e), 0);
+	assert_string_not_equal(again.uniqueid, mb.uniqueid);
+	assert_true(again.uidvalidity > mb.uidvalidity);
+	store_user_close(&u);
+	assert_int_equal(check_clean("alice"), 0);
+}
+
+struct lres {
+	char names[32][64];
+	unsigned attrs[32];
+	int n;
+};
+
+static int
+list_cb(void *ctx, const char *name, unsigned attrs, const struct store_mailbox *mb)
+{
+	struct lres *r = ctx;
+
+	if ((attrs & STORE_MBATTR_NONEXISTENT) ? mb != NULL : mb == NULL)
+		fail_msg("mb pointer vs NONEXISTENT mismatch for %s", name);
+	if (r->n < 32) {
+		str_lcpy(r->names[r->n], name, sizeof(r->names[0]));
+		r->attrs[r->n] = attrs;
+		r->n++;
+	}
+	return 0;
+}
+
+static void
+test_list(void **state)
+{
+	struct store_user *u = open_user("alice");
+	struct lres r;
+	struct err e;
+
+	(void)state;
+	assert_true(store_list_match("*", "a/b"));
+	assert_true(store_list_match("%", "a"));
+	assert_false(store_list_match("%", "a/b"));
+	assert_true(store_list_match("a/%", "a/b"));
+	assert_false(store_list_match("a/%", "a/b/c"));
+	assert_true(store_list_match("a*c", "a/b/c"));
+	assert_false(store_list_match("a%c", "a/b/c"));
+	assert_true(store_list_match("inbox", "INBOX"));
+	assert_true(store_list_match("Inbox/*", "INBOX/x"));
+	assert_false(store_list_match("inbox", "inboxes"));
+	assert_true(store_list_match("%/%", "x/y"));
+	assert_false(store_list_match("abc", "ab"));
+	assert_true(store_list_match("**%%*", "q/w/e"));
+
+	assert_int_equal(store_mailbox_create(u, "Sent", NULL, NULL, &e), 0);
+	assert_int_equal(store_mailbox_create(u, "Work/Projects/X", NULL, NULL, &e), 0);
+	assert_int_equal(store_mailbox_create(u, "Work/Projects", NULL, NULL, &e), 0);
+	assert_int_equal(store_subscribe(u, "Sent", true, &e), 0);
+	assert_int_equal(store_subscribe(u, "Gone", true, &e), 0);
+
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(store_mailbox_list(u, "*", 0, list_cb, &r, &e), 0);
+	assert_int_equal(r.n, 4);
+	assert_string_equal(r.names[0], "INBOX");
+	assert_int_equal(r.attrs[0], STORE_MBATTR_HASNOCHILDREN);
+	assert_string_equal(r.names[1], "Sent");
+	assert_int_equal(r.attrs[1], STORE_MBATTR_HASNOCHILDREN | STORE_MBATTR_SUBSCRIBED);
+	assert_string_equal(r.names[2], "Work/Projects");
+	assert_int_equal(r.attrs[2], STORE_MBATTR_HASCHILDREN);
+	assert_string_equal(r.names[3], "Work/Projects/X");
+
+	/* % shows the missing parent Work as \NonExistent \HasChildren */
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(store_mailbox_list(u, "%", 0, list_cb, &r, &e), 0);
+	assert_int_equal(r.n, 3);
+	assert_string_equal(r.names[2], "Work");
+	assert_int_equal(r.attrs[2], STORE_MBATTR_NONEXISTENT | STORE_MBATTR_HASCHILDREN);
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(store_mailbox_list(u, "%", STORE_LIST_NO_PARENTS, list_cb, &r, &e), 0);
+	assert_int_equal(r.n, 2);
+
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(store_mailbox_list(u, "Work/%", 0, list_cb, &r, &e), 0);
+	assert_int_equal(r.n, 1);
+	assert_string_equal(r.names[0], "Work/Projects");
+
+	/* subscriptions, including one without a mailbox */
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(store_mailbox_list(u, "*", STORE_LIST_SUBSCRIBED, list_cb, &r, &e), 0);
+	assert_int_equal(r.n, 2);
+	assert_string_equal(r.names[0], "Gone");
+	assert_true(r.attrs[0] & STORE_MBATTR_NONEXISTENT);
+	assert_string_equal(r.names[1], "Sent");
+	assert_int_equal(store_subscribed(u, "Sent", &e), 1);
+	assert_int_equal(store_subscribe(u, "Sent", false, &e), 0);
+	assert_int_equal(store_subscribed(u, "Sent", &e), 0);
+	assert_int_equal(store_subscribe(u, "a//b", true, &e), -1);
+	assert_int_equal(e.kind, ERR_INVALID);
+
+	/* deleted mailboxes only with STORE_LIST_DELETED */
+	assert_int_equal(store_mailbox_delete(u, "Sent", &e), 0);
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(store_mailbox_list(u, "Sent", 0, list_cb, &r, &e), 0);
+	assert_int_equal(r.n, 0);
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(store_mailbox_list(u, "Sent", STORE_LIST_DELETED, list_cb, &r, &e), 0);
+	assert_int_equal(r.n, 1);
+	assert_int_equal(r.attrs[0], STORE_MBATTR_DELETED);
+	store_user_close(&u);
+}
+
+static void
+test_append_read(void **state)
+{
+	struct store_user *u = open_user("alice");
+	char inbox[33], guid[41];
+	struct store_append_msg m[3];
+	struct store_append_result res[3];
+	struct store_record_full rf;
+	struct store_status sst;
+	struct buf body = BUF_INIT;
+	struct store_blob b;
+	char *d[3];
+	uint32_t uv = 0;
+	struct err e;
+
+	(void)state;
+	mbid_of(u, "INBOX", inbox);
+	memset(m, 0, sizeof(m));
+	for (int i = 0; i < 3; i++) {
+		d[i] = make_msg(i, i == 2 ? 200000 : 3000);  /* the last one is a file body */
+		m[i].data = d[i];
+		m[i].len = strlen(d[i]);
+		m[i].internaldate = 1700000000 + i;
+	}
+	m[0].sysflags = STORE_FLAG_SEEN;
+	m[1].keywords = "$Junk  foo $junk";
+	assert_int_equal(store_append(u, inbox, m, 3, res, &uv, &e), 0);
+	assert_int_equal(res[0].uid, 1);
+	assert_int_equal(res[1].uid, 2);
+	assert_int_equal(res[2].uid, 3);
+	assert_int_equal(res[0].modseq, res[2].modseq);  /* one transaction, one modseq */
+	assert_true(uv > 0);
+	for (int i = 0; i < 3; i++) {
+		store_guid(d[i], strlen(d[i]), guid);
+		assert_string_equal(res[i].guid, guid);
+		buf_reset(&body);
+		assert_int_equal(store_blob_read(u, guid, &body, &e), 0);
+		assert_int_equal(body.len, strlen(d[i]));
+		assert_memory_equal(body.data, d[i], body.len);
+		assert_int_equal(store_blob_map(u, guid, &b, &e), 0);
+		assert_int_equal(b.len, strlen(d[i]));
+		assert_memory_equal(b.data, d[i], b.len);
+		store_blob_release(&b);
+		assert_int_equal(store_blob_exists(u, guid, &e), 1);
+	}
+	assert_int_equal(store_record_get(u, inbox, 2, &rf, &e), 0);
+	assert_string_equal(rf.rec.keywords, "$Junk foo");
+	assert_int_equal(rf.rec.internaldate, 1700000001);
+	assert_non_null(rf.envelope);
+	assert_non_null(strstr(rf.envelope, "message 1"));
+	assert_non_null(rf.bodystructure);
+	assert_non_null(strstr(rf.bodystructure, "\"TEXT\" \"PLAIN\""));
+	assert_non_null(rf.body);
+	assert_non_null(rf.parts);
+	store_record_full_free(&rf);
+	assert_int_equal(store_record_get(u, inbox, 99, &rf, &e), -1);
+	assert_int_equal(e.kind, ERR_NOTFOUND);
+
+	assert_int_equal(store_mailbox_status_id(u, inbox, &sst, &e), 0);
+	assert_int_equal(sst.messages, 3);
+	assert_int_equal(store_mailbox_status_id(u, "nope", &sst, &e), -1);
+	assert_int_equal(e.kind, ERR_NOTFOUND);
+	assert_int_equal(store_mailbox_status(u, "INBOX", &sst, &e), 0);
+	assert_int_equal(sst.messages, 3);
+	assert_int_equal(sst.unseen, 2);
+	assert_int_equal(sst.recent, 3);
+	assert_int_equal(sst.uidnext, 4);
+	assert_int_equal(sst.uidvalidity, uv);
+	assert_int_equal(sst.highestmodseq, res[0].modseq);
+
+	/* bad input: nothing appended */
+	{
+		struct store_append_msg bad = { "x", 1, 0, 0x100, NULL };
+		struct store_append_msg badkw = { "x", 1, 0, 0, "ok (bad" };
+		struct store_append_msg two[2] = { { "y", 1, 0, 0, NULL }, { "z", 1, 0, 0, "a]b" } };
+		assert_int_equal(store_append(u, inbox, &bad, 1, NULL, NULL, &e), -1);
+		assert_int_equal(e.kind, ERR_INVALID);
+		assert_int_equal(store_append(u, inbox, &badkw, 1, NULL, NULL, &e), -1);
+		assert_int_equal(e.kind, ERR_INVALID);
+		assert_int_equal(store_append(u, inbox, two, 2, NULL, NULL, &e), -1);
+		assert_int_equal(store_append(u, "ffffffffffffffffffffffffffffffff", &bad, 0, NULL, NULL, &e), -1);
+		assert_int_equal(store_blob_exists(u, "zz", &e), -1);
+		assert_int_equal(store_mailbox_status(u, "INBOX", &sst, &e), 0);
+		assert_int_equal(sst.messages, 3);
+	}
+	/* the same message twice: one body, two records */
+	{
+		struct store_append_msg again = m[2];
+		assert_int_equal(store_append(u, inbox, &again, 1, res, NULL, &e), 0);
+		assert_int_equal(res[0].uid, 4);
+	}
+	for (int i = 0; i < 3; i++)
+		free(d[i]);
+	buf_free(&body);
+	store_user_close(&u);
+	assert_int_equal(check_clean("alice"), 0);
+}
+
+static void
+test_flags(void **state)
+{
+	struct store_user *u = open_user("alice");
+	char inbox[33];
+	struct store_uids changed = { 0 }, failed = { 0 };
+	struct store_range all = { 1, 100 }, one = { 2, 2 };
+	struct store_record_full rf;
+	struct buf kw = BUF_INIT, fs = BUF_INIT;
+	uint32_t sys;
+	uint64_t m1, m2, m0;
+	struct err e;
+
+	(void)state;
+	assert_int_equal(store_flags_parse("\\seen $Junk \\Recent foo \\FLAGGED", &sys, &kw, &e), 0);
+	assert_int_equal(sys, STORE_FLAG_SEEN | STORE_FLAG_FLAGGED);
+	assert_string_equal(buf_cstr(&kw), "$Junk foo");
+	store_flags_format(sys, buf_cstr(&kw), &fs);
+	assert_string_equal(buf_cstr(&fs), "\\Flagged \\Seen $Junk foo");
+	assert_int_equal(store_flags_parse("\\Bogus", &sys, &kw, &e), -1);
+	assert_int_equal(e.kind, ERR_INVALID);
+
+	mbid_of(u, "INBOX", inbox);
+	for (int i = 0; i < 3; i++)
+		append1(u, inbox, i, 1000, 0, NULL);
+
+	assert_int_equal(store_flags(u, inbox, &all, 1, STORE_FLAGS_ADD, STORE_FLAG_SEEN, "$A",
+		0, &changed, &failed, &m1, &e), 0);
+	assert_int_equal(changed.n, 3);
+	assert_int_equal(failed.n, 0);
+	assert_true(m1 > 0);
+	/* no-op: no modseq, nothing changed */
+	changed.n = 0;
+	m0 = modseq_of(u);
+	assert_int_equal(store_flags(u, inbox, &all, 1, STORE_FLAGS_ADD, STORE_FLAG_SEEN, "$a",
+		0, &changed, NULL, &m2, &e), 0);
+	assert_int_equal(changed.n, 0);
+	assert_int_equal(m2, 0);
+	assert_int_equal(modseq_of(u), m0);
+	/* remove on one */
+	assert_int_equal(store_flags(u, inbox, &one, 1, STORE_FLAGS_REMOVE, STORE_FLAG_SEEN, "$A",
+		0, &changed, NULL, &m2, &e), 0);
+	assert_int_equal(changed.n, 1);
+	assert_int_equal(store_record_get(u, inbox, 2, &rf, &e), 0);
+	assert_int_equal(rf.rec.sysflags, 0);
+	assert_string_equal(rf.rec.keywords, "");
+	assert_int_equal(rf.rec.modseq, m2);
+	store_record_full_free(&rf);
+	/* UNCHANGEDSINCE: uid 2 changed after m1, so it fails; 1 and 3 change */
+	changed.n = 0;
+	assert_int_equal(store_flags(u, inbox, &all, 1, STORE_FLAGS_REPLACE, STORE_FLAG_ANSWERED,
+		"x y", m1, &changed, &failed, &m2, &e), 0);
+	assert_int_equal(failed.n, 1);
+	assert_int_equal(failed.v[0], 2);
+	assert_int_equal(changed.n, 2);
+	assert_int_equal(store_record_get(u, inbox, 3, &rf, &e), 0);
+	assert_int_equal(rf.rec.sysflags, STORE_FLAG_ANSWERED);
+	assert_string_equal(rf.rec.keywords, "x y");
+	store_record_full_free(&rf);
+	/* bad input */
+	m0 = modseq_of(u);
+	assert_int_equal(store_flags(u, inbox, &all, 1, STORE_FLAGS_ADD, 0, "bad\"kw", 0, NULL, NULL,
+		NULL, &e), -1);
+	assert_int_equal(e.kind, ERR_INVALID);
+	assert_int_equal(store_flags(u, inbox, &all, 1, STORE_FLAGS_ADD, 0x400, NULL, 0, NULL, NULL,
+		NULL, &e), -1);
+	{
+		struct store_range rev = { 5, 1 };
+		assert_int_equal(store_flags(u, inbox, &rev, 1, STORE_FLAGS_ADD, STORE_FLAG_SEEN, NULL, 0,
+			NULL, NULL, NULL, &e), -1);
+		assert_int_equal(e.kind, ERR_INVALID);
+	}
+	assert_int_equal(store_flags(u, "0123456789abcdef0123456789abcdef", &all, 1, STORE_FLAGS_ADD,
+		STORE_FLAG_SEEN, NULL, 0, NULL, NULL, NULL, &e), -1);
+	assert_int_equal(e.kind, ERR_NOTFOUND);
+	/* unknown uids are ignored (IMAP) */
+	{
+		struct store_range far = { 50, 60 };
+		changed.n = 0;
+		assert_int_equal(store_flags(u, inbox, &far, 1, STORE_FLAGS_ADD, STORE_FLAG_SEEN, NULL, 0,
+			&changed, NULL, NULL, &e), 0);
+		assert_int_equal(changed.n, 0);
+	}
+	assert_int_equal(modseq_of(u), m0);
+	store_uids_free(&changed);
+	store_uids_free(&failed);
+	buf_free(&kw);
+	buf_free(&fs);
+	store_user_close(&u);
+	assert_int_equal(check_clean("alice"), 0);
+}
+
+struct since_ctx {
+	int n, tomb;
+	uint32_t uids[64];
+};
+
+static int
+since_cb(void *ctx, const struct store_record *r)
+{
+	struct since_ctx *c = ctx;
+
+	if (c->n < 64)
+		c->uids[c->n] = r->uid;
+	c->n++;
+	if (r->expunged_modseq)
+		c->tomb++;
+	return 0;
+}
+
+static void
+test_expunge(void **state)
+{
+	struct store_user *u = open_user("alice");
+	char inbox[33];
+	struct store_uids ex = { 0 };
+	struct store_range r23 = { 2, 3 };
+	struct store_quota q;
+	struct since_ctx sc;
+	uint64_t m0;
+	struct err e;
+
+	(void)state;
+	mbid_of(u, "INBOX", inbox);
+	for (int i = 0; i < 5; i++)
+		append1(u, inbox, i, 1000, i % 2 ? STORE_FLAG_DELETED : 0, NULL);
+	m0 = modseq_of(u);
+	/* EXPUNGE: only \Deleted (uids 2 and 4) */
+	assert_int_equal(store_expunge(u, inbox, NULL, 0, true, &ex, &e), 0);
+	assert_int_equal(ex.n, 2);
+	assert_int_equal(ex.v[0], 2);
+	assert_int_equal(ex.v[1], 4);
+	/* POP3-style: exactly these uids (3; 2 is gone already) */
+	ex.n = 0;
+	assert_int_equal(store_expunge(u, inbox, &r23, 1, false, &ex, &e), 0);
+	assert_int_equal(ex.n, 1);
+	assert_int_equal(ex.v[0], 3);
+	assert_int_equal(store_quota_get(u, &q, &e), 0);
+	assert_int_equal(q.used_messages, 2);
+	/* tombstones are visible to "since" */
+	memset(&sc, 0, sizeof(sc));
+	assert_int_equal(store_records_since(u, inbox, m0, since_cb, &sc, &e), 0);
+	assert_int_equal(sc.n, 3);
+	assert_int_equal(sc.tomb, 3);
+	/* nothing to expunge: no modseq */
+	m0 = modseq_of(u);
+	ex.n = 0;
+	assert_int_equal(store_expunge(u, inbox, &r23, 1, false, &ex, &e), 0);
+	assert_int_equal(ex.n, 0);
+	assert_int_equal(modseq_of(u), m0);
+	assert_int_equal(store_expunge(u, "nope", NULL, 0, true, &ex, &e), -1);
+	assert_int_equal(e.kind, ERR_NOTFOUND);
+	store_uids_free(&ex);
+	store_user_close(&u);
+	assert_int_equal(check_clean("alice"), 0);
+}
+
+static int
+count_files(const char *dir)
+{
+	char cmd[512];
+	FILE *f;
+	int n = -1;
+
+	snprintf(cmd, sizeof(cmd), "find '%s' -type f | wc -l", dir);
+	f = popen(cmd, "r");
+	if (f == NULL)
+		return -1;
+	if (fscanf(f, "%d", &n) != 1)
+		n = -1;
+	pclose(f);
+	return n;
+}
+
+static void
+test_copy_move(void **state)
+{
+	struct store_user *u = open_user("alice");
+	char inbox[33];
+	struct store_mailbox arch;
+	struct store_uids su = { 0 }, du = { 0 };
+	struct store_range all = { 1, UINT32_MAX };
+	struct store_record_full a, b;
+	struct store_status sst;
+	struct buf blobs = BUF_INIT;
+	uint32_t uv = 0;
+	uint64_t m0;
+	int files;
+	struct err e;
+
+	(void)state;
+	mbid_of(u, "INBOX", inbox);
+	assert_int_equal(store_mailbox_create(u, "Archive", NULL, &arch, &e), 0);
+	append1(u, inbox, 1, 1000, STORE_FLAG_FLAGGED, "k1");
+	append1(u, inbox, 2, 1000, 0, NULL);
+	store_user_dir(st, "alice", &blobs);
+	buf_puts(&blobs, "/blobs");
+	files = count_files(buf_cstr(&blobs));
+	assert_int_equal(files, 2);  /* setup_files: every body is a file */
+
+	assert_int_equal(store_copy(u, inbox, &all, 1, arch.uniqueid, false, &su, &du, &uv, &e), 0);
+	assert_int_equal(su.n, 2);
+	assert_int_equal(du.n, 2);
+	assert_int_equal(du.v[0], 1);
+	assert_int_equal(uv, arch.uidvalidity);
+	assert_int_equal(count_files(buf_cstr(&blobs)), 2);   /* no body copied */
+	assert_int_equal(store_record_get(u, inbox, 1, &a, &e), 0);
+	assert_int_equal(store_record_get(u, arch.uniqueid, 1, &b, &e), 0);
+	assert_string_equal(a.rec.guid, b.rec.guid);
+	assert_int_equal(b.rec.sysflags, STORE_FLAG_FLAGGED);
+	assert_string_equal(b.rec.keywords, "k1");
+	assert_string_equal(a.envelope, b.envelope);
+	store_record_full_free(&a);
+	store_record_full_free(&b);
+
+	/* move: sources expunged */
+	su.n = du.n = 0;
+	assert_int_equal(store_copy(u, inbox, &all, 1, arch.uniqueid, true, &su, &du, NULL, &e), 0);
+	assert_int_equal(du.n, 2);
+	assert_int_equal(du.v[0], 3);
+	assert_int_equal(store_mailbox_status(u, "INBOX", &sst, &e), 0);
+	assert_int_equal(sst.messages, 0);
+	assert_int_equal(store_mailbox_status(u, "Archive", &sst, &e), 0);
+	assert_int_equal(sst.messages, 4);
+
+	/* bad input changes nothing */
+	m0 = modseq_of(u);
+	assert_int_equal(store_copy(u, arch.uniqueid, &all, 1, "00000000000000000000000000000000",
+		false, NULL, NULL, NULL, &e), -1);
+	assert_int_equal(e.kind, ERR_NOTFOUND);
+	assert_int_equal(store_copy(u, arch.uniqueid, NULL, 0, inbox, false, NULL, NULL, NULL, &e), -1);
+	assert_int_equal(e.kind, ERR_INVALID);
+	assert_int_equal(modseq_of(u), m0);
+	/* copy into the same mailbox works */
+	assert_int_equal(store_copy(u, arch.uniqueid, &all, 1, arch.uniqueid, false, NULL, NULL, NULL,
+		&e), 0);
+	assert_int_equal(store_mailbox_status(u, "Archive", &sst, &e), 0);
+	assert_int_equal(sst.messages, 8);
+	store_uids_free(&su);
+	store_uids_free(&du);
+	buf_free(&blobs);
+	store_user_close(&u);
+	assert_int_equal(check_clean("alice"), 0);
+}
+
+static void
+test_quota(void **state)
+{
+	struct store_user *u;
+	char inbox[33];
+	struct store_mailbox other;
+	struct store_append_msg m = { 0 };
+	struct store_quota q;
+	struct store_range all = { 1, UINT32_MAX };
+	char *d = make_msg(1, 4000);
+	uint64_t m0;
+	struct err e;
+
+	(void)state;
+	assert_int_equal(store_user_set_quota(st, "alice", 10000, 0, &e), 0);
+	u = open_user("alice");
+	mbid_of(u, "INBOX", inbox);
+	assert_int_equal(store_mailbox_create(u, "Other", NULL, &other, &e), 0);
+	m.data = d;
+	m.len = strlen(d);
+	assert_int_equal(store_append(u, inbox, &m, 1, NULL, NULL, &e), 0);
+	assert_int_equal(store_append(u, inbox, &m, 1, NULL, NULL, &e), 0);
+	m0 = modseq_of(u);
+	assert_int_equal(store_append(u, inbox, &m, 1, NULL, NULL, &e), -1);
+	assert_int_equal(e.kind, ERR_QUOTA);
+	assert_non_null(strstr(e.msg, "over quota"));
+	assert_int_equal(modseq_of(u), m0);
+	assert_int_equal(store_quota_get(u, &q, &e), 0);
+	assert_int_equal(q.used_messages, 2);
+	assert_int_equal(q.used_bytes, 8000);
+	assert_int_equal(q.limit_bytes, 10000);
+	/* copy over quota refused, move allowed (no net change) */
+	assert_int_equal(store_copy(u, inbox, &all, 1, other.uniqueid, false, NULL, NULL, NULL, &e), -1);
+	assert_int_equal(e.kind, ERR_QUOTA);
+	assert_int_equal(store_copy(u, inbox, &all, 1, other.uniqueid, true, NULL, NULL, NULL, &e), 0);
+	/* messages limit; default from store options */
+	assert_int_equal(store_user_set_quota(st, "alice", 0, 2, &e), 0);
+	assert_int_equal(store_append(u, inbox, &m, 1, NULL, NULL, &e), -1);
+	assert_int_equal(e.kind, ERR_QUOTA);
+	/* expunge frees quota */
+	assert_int_equal(store_expunge(u, other.uniqueid, NULL, 0, false, NULL, &e), 0);
+	assert_int_equal(store_append(u, inbox, &m, 1, NULL, NULL, &e), 0);
+	store_user_close(&u);
+	free(d);
+	assert_int_equal(check_clean("alice"), 0);
+}
+
+static void
+test_quota_default(void **state)
+{
+	struct store_opts o;
+	struct store *st2;
+	struct store_user *u;
+	struct store_quota q;
+	char inbox[33];
+	struct store_append_msg m = { "hello", 5, 0, 0, NULL };
+	struct err e;
+
+	(void)state;
+	store_opts_init(&o);
+	o.quota_default_messages = 1;
+	st2 = store_open(root, &o, &e);
+	assert_non_null(st2);
+	u = store_user_open(st2, "alice", &e);
+	assert_non_null(u);
+	assert_int_equal(store_quota_get(u, &q, &e), 0);
+	assert_int_equal(q.limit_messages, 1);
+	mbid_of(u, "INBOX", inbox);
+	assert_int_equal(store_append(u, inbox, &m, 1, NULL, NULL, &e), 0);
+	assert_int_equal(store_append(u, inbox, &m, 1, NULL, NULL, &e), -1);
+	assert_int_equal(e.kind, ERR_QUOTA);
+	store_user_close(&u);
+	store_close(&st2);
+}
+
+struct chg {
+	int mailboxes, records, subs, tombs;
+	uint64_t last;
+	bool ordered;
+};
+
+static int
+chg_cb(void *ctx, const struct store_change *c)
+{
+	struct chg *x = ctx;
+
+	if (c->modseq < x->last)
+		x->ordered = false;
+	x->last = c->modseq;
+	if (c->item == STORE_ITEM_MAILBOX) {
+		x->mailboxes++;
+		assert_non_null(c->mb);
+		if (c->mb->deleted_modseq)
+			x->tombs++;
+	} else if (c->item == STORE_ITEM_RECORD) {
+		x->records++;
+		assert_non_null(c->rec);
+		assert_non_null(c->mailbox_id);
+		if (c->rec->expunged_modseq)
+			x->tombs++;
+	} else {
+		x->subs++;
+		assert_non_null(c->sub_name);
+	}
+	return 0;
+}
+
+static void
+test_modseq_changes(void **state)
+{
+	struct store_user *u = open_user("alice");
+	char inbox[33];
+	struct store_mailbox mb;
+	struct store_range r1 = { 1, 1 };
+	struct chg c;
+	uint64_t m0, m;
+	struct err e;
+
+	(void)state;
+	mbid_of(u, "INBOX", inbox);
+	m0 = modseq_of(u);
+	append1(u, inbox, 1, 100, 0, NULL);
+	assert_true((m = modseq_of(u)) == m0 + 1);
+	append1(u, inbox, 2, 100, 0, NULL);
+	assert_int_equal(store_flags(u, inbox, &r1, 1, STORE_FLAGS_ADD, STORE_FLAG_SEEN, NULL, 0,
+		NULL, NULL, NULL, &e), 0);
+	assert_int_equal(store_mailbox_create(u, "F", NULL, &mb, &e), 0);
+	assert_int_equal(store_mailbox_rename(u, "F", "G", &e), 0);
+	assert_int_equal(store_subscribe(u, "G", true, &e), 0);
+	assert_int_equal(store_expunge(u, inbox, &r1, 1, false, NULL, &e), 0);
+	assert_int_equal(store_mailbox_delete(u, "G", &e), 0);
+	assert_int_equal(modseq_of(u), m0 + 8);
+
+	memset(&c, 0, sizeof(c));
+	c.ordered = true;
+	assert_int_equal(store_changes_since(u, m0, chg_cb, &c, &e), 0);
+	assert_true(c.ordered);
+	assert_int_equal(c.records, 2);     /* uid 1 (expunged), uid 2 */
+	assert_int_equal(c.mailboxes, 1);   /* G, latest state: deleted */
+	assert_int_equal(c.subs, 1);
+	assert_int_equal(c.tombs, 2);
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(store_changes_since(u, modseq_of(u), chg_cb, &c, &e), 0);
+	assert_int_equal(c.records + c.mailboxes + c.subs, 0);
+	store_user_close(&u);
+}
+
+static uint32_t sum_crc;
+static int
+crc_cb(void *ctx, const struct store_record *r)
+{
+	(void)ctx;
+	if (r->expunged_modseq == 0)
+		sum_crc ^= store_record_crc(r);
+	return 0;
+}
+
+static void
+test_sync_crc(void **state)
+{
+	struct store_user *u = open_user("alice");
+	char inbox[33];
+	struct store_mailbox mb;
+	struct store_range r2 = { 2, 2 };
+	struct err e;
+	uint32_t c0;
+
+	(void)state;
+	mbid_of(u, "INBOX", inbox);
+	assert_int_equal(store_mailbox_get(u, "INBOX", &mb, &e), 0);
+	assert_int_equal(mb.sync_crc, 0);
+	for (int i = 0; i < 4; i++)
+		append1(u, inbox, i, 500, 0, i == 1 ? "kw" : NULL);
+	assert_int_equal(store_mailbox_get(u, "INBOX", &mb, &e), 0);
+	c0 = mb.sync_crc;
+	assert_true(c0 != 0);
+	sum_crc = 0;
+	assert_int_equal(store_records_since(u, inbox, 0, crc_cb, NULL, &e), 0);
+	assert_int_equal(sum_crc, c0);
+	assert_int_equal(store_flags(u, inbox, &r2, 1, STORE_FLAGS_ADD, STORE_FLAG_SEEN, NULL, 0,
+		NULL, NULL, NULL, &e), 0);
+	assert_int_equal(store_mailbox_get(u, "INBOX", &mb, &e), 0);
+	assert_true(mb.sync_crc != c0);
+	assert_int_equal(store_expunge(u, inbox, &r2, 1, false, NULL, &e), 0);
+	assert_int_equal(store_mailbox_get(u, "INBOX", &mb, &e), 0);
+	sum_crc = 0;
+	assert_int_equal(store_records_since(u, inbox, 0, crc_cb, NULL, &e), 0);
+	assert_int_equal(sum_crc, mb.sync_crc);
+	store_user_close(&u);
+	assert_int_equal(check_clean("alice"), 0);
+}
+
+static void
+test_snapshot(void **state)
+{
+	struct store_user *u = open_user("alice"), *w = open_user("alice");
+	char inbox[33];
+	struct store_snapshot *snap = NULL;
+	struct store_snapdiff d;
+	struct store_range r2 = { 2, 2 }, r4 = { 4, 4 };
+	struct err e;
+
+	(void)state;
+	mbid_of(u, "INBOX", inbox);
+	for (int i = 0; i < 5; i++)
+		append1(w, inbox, i, 300, 0, NULL);
+	assert_int_equal(store_snapshot_open(u, inbox, STORE_SNAP_CLAIM_RECENT, &snap, &e), 0);
+	assert_int_equal(snap->n, 5);
+	assert_int_equal(snap->first_recent, 1);
+	assert_int_equal(snap->uidnext, 6);
+	/* a second session gets no \Recent */
+	{
+		struct store_snapshot *s2 = NULL;
+		assert_int_equal(store_snapshot_open(w, inbox, STORE_SNAP_CLAIM_RECENT, &s2, &e), 0);
+		assert_int_equal(s2->first_recent, 0);
+		store_snapshot_free(&s2);
+	}
+	/* another "process" changes things */
+	assert_int_equal(store_flags(w, inbox, &r4, 1, STORE_FLAGS_ADD, STORE_FLAG_SEEN, NULL, 0,
+		NULL, NULL, NULL, &e), 0);
+	assert_int_equal(store_expunge(w, inbox, &r2, 1, false, NULL, &e), 0);
+	append1(w, inbox, 10, 300, 0, NULL);
+	/* the snapshot did not move */
+	assert_int_equal(snap->n, 5);
+	/* refresh without EXPUNGE: marks uid 2, reports flags of 4 and EXISTS 6 */
+	assert_int_equal(store_snapshot_refresh(u, snap, 0, &d, &e), 0);
+	assert_int_equal(d.expunged_seq.n, 0);
+	assert_int_equal(snap->n, 6);
+	assert_true(snap->recs[1].expunged);
+	assert_int_equal(d.new_exists, 6);
+	assert_int_equal(d.changed_seq.n, 1);
+	assert_int_equal(d.changed_seq.v[0], 4);
+	assert_int_equal(snap->recs[3].sysflags, STORE_FLAG_SEEN);
+	assert_int_equal(d.new_recent, 1);
+	store_snapdiff_free(&d);
+	/* now with EXPUNGE */
+	assert_int_equal(store_snapshot_refresh(u, snap, STORE_REFRESH_EXPUNGE, &d, &e), 0);
+	assert_int_equal(d.expunged_seq.n, 1);
+	assert_int_equal(d.expunged_seq.v[0], 2);
+	assert_int_equal(snap->n, 5);
+	assert_int_equal(snap->recs[1].uid, 3);
+	assert_int_equal(snap->recs[4].uid, 6);
+	assert_int_equal(d.new_exists, 0);
+	store_snapdiff_free(&d);
+	/* mailbox deleted under the session */
+	{
+		struct store_mailbox x;
+		struct store_snapshot *s3 = NULL;
+		assert_int_equal(store_mailbox_create(w, "Tmp", NULL, &x, &e), 0);
+		assert_int_equal(store_snapshot_open(u, x.uniqueid, 0, &s3, &e), 0);
+		assert_int_equal(store_mailbox_delete(w, "Tmp", &e), 0);
+		assert_int_equal(store_snapshot_refresh(u, s3, 0, &d, &e), 0);
+		assert_true(d.mailbox_gone);
+		store_snapdiff_free(&d);
+		store_snapshot_free(&s3);
+	}
+	store_snapshot_free(&snap);
+	assert_int_equal(store_snapshot_open(u, "00000000000000000000000000000000", 0, &snap, &e), -1);
+	assert_null(snap);
+	store_user_close(&w);
+	store_user_close(&u);
+}
+
+struct hook_log {
+	int n;
+	enum store_change_kind kinds[16];
+	char ids[16][33];
+};
+
+static void
+hook(void *ctx, const char *user, enum store_change_kind kind, const char *mbid)
+{
+	struct hook_log *h = ctx;
+
+	assert_string_equal(user, "alice");
+	if (h->n < 16) {
+		h->kinds[h->n] = kind;
+		str_lcpy(h->ids[h->n], mbid ? mbid : "", sizeof(h->ids[0]));
+	}
+	h->n++;
+}
+
+static void
+test_change_hook(void **state)
+{
+	struct store_user *u;
+	struct hook_log h;
+	char inbox[33];
+	struct err e;
+
+	(void)state;
+	memset(&h, 0, sizeof(h));
+	store_set_change_hook(st, hook, &h);
+	u = open_user("alice");
+	mbid_of(u, "INBOX", inbox);
+	h.n = 0;
+	append1(u, inbox, 1, 100, 0, NULL);
+	assert_int_equal(h.n, 1);
+	assert_int_equal(h.kinds[0], STORE_CHANGE_MAILBOX);
+	assert_string_equal(h.ids[0], inbox);
+	/* failures fire nothing */
+	assert_int_equal(store_mailbox_create(u, "INBOX", NULL, NULL, &e), -1);
+	assert_int_equal(h.n, 1);
+	assert_int_equal(store_subscribe(u, "INBOX", true, &e), 0);
+	assert_int_equal(h.n, 2);
+	assert_int_equal(h.kinds[1], STORE_CHANGE_SUB);
+	/* a transaction fires at commit, once per mailbox */
+	assert_int_equal(store_txn_begin(u, &e), 0);
+	append1(u, inbox, 2, 100, 0, NULL);
+	append1(u, inbox, 3, 100, 0, NULL);
+	assert_int_equal(h.n, 2);
+	assert_int_equal(store_txn_commit(u, &e), 0);
+	assert_int_equal(h.n, 3);
+	/* a rolled-back transaction fires nothing */
+	assert_int_equal(store_txn_begin(u, &e), 0);
+	append1(u, inbox, 4, 100, 0, NULL);
+	store_txn_rollback(u);
+	assert_int_equal(h.n, 3);
+	assert_int_equal(store_user_passwd(st, "alice", "pw2", &e), 0);
+	assert_int_equal(h.n, 4);
+	assert_int_equal(h.kinds[3], STORE_CHANGE_PASSWORD);
+	store_user_close(&u);
+	store_set_change_hook(st, NULL, NULL);
+}
+
+static void
+test_txn(void **state)
+{
+	struct store_user *u = open_user("alice");
+	char inbox[33];
+	struct store_status sst;
+	struct err e;
+	uint64_t m0;
+
+	(void)state;
+	mbid_of(u, "INBOX", inbox);
+	assert_int_equal(store_txn_commit(u, &e), -1);
+	assert_int_equal(e.kind, ERR_INVALID);
+	assert_int_equal(store_txn_begin(u, &e), 0);
+	assert_int_equal(store_txn_begin(u, &e), -1);
+	assert_int_equal(e.kind, ERR_INVALID);
+	append1(u, inbox, 1, 100, 0, NULL);
+	/* a failing call inside rolls back alone */
+	assert_int_equal(store_mailbox_create(u, "X", NULL, NULL, &e), 0);
+	assert_int_equal(store_mailbox_create(u, "X", NULL, NULL, &e), -1);
+	assert_int_equal(e.kind, ERR_EXISTS);
+	append1(u, inbox, 2, 100, 0, NULL);
+	assert_int_equal(store_txn_commit(u, &e), 0);
+	assert_int_equal(store_mailbox_status(u, "INBOX", &sst, &e), 0);
+	assert_int_equal(sst.messages, 2);
+	assert_int_equal(store_mailbox_get(u, "X", NULL, &e), 0);
+	/* rollback discards everything */
+	m0 = modseq_of(u);
+	assert_int_equal(store_txn_begin(u, &e), 0);
+	append1(u, inbox, 3, 100, 0, NULL);
+	assert_int_equal(store_mailbox_create(u, "Y", NULL, NULL, &e), 0);
+	store_txn_rollback(u);
+	assert_int_equal(modseq_of(u), m0);
+	assert_int_equal(store_mailbox_get(u, "Y", NULL, &e), -1);
+	assert_int_equal(store_mailbox_status(u, "INBOX", &sst, &e), 0);
+	assert_int_equal(sst.messages, 2);
+	store_user_close(&u);
+	assert_int_equal(check_clean("alice"), 0);
+}
+
+static void
+test_read_only(void **state)
+{
+	struct store_opts o;
+	struct store *ro;
+	struct store_user *u;
+	char inbox[33];
+	struct store_append_msg m = { "x", 1, 0, 0, NULL };
+	struct store_range all = { 1, 10 };
+	struct store_snapshot *snap = NULL;
+	struct store_status sst;
+	struct err e;
+
+	(void)state;
+	u = open_user("alice");
+	mbid_of(u, "INBOX", inbox);
+	append1(u, inbox, 1, 100, 0, NULL);
+	store_user_close(&u);
+
+	store_opts_init(&o);
+	o.read_only = true;
+	ro = store_open(root, &o, &e);
+	assert_non_null(ro);
+	assert_true(store_is_read_only(ro));
+	u = store_user_open(ro, "alice", &e);
+	assert_non_null(u);
+	assert_int_equal(store_append(u, inbox, &m, 1, NULL, NULL, &e), -1);
+	assert_int_equal(e.kind, ERR_PERM);
+	assert_string_equal(e.msg, "read-only replica");
+	assert_int_equal(store_flags(u, inbox, &all, 1, STORE_FLAGS_ADD, STORE_FLAG_SEEN, NULL, 0,
+		NULL, NULL, NULL, &e), -1);
+	assert_int_equal(e.kind, ERR_PERM);
+	assert_int_equal(store_expunge(u, inbox, NULL, 0, false, NULL, &e), -1);
+	assert_int_equal(store_mailbox_create(u, "X", NULL, NULL, &e), -1);
+	assert_int_equal(e.kind, ERR_PERM);
+	assert_int_equal(store_mailbox_rename(u, "INBOX", "X", &e), -1);
+	assert_int_equal(store_subscribe(u, "INBOX", true, &e), -1);
+	assert_int_equal(store_txn_begin(u, &e), -1);
+	assert_int_equal(store_user_add(ro, "carol", "x", &e), -1);
+	assert_int_equal(e.kind, ERR_PERM);
+	assert_int_equal(store_check(ro, "alice", true, NULL, NULL, &e), -1);
+	/* reads work, and SELECT claims no \Recent */
+	assert_int_equal(store_mailbox_status(u, "INBOX", &sst, &e), 0);
+	assert_int_equal(sst.messages, 1);
+	assert_int_equal(store_snapshot_open(u, inbox, STORE_SNAP_CLAIM_RECENT, &snap, &e), 0);
+	assert_int_equal(snap->n, 1);
+	assert_int_equal(snap->first_recent, 0);
+	store_snapshot_free(&snap);
+	store_user_close(&u);
+	/* failover: the same handle becomes writable */
+	store_set_read_only(ro, false);
+	u = store_user_open(ro, "alice", &e);
+	assert_int_equal(store_append(u, inbox, &m, 1, NULL, NULL, &e), 0);
+	store_user_close(&u);
+	store_close(&ro);
+}
+
+static void
+test_watch_fd(void **state)
+{
+	struct store_user *u = open_user("alice"), *w;
+	char inbox[33];
+	struct pollfd pfd;
+	struct timespec t0, t1;
+	pid_t pid;
+	int fd, status;
+	struct err e;
+
+	(void)state;
+	mbid_of(u, "INBOX", inbox);
+	fd = store_user_watch_fd(u, &e);
+	assert_true(fd >= 0);
+	pfd.fd = fd;
+	pfd.events = POLLIN;
+	assert_int_equal(poll(&pfd, 1, 0), 0);   /* quiet */
+	/* another process commits: we wake */
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct store *st2 = store_open(root, NULL, &e);
+		struct store_user *c = st2 ? store_user_open(st2, "alice", &e) : NULL;
+		struct store_append_msg m = { "child", 5, 0, 0, NULL };
+		usleep(100000);
+		_exit(c != NULL && store_append(c, inbox, &m, 1, NULL, NULL, &e) == 0 ? 0 : 1);
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(poll(&pfd, 1, 5000), 1);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	assert_true((t1.tv_sec - t0.tv_sec) < 2);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	store_user_watch_ack(u);
+	assert_int_equal(poll(&pfd, 1, 0), 0);
+	/* a failed write does not wake */
+	w = open_user("alice");
+	assert_int_equal(store_mailbox_create(w, "INBOX", NULL, NULL, &e), -1);
+	assert_int_equal(poll(&pfd, 1, 50), 0);
+	assert_int_equal(store_mailbox_create(w, "New", NULL, NULL, &e), 0);
+	assert_int_equal(poll(&pfd, 1, 1000), 1);
+	store_user_close(&w);
+	store_user_close(&u);
+}
+
+/* Several processes write the same user at once: no lost update. */
+static void
+test_concurrent_writers(void **state)
+{
+	enum { NPROC = 4, PER = 40 };
+	struct store_user *u;
+	char inbox[33];
+	struct store_snapshot *snap = NULL;
+	pid_t pids[NPROC];
+	struct err e;
+
+	(void)state;
+	u = open_user("alice");
+	mbid_of(u, "INBOX", inbox);
+	store_user_close(&u);
+	for (int p = 0; p < NPROC; p++) {
+		pids[p] = fork();
+		assert_true(pids[p] >= 0);
+		if (pids[p] == 0) {
+			struct store *s2 = store_open(root, NULL, &e);
+			struct store_user *c = s2 ? store_user_open(s2, "alice", &e) : NULL;
+			int bad = c == NULL;
+			store_stats_reset();
+			for (int i = 0; i < PER && !bad; i++) {
+				char *d = make_msg(p * 1000 + i, i % 10 == 0 ? 70000 : 2000);
+				struct store_append_msg m = { d, strlen(d), 0, 0, NULL };
+				struct store_append_result r;
+				struct store_range rr;
+				if (store_append(c, inbox, &m, 1, &r, NULL, &e) < 0)
+					bad = 1;
+				rr.lo = rr.hi = r.uid;
+				/* flag our own message, concurrently with the others */
+				if (!bad && store_flags(c, inbox, &rr, 1, STORE_FLAGS_ADD, STORE_FLAG_SEEN,
+					"p", 0, NULL, NULL, NULL, &e) < 0)
+					bad = 1;
+				free(d);
+			}
+			if (bad)
+				fprintf(stderr, "child: %s\n", e.msg);
+			{
+				/* every durable commit was either synced by us or covered
+				 * by another process's sync */
+				struct store_stats ss;
+				store_stats_get(&ss);
+				if (ss.commits != 2 * PER || ss.wal_syncs + ss.shared_commits != ss.commits) {
+					fprintf(stderr, "child: stats commits=%llu wal=%llu shared=%llu\n",
+						(unsigned long long)ss.commits, (unsigned long long)ss.wal_syncs,
+						(unsigned long long)ss.shared_commits);
+					bad = 1;
+				}
+			}
+			store_user_close(&c);
+			store_close(&s2);
+			_exit(bad);
+		}
+	}
+	for (int p = 0; p < NPROC; p++) {
+		int status;
+		assert_int_equal(waitpid(pids[p], &status, 0), pids[p]);
+		assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	}
+	u = open_user("alice");
+	assert_int_equal(store_snapshot_open(u, inbox, 0, &snap, &e), 0);
+	assert_int_equal(snap->n, NPROC * PER);
+	for (size_t i = 0; i < snap->n; i++) {
+		assert_int_equal(snap->recs[i].uid, i + 1);
+		assert_int_equal(snap->recs[i].sysflags, STORE_FLAG_SEEN);
+		assert_string_equal(snap->recs[i].keywords, "p");
+	}
+	store_snapshot_free(&snap);
+	assert_int_equal(modseq_of(u), 1 + 2 * NPROC * PER);
+	store_user_close(&u);
+	assert_int_equal(check_clean("alice"), 0);
+}
+
+/* Readers never see half a transaction: writers append batches of three
+ * while this process keeps taking snapshots. */
+static void
+test_no_torn_reads(void **state)
+{
+	enum { NPROC = 3, BATCHES = 25 };
+	struct store_user *u = open_user("alice");
+	char inbox[33];
+	pid_t pids[NPROC];
+	int snaps = 0, running = NPROC;
+	struct err e;
+
+	(void)state;
+	mbid_of(u, "INBOX", inbox);
+	for (int p = 0; p < NPROC; p++) {
+		pids[p] = fork();
+		assert_true(pids[p] >= 0);
+		if (pids[p] == 0) {
+			struct store *s2 = store_open(root, NULL, &e);
+			struct store_user *c = s2 ? store_user_open(s2, "alice", &e) : NULL;
+			int bad = c == NULL;
+			for (int b = 0; b < BATCHES && !bad; b++) {
+				char *d[3];
+				struct store_append_msg m[3];
+				memset(m, 0, sizeof(m));
+				for (int k = 0; k < 3; k++) {
+					d[k] = make_msg(p * 10000 + b * 3 + k, 1500);
+					m[k].data = d[k];
+					m[k].len = strlen(d[k]);
+				}
+				if (store_append(c, inbox, m, 3, NULL, NULL, &e) < 0)
+					bad = 1;
+				for (int k = 0; k < 3; k++)
+					free(d[k]);
+			}
+			store_user_close(&c);
+			store_close(&s2);
+			_exit(bad);
+		}
+	}
+	while (running > 0) {
+		struct store_snapshot *snap = NULL;
+		struct store_status sst;
+		int status;
+		assert_int_equal(store_snapshot_open(u, inbox, 0, &snap, &e), 0);
+		assert_int_equal(snap->n % 3, 0);
+		for (size_t i = 0; i < snap->n; i++)
+			assert_int_equal(snap->recs[i].uid, i + 1);
+		assert_int_equal(snap->uidnext, snap->n + 1);
+		store_snapshot_free(&snap);
+		assert_int_equal(store_mailbox_status(u, "INBOX", &sst, &e), 0);
+		assert_int_equal(sst.messages % 3, 0);
+		snaps++;
+		for (int p = 0; p < NPROC; p++) {
+			if (pids[p] > 0 && waitpid(pids[p], &status, WNOHANG) == pids[p]) {
+				assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+				pids[p] = 0;
+				running--;
+			}
+		}
+	}
+	assert_true(snaps > 1);
+	store_user_close(&u);
+	assert_int_equal(check_clean("alice"), 0);
+}
+
+/* Group commit: every commit is accounted for as either a WAL sync this
+ * process led or a share of another's. */
+static void
+test_group_commit_stats(void **state)
+{
+	struct store_user *u = open_user("alice");
+	struct store_stats s;
+	char inbox[33];
+
+	(void)state;
+	mbid_of(u, "INBOX", inbox);
+	store_stats_reset();
+	for (int i = 0; i < 10; i++)
+		append1(u, inbox, i, 100, 0, NULL);
+	store_stats_get(&s);
+	assert_int_equal(s.commits, 10);
+	assert_int_equal(s.appended, 10);
+	assert_int_equal(s.wal_syncs + s.shared_commits, 10);
+	assert_int_equal(s.wal_syncs, 10);   /* alone: one sync each */
+	assert_int_equal(s.blob_syncs, 0);   /* inline bodies */
+	store_user_close(&u);
+}
+
+static void
+test_failpoint_error(void **state)
+{
+	struct store_user *u = open_user("alice");
+	char inbox[33];
+	struct store_append_msg m = { "hello", 5, 0, 0, NULL };
+	struct store_status sst;
+	uint64_t m0;
+	struct err e;
+
+	(void)state;
+	mbid_of(u, "INBOX", inbox);
+	m0 = modseq_of(u);
+	assert_int_equal(failpoint_set("store.append.before_commit=error"), 0);
+	assert_int_equal(store_append(u, inbox, &m, 1, NULL, NULL, &e), -1);
+	assert_int_equal(e.kind, ERR_TEMP);
+	assert_int_equal(modseq_of(u), m0);
+	assert_int_equal(store_mailbox_status(u, "INBOX", &sst, &e), 0);
+	assert_int_equal(sst.messages, 0);
+	assert_int_equal(failpoint_set("store.expunge.before_commit=error"), 0);
+	assert_int_equal(store_append(u, inbox, &m, 1, NULL, NULL, &e), 0);
+	assert_int_equal(store_expunge(u, inbox, NULL, 0, false, NULL, &e), -1);
+	assert_int_equal(store_mailbox_status(u, "INBOX", &sst, &e), 0);
+	assert_int_equal(sst.messages, 1);
+	failpoint_set("");
+	store_user_close(&u);
+	assert_int_equal(check_clean("alice"), 0);
+}
+
+/* A file body whose write "fails" leaves no orphan and no record. */
+static void
+test_failpoint_blob(void **state)
+{
+	struct store_user *u = open_user("alice");
+	char inbox[33];
+	char *d = make_msg(1, 100000);
+	struct store_append_msg m = { d, strlen(d), 0, 0, NULL };
+	struct buf blobs = BUF_INIT;
+	struct err e;
+
+	(void)state;
+	mbid_of(u, "INBOX", inbox);
+	assert_int_equal(failpoint_set("store.append.after_blob_fsync=error"), 0);
+	assert_int_equal(store_append(u, inbox, &m, 1, NULL, NULL, &e), -1);
+	failpoint_set("");
+	store_user_dir(st, "alice", &blobs);
+	buf_puts(&blobs, "/blobs");
+	assert_int_equal(count_files(buf_cstr(&blobs)), 0);
+	assert_int_equal(store_append(u, inbox, &m, 1, NULL, NULL, &e), 0);
+	assert_int_equal(count_files(buf_cstr(&blobs)), 1);
+	free(d);
+	buf_free(&blobs);
+	store_user_close(&u);
+	assert_int_equal(check_clean("alice"), 0);
+}
+
+static void
+test_repl(void **state)
+{
+	struct store_user *u = open_user("alice");
+	struct store_mailbox mb, got;
+	struct store_record r;
+	struct store_record_full rf;
+	const char *body = "From: x@y\r\nSubject: replicated\r\n\r\nhi\r\n";
+	char guid[41], inbox[33];
+	struct err e;
+
+	(void)state;
+	store_guid(body, strlen(body), guid);
+	/* body integrity */
+	assert_int_equal(store_repl_blob(u, guid, "tampered", 8, &e), -1);
+	assert_int_equal(e.kind, ERR_CORRUPT);
+	assert_int_equal(store_blob_exists(u, guid, &e), 0);
+	assert_int_equal(store_repl_blob(u, guid, body, strlen(body), &e), 0);
+	assert_int_equal(store_repl_blob(u, guid, body, strlen(body), &e), 0);  /* idempotent */
+	assert_int_equal(store_blob_exists(u, guid, &e), 1);
+
+	/* INBOX adoption: the master's uniqueid replaces an untouched INBOX */
+	memset(&mb, 0, sizeof(mb));
+	str_lcpy(mb.uniqueid, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", sizeof(mb.uniqueid));
+	str_lcpy(mb.name, "INBOX", sizeof(mb.name));
+	mb.uidvalidity = 12345;
+	mb.uidnext = 10;
+	mb.highestmodseq = 500;
+	mb.createdmodseq = 3;
+	mb.modseq = 3;
+	assert_int_equal(store_repl_mailbox(u, &mb, &e), 0);
+	mbid_of(u, "INBOX", inbox);
+	assert_string_equal(inbox, mb.uniqueid);
+	assert_int_equal(store_mailbox_get(u, "INBOX", &got, &e), 0);
+	assert_int_equal(got.uidvalidity, 12345);
+	assert_int_equal(got.uidnext, 10);
+	assert_true(modseq_of(u) >= 500);
+
+	memset(&r, 0, sizeof(r));
+	r.uid = 7;
+	memcpy(r.guid, guid, sizeof(r.guid));
+	r.internaldate = 1600000000;
+	r.sysflags = STORE_FLAG_SEEN;
+	r.keywords = "b a";
+	r.modseq = 499;
+	assert_int_equal(store_repl_record(u, inbox, &r, &e), 0);
+	assert_int_equal(store_repl_record(u, inbox, &r, &e), 0);   /* idempotent */
+	assert_int_equal(store_record_get(u, inbox, 7, &rf, &e), 0);
+	assert_int_equal(rf.rec.modseq, 499);
+	assert_int_equal(rf.rec.size, strlen(body));
+	assert_string_equal(rf.rec.keywords, "a b");
+	assert_non_null(strstr(rf.envelope, "replicated"));
+	store_record_full_free(&rf);
+	/* a different guid under the same uid is a conflict */
+	{
+		struct store_record r2 = r;
+		const char *other = "other body";
+		char g2[41];
+		store_guid(other, strlen(other), g2);
+		assert_int_equal(store_repl_blob(u, g2, other, strlen(other), &e), 0);
+		memcpy(r2.guid, g2, sizeof(r2.guid));
+		assert_int_equal(store_repl_record(u, inbox, &r2, &e), -1);
+		assert_int_equal(e.kind, ERR_CONFLICT);
+		/* a body not present */
+		r2.uid = 8;
+		memcpy(r2.guid, "0123456789012345678901234567890123456789", 41);
+		assert_int_equal(store_repl_record(u, inbox, &r2, &e), -1);
+		assert_int_equal(e.kind, ERR_NOTFOUND);
+	}
+	/* expunge tombstone with explicit modseq */
+	r.expunged_modseq = 600;
+	r.modseq = 600;
+	assert_int_equal(store_repl_record(u, inbox, &r, &e), 0);
+	assert_true(modseq_of(u) >= 600);
+	/* uidnext below an existing uid is refused */
+	mb.uidnext = 5;
+	assert_int_equal(store_repl_mailbox(u, &mb, &e), -1);
+	assert_int_equal(e.kind, ERR_CONFLICT);
+	/* name clash with another uniqueid */
+	assert_int_equal(store_mailbox_create(u, "Local", NULL, NULL, &e), 0);
+	memset(&mb, 0, sizeof(mb));
+	str_lcpy(mb.uniqueid, "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", sizeof(mb.uniqueid));
+	str_lcpy(mb.name, "Local", sizeof(mb.name));
+	mb.uidvalidity = 1;
+	mb.uidnext = 1;
+	mb.modseq = 700;
+	assert_int_equal(store_repl_mailbox(u, &mb, &e), -1);
+	assert_int_equal(e.kind, ERR_EXISTS);
+	str_lcpy(mb.name, "Remote", sizeof(mb.name));
+	assert_int_equal(store_repl_mailbox(u, &mb, &e), 0);
+	mb.deleted_modseq = 701;   /* tombstone arrives */
+	assert_int_equal(store_repl_mailbox(u, &mb, &e), 0);
+	assert_int_equal(store_mailbox_get(u, "Remote", NULL, &e), -1);
+	assert_int_equal(store_repl_sub(u, "Remote", true, 702, &e), 0);
+	assert_int_equal(store_subscribed(u, "Remote", &e), 1);
+	assert_int_equal(store_repl_modseq(u, 5000, &e), 0);
+	assert_int_equal(modseq_of(u), 5000);
+	assert_int_equal(store_repl_modseq(u, 10, &e), 0);
+	assert_int_equal(modseq_of(u), 5000);
+	store_user_close(&u);
+	/* the unused other body is reported (named by no record) */
+	assert_int_equal(check_clean("alice"), 1);
+}
+
+static void
+test_purge(void **state)
+{
+	struct store_user *u = open_user("alice");
+	char inbox[33];
+	struct store_mailbox t;
+	struct buf blobs = BUF_INIT;
+	struct err e;
+	int64_t n;
+
+	(void)state;
+	mbid_of(u, "INBOX", inbox);
+	assert_int_equal(store_mailbox_create(u, "T", NULL, &t, &e), 0);
+	append1(u, inbox, 1, 3000, 0, NULL);
+	append1(u, inbox, 2, 3000, 0, NULL);
+	append1(u, t.uniqueid, 3, 3000, 0, NULL);
+	assert_int_equal(store_expunge(u, inbox, NULL, 0, false, NULL, &e), 0);
+	assert_int_equal(store_mailbox_delete(u, "T", &e), 0);
+	store_user_dir(st, "alice", &blobs);
+	buf_puts(&blobs, "/blobs");
+	assert_int_equal(count_files(buf_cstr(&blobs)), 3);
+	/* nothing old enough */
+	assert_int_equal(store_purge(u, 1, &e), 0);
+	n = store_purge(u, modseq_of(u), &e);
+	assert_int_equal(n, 3);
+	assert_int_equal(count_files(buf_cstr(&blobs)), 0);
+	assert_int_equal(store_mailbox_get_id(u, t.uniqueid, true, NULL, &e), -1);
+	buf_free(&blobs);
+	store_user_close(&u);
+	assert_int_equal(check_clean("alice"), 0);
+}
+
+struct rep {
+	int n;
+	char lines[16][256];
+};
+
+static void
+rep_cb(void *ctx, const char *line)
+{
+	struct rep *r = ctx;
+
+	if (r->n < 16)
+		str_lcpy(r->lines[r->n], line, sizeof(r->lines[0]));
+	r->n++;
+}
+
+static bool
+rep_has(const struct rep *r, const char *s)
+{
+	for (int i = 0; i < r->n && i < 16; i++)
+		if (strstr(r->lines[i], s))
+			return true;
+	return false;
+}
+
+static void
+test_check_repair(void **state)
+{
+	struct store_user *u = open_user("alice");
+	char inbox[33], guid[41];
+	struct buf dir = BUF_INIT, p = BUF_INIT;
+	struct rep r;
+	sqlite3 *db;
+	struct err e;
+	int fd;
+
+	(void)state;
+	mbid_of(u, "INBOX", inbox);
+	append1(u, inbox, 1, 100000, 0, NULL);
+	append1(u, inbox, 2, 100000, 0, NULL);
+	store_user_close(&u);
+	store_user_dir(st, "alice", &dir);
+	assert_int_equal(check_clean("alice"), 0);
+
+	/* an orphan body and a stray temporary, as a crash leaves them */
+	store_guid("orphan", 6, guid);
+	buf_printf(&p, "%s/blobs/%.2s", buf_cstr(&dir), guid);
+	mkdir(buf_cstr(&p), 0750);
+	buf_printf(&p, "/%s", guid);
+	fd = open(buf_cstr(&p), O_WRONLY | O_CREAT, 0640);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "orphan", 6), 6);
+	close(fd);
+	buf_reset(&p);
+	buf_printf(&p, "%s/blobs/%.2s/.tmp.%s.1.1", buf_cstr(&dir), guid, guid);
+	fd = open(buf_cstr(&p), O_WRONLY | O_CREAT, 0640);
+	close(fd);
+	/* damage counters behind the store's back */
+	buf_reset(&p);
+	buf_printf(&p, "%s/user.db", buf_cstr(&dir));
+	assert_int_equal(sqlite3_open(buf_cstr(&p), &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "UPDATE mailboxes SET sync_crc = 42, uidnext = 2;"
+		" UPDATE state SET used_bytes = 1, modseq = 1;", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(store_check(st, "alice", false, rep_cb, &r, &e), 6);
+	assert_true(rep_has(&r, "orphan body file"));
+	assert_true(rep_has(&r, "stray temporary"));
+	assert_true(rep_has(&r, "sync checksum"));
+	assert_true(rep_has(&r, "uidnext"));
+	assert_true(rep_has(&r, "quota usage"));
+	assert_true(rep_has(&r, "modseq counter"));
+	/* check alone changed nothing */
+	assert_int_equal(store_check(st, "alice", false, NULL, NULL, &e), 6);
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(store_check(st, "alice", true, rep_cb, &r, &e), 6);
+	assert_true(rep_has(&r, "[repaired]"));
+	assert_int_equal(check_clean("alice"), 0);
+	/* orphans are never served */
+	u = open_user("alice");
+	assert_int_equal(store_blob_exists(u, guid, &e), 0);
+	/* a missing body is reported, not repaired away */
+	{
+		struct store_record_full rf;
+		struct buf bp = BUF_INIT;
+		assert_int_equal(store_record_get(u, inbox, 1, &rf, &e), 0);
+		buf_printf(&bp, "%s/blobs/%.2s/%s", buf_cstr(&dir), rf.rec.guid, rf.rec.guid);
+		assert_int_equal(unlink(buf_cstr(&bp)), 0);
+		store_record_full_free(&rf);
+		buf_free(&bp);
+	}
+	store_user_close(&u);
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(store_check(st, "alice", true, rep_cb, &r, &e), 1);
+	assert_true(rep_has(&r, "missing"));
+	assert_true(rep_has(&r, "not repairable"));
+	assert_int_equal(check_clean("alice"), 1);
+	assert_int_equal(store_check(st, "nobody", false, NULL, NULL, &e), -1);
+	assert_int_equal(e.kind, ERR_NOTFOUND);
+	buf_free(&dir);
+	buf_free(&p);
+}
+
+static void
+test_opts_from_conf(void **state)
+{
+	const char *text = "quota_default_messages: 5\nquota_default_bytes: 2M\nblob_inline_max: 1k\n";
+	struct conf *c;
+	struct store_opts o;
+	struct err e;
+
+	(void)state;
+	c = conf_parse(text, strlen(text), "/tmp/castor.conf", &e);
+	assert_non_null(c);
+	store_opts_from_conf(&o, c);
+	assert_int_equal(o.quota_default_messages, 5);
+	assert_int_equal(o.quota_default_bytes, 2 * 1024 * 1024);
+	assert_int_equal(o.inline_max, 1024);
+	assert_false(o.read_only);
+	conf_free(c);
+	store_opts_from_conf(&o, NULL);
+	assert_int_equal(o.inline_max, STORE_INLINE_MAX_DEFAULT);
+}
+
+static int
+lm_cb(void *ctx, const char *user, uint64_t m)
+{
+	uint64_t *sum = ctx;
+
+	(void)user;
+	*sum += m;
+	return 0;
+}
+
+static void
+test_list_modseq(void **state)
+{
+	struct store_user *u;
+	uint64_t sum = 0, m;
+	struct err e;
+
+	(void)state;
+	assert_int_equal(store_user_add(st, "bob", NULL, &e), 0);
+	u = open_user("alice");
+	m = modseq_of(u);
+	store_user_close(&u);
+	assert_int_equal(store_user_list_modseq(st, lm_cb, &sum, &e), 0);
+	assert_int_equal(sum, m + 1);   /* bob: INBOX creation = 1 */
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_create_open_server, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_users, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_mailbox_names, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_mailbox_create_get, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_mailbox_rename, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_mailbox_delete, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_list, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_append_read, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_flags, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_expunge, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_copy_move, setup_files, teardown),
+		cmocka_unit_test_setup_teardown(test_quota, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_quota_default, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_modseq_changes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sync_crc, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_change_hook, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_txn, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_read_only, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_watch_fd, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_concurrent_writers, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_no_torn_reads, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_group_commit_stats, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_failpoint_error, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_failpoint_blob, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_repl, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_purge, setup_files, teardown),
+		cmocka_unit_test_setup_teardown(test_check_repair, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_list_modseq, setup, teardown),
+		cmocka_unit_test(test_opts_from_conf),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
