@@ -3,7 +3,8 @@
 #   make check      install deps, build a gcc tree and a clang ASan+UBSan tree,
 #                   run every test suite; last line "N passed, N failed"
 #   make demo       install deps, build, start a master + replica on loopback
-#   make bench      run the benchmarks against Cyrus 3.6 (bench/run)
+#   make bench      run the benchmarks against Cyrus 3.6 (bench/run; BENCH_ARGS=--quick,
+#                   or make bench-quick)
 #   make fuzz       fuzz every parser for FUZZ_SECONDS each (default 60)
 #   make install DESTDIR=...
 
@@ -13,7 +14,7 @@ FUZZBUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
 MESON_FLAGS ?=
 
-.PHONY: all deps check check-fast demo demo-stop bench fuzz install clean
+.PHONY: all deps check check-fast demo demo-stop bench bench-quick fuzz install clean
 
 all: $(BUILD)/build.ninja
 	ninja -C $(BUILD)
@@ -54,6 +55,10 @@ bench:
 	@sh scripts/deps.sh bench
 	@$(MAKE) --no-print-directory all
 	@bench/run $(BENCH_ARGS)
+
+# `make bench-quick` = `make bench BENCH_ARGS=--quick` (under 10 minutes)
+bench-quick:
+	@$(MAKE) --no-print-directory bench BENCH_ARGS=--quick
 
 fuzz: $(FUZZBUILD)/build.ninja
 	ninja -C $(FUZZBUILD)

@@ -1,0 +1,132 @@
+"""bench/failover.py - Castor's soft failover under load: total time, and the
+window during which deliveries were refused.
+
+The master holds USERS users x MSGS messages; one LMTP client delivers at
+RATE/s to those users, trying the master's LMTP port first and the other
+server's when that one refuses (connection refused, 4xx); meanwhile
+`castorctl -C master/castor.conf failover --to r1` runs.  Measured:
+  failover      the command's wall time (exit 0 required)
+  refused window   the longest gap between two successful deliveries while
+                the command ran (what an MTA would see as deferrals)
+  lost          acknowledged deliveries missing on the new master afterwards
+Cyrus 3.6 and Dovecot 2.3 have no failover command: reported "n/a".
+Sizes: full 100 users x 1,000 messages at 20/s (issue 9), quick 10 x 100,
+smoke 2 x 5.  Leaves the roles swapped: the pair is laid out afresh after it.
+Run alone: python3 bench/failover.py [--quick]
+"""
+import os
+import smtplib
+import sys
+import threading
+import time
+
+from common import deliver_parallel, lmtp_connect, make_msg, now, try_status
+
+NAME = "failover"
+TITLE = "soft failover under 20 deliveries/s: total time, refused-delivery window (Castor only)"
+NEEDS = ("castord", "castorctl", "lmtpd", "imapd", "syncd", "sync-client")
+DIRTIES = True
+
+
+def sizes(level):
+    return {"smoke": {"users": 2, "msgs": 5, "rate": 20, "tail_s": 1},
+            "quick": {"users": 10, "msgs": 100, "rate": 20, "tail_s": 2},
+            "full": {"users": 100, "msgs": 1000, "rate": 20, "tail_s": 3}}[level]
+
+
+def applies(peer):
+    if peer.name != "castor":
+        return "n/a (no failover command)"
+    return None
+
+
+def _load(peer, users, rate, stop, out):
+    """Deliver at `rate`/s round-robin; record (t, ok, port, error)."""
+    ports = [peer.m_lmtp, peer.r_lmtp]
+    conns = {}
+    i = 0
+    t0 = now()
+    while not stop.is_set() and i < 100000 and now() - t0 < 900:
+        target = t0 + i / rate
+        d = target - now()
+        if d > 0:
+            time.sleep(d)
+        u = users[i % len(users)]
+        data = make_msg(u, "fo", i)
+        ok, err, used = False, None, None
+        for port in ports:
+            try:
+                if port not in conns:
+                    conns[port] = lmtp_connect(port, timeout=10)
+                conns[port].sendmail("bench@localhost", [peer.rcpt(u)], data)
+                ok, used = True, port
+                break
+            except (OSError, smtplib.SMTPException) as e:
+                err = repr(e)[:200]
+                c = conns.pop(port, None)
+                if c:
+                    try:
+                        c.close()
+                    except OSError:
+                        pass
+        out.append((now(), ok, used, err, u))
+        i += 1
+    for c in conns.values():
+        try:
+            c.quit()
+        except (OSError, smtplib.SMTPException):
+            pass
+
+
+def run_once(peer, ctx):
+    from harness import fig
+    from peers.base import run
+    s = ctx.sizes
+    peer.prepare("default", repl=True, fresh=True)
+    users = [f"fo{ctx.rep}u{k}" for k in range(s["users"])]
+    peer.create_users(users)
+    r = deliver_parallel(peer.m_lmtp, [peer.rcpt(u) for u in users], users, 4, s["users"] * s["msgs"], "fofill",
+                         deadline_s=1800)
+    if r["errors"]:
+        raise RuntimeError(f"filling: {r['errors'][:2]}")
+    stop, out = threading.Event(), []
+    th = threading.Thread(target=_load, args=(peer, users, s["rate"], stop, out), daemon=True)
+    th.start()
+    time.sleep(1.0)
+    t0 = now()
+    cp = run([peer.binpath("castorctl"), "-C", peer.conf("master"), "failover", "--to", "r1"], timeout=600,
+             check=False)
+    t1 = now()
+    time.sleep(s["tail_s"])
+    stop.set()
+    th.join(30)
+    if cp.returncode != 0:
+        raise RuntimeError(f"castorctl failover: exit {cp.returncode}: {(cp.stdout + cp.stderr)[-500:]}")
+    oks = [t for t, ok, *_ in out if ok]
+    during = [t for t in oks if t0 - 1 <= t <= t1 + s["tail_s"]]
+    gaps = [b - a for a, b in zip(during, during[1:])]
+    window = max(gaps) if gaps else (t1 - t0)
+    refused = sum(1 for t, ok, *_ in out if not ok)
+    # every acknowledged delivery must be on the new master (the old replica)
+    acked = {}
+    for _t, ok, _p, _e, u in out:
+        if ok:
+            acked[u] = acked.get(u, 0) + 1
+    lost = 0
+    for u in users:
+        have = try_status(peer.r_imap, u, peer.password(u))
+        want = s["msgs"] + acked.get(u, 0)
+        if have is None or have < want:
+            lost += want - (have or 0)
+    figs = [fig("failover_s", "castorctl failover, total", "s", "lower", t1 - t0),
+            fig("refused_window_s", "longest gap between successful deliveries", "s", "lower", window),
+            fig("refused", "deliveries refused by both servers", "msgs", "lower", refused),
+            fig("lost", "acknowledged deliveries missing on the new master", "msgs", "lower", lost)]
+    return {"figures": figs, "details": {"stdout": cp.stdout[-2000:], "acked": sum(acked.values()),
+                                         "attempts": len(out)}}
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import harness
+    sys.exit(harness.main(["--only", NAME] + sys.argv[1:]))

@@ -1,0 +1,143 @@
+"""bench/full_sync.py - full sync of one user to an empty replica.
+
+Once per peer, with rolling replication OFF on the master, one user gets N
+messages of 4 KiB spread over 10 folders (IMAP CREATE + APPEND, 2 clients).
+Each run then wipes the replica (a fresh, empty instance), and times the
+system's one-shot user sync (Castor `sync-client -u USER`, Cyrus
+`sync_client -u USER`) to its exit, and checks that the replica holds all N
+messages.  Once per peer (first run) the same sync goes through a counting
+TCP relay (common.Relay) in front of the replica's sync port to measure the
+bytes on the wire each way (the relay's own cost is why that run is not the
+timed one).  Sizes: full 10,000 messages, quick 2,000, smoke 20 (2 folders).
+Leaves the pair without rolling replication and with a partial replica: the
+harness lays it out afresh for the next benchmark (DIRTIES).
+Run alone: python3 bench/full_sync.py [--quick] [--peers cyrus]
+"""
+import imaplib
+import multiprocessing as mp
+import os
+import sys
+import time
+
+from common import HOST, Relay, make_msg, now, try_status
+
+NAME = "full_sync"
+TITLE = "full sync of one user (N messages in 10 folders) to an empty replica: seconds, bytes on the wire"
+NEEDS = ("castord", "castorctl", "imapd", "syncd", "sync-client")
+DIRTIES = True
+
+
+def sizes(level):
+    return {"smoke": {"n": 20, "folders": 2}, "quick": {"n": 2000, "folders": 10},
+            "full": {"n": 10000, "folders": 10}}[level]
+
+
+def _appender(port, user, pw, jobs, q):
+    """jobs: [(folder, i)]; APPEND each over one IMAP connection."""
+    n, err = 0, None
+    try:
+        m = imaplib.IMAP4(HOST, port, timeout=60)
+        m.login(user, pw)
+        t_end = time.monotonic() + 1800
+        for folder, i in jobs:
+            if time.monotonic() > t_end:
+                err = "deadline"
+                break
+            typ, d = m.append(folder, None, None, make_msg(user, "full", i))
+            if typ != "OK":
+                err = f"APPEND {folder}: {d}"
+                break
+            n += 1
+        m.logout()
+    except Exception as e:  # noqa: BLE001
+        err = repr(e)
+    q.put((n, err))
+
+
+def populate(peer, ctx, n, nfold):
+    st = ctx.state
+    if st.get("user") and st.get("peer_gen") == peer.generation and not peer.dirty:
+        return st["user"], st["folders"]
+    peer.prepare("default", repl=False)
+    user = f"full{n}t{int(time.time()) % 100000}"
+    peer.create_users([user], wait_replica=False)
+    pw = peer.password(user)
+    folders = [peer.folder(i) for i in range(nfold)]
+    m = imaplib.IMAP4(HOST, peer.m_imap, timeout=60)
+    m.login(user, pw)
+    for f in folders:
+        typ, d = m.create(f)
+        if typ != "OK":
+            raise RuntimeError(f"CREATE {f}: {d}")
+    m.logout()
+    jobs = [[], []]
+    for i in range(n):
+        jobs[(i % nfold) % 2].append((folders[i % nfold], i))
+    ctx_mp = mp.get_context("fork")
+    q = ctx_mp.Queue()
+    t0 = now()
+    ps = [ctx_mp.Process(target=_appender, args=(peer.m_imap, user, pw, j, q), daemon=True) for j in jobs]
+    for p in ps:
+        p.start()
+    res = [q.get(timeout=1900) for _ in ps]
+    for p in ps:
+        p.join(10)
+    errs = [e for _, e in res if e]
+    if errs or sum(k for k, _ in res) != n:
+        raise RuntimeError(f"APPEND: {sum(k for k, _ in res)} of {n}: {errs[:2]}")
+    st.update(user=user, folders=folders, peer_gen=peer.generation, fill_msgs_s=n / (now() - t0))
+    return user, folders
+
+
+def replica_total(peer, user, folders):
+    tot = 0
+    for f in folders:
+        c = try_status(peer.r_imap, user, peer.password(user), f)
+        if c is None:
+            return None
+        tot += c
+    return tot
+
+
+def run_once(peer, ctx):
+    from harness import fig
+    n, nfold = ctx.sizes["n"], ctx.sizes["folders"]
+    user, folders = populate(peer, ctx, n, nfold)
+    peer.prepare("default", repl=False)
+    peer.reset_replica()
+    t0 = now()
+    rc, out = peer.full_sync(user)
+    secs = now() - t0
+    got = replica_total(peer, user, folders)
+    if rc != 0 or got != n:
+        raise RuntimeError(f"full sync: exit {rc}, replica holds {got} of {n}: {out[-300:]}")
+    figs = [fig("seconds", f"full sync of {n} messages, {nfold} folders", "s", "lower", secs),
+            fig("msgs_s", "full sync rate", "msgs/s", "higher", n / secs)]
+    details = {"n": n, "folders": nfold, "rc": rc, "replica_messages": got, "seconds": secs,
+               "fill_msgs_s": ctx.state.get("fill_msgs_s")}
+    if not ctx.state.get("wire"):
+        peer.reset_replica()
+        relay = Relay(peer.replica_sync_port())
+        try:
+            t0 = now()
+            rc2, out2 = peer.full_sync(user, relay_port=relay.port)
+            s2 = now() - t0
+            time.sleep(0.3)
+            wire = {"rc": rc2, "seconds_via_relay": s2, "c2s": relay.c2s, "s2c": relay.s2c,
+                    "replica_messages": replica_total(peer, user, folders), "out": out2[-300:]}
+        finally:
+            relay.close()
+        ctx.state["wire"] = wire
+        details["wire"] = wire
+        if rc2 == 0:
+            figs += [fig("wire_c2s", "bytes on the wire, master -> replica", "B", "lower", wire["c2s"]),
+                     fig("wire_s2c", "bytes on the wire, replica -> master", "B", "lower", wire["s2c"]),
+                     fig("wire_per_msg", "bytes on the wire per message (master -> replica)", "B", "lower",
+                         wire["c2s"] / n)]
+    return {"figures": figs, "details": details}
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import harness
+    sys.exit(harness.main(["--only", NAME] + sys.argv[1:]))

@@ -1,0 +1,113 @@
+"""bench/shutdown_drain.py - graceful shutdown under load: how long the master
+takes to exit on SIGQUIT, and whether the replica had every acknowledged
+message at that moment.
+
+Rolling replication on; two LMTP clients deliver back to back to one user
+(bounded in count and time); after LOAD seconds the master's supervisor
+(castord / cyrmaster) gets SIGQUIT.  Measured:
+  exit       SIGQUIT -> the supervisor has exited
+  acked      messages that got their 250 (the clients stop at the first error)
+  replica    messages on the replica right after the exit (IMAP STATUS)
+  unreplicated at exit = acked - replica (Castor must report 0: its SHUTDOWN
+             section drains the sync log; Cyrus 3.6 leaves the log unplayed)
+Then the master is started again and we check that every acked message is on
+it (lost acked = acked - master count, must be 0 for both) and how long the
+replica takes to catch up.  Sizes: LOAD 3 s (full), 2 s (quick), 0.5 s (smoke).
+Run alone: python3 bench/shutdown_drain.py [--quick] [--peers cyrus]
+"""
+import multiprocessing as mp
+import os
+import sys
+import time
+
+from common import lmtp_connect, make_msg, now, pid_alive, try_status, wait_counts, wait_pid_gone
+
+NAME = "shutdown_drain"
+TITLE = "SIGQUIT under load: master exit time, acknowledged messages not on the replica at exit"
+NEEDS = ("castord", "castorctl", "lmtpd", "imapd", "syncd", "sync-client")
+
+
+def sizes(level):
+    return {"load_s": {"smoke": 0.5, "quick": 2.0, "full": 3.0}[level], "clients": 2, "max_per_client": 20000}
+
+
+def _loader(port, rcpt, user, tag, maxn, stop, q):
+    acked, err = 0, None
+    t_end = time.monotonic() + 120
+    msgs = [make_msg(user, tag, i) for i in range(min(maxn, 200))]
+    try:
+        c = lmtp_connect(port, timeout=30)
+        for i in range(maxn):
+            if stop.is_set() or time.monotonic() > t_end:
+                break
+            c.sendmail("bench@localhost", [rcpt], msgs[i % len(msgs)])
+            acked += 1
+        c.quit()
+    except Exception as e:  # noqa: BLE001 - what the client saw is the point
+        err = repr(e)[:300]
+    q.put({"tag": tag, "acked": acked, "error": err, "t_end": now()})
+
+
+def run_once(peer, ctx):
+    from harness import fig
+    s = ctx.sizes
+    peer.prepare("default", repl=True)
+    user = f"sd{ctx.rep}t{int(time.time()) % 100000}"
+    peer.create_users([user])
+    pw = peer.password(user)
+    mpc = mp.get_context("fork")
+    stop, q = mpc.Event(), mpc.Queue()
+    ps = [mpc.Process(target=_loader, args=(peer.m_lmtp, peer.rcpt(user), user, f"sd{k}", s["max_per_client"],
+                                            stop, q), daemon=True) for k in range(s["clients"])]
+    for p in ps:
+        p.start()
+    time.sleep(s["load_s"])
+    t_sig = now()
+    pid = peer.signal_master(peer.SHUTDOWN_SIGNAL)
+    exit_s = wait_pid_gone(pid, 90)
+    t_exit = now()
+    replica_at_exit = try_status(peer.r_imap, user, pw)
+    stop.set()
+    res = []
+    for _ in ps:
+        try:
+            res.append(q.get(timeout=60))
+        except Exception:  # noqa: BLE001
+            res.append({"acked": 0, "error": "loader lost"})
+    for p in ps:
+        p.join(5)
+        if p.is_alive():
+            p.kill()
+    acked = sum(r["acked"] for r in res)
+    master_alive = pid_alive(pid)
+    # bring the master back: is every acked message there, and how fast does the replica catch up?
+    peer.forget_master()
+    t_up = now()
+    peer.start("master", repl=True)
+    on_master = try_status(peer.m_imap, user, pw)
+    t_rep = wait_counts(peer.r_imap, {user: on_master or 0}, peer.password, timeout=90) if on_master else None
+    figs = [fig("exit_s", "SIGQUIT -> master exited", "s", "lower", exit_s),
+            fig("acked", "messages acknowledged (250) before the exit", "msgs", None, acked)]
+    if replica_at_exit is not None:
+        figs.append(fig("unreplicated", "acknowledged but not on the replica at exit", "msgs", "lower",
+                        max(0, acked - replica_at_exit)))
+    if on_master is not None:
+        figs.append(fig("lost", "acknowledged but missing on the master after restart", "msgs", "lower",
+                        max(0, acked - on_master)))
+    if t_rep:
+        figs.append(fig("catchup_s", "replica complete after the master restarted", "s", "lower", t_rep - t_up))
+    details = {"signal": "SIG" + peer.SHUTDOWN_SIGNAL, "exit_s": exit_s, "master_still_alive": master_alive,
+               "acked": acked, "replica_at_exit": replica_at_exit, "master_after_restart": on_master,
+               "clients": [{"acked": r["acked"], "error": r.get("error"),
+                            "ended_after_signal_s": (r["t_end"] - t_sig) if r.get("t_end") else None}
+                           for r in res],
+               "status_on_replica_after_exit_s": now() - t_exit}
+    if hasattr(peer, "syslog_tail"):
+        details["log"] = peer.syslog_tail(15, r"shutdown|signal|exit|sync_client")
+    return {"figures": figs, "details": details}
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import harness
+    sys.exit(harness.main(["--only", NAME] + sys.argv[1:]))

@@ -1,0 +1,61 @@
+"""bench/run --smoke: the benchmark harness works end to end (tiny sizes,
+Castor only).  It must exit 0, print one JSON document naming every
+benchmark, measure the machine's limits, and for each Castor benchmark
+either report figures, or say "not built" and name the missing programs.
+A failure inside the harness's own code (a Python TypeError, KeyError ...)
+fails this test; a server that misbehaves is reported in the JSON, which is
+the benchmarks' job, and shown here as a warning.  Timing is never asserted.
+"""
+import json
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+from conftest import BUILD, TOP
+
+HARNESS_BUGS = ("TypeError", "KeyError", "AttributeError", "NameError", "IndexError", "ValueError",
+                "ZeroDivisionError", "ImportError", "ModuleNotFoundError", "UnboundLocalError", "SyntaxError")
+
+
+def test_bench_smoke(tmp_path):
+    out = tmp_path / "results"
+    cp = subprocess.run([sys.executable, str(TOP / "bench" / "run"), "--smoke", "--json",
+                         "--build", str(BUILD), "--out", str(out), "--tmp", str(tmp_path)],
+                        capture_output=True, text=True, timeout=900)
+    assert cp.returncode == 0, f"bench/run --smoke exited {cp.returncode}\n{cp.stderr[-4000:]}"
+    doc = json.loads(cp.stdout)
+    assert doc["level"] == "smoke" and doc["runs"] == 1
+    assert list(doc["peers"]) == ["castor"]
+    files = list(out.glob("*-smoke.json"))
+    assert len(files) == 1 and json.loads(files[0].read_text())["level"] == "smoke"
+
+    benches = doc["benchmarks"]
+    assert set(benches) == {"limits", "lmtp_deliver", "repl_lag", "imap_fetch", "memory", "full_sync",
+                            "shutdown_drain", "failover"}
+    lim = benches["limits"]["figures"]
+    for key in ("fdatasync_s", "create_fsync_s", "sha1_mb_s", "loopback_mb_s"):
+        assert lim[key]["values"]["machine"]["median"] > 0, key
+
+    for name, b in benches.items():
+        if name == "limits":
+            continue
+        st = b["status"].get("castor")
+        assert st, f"{name}: no status for castor"
+        for r in b["runs"]:
+            assert r.get("error_type") not in HARNESS_BUGS, \
+                f"{name}: harness bug: {r.get('error')}\n{r.get('traceback')}"
+        if st == "ok":
+            vals = [f["values"].get("castor") for f in b["figures"].values()]
+            assert vals and all(isinstance(v, dict) and "median" in v for v in vals), name
+        elif st.startswith("not built"):
+            assert "(" in st, f"{name}: 'not built' must name the missing programs: {st}"
+            assert not any(r["peer"] == "castor" for r in b["runs"]), name
+        else:
+            warnings.warn(f"bench smoke: {name}: castor: {st}")
+    # nothing left running from the temporary roots
+    leftovers = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True).stdout.split()
+    assert not leftovers, f"processes left running: {leftovers}"
+    assert not [p for p in Path(tmp_path).iterdir() if p.name.startswith("castor-bench-")], "temp root not removed"
+    assert os.path.isdir(out)
