@@ -417,8 +417,8 @@ ctl_cmd_init(struct ctl *c, int argc, char **argv)
 		goto out;
 	}
 	if (state == 0) {
-		if (mkdir(root, 0755) < 0) {
-			err_errno(&err, errno == ENOENT ? ERR_NOTFOUND : ERR_PERM, "create %s", root);
+		/* like initdb: missing parent directories are created too */
+		if (mkdir_p(root, 0755, &err) < 0) {
 			rc = ctl_fail(c, &err);
 			goto out;
 		}
