@@ -40,6 +40,7 @@ const struct conf_key conf_known_keys[] = {
 	{ "tls_min_version", CONF_ENUM, "1.2|1.3", "lowest TLS version accepted (default 1.2)" },
 	{ "imap_idle_timeout", CONF_DURATION, NULL, "IMAP autologout of an authenticated idle session (default 30m)" },
 	{ "imap_preauth_timeout", CONF_DURATION, NULL, "IMAP time allowed before login (default 60s)" },
+	{ "imap_max_line", CONF_BYTES, NULL, "longest IMAP command line, and most octets of lines and literals in one command other than APPEND (default 64k)" },
 
 	/* replication */
 	{ "sync_mode", CONF_ENUM, "async|semisync", "acknowledge after the local commit (async) or after a replica's too (default async)" },
@@ -60,6 +61,11 @@ const struct conf_key conf_known_keys[] = {
 	{ "sync_delete_limit", CONF_INT, NULL, "a sync pass deleting more mailboxes than this stops the channel (default 50)" },
 	{ "sync_delete_fraction", CONF_FLOAT, NULL, "a sync pass deleting more than this fraction of a user's mailboxes stops the channel (default 0.5)" },
 	{ "sync_user_delete_limit", CONF_INT, NULL, "more user deletions than this in an hour stop the channel (default 5)" },
+	{ "*_sync_compress", CONF_BOOL, NULL, "zstd compression on the channel (default yes off loopback, no on loopback)" },
+	{ "*_sync_ca_file", CONF_PATH, NULL, "verify the replica's TLS certificate against this CA file (default: not verified)" },
+	{ "sync_authname", CONF_STRING, NULL, "replica: the identity a master's sync-client must log in as (default sync)" },
+	{ "sync_password", CONF_STRING, NULL, "replica: that identity's password (default: the users.db password of sync_authname)" },
+	{ "sync_password_file", CONF_PATH, NULL, "replica: file whose first line is that password" },
 
 	{ NULL, CONF_STRING, NULL, NULL },
 };

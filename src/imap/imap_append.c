@@ -1,0 +1,75 @@
+/*
+ * imap_append.c - APPEND (RFC 3501 6.3.11) with UIDPLUS APPENDUID and
+ * APPENDLIMIT (RFC 7889).
+ *
+ * The message arrives as a literal that imapd has already read into the
+ * command buffer (within the APPENDLIMIT: larger ones are refused before
+ * a byte of them is buffered, see imapd.c); it is handed to the store
+ * as it is, without a copy.  The store makes it durable before we
+ * answer OK.  A missing mailbox is NO [TRYCREATE], a full quota
+ * NO [OVERQUOTA], a read-only replica NO [READ-ONLY].
+ */
+#include "imap/imap_session.h"
+
+#include <stdio.h>
+
+#include "lib/log.h"
+#include "lib/str.h"
+
+void
+imap_cmd_append(struct imap_session *s, struct imap_cmd *c)
+{
+	const struct imap_append_args *a = &c->u.append;
+	struct buf name = BUF_INIT, kw = BUF_INIT;
+	struct store_mailbox mb;
+	struct store_append_msg msg;
+	struct store_append_result res;
+	uint32_t sys = 0, uidvalidity = 0;
+	struct err err;
+
+	if (imap_name_decode(s, &a->mailbox, &name, &err) < 0) {
+		imap_tagged(s, "NO", "CANNOT", "%s", err.msg);
+		goto out;
+	}
+	if (a->flags != NULL && store_flags_parse(a->flags, &sys, &kw, &err) < 0) {
+		imap_tagged(s, "BAD", NULL, "Invalid flags: %s", err.msg);
+		goto out;
+	}
+	if (a->len == 0) {
+		imap_tagged(s, "NO", "CANNOT", "Empty message");
+		goto out;
+	}
+	if (a->len > imap_cfg.appendlimit) {
+		imap_tagged(s, "NO", "TOOBIG", "Message too large");
+		goto out;
+	}
+	if (store_mailbox_get(s->u, buf_cstr(&name), &mb, &err) < 0) {
+		if (err.kind == ERR_NOTFOUND)
+			imap_tagged(s, "NO", "TRYCREATE", "No such mailbox");
+		else
+			imap_tagged_err(s, &err, "APPEND");
+		goto out;
+	}
+	msg.data = a->data;
+	msg.len = a->len;
+	msg.internaldate = a->has_date ? a->date : 0;
+	if (a->has_date && msg.internaldate == 0)
+		msg.internaldate = 1;   /* 0 would mean "now" */
+	msg.sysflags = sys;
+	msg.keywords = kw.len > 0 ? buf_cstr(&kw) : NULL;
+	if (store_append(s->u, mb.uniqueid, &msg, 1, &res, &uidvalidity, &err) < 0) {
+		imap_tagged_err(s, &err, "APPEND");
+		goto out;
+	}
+	log_debug("append user=%s mailbox=%s uid=%u size=%zu", log_q(s->user), log_q(mb.name),
+		res.uid, a->len);
+	{
+		char code[64];
+
+		snprintf(code, sizeof(code), "APPENDUID %u %u", uidvalidity, res.uid);
+		imap_tagged(s, "OK", code, "APPEND completed");
+	}
+out:
+	buf_free(&name);
+	buf_free(&kw);
+}
