@@ -1,0 +1,1262 @@
+/*
+ * synccli.c - sync-client, the master side of replication.
+ *
+ *   sync-client [-C castor.conf] -r -n CHAN       rolling: follow the sync log (castord DAEMON)
+ *   sync-client [-C castor.conf] --drain [-n CHAN] [--timeout SEC]
+ *                                                 replay the log to every channel, exit 0
+ *                                                 only when every cursor is at its end
+ *   sync-client [-C ...] [-n CHAN] -u USER...     full sync of these users
+ *   sync-client [-C ...] [-n CHAN] -m USER MAILBOX   one mailbox
+ *   sync-client [-C ...] [-n CHAN] -A             full sync of every user
+ *   options: --allow-deletes (HELLO ALLOW-DELETES 1), -v (debug log)
+ *
+ * Exit codes: 0 done; 1 something was not replicated (errors or
+ * conflicts, see the log); 2 fenced by the replica; 64 usage; 75 the
+ * replica could not be reached / drain timed out; 78 configuration.
+ *
+ * ROLLING CLIENT, one process per channel:
+ *
+ *   disconnected --connect+login--> anti-entropy --> following the log
+ *        ^   backoff 100 ms doubling to 1 s           |  batch: read up to
+ *        +------------- error ------------------------+  BATCH_MAX records,
+ *                                                        syncpush_run, ack
+ *
+ *  1. The cursor is saved only after the replica acknowledged every
+ *     record before it (syncpush_run returned 0), at most once a second
+ *     while busy and at once when idle or stopping.  A batch that fails
+ *     is kept and sent again after the reconnect.
+ *  2. Anti-entropy (syncpush_anti_entropy) runs after every connect,
+ *     every sync_verify_interval, when the reader reports a gap, and when
+ *     a writer marked a failed append.  A pass without errors moves the
+ *     cursor to the log end noted before it started: every change
+ *     committed before that point was compared.
+ *  3. The ACK file (syncstat.h) is written after every acknowledged batch
+ *     (semisync waiters), the STATUS file about once a second.
+ *  4. SIGQUIT (castord's graceful stop): the batch in hand is finished,
+ *     the cursor saved, exit 0.
+ *  5. A channel further behind than sync_log_max_bytes is detached (it no
+ *     longer holds log segments) and recovers through rule 2.
+ *  6. One driver per channel: <root>/sync/cursor/<chan>.lock (flock).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lib/atomicfile.h"
+#include "lib/conf.h"
+#include "lib/conn.h"
+#include "lib/failpoint.h"
+#include "lib/log.h"
+#include "lib/net.h"
+#include "lib/netaddr.h"
+#include "lib/signals.h"
+#include "lib/str.h"
+#include "lib/tls.h"
+#include "lib/xalloc.h"
+#include "store/store.h"
+#include "sync/cursor.h"
+#include "sync/syncchan.h"
+#include "sync/synchook.h"
+#include "sync/synclog.h"
+#include "sync/syncpush.h"
+#include "sync/syncsess.h"
+#include "sync/syncstat.h"
+
+#define EXIT_PROBLEMS 1
+#define EXIT_FENCED 2
+#define EXIT_USAGE 64
+#define EXIT_UNAVAILABLE 75
+#define EXIT_CONFIG 78
+
+#define BATCH_MAX 4096
+#define BATCH_BYTES (1024 * 1024)
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 1000
+#define BACKOFF_PERM_MS 10000
+#define CONNECT_MS 5000
+#define IO_MS (120 * 1000)
+#define SAVE_EVERY_MS 1000
+#define SAVE_IDLE_MS 200
+#define STATUS_EVERY_MS 1000
+#define NOOP_EVERY_MS (5 * 60 * 1000)
+
+static const char *prog = "sync-client";
+
+static uint64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static bool
+quit_requested(void)
+{
+	signals_poll();
+	return signals_pending(SIGQUIT) || signals_pending(SIGINT);
+}
+
+/* ------------------------------------------------------------------ */
+/* A channel                                                           */
+
+struct chan {
+	const struct conf *conf;
+	const char *root;
+	struct store *st;
+	struct syncchan ch;
+	struct tls_ctx *tls;
+	bool allow_deletes;
+	int lockfd;
+
+	struct syncsess *sess;
+	struct syncpush *push;
+	struct syncpush_stats total;        /* closed sessions, summed */
+
+	struct cursor cur;                   /* as saved */
+	struct synclog_reader *rd;
+	struct synclog_pos acked;
+	uint64_t acked_log_id;
+	bool dirty;
+	uint64_t last_save_ms;
+	struct synclog_record *recs;
+	size_t nrecs;
+	struct synclog_pos batch_end;
+	bool at_end;                          /* the last read reached the end of the log */
+
+	struct synclog_reader *cnt;          /* counts records for records_behind */
+	int torn_grace;                       /* -1 default; 0 in a drain */
+	uint64_t counted, acked_count;
+
+	int ackfd;
+	bool live;
+	const char *state;
+	uint64_t state_since;
+	char last_error[ERR_MSG_MAX];
+	uint64_t last_error_ms;
+	uint64_t last_ae_ms;
+	uint64_t batches;
+	bool detached;
+	bool need_ae;
+	uint64_t verify_ms, next_verify_ms;
+	uint64_t marker_seen_ms;
+	uint64_t max_behind;
+	uint64_t backoff_ms, next_connect_ms;
+	uint64_t last_io_ms;
+	uint64_t status_ms;
+};
+
+static void
+chan_state(struct chan *c, const char *state)
+{
+	if (c->state == NULL || !str_eq(c->state, state)) {
+		c->state = state;
+		c->state_since = now_ms();
+		c->status_ms = 0;
+	}
+}
+
+static void
+chan_error(struct chan *c, const struct err *err)
+{
+	str_lcpy(c->last_error, err->msg, sizeof(c->last_error));
+	c->last_error_ms = now_ms();
+}
+
+static void
+sum_stats(struct syncpush_stats *t, const struct syncpush_stats *s)
+{
+	t->users += s->users;
+	t->mailboxes += s->mailboxes;
+	t->records += s->records;
+	t->uploads += s->uploads;
+	t->upload_bytes += s->upload_bytes;
+	t->deletes += s->deletes;
+	t->renames += s->renames;
+	t->repairs += s->repairs;
+	t->rounds += s->rounds;
+	t->errors += s->errors;
+	for (int k = 0; k < SYNCPUSH_C_COUNT; k++)
+		t->conflicts[k] += s->conflicts[k];
+}
+
+static void
+chan_totals(const struct chan *c, struct syncpush_stats *t)
+{
+	*t = c->total;
+	if (c->push != NULL) {
+		struct syncpush_stats s;
+		syncpush_stats(c->push, &s);
+		sum_stats(t, &s);
+	}
+}
+
+static uint64_t wire_in_total, wire_out_total;
+
+static void
+chan_disconnect(struct chan *c, bool logout)
+{
+	struct syncpush_stats s;
+
+	if (c->push != NULL) {
+		if (logout)
+			syncpush_logout(c->push);
+		syncpush_stats(c->push, &s);
+		sum_stats(&c->total, &s);
+		if (s.errors > 0 || syncpush_last_problem(c->push)[0] != '\0')
+			str_lcpy(c->last_error, syncpush_last_problem(c->push), sizeof(c->last_error));
+		syncpush_free(&c->push);
+	}
+	if (c->sess != NULL) {
+		wire_in_total += syncsess_wire_in(c->sess);
+		wire_out_total += syncsess_wire_out(c->sess);
+		syncsess_free(&c->sess);
+	}
+	if (c->live && c->ackfd >= 0) {
+		c->live = false;
+		(void)syncstat_ack_write(c->ackfd, &c->acked, c->acked_log_id, false);
+	}
+}
+
+/* Delete the log segments every channel has passed (detached ones do not
+ * count). */
+static void
+reclaim(struct chan *c)
+{
+	size_t n = 0, deleted = 0;
+	char **names = syncchan_names(c->conf, &n);
+	struct err e2;
+
+	bool attached = false;
+
+	for (size_t i = 0; i < n && !attached; i++) {
+		struct cursor cu;
+		if (cursor_load(c->root, names[i], &cu, &e2) <= 0 || !(cu.flags & CURSOR_DETACHED))
+			attached = true;
+	}
+	if (attached) {
+		if (cursor_reclaim(c->root, (const char *const *)names, n, &deleted, &e2) < 0)
+			log_warn("segment reclaim failed error=%s", log_q(e2.msg));
+	} else {
+		/* every channel detached: nothing holds the log back
+		 * (cursor_reclaim deletes nothing then) */
+		struct synclog_pos end;
+		if (synclog_end(c->root, &end, &e2) < 0 ||
+		    synclog_reclaim(c->root, &end, 1, &deleted, &e2) < 0)
+			log_warn("segment reclaim failed error=%s", log_q(e2.msg));
+	}
+	if (deleted > 0)
+		log_info("log segments reclaimed count=%zu", deleted);
+	conf_list_free(names);
+}
+
+static void
+status_write(struct chan *c, bool force)
+{
+	struct buf b = BUF_INIT;
+	struct syncpush_stats t;
+	struct synclog_pos end = { 0, 0 };
+	uint64_t behind = 0, now = now_ms(), conflicts = 0, oldest = 0;
+	char p1[48], p2[48], p3[48];
+	struct err err;
+
+	if (!force && c->status_ms != 0 && now - c->status_ms < STATUS_EVERY_MS)
+		return;
+	c->status_ms = now;
+	(void)synclog_end(c->root, &end, &err);
+	(void)synclog_bytes_behind(c->root, &c->acked, &behind, &err);
+	/* count what lies after the acknowledged position */
+	if (c->cnt != NULL) {
+		struct synclog_record recs[256];
+		size_t n = 0;
+		for (int i = 0; i < 400; i++) {
+			if (synclog_reader_next(c->cnt, recs, 256, 1024 * 1024, &n, &err) < 0 || n == 0)
+				break;
+			c->counted += n;
+		}
+	}
+	if (c->nrecs > 0)
+		oldest = c->recs[0].time_ms;
+	chan_totals(c, &t);
+	for (int k = 0; k < SYNCPUSH_C_COUNT; k++)
+		conflicts += t.conflicts[k];
+	syncstat_pos_format(&c->acked, p1, sizeof(p1));
+	syncstat_pos_format(&c->cur.pos, p2, sizeof(p2));
+	syncstat_pos_format(&end, p3, sizeof(p3));
+	buf_printf(&b, "channel=%s\npid=%d\nstate=%s\nconnected=%d\nstate_since_ms=%llu\n"
+		"updated_ms=%llu\ncursor=%s\ncursor_saved=%s\nlog_end=%s\nbytes_behind=%llu\n"
+		"records_behind=%llu\noldest_unreplicated_ms=%llu\nlag_ms=%llu\ndetached=%d\n",
+		c->ch.name, (int)getpid(), c->state, c->push != NULL ? 1 : 0,
+		(unsigned long long)c->state_since, (unsigned long long)now, p1, p2, p3,
+		(unsigned long long)behind,
+		(unsigned long long)(c->counted > c->acked_count ? c->counted - c->acked_count : 0),
+		(unsigned long long)oldest,
+		(unsigned long long)(oldest != 0 && now > oldest ? now - oldest : 0),
+		c->detached ? 1 : 0);
+	buf_puts(&b, "last_error=");
+	for (const char *s = c->last_error; *s; s++)
+		buf_putc(&b, *s == '\n' || *s == '\r' ? ' ' : *s);
+	buf_printf(&b, "\nlast_error_ms=%llu\nlast_anti_entropy_ms=%llu\nbatches=%llu\nusers=%llu\n"
+		"mailboxes=%llu\nrecords=%llu\nuploads=%llu\nupload_bytes=%llu\ndeletes=%llu\n"
+		"renames=%llu\nrepairs=%llu\nerrors=%llu\nwire_in=%llu\nwire_out=%llu\nconflicts=%llu\n",
+		(unsigned long long)c->last_error_ms, (unsigned long long)c->last_ae_ms,
+		(unsigned long long)c->batches, (unsigned long long)t.users,
+		(unsigned long long)t.mailboxes, (unsigned long long)t.records,
+		(unsigned long long)t.uploads, (unsigned long long)t.upload_bytes,
+		(unsigned long long)t.deletes, (unsigned long long)t.renames,
+		(unsigned long long)t.repairs, (unsigned long long)t.errors,
+		(unsigned long long)(wire_in_total + (c->sess ? syncsess_wire_in(c->sess) : 0)),
+		(unsigned long long)(wire_out_total + (c->sess ? syncsess_wire_out(c->sess) : 0)),
+		(unsigned long long)conflicts);
+	for (int k = 0; k < SYNCPUSH_C_COUNT; k++)
+		buf_printf(&b, "conflict_%s=%llu\n", syncpush_conflict_name((enum syncpush_conflict_kind)k),
+			(unsigned long long)t.conflicts[k]);
+	if (syncstat_status_write(c->root, c->ch.name, buf_cstr(&b), &err) < 0 && force)
+		log_warn("cannot write the status file channel=%s error=%s", c->ch.name, log_q(err.msg));
+	buf_free(&b);
+	if (behind > c->max_behind && c->max_behind > 0 && !c->detached) {
+		log_error("CHANNEL DETACHED: channel=%s is %llu bytes behind (sync_log_max_bytes=%llu);"
+			" it no longer holds log segments and will catch up by anti-entropy",
+			c->ch.name, (unsigned long long)behind, (unsigned long long)c->max_behind);
+		if (cursor_detach(c->root, c->ch.name, &err) < 0)
+			log_error("cannot detach channel=%s error=%s", c->ch.name, log_q(err.msg));
+		c->detached = true;
+		c->cur.flags |= CURSOR_DETACHED;
+		reclaim(c);
+		c->need_ae = true;
+		c->nrecs = 0;
+	}
+}
+
+/* (Re)open the readers at pos. */
+static int
+chan_reader_open(struct chan *c, const struct synclog_pos *pos, uint64_t log_id, int torn_grace,
+	struct err *err)
+{
+	synclog_reader_close(&c->rd);
+	synclog_reader_close(&c->cnt);
+	if (torn_grace < 0)
+		torn_grace = c->torn_grace;
+	c->rd = synclog_reader_open(c->root, pos, log_id, err);
+	if (c->rd == NULL)
+		return -1;
+	if (torn_grace >= 0)
+		synclog_reader_set_torn_grace(c->rd, torn_grace);
+	c->cnt = synclog_reader_open(c->root, pos, log_id, err);
+	if (c->cnt != NULL && torn_grace >= 0)
+		synclog_reader_set_torn_grace(c->cnt, torn_grace);
+	c->counted = c->acked_count = 0;
+	c->nrecs = 0;
+	c->at_end = false;
+	if (synclog_reader_gap(c->rd)) {
+		c->need_ae = true;
+		synclog_reader_clear_gap(c->rd);
+	}
+	return 0;
+}
+
+/* Save the cursor if it moved: always when force, else when `every` ms
+ * have passed since the last save (two fsyncs each: not per batch). */
+static int
+chan_save_every(struct chan *c, bool force, uint64_t every, struct err *err)
+{
+	struct cursor nc;
+
+	if (!c->dirty)
+		return 0;
+	if (!force && now_ms() - c->last_save_ms < every)
+		return 0;
+	if (FAILPOINT("sync.client.before_cursor_save") < 0)
+		return err_set(err, ERR_TEMP, "failpoint sync.client.before_cursor_save");
+	memset(&nc, 0, sizeof(nc));
+	nc.pos = c->acked;
+	nc.log_id = c->acked_log_id;
+	nc.flags = c->detached ? CURSOR_DETACHED : 0;
+	if (cursor_save(c->root, c->ch.name, &nc, err) < 0)
+		return -1;
+	c->cur = nc;
+	c->dirty = false;
+	c->last_save_ms = now_ms();
+	reclaim(c);
+	return 0;
+}
+
+static int
+chan_save(struct chan *c, bool force, struct err *err)
+{
+	return chan_save_every(c, force, SAVE_EVERY_MS, err);
+}
+
+static int
+chan_open(struct chan *c, const struct conf *conf, struct store *st, const char *name,
+	int torn_grace, struct err *err)
+{
+	struct buf p = BUF_INIT;
+	int rc;
+
+	memset(c, 0, sizeof(*c));
+	c->conf = conf;
+	c->torn_grace = torn_grace;
+	c->root = conf_dir(conf);
+	c->st = st;
+	c->lockfd = -1;
+	c->ackfd = -1;
+	chan_state(c, "disconnected");
+	if (syncchan_load(conf, name, &c->ch, err) < 0)
+		return -1;
+	if (c->ch.tls) {
+		c->tls = tls_client_ctx_new(c->ch.ca_file != NULL, c->ch.ca_file, err);
+		if (c->tls == NULL)
+			return -1;
+	}
+	c->verify_ms = (uint64_t)conf_get_duration_ms(conf, "sync_verify_interval", 3600 * 1000);
+	c->max_behind = conf_get_bytes(conf, "sync_log_max_bytes", 4ull * 1024 * 1024 * 1024);
+	c->recs = xcalloc(BATCH_MAX, sizeof(*c->recs));
+	c->backoff_ms = BACKOFF_MIN_MS;
+	rc = cursor_load(c->root, name, &c->cur, err);
+	if (rc < 0) {
+		log_error("cursor unreadable channel=%s error=%s: starting from the oldest segment with"
+			" anti-entropy", name, log_q(err->msg));
+		memset(&c->cur, 0, sizeof(c->cur));
+	}
+	if (rc <= 0)
+		c->need_ae = true;
+	c->detached = (c->cur.flags & CURSOR_DETACHED) != 0;
+	if (c->detached)
+		c->need_ae = true;
+	c->acked = c->cur.pos;
+	c->acked_log_id = c->cur.log_id;
+	c->last_save_ms = now_ms();
+	{
+		struct buf mp = BUF_INIT;
+		struct stat sb;
+		synchook_failed_marker(c->root, &mp);
+		if (stat(buf_cstr(&mp), &sb) == 0) {
+			c->marker_seen_ms = (uint64_t)sb.st_mtim.tv_sec * 1000 + (uint64_t)sb.st_mtim.tv_nsec / 1000000;
+			if (c->marker_seen_ms >= c->cur.saved_ms)
+				c->need_ae = true;
+		}
+		buf_free(&mp);
+	}
+	if (chan_reader_open(c, &c->acked, c->acked_log_id, torn_grace, err) < 0)
+		return -1;
+	c->ackfd = syncstat_ack_open(c->root, name, true, err);
+	if (c->ackfd < 0)
+		return -1;
+	(void)syncstat_ack_write(c->ackfd, &c->acked, c->acked_log_id, false);
+	buf_printf(&p, "%s/sync/cursor", c->root);
+	if (mkdir_p(buf_cstr(&p), 0755, err) < 0) {
+		buf_free(&p);
+		return -1;
+	}
+	buf_printf(&p, "/%s.lock", name);
+	c->lockfd = open(buf_cstr(&p), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (c->lockfd < 0) {
+		err_errno(err, ERR_TEMP, "%s", buf_cstr(&p));
+		buf_free(&p);
+		return -1;
+	}
+	buf_free(&p);
+	return 0;
+}
+
+static void
+chan_close(struct chan *c)
+{
+	chan_disconnect(c, true);
+	synclog_reader_close(&c->rd);
+	synclog_reader_close(&c->cnt);
+	if (c->ackfd >= 0)
+		close(c->ackfd);
+	if (c->lockfd >= 0)
+		close(c->lockfd);
+	tls_ctx_free(&c->tls);
+	syncchan_free(&c->ch);
+	free(c->recs);
+}
+
+/* Take the channel's lock, waiting up to wait_ms (<0 forever). */
+static int
+chan_lock(struct chan *c, int64_t wait_ms, struct err *err)
+{
+	uint64_t until = wait_ms < 0 ? UINT64_MAX : now_ms() + (uint64_t)wait_ms;
+
+	for (;;) {
+		if (flock(c->lockfd, LOCK_EX | LOCK_NB) == 0)
+			return 0;
+		if (errno != EWOULDBLOCK && errno != EINTR)
+			return err_errno(err, ERR_TEMP, "lock of channel %s", c->ch.name);
+		if (now_ms() >= until || quit_requested())
+			return err_set(err, ERR_TEMP, "channel %s is driven by another sync-client",
+				c->ch.name);
+		{
+			struct timespec ts = { 0, 100 * 1000 * 1000 };
+			nanosleep(&ts, NULL);
+		}
+	}
+}
+
+static int
+chan_connect(struct chan *c, struct err *err)
+{
+	struct netaddr a;
+	struct syncpush_login l;
+	struct conn *cn;
+	char spec[300];
+	int fd;
+
+	memset(&a, 0, sizeof(a));
+	a.kind = NETADDR_TCP;
+	str_lcpy(a.host, c->ch.host, sizeof(a.host));
+	if (a.host[0] == '[') {
+		size_t n = strlen(a.host);
+		memmove(a.host, a.host + 1, n);
+		if (n > 1 && a.host[n - 2] == ']')
+			a.host[n - 2] = '\0';
+	}
+	a.port = (uint16_t)c->ch.port;
+	snprintf(spec, sizeof(spec), "%s:%u", c->ch.host, c->ch.port);
+	chan_state(c, "connecting");
+	fd = net_connect(&a, CONNECT_MS, err);
+	if (fd < 0)
+		return -1;
+	(void)net_set_nodelay(fd);
+	cn = conn_new(fd, fd);
+	conn_set_read_timeout(cn, IO_MS);
+	conn_set_write_timeout(cn, IO_MS);
+	c->sess = syncsess_new(cn, false, NULL);
+	c->push = syncpush_new(c->st, c->sess);
+	syncpush_set_sync_account(c->push, c->ch.authname);
+	memset(&l, 0, sizeof(l));
+	l.host = c->ch.host;
+	l.authname = c->ch.authname;
+	l.password = c->ch.password;
+	l.channel = c->ch.name;
+	l.servername = conf_get_str(c->conf, "servername", "castor");
+	l.tls = c->ch.tls;
+	l.tls_ctx = c->tls;
+	l.compress = c->ch.compress;
+	l.allow_deletes = c->allow_deletes;
+	if (syncpush_login(c->push, &l, err) < 0) {
+		err_prefix(err, "%s", spec);
+		chan_disconnect(c, false);
+		return -1;
+	}
+	log_info("connected channel=%s replica=%s tls=%d compress=%d", c->ch.name, spec,
+		conn_is_tls(cn) ? 1 : 0, syncsess_compressed(c->sess) ? 1 : 0);
+	chan_state(c, "connected");
+	c->last_io_ms = now_ms();
+	c->backoff_ms = BACKOFF_MIN_MS;
+	return 0;
+}
+
+/* Anti-entropy, then the cursor jump of RULE 2.  0 or -1 (session error). */
+static int
+chan_anti_entropy(struct chan *c, struct err *err)
+{
+	struct synclog_pos e0;
+	uint64_t log_id = 0, errors_before;
+	struct syncpush_stats s;
+	size_t differ = 0;
+	uint64_t t0 = now_ms();
+
+	if (synclog_end(c->root, &e0, err) < 0)
+		return -1;
+	if (e0.seg != 0 && synclog_segment_log_id(c->root, e0.seg, &log_id, err) != 1)
+		log_id = 0;
+	{
+		struct buf mp = BUF_INIT;
+		struct stat sb;
+		synchook_failed_marker(c->root, &mp);
+		if (stat(buf_cstr(&mp), &sb) == 0)
+			c->marker_seen_ms = (uint64_t)sb.st_mtim.tv_sec * 1000 + (uint64_t)sb.st_mtim.tv_nsec / 1000000;
+		buf_free(&mp);
+	}
+	syncpush_stats(c->push, &s);
+	errors_before = s.errors;
+	if (syncpush_anti_entropy(c->push, &differ, err) < 0)
+		return -1;
+	syncpush_stats(c->push, &s);
+	c->need_ae = false;
+	c->last_ae_ms = now_ms();
+	c->next_verify_ms = c->last_ae_ms + c->verify_ms;
+	log_info("anti-entropy done channel=%s users_differing=%zu ms=%llu", c->ch.name, differ,
+		(unsigned long long)(c->last_ae_ms - t0));
+	if (s.errors == errors_before && synclog_pos_cmp(&e0, &c->acked) > 0) {
+		/* everything before e0 was compared: follow the log from there */
+		log_info("cursor moved to the log end after anti-entropy channel=%s", c->ch.name);
+		c->acked = e0;
+		c->acked_log_id = log_id;
+		c->dirty = true;
+		if (c->detached) {
+			c->detached = false;
+			log_notice("channel reattached channel=%s", c->ch.name);
+		}
+		if (chan_reader_open(c, &c->acked, log_id, -1, err) < 0)
+			return -1;
+		(void)chan_save(c, true, err);
+	} else if (c->detached && s.errors == errors_before) {
+		c->detached = false;
+		c->dirty = true;
+		(void)chan_save(c, true, err);
+	}
+	return 0;
+}
+
+/* Read the next batch into c->recs if none is in hand.  0, or -1. */
+static int
+chan_fill(struct chan *c, struct err *err)
+{
+	size_t n = 0;
+	int rc;
+
+	if (c->nrecs > 0 || c->detached)
+		return 0;
+	rc = synclog_reader_next(c->rd, c->recs, BATCH_MAX, BATCH_BYTES, &n, err);
+	if (rc < 0)
+		return -1;
+	c->nrecs = n;
+	c->batch_end = synclog_reader_pos(c->rd);
+	c->at_end = rc == 0;
+	if (synclog_reader_gap(c->rd)) {
+		c->need_ae = true;
+		synclog_reader_clear_gap(c->rd);
+	}
+	if (n == 0 && synclog_pos_cmp(&c->batch_end, &c->acked) > 0) {
+		/* skipped bytes only: nothing to replicate up to here */
+		c->acked = c->batch_end;
+		c->acked_log_id = synclog_reader_log_id(c->rd);
+		c->dirty = true;
+	}
+	return 0;
+}
+
+/* Send the batch in hand.  0, or -1 with err (session). */
+static int
+chan_push(struct chan *c, struct err *err)
+{
+	struct syncpush_batch *b;
+	int rc;
+
+	if (c->nrecs == 0)
+		return 0;
+	b = syncpush_batch_new();
+	for (size_t i = 0; i < c->nrecs; i++)
+		syncpush_batch_add(b, c->recs[i].type, c->recs[i].user, c->recs[i].uniqueid);
+	if (FAILPOINT("sync.client.before_batch") < 0) {
+		syncpush_batch_free(&b);
+		return err_set(err, ERR_TEMP, "failpoint sync.client.before_batch");
+	}
+	rc = syncpush_run(c->push, b, err);
+	syncpush_batch_free(&b);
+	if (rc < 0)
+		return -1;
+	c->batches++;
+	c->last_io_ms = now_ms();
+	c->acked = c->batch_end;
+	c->acked_log_id = synclog_reader_log_id(c->rd);
+	c->acked_count += c->nrecs;
+	c->nrecs = 0;
+	c->dirty = true;
+	if (c->at_end && !c->live)
+		log_info("caught up channel=%s", c->ch.name);
+	c->live = c->at_end || c->live;
+	(void)syncstat_ack_write(c->ackfd, &c->acked, c->acked_log_id, c->live);
+	return 0;
+}
+
+/* Classify a session error: log it, disconnect, set the backoff. */
+static void
+chan_fail(struct chan *c, const struct err *err)
+{
+	chan_error(c, err);
+	chan_disconnect(c, false);
+	if (err->kind == ERR_FENCED) {
+		log_error("CHANNEL FENCED channel=%s: %s (not retrying; restart sync-client after"
+			" fixing roles)", c->ch.name, err->msg);
+		chan_state(c, "fenced");
+		c->next_connect_ms = UINT64_MAX;
+		return;
+	}
+	if (err->kind == ERR_PERM) {
+		log_error("channel refused channel=%s error=%s", c->ch.name, log_q(err->msg));
+		chan_state(c, "refused");
+		c->next_connect_ms = now_ms() + BACKOFF_PERM_MS;
+		return;
+	}
+	log_warn("channel down channel=%s error=%s retry_ms=%llu", c->ch.name, log_q(err->msg),
+		(unsigned long long)c->backoff_ms);
+	chan_state(c, "disconnected");
+	c->next_connect_ms = now_ms() + c->backoff_ms;
+	c->backoff_ms *= 2;
+	if (c->backoff_ms > BACKOFF_MAX_MS)
+		c->backoff_ms = BACKOFF_MAX_MS;
+}
+
+static bool
+marker_changed(struct chan *c)
+{
+	struct buf mp = BUF_INIT;
+	struct stat sb;
+	bool changed = false;
+
+	synchook_failed_marker(c->root, &mp);
+	if (stat(buf_cstr(&mp), &sb) == 0) {
+		uint64_t m = (uint64_t)sb.st_mtim.tv_sec * 1000 + (uint64_t)sb.st_mtim.tv_nsec / 1000000;
+		changed = m != c->marker_seen_ms;
+	}
+	buf_free(&mp);
+	return changed;
+}
+
+/* ------------------------------------------------------------------ */
+/* Rolling                                                             */
+
+static int
+run_rolling(const struct conf *conf, struct store *st, const char *name, bool allow_deletes)
+{
+	struct chan c;
+	struct err err;
+	int rc = 0;
+
+	if (chan_open(&c, conf, st, name, -1, &err) < 0) {
+		log_error("channel %s: %s", name, err.msg);
+		return EXIT_CONFIG;
+	}
+	c.allow_deletes = allow_deletes;
+	if (chan_lock(&c, -1, &err) < 0) {
+		log_error("%s", err.msg);
+		chan_close(&c);
+		return quit_requested() ? 0 : EXIT_UNAVAILABLE;
+	}
+	log_info("rolling channel=%s replica=%s:%u cursor=%llu:%llu", name, c.ch.host, c.ch.port,
+		(unsigned long long)c.acked.seg, (unsigned long long)c.acked.off);
+	for (;;) {
+		uint64_t now;
+		int timeout;
+
+		if (quit_requested())
+			break;
+		now = now_ms();
+		if (c.push == NULL && now >= c.next_connect_ms) {
+			const char *role;
+			uint64_t epoch;
+			if (store_server_get(st, &role, &epoch, &err) == 0 && !str_eq(role, "master")) {
+				err_set(&err, ERR_PERM, "this server is a %s: not pushing", role);
+				chan_fail(&c, &err);
+			} else if (chan_connect(&c, &err) < 0) {
+				chan_fail(&c, &err);
+			} else {
+				c.need_ae = true;   /* RULE 2: after every connect */
+			}
+		}
+		if (c.push != NULL && (c.need_ae || now >= c.next_verify_ms || marker_changed(&c))) {
+			if (chan_anti_entropy(&c, &err) < 0) {
+				chan_fail(&c, &err);
+				continue;
+			}
+		}
+		if (chan_fill(&c, &err) < 0) {
+			log_error("sync log read failed channel=%s error=%s", name, log_q(err.msg));
+			chan_error(&c, &err);
+		}
+		if (c.push != NULL && c.nrecs > 0) {
+			if (chan_push(&c, &err) < 0) {
+				chan_fail(&c, &err);
+				continue;
+			}
+			if (chan_save(&c, false, &err) < 0) {
+				log_error("cursor save failed channel=%s error=%s", name, log_q(err.msg));
+				chan_error(&c, &err);
+			}
+			status_write(&c, false);
+			continue;   /* more may be waiting */
+		}
+		if (c.push != NULL && c.at_end && c.nrecs == 0 && !c.live) {
+			c.live = true;
+			(void)syncstat_ack_write(c.ackfd, &c.acked, c.acked_log_id, true);
+		}
+		/* idle: save, report, wait for the log, a signal or the replica */
+		if (chan_save_every(&c, false, SAVE_IDLE_MS, &err) < 0) {
+			log_error("cursor save failed channel=%s error=%s", name, log_q(err.msg));
+			chan_error(&c, &err);
+		}
+		status_write(&c, false);
+		if (c.push != NULL && now - c.last_io_ms >= NOOP_EVERY_MS) {
+			if (syncpush_noop(c.push, &err) < 0) {
+				chan_fail(&c, &err);
+				continue;
+			}
+			c.last_io_ms = now_ms();
+		}
+		timeout = STATUS_EVERY_MS;
+		if (c.dirty) {
+			uint64_t due = c.last_save_ms + SAVE_IDLE_MS, t = now_ms();
+			if (due <= t)
+				timeout = 0;
+			else if (due - t < (uint64_t)timeout)
+				timeout = (int)(due - t);
+		}
+		if (c.push == NULL && c.next_connect_ms != UINT64_MAX) {
+			uint64_t w = c.next_connect_ms > now ? c.next_connect_ms - now : 0;
+			if (w < (uint64_t)timeout)
+				timeout = (int)w;
+		}
+		{
+			struct pollfd pf[3];
+			int np = 0;
+			pf[np].fd = signals_fd();
+			pf[np].events = POLLIN;
+			np++;
+			if (c.nrecs == 0 && synclog_reader_fd(c.rd) >= 0) {
+				pf[np].fd = synclog_reader_fd(c.rd);
+				pf[np].events = POLLIN;
+				np++;
+			} else if (c.nrecs == 0 && timeout > 50) {
+				timeout = 50;
+			}
+			if (c.push != NULL) {
+				pf[np].fd = conn_rfd(syncsess_conn(c.sess));
+				pf[np].events = POLLIN;
+				np++;
+			}
+			for (int i = 0; i < np; i++)
+				pf[i].revents = 0;
+			if (poll(pf, (nfds_t)np, timeout) > 0) {
+				if (np > 1 && pf[1].fd == synclog_reader_fd(c.rd) && (pf[1].revents & POLLIN))
+					(void)synclog_reader_wait(c.rd, 0, &err);
+				if (c.push != NULL && (pf[np - 1].revents & (POLLIN | POLLHUP | POLLERR))) {
+					/* the replica spoke unasked: a BYE, or it closed */
+					if (syncpush_noop(c.push, &err) < 0) {
+						chan_fail(&c, &err);
+						continue;
+					}
+				}
+			}
+		}
+	}
+	/* SIGQUIT: the batch in hand was finished above; save and go */
+	if (chan_save(&c, true, &err) < 0) {
+		log_error("cursor save failed at exit channel=%s error=%s", name, log_q(err.msg));
+		rc = EXIT_PROBLEMS;
+	}
+	chan_state(&c, "stopped");
+	chan_disconnect(&c, true);
+	status_write(&c, true);
+	log_info("stopped channel=%s cursor=%llu:%llu", name, (unsigned long long)c.acked.seg,
+		(unsigned long long)c.acked.off);
+	chan_close(&c);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Drain                                                               */
+
+static int
+drain_channel(const struct conf *conf, struct store *st, const char *name, uint64_t deadline,
+	bool allow_deletes)
+{
+	struct chan c;
+	struct err err;
+	int rc = EXIT_UNAVAILABLE;
+
+	if (chan_open(&c, conf, st, name, 0, &err) < 0) {
+		log_error("drain: channel %s: %s", name, err.msg);
+		return EXIT_CONFIG;
+	}
+	c.allow_deletes = allow_deletes;
+	if (chan_lock(&c, (int64_t)(deadline - now_ms()), &err) < 0) {
+		log_error("drain: %s", err.msg);
+		chan_close(&c);
+		return EXIT_UNAVAILABLE;
+	}
+	while (now_ms() < deadline && !quit_requested()) {
+		struct synclog_pos end;
+
+		if (c.push == NULL) {
+			if (now_ms() < c.next_connect_ms) {
+				struct timespec ts = { 0, 20 * 1000 * 1000 };
+				nanosleep(&ts, NULL);
+				continue;
+			}
+			if (chan_connect(&c, &err) < 0) {
+				chan_fail(&c, &err);
+				if (err.kind == ERR_FENCED) {
+					rc = EXIT_FENCED;
+					break;
+				}
+				continue;
+			}
+			/* a reconnect alone does not need a full pass in a drain:
+			 * only a gap, a detached or unreadable cursor, a failed
+			 * append (chan_open and chan_fill set need_ae for those) */
+			if (marker_changed(&c))
+				c.need_ae = true;
+		}
+		if (c.need_ae && chan_anti_entropy(&c, &err) < 0) {
+			chan_fail(&c, &err);
+			continue;
+		}
+		if (c.detached) {
+			log_error("drain: channel=%s stays detached (anti-entropy had errors: %s)", name,
+				log_q(c.last_error));
+			rc = EXIT_PROBLEMS;
+			break;
+		}
+		if (chan_fill(&c, &err) < 0) {
+			log_error("drain: log read failed channel=%s error=%s", name, log_q(err.msg));
+			break;
+		}
+		if (c.need_ae)
+			continue;
+		if (c.nrecs > 0) {
+			if (chan_push(&c, &err) < 0) {
+				chan_fail(&c, &err);
+				if (err.kind == ERR_FENCED) {
+					rc = EXIT_FENCED;
+					break;
+				}
+				continue;
+			}
+			(void)chan_save(&c, false, &err);
+			continue;
+		}
+		if (!c.at_end)
+			continue;
+		if (chan_save(&c, true, &err) < 0) {
+			log_error("drain: cursor save failed channel=%s error=%s", name, log_q(err.msg));
+			break;
+		}
+		if (synclog_end(c.root, &end, &err) == 0 && synclog_pos_cmp(&c.acked, &end) >= 0) {
+			struct syncpush_stats t;
+			chan_totals(&c, &t);
+			log_info("drain complete channel=%s cursor=%llu:%llu batches=%llu records=%llu"
+				" uploads=%llu errors=%llu", name, (unsigned long long)c.acked.seg,
+				(unsigned long long)c.acked.off, (unsigned long long)c.batches,
+				(unsigned long long)t.records, (unsigned long long)t.uploads,
+				(unsigned long long)t.errors);
+			rc = t.errors > 0 ? EXIT_PROBLEMS : 0;
+			break;
+		}
+	}
+	if (rc == EXIT_UNAVAILABLE)
+		log_error("drain did not finish channel=%s cursor=%llu:%llu last_error=%s", name,
+			(unsigned long long)c.acked.seg, (unsigned long long)c.acked.off,
+			log_q(c.last_error));
+	chan_state(&c, rc == 0 ? "stopped" : "disconnected");
+	chan_disconnect(&c, true);
+	status_write(&c, true);
+	chan_close(&c);
+	return rc;
+}
+
+static int
+run_drain(const struct conf *conf, const char *root, const char *only, int64_t timeout_s,
+	bool allow_deletes)
+{
+	size_t n = 0;
+	char **names = syncchan_names(conf, &n);
+	pid_t *pids;
+	int worst = 0;
+	uint64_t deadline = now_ms() + (uint64_t)timeout_s * 1000;
+
+	if (only != NULL) {
+		conf_list_free(names);
+		names = xcalloc(2, sizeof(char *));
+		names[0] = xstrdup(only);
+		n = 1;
+	}
+	if (n == 0) {
+		log_info("drain: no channels configured");
+		conf_list_free(names);
+		return 0;
+	}
+	/* one child per channel: a dead replica must not hold up the others */
+	pids = xcalloc(n, sizeof(*pids));
+	for (size_t i = 0; i < n; i++) {
+		pids[i] = fork();
+		if (pids[i] == 0) {
+			struct store_opts o;
+			struct store *st;
+			struct err err;
+			int rc;
+			store_opts_init(&o);
+			o.read_only = true;
+			st = store_open(root, &o, &err);
+			if (st == NULL) {
+				log_error("drain: cannot open the store: %s", err.msg);
+				_exit(EXIT_CONFIG);
+			}
+			rc = drain_channel(conf, st, names[i], deadline, allow_deletes);
+			store_close(&st);
+			_exit(rc);
+		}
+		if (pids[i] < 0) {
+			log_error("drain: fork failed");
+			worst = EXIT_UNAVAILABLE;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		int status = 0;
+		if (pids[i] <= 0)
+			continue;
+		while (waitpid(pids[i], &status, 0) < 0 && errno == EINTR)
+			;
+		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+			int code = WIFEXITED(status) ? WEXITSTATUS(status) : EXIT_UNAVAILABLE;
+			log_error("drain failed channel=%s status=%d", names[i], code);
+			if (worst == 0 || code == EXIT_FENCED)
+				worst = code;
+		}
+	}
+	free(pids);
+	conf_list_free(names);
+	if (worst == 0)
+		log_info("drain: every channel is at the end of the log");
+	return worst;
+}
+
+/* ------------------------------------------------------------------ */
+/* One-shot: -u, -m, -A                                                */
+
+static int
+run_once(const struct conf *conf, struct store *st, const char *name, char mode, char **args,
+	int nargs, bool allow_deletes)
+{
+	struct chan c;
+	struct err err;
+	struct syncpush_stats s;
+	int rc;
+
+	if (chan_open(&c, conf, st, name, -1, &err) < 0) {
+		fprintf(stderr, "%s: channel %s: %s\n", prog, name, err.msg);
+		return EXIT_CONFIG;
+	}
+	c.allow_deletes = allow_deletes;
+	if (chan_connect(&c, &err) < 0) {
+		fprintf(stderr, "%s: channel %s: %s\n", prog, name, err.msg);
+		chan_close(&c);
+		return err.kind == ERR_FENCED ? EXIT_FENCED : EXIT_UNAVAILABLE;
+	}
+	if (mode == 'A') {
+		rc = syncpush_all_users(c.push, &err);
+	} else {
+		struct syncpush_batch *b = syncpush_batch_new();
+		if (mode == 'u') {
+			for (int i = 0; i < nargs; i++)
+				syncpush_batch_add_full(b, args[i]);
+		} else {
+			struct store_user *u = store_user_open(st, args[0], &err);
+			struct store_mailbox mb;
+			if (u == NULL || store_mailbox_get(u, args[1], &mb, &err) < 0) {
+				fprintf(stderr, "%s: %s %s: %s\n", prog, args[0], args[1], err.msg);
+				store_user_close(&u);
+				syncpush_batch_free(&b);
+				chan_close(&c);
+				return EXIT_PROBLEMS;
+			}
+			store_user_close(&u);
+			syncpush_batch_add(b, SYNCLOG_MAILBOX, args[0], mb.uniqueid);
+		}
+		rc = syncpush_run(c.push, b, &err);
+		syncpush_batch_free(&b);
+	}
+	if (rc < 0) {
+		fprintf(stderr, "%s: channel %s: %s\n", prog, name, err.msg);
+		chan_close(&c);
+		return err.kind == ERR_FENCED ? EXIT_FENCED : EXIT_UNAVAILABLE;
+	}
+	syncpush_stats(c.push, &s);
+	printf("channel %s: users=%llu mailboxes=%llu records=%llu uploads=%llu upload_bytes=%llu"
+		" wire_out=%llu wire_in=%llu errors=%llu\n", name, (unsigned long long)s.users,
+		(unsigned long long)s.mailboxes, (unsigned long long)s.records,
+		(unsigned long long)s.uploads, (unsigned long long)s.upload_bytes,
+		(unsigned long long)syncsess_wire_out(c.sess), (unsigned long long)syncsess_wire_in(c.sess),
+		(unsigned long long)s.errors);
+	rc = s.errors > 0 ? EXIT_PROBLEMS : 0;
+	for (int k = 0; k < SYNCPUSH_C_COUNT; k++)
+		if (s.conflicts[k] > 0) {
+			printf("channel %s: conflicts %s=%llu\n", name,
+				syncpush_conflict_name((enum syncpush_conflict_kind)k),
+				(unsigned long long)s.conflicts[k]);
+			rc = EXIT_PROBLEMS;
+		}
+	chan_close(&c);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+		"usage: %s [-C castor.conf] -r -n CHAN            rolling replication (castord DAEMON)\n"
+		"       %s [-C castor.conf] --drain [-n CHAN] [--timeout SEC]\n"
+		"       %s [-C castor.conf] [-n CHAN] -u USER...  full sync of users\n"
+		"       %s [-C castor.conf] [-n CHAN] -m USER MAILBOX\n"
+		"       %s [-C castor.conf] [-n CHAN] -A          full sync of every user\n"
+		"options: --allow-deletes  -v (debug)\n", prog, prog, prog, prog, prog);
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "drain", no_argument, NULL, 'D' },
+		{ "timeout", required_argument, NULL, 'T' },
+		{ "allow-deletes", no_argument, NULL, 'X' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *confpath = NULL, *chan = NULL, *logdest;
+	char mode = 0;
+	bool allow_deletes = false, verbose = false;
+	int64_t timeout_s = 100;
+	struct conf *conf;
+	struct store *st;
+	struct store_opts o;
+	struct err err;
+	int opt, rc = 0;
+
+	logdest = getenv("CASTOR_LOG");
+	log_init(getenv("CASTOR_SERVICE") != NULL ? getenv("CASTOR_SERVICE") : "sync-client",
+		logdest != NULL && str_eq(logdest, "syslog") ? LOG_DEST_SYSLOG : LOG_DEST_STDERR);
+	if (failpoint_init() < 0)
+		return EXIT_USAGE;
+	while ((opt = getopt_long(argc, argv, "C:rn:uAmvh", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'C':
+			confpath = optarg;
+			break;
+		case 'r':
+		case 'u':
+		case 'A':
+		case 'm':
+		case 'D':
+			if (mode != 0 && mode != opt) {
+				usage(stderr);
+				return EXIT_USAGE;
+			}
+			mode = (char)opt;
+			break;
+		case 'n':
+			chan = optarg;
+			break;
+		case 'T':
+			if (str_to_i64_range(optarg, 1, 86400, &timeout_s) < 0) {
+				fprintf(stderr, "%s: --timeout wants seconds\n", prog);
+				return EXIT_USAGE;
+			}
+			break;
+		case 'X':
+			allow_deletes = true;
+			break;
+		case 'v':
+			verbose = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (mode == 0 || (mode == 'r' && chan == NULL) || (mode == 'u' && optind >= argc) ||
+	    (mode == 'm' && argc - optind != 2) ||
+	    ((mode == 'r' || mode == 'A' || mode == 'D') && optind != argc)) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (confpath == NULL)
+		confpath = getenv("CASTOR_CONFIG");
+	if (confpath == NULL)
+		confpath = "castor.conf";
+	conf = conf_load(confpath, &err);
+	if (conf == NULL) {
+		log_error("bad configuration: %s", err.msg);
+		return EXIT_CONFIG;
+	}
+	if (verbose)
+		log_set_level(LOG_LVL_DEBUG);
+	else if (conf_has(conf, "log_level") && log_level_parse(conf_get_str(conf, "log_level", "info")) >= 0)
+		log_set_level((enum log_level)log_level_parse(conf_get_str(conf, "log_level", "info")));
+	if (signals_init(&err) < 0 || signals_catch(SIGQUIT, SIGNALS_RESTART, &err) < 0 ||
+	    signals_catch(SIGINT, SIGNALS_RESTART, &err) < 0 || signals_ignore(SIGPIPE, &err) < 0 ||
+	    signals_ignore(SIGHUP, &err) < 0) {
+		log_error("signals: %s", err.msg);
+		conf_free(conf);
+		return EXIT_CONFIG;
+	}
+	if (chan != NULL && !cursor_channel_valid(chan)) {
+		fprintf(stderr, "%s: bad channel name %s\n", prog, chan);
+		conf_free(conf);
+		return EXIT_USAGE;
+	}
+	if (mode == 'D') {
+		const char *role;
+		uint64_t epoch;
+		store_opts_init(&o);
+		o.read_only = true;
+		st = store_open(conf_dir(conf), &o, &err);
+		if (st == NULL) {
+			log_error("cannot open the store: %s", err.msg);
+			conf_free(conf);
+			return EXIT_CONFIG;
+		}
+		if (store_server_get(st, &role, &epoch, &err) == 0 && !str_eq(role, "master")) {
+			log_info("drain: this server is a %s: nothing to drain", role);
+			store_close(&st);
+			conf_free(conf);
+			return 0;
+		}
+		store_close(&st);   /* the children open their own */
+		rc = run_drain(conf, conf_dir(conf), chan, timeout_s, allow_deletes);
+		conf_free(conf);
+		return rc;
+	}
+	store_opts_init(&o);
+	o.read_only = true;
+	st = store_open(conf_dir(conf), &o, &err);
+	if (st == NULL) {
+		log_error("cannot open the store: %s", err.msg);
+		conf_free(conf);
+		return EXIT_CONFIG;
+	}
+	if (mode == 'r') {
+		rc = run_rolling(conf, st, chan, allow_deletes);
+	} else {
+		size_t n = 0;
+		char **names = chan != NULL ? NULL : syncchan_names(conf, &n);
+		if (chan != NULL) {
+			rc = run_once(conf, st, chan, mode, argv + optind, argc - optind, allow_deletes);
+		} else if (n == 0) {
+			fprintf(stderr, "%s: no channels configured (sync_channels)\n", prog);
+			rc = EXIT_CONFIG;
+		} else {
+			for (size_t i = 0; i < n; i++) {
+				int r = run_once(conf, st, names[i], mode, argv + optind, argc - optind,
+					allow_deletes);
+				if (r > rc)
+					rc = r;
+			}
+		}
+		if (names != NULL)
+			conf_list_free(names);
+	}
+	store_close(&st);
+	conf_free(conf);
+	return rc;
+}

@@ -1,0 +1,269 @@
+/*
+ * syncd.c - the replica side of replication: a castord service (SERVICES
+ * entry "syncd", port base+3) that speaks the sync protocol
+ * (docs/sync-protocol.md) to a master's sync-client and applies what it
+ * sends (syncapply.c).  One connection per process; a sync-client keeps
+ * its connection for as long as it runs.
+ *
+ *     syncd [-C castor.conf] [-s]
+ *
+ * The loop: answer every frame that is already buffered, then make the
+ * answers final (syncapply_sync: commits the upload group), send them,
+ * and only then wait for more input, in service_wait_input() so a SIGQUIT
+ * from castord is seen at once.  A SIGQUIT while a burst is being
+ * processed is honoured after the command in hand (the checkpoint): the
+ * client gets "* BYE" and reconnects after its backoff.
+ */
+#include "master/service.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lib/conn.h"
+#include "lib/log.h"
+#include "lib/str.h"
+#include "lib/tls.h"
+#include "lib/xalloc.h"
+#include "store/store.h"
+#include "sync/syncapply.h"
+#include "sync/syncchan.h"
+#include "sync/syncsess.h"
+
+#define SYNCD_IDLE_MS (30 * 60 * 1000)
+#define SYNCD_IO_MS (5 * 60 * 1000)
+#define SYNCD_OUT_HIGH (256u * 1024)
+#define SYNCD_ZSTD_LEVEL 3
+#define SYNCD_GROUP_WAIT_MS 3    /* input ran dry inside an upload group */
+
+static struct store *syncd_store;
+static struct tls_ctx *syncd_tls;
+static char *syncd_password;
+static const char *syncd_authname = "sync";
+static const char *syncd_servername = "castor";
+
+static int
+syncd_init(const struct conf *conf, struct err *err)
+{
+	struct store_opts opts;
+	char *cert, *key, *pwfile;
+	const char *pw;
+
+	store_opts_init(&opts);
+	if (conf_has(conf, "blob_inline_max"))
+		opts.inline_max = (size_t)conf_get_bytes(conf, "blob_inline_max", STORE_INLINE_MAX_DEFAULT);
+	syncd_store = store_open(conf_dir(conf), &opts, err);
+	if (syncd_store == NULL)
+		return -1;
+	syncd_authname = conf_get_str(conf, "sync_authname", "sync");
+	syncd_servername = conf_get_str(conf, "servername", "castor");
+	pw = conf_get_str(conf, "sync_password", NULL);
+	if (pw != NULL && pw[0] != '\0') {
+		syncd_password = xstrdup(pw);
+	} else if ((pwfile = conf_get_path(conf, "sync_password_file", NULL)) != NULL) {
+		int rc = syncchan_read_password_file(pwfile, &syncd_password, err);
+		free(pwfile);
+		if (rc < 0)
+			return -1;
+	}
+	cert = conf_get_path(conf, "tls_cert_file", "tls/cert.pem");
+	key = conf_get_path(conf, "tls_key_file", "tls/key.pem");
+	if (access(cert, R_OK) == 0 && access(key, R_OK) == 0) {
+		struct err e2;
+		syncd_tls = tls_server_ctx_new(cert, key, &e2);
+		if (syncd_tls == NULL)
+			log_warn("no TLS on the sync service error=%s", log_q(e2.msg));
+	}
+	free(cert);
+	free(key);
+	return 0;
+}
+
+static void
+syncd_fini(void)
+{
+	tls_ctx_free(&syncd_tls);
+	store_close(&syncd_store);
+	free(syncd_password);
+}
+
+struct syncd_conn {
+	struct syncsess *sess;
+	struct syncapply *app;
+};
+
+static int
+syncd_send(struct syncd_conn *sc)
+{
+	struct err err;
+
+	syncapply_sync(sc->app, syncsess_out(sc->sess));
+	if (syncsess_flush(sc->sess, &err) < 0) {
+		log_info("sync client gone error=%s", log_q(err.msg));
+		return -1;
+	}
+	return 0;
+}
+
+static void
+syncd_close(struct service_conn *c, struct syncd_conn *sc)
+{
+	struct syncapply_stats st;
+
+	syncapply_stats(sc->app, &st);
+	log_info("session end peer=%s commands=%llu applied=%llu records=%llu uploads=%llu"
+		" upload_bytes=%llu group_commits=%llu refused=%llu conflicts=%llu wire_in=%llu wire_out=%llu",
+		log_q(c->peer), (unsigned long long)st.commands, (unsigned long long)st.applied,
+		(unsigned long long)st.records, (unsigned long long)st.uploads,
+		(unsigned long long)st.upload_bytes, (unsigned long long)st.group_commits,
+		(unsigned long long)st.refused,
+		(unsigned long long)st.conflicts, (unsigned long long)syncsess_wire_in(sc->sess),
+		(unsigned long long)syncsess_wire_out(sc->sess));
+	syncapply_free(&sc->app);
+	/* the conn owns the fds, but the skeleton closes them: hand back */
+	syncsess_free(&sc->sess);
+	free(sc);
+	c->ctx = NULL;
+}
+
+static enum service_end
+syncd_handle(struct service_conn *c)
+{
+	struct syncapply_opts o;
+	struct syncd_conn *sc = xcalloc(1, sizeof(*sc));
+	struct conn *cn;
+	struct err err;
+	enum service_end end = SERVICE_END_DONE;
+	int rfd = dup(c->rfd), wfd = c->wfd == c->rfd ? rfd : dup(c->wfd);
+
+	if (rfd < 0 || wfd < 0) {
+		log_error("dup failed");
+		free(sc);
+		return SERVICE_END_DONE;
+	}
+	cn = conn_new(rfd, wfd);
+	conn_set_read_timeout(cn, SYNCD_IO_MS);
+	conn_set_write_timeout(cn, SYNCD_IO_MS);
+	c->ctx = sc;
+	if (c->tls) {
+		if (syncd_tls == NULL || conn_starttls(cn, syncd_tls, NULL, &err) < 0) {
+			log_info("TLS failed peer=%s", log_q(c->peer));
+			conn_free(&cn);
+			free(sc);
+			c->ctx = NULL;
+			return SERVICE_END_DONE;
+		}
+	}
+	sc->sess = syncsess_new(cn, true, NULL);
+	memset(&o, 0, sizeof(o));
+	o.servername = syncd_servername;
+	o.authname = syncd_authname;
+	o.password = syncd_password;
+	o.auth_allowed = c->loopback || c->tls;
+	o.starttls_possible = syncd_tls != NULL && !c->tls;
+	o.compress_allowed = true;
+	sc->app = syncapply_new(syncd_store, &o);
+	if (c->tls)
+		syncapply_tls_started(sc->app, syncsess_out(sc->sess));
+	else
+		syncapply_greeting(sc->app, syncsess_out(sc->sess));
+	log_info("session start peer=%s tls=%d", log_q(c->peer), c->tls ? 1 : 0);
+	for (;;) {
+		struct syncproto_value *frame = NULL;
+		enum syncapply_action act;
+		int rc;
+
+		if (!syncsess_pending(sc->sess) && syncapply_group_open(sc->app) &&
+		    service_wait_input(conn_rfd(cn), SYNCD_GROUP_WAIT_MS) == SERVICE_WAIT_INPUT)
+			; /* more UPLOADs on their way: keep the group open */
+		else if (!syncsess_pending(sc->sess)) {
+			if (syncd_send(sc) < 0)
+				break;
+			rc = service_wait_input(conn_rfd(cn), SYNCD_IDLE_MS);
+			if (rc == SERVICE_WAIT_QUIT) {
+				end = SERVICE_END_QUIT;
+				break;
+			}
+			if (rc == SERVICE_WAIT_TIMEOUT) {
+				buf_puts(syncsess_out(sc->sess), "* BYE [TEMP] \"idle too long\"\r\n");
+				(void)syncd_send(sc);
+				break;
+			}
+		}
+		rc = syncsess_read(sc->sess, &frame, &err);
+		if (rc == 0)
+			break;
+		if (rc < 0) {
+			if (err.kind == ERR_INVALID || err.kind == ERR_TOOBIG || err.kind == ERR_CORRUPT) {
+				log_warn("protocol error peer=%s error=%s", log_q(c->peer), log_q(err.msg));
+				syncapply_protocol_error(sc->app, &err, syncsess_out(sc->sess));
+				(void)syncd_send(sc);
+			} else {
+				syncapply_sync(sc->app, syncsess_out(sc->sess));
+				log_info("read failed peer=%s error=%s", log_q(c->peer), log_q(err.msg));
+			}
+			break;
+		}
+		act = syncapply_frame(sc->app, frame, syncsess_out(sc->sess));
+		syncproto_value_free(&frame);
+		if (act == SYNCAPPLY_CLOSE) {
+			(void)syncd_send(sc);
+			break;
+		}
+		if (act == SYNCAPPLY_STARTTLS) {
+			if (syncd_send(sc) < 0 || conn_starttls(cn, syncd_tls, NULL, &err) < 0) {
+				log_info("STARTTLS failed peer=%s", log_q(c->peer));
+				break;
+			}
+			syncapply_tls_started(sc->app, syncsess_out(sc->sess));
+			continue;
+		}
+		if (act == SYNCAPPLY_COMPRESS) {
+			if (syncd_send(sc) < 0 ||
+			    syncsess_compress_start(sc->sess, SYNCD_ZSTD_LEVEL, &err) < 0) {
+				log_warn("COMPRESS failed peer=%s", log_q(c->peer));
+				break;
+			}
+			continue;
+		}
+		if (syncsess_out(sc->sess)->len >= SYNCD_OUT_HIGH && syncd_send(sc) < 0)
+			break;
+		if (service_quit_requested()) {
+			end = SERVICE_END_QUIT;
+			break;
+		}
+	}
+	if (end == SERVICE_END_QUIT) {
+		/* commit and send what is answered; goodbye() adds the BYE */
+		(void)syncd_send(sc);
+		return end;
+	}
+	syncd_close(c, sc);
+	return end;
+}
+
+static void
+syncd_goodbye(struct service_conn *c)
+{
+	struct syncd_conn *sc = c->ctx;
+
+	if (sc == NULL)
+		return;
+	buf_puts(syncsess_out(sc->sess), "* BYE [TEMP] \"server shutting down\"\r\n");
+	(void)syncd_send(sc);
+	syncd_close(c, sc);
+}
+
+static const struct service_ops syncd_ops = {
+	.name = "syncd",
+	.init = syncd_init,
+	.handle = syncd_handle,
+	.goodbye = syncd_goodbye,
+	.fini = syncd_fini,
+};
+
+int
+main(int argc, char **argv)
+{
+	return service_main(argc, argv, &syncd_ops);
+}

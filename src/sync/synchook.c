@@ -1,0 +1,405 @@
+/*
+ * synchook.c - sync log appends from every writer, and the semisync wait
+ * (synchook.h).
+ *
+ * INVARIANTS
+ *  1. A record is appended only after the change it names is durable
+ *     (the store calls the hook after its commit), so a reader that sees
+ *     the record and then reads the store sees the change.
+ *  2. A failed append never fails the change: it is counted, logged, and
+ *     the marker file tells the clients to run anti-entropy.
+ *  3. synchook_wait returns 0 in semisync mode only after an ACK file
+ *     showed a position at or after our last record's end, or after the
+ *     degradation (logged, flagged); never silently.
+ */
+#include "sync/synchook.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lib/atomicfile.h"
+#include "lib/log.h"
+#include "lib/str.h"
+#include "lib/xalloc.h"
+#include "sync/syncchan.h"
+#include "sync/syncstat.h"
+
+#define HOOKS_MAX 8
+
+struct synchook {
+	struct store *st;
+	char *root;
+	struct synclog *log;
+	bool semisync, strict;
+	int64_t timeout_ms;
+	char **chans;             /* semisync channels */
+	size_t nchans;
+	int *ackfd;
+	int ino;
+	struct synclog_pos last;
+	bool pending;             /* appended since the last wait */
+	bool lost;                /* an append failed since the last wait */
+	struct synchook_stats stats;
+};
+
+static struct synchook *hooks[HOOKS_MAX];
+
+static struct synchook *
+hook_find(const struct store *st)
+{
+	for (size_t i = 0; i < HOOKS_MAX; i++)
+		if (hooks[i] != NULL && hooks[i]->st == st)
+			return hooks[i];
+	return NULL;
+}
+
+static uint64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void
+synchook_failed_marker(const char *root, struct buf *out)
+{
+	buf_reset(out);
+	buf_printf(out, "%s/run/sync-append-failed", root);
+}
+
+static void
+mark_failed(struct synchook *h)
+{
+	struct buf p = BUF_INIT;
+	char line[64];
+	int fd;
+
+	synchook_failed_marker(h->root, &p);
+	fd = open(buf_cstr(&p), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd >= 0) {
+		int n = snprintf(line, sizeof(line), "%llu\n", (unsigned long long)now_ms());
+		if (write_all(fd, line, (size_t)n) < 0)
+			log_warn("cannot write path=%s", log_q(buf_cstr(&p)));
+		close(fd);
+	}
+	buf_free(&p);
+}
+
+static void
+synchook_change(void *ctx, const char *user, enum store_change_kind kind, const char *mailbox_id)
+{
+	struct synchook *h = ctx;
+	unsigned type;
+	struct synclog_pos next;
+	struct err err;
+
+	switch (kind) {
+	case STORE_CHANGE_MAILBOX:
+		type = SYNCLOG_MAILBOX;
+		break;
+	case STORE_CHANGE_SUB:
+		type = SYNCLOG_SUB;
+		break;
+	case STORE_CHANGE_UNUSER:
+		type = SYNCLOG_UNUSER;
+		break;
+	case STORE_CHANGE_PASSWORD:
+		type = SYNCLOG_PASSWORD;
+		break;
+	case STORE_CHANGE_USER:
+	default:
+		type = SYNCLOG_USER;
+		break;
+	}
+	if (synclog_append(h->log, type, user, type == SYNCLOG_MAILBOX ? mailbox_id : NULL, &next,
+		&err) < 0) {
+		h->stats.append_failures++;
+		h->lost = true;
+		if (h->stats.append_failures == 1 || h->stats.append_failures % 100 == 0)
+			log_error("sync log append failed (anti-entropy will find the change) user=%s"
+				" type=%s failures=%llu error=%s", user, synclog_type_name(type),
+				(unsigned long long)h->stats.append_failures, log_q(err.msg));
+		mark_failed(h);
+		return;
+	}
+	h->stats.appended++;
+	h->last = next;
+	h->stats.last = next;
+	h->pending = true;
+}
+
+static void
+hook_free(struct synchook *h)
+{
+	if (h == NULL)
+		return;
+	synclog_close(&h->log);
+	for (size_t i = 0; i < h->nchans; i++)
+		if (h->ackfd != NULL && h->ackfd[i] >= 0)
+			close(h->ackfd[i]);
+	free(h->ackfd);
+	if (h->chans != NULL)
+		conf_list_free(h->chans);
+	if (h->ino >= 0)
+		close(h->ino);
+	free(h->root);
+	free(h);
+}
+
+int
+synchook_attach(struct store *st, const struct conf *conf, struct err *err)
+{
+	struct synchook *h;
+	const char *role;
+	uint64_t epoch;
+	char **chans;
+	size_t nchans = 0, slot;
+	struct buf p = BUF_INIT;
+
+	if (hook_find(st) != NULL)
+		return 0;
+	if (store_server_get(st, &role, &epoch, err) < 0)
+		return -1;
+	if (!str_eq(role, "master"))
+		return 0;
+	chans = syncchan_names(conf, &nchans);
+	if (nchans == 0) {
+		conf_list_free(chans);
+		return 0;
+	}
+	for (slot = 0; slot < HOOKS_MAX && hooks[slot] != NULL; slot++)
+		;
+	if (slot == HOOKS_MAX) {
+		conf_list_free(chans);
+		return err_set(err, ERR_INVALID, "too many stores with a sync hook in one process");
+	}
+	h = xcalloc(1, sizeof(*h));
+	h->st = st;
+	h->ino = -1;
+	h->root = xstrdup(store_root(st));
+	h->log = synclog_open(h->root, conf_get_bytes(conf, "sync_log_segment_size", 0), err);
+	if (h->log == NULL) {
+		conf_list_free(chans);
+		hook_free(h);
+		return -1;
+	}
+	h->semisync = str_eq(conf_get_str(conf, "sync_mode", "async"), "semisync");
+	h->strict = conf_get_bool(conf, "sync_semisync_strict", false);
+	h->timeout_ms = conf_get_duration_ms(conf, "sync_semisync_timeout", 2000);
+	h->stats.semisync = h->semisync;
+	if (h->semisync) {
+		size_t n = 0;
+		char **ss = conf_get_list(conf, "sync_semisync_channels", &n);
+		if (n == 0) {
+			conf_list_free(ss);
+			h->chans = chans;
+			h->nchans = nchans;
+			chans = NULL;
+		} else {
+			h->chans = ss;
+			h->nchans = n;
+		}
+		h->ackfd = xcalloc(h->nchans, sizeof(int));
+		h->ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+		for (size_t i = 0; i < h->nchans; i++) {
+			h->ackfd[i] = syncstat_ack_open(h->root, h->chans[i], true, err);
+			if (h->ackfd[i] < 0) {
+				log_warn("semisync: cannot open the ack file channel=%s error=%s",
+					h->chans[i], log_q(err->msg));
+				continue;
+			}
+			syncstat_ack_path(h->root, h->chans[i], &p);
+			if (h->ino >= 0 && inotify_add_watch(h->ino, buf_cstr(&p),
+				IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE) < 0)
+				log_warn("semisync: inotify_add_watch failed path=%s", log_q(buf_cstr(&p)));
+		}
+	}
+	if (chans != NULL)
+		conf_list_free(chans);
+	buf_free(&p);
+	hooks[slot] = h;
+	store_set_change_hook(st, synchook_change, h);
+	return 0;
+}
+
+void
+synchook_detach(struct store *st)
+{
+	for (size_t i = 0; i < HOOKS_MAX; i++)
+		if (hooks[i] != NULL && hooks[i]->st == st) {
+			store_set_change_hook(st, NULL, NULL);
+			hook_free(hooks[i]);
+			hooks[i] = NULL;
+		}
+}
+
+bool
+synchook_active(const struct store *st)
+{
+	return hook_find(st) != NULL;
+}
+
+void
+synchook_stats(const struct store *st, struct synchook_stats *s)
+{
+	struct synchook *h = hook_find(st);
+
+	memset(s, 0, sizeof(*s));
+	if (h != NULL)
+		*s = h->stats;
+}
+
+/* 1 some channel acknowledged target, 0 not yet; *live_r: some channel
+ * has a live client. */
+static int
+acked(struct synchook *h, bool *live_r)
+{
+	*live_r = false;
+	for (size_t i = 0; i < h->nchans; i++) {
+		struct synclog_pos pos;
+		uint64_t log_id;
+		bool live;
+
+		if (h->ackfd[i] < 0)
+			continue;
+		if (syncstat_ack_read(h->ackfd[i], &pos, &log_id, &live) != 1)
+			continue;
+		if (live)
+			*live_r = true;
+		if (synclog_pos_cmp(&pos, &h->last) >= 0)
+			return 1;
+	}
+	return 0;
+}
+
+static void
+set_degraded(struct synchook *h, bool on, const char *why)
+{
+	struct buf p = BUF_INIT;
+	char line[256];
+	int fd, n;
+
+	syncstat_degraded_path(h->root, &p);
+	if (on) {
+		fd = open(buf_cstr(&p), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (fd >= 0) {
+			n = snprintf(line, sizeof(line), "%llu %s\n", (unsigned long long)now_ms(), why);
+			if (n > 0 && write_all(fd, line, (size_t)n) < 0)
+				log_warn("cannot write path=%s", log_q(buf_cstr(&p)));
+			close(fd);
+		}
+	} else {
+		(void)unlink(buf_cstr(&p));
+	}
+	buf_free(&p);
+	h->stats.degraded = on;
+}
+
+static bool
+degraded_flagged(struct synchook *h)
+{
+	struct buf p = BUF_INIT;
+	bool r;
+
+	syncstat_degraded_path(h->root, &p);
+	r = access(buf_cstr(&p), F_OK) == 0;
+	buf_free(&p);
+	return r;
+}
+
+int
+synchook_wait(struct store *st, struct err *err)
+{
+	struct synchook *h = hook_find(st);
+	uint64_t deadline;
+	bool live = false;
+	char drainbuf[4096];
+
+	if (h == NULL || !h->semisync)
+		return 0;
+	if (!h->pending && !h->lost)
+		return 0;
+	h->stats.waits++;
+	if (h->lost) {
+		/* We cannot name the position of a change whose record was lost. */
+		h->lost = false;
+		if (h->strict)
+			return err_set(err, ERR_TEMP, "sync log append failed: cannot confirm replication");
+		if (!h->pending)
+			return 0;
+	}
+	if (acked(h, &live) == 1)
+		goto done;
+	if (!live && degraded_flagged(h)) {
+		/* degraded, and no channel is live: asynchronous until one is */
+		h->pending = false;
+		h->stats.degraded = true;
+		if (h->strict)
+			return err_set(err, ERR_TEMP, "no replica is connected (semisync strict)");
+		return 0;
+	}
+	deadline = mono_ms() + (uint64_t)(h->timeout_ms > 0 ? h->timeout_ms : 0);
+	for (;;) {
+		uint64_t now = mono_ms();
+		int left;
+		struct pollfd pf;
+
+		if (now >= deadline)
+			break;
+		left = (int)(deadline - now);
+		if (h->ino >= 0) {
+			pf.fd = h->ino;
+			pf.events = POLLIN;
+			pf.revents = 0;
+			/* poll in short slices too: an ACK file replaced under us
+			 * would not wake the inotify watch */
+			if (poll(&pf, 1, left < 50 ? left : 50) > 0)
+				while (read(h->ino, drainbuf, sizeof(drainbuf)) > 0)
+					;
+		} else {
+			struct timespec ts = { 0, 5 * 1000 * 1000 };
+			nanosleep(&ts, NULL);
+		}
+		if (acked(h, &live) == 1)
+			goto done;
+	}
+	h->stats.wait_timeouts++;
+	h->pending = false;
+	if (h->strict) {
+		log_error("semisync: no replica confirmed within %lldms: refusing (sync_semisync_strict)",
+			(long long)h->timeout_ms);
+		return err_set(err, ERR_TEMP, "no replica confirmed the change in time");
+	}
+	if (!h->stats.degraded)
+		log_error("SEMISYNC DEGRADED TO ASYNC: no replica confirmed within %lldms;"
+			" acknowledging without a replica until one catches up", (long long)h->timeout_ms);
+	set_degraded(h, true, "timeout");
+	return 0;
+done:
+	h->pending = false;
+	if (h->stats.degraded || degraded_flagged(h)) {
+		log_notice("semisync resumed: a replica confirms again");
+		set_degraded(h, false, NULL);
+	}
+	return 0;
+}

@@ -1,0 +1,74 @@
+/*
+ * synchook.h - what every process that changes the store links in so its
+ * changes reach the replicas: the change hook that appends one sync log
+ * record per committed change, and the semi-synchronous wait.
+ *
+ * Use (lmtpd, imapd, pop3d, castorctl, any writer):
+ *
+ *     st = store_open(root, &opts, &err);
+ *     if (synchook_attach(st, conf, &err) < 0) ...      // right after store_open
+ *     ...
+ *     store_append(...);                                 // commit
+ *     if (synchook_wait(st, &err) < 0)                   // before "250 OK" / "OK"
+ *             reply 451 4.4.0 / NO [UNAVAILABLE] (err.msg)
+ *     ...
+ *     synchook_detach(st);                               // before store_close
+ *
+ * Attaching is a no-op (returns 0) when the stored role is "replica" (a
+ * replica's changes come from its master; syncd does not attach) or
+ * `sync_channels` is empty (nobody reads the log).  The log is appended
+ * after each durable commit, never fsynced; a failed append is counted,
+ * logged, and marks <root>/run/sync-append-failed so the channels run an
+ * anti-entropy pass (the change itself is committed and will be found).
+ *
+ * synchook_wait: in `sync_mode: semisync` it waits until one channel of
+ * `sync_semisync_channels` (default: every channel) has acknowledged a
+ * log position at or after the last record this process appended, i.e.
+ * the replica durably committed the change.  Many changes share one
+ * acknowledgement: the client sends whatever accumulated in one batch.
+ * Cost when caught up: one pread per channel; otherwise a poll on an
+ * inotify fd watching the channels' ACK files (syncstat.h).  After
+ * `sync_semisync_timeout` (default 2 s): with `sync_semisync_strict: no`
+ * (default) it logs loudly, creates <root>/run/semisync.degraded and
+ * returns 0 (asynchronous from then on, for every process, until a
+ * channel is live again); with `sync_semisync_strict: yes` it returns -1
+ * with ERR_TEMP, and the service must refuse with a temporary error.  In
+ * async mode it returns 0 at once.
+ */
+#ifndef CASTOR_SYNCHOOK_H
+#define CASTOR_SYNCHOOK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "lib/conf.h"
+#include "lib/err.h"
+#include "store/store.h"
+#include "sync/synclog.h"
+
+/* 0 (attached, or nothing to do on this server), -1 with err (the log
+ * directory cannot be prepared: a configuration problem). */
+int synchook_attach(struct store *st, const struct conf *conf, struct err *err);
+/* Unregister and free; harmless when not attached. */
+void synchook_detach(struct store *st);
+/* Is a hook attached to st (master with channels)? */
+bool synchook_active(const struct store *st);
+
+/* Semi-synchronous acknowledgement, see above.  0 or -1 (ERR_TEMP). */
+int synchook_wait(struct store *st, struct err *err);
+
+struct synchook_stats {
+	uint64_t appended;
+	uint64_t append_failures;
+	uint64_t waits;            /* synchook_wait calls that had something to wait for */
+	uint64_t wait_timeouts;
+	bool semisync;
+	bool degraded;
+	struct synclog_pos last;   /* just after the last record appended */
+};
+void synchook_stats(const struct store *st, struct synchook_stats *s);
+
+/* Path of the marker a failed append touches (the client watches it). */
+void synchook_failed_marker(const char *root, struct buf *out);
+
+#endif

@@ -1,0 +1,2879 @@
+/*
+ * syncpush.c - the master side of replication (syncpush.h): compare,
+ * plan, pipeline, check the answers.
+ *
+ * RULES
+ *  1. State based: what is sent is read from the store at the time of
+ *     sending, never taken from the log.  Replaying a hint twice is
+ *     harmless.
+ *  2. Every APPLY MAILBOX carries what the client believes the replica
+ *     holds (SINCE-MODSEQ, SINCE-CHECKSUM); a replica elsewhere refuses,
+ *     and the next round starts from a fresh GET USER.  So a stale cache
+ *     costs a round trip, never a wrong state.
+ *  3. A mailbox's records and its HIGHESTMODSEQ are read so that every
+ *     record change up to the HIGHESTMODSEQ sent is among the records
+ *     sent (mailbox row read before the records; commits are serialised
+ *     in modseq order), and CHECKSUM is sent only when the row did not
+ *     move while the records were read.
+ *  4. Deletion only from a tombstone here: a deleted mailbox row
+ *     (APPLY DELETE) or a user that is gone after an UNUSER hint
+ *     (APPLY UNUSER).  Anything the replica has and we lack is reported
+ *     through the conflict hook and left alone.
+ *  5. A user's replica modseq counter is raised to ours (APPLY USER
+ *     HIGHESTMODSEQ, the anti-entropy key) only after every other answer
+ *     for that user in the round was OK and nothing was left in conflict.
+ *  6. Commands are pipelined; at most WINDOW are unanswered at a time.
+ *     The answers to that many small commands fit in the socket buffers,
+ *     so neither side can block the other; the replica commits a group
+ *     of UPLOADs at the latest when the window makes us wait.
+ */
+#include "sync/syncpush.h"
+
+#include <openssl/evp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/conn.h"
+#include "lib/failpoint.h"
+#include "lib/log.h"
+#include "lib/sasl.h"
+#include "lib/str.h"
+#include "lib/xalloc.h"
+#include "sync/syncapply.h"
+#include "sync/syncdigest.h"
+#include "sync/synclog.h"
+
+#define WINDOW 1000
+#define OUT_FLUSH (1024u * 1024)
+#define CHUNK_RECORDS 1000
+#define RESERVE_CHUNK 5000
+#define USERS_PER_WAVE 64
+#define MAX_ROUNDS 4
+#define CACHE_BUCKETS 4096
+#define CACHE_MAX 200000
+#define LOCAL_USERS 8
+#define ZSTD_LEVEL 3
+
+/* ------------------------------------------------------------------ */
+/* Small containers                                                    */
+
+struct strv {
+	char **v;
+	size_t n, cap;
+};
+
+static void
+strv_add(struct strv *s, const char *x)
+{
+	if (s->n == s->cap) {
+		s->cap = s->cap ? 2 * s->cap : 8;
+		s->v = xreallocarray(s->v, s->cap, sizeof(*s->v));
+	}
+	s->v[s->n++] = xstrdup(x);
+}
+
+static bool
+strv_has(const struct strv *s, const char *x)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (str_eq(s->v[i], x))
+			return true;
+	return false;
+}
+
+static void
+strv_add_uniq(struct strv *s, const char *x)
+{
+	if (!strv_has(s, x))
+		strv_add(s, x);
+}
+
+static void
+strv_free(struct strv *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		free(s->v[i]);
+	free(s->v);
+	memset(s, 0, sizeof(*s));
+}
+
+static int
+str_cmp_p(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* sort and drop duplicates */
+static void
+strv_sort_uniq(struct strv *s)
+{
+	size_t k = 0;
+
+	if (s->n < 2)
+		return;
+	qsort(s->v, s->n, sizeof(*s->v), str_cmp_p);
+	for (size_t i = 0; i < s->n; i++) {
+		if (k > 0 && str_eq(s->v[k - 1], s->v[i])) {
+			free(s->v[i]);
+			continue;
+		}
+		s->v[k++] = s->v[i];
+	}
+	s->n = k;
+}
+
+/* ------------------------------------------------------------------ */
+/* Replica state                                                       */
+
+struct rmb {
+	char uniqueid[STORE_UNIQUEID_LEN + 1];
+	char *name;
+	uint32_t uidvalidity, uidnext, crc;
+	uint64_t hms, modseq, createdmodseq, deletedmodseq;
+	char specialuse[STORE_SPECIALUSE_MAX + 1];
+	bool diverged;       /* cache only: known conflicts, send no CHECKSUM */
+};
+
+struct rsub {
+	char *name;
+	bool subscribed;
+	uint64_t modseq;
+};
+
+struct ruser {
+	bool exists;
+	uint64_t modseq;
+	int64_t quota_bytes, quota_messages;     /* -1 = NIL (server default) */
+	char pwsha[65];                          /* "" = NIL (no password) */
+	struct rmb *mbs;
+	size_t nmbs, capmbs;
+	struct rsub *subs;
+	size_t nsubs, capsubs;
+};
+
+static void
+ruser_free(struct ruser *r)
+{
+	if (r == NULL)
+		return;
+	for (size_t i = 0; i < r->nmbs; i++)
+		free(r->mbs[i].name);
+	free(r->mbs);
+	for (size_t i = 0; i < r->nsubs; i++)
+		free(r->subs[i].name);
+	free(r->subs);
+	free(r);
+}
+
+static struct rmb *
+ruser_find(struct ruser *r, const char *id)
+{
+	for (size_t i = 0; r != NULL && i < r->nmbs; i++)
+		if (str_eq(r->mbs[i].uniqueid, id))
+			return &r->mbs[i];
+	return NULL;
+}
+
+/* The live replica mailbox holding name, or NULL. */
+static struct rmb *
+ruser_find_name(struct ruser *r, const char *name)
+{
+	for (size_t i = 0; r != NULL && i < r->nmbs; i++)
+		if (r->mbs[i].deletedmodseq == 0 && str_eq(r->mbs[i].name, name))
+			return &r->mbs[i];
+	return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Cache of replica mailbox state, from answers                        */
+
+struct centry {
+	struct centry *next;
+	char *user;
+	struct rmb mb;
+};
+
+struct rcache {
+	struct centry *b[CACHE_BUCKETS];
+	size_t n;
+};
+
+static unsigned
+cache_hash(const char *user, const char *id)
+{
+	uint32_t h = 2166136261u;
+
+	for (const char *p = user; *p; p++)
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	h = (h ^ 0xff) * 16777619u;
+	for (const char *p = id; *p; p++)
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	return h % CACHE_BUCKETS;
+}
+
+static void
+cache_clear(struct rcache *c)
+{
+	for (size_t i = 0; i < CACHE_BUCKETS; i++) {
+		struct centry *e = c->b[i], *nx;
+		for (; e != NULL; e = nx) {
+			nx = e->next;
+			free(e->user);
+			free(e->mb.name);
+			free(e);
+		}
+		c->b[i] = NULL;
+	}
+	c->n = 0;
+}
+
+static struct centry *
+cache_get(struct rcache *c, const char *user, const char *id)
+{
+	for (struct centry *e = c->b[cache_hash(user, id)]; e != NULL; e = e->next)
+		if (str_eq(e->mb.uniqueid, id) && str_eq(e->user, user))
+			return e;
+	return NULL;
+}
+
+static void
+cache_del(struct rcache *c, const char *user, const char *id)
+{
+	struct centry **pp = &c->b[cache_hash(user, id)];
+
+	for (; *pp != NULL; pp = &(*pp)->next) {
+		struct centry *e = *pp;
+		if (str_eq(e->mb.uniqueid, id) && str_eq(e->user, user)) {
+			*pp = e->next;
+			free(e->user);
+			free(e->mb.name);
+			free(e);
+			c->n--;
+			return;
+		}
+	}
+}
+
+static void
+cache_put(struct rcache *c, const char *user, const struct rmb *mb)
+{
+	struct centry *e = cache_get(c, user, mb->uniqueid);
+	unsigned h;
+
+	if (e == NULL) {
+		if (c->n >= CACHE_MAX)
+			cache_clear(c);
+		e = xcalloc(1, sizeof(*e));
+		e->user = xstrdup(user);
+		h = cache_hash(user, mb->uniqueid);
+		e->next = c->b[h];
+		c->b[h] = e;
+		c->n++;
+	} else {
+		free(e->mb.name);
+	}
+	e->mb = *mb;
+	e->mb.name = xstrdup(mb->name);
+}
+
+/* Drop every entry of one user (its state is in doubt). */
+static void
+cache_forget_user(struct rcache *c, const char *user)
+{
+	for (size_t i = 0; i < CACHE_BUCKETS; i++) {
+		struct centry **pp = &c->b[i];
+		while (*pp != NULL) {
+			struct centry *e = *pp;
+			if (str_eq(e->user, user)) {
+				*pp = e->next;
+				free(e->user);
+				free(e->mb.name);
+				free(e);
+				c->n--;
+			} else {
+				pp = &e->next;
+			}
+		}
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Batches                                                             */
+
+#define PU_FULL     0x01u
+#define PU_SUB      0x02u
+#define PU_PASSWORD 0x04u
+#define PU_UNUSER   0x08u
+#define PU_USER     0x10u
+
+struct bu {
+	char *name;
+	unsigned flags;
+	struct strv mbids;
+};
+
+struct syncpush_batch {
+	struct bu *u;
+	size_t n, cap;
+};
+
+struct syncpush_batch *
+syncpush_batch_new(void)
+{
+	return xcalloc(1, sizeof(struct syncpush_batch));
+}
+
+void
+syncpush_batch_clear(struct syncpush_batch *b)
+{
+	for (size_t i = 0; i < b->n; i++) {
+		free(b->u[i].name);
+		strv_free(&b->u[i].mbids);
+	}
+	b->n = 0;
+}
+
+void
+syncpush_batch_free(struct syncpush_batch **bp)
+{
+	if (*bp == NULL)
+		return;
+	syncpush_batch_clear(*bp);
+	free((*bp)->u);
+	free(*bp);
+	*bp = NULL;
+}
+
+static struct bu *
+batch_user(struct syncpush_batch *b, const char *user)
+{
+	for (size_t i = b->n; i > 0; i--)
+		if (str_eq(b->u[i - 1].name, user))
+			return &b->u[i - 1];
+	if (b->n == b->cap) {
+		b->cap = b->cap ? 2 * b->cap : 16;
+		b->u = xreallocarray(b->u, b->cap, sizeof(*b->u));
+	}
+	memset(&b->u[b->n], 0, sizeof(b->u[b->n]));
+	b->u[b->n].name = xstrdup(user);
+	return &b->u[b->n++];
+}
+
+void
+syncpush_batch_add(struct syncpush_batch *b, unsigned type, const char *user, const char *uniqueid)
+{
+	struct bu *u;
+
+	if (user == NULL || user[0] == '\0')
+		return;
+	u = batch_user(b, user);
+	switch (type) {
+	case SYNCLOG_MAILBOX:
+	case SYNCLOG_SEEN:
+		if (uniqueid != NULL && strlen(uniqueid) == STORE_UNIQUEID_LEN) {
+			if (u->mbids.n < 10000)
+				strv_add_uniq(&u->mbids, uniqueid);
+			else
+				u->flags |= PU_FULL;
+		} else {
+			u->flags |= PU_FULL;
+		}
+		break;
+	case SYNCLOG_SUB:
+		u->flags |= PU_SUB;
+		break;
+	case SYNCLOG_PASSWORD:
+		u->flags |= PU_PASSWORD;
+		break;
+	case SYNCLOG_UNUSER:
+		u->flags |= PU_UNUSER;
+		break;
+	case SYNCLOG_QUOTA:
+		u->flags |= PU_USER;
+		break;
+	case SYNCLOG_USER:
+	default:
+		u->flags |= PU_FULL | PU_USER;
+		break;
+	}
+}
+
+void
+syncpush_batch_add_full(struct syncpush_batch *b, const char *user)
+{
+	batch_user(b, user)->flags |= PU_FULL | PU_USER;
+}
+
+size_t
+syncpush_batch_users(const struct syncpush_batch *b)
+{
+	return b->n;
+}
+
+bool
+syncpush_batch_empty(const struct syncpush_batch *b)
+{
+	return b->n == 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Plans                                                               */
+
+struct prec {
+	struct store_record r;   /* r.keywords -> kw */
+	char *kw;
+};
+
+struct precs {
+	struct prec *v;
+	size_t n, cap;
+};
+
+static void
+precs_free(struct precs *p)
+{
+	for (size_t i = 0; i < p->n; i++)
+		free(p->v[i].kw);
+	free(p->v);
+	memset(p, 0, sizeof(*p));
+}
+
+static void
+precs_add(struct precs *p, const struct store_record *r)
+{
+	struct prec *x;
+
+	if (p->n == p->cap) {
+		p->cap = p->cap ? 2 * p->cap : 64;
+		p->v = xreallocarray(p->v, p->cap, sizeof(*p->v));
+	}
+	x = &p->v[p->n++];
+	x->r = *r;
+	x->kw = xstrdup(r->keywords != NULL ? r->keywords : "");
+	x->r.keywords = x->kw;
+}
+
+static int
+prec_cmp_modseq(const void *a, const void *b)
+{
+	const struct prec *x = a, *y = b;
+	uint64_t mx = x->r.modseq, my = y->r.modseq;
+
+	if (mx != my)
+		return mx < my ? -1 : 1;
+	return x->r.uid < y->r.uid ? -1 : x->r.uid > y->r.uid;
+}
+
+enum pm_act {
+	PM_NONE = 0,
+	PM_UPDATE,    /* APPLY MAILBOX (create, rename, records, row fields) */
+	PM_DELETE,    /* APPLY DELETE */
+	PM_REPAIR,    /* GET RECORDS 0 first, then an UPDATE */
+};
+
+struct pm {
+	char id[STORE_UNIQUEID_LEN + 1];
+	enum pm_act act;
+	struct store_mailbox L;
+	struct rmb *R;             /* replica state (ruser's or the cache's copy), NULL: absent */
+	struct rmb rcopy;          /* the cache's entry copied for the fast path */
+	bool create;
+	char *oldname;             /* rename: the replica's current name (maybe a temporary) */
+	char *tmpname;             /* rename through this temporary name first */
+	bool send_crc;
+	uint64_t since_modseq;
+	uint32_t since_crc;
+	uint64_t hms;              /* HIGHESTMODSEQ to send */
+	uint32_t uidnext;
+	bool diverged;             /* conflicts left: the result will differ from ours */
+	struct precs recs;
+	struct strv guids;         /* bodies the records need */
+	struct precs rrecs;        /* PM_REPAIR: the replica's records */
+	uint64_t r_hms;            /* PM_REPAIR: replica state the records were read at */
+	uint32_t r_crc, r_uidnext;
+	bool got_rrecs;
+	bool failed;               /* an answer for it was not OK */
+	bool retry;                /* try again next round (fresh state) */
+	bool force_repair;         /* next round: compare records one by one */
+	uint32_t ok_uidnext, ok_crc;
+	uint64_t ok_hms;
+	bool ok;
+};
+
+struct pu {
+	char *name;
+	unsigned flags;
+	struct strv mbids;          /* hinted mailboxes */
+	struct strv force_repair;   /* from the previous round */
+	bool fast;                  /* replica state from the cache, no GET USER */
+	bool no_fast;               /* a retry: ask the replica afresh */
+	struct ruser *r;
+	bool got_r;
+	bool local_exists;
+	struct store_userinfo ui;
+	char *hash;                 /* ui.hash copy */
+	uint64_t m0;                /* our modseq counter before reading anything */
+	struct pm *pms;
+	size_t npm, cappm;
+	struct strv need;           /* GUIDs to RESERVE */
+	struct strv missing;        /* GUIDs the replica lacks (sorted) */
+	bool send_unuser, send_create, send_password, send_quota;
+	struct rsub *subs_to_send;
+	size_t nsubs_to_send;
+	bool failed;                /* something in the round was not OK */
+	bool retry;                 /* next round with a fresh GET USER */
+	bool conflicted;            /* conflicts left: do not raise the modseq counter */
+	bool final_user;            /* APPLY USER HIGHESTMODSEQ in wave C2 */
+};
+
+static void
+pm_free(struct pm *m)
+{
+	free(m->oldname);
+	free(m->tmpname);
+	free(m->rcopy.name);
+	precs_free(&m->recs);
+	precs_free(&m->rrecs);
+	strv_free(&m->guids);
+}
+
+static void
+pu_reset_plan(struct pu *u)
+{
+	for (size_t i = 0; i < u->npm; i++)
+		pm_free(&u->pms[i]);
+	free(u->pms);
+	u->pms = NULL;
+	u->npm = u->cappm = 0;
+	strv_free(&u->need);
+	strv_free(&u->missing);
+	for (size_t i = 0; i < u->nsubs_to_send; i++)
+		free(u->subs_to_send[i].name);
+	free(u->subs_to_send);
+	u->subs_to_send = NULL;
+	u->nsubs_to_send = 0;
+	ruser_free(u->r);
+	u->r = NULL;
+	u->got_r = false;
+	free(u->hash);
+	u->hash = NULL;
+	u->send_unuser = u->send_create = u->send_password = u->send_quota = false;
+	u->failed = u->retry = u->conflicted = u->final_user = false;
+}
+
+static void
+pu_free(struct pu *u)
+{
+	pu_reset_plan(u);
+	free(u->name);
+	strv_free(&u->mbids);
+	strv_free(&u->force_repair);
+}
+
+static struct pm *
+pu_add_pm(struct pu *u, const char *id)
+{
+	struct pm *m;
+
+	for (size_t i = 0; i < u->npm; i++)
+		if (str_eq(u->pms[i].id, id))
+			return NULL;
+	if (u->npm == u->cappm) {
+		u->cappm = u->cappm ? 2 * u->cappm : 8;
+		u->pms = xreallocarray(u->pms, u->cappm, sizeof(*u->pms));
+	}
+	m = &u->pms[u->npm++];
+	memset(m, 0, sizeof(*m));
+	str_lcpy(m->id, id, sizeof(m->id));
+	return m;
+}
+
+/* ------------------------------------------------------------------ */
+/* The session                                                         */
+
+enum pk {
+	PK_NOOP = 1, PK_LOGOUT, PK_GET_USERS, PK_GET_USER, PK_GET_RECORDS, PK_RESERVE, PK_UPLOAD,
+	PK_APPLY_MAILBOX, PK_APPLY_RENAME, PK_APPLY_DELETE, PK_APPLY_SUB, PK_APPLY_USER,
+	PK_APPLY_UNUSER, PK_APPLY_PASSWORD, PK_LOGIN,
+};
+
+struct pcmd {
+	uint64_t tag;
+	enum pk kind;
+	struct pu *u;
+	size_t mi;                 /* index of the pm in u->pms */
+	bool last;                 /* last chunk of an APPLY MAILBOX */
+	bool final;                /* APPLY USER of wave C2 */
+};
+
+struct luser {
+	char name[STORE_USER_NAME_MAX + 1];
+	struct store_user *u;
+	uint64_t used;
+};
+
+struct syncpush {
+	struct store *st;
+	struct syncsess *sess;
+	uint64_t next_tag;
+	struct pcmd *q;
+	size_t qhead, qlen, qcap;
+	struct syncproto_value **un;     /* untagged frames for the head command */
+	size_t nun, capun;
+	bool fatal;
+	struct err fatal_err;
+	struct rcache cache;
+	struct luser lus[LOCAL_USERS];
+	uint64_t luse;
+	struct syncpush_stats stats;
+	syncpush_conflict_fn conflict_fn;
+	void *conflict_ctx;
+	char sync_account[256];
+	char last_problem[ERR_MSG_MAX];
+	/* GET USERS answers (anti-entropy) */
+	struct strv au_names;
+	uint64_t *au_modseq;
+	int64_t *au_digest;        /* -1: the replica sent none */
+	size_t au_cap;
+};
+
+const char *
+syncpush_conflict_name(enum syncpush_conflict_kind k)
+{
+	static const char *const names[SYNCPUSH_C_COUNT] = {
+		"guid", "uid_above", "modseq_ahead", "uidvalidity", "name_clash",
+		"deleted_on_replica", "replica_only_record", "replica_only_mailbox",
+		"replica_only_user", "flags",
+	};
+
+	return (unsigned)k < SYNCPUSH_C_COUNT ? names[k] : "unknown";
+}
+
+static enum syncpush_resolution
+default_conflict(void *ctx, const struct syncpush_conflict *c)
+{
+	(void)ctx;
+	log_warn("sync conflict kind=%s user=%s mailbox=%s name=%s uid=%u master_guid=%s"
+		" replica_guid=%s master_modseq=%llu replica_modseq=%llu action=%s",
+		syncpush_conflict_name(c->kind), c->user, c->mailbox_id ? c->mailbox_id : "-",
+		log_q(c->mailbox_name ? c->mailbox_name : "-"), c->uid,
+		c->master_guid ? c->master_guid : "-", c->replica_guid ? c->replica_guid : "-",
+		(unsigned long long)c->master_modseq, (unsigned long long)c->replica_modseq,
+		c->kind == SYNCPUSH_C_FLAGS ? "master" : "leave");
+	return c->kind == SYNCPUSH_C_FLAGS ? SYNCPUSH_R_MASTER : SYNCPUSH_R_LEAVE;
+}
+
+static enum syncpush_resolution
+conflict(struct syncpush *p, const struct syncpush_conflict *c)
+{
+	p->stats.conflicts[c->kind]++;
+	snprintf(p->last_problem, sizeof(p->last_problem), "conflict %s user %s mailbox %s uid %u",
+		syncpush_conflict_name(c->kind), c->user, c->mailbox_name ? c->mailbox_name : "-",
+		c->uid);
+	return p->conflict_fn(p->conflict_ctx, c);
+}
+
+struct syncpush *
+syncpush_new(struct store *st, struct syncsess *sess)
+{
+	struct syncpush *p = xcalloc(1, sizeof(*p));
+
+	p->st = st;
+	p->sess = sess;
+	p->next_tag = 1;
+	p->conflict_fn = default_conflict;
+	str_lcpy(p->sync_account, "sync", sizeof(p->sync_account));
+	return p;
+}
+
+static void
+untagged_clear(struct syncpush *p)
+{
+	for (size_t i = 0; i < p->nun; i++)
+		syncproto_value_free(&p->un[i]);
+	p->nun = 0;
+}
+
+void
+syncpush_free(struct syncpush **pp)
+{
+	struct syncpush *p = *pp;
+
+	if (p == NULL)
+		return;
+	untagged_clear(p);
+	free(p->un);
+	free(p->q);
+	cache_clear(&p->cache);
+	for (size_t i = 0; i < LOCAL_USERS; i++)
+		store_user_close(&p->lus[i].u);
+	strv_free(&p->au_names);
+	free(p->au_modseq);
+	free(p->au_digest);
+	free(p);
+	*pp = NULL;
+}
+
+void
+syncpush_set_conflict_hook(struct syncpush *p, syncpush_conflict_fn fn, void *ctx)
+{
+	p->conflict_fn = fn != NULL ? fn : default_conflict;
+	p->conflict_ctx = ctx;
+}
+
+void
+syncpush_set_sync_account(struct syncpush *p, const char *authname)
+{
+	str_lcpy(p->sync_account, authname != NULL ? authname : "", sizeof(p->sync_account));
+}
+
+void
+syncpush_stats(const struct syncpush *p, struct syncpush_stats *s)
+{
+	*s = p->stats;
+}
+
+const char *
+syncpush_last_problem(const struct syncpush *p)
+{
+	return p->last_problem;
+}
+
+void
+syncpush_forget(struct syncpush *p)
+{
+	cache_clear(&p->cache);
+}
+
+/* A local user database, kept open for a while (LRU of a few). */
+static struct store_user *
+local_user(struct syncpush *p, const char *name, struct err *err)
+{
+	size_t victim = 0;
+
+	for (size_t i = 0; i < LOCAL_USERS; i++) {
+		if (p->lus[i].u != NULL && str_eq(p->lus[i].name, name)) {
+			p->lus[i].used = ++p->luse;
+			return p->lus[i].u;
+		}
+		if (p->lus[i].used < p->lus[victim].used)
+			victim = i;
+	}
+	store_user_close(&p->lus[victim].u);
+	p->lus[victim].u = store_user_open(p->st, name, err);
+	if (p->lus[victim].u == NULL)
+		return NULL;
+	str_lcpy(p->lus[victim].name, name, sizeof(p->lus[victim].name));
+	p->lus[victim].used = ++p->luse;
+	return p->lus[victim].u;
+}
+
+static void
+local_user_forget(struct syncpush *p, const char *name)
+{
+	for (size_t i = 0; i < LOCAL_USERS; i++)
+		if (p->lus[i].u != NULL && str_eq(p->lus[i].name, name)) {
+			store_user_close(&p->lus[i].u);
+			p->lus[i].used = 0;
+		}
+}
+
+static void
+set_fatal(struct syncpush *p, enum err_kind kind, const char *fmt, const char *msg)
+{
+	if (p->fatal)
+		return;
+	p->fatal = true;
+	err_set(&p->fatal_err, kind, fmt, msg);
+}
+
+/* ------------------------------------------------------------------ */
+/* Sending and reading                                                 */
+
+static struct pcmd *
+cmd_begin(struct syncpush *p, enum pk kind, struct syncproto_enc *e)
+{
+	struct pcmd *c;
+	char tag[24];
+
+	if (p->qlen == p->qcap) {
+		/* grow the ring, unrolling it */
+		size_t nc = p->qcap ? 2 * p->qcap : 256;
+		struct pcmd *nq = xcalloc(nc, sizeof(*nq));
+		for (size_t i = 0; i < p->qlen; i++)
+			nq[i] = p->q[(p->qhead + i) % p->qcap];
+		free(p->q);
+		p->q = nq;
+		p->qcap = nc;
+		p->qhead = 0;
+	}
+	c = &p->q[(p->qhead + p->qlen) % p->qcap];
+	p->qlen++;
+	memset(c, 0, sizeof(*c));
+	c->tag = p->next_tag++;
+	c->kind = kind;
+	snprintf(tag, sizeof(tag), "T%llu", (unsigned long long)c->tag);
+	syncproto_enc_init(e, syncsess_out(p->sess), SYNCPROTO_ENC_LITERAL_PLUS);
+	syncproto_enc_atom(e, tag);
+	return c;
+}
+
+static int read_one(struct syncpush *p, struct err *err);
+
+/* End a command's frame; keep the pipeline within its window. */
+static int
+cmd_end(struct syncpush *p, struct syncproto_enc *e, struct err *err)
+{
+	syncproto_enc_end(e);
+	if (syncsess_out(p->sess)->len >= OUT_FLUSH && syncsess_flush(p->sess, err) < 0)
+		return -1;
+	while (p->qlen >= WINDOW)
+		if (read_one(p, err) < 0)
+			return -1;
+	return 0;
+}
+
+static int
+drain(struct syncpush *p, struct err *err)
+{
+	while (p->qlen > 0)
+		if (read_one(p, err) < 0)
+			return -1;
+	return 0;
+}
+
+static void handle(struct syncpush *p, struct pcmd *c, const struct syncproto_response *r,
+	const struct syncproto_value *code);
+
+static int
+read_one(struct syncpush *p, struct err *err)
+{
+	struct syncproto_value *f = NULL;
+	struct syncproto_response r;
+	struct pcmd *c;
+	char want[24];
+	int rc;
+
+	if (p->qlen == 0)
+		return 0;
+	if (syncsess_out(p->sess)->len > 0 && syncsess_flush(p->sess, err) < 0)
+		return -1;
+	c = &p->q[p->qhead];
+	snprintf(want, sizeof(want), "T%llu", (unsigned long long)c->tag);
+	for (;;) {
+		rc = syncsess_read(p->sess, &f, err);
+		if (rc == 0)
+			return err_set(err, ERR_TEMP, "the replica closed the connection");
+		if (rc < 0)
+			return -1;
+		if (syncproto_response_parse(f, &r, err) < 0) {
+			syncproto_value_free(&f);
+			err->kind = ERR_TEMP;
+			err_prefix(err, "bad answer from the replica");
+			return -1;
+		}
+		if (r.kind == SYNCPROTO_RESP_BYE) {
+			err_set(err, r.code_kind == ERR_FENCED ? ERR_FENCED : ERR_TEMP,
+				"the replica said BYE: %s", r.text ? r.text : "");
+			syncproto_value_free(&f);
+			return -1;
+		}
+		if (r.kind == SYNCPROTO_RESP_DATA || r.kind == SYNCPROTO_RESP_CONTINUE ||
+		    r.tag == NULL) {
+			if (r.kind == SYNCPROTO_RESP_CONTINUE) {
+				syncproto_value_free(&f);
+				continue;
+			}
+			if (p->nun == p->capun) {
+				p->capun = p->capun ? 2 * p->capun : 64;
+				p->un = xreallocarray(p->un, p->capun, sizeof(*p->un));
+			}
+			p->un[p->nun++] = f;
+			f = NULL;
+			continue;
+		}
+		if (!str_eq(r.tag, want)) {
+			syncproto_value_free(&f);
+			return err_set(err, ERR_TEMP, "answer out of order: %s for %s", r.tag, want);
+		}
+		break;
+	}
+	p->qhead = (p->qhead + 1) % p->qcap;
+	p->qlen--;
+	handle(p, c, &r, r.code);
+	untagged_clear(p);
+	syncproto_value_free(&f);
+	return 0;
+}
+
+/* The n-th value of a code after its name, or NULL. */
+static const struct syncproto_value *
+code_arg(const struct syncproto_value *code, size_t n)
+{
+	if (code == NULL || code->n <= n)
+		return NULL;
+	return &code->items[n];
+}
+
+static bool
+code_word(const struct syncproto_value *code, const char *w)
+{
+	const struct syncproto_value *v = code_arg(code, 1);
+
+	return v != NULL && syncproto_get_cstr(v) != NULL && str_eq_ci(v->str, w);
+}
+
+/* OK [MAILBOX HIGHESTMODSEQ h UIDNEXT n CHECKSUM c] */
+static bool
+code_mailbox(const struct syncproto_value *code, uint64_t *hms, uint32_t *uidnext, uint32_t *crc)
+{
+	uint64_t h = 0, n = 0, c = 0;
+	int got = 0;
+
+	if (code == NULL || code->n < 7 || !syncproto_is_atom(&code->items[0], "MAILBOX"))
+		return false;
+	for (size_t i = 1; i + 1 < code->n; i += 2) {
+		const struct syncproto_value *k = &code->items[i], *v = &code->items[i + 1];
+		uint64_t x;
+		if (syncproto_get_u64(v, &x) < 0)
+			return false;
+		if (syncproto_is_atom(k, "HIGHESTMODSEQ"))
+			h = x, got |= 1;
+		else if (syncproto_is_atom(k, "UIDNEXT"))
+			n = x, got |= 2;
+		else if (syncproto_is_atom(k, "CHECKSUM"))
+			c = x, got |= 4;
+	}
+	if (got != 7 || n > UINT32_MAX || c > UINT32_MAX)
+		return false;
+	*hms = h;
+	*uidnext = (uint32_t)n;
+	*crc = (uint32_t)c;
+	return true;
+}
+
+/* A refusal that ends the session (or the channel). */
+static bool
+fatal_no(struct syncpush *p, const struct syncproto_response *r, const char *what)
+{
+	enum err_kind k = r->code_kind;
+
+	if (r->kind == SYNCPROTO_RESP_OK)
+		return false;
+	if (k == ERR_FENCED) {
+		set_fatal(p, ERR_FENCED, "fenced by the replica: %s", r->text ? r->text : what);
+		return true;
+	}
+	if (k == ERR_TEMP || k == ERR_NOSPACE || k == ERR_NONE) {
+		set_fatal(p, ERR_TEMP, "replica: %s", r->text ? r->text : what);
+		return true;
+	}
+	if (k == ERR_PERM) {
+		set_fatal(p, ERR_PERM, "refused by the replica: %s", r->text ? r->text : what);
+		return true;
+	}
+	return false;
+}
+
+static void
+note_error(struct syncpush *p, const char *user, const char *what, const struct syncproto_response *r)
+{
+	p->stats.errors++;
+	snprintf(p->last_problem, sizeof(p->last_problem), "%s user %s: %s", what, user,
+		r->text ? r->text : "refused");
+	log_error("sync refused what=%s user=%s error=%s", what, user, log_q(r->text ? r->text : ""));
+}
+
+/* ------------------------------------------------------------------ */
+/* Parsing replica data                                                */
+
+static int
+parse_rmb(const struct syncproto_value *kv, struct rmb *m)
+{
+	const struct syncproto_value *v;
+	const char *name = NULL, *su = NULL;
+	uint64_t x;
+	struct err err;
+
+	memset(m, 0, sizeof(*m));
+	if (syncproto_kv_check(kv, &err) < 0)
+		return -1;
+	v = syncproto_kv_get(kv, "UNIQUEID");
+	if (v == NULL || !syncproto_is_hex(v, STORE_UNIQUEID_LEN) ||
+	    syncproto_kv_cstr(kv, "NAME", &name, &err) != 1)
+		return -1;
+	str_lcpy(m->uniqueid, v->str, sizeof(m->uniqueid));
+	if (syncproto_kv_u64(kv, "UIDVALIDITY", &x, &err) != 1 || x > UINT32_MAX)
+		return -1;
+	m->uidvalidity = (uint32_t)x;
+	if (syncproto_kv_u64(kv, "UIDNEXT", &x, &err) != 1 || x > UINT32_MAX)
+		return -1;
+	m->uidnext = (uint32_t)x;
+	if (syncproto_kv_u64(kv, "HIGHESTMODSEQ", &m->hms, &err) != 1)
+		return -1;
+	if (syncproto_kv_u64(kv, "CHECKSUM", &x, &err) != 1 || x > UINT32_MAX)
+		return -1;
+	m->crc = (uint32_t)x;
+	(void)syncproto_kv_u64(kv, "MODSEQ", &m->modseq, &err);
+	(void)syncproto_kv_u64(kv, "CREATEDMODSEQ", &m->createdmodseq, &err);
+	(void)syncproto_kv_u64(kv, "DELETEDMODSEQ", &m->deletedmodseq, &err);
+	if (syncproto_kv_cstr(kv, "SPECIALUSE", &su, &err) == 1)
+		str_lcpy(m->specialuse, su, sizeof(m->specialuse));
+	m->name = xstrdup(name);
+	return 0;
+}
+
+static int
+parse_quota(const struct syncproto_value *kv, const char *key, int64_t *q)
+{
+	const struct syncproto_value *v = syncproto_kv_get(kv, key);
+	uint64_t x;
+
+	*q = -1;
+	if (v == NULL || v->type == SYNCPROTO_NIL)
+		return 0;
+	if (syncproto_get_u64(v, &x) < 0 || x > INT64_MAX)
+		return -1;
+	*q = (int64_t)x;
+	return 0;
+}
+
+static struct ruser *
+parse_ruser(struct syncpush *p)
+{
+	struct ruser *r = xcalloc(1, sizeof(*r));
+	struct err err;
+
+	r->exists = true;
+	r->quota_bytes = r->quota_messages = -1;
+	for (size_t i = 0; i < p->nun; i++) {
+		struct syncproto_response d;
+		const struct syncproto_value *kv;
+
+		if (syncproto_response_parse(p->un[i], &d, &err) < 0 || d.kind != SYNCPROTO_RESP_DATA ||
+		    d.nargs != 1)
+			continue;
+		kv = &d.args[0];
+		if (str_eq_ci(d.data, "USER")) {
+			const struct syncproto_value *v;
+			if (syncproto_kv_check(kv, &err) < 0)
+				goto bad;
+			if (syncproto_kv_u64(kv, "HIGHESTMODSEQ", &r->modseq, &err) != 1 ||
+			    parse_quota(kv, "QUOTA-BYTES", &r->quota_bytes) < 0 ||
+			    parse_quota(kv, "QUOTA-MESSAGES", &r->quota_messages) < 0)
+				goto bad;
+			v = syncproto_kv_get(kv, "PASSWORD-SHA256");
+			if (v != NULL && syncproto_get_cstr(v) != NULL)
+				str_lcpy(r->pwsha, v->str, sizeof(r->pwsha));
+		} else if (str_eq_ci(d.data, "MAILBOX")) {
+			if (r->nmbs == r->capmbs) {
+				r->capmbs = r->capmbs ? 2 * r->capmbs : 16;
+				r->mbs = xreallocarray(r->mbs, r->capmbs, sizeof(*r->mbs));
+			}
+			if (parse_rmb(kv, &r->mbs[r->nmbs]) < 0)
+				goto bad;
+			r->nmbs++;
+		} else if (str_eq_ci(d.data, "SUB")) {
+			const char *name = NULL;
+			uint64_t s = 0, m = 0;
+			if (syncproto_kv_check(kv, &err) < 0 ||
+			    syncproto_kv_cstr(kv, "NAME", &name, &err) != 1 ||
+			    syncproto_kv_u64(kv, "SUBSCRIBED", &s, &err) != 1 ||
+			    syncproto_kv_u64(kv, "MODSEQ", &m, &err) != 1)
+				goto bad;
+			if (r->nsubs == r->capsubs) {
+				r->capsubs = r->capsubs ? 2 * r->capsubs : 16;
+				r->subs = xreallocarray(r->subs, r->capsubs, sizeof(*r->subs));
+			}
+			r->subs[r->nsubs].name = xstrdup(name);
+			r->subs[r->nsubs].subscribed = s == 1;
+			r->subs[r->nsubs].modseq = m;
+			r->nsubs++;
+		}
+	}
+	return r;
+bad:
+	ruser_free(r);
+	return NULL;
+}
+
+static int
+parse_rrecord(const struct syncproto_value *kv, struct store_record *rec, struct buf *kw)
+{
+	const struct syncproto_value *g, *flags = NULL;
+	uint64_t uid = 0;
+	int64_t idate = 0;
+	struct err err;
+
+	memset(rec, 0, sizeof(*rec));
+	if (syncproto_kv_check(kv, &err) < 0 ||
+	    syncproto_kv_u64(kv, "UID", &uid, &err) != 1 || uid == 0 || uid > UINT32_MAX ||
+	    syncproto_kv_u64(kv, "MODSEQ", &rec->modseq, &err) != 1)
+		return -1;
+	rec->uid = (uint32_t)uid;
+	g = syncproto_kv_get(kv, "GUID");
+	if (g == NULL || !syncproto_is_hex(g, STORE_GUID_LEN))
+		return -1;
+	str_lcpy(rec->guid, g->str, sizeof(rec->guid));
+	if (syncproto_kv_u64(kv, "EXPUNGEDMODSEQ", &rec->expunged_modseq, &err) < 0 ||
+	    syncproto_kv_u64(kv, "SIZE", &rec->size, &err) < 0 ||
+	    syncproto_kv_i64(kv, "INTERNALDATE", &idate, &err) < 0 ||
+	    syncproto_kv_list(kv, "FLAGS", &flags, &err) < 0)
+		return -1;
+	rec->internaldate = idate;
+	buf_reset(kw);
+	if (flags != NULL && syncapply_parse_flags(flags, &rec->sysflags, kw, &err) < 0)
+		return -1;
+	rec->keywords = buf_cstr(kw);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Answers                                                             */
+
+static void
+handle_get_user(struct syncpush *p, struct pcmd *c, const struct syncproto_response *r)
+{
+	struct pu *u = c->u;
+
+	if (r->kind == SYNCPROTO_RESP_OK) {
+		u->r = parse_ruser(p);
+		if (u->r == NULL) {
+			set_fatal(p, ERR_TEMP, "bad GET USER answer for %s", u->name);
+			return;
+		}
+		u->got_r = true;
+		for (size_t i = 0; i < u->r->nmbs; i++)
+			if (u->r->mbs[i].deletedmodseq == 0)
+				cache_put(&p->cache, u->name, &u->r->mbs[i]);
+			else
+				cache_del(&p->cache, u->name, u->r->mbs[i].uniqueid);
+		return;
+	}
+	if (r->code_kind == ERR_NOTFOUND) {
+		u->r = xcalloc(1, sizeof(*u->r));
+		u->r->exists = false;
+		u->r->quota_bytes = u->r->quota_messages = -1;
+		u->got_r = true;
+		return;
+	}
+	if (!fatal_no(p, r, "GET USER"))
+		note_error(p, u->name, "GET USER", r);
+	u->failed = true;
+}
+
+static void
+handle_get_records(struct syncpush *p, struct pcmd *c, const struct syncproto_response *r)
+{
+	struct pm *m = &c->u->pms[c->mi];
+	struct buf kw = BUF_INIT;
+	struct err err;
+
+	if (r->kind != SYNCPROTO_RESP_OK) {
+		if (!fatal_no(p, r, "GET RECORDS")) {
+			m->retry = true;
+			c->u->retry = true;
+		}
+		m->act = PM_NONE;
+		return;
+	}
+	if (!code_mailbox(r->code, &m->r_hms, &m->r_uidnext, &m->r_crc)) {
+		set_fatal(p, ERR_TEMP, "bad GET RECORDS answer for %s", c->u->name);
+		return;
+	}
+	for (size_t i = 0; i < p->nun; i++) {
+		struct syncproto_response d;
+		struct store_record rec;
+
+		if (syncproto_response_parse(p->un[i], &d, &err) < 0 || d.kind != SYNCPROTO_RESP_DATA ||
+		    !str_eq_ci(d.data, "RECORD") || d.nargs != 1)
+			continue;
+		if (parse_rrecord(&d.args[0], &rec, &kw) < 0) {
+			set_fatal(p, ERR_TEMP, "bad RECORD from the replica for %s", c->u->name);
+			break;
+		}
+		precs_add(&m->rrecs, &rec);
+	}
+	buf_free(&kw);
+	m->got_rrecs = true;
+}
+
+static void
+handle_reserve(struct syncpush *p, struct pcmd *c, const struct syncproto_response *r)
+{
+	struct pu *u = c->u;
+	struct err err;
+
+	if (r->kind != SYNCPROTO_RESP_OK) {
+		if (!fatal_no(p, r, "RESERVE"))
+			note_error(p, u->name, "RESERVE", r);
+		u->failed = true;
+		return;
+	}
+	for (size_t i = 0; i < p->nun; i++) {
+		struct syncproto_response d;
+
+		if (syncproto_response_parse(p->un[i], &d, &err) < 0 || d.kind != SYNCPROTO_RESP_DATA ||
+		    !str_eq_ci(d.data, "MISSING") || d.nargs != 1 || d.args[0].type != SYNCPROTO_LIST)
+			continue;
+		for (size_t k = 0; k < d.args[0].n; k++)
+			if (syncproto_is_hex(&d.args[0].items[k], STORE_GUID_LEN))
+				strv_add(&u->missing, d.args[0].items[k].str);
+	}
+}
+
+static void
+handle_apply_mailbox(struct syncpush *p, struct pcmd *c, const struct syncproto_response *r)
+{
+	struct pu *u = c->u;
+	struct pm *m = &u->pms[c->mi];
+
+	if (m->failed)
+		return;      /* the first refusal of a chain is the one that counts */
+	if (r->kind == SYNCPROTO_RESP_OK) {
+		if (c->last) {
+			struct rmb nm;
+
+			if (!code_mailbox(r->code, &m->ok_hms, &m->ok_uidnext, &m->ok_crc)) {
+				set_fatal(p, ERR_TEMP, "bad APPLY MAILBOX answer for %s", u->name);
+				return;
+			}
+			m->ok = true;
+			memset(&nm, 0, sizeof(nm));
+			str_lcpy(nm.uniqueid, m->id, sizeof(nm.uniqueid));
+			nm.name = m->L.name;
+			nm.uidvalidity = m->L.uidvalidity;
+			nm.uidnext = m->ok_uidnext;
+			nm.hms = m->ok_hms;
+			nm.crc = m->ok_crc;
+			nm.diverged = m->diverged;
+			str_lcpy(nm.specialuse, m->L.specialuse, sizeof(nm.specialuse));
+			cache_put(&p->cache, u->name, &nm);
+			p->stats.mailboxes++;
+		}
+		return;
+	}
+	m->failed = true;
+	u->failed = true;
+	cache_del(&p->cache, u->name, m->id);
+	if (fatal_no(p, r, "APPLY MAILBOX"))
+		return;
+	switch (r->code_kind) {
+	case ERR_CONFLICT:
+		if (code_word(r->code, "checksum") || code_word(r->code, "checksum-after") ||
+		    code_word(r->code, "guid") || code_word(r->code, "state"))
+			m->force_repair = true;
+		m->retry = true;
+		u->retry = true;
+		log_info("replica state differs user=%s mailbox=%s answer=%s: comparing again",
+			u->name, m->id, log_q(r->text ? r->text : ""));
+		break;
+	case ERR_EXISTS:
+	case ERR_NOTFOUND:
+		if (code_word(r->code, "guid"))
+			m->force_repair = true;
+		m->retry = true;
+		u->retry = true;
+		break;
+	default:
+		note_error(p, u->name, "APPLY MAILBOX", r);
+		break;
+	}
+}
+
+static void
+handle_simple(struct syncpush *p, struct pcmd *c, const struct syncproto_response *r,
+	const char *what)
+{
+	struct pu *u = c->u;
+
+	if (r->kind == SYNCPROTO_RESP_OK)
+		return;
+	u->failed = true;
+	if (c->kind == PK_APPLY_RENAME || c->kind == PK_APPLY_DELETE) {
+		u->pms[c->mi].failed = true;
+		cache_del(&p->cache, u->name, u->pms[c->mi].id);
+	}
+	if (fatal_no(p, r, what))
+		return;
+	if (r->code_kind == ERR_CONFLICT || r->code_kind == ERR_EXISTS ||
+	    r->code_kind == ERR_NOTFOUND) {
+		u->retry = true;
+		return;
+	}
+	note_error(p, u->name, what, r);
+}
+
+static void
+handle(struct syncpush *p, struct pcmd *c, const struct syncproto_response *r,
+	const struct syncproto_value *code)
+{
+	(void)code;
+	switch (c->kind) {
+	case PK_GET_USER:
+		handle_get_user(p, c, r);
+		break;
+	case PK_GET_RECORDS:
+		handle_get_records(p, c, r);
+		break;
+	case PK_RESERVE:
+		handle_reserve(p, c, r);
+		break;
+	case PK_UPLOAD:
+		if (r->kind != SYNCPROTO_RESP_OK) {
+			c->u->failed = true;
+			if (r->code_kind == ERR_CONFLICT) {
+				/* rolled back with a refused APPLY: again next round */
+				c->u->retry = true;
+			} else if (!fatal_no(p, r, "UPLOAD")) {
+				note_error(p, c->u->name, "UPLOAD", r);
+			}
+		}
+		break;
+	case PK_APPLY_MAILBOX:
+		handle_apply_mailbox(p, c, r);
+		break;
+	case PK_APPLY_RENAME:
+		if (r->kind == SYNCPROTO_RESP_OK)
+			p->stats.renames++;
+		handle_simple(p, c, r, "APPLY RENAME");
+		break;
+	case PK_APPLY_DELETE:
+		if (r->kind == SYNCPROTO_RESP_OK) {
+			p->stats.deletes++;
+			cache_del(&p->cache, c->u->name, c->u->pms[c->mi].id);
+		}
+		handle_simple(p, c, r, "APPLY DELETE");
+		break;
+	case PK_APPLY_SUB:
+		handle_simple(p, c, r, "APPLY SUB");
+		break;
+	case PK_APPLY_USER:
+		handle_simple(p, c, r, "APPLY USER");
+		break;
+	case PK_APPLY_UNUSER:
+		if (r->kind == SYNCPROTO_RESP_OK)
+			cache_forget_user(&p->cache, c->u->name);
+		handle_simple(p, c, r, "APPLY UNUSER");
+		break;
+	case PK_APPLY_PASSWORD:
+		handle_simple(p, c, r, "APPLY PASSWORD");
+		break;
+	case PK_GET_USERS:
+		if (r->kind == SYNCPROTO_RESP_OK) {
+			struct err err;
+			for (size_t i = 0; i < p->nun; i++) {
+				struct syncproto_response d;
+				const char *name = NULL;
+				uint64_t ms = 0, dg = 0;
+				if (syncproto_response_parse(p->un[i], &d, &err) < 0 ||
+				    d.kind != SYNCPROTO_RESP_DATA || !str_eq_ci(d.data, "USER") ||
+				    d.nargs != 1 || syncproto_kv_check(&d.args[0], &err) < 0 ||
+				    syncproto_kv_cstr(&d.args[0], "NAME", &name, &err) != 1 ||
+				    syncproto_kv_u64(&d.args[0], "HIGHESTMODSEQ", &ms, &err) != 1)
+					continue;
+				if (p->au_names.n == p->au_cap) {
+					p->au_cap = p->au_cap ? 2 * p->au_cap : 256;
+					p->au_modseq = xreallocarray(p->au_modseq, p->au_cap, sizeof(uint64_t));
+					p->au_digest = xreallocarray(p->au_digest, p->au_cap, sizeof(int64_t));
+				}
+				p->au_modseq[p->au_names.n] = ms;
+				p->au_digest[p->au_names.n] =
+					syncproto_kv_u64(&d.args[0], "DIGEST", &dg, &err) == 1 && dg <= UINT32_MAX ?
+					(int64_t)dg : -1;
+				strv_add(&p->au_names, name);
+			}
+		} else if (!fatal_no(p, r, "GET USERS")) {
+			set_fatal(p, ERR_TEMP, "GET USERS refused: %s", r->text ? r->text : "");
+		}
+		break;
+	case PK_NOOP:
+	case PK_LOGOUT:
+	case PK_LOGIN:
+		if (r->kind != SYNCPROTO_RESP_OK && c->kind == PK_NOOP)
+			(void)fatal_no(p, r, "NOOP");
+		break;
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Login                                                               */
+
+/* Read one frame that must be a response; 0, or -1. */
+static int
+read_resp(struct syncpush *p, struct syncproto_value **f, struct syncproto_response *r,
+	struct err *err)
+{
+	int rc;
+
+	if (syncsess_out(p->sess)->len > 0 && syncsess_flush(p->sess, err) < 0)
+		return -1;
+	rc = syncsess_read(p->sess, f, err);
+	if (rc == 0)
+		return err_set(err, ERR_TEMP, "the replica closed the connection");
+	if (rc < 0)
+		return -1;
+	if (syncproto_response_parse(*f, r, err) < 0) {
+		syncproto_value_free(f);
+		err->kind = ERR_TEMP;
+		return -1;
+	}
+	if (r->kind == SYNCPROTO_RESP_BYE) {
+		err_set(err, r->code_kind == ERR_PERM ? ERR_PERM : ERR_TEMP, "the replica said BYE: %s",
+			r->text ? r->text : "");
+		syncproto_value_free(f);
+		return -1;
+	}
+	return 0;
+}
+
+/* Send a one-line command and wait for its tagged answer; untagged data
+ * goes to on_data.  1 OK, 0 NO/BAD (*r holds it, valid until *f freed). */
+static int
+simple_cmd(struct syncpush *p, const char *line, struct syncproto_value **f,
+	struct syncproto_response *r, struct syncproto_value **data, struct err *err)
+{
+	char tag[24];
+
+	snprintf(tag, sizeof(tag), "L%llu", (unsigned long long)p->next_tag++);
+	buf_printf(syncsess_out(p->sess), "%s %s\r\n", tag, line);
+	if (data != NULL)
+		*data = NULL;
+	for (;;) {
+		if (read_resp(p, f, r, err) < 0)
+			return -1;
+		if (r->tag != NULL && str_eq(r->tag, tag))
+			return r->kind == SYNCPROTO_RESP_OK ? 1 : 0;
+		if (data != NULL && *data == NULL && r->kind == SYNCPROTO_RESP_DATA) {
+			*data = *f;
+			*f = NULL;
+			continue;
+		}
+		syncproto_value_free(f);
+	}
+}
+
+struct greeting {
+	bool starttls, plain, zstd, v1;
+};
+
+static int
+read_greeting(struct syncpush *p, struct greeting *g, struct err *err)
+{
+	struct syncproto_value *f = NULL;
+	struct syncproto_response r;
+	const struct syncproto_value *caps;
+
+	memset(g, 0, sizeof(*g));
+	if (read_resp(p, &f, &r, err) < 0)
+		return -1;
+	if (r.kind != SYNCPROTO_RESP_OK || r.tag != NULL || r.code == NULL || r.code->n < 2 ||
+	    !syncproto_is_atom(&r.code->items[0], "CASTOR-SYNC") ||
+	    r.code->items[1].type != SYNCPROTO_LIST) {
+		syncproto_value_free(&f);
+		return err_set(err, ERR_TEMP, "not a Castor sync server");
+	}
+	caps = &r.code->items[1];
+	for (size_t i = 0; i + 1 < caps->n; i += 2) {
+		const struct syncproto_value *k = &caps->items[i], *v = &caps->items[i + 1];
+		if (syncproto_is_atom(k, "STARTTLS")) {
+			uint64_t x = 0;
+			g->starttls = syncproto_get_u64(v, &x) == 0 && x == 1;
+		} else if (v->type == SYNCPROTO_LIST) {
+			for (size_t j = 0; j < v->n; j++) {
+				if (syncproto_is_atom(k, "AUTH") && syncproto_is_atom(&v->items[j], "PLAIN"))
+					g->plain = true;
+				if (syncproto_is_atom(k, "COMPRESS") && syncproto_is_atom(&v->items[j], "ZSTD"))
+					g->zstd = true;
+				if (syncproto_is_atom(k, "VERSIONS")) {
+					uint64_t x = 0;
+					if (syncproto_get_u64(&v->items[j], &x) == 0 && x == SYNCPROTO_VERSION)
+						g->v1 = true;
+				}
+			}
+		}
+	}
+	syncproto_value_free(&f);
+	if (!g->v1)
+		return err_set(err, ERR_PERM, "the replica does not speak sync protocol version %d",
+			SYNCPROTO_VERSION);
+	return 0;
+}
+
+int
+syncpush_login(struct syncpush *p, const struct syncpush_login *l, struct err *err)
+{
+	struct syncproto_value *f = NULL, *data = NULL;
+	struct syncproto_response r;
+	struct greeting g;
+	struct buf b = BUF_INIT;
+	const char *role;
+	uint64_t epoch;
+	int rc;
+
+	if (store_server_get(p->st, &role, &epoch, err) < 0)
+		return -1;
+	if (!str_eq(role, "master"))
+		return err_set(err, ERR_FENCED, "this server is a %s, not a master: nothing to push",
+			role);
+	if (read_greeting(p, &g, err) < 0)
+		return -1;
+	if (l->tls) {
+		if (!g.starttls)
+			return err_set(err, ERR_PERM, "the replica offers no STARTTLS (set %s_sync_tls: no on loopback)",
+				l->channel ? l->channel : "CHAN");
+		rc = simple_cmd(p, "STARTTLS", &f, &r, NULL, err);
+		syncproto_value_free(&f);
+		if (rc < 0)
+			return -1;
+		if (rc == 0)
+			return err_set(err, ERR_PERM, "the replica refused STARTTLS");
+		if (conn_starttls(syncsess_conn(p->sess), l->tls_ctx, l->host, err) < 0) {
+			if (err->kind == ERR_INVALID)
+				err->kind = ERR_PERM;
+			return -1;
+		}
+		if (read_greeting(p, &g, err) < 0)
+			return -1;
+	}
+	if (!g.plain)
+		return err_set(err, ERR_PERM, "the replica offers no authentication on this connection"
+			" (TLS needed off loopback)");
+	if (l->password == NULL)
+		return err_set(err, ERR_PERM, "no sync password configured for channel %s",
+			l->channel ? l->channel : "?");
+	buf_puts(&b, "AUTHENTICATE PLAIN ");
+	sasl_plain_encode(&b, NULL, l->authname, l->password);
+	rc = simple_cmd(p, buf_cstr(&b), &f, &r, NULL, err);
+	memset(b.data, 0, b.len);
+	buf_free(&b);
+	if (rc == 0) {
+		syncproto_value_free(&f);
+		return err_set(err, ERR_PERM, "the replica refused the sync credentials (authname %s)",
+			l->authname);
+	}
+	syncproto_value_free(&f);
+	if (rc < 0)
+		return -1;
+	if (l->compress && g.zstd) {
+		rc = simple_cmd(p, "COMPRESS ZSTD", &f, &r, NULL, err);
+		syncproto_value_free(&f);
+		if (rc < 0)
+			return -1;
+		if (rc == 1 && syncsess_compress_start(p->sess, ZSTD_LEVEL, err) < 0)
+			return -1;
+	}
+	{
+		struct syncproto_enc e;
+		buf_reset(&b);
+		syncproto_enc_init(&e, &b, 0);
+		syncproto_enc_atom(&e, "HELLO");
+		syncproto_enc_open(&e, '(');
+		syncproto_enc_key_u64(&e, "VERSION", SYNCPROTO_VERSION);
+		syncproto_enc_atom(&e, "ROLE");
+		syncproto_enc_atom(&e, "master");
+		syncproto_enc_key_u64(&e, "EPOCH", epoch);
+		syncproto_enc_key_string(&e, "SERVERID", l->servername ? l->servername : "castor");
+		if (l->channel != NULL)
+			syncproto_enc_key_string(&e, "CHANNEL", l->channel);
+		if (l->allow_deletes)
+			syncproto_enc_key_u64(&e, "ALLOW-DELETES", 1);
+		syncproto_enc_close(&e);
+	}
+	rc = simple_cmd(p, buf_cstr(&b), &f, &r, &data, err);
+	buf_free(&b);
+	if (rc == 0) {
+		if (r.code_kind == ERR_FENCED)
+			err_set(err, ERR_FENCED, "the replica fenced us (epoch %llu): %s",
+				(unsigned long long)epoch, r.text ? r.text : "");
+		else
+			err_set(err, ERR_PERM, "HELLO refused: %s", r.text ? r.text : "");
+		syncproto_value_free(&f);
+		syncproto_value_free(&data);
+		return -1;
+	}
+	syncproto_value_free(&f);
+	if (rc < 0) {
+		syncproto_value_free(&data);
+		return -1;
+	}
+	if (data != NULL) {
+		struct syncproto_response d;
+		const char *rrole = NULL;
+		if (syncproto_response_parse(data, &d, err) == 0 && d.nargs == 1 &&
+		    syncproto_kv_cstr(&d.args[0], "ROLE", &rrole, err) == 1 && !str_eq(rrole, "replica")) {
+			err_set(err, ERR_FENCED, "the peer is a %s, not a replica", rrole);
+			syncproto_value_free(&data);
+			return -1;
+		}
+	}
+	syncproto_value_free(&data);
+	return 0;
+}
+
+int
+syncpush_noop(struct syncpush *p, struct err *err)
+{
+	struct syncproto_enc e;
+
+	cmd_begin(p, PK_NOOP, &e);
+	syncproto_enc_atom(&e, "NOOP");
+	if (cmd_end(p, &e, err) < 0 || drain(p, err) < 0)
+		return -1;
+	if (p->fatal) {
+		*err = p->fatal_err;
+		p->fatal = false;
+		return -1;
+	}
+	return 0;
+}
+
+void
+syncpush_logout(struct syncpush *p)
+{
+	struct syncproto_enc e;
+	struct err err;
+
+	if (p->fatal)
+		return;
+	cmd_begin(p, PK_LOGOUT, &e);
+	syncproto_enc_atom(&e, "LOGOUT");
+	if (cmd_end(p, &e, &err) == 0)
+		(void)drain(p, &err);
+}
+
+/* ------------------------------------------------------------------ */
+/* Reading local state                                                 */
+
+struct lrec_ctx {
+	struct precs *out;
+	uint32_t maxuid;
+	uint64_t maxmodseq;
+};
+
+static int
+lrec_cb(void *ctx, const struct store_record *r)
+{
+	struct lrec_ctx *c = ctx;
+
+	precs_add(c->out, r);
+	if (r->uid > c->maxuid)
+		c->maxuid = r->uid;
+	if (r->modseq > c->maxmodseq)
+		c->maxmodseq = r->modseq;
+	if (r->expunged_modseq > c->maxmodseq)
+		c->maxmodseq = r->expunged_modseq;
+	return 0;
+}
+
+/* Read a mailbox row and its records since `since` consistently (RULES 3).
+ * 1 consistent, 0 the row moved (L is the first reading), -1 error. */
+static int
+read_local(struct store_user *lu, const char *id, uint64_t since, struct store_mailbox *L,
+	struct precs *recs, uint32_t *maxuid, uint64_t *maxmodseq, struct err *err)
+{
+	struct store_mailbox L2;
+
+	for (int attempt = 0; attempt < 3; attempt++) {
+		struct lrec_ctx c = { recs, 0, 0 };
+
+		precs_free(recs);
+		if (store_mailbox_get_id(lu, id, true, L, err) < 0)
+			return -1;
+		if (store_records_since(lu, id, since, lrec_cb, &c, err) < 0)
+			return -1;
+		*maxuid = c.maxuid;
+		*maxmodseq = c.maxmodseq;
+		if (store_mailbox_get_id(lu, id, true, &L2, err) < 0)
+			return -1;
+		if (L2.highestmodseq == L->highestmodseq && L2.sync_crc == L->sync_crc)
+			return 1;
+	}
+	return 0;
+}
+
+struct lmb_ctx {
+	struct strv *ids;
+};
+
+static int
+lmb_cb(void *ctx, const char *name, unsigned attrs, const struct store_mailbox *mb)
+{
+	struct lmb_ctx *c = ctx;
+
+	(void)name;
+	(void)attrs;
+	if (mb != NULL)
+		strv_add_uniq(c->ids, mb->uniqueid);
+	return 0;
+}
+
+struct lsub {
+	char *name;
+	bool subscribed;
+	uint64_t modseq;
+};
+
+struct lsub_ctx {
+	struct lsub *v;
+	size_t n, cap;
+};
+
+static int
+lsub_cb(void *ctx, const struct store_change *ch)
+{
+	struct lsub_ctx *c = ctx;
+
+	if (ch->item != STORE_ITEM_SUB)
+		return 0;
+	for (size_t i = 0; i < c->n; i++)
+		if (str_eq(c->v[i].name, ch->sub_name)) {
+			c->v[i].subscribed = ch->subscribed;
+			c->v[i].modseq = ch->modseq;
+			return 0;
+		}
+	if (c->n == c->cap) {
+		c->cap = c->cap ? 2 * c->cap : 16;
+		c->v = xreallocarray(c->v, c->cap, sizeof(*c->v));
+	}
+	c->v[c->n].name = xstrdup(ch->sub_name);
+	c->v[c->n].subscribed = ch->subscribed;
+	c->v[c->n].modseq = ch->modseq;
+	c->n++;
+	return 0;
+}
+
+static void
+password_sha256(const char *hash, char *hex)
+{
+	unsigned char md[32];
+	unsigned int n = 0;
+
+	EVP_Digest(hash, strlen(hash), md, &n, EVP_sha256(), NULL);
+	str_hex(md, n, hex);
+}
+
+/* ------------------------------------------------------------------ */
+/* Planning                                                            */
+
+static void
+report(struct syncpush *p, struct pu *u, enum syncpush_conflict_kind k, const struct pm *m,
+	const char *name, uint32_t uid, const char *mg, const char *rg, uint64_t mm, uint64_t rm)
+{
+	struct syncpush_conflict c;
+
+	memset(&c, 0, sizeof(c));
+	c.kind = k;
+	c.user = u->name;
+	c.mailbox_id = m != NULL ? m->id : NULL;
+	c.mailbox_name = name;
+	c.uid = uid;
+	c.master_guid = mg;
+	c.replica_guid = rg;
+	c.master_modseq = mm;
+	c.replica_modseq = rm;
+	(void)conflict(p, &c);
+	u->conflicted = true;
+}
+
+/* Records to send for an update from the replica's state R (NULL: create). */
+static void
+select_records(struct pm *m, const struct precs *all, uint32_t r_uidnext, bool create)
+{
+	for (size_t i = 0; i < all->n; i++) {
+		const struct store_record *r = &all->v[i].r;
+		if (r->expunged_modseq != 0 && (create || r->uid >= r_uidnext))
+			continue;   /* the replica never had it: nothing to expunge */
+		precs_add(&m->recs, r);
+		if (r->expunged_modseq == 0 && (create || r->uid >= r_uidnext))
+			strv_add(&m->guids, r->guid);
+	}
+}
+
+/* Plan one mailbox.  R is the replica's state (NULL absent).  Returns
+ * false when the user must be planned again with every mailbox (a name
+ * this plan needs is held by a mailbox outside it). */
+static int
+plan_mailbox(struct syncpush *p, struct pu *u, struct store_user *lu, struct pm *m,
+	struct err *err)
+{
+	struct precs all = { 0 };
+	uint32_t maxuid = 0;
+	uint64_t maxms = 0;
+	struct rmb *R = m->R;
+	int rc;
+	bool repair = strv_has(&u->force_repair, m->id);
+
+	rc = store_mailbox_get_id(lu, m->id, true, &m->L, err);
+	if (rc < 0 && err->kind != ERR_NOTFOUND)
+		return -1;
+	if (rc < 0) {
+		/* nothing here, not even a tombstone */
+		if (R != NULL && R->deletedmodseq == 0 && (u->flags & PU_FULL))
+			report(p, u, SYNCPUSH_C_REPLICA_MAILBOX, m, R->name, 0, NULL, NULL, 0, R->hms);
+		m->act = PM_NONE;
+		return 0;
+	}
+	if (m->L.deleted_modseq != 0) {
+		if (R == NULL || R->deletedmodseq != 0) {
+			m->act = PM_NONE;
+			return 0;
+		}
+		if (R->uidnext > m->L.uidnext) {
+			/* mail arrived on the replica after our last UID: issue 8 case 7 */
+			report(p, u, SYNCPUSH_C_UID_ABOVE, m, R->name, R->uidnext - 1, NULL, NULL,
+				m->L.deleted_modseq, R->hms);
+			m->act = PM_NONE;
+			return 0;
+		}
+		m->act = PM_DELETE;
+		m->oldname = xstrdup(R->name);
+		return 0;
+	}
+	/* live here */
+	if (R != NULL && R->deletedmodseq != 0) {
+		report(p, u, SYNCPUSH_C_DELETED_REPLICA, m, m->L.name, 0, NULL, NULL,
+			m->L.highestmodseq, R->deletedmodseq);
+		m->act = PM_NONE;
+		return 0;
+	}
+	if (R == NULL) {
+		struct rmb *h = u->r != NULL ? ruser_find_name(u->r, m->L.name) : NULL;
+		if (h != NULL && !(str_eq(h->name, "INBOX") && h->uidnext == 1)) {
+			/* the holder may be on its way out (renamed or deleted here) */
+			struct store_mailbox hl;
+			struct err e2;
+			bool leaving = store_mailbox_get_id(lu, h->uniqueid, true, &hl, &e2) == 0 &&
+				(hl.deleted_modseq != 0 || !str_eq(hl.name, h->name));
+			if (!leaving) {
+				report(p, u, SYNCPUSH_C_NAME_CLASH, m, m->L.name, 0, NULL, NULL,
+					m->L.highestmodseq, h->hms);
+				m->act = PM_NONE;
+				return 0;
+			}
+			if (!(u->flags & PU_FULL))
+				return 1;   /* plan the holder too */
+		}
+		rc = read_local(lu, m->id, 0, &m->L, &all, &maxuid, &maxms, err);
+		if (rc < 0)
+			goto fail;
+		m->create = true;
+		m->since_modseq = 0;
+		select_records(m, &all, 0, true);
+		m->send_crc = rc == 1;
+		m->hms = m->L.highestmodseq > maxms ? m->L.highestmodseq : maxms;
+		m->uidnext = m->L.uidnext > maxuid ? m->L.uidnext : maxuid + 1;
+		m->act = PM_UPDATE;
+		precs_free(&all);
+		return 0;
+	}
+	/* live on both sides */
+	if (R->uidvalidity != m->L.uidvalidity) {
+		report(p, u, SYNCPUSH_C_UIDVALIDITY, m, m->L.name, 0, NULL, NULL, m->L.uidvalidity,
+			R->uidvalidity);
+		m->act = PM_NONE;
+		return 0;
+	}
+	if (R->uidnext > m->L.uidnext) {
+		report(p, u, SYNCPUSH_C_UID_ABOVE, m, m->L.name, R->uidnext - 1, NULL, NULL,
+			m->L.uidnext, R->uidnext);
+		m->act = PM_NONE;
+		return 0;
+	}
+	if (R->hms > m->L.highestmodseq) {
+		report(p, u, SYNCPUSH_C_MODSEQ_AHEAD, m, m->L.name, 0, NULL, NULL,
+			m->L.highestmodseq, R->hms);
+		m->act = PM_NONE;
+		return 0;
+	}
+	if (!str_eq(R->name, m->L.name)) {
+		struct rmb *h = u->r != NULL ? ruser_find_name(u->r, m->L.name) : NULL;
+		if (h != NULL && !str_eq(h->uniqueid, m->id)) {
+			struct store_mailbox hl;
+			struct err e2;
+			bool leaving = store_mailbox_get_id(lu, h->uniqueid, true, &hl, &e2) == 0 &&
+				(hl.deleted_modseq != 0 || !str_eq(hl.name, h->name));
+			if (!leaving) {
+				report(p, u, SYNCPUSH_C_NAME_CLASH, m, m->L.name, 0, NULL, NULL,
+					m->L.highestmodseq, h->hms);
+				m->act = PM_NONE;
+				return 0;
+			}
+			if (!(u->flags & PU_FULL))
+				return 1;
+		}
+		m->oldname = xstrdup(R->name);
+	}
+	m->since_modseq = R->hms;
+	m->since_crc = R->crc;
+	m->diverged = R->diverged;
+	if (repair || (R->hms == m->L.highestmodseq && R->crc != m->L.sync_crc)) {
+		m->act = PM_REPAIR;
+		return 0;
+	}
+	if (R->hms == m->L.highestmodseq && m->oldname == NULL &&
+	    str_eq(R->specialuse, m->L.specialuse)) {
+		m->act = PM_NONE;   /* in sync */
+		return 0;
+	}
+	rc = read_local(lu, m->id, R->hms, &m->L, &all, &maxuid, &maxms, err);
+	if (rc < 0)
+		goto fail;
+	select_records(m, &all, R->uidnext, false);
+	m->send_crc = rc == 1 && !m->diverged;
+	m->hms = m->L.highestmodseq > maxms ? m->L.highestmodseq : maxms;
+	if (m->hms < R->hms)
+		m->hms = R->hms;
+	m->uidnext = m->L.uidnext > maxuid ? m->L.uidnext : maxuid + 1;
+	if (m->uidnext < R->uidnext)
+		m->uidnext = R->uidnext;
+	m->act = PM_UPDATE;
+	precs_free(&all);
+	return 0;
+fail:
+	precs_free(&all);
+	return -1;
+}
+
+/* After GET RECORDS: compare record by record and fill the update. */
+static int
+plan_repair(struct syncpush *p, struct pu *u, struct store_user *lu, struct pm *m,
+	struct err *err)
+{
+	struct precs all = { 0 };
+	uint32_t maxuid = 0;
+	uint64_t maxms = 0;
+	size_t i = 0, k = 0;
+	bool left = false;
+	int rc;
+
+	p->stats.repairs++;
+	rc = read_local(lu, m->id, 0, &m->L, &all, &maxuid, &maxms, err);
+	if (rc < 0)
+		return -1;
+	if (m->r_hms > m->L.highestmodseq) {
+		report(p, u, SYNCPUSH_C_MODSEQ_AHEAD, m, m->L.name, 0, NULL, NULL,
+			m->L.highestmodseq, m->r_hms);
+		m->act = PM_NONE;
+		precs_free(&all);
+		return 0;
+	}
+	/* both lists are in uid order */
+	while (i < all.n || k < m->rrecs.n) {
+		const struct store_record *l = i < all.n ? &all.v[i].r : NULL;
+		const struct store_record *r = k < m->rrecs.n ? &m->rrecs.v[k].r : NULL;
+
+		if (l != NULL && (r == NULL || l->uid < r->uid)) {
+			if (l->expunged_modseq == 0) {
+				precs_add(&m->recs, l);
+				strv_add(&m->guids, l->guid);
+			}
+			i++;
+			continue;
+		}
+		if (r != NULL && (l == NULL || r->uid < l->uid)) {
+			if (r->expunged_modseq == 0) {
+				report(p, u, r->uid >= m->L.uidnext ? SYNCPUSH_C_UID_ABOVE :
+					SYNCPUSH_C_REPLICA_RECORD, m, m->L.name, r->uid, NULL, r->guid, 0,
+					r->modseq);
+				left = true;
+			}
+			k++;
+			continue;
+		}
+		/* same uid */
+		if (!str_eq(l->guid, r->guid)) {
+			if (l->expunged_modseq == 0 || r->expunged_modseq == 0) {
+				report(p, u, SYNCPUSH_C_GUID, m, m->L.name, l->uid, l->guid, r->guid,
+					l->modseq, r->modseq);
+				left = true;
+			}
+		} else if (l->modseq != r->modseq || l->sysflags != r->sysflags ||
+		    l->expunged_modseq != r->expunged_modseq ||
+		    !str_eq(l->keywords ? l->keywords : "", r->keywords ? r->keywords : "")) {
+			bool send = true;
+			if (r->modseq > l->modseq && l->expunged_modseq == 0 && r->expunged_modseq == 0) {
+				struct syncpush_conflict c;
+				memset(&c, 0, sizeof(c));
+				c.kind = SYNCPUSH_C_FLAGS;
+				c.user = u->name;
+				c.mailbox_id = m->id;
+				c.mailbox_name = m->L.name;
+				c.uid = l->uid;
+				c.master_guid = l->guid;
+				c.replica_guid = r->guid;
+				c.master_modseq = l->modseq;
+				c.replica_modseq = r->modseq;
+				send = conflict(p, &c) == SYNCPUSH_R_MASTER;
+				if (!send) {
+					left = true;
+					u->conflicted = true;
+				}
+			}
+			if (send)
+				precs_add(&m->recs, l);
+		}
+		i++;
+		k++;
+	}
+	precs_free(&all);
+	m->since_modseq = m->r_hms;
+	m->since_crc = m->r_crc;
+	m->diverged = left;
+	m->send_crc = rc == 1 && !left;
+	m->hms = m->L.highestmodseq > maxms ? m->L.highestmodseq : maxms;
+	if (m->hms < m->r_hms)
+		m->hms = m->r_hms;
+	m->uidnext = m->L.uidnext > maxuid ? m->L.uidnext : maxuid + 1;
+	if (m->uidnext < m->r_uidnext)
+		m->uidnext = m->r_uidnext;
+	m->act = PM_UPDATE;
+	if (left)
+		log_notice("mailbox left diverged user=%s mailbox=%s name=%s (conflicts above)",
+			u->name, m->id, log_q(m->L.name));
+	return 0;
+}
+
+/* Compare subscriptions, password and quota (full path). */
+static int
+plan_user_fields(struct syncpush *p, struct pu *u, struct store_user *lu, struct err *err)
+{
+	struct lsub_ctx ls = { 0 };
+	char hex[65];
+
+	(void)p;
+	if ((u->flags & (PU_FULL | PU_SUB)) && u->r != NULL) {
+		if (store_changes_since(lu, 0, lsub_cb, &ls, err) < 0)
+			return -1;
+		for (size_t i = 0; i < ls.n; i++) {
+			bool same = false;
+			for (size_t k = 0; k < u->r->nsubs; k++)
+				if (str_eq(u->r->subs[k].name, ls.v[i].name)) {
+					same = u->r->subs[k].subscribed == ls.v[i].subscribed &&
+						u->r->subs[k].modseq == ls.v[i].modseq;
+					break;
+				}
+			if (same || (!ls.v[i].subscribed && !u->r->exists)) {
+				free(ls.v[i].name);
+				continue;
+			}
+			u->subs_to_send = xreallocarray(u->subs_to_send, u->nsubs_to_send + 1,
+				sizeof(*u->subs_to_send));
+			u->subs_to_send[u->nsubs_to_send].name = ls.v[i].name;
+			u->subs_to_send[u->nsubs_to_send].subscribed = ls.v[i].subscribed;
+			u->subs_to_send[u->nsubs_to_send].modseq = ls.v[i].modseq;
+			u->nsubs_to_send++;
+		}
+		free(ls.v);
+	}
+	if ((u->flags & (PU_FULL | PU_PASSWORD | PU_USER)) && u->r != NULL) {
+		if (u->hash != NULL)
+			password_sha256(u->hash, hex);
+		else
+			hex[0] = '\0';
+		if (!u->r->exists || !str_eq(hex, u->r->pwsha))
+			u->send_password = u->r->exists || u->hash != NULL;
+	}
+	if ((u->flags & (PU_FULL | PU_USER)) && u->r != NULL && u->r->exists &&
+	    (u->r->quota_bytes != u->ui.quota_bytes || u->r->quota_messages != u->ui.quota_messages))
+		u->send_quota = true;
+	return 0;
+}
+
+/* Plan a whole user.  The user's replica state is u->r (full path) or the
+ * cache (fast path).  0, or -1 on a local error (counted, user skipped). */
+static int
+plan_user(struct syncpush *p, struct pu *u, struct err *err)
+{
+	struct store_user *lu;
+	struct strv ids = { 0 };
+	struct lmb_ctx lc = { &ids };
+	int x;
+
+	p->stats.users++;
+	x = store_user_exists(p->st, u->name, err);
+	if (x < 0)
+		return -1;
+	u->local_exists = x == 1;
+	if (!u->local_exists) {
+		local_user_forget(p, u->name);
+		if (u->flags & PU_UNUSER)
+			u->send_unuser = true;
+		return 0;
+	}
+	if ((lu = local_user(p, u->name, err)) == NULL)
+		return -1;
+	if (store_user_modseq(lu, &u->m0, err) < 0)
+		return -1;
+	free(u->hash);
+	u->hash = NULL;
+	if (syncdigest_userinfo(p->st, u->name, &u->ui, &u->hash, err) < 0)
+		return -1;
+	if (!u->fast && u->r != NULL && u->r->exists && (u->flags & PU_UNUSER)) {
+		/* deleted and created again here: is the replica's user the old one? */
+		struct store_mailbox inbox;
+		struct rmb *ri = ruser_find_name(u->r, "INBOX");
+		if (store_mailbox_get(lu, "INBOX", &inbox, err) < 0)
+			return -1;
+		if (ri != NULL && !str_eq(ri->uniqueid, inbox.uniqueid) && ri->uidnext > 1) {
+			u->send_unuser = true;
+			ruser_free(u->r);
+			u->r = xcalloc(1, sizeof(*u->r));
+			u->r->quota_bytes = u->r->quota_messages = -1;
+		}
+	}
+	if (!u->fast && u->r != NULL && !u->r->exists)
+		u->send_create = true;
+again:
+	strv_free(&ids);
+	if (u->fast || !(u->flags & PU_FULL)) {
+		for (size_t i = 0; i < u->mbids.n; i++)
+			strv_add_uniq(&ids, u->mbids.v[i]);
+		for (size_t i = 0; i < u->force_repair.n; i++)
+			strv_add_uniq(&ids, u->force_repair.v[i]);
+	} else {
+		if (store_mailbox_list(lu, "*", STORE_LIST_DELETED | STORE_LIST_NO_PARENTS, lmb_cb, &lc,
+			err) < 0) {
+			strv_free(&ids);
+			return -1;
+		}
+		for (size_t i = 0; u->r != NULL && i < u->r->nmbs; i++)
+			strv_add_uniq(&ids, u->r->mbs[i].uniqueid);
+	}
+	for (size_t i = 0; i < ids.n; i++) {
+		struct pm *m = pu_add_pm(u, ids.v[i]);
+		if (m == NULL)
+			continue;
+		if (u->fast) {
+			struct centry *ce = cache_get(&p->cache, u->name, m->id);
+			if (ce == NULL) {
+				/* not cached: this user needs a GET USER */
+				u->fast = false;
+				u->retry = true;
+				strv_free(&ids);
+				return 0;
+			}
+			m->rcopy = ce->mb;
+			m->rcopy.name = xstrdup(ce->mb.name);
+			m->R = &m->rcopy;
+		} else {
+			m->R = ruser_find(u->r, m->id);
+		}
+		x = plan_mailbox(p, u, lu, m, err);
+		if (x < 0) {
+			strv_free(&ids);
+			return -1;
+		}
+		if (x == 1) {
+			/* a name is held by a mailbox outside the plan: plan everything */
+			for (size_t k = 0; k < u->npm; k++)
+				pm_free(&u->pms[k]);
+			u->npm = 0;
+			u->flags |= PU_FULL;
+			goto again;
+		}
+		if (u->fast && (m->act == PM_DELETE || m->act == PM_REPAIR || m->oldname != NULL ||
+		    m->create)) {
+			/* anything but a plain update wants the full picture */
+			for (size_t k = 0; k < u->npm; k++)
+				pm_free(&u->pms[k]);
+			u->npm = 0;
+			u->fast = false;
+			u->retry = true;
+			strv_free(&ids);
+			return 0;
+		}
+	}
+	strv_free(&ids);
+	if (!u->fast && plan_user_fields(p, u, lu, err) < 0)
+		return -1;
+	if (!u->fast && (u->flags & PU_FULL))
+		u->final_user = true;
+	return 0;
+}
+
+/* Temporary names for renames whose current name another rename wants. */
+static void
+plan_renames(struct pu *u)
+{
+	struct strv targets = { 0 };
+
+	for (size_t i = 0; i < u->npm; i++)
+		if (u->pms[i].act == PM_UPDATE && (u->pms[i].create || u->pms[i].oldname != NULL))
+			strv_add(&targets, u->pms[i].L.name);
+	for (size_t i = 0; i < u->npm; i++) {
+		struct pm *m = &u->pms[i];
+		char tmp[STORE_MBOX_NAME_MAX + 1];
+		if (m->act != PM_UPDATE || m->oldname == NULL || !strv_has(&targets, m->oldname))
+			continue;
+		if (strlen(m->oldname) + 6 + STORE_UNIQUEID_LEN < STORE_MBOX_NAME_MAX)
+			snprintf(tmp, sizeof(tmp), "%s.sync-%s", m->oldname, m->id);
+		else
+			snprintf(tmp, sizeof(tmp), "sync-%s", m->id);
+		m->tmpname = xstrdup(tmp);
+	}
+	strv_free(&targets);
+}
+
+/* ------------------------------------------------------------------ */
+/* Sending                                                             */
+
+static int
+send_get_user(struct syncpush *p, struct pu *u, struct err *err)
+{
+	struct syncproto_enc e;
+	struct pcmd *c = cmd_begin(p, PK_GET_USER, &e);
+
+	c->u = u;
+	syncproto_enc_atom(&e, "GET");
+	syncproto_enc_atom(&e, "USER");
+	syncproto_enc_cstring(&e, u->name);
+	return cmd_end(p, &e, err);
+}
+
+static int
+send_get_records(struct syncpush *p, struct pu *u, size_t mi, struct err *err)
+{
+	struct syncproto_enc e;
+	struct pcmd *c = cmd_begin(p, PK_GET_RECORDS, &e);
+
+	c->u = u;
+	c->mi = mi;
+	syncproto_enc_atom(&e, "GET");
+	syncproto_enc_atom(&e, "RECORDS");
+	syncproto_enc_cstring(&e, u->name);
+	syncproto_enc_atom(&e, u->pms[mi].id);
+	syncproto_enc_u64(&e, 0);
+	return cmd_end(p, &e, err);
+}
+
+static int
+send_reserve(struct syncpush *p, struct pu *u, struct err *err)
+{
+	strv_sort_uniq(&u->need);
+	for (size_t i = 0; i < u->need.n; i += RESERVE_CHUNK) {
+		struct syncproto_enc e;
+		struct pcmd *c = cmd_begin(p, PK_RESERVE, &e);
+
+		c->u = u;
+		syncproto_enc_atom(&e, "RESERVE");
+		syncproto_enc_cstring(&e, u->name);
+		syncproto_enc_open(&e, '(');
+		for (size_t k = i; k < u->need.n && k < i + RESERVE_CHUNK; k++)
+			syncproto_enc_atom(&e, u->need.v[k]);
+		syncproto_enc_close(&e);
+		if (cmd_end(p, &e, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int
+send_upload(struct syncpush *p, struct pu *u, struct store_user *lu, const char *guid,
+	struct err *err)
+{
+	struct syncproto_enc e;
+	struct store_blob b;
+	struct pcmd *c;
+	struct err e2;
+
+	if (store_blob_map(lu, guid, &b, &e2) < 0) {
+		/* gone since we read the record (expunged and purged): the
+		 * APPLY will say NOTFOUND and the next round reads again */
+		log_info("body vanished before upload user=%s guid=%s error=%s", u->name, guid,
+			log_q(e2.msg));
+		return 0;
+	}
+	c = cmd_begin(p, PK_UPLOAD, &e);
+	c->u = u;
+	syncproto_enc_atom(&e, "UPLOAD");
+	syncproto_enc_cstring(&e, u->name);
+	syncproto_enc_atom(&e, guid);
+	syncproto_enc_literal(&e, b.data, b.len);
+	p->stats.uploads++;
+	p->stats.upload_bytes += b.len;
+	store_blob_release(&b);
+	return cmd_end(p, &e, err);
+}
+
+static void
+enc_record(struct syncproto_enc *e, const struct store_record *r)
+{
+	syncproto_enc_open(e, '(');
+	syncproto_enc_key_u64(e, "UID", r->uid);
+	syncproto_enc_key_u64(e, "MODSEQ", r->modseq);
+	syncproto_enc_atom(e, "GUID");
+	syncproto_enc_atom(e, r->guid);
+	if (r->expunged_modseq != 0)
+		syncproto_enc_key_u64(e, "EXPUNGEDMODSEQ", r->expunged_modseq);
+	syncproto_enc_key_u64(e, "SIZE", r->size);
+	syncproto_enc_atom(e, "INTERNALDATE");
+	syncproto_enc_i64(e, r->internaldate);
+	syncproto_enc_atom(e, "FLAGS");
+	syncapply_enc_flags(e, r->sysflags, r->keywords);
+	syncproto_enc_close(e);
+}
+
+static int
+send_apply_mailbox(struct syncpush *p, struct pu *u, size_t mi, struct err *err)
+{
+	struct pm *m = &u->pms[mi];
+	size_t nchunks, i0 = 0;
+	uint64_t since = m->since_modseq;
+	uint32_t maxuid = m->R != NULL ? m->R->uidnext - 1 : 0;
+
+	if (m->recs.n > 1)
+		qsort(m->recs.v, m->recs.n, sizeof(*m->recs.v), prec_cmp_modseq);
+	nchunks = m->recs.n == 0 ? 1 : (m->recs.n + CHUNK_RECORDS - 1) / CHUNK_RECORDS;
+	for (size_t ch = 0; ch < nchunks; ch++) {
+		struct syncproto_enc e;
+		struct pcmd *c = cmd_begin(p, PK_APPLY_MAILBOX, &e);
+		size_t i1 = i0 + CHUNK_RECORDS < m->recs.n ? i0 + CHUNK_RECORDS : m->recs.n;
+		bool last = ch + 1 == nchunks;
+		uint64_t hms = since, mod;
+		uint32_t uidnext;
+
+		for (size_t i = i0; i < i1; i++) {
+			const struct store_record *r = &m->recs.v[i].r;
+			uint64_t top = r->expunged_modseq > r->modseq ? r->expunged_modseq : r->modseq;
+			if (top > hms)
+				hms = top;
+			if (r->uid > maxuid)
+				maxuid = r->uid;
+		}
+		if (last)
+			hms = m->hms > hms ? m->hms : hms;
+		uidnext = last ? m->uidnext : maxuid + 1;
+		if (m->R != NULL && uidnext < m->R->uidnext)
+			uidnext = m->R->uidnext;
+		mod = m->L.modseq < hms ? m->L.modseq : hms;
+		c->u = u;
+		c->mi = mi;
+		c->last = last;
+		syncproto_enc_atom(&e, "APPLY");
+		syncproto_enc_atom(&e, "MAILBOX");
+		syncproto_enc_cstring(&e, u->name);
+		syncproto_enc_open(&e, '(');
+		syncproto_enc_atom(&e, "UNIQUEID");
+		syncproto_enc_atom(&e, m->id);
+		syncproto_enc_key_string(&e, "NAME", m->L.name);
+		if (ch == 0 && (m->oldname != NULL || m->tmpname != NULL))
+			syncproto_enc_key_string(&e, "OLDNAME", m->tmpname ? m->tmpname : m->oldname);
+		syncproto_enc_key_u64(&e, "UIDVALIDITY", m->L.uidvalidity);
+		syncproto_enc_key_u64(&e, "UIDNEXT", uidnext);
+		syncproto_enc_key_u64(&e, "HIGHESTMODSEQ", hms);
+		syncproto_enc_key_u64(&e, "CREATEDMODSEQ", m->L.createdmodseq < hms ? m->L.createdmodseq : hms);
+		syncproto_enc_key_u64(&e, "MODSEQ", mod);
+		syncproto_enc_key_string(&e, "SPECIALUSE", m->L.specialuse);
+		syncproto_enc_key_u64(&e, "SINCE-MODSEQ", since);
+		if (ch == 0) {
+			syncproto_enc_atom(&e, "SINCE-CHECKSUM");
+			if (m->create)
+				syncproto_enc_nil(&e);
+			else
+				syncproto_enc_u64(&e, m->since_crc);
+		}
+		if (last && m->send_crc)
+			syncproto_enc_key_u64(&e, "CHECKSUM", m->L.sync_crc);
+		syncproto_enc_atom(&e, "RECORDS");
+		syncproto_enc_open(&e, '(');
+		for (size_t i = i0; i < i1; i++)
+			enc_record(&e, &m->recs.v[i].r);
+		syncproto_enc_close(&e);
+		syncproto_enc_close(&e);
+		p->stats.records += i1 - i0;
+		if (cmd_end(p, &e, err) < 0)
+			return -1;
+		since = hms;
+		i0 = i1;
+	}
+	return 0;
+}
+
+static int
+send_rename(struct syncpush *p, struct pu *u, size_t mi, const char *from, const char *to,
+	struct err *err)
+{
+	struct syncproto_enc e;
+	struct pcmd *c = cmd_begin(p, PK_APPLY_RENAME, &e);
+
+	c->u = u;
+	c->mi = mi;
+	syncproto_enc_atom(&e, "APPLY");
+	syncproto_enc_atom(&e, "RENAME");
+	syncproto_enc_cstring(&e, u->name);
+	syncproto_enc_open(&e, '(');
+	syncproto_enc_atom(&e, "UNIQUEID");
+	syncproto_enc_atom(&e, u->pms[mi].id);
+	syncproto_enc_key_string(&e, "OLDNAME", from);
+	syncproto_enc_key_string(&e, "NAME", to);
+	syncproto_enc_key_u64(&e, "MODSEQ", u->pms[mi].L.modseq);
+	syncproto_enc_close(&e);
+	return cmd_end(p, &e, err);
+}
+
+static int
+send_delete(struct syncpush *p, struct pu *u, size_t mi, struct err *err)
+{
+	struct syncproto_enc e;
+	struct pm *m = &u->pms[mi];
+	struct pcmd *c = cmd_begin(p, PK_APPLY_DELETE, &e);
+
+	c->u = u;
+	c->mi = mi;
+	syncproto_enc_atom(&e, "APPLY");
+	syncproto_enc_atom(&e, "DELETE");
+	syncproto_enc_cstring(&e, u->name);
+	syncproto_enc_open(&e, '(');
+	syncproto_enc_atom(&e, "UNIQUEID");
+	syncproto_enc_atom(&e, m->id);
+	syncproto_enc_key_string(&e, "NAME", m->oldname);
+	syncproto_enc_key_u64(&e, "DELETEDMODSEQ", m->L.deleted_modseq);
+	syncproto_enc_close(&e);
+	return cmd_end(p, &e, err);
+}
+
+static void
+enc_quota(struct syncproto_enc *e, const char *key, int64_t q)
+{
+	syncproto_enc_atom(e, key);
+	if (q < 0)
+		syncproto_enc_nil(e);
+	else
+		syncproto_enc_u64(e, (uint64_t)q);
+}
+
+static int
+send_apply_user(struct syncpush *p, struct pu *u, bool quota, uint64_t modseq, bool final,
+	struct err *err)
+{
+	struct syncproto_enc e;
+	struct pcmd *c = cmd_begin(p, PK_APPLY_USER, &e);
+
+	c->u = u;
+	c->final = final;
+	syncproto_enc_atom(&e, "APPLY");
+	syncproto_enc_atom(&e, "USER");
+	syncproto_enc_cstring(&e, u->name);
+	syncproto_enc_open(&e, '(');
+	syncproto_enc_key_string(&e, "NAME", u->name);
+	syncproto_enc_key_u64(&e, "HIGHESTMODSEQ", modseq);
+	if (quota) {
+		enc_quota(&e, "QUOTA-BYTES", u->ui.quota_bytes);
+		enc_quota(&e, "QUOTA-MESSAGES", u->ui.quota_messages);
+	}
+	syncproto_enc_close(&e);
+	return cmd_end(p, &e, err);
+}
+
+static int
+send_user_cmds(struct syncpush *p, struct pu *u, struct err *err)
+{
+	struct store_user *lu = NULL;
+	struct syncproto_enc e;
+	struct pcmd *c;
+
+	if (u->send_unuser) {
+		c = cmd_begin(p, PK_APPLY_UNUSER, &e);
+		c->u = u;
+		syncproto_enc_atom(&e, "APPLY");
+		syncproto_enc_atom(&e, "UNUSER");
+		syncproto_enc_cstring(&e, u->name);
+		syncproto_enc_open(&e, '(');
+		syncproto_enc_key_u64(&e, "MODSEQ", 0);
+		syncproto_enc_close(&e);
+		if (cmd_end(p, &e, err) < 0)
+			return -1;
+		log_info("user deletion sent user=%s", u->name);
+	}
+	if (!u->local_exists)
+		return 0;
+	if (u->send_create && send_apply_user(p, u, true, 0, false, err) < 0)
+		return -1;
+	if (u->missing.n > 0) {
+		if ((lu = local_user(p, u->name, err)) == NULL)
+			return -1;
+		if (FAILPOINT("sync.push.before_upload") < 0)
+			return err_set(err, ERR_TEMP, "failpoint sync.push.before_upload");
+		for (size_t i = 0; i < u->missing.n; i++)
+			if (send_upload(p, u, lu, u->missing.v[i], err) < 0)
+				return -1;
+		if (failpoint_armed) {
+			/* the bodies are on the replica, no APPLY names them yet */
+			if (drain(p, err) < 0)
+				return -1;
+			if (FAILPOINT("sync.push.after_upload") < 0)
+				return err_set(err, ERR_TEMP, "failpoint sync.push.after_upload");
+		}
+	}
+	for (size_t i = 0; i < u->npm; i++)
+		if (u->pms[i].act == PM_DELETE && send_delete(p, u, i, err) < 0)
+			return -1;
+	for (size_t i = 0; i < u->npm; i++) {
+		struct pm *m = &u->pms[i];
+		if (m->act == PM_UPDATE && m->tmpname != NULL &&
+		    send_rename(p, u, i, m->oldname, m->tmpname, err) < 0)
+			return -1;
+	}
+	/* existing mailboxes first (renames free names), creations last */
+	for (int pass = 0; pass < 2; pass++)
+		for (size_t i = 0; i < u->npm; i++) {
+			struct pm *m = &u->pms[i];
+			if (m->act == PM_UPDATE && m->create == (pass == 1) &&
+			    send_apply_mailbox(p, u, i, err) < 0)
+				return -1;
+		}
+	for (size_t i = 0; i < u->nsubs_to_send; i++) {
+		c = cmd_begin(p, PK_APPLY_SUB, &e);
+		c->u = u;
+		syncproto_enc_atom(&e, "APPLY");
+		syncproto_enc_atom(&e, "SUB");
+		syncproto_enc_cstring(&e, u->name);
+		syncproto_enc_open(&e, '(');
+		syncproto_enc_key_string(&e, "NAME", u->subs_to_send[i].name);
+		syncproto_enc_key_u64(&e, "SUBSCRIBED", u->subs_to_send[i].subscribed ? 1 : 0);
+		syncproto_enc_key_u64(&e, "MODSEQ", u->subs_to_send[i].modseq);
+		syncproto_enc_close(&e);
+		if (cmd_end(p, &e, err) < 0)
+			return -1;
+	}
+	if (u->send_password) {
+		c = cmd_begin(p, PK_APPLY_PASSWORD, &e);
+		c->u = u;
+		syncproto_enc_atom(&e, "APPLY");
+		syncproto_enc_atom(&e, "PASSWORD");
+		syncproto_enc_cstring(&e, u->name);
+		syncproto_enc_open(&e, '(');
+		syncproto_enc_atom(&e, "HASH");
+		if (u->hash != NULL)
+			syncproto_enc_cstring(&e, u->hash);
+		else
+			syncproto_enc_nil(&e);
+		syncproto_enc_close(&e);
+		if (cmd_end(p, &e, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Rounds                                                              */
+
+static int
+fail_session(struct syncpush *p, struct err *err)
+{
+	if (p->fatal) {
+		*err = p->fatal_err;
+		p->fatal = false;
+	}
+	return -1;
+}
+
+/* One round over users[0..n): waves A (GET USER), A2 (GET RECORDS for
+ * repairs), B (RESERVE), C (UPLOAD + APPLY), C2 (APPLY USER modseq). */
+static int
+round_users(struct syncpush *p, struct pu **us, size_t n, struct err *err)
+{
+	p->stats.rounds++;
+	/* A */
+	for (size_t i = 0; i < n; i++) {
+		struct pu *u = us[i];
+		u->fast = !u->no_fast && u->flags == 0 && u->force_repair.n == 0;
+		for (size_t k = 0; u->fast && k < u->mbids.n; k++)
+			if (cache_get(&p->cache, u->name, u->mbids.v[k]) == NULL)
+				u->fast = false;
+		if (!u->fast && !((u->flags & PU_UNUSER) && store_user_exists(p->st, u->name, err) == 0) &&
+		    send_get_user(p, u, err) < 0)
+			return -1;
+	}
+	if (drain(p, err) < 0)
+		return -1;
+	if (p->fatal)
+		return fail_session(p, err);
+	/* plan */
+	for (size_t i = 0; i < n; i++) {
+		struct pu *u = us[i];
+		struct err e2;
+		if (u->failed)
+			continue;
+		if (plan_user(p, u, &e2) < 0) {
+			p->stats.errors++;
+			snprintf(p->last_problem, sizeof(p->last_problem), "user %s: %s", u->name, e2.msg);
+			log_error("cannot read local state user=%s error=%s", u->name, log_q(e2.msg));
+			u->failed = true;
+			if (e2.kind == ERR_TEMP)
+				u->retry = true;
+			continue;
+		}
+		for (size_t k = 0; k < u->npm; k++)
+			if (u->pms[k].act == PM_REPAIR && send_get_records(p, u, k, err) < 0)
+				return -1;
+	}
+	if (drain(p, err) < 0)
+		return -1;
+	if (p->fatal)
+		return fail_session(p, err);
+	/* repairs, renames, and what to reserve */
+	for (size_t i = 0; i < n; i++) {
+		struct pu *u = us[i];
+		if (u->failed || !u->local_exists)
+			continue;
+		for (size_t k = 0; k < u->npm; k++) {
+			struct pm *m = &u->pms[k];
+			if (m->act == PM_REPAIR) {
+				struct store_user *lu;
+				struct err e2;
+				if (!m->got_rrecs || (lu = local_user(p, u->name, &e2)) == NULL ||
+				    plan_repair(p, u, lu, m, &e2) < 0) {
+					m->act = PM_NONE;
+					u->failed = true;
+					continue;
+				}
+			}
+			if (m->act == PM_UPDATE)
+				for (size_t g = 0; g < m->guids.n; g++)
+					strv_add(&u->need, m->guids.v[g]);
+		}
+		plan_renames(u);
+		if (u->need.n > 0 && (!u->fast && u->r != NULL && !u->r->exists)) {
+			/* a new user has no bodies: everything is missing */
+			strv_sort_uniq(&u->need);
+			for (size_t g = 0; g < u->need.n; g++)
+				strv_add(&u->missing, u->need.v[g]);
+		} else if (u->need.n > 0 && send_reserve(p, u, err) < 0) {
+			return -1;
+		}
+	}
+	if (drain(p, err) < 0)
+		return -1;
+	if (p->fatal)
+		return fail_session(p, err);
+	/* C */
+	for (size_t i = 0; i < n; i++) {
+		struct pu *u = us[i];
+		if (u->failed && !u->send_unuser)
+			continue;
+		strv_sort_uniq(&u->missing);
+		if (send_user_cmds(p, u, err) < 0)
+			return -1;
+	}
+	if (drain(p, err) < 0)
+		return -1;
+	if (p->fatal)
+		return fail_session(p, err);
+	/* C2 */
+	for (size_t i = 0; i < n; i++) {
+		struct pu *u = us[i];
+		bool clean = !u->failed && !u->retry && !u->conflicted;
+		if (!u->local_exists || u->failed)
+			continue;
+		for (size_t k = 0; k < u->npm && clean; k++)
+			if (u->pms[k].diverged || (u->pms[k].act == PM_UPDATE && !u->pms[k].ok))
+				clean = false;
+		if ((u->final_user && clean) || u->send_quota)
+			if (send_apply_user(p, u, u->send_quota, clean && u->final_user ? u->m0 : 0, true,
+				err) < 0)
+				return -1;
+	}
+	if (drain(p, err) < 0)
+		return -1;
+	if (p->fatal)
+		return fail_session(p, err);
+	return 0;
+}
+
+/* Run rounds over a list of users until nothing asks for a retry. */
+static int
+run_users(struct syncpush *p, struct pu *us, size_t n, struct err *err)
+{
+	struct pu **cur = xcalloc(n + 1, sizeof(*cur));
+	size_t ncur = n;
+	int rc = 0;
+
+	for (size_t i = 0; i < n; i++)
+		cur[i] = &us[i];
+	for (int round = 0; ncur > 0; round++) {
+		size_t nnext = 0;
+
+		for (size_t i = 0; i < ncur; i += USERS_PER_WAVE) {
+			size_t w = ncur - i < USERS_PER_WAVE ? ncur - i : USERS_PER_WAVE;
+			if (round_users(p, cur + i, w, err) < 0) {
+				rc = -1;
+				goto out;
+			}
+		}
+		for (size_t i = 0; i < ncur; i++) {
+			struct pu *u = cur[i];
+			struct strv fr = { 0 };
+			if (!u->retry)
+				continue;
+			if (round + 1 >= MAX_ROUNDS) {
+				p->stats.errors++;
+				snprintf(p->last_problem, sizeof(p->last_problem),
+					"user %s did not converge in %d rounds", u->name, MAX_ROUNDS);
+				log_error("sync did not converge user=%s rounds=%d (anti-entropy will retry)",
+					u->name, MAX_ROUNDS);
+				continue;
+			}
+			for (size_t k = 0; k < u->npm; k++)
+				if (u->pms[k].force_repair)
+					strv_add_uniq(&fr, u->pms[k].id);
+			pu_reset_plan(u);
+			strv_free(&u->force_repair);
+			u->force_repair = fr;
+			/* fresh state: GET USER, and every hinted mailbox again */
+			u->no_fast = true;
+			cur[nnext++] = u;
+		}
+		ncur = nnext;
+	}
+out:
+	free(cur);
+	return rc;
+}
+
+int
+syncpush_run(struct syncpush *p, struct syncpush_batch *b, struct err *err)
+{
+	struct pu *us;
+	int rc;
+
+	if (b->n == 0)
+		return 0;
+	us = xcalloc(b->n, sizeof(*us));
+	for (size_t i = 0; i < b->n; i++) {
+		us[i].name = xstrdup(b->u[i].name);
+		us[i].flags = b->u[i].flags;
+		for (size_t k = 0; k < b->u[i].mbids.n; k++)
+			strv_add(&us[i].mbids, b->u[i].mbids.v[k]);
+	}
+	rc = run_users(p, us, b->n, err);
+	for (size_t i = 0; i < b->n; i++)
+		pu_free(&us[i]);
+	free(us);
+	if (rc < 0) {
+		/* whatever we believed about the replica may be stale now */
+		cache_clear(&p->cache);
+		for (size_t i = 0; i < LOCAL_USERS; i++)
+			store_user_close(&p->lus[i].u);
+	}
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Anti-entropy                                                        */
+
+struct lum {
+	struct strv names;
+	uint64_t *modseq;
+	uint32_t *digest;
+	size_t cap;
+};
+
+static int
+lum_cb(void *ctx, const char *user, uint64_t modseq, uint32_t digest)
+{
+	struct lum *l = ctx;
+
+	if (l->names.n == l->cap) {
+		l->cap = l->cap ? 2 * l->cap : 256;
+		l->modseq = xreallocarray(l->modseq, l->cap, sizeof(uint64_t));
+		l->digest = xreallocarray(l->digest, l->cap, sizeof(uint32_t));
+	}
+	l->modseq[l->names.n] = modseq;
+	l->digest[l->names.n] = digest;
+	strv_add(&l->names, user);
+	return 0;
+}
+
+int
+syncpush_anti_entropy(struct syncpush *p, size_t *differ_r, struct err *err)
+{
+	struct syncproto_enc e;
+	struct lum l = { { 0 }, NULL, NULL, 0 };
+	struct syncpush_batch *b = NULL;
+	size_t differ = 0;
+	int rc = -1;
+
+	if (differ_r != NULL)
+		*differ_r = 0;
+	strv_free(&p->au_names);
+	cmd_begin(p, PK_GET_USERS, &e);
+	syncproto_enc_atom(&e, "GET");
+	syncproto_enc_atom(&e, "USERS");
+	if (cmd_end(p, &e, err) < 0 || drain(p, err) < 0)
+		goto out;
+	if (p->fatal) {
+		fail_session(p, err);
+		goto out;
+	}
+	if (syncdigest_users(p->st, lum_cb, &l, err) < 0)
+		goto out;
+	b = syncpush_batch_new();
+	for (size_t i = 0; i < l.names.n; i++) {
+		bool found = false;
+		for (size_t k = 0; k < p->au_names.n; k++)
+			if (str_eq(p->au_names.v[k], l.names.v[i])) {
+				found = true;
+				if (p->au_digest[k] < 0 ? p->au_modseq[k] != l.modseq[i] :
+				    (p->au_digest[k] != (int64_t)l.digest[i] || p->au_modseq[k] < l.modseq[i])) {
+					syncpush_batch_add_full(b, l.names.v[i]);
+					log_info("anti-entropy: user differs user=%s master_modseq=%llu"
+						" replica_modseq=%llu digest=%s", l.names.v[i],
+						(unsigned long long)l.modseq[i], (unsigned long long)p->au_modseq[k],
+						p->au_digest[k] != (int64_t)l.digest[i] ? "differs" : "same");
+				}
+				break;
+			}
+		if (!found) {
+			syncpush_batch_add_full(b, l.names.v[i]);
+			log_info("anti-entropy: user missing on the replica user=%s", l.names.v[i]);
+		}
+	}
+	for (size_t k = 0; k < p->au_names.n; k++) {
+		bool found = false;
+		for (size_t i = 0; i < l.names.n && !found; i++)
+			found = str_eq(p->au_names.v[k], l.names.v[i]);
+		if (!found && !str_eq(p->au_names.v[k], p->sync_account)) {
+			struct syncpush_conflict c;
+			memset(&c, 0, sizeof(c));
+			c.kind = SYNCPUSH_C_REPLICA_USER;
+			c.user = p->au_names.v[k];
+			c.replica_modseq = p->au_modseq[k];
+			(void)conflict(p, &c);
+		}
+	}
+	differ = syncpush_batch_users(b);
+	rc = syncpush_run(p, b, err);
+out:
+	if (differ_r != NULL)
+		*differ_r = differ;
+	syncpush_batch_free(&b);
+	strv_free(&l.names);
+	free(l.modseq);
+	free(l.digest);
+	strv_free(&p->au_names);
+	return rc;
+}
+
+static int
+all_cb(void *ctx, const struct store_userinfo *ui)
+{
+	syncpush_batch_add_full(ctx, ui->name);
+	return 0;
+}
+
+int
+syncpush_all_users(struct syncpush *p, struct err *err)
+{
+	struct syncpush_batch *b = syncpush_batch_new();
+	int rc;
+
+	if (store_user_list(p->st, all_cb, b, err) < 0) {
+		syncpush_batch_free(&b);
+		return -1;
+	}
+	rc = syncpush_run(p, b, err);
+	syncpush_batch_free(&b);
+	return rc;
+}

@@ -1,0 +1,175 @@
+/*
+ * syncpush.h - the master side of replication ("brain"): compares the
+ * state of users and mailboxes on this server with a replica's over one
+ * sync protocol session and sends what differs.  State based and
+ * idempotent: the sync log only says *what* to look at.
+ *
+ * A run takes a batch of (type, user, uniqueid) hints, coalesced per user,
+ * and works in rounds.  Each round is pipelined in three waves, so a
+ * batch of any size costs about three round trips:
+ *   A  GET USER for the users whose replica state is not cached;
+ *   B  RESERVE the GUIDs of the messages that would travel;
+ *   C  UPLOAD what the replica lacks, then APPLY DELETE / RENAME /
+ *      MAILBOX / SUB / PASSWORD / USER.
+ * A refusal that means "your picture of the replica is stale" (checksum
+ * or modseq mismatch, unknown mailbox, missing body) sends the user to
+ * the next round with a fresh GET USER, and a checksum that differs at
+ * equal modseq to a repair (GET RECORDS 0, record by record).
+ *
+ * Conflicts (split brain, issue 8) are detected and handed to the
+ * conflict hook; the default hook logs and counts them and leaves both
+ * sides alone.  Deletions are sent only for tombstones this server holds
+ * (deleted mailbox, UNUSER), never because something is missing here.
+ *
+ * Failpoints: sync.push.before_upload, sync.push.after_upload (the
+ * uploads were acknowledged, no APPLY sent yet).
+ */
+#ifndef CASTOR_SYNCPUSH_H
+#define CASTOR_SYNCPUSH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lib/err.h"
+#include "store/store.h"
+#include "sync/syncsess.h"
+
+struct tls_ctx;
+
+/* ------------------------------------------------------------------ */
+/* Conflicts                                                           */
+
+enum syncpush_conflict_kind {
+	SYNCPUSH_C_GUID = 0,          /* same UID, different GUID */
+	SYNCPUSH_C_UID_ABOVE,         /* replica holds UIDs at or above the master's UIDNEXT */
+	SYNCPUSH_C_MODSEQ_AHEAD,      /* replica mailbox modseq above the master's */
+	SYNCPUSH_C_UIDVALIDITY,       /* same uniqueid, different uidvalidity */
+	SYNCPUSH_C_NAME_CLASH,        /* same name, different uniqueid (created on both sides) */
+	SYNCPUSH_C_DELETED_REPLICA,   /* tombstone on the replica, live here */
+	SYNCPUSH_C_REPLICA_RECORD,    /* a live record only the replica has, below our UIDNEXT */
+	SYNCPUSH_C_REPLICA_MAILBOX,   /* a live mailbox only the replica has (no tombstone here) */
+	SYNCPUSH_C_REPLICA_USER,      /* a user only the replica has (no UNUSER here) */
+	SYNCPUSH_C_FLAGS,             /* a record changed on both sides (replica modseq higher) */
+	SYNCPUSH_C_COUNT
+};
+
+const char *syncpush_conflict_name(enum syncpush_conflict_kind k);
+
+struct syncpush_conflict {
+	enum syncpush_conflict_kind kind;
+	const char *user;
+	const char *mailbox_id;      /* NULL for user-level conflicts */
+	const char *mailbox_name;    /* ours, or the replica's when we have none */
+	uint32_t uid;                /* record-level: the UID; else 0 */
+	const char *master_guid;     /* record-level, or NULL */
+	const char *replica_guid;    /* record-level, or NULL */
+	uint64_t master_modseq, replica_modseq;
+};
+
+/* What the policy decided.  Version 1 knows only LEAVE (touch neither
+ * side) and, for SYNCPUSH_C_FLAGS, MASTER (send our record). */
+enum syncpush_resolution {
+	SYNCPUSH_R_LEAVE = 0,
+	SYNCPUSH_R_MASTER,
+};
+
+typedef enum syncpush_resolution (*syncpush_conflict_fn)(void *ctx,
+	const struct syncpush_conflict *c);
+
+/* ------------------------------------------------------------------ */
+/* Batches                                                             */
+
+/* Hint types: the synclog_type values (SYNCLOG_USER ...).  Unknown types
+ * are treated as "sync the whole user". */
+struct syncpush_batch;
+struct syncpush_batch *syncpush_batch_new(void);
+void syncpush_batch_free(struct syncpush_batch **b);
+void syncpush_batch_clear(struct syncpush_batch *b);
+void syncpush_batch_add(struct syncpush_batch *b, unsigned type, const char *user,
+	const char *uniqueid);
+/* Sync everything about the user (anti-entropy, -u). */
+void syncpush_batch_add_full(struct syncpush_batch *b, const char *user);
+size_t syncpush_batch_users(const struct syncpush_batch *b);
+bool syncpush_batch_empty(const struct syncpush_batch *b);
+
+/* ------------------------------------------------------------------ */
+/* Sessions                                                            */
+
+struct syncpush_login {
+	const char *host;            /* for SNI/verification and logs */
+	const char *authname;
+	const char *password;
+	const char *channel;
+	const char *servername;
+	bool tls;                    /* STARTTLS (refuse to go on without it) */
+	struct tls_ctx *tls_ctx;     /* client context when tls */
+	bool compress;               /* COMPRESS ZSTD when offered */
+	bool allow_deletes;          /* HELLO ALLOW-DELETES 1 */
+};
+
+struct syncpush_stats {
+	uint64_t users;              /* users looked at */
+	uint64_t mailboxes;          /* mailbox updates sent */
+	uint64_t records;            /* records sent */
+	uint64_t uploads;            /* bodies uploaded */
+	uint64_t upload_bytes;
+	uint64_t deletes;            /* mailbox tombstones sent */
+	uint64_t renames;
+	uint64_t repairs;            /* full record comparisons */
+	uint64_t rounds;
+	uint64_t errors;             /* objects that could not be brought in line */
+	uint64_t conflicts[SYNCPUSH_C_COUNT];
+};
+
+struct syncpush;
+
+/* sess is borrowed (the caller frees it after syncpush_free). */
+struct syncpush *syncpush_new(struct store *st, struct syncsess *sess);
+void syncpush_free(struct syncpush **p);
+void syncpush_set_conflict_hook(struct syncpush *p, syncpush_conflict_fn fn, void *ctx);
+/* The identity the channel logs in as: a replica user of that name is the
+ * sync account, not a replica-only user. */
+void syncpush_set_sync_account(struct syncpush *p, const char *authname);
+
+/*
+ * Greeting, STARTTLS, AUTHENTICATE, COMPRESS, HELLO with this server's
+ * role and epoch.  0, or -1 with err: ERR_FENCED (the replica refuses us:
+ * stop the channel, do not retry), ERR_PERM (authentication or TLS
+ * refused: configuration), ERR_TEMP (anything else: retry).
+ * Refuses (ERR_FENCED) when this server is not a master.
+ */
+int syncpush_login(struct syncpush *p, const struct syncpush_login *l, struct err *err);
+
+/*
+ * Bring every object named in the batch in line on the replica.  Returns
+ * 0 when the batch is done: everything replicated, or reported as a
+ * conflict / error that retrying now would not cure (counted in stats,
+ * last one in syncpush_last_problem).  -1 with err when the session
+ * cannot go on: ERR_FENCED (stop), ERR_PERM (refused by the replica's
+ * policy, e.g. delete-limit: stop and tell the operator), ERR_TEMP and
+ * anything else (reconnect and retry the batch).
+ */
+int syncpush_run(struct syncpush *p, struct syncpush_batch *b, struct err *err);
+
+/* Anti-entropy: GET USERS, compare every user's highestmodseq with ours,
+ * and run a full sync of each user that differs.  *differ_r (may be
+ * NULL) gets the number of users that differed.  Same returns as
+ * syncpush_run. */
+int syncpush_anti_entropy(struct syncpush *p, size_t *differ_r, struct err *err);
+
+/* Full sync of every local user (sync-client -A).  Same returns. */
+int syncpush_all_users(struct syncpush *p, struct err *err);
+
+/* NOOP round trip (keepalive, and a check that the session lives). */
+int syncpush_noop(struct syncpush *p, struct err *err);
+/* LOGOUT (best effort). */
+void syncpush_logout(struct syncpush *p);
+
+void syncpush_stats(const struct syncpush *p, struct syncpush_stats *s);
+/* The last problem that was counted as an error or conflict ("" none). */
+const char *syncpush_last_problem(const struct syncpush *p);
+/* Forget the cached replica state (after something else touched it). */
+void syncpush_forget(struct syncpush *p);
+
+#endif
