@@ -733,14 +733,31 @@ store_user_set_quota(struct store *st, const char *name, int64_t bytes, int64_t 
 	return 0;
 }
 
+/* Fill ui from a users row.  The hash is copied into ui->hash_buf; one
+ * longer than STORE_HASH_MAX (never written by this store:
+ * store_user_set_hash refuses it) is left pointing into the statement
+ * when keep_stmt (the list callback), else NULL (store_user_hash reads
+ * it whole). */
 static void
-userinfo_fill(sqlite3_stmt *s, struct store_userinfo *ui)
+userinfo_fill(sqlite3_stmt *s, struct store_userinfo *ui, bool keep_stmt)
 {
+	const char *h;
+	size_t hlen;
+
 	memset(ui, 0, sizeof(*ui));
 	str_lcpy(ui->name, (const char *)sqlite3_column_text(s, 0), sizeof(ui->name));
-	ui->hash = sqlite3_column_type(s, 1) == SQLITE_TEXT ?
-		(const char *)sqlite3_column_text(s, 1) : NULL;
-	ui->has_password = ui->hash != NULL;
+	h = sqlite3_column_type(s, 1) == SQLITE_TEXT ? (const char *)sqlite3_column_text(s, 1) : NULL;
+	ui->has_password = h != NULL;
+	if (h != NULL) {
+		hlen = (size_t)sqlite3_column_bytes(s, 1);
+		if (hlen <= STORE_HASH_MAX) {
+			memcpy(ui->hash_buf, h, hlen);
+			ui->hash_buf[hlen] = '\0';
+			ui->hash = ui->hash_buf;
+		} else {
+			ui->hash = keep_stmt ? h : NULL;
+		}
+	}
 	ui->quota_bytes = sqlite3_column_int64(s, 2);
 	ui->quota_messages = sqlite3_column_int64(s, 3);
 	ui->created = sqlite3_column_int64(s, 4);
@@ -758,7 +775,7 @@ store_user_list(struct store *st, store_user_fn fn, void *ctx, struct err *err)
 		-1, &s, NULL) != SQLITE_OK)
 		return store_sql_err(st->db, SQLITE_ERROR, err, "users.db");
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		userinfo_fill(s, &ui);
+		userinfo_fill(s, &ui, true);
 		r = fn(ctx, &ui);
 		if (r != 0)
 			break;
@@ -786,10 +803,38 @@ store_user_info(struct store *st, const char *name, struct store_userinfo *ui_r,
 	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
 	rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW) {
-		userinfo_fill(s, ui_r);
-		ui_r->hash = NULL; /* the statement dies here */
+		userinfo_fill(s, ui_r, false);  /* hash copied: the statement dies here */
 		sqlite3_finalize(s);
 		return 0;
+	}
+	sqlite3_finalize(s);
+	if (rc == SQLITE_DONE)
+		return err_set(err, ERR_NOTFOUND, "no such user %s", name);
+	return store_sql_err(st->db, rc, err, "users.db");
+}
+
+int
+store_user_hash(struct store *st, const char *name, struct buf *out, struct err *err)
+{
+	sqlite3_stmt *s = NULL;
+	int rc, r;
+
+	if (user_name_check(name, err) < 0)
+		return -1;
+	if (sqlite3_prepare_v2(st->db, "SELECT hash FROM users WHERE name = ?", -1, &s, NULL) !=
+	    SQLITE_OK)
+		return store_sql_err(st->db, SQLITE_ERROR, err, "users.db");
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		r = 0;
+		if (sqlite3_column_type(s, 0) == SQLITE_TEXT) {
+			const char *h = (const char *)sqlite3_column_text(s, 0);
+			buf_append(out, h, (size_t)sqlite3_column_bytes(s, 0));
+			r = 1;
+		}
+		sqlite3_finalize(s);
+		return r;
 	}
 	sqlite3_finalize(s);
 	if (rc == SQLITE_DONE)

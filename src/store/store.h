@@ -46,6 +46,12 @@
  * with the new value.  Expunged records and deleted mailboxes stay as
  * tombstones (expunged_modseq / deleted_modseq != 0) until
  * store_purge(), so "what changed since N" sees deletions too.
+ *
+ * API versions.  v1 as first published; v2 adds, without changing any
+ * v1 call: store_user_info() filling hash_buf, store_user_hash(),
+ * store_records_full() (batched FETCH read), and duplicate-delivery
+ * suppression: store_message_id(), store_append_dedup(),
+ * store_msgid_find(), store_append_result.duplicate.
  */
 #ifndef CASTOR_STORE_H
 #define CASTOR_STORE_H
@@ -71,6 +77,8 @@ struct store_user;
 #define STORE_KEYWORDS_MAX 1000      /* bytes of the keyword string */
 #define STORE_SPECIALUSE_MAX 64
 #define STORE_MESSAGE_MAX (256u * 1024 * 1024)  /* largest message accepted */
+#define STORE_HASH_MAX 512           /* bytes of a password hash (store_user_set_hash) */
+#define STORE_MSGID_MAX 998          /* bytes of a normalised Message-ID (store_message_id) */
 /* Default for store_opts.inline_max: bodies up to this size live in
  * user.db; larger ones are files.  Chosen by bench/store_append, see
  * docs/decisions.md. */
@@ -178,13 +186,25 @@ struct store_userinfo {
 	int64_t quota_messages;
 	int64_t created;         /* unix time */
 	bool has_password;
-	const char *hash;        /* password hash or NULL; valid during the callback */
+	const char *hash;        /* password hash or NULL; points at hash_buf (see below) */
+	/* Added in API v2: a copy of the hash.  store_user_info() and
+	 * store_user_list() point `hash` here, so the hash outlives the
+	 * call (store_user_info) or the callback (a copy of the struct
+	 * must re-point it: copy.hash = copy.hash_buf when hash != NULL). */
+	char hash_buf[STORE_HASH_MAX + 1];
 };
 /* Calls fn for every user in name order; fn returning non-zero stops
  * the walk (store_user_list then returns that value). */
 typedef int (*store_user_fn)(void *ctx, const struct store_userinfo *ui);
 int store_user_list(struct store *st, store_user_fn fn, void *ctx, struct err *err);
+/* One user's row.  ui_r->hash is NULL (no password) or points at
+ * ui_r->hash_buf, which holds the hash after the call (API v2; v1 set
+ * hash to NULL).  ERR_NOTFOUND for an unknown user. */
 int store_user_info(struct store *st, const char *name, struct store_userinfo *ui_r, struct err *err);
+/* The password hash of one user, appended to out (replication copies it
+ * with store_user_set_hash).  1 the user has a hash, 0 no password (out
+ * unchanged), -1 error (ERR_NOTFOUND unknown user). */
+int store_user_hash(struct store *st, const char *name, struct buf *out, struct err *err);
 
 /* The spool directory of a user (no check that it exists). */
 void store_user_dir(const struct store *st, const char *name, struct buf *out);
@@ -362,6 +382,11 @@ struct store_append_result {
 	uint32_t uid;
 	uint64_t modseq;
 	char guid[STORE_GUID_LEN + 1];
+	/* Added in API v2 (store_append_dedup): true when nothing was
+	 * appended because the mailbox already holds this message; uid,
+	 * modseq and guid are then the existing record's.  Always false
+	 * from store_append. */
+	bool duplicate;
 };
 
 /* Append n messages to a mailbox in one transaction (MULTIAPPEND, a
@@ -374,6 +399,57 @@ struct store_append_result {
 int store_append(struct store_user *u, const char *mailbox_id,
 	const struct store_append_msg *msgs, size_t n, struct store_append_result *res,
 	uint32_t *uidvalidity_r, struct err *err);
+
+/* Duplicate-delivery suppression (LMTP, issue 5).
+ *
+ * Every record carries the normalised Message-ID of its message (the
+ * message-id index, column records.msgid), set by store_append, COPY/
+ * MOVE and store_repl_record alike, so a replica holds the same index as
+ * its master and suppresses the same duplicates after a failover.  Its
+ * delivery time is the record's internaldate (lmtpd appends with
+ * internaldate 0 = now).  Index entries live as long as their record:
+ * an expunged record (tombstone) still suppresses, until store_purge
+ * removes it.
+ *
+ * store_message_id: the normalised Message-ID of a raw message: the
+ * first Message-ID field of the top-level header; its msg-id "<...>"
+ * (comments before it skipped) with every white space, control octet
+ * and DEL removed, angle brackets kept ("<a@b>").  A value without
+ * angle brackets is used whole (comments and white space removed).
+ * Returns 1 and sets out (reset first) to it, or 0 (out empty) when the
+ * message has no Message-ID, an empty one ("<>"), or one longer than
+ * STORE_MSGID_MAX: such messages are never suppressed. */
+int store_message_id(const char *data, size_t len, struct buf *out);
+
+struct store_dedup {
+	const char *msgid;   /* normalised Message-ID (store_message_id); NULL or "" = no check */
+	int64_t since;       /* unix seconds: only records with internaldate >= since count
+	                        (lmtpd: now - duplicate_days * 86400); 0 = any age */
+};
+
+/* store_append with duplicate suppression.  dedup (NULL = none) has n
+ * entries, one per message.  For message i with dedup[i].msgid set: if
+ * the mailbox holds a record (live or expunged, not purged) whose
+ * Message-ID is dedup[i].msgid and whose internaldate >= dedup[i].since
+ * -- including a message appended earlier in the same call -- message
+ * i is not appended: res[i].duplicate is true and res[i] names the
+ * existing record (the lowest such uid).  The check runs inside the
+ * append's write transaction, so of two concurrent deliveries of one
+ * message (any processes) exactly one stores it and the other gets
+ * duplicate.  A duplicate costs no quota; when every message is a
+ * duplicate nothing changes (no modseq, no change hook).  Returns 0
+ * only when the existing record is durable too.  Otherwise as
+ * store_append (same errors, durability, failpoints). */
+int store_append_dedup(struct store_user *u, const char *mailbox_id,
+	const struct store_append_msg *msgs, const struct store_dedup *dedup, size_t n,
+	struct store_append_result *res, uint32_t *uidvalidity_r, struct err *err);
+
+/* Look the message-id index up without appending: 1 and *uid_r (may be
+ * NULL) = the lowest uid of a record of the mailbox (live or expunged)
+ * with that Message-ID and internaldate >= since, 0 none, -1 error
+ * (ERR_NOTFOUND unknown mailbox; deleted mailboxes are searched too). */
+int store_msgid_find(struct store_user *u, const char *mailbox_id, const char *msgid,
+	int64_t since, uint32_t *uid_r, struct err *err);
 
 enum store_flags_op {
 	STORE_FLAGS_ADD,
@@ -424,6 +500,26 @@ struct store_record_full {
 int store_record_get(struct store_user *u, const char *mailbox_id, uint32_t uid,
 	struct store_record_full *r, struct err *err);
 void store_record_full_free(struct store_record_full *r);
+
+/* Batched read for FETCH (API v2): the records of a mailbox (live and
+ * tombstones: rec.expunged_modseq != 0) whose uid lies in ranges,
+ * ascending uid order, each uid once (ranges may be given in any
+ * order and overlap; NULL with nranges 0 = every record), in ONE read
+ * transaction, with one prepared statement.  fn gets each record with
+ * keywords, envelope, bodystructure, body and -- only with_parts --
+ * the part tree (else parts NULL, parts_len 0).  `r` and every string
+ * in it point into SQLite's row and are valid only during the call: do
+ * not free them (store_record_full_free is for store_record_get).  fn
+ * may make read calls on u (store_blob_map, store_record_get, ...) but
+ * no writing call and not store_records_full itself (ERR_INVALID).
+ * fn returning non-zero stops the walk and store_records_full returns
+ * that value; else 0, or -1 with err (ERR_NOTFOUND unknown mailbox,
+ * ERR_INVALID bad range).  Keep chunks modest (a few hundred uids): the
+ * read transaction pins the WAL against checkpoints while it is open. */
+typedef int (*store_record_full_fn)(void *ctx, const struct store_record_full *r);
+int store_records_full(struct store_user *u, const char *mailbox_id,
+	const struct store_range *ranges, size_t nranges, bool with_parts,
+	store_record_full_fn fn, void *ctx, struct err *err);
 
 /* Records of a mailbox with modseq > since (including tombstones), in
  * uid order; since 0 = all.  fn returning non-zero stops the walk. */

@@ -26,6 +26,14 @@
  * so the sweep cannot remove a body whose commit is in flight.  A file
  * whose name matches a GUID but which no row names is re-verified
  * (fsynced again) before a new row adopts it.
+ *
+ * Duplicate deliveries (store_append_dedup): a body prewritten for a
+ * message that the transaction then finds to be a duplicate is removed
+ * inside that transaction, when no row names it (store_blob_drop_unused).
+ * That is safe because store_blob_put, also under SQLite's write lock,
+ * checks that a prewritten file still exists and writes it again if a
+ * concurrent appender of the same octets lost it that way; and the
+ * removal's transaction, like any other, commits no row naming the file.
  */
 #include "store/store.h"
 #include "store/store_int.h"
@@ -284,6 +292,17 @@ store_blob_put(struct store_user *u, const char *guid, const void *data, size_t 
 		sqlite3_bind_int64(s, 2, (sqlite3_int64)len);
 		sqlite3_bind_blob64(s, 3, len ? data : "", len, SQLITE_STATIC);
 	} else {
+		if (prewritten) {
+			/* A duplicate delivery of the same octets may have removed
+			 * the file since (store_blob_drop_unused, also under the
+			 * write lock): write it again then. */
+			struct buf p = BUF_INIT;
+			struct stat sb;
+			store_blob_path(u, guid, &p);
+			if (stat(buf_cstr(&p), &sb) < 0 && errno == ENOENT)
+				prewritten = false;
+			buf_free(&p);
+		}
 		if (!prewritten) {
 			if (store_blob_lock(u, false, err) < 0 ||
 			    blob_file_write(u, guid, data, len, err) < 0)
@@ -302,6 +321,21 @@ store_blob_put(struct store_user *u, const char *guid, const void *data, size_t 
 	u->dirty = true;
 	if (store_blob_is_inline(u, len) && FAILPOINT("store.append.after_blob_write") < 0)
 		return err_set(err, ERR_TEMP, "failpoint store.append.after_blob_write");
+	return 0;
+}
+
+int
+store_blob_drop_unused(struct store_user *u, const char *guid, struct err *err)
+{
+	struct buf p = BUF_INIT;
+	int r = blob_row_exists(u, guid, err);
+
+	if (r != 0)
+		return r < 0 ? -1 : 0;
+	store_blob_path(u, guid, &p);
+	if (unlink(buf_cstr(&p)) < 0 && errno != ENOENT)
+		log_warn("cannot remove unused body path=%s errno=%d", log_q(buf_cstr(&p)), errno);
+	buf_free(&p);
 	return 0;
 }
 

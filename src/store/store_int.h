@@ -58,7 +58,7 @@ struct store_event {
 	char mailbox_id[STORE_UNIQUEID_LEN + 1];
 };
 
-#define STORE_STMT_CACHE 48
+#define STORE_STMT_CACHE 64
 
 struct store_user {
 	struct store *st;
@@ -70,7 +70,11 @@ struct store_user {
 	bool op_open;                /* an op is running */
 	bool broken;                 /* fsync failed: durability unknown; refuse writes */
 	bool dirty;                  /* the open transaction changed durable state */
-	int read_nested;             /* read_begin calls inside a write transaction */
+	int read_nested;             /* read_begin calls inside a write or read transaction */
+	bool read_open;              /* a read transaction of read_begin is open */
+	bool full_busy;              /* store_records_full is walking */
+	sqlite3_stmt *full_stmt[2];  /* its statements (without, with parts): not in the
+	                                cache, so nothing its callback does can reset them */
 	uint64_t op_modseq;          /* modseq of the running op (0 until needed) */
 	size_t op_nevents;           /* events queued before the running op */
 	struct store_event *events;
@@ -157,6 +161,9 @@ int store_blob_put(struct store_user *u, const char *guid, const void *data, siz
  * return): lets concurrent appenders fsync files in parallel. */
 int store_blob_prewrite(struct store_user *u, const char *guid, const void *data, size_t len,
 	struct err *err);
+/* Inside the running op: remove the file of a body that no blobs row
+ * names (a duplicate delivery's prewritten body).  0 or -1. */
+int store_blob_drop_unused(struct store_user *u, const char *guid, struct err *err);
 void store_blob_path(const struct store_user *u, const char *guid, struct buf *out);
 bool store_blob_is_inline(const struct store_user *u, size_t len);
 bool store_guid_valid(const char *guid);
@@ -168,9 +175,11 @@ void store_blob_unlock(struct store_user *u);
 void store_blob_unlock_shared(struct store_user *u);
 
 /* Records (store_record.c). */
+/* msgid: the normalised Message-ID ("" none, NULL not computed: M7). */
 int store_record_insert(struct store_user *u, struct store_mbrow *row,
 	const struct store_record *r, const char *envelope, const char *bodystructure,
-	const char *body, const void *parts, size_t parts_len, struct err *err);
+	const char *body, const void *parts, size_t parts_len, const char *msgid,
+	struct err *err);
 /* Move every live record of src into dst (RENAME INBOX). */
 int store_record_move_all(struct store_user *u, struct store_mbrow *src, struct store_mbrow *dst,
 	struct err *err);

@@ -12,10 +12,26 @@
  * adjusts the user's quota usage.
  *
  * Append order (see store_blob.c for the file-body steps):
- *   SHA-1 + MIME parse (no lock) -> large bodies written and fsynced
- *   (blobs.lock shared) -> BEGIN IMMEDIATE -> quota check -> blob rows,
- *   record rows, mailbox counters, usage -> COMMIT -> group-commit WAL
- *   fdatasync -> notify + change hook -> return success.
+ *   SHA-1 + MIME parse + Message-ID (no lock) -> large bodies written and
+ *   fsynced (blobs.lock shared) -> BEGIN IMMEDIATE -> quota check -> blob
+ *   rows, record rows, mailbox counters, usage -> COMMIT -> group-commit
+ *   WAL fdatasync -> notify + change hook -> return success.
+ *
+ * Duplicate suppression (store_append_dedup): the message-id index is
+ * records.msgid (M7 in store_user.c), written with each record (append,
+ * copy, replication).  The authoritative check runs inside the append's
+ * BEGIN IMMEDIATE transaction, before each message's insert, so SQLite's
+ * write lock serialises two deliveries of one message and the second
+ * sees the first's record; with a batch the check sees the messages
+ * inserted before it.  Before any lock a read-only probe marks likely
+ * duplicates among the messages with file bodies, so those are not
+ * written only to be removed again (one that is, because another
+ * process won the race, is removed in the transaction: store_blob.c).
+ * A call that finds a duplicate waits for the group-commit barrier even
+ * when it changed nothing: the record it reports may be another
+ * process's commit whose WAL fsync is still running.  Records written
+ * before schema 2 have msgid NULL; the check computes theirs from the
+ * bodies (within its time window) and stores them.
  */
 #include "store/store.h"
 #include "store/store_int.h"
@@ -357,12 +373,12 @@ ranges_check(const struct store_range *ranges, size_t nranges, struct err *err)
 int
 store_record_insert(struct store_user *u, struct store_mbrow *row, const struct store_record *r,
 	const char *envelope, const char *bodystructure, const char *body, const void *parts,
-	size_t parts_len, struct err *err)
+	size_t parts_len, const char *msgid, struct err *err)
 {
 	sqlite3_stmt *s = store_user_stmt(u,
 		"INSERT INTO records(mailbox, uid, guid, size, internaldate, sysflags, keywords, modseq,"
-		" expunged_modseq, envelope, bodystructure, body, parts)"
-		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)", err);
+		" expunged_modseq, envelope, bodystructure, body, parts, msgid)"
+		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)", err);
 	int rc;
 
 	if (s == NULL)
@@ -384,6 +400,8 @@ store_record_insert(struct store_user *u, struct store_mbrow *row, const struct 
 		sqlite3_bind_text(s, 12, body, -1, SQLITE_STATIC);
 	if (parts)
 		sqlite3_bind_blob64(s, 13, parts, parts_len, SQLITE_STATIC);
+	if (msgid)
+		sqlite3_bind_text(s, 14, msgid, -1, SQLITE_STATIC);
 	rc = sqlite3_step(s);
 	sqlite3_reset(s);
 	if (rc != SQLITE_DONE) {
@@ -403,24 +421,213 @@ store_record_insert(struct store_user *u, struct store_mbrow *row, const struct 
 }
 
 /* ------------------------------------------------------------------ */
+/* message-id index (duplicate suppression) */
+
+/* A record the index found. */
+struct msgid_hit {
+	uint32_t uid;
+	uint64_t modseq;
+	char guid[STORE_GUID_LEN + 1];
+};
+
+struct msgid_todo {
+	uint32_t uid;
+	uint64_t modseq;
+	char guid[STORE_GUID_LEN + 1];
+};
+
+static void
+msgid_hit_take(struct msgid_hit *h, bool *found, uint32_t uid, uint64_t modseq,
+	const char *guid)
+{
+	if (*found && h->uid <= uid)
+		return;
+	h->uid = uid;
+	h->modseq = modseq;
+	str_lcpy(h->guid, guid ? guid : "", sizeof(h->guid));
+	*found = true;
+}
+
+/* Records of the mailbox written before the index (msgid NULL) with
+ * internaldate >= since: compute each one's Message-ID from its body,
+ * store it when `fill` (inside a write op), and take it as a hit when
+ * it is msgid.  A record whose body is unreadable is left NULL. */
+static int
+msgid_backfill(struct store_user *u, int64_t mbid, const char *msgid, int64_t since, bool fill,
+	struct msgid_hit *hit, bool *found, struct err *err)
+{
+	/* INDEXED BY: with ORDER BY uid (or statistics) the planner may
+	 * prefer the primary key and scan the whole mailbox. */
+	sqlite3_stmt *s = store_user_stmt(u, "SELECT uid, modseq, guid FROM records"
+		" INDEXED BY records_msgid WHERE mailbox = ?1 AND msgid IS NULL AND internaldate >= ?2",
+		err);
+	struct msgid_todo *v = NULL;
+	struct buf mid = BUF_INIT;
+	size_t n = 0, cap = 0;
+	int rc;
+
+	if (s == NULL)
+		return -1;
+	sqlite3_bind_int64(s, 1, mbid);
+	sqlite3_bind_int64(s, 2, since);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		const char *g = (const char *)sqlite3_column_text(s, 2);
+		if (n == cap) {
+			cap = cap ? cap * 2 : 16;
+			v = xreallocarray(v, cap, sizeof(*v));
+		}
+		v[n].uid = (uint32_t)sqlite3_column_int64(s, 0);
+		v[n].modseq = (uint64_t)sqlite3_column_int64(s, 1);
+		str_lcpy(v[n].guid, g ? g : "", sizeof(v[n].guid));
+		n++;
+	}
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE) {
+		free(v);
+		return store_sql_err(u->db, rc, err, "message-id backfill");
+	}
+	rc = 0;
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		struct store_blob b;
+		struct err e;
+
+		if (store_blob_map(u, v[i].guid, &b, &e) < 0) {
+			log_warn("message-id index: body unreadable user=%s uid=%u guid=%s error=%s",
+				u->name, v[i].uid, v[i].guid, log_q(e.msg));
+			continue;
+		}
+		store_message_id(b.data, b.len, &mid);
+		store_blob_release(&b);
+		if (str_eq(buf_cstr(&mid), msgid))
+			msgid_hit_take(hit, found, v[i].uid, v[i].modseq, v[i].guid);
+		if (!fill)
+			continue;
+		s = store_user_stmt(u, "UPDATE records SET msgid = ?3 WHERE mailbox = ?1 AND uid = ?2"
+			" AND msgid IS NULL", err);
+		if (s == NULL) {
+			rc = -1;
+			break;
+		}
+		sqlite3_bind_int64(s, 1, mbid);
+		sqlite3_bind_int64(s, 2, v[i].uid);
+		sqlite3_bind_text(s, 3, buf_cstr(&mid), -1, SQLITE_STATIC);
+		rc = sqlite3_step(s);
+		sqlite3_reset(s);
+		rc = rc == SQLITE_DONE ? 0 : store_sql_err(u->db, rc, err, "message-id backfill");
+	}
+	buf_free(&mid);
+	free(v);
+	return rc;
+}
+
+/* 1 and *hit = the lowest-uid record of mailbox mbid (live or expunged)
+ * with this Message-ID and internaldate >= since; 0 none; -1 error.
+ * Must run inside a transaction (read or write). */
+static int
+msgid_lookup(struct store_user *u, int64_t mbid, const char *msgid, int64_t since, bool fill,
+	struct msgid_hit *hit, struct err *err)
+{
+	sqlite3_stmt *s;
+	bool found = false;
+	int rc;
+
+	if (msgid == NULL || msgid[0] == '\0')
+		return 0;
+	if (msgid_backfill(u, mbid, msgid, since, fill, hit, &found, err) < 0)
+		return -1;
+	/* Usually no row or one; the lowest uid is taken here rather than
+	 * by ORDER BY, which could steer the planner off the index. */
+	s = store_user_stmt(u, "SELECT uid, modseq, guid FROM records INDEXED BY records_msgid"
+		" WHERE mailbox = ?1 AND msgid = ?2 AND internaldate >= ?3", err);
+	if (s == NULL)
+		return -1;
+	sqlite3_bind_int64(s, 1, mbid);
+	sqlite3_bind_text(s, 2, msgid, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, since);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		msgid_hit_take(hit, &found, (uint32_t)sqlite3_column_int64(s, 0),
+			(uint64_t)sqlite3_column_int64(s, 1), (const char *)sqlite3_column_text(s, 2));
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE)
+		return store_sql_err(u->db, rc, err, "message-id lookup");
+	return found ? 1 : 0;
+}
+
+int
+store_msgid_find(struct store_user *u, const char *mailbox_id, const char *msgid, int64_t since,
+	uint32_t *uid_r, struct err *err)
+{
+	struct store_mbrow row;
+	struct msgid_hit hit;
+	int rc;
+
+	if (uid_r)
+		*uid_r = 0;
+	if (store_user_read_begin(u, err) < 0)
+		return -1;
+	rc = store_mailbox_load_id(u, mailbox_id, true, &row, err);
+	if (rc == 0)
+		rc = msgid_lookup(u, row.id, msgid, since, false, &hit, err);
+	store_user_read_end(u);
+	if (rc == 1 && uid_r)
+		*uid_r = hit.uid;
+	return rc;
+}
+
+static bool
+dedup_wanted(const struct store_dedup *dedup, size_t i)
+{
+	return dedup != NULL && dedup[i].msgid != NULL && dedup[i].msgid[0] != '\0';
+}
+
+/* ------------------------------------------------------------------ */
 /* append */
 
 struct prep {
 	char guid[STORE_GUID_LEN + 1];
 	struct buf kw;
 	struct imapenv env;
+	struct buf msgid;         /* the message's own Message-ID ("" none): its index entry */
 	bool prewritten;
+	bool dup_hint;            /* looked like a duplicate before the transaction */
+	bool dup;                 /* is one (found in the transaction) */
 };
 
-int
-store_append(struct store_user *u, const char *mailbox_id, const struct store_append_msg *msgs,
-	size_t n, struct store_append_result *res, uint32_t *uidvalidity_r, struct err *err)
+/* Before any lock: which messages whose bodies would be files already
+ * look like duplicates (so their files are not written)?  Only a hint
+ * (errors are ignored): the check that counts runs in the transaction.
+ * Inline bodies cost nothing to skip there, so they are not probed. */
+static void
+append_dup_probe(struct store_user *u, const char *mailbox_id, const struct store_append_msg *msgs,
+	const struct store_dedup *dedup, size_t n, struct prep *pp)
+{
+	struct store_mbrow row;
+	struct msgid_hit hit;
+	bool any = false;
+
+	for (size_t i = 0; i < n; i++)
+		any = any || (dedup_wanted(dedup, i) && !store_blob_is_inline(u, msgs[i].len));
+	if (!any || store_user_read_begin(u, NULL) < 0)
+		return;
+	if (store_mailbox_load_id(u, mailbox_id, false, &row, NULL) == 0) {
+		for (size_t i = 0; i < n; i++)
+			if (dedup_wanted(dedup, i) && !store_blob_is_inline(u, msgs[i].len))
+				pp[i].dup_hint = msgid_lookup(u, row.id, dedup[i].msgid, dedup[i].since,
+					false, &hit, NULL) == 1;
+	}
+	store_user_read_end(u);
+}
+
+static int
+append_impl(struct store_user *u, const char *mailbox_id, const struct store_append_msg *msgs,
+	const struct store_dedup *dedup, size_t n, struct store_append_result *res,
+	uint32_t *uidvalidity_r, struct err *err)
 {
 	struct prep *pp;
 	struct store_mbrow row;
-	uint64_t m = 0, total = 0;
+	uint64_t m = 0, total = 0, added = 0, nadded = 0;
 	int rc = 0;
-	bool any_file = false;
+	bool any_file = false, any_dup = false;
 
 	if (u->st->opts.read_only)
 		return err_set(err, ERR_PERM, "read-only replica");
@@ -453,9 +660,12 @@ store_append(struct store_user *u, const char *mailbox_id, const struct store_ap
 		const char *data = msgs[i].len ? msgs[i].data : "";
 		store_guid(data, msgs[i].len, pp[i].guid);
 		imapenv_build(data, msgs[i].len, &pp[i].env);
-		if (!store_blob_is_inline(u, msgs[i].len))
-			any_file = true;
+		store_message_id(data, msgs[i].len, &pp[i].msgid);
 	}
+	append_dup_probe(u, mailbox_id, msgs, dedup, n, pp);
+	for (size_t i = 0; i < n; i++)
+		if (!pp[i].dup_hint && !store_blob_is_inline(u, msgs[i].len))
+			any_file = true;
 	if (any_file) {
 		/* Large bodies are written and fsynced before the transaction,
 		 * so concurrent appenders sync their files in parallel. */
@@ -464,7 +674,7 @@ store_append(struct store_user *u, const char *mailbox_id, const struct store_ap
 			goto out;
 		}
 		for (size_t i = 0; i < n && rc == 0; i++) {
-			if (store_blob_is_inline(u, msgs[i].len))
+			if (pp[i].dup_hint || store_blob_is_inline(u, msgs[i].len))
 				continue;
 			rc = store_blob_prewrite(u, pp[i].guid, msgs[i].len ? msgs[i].data : "",
 				msgs[i].len, err);
@@ -483,14 +693,35 @@ store_append(struct store_user *u, const char *mailbox_id, const struct store_ap
 		goto out;
 	}
 	rc = store_mailbox_load_id(u, mailbox_id, false, &row, err);
-	if (rc == 0)
+	/* Without duplicate checks the quota is checked first, as always. */
+	if (rc == 0 && dedup == NULL)
 		rc = store_user_quota_check(u, total, n, err);
-	if (rc == 0)
-		rc = store_user_op_modseq(u, &m, err);
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		struct store_record r;
+		struct msgid_hit hit;
 		const char *data = msgs[i].len ? msgs[i].data : "";
 
+		if (res != NULL)
+			memset(&res[i], 0, sizeof(res[i]));
+		if (dedup_wanted(dedup, i)) {
+			rc = msgid_lookup(u, row.id, dedup[i].msgid, dedup[i].since, true, &hit, err);
+			if (rc < 0)
+				break;
+			if (rc == 1) {
+				rc = 0;
+				any_dup = true;
+				pp[i].dup = true;
+				if (res != NULL) {
+					res[i].uid = hit.uid;
+					res[i].modseq = hit.modseq;
+					memcpy(res[i].guid, hit.guid, sizeof(res[i].guid));
+					res[i].duplicate = true;
+				}
+				continue;
+			}
+		}
+		if (m == 0 && (rc = store_user_op_modseq(u, &m, err)) < 0)
+			break;
 		if (row.mb.uidnext == 0 || row.mb.uidnext == UINT32_MAX) {
 			rc = err_set(err, ERR_PERM, "mailbox %s has run out of uids", log_q(row.mb.name));
 			break;
@@ -508,22 +739,35 @@ store_append(struct store_user *u, const char *mailbox_id, const struct store_ap
 		r.modseq = m;
 		rc = store_record_insert(u, &row, &r, buf_cstr(&pp[i].env.envelope),
 			buf_cstr(&pp[i].env.bodystructure), buf_cstr(&pp[i].env.body),
-			pp[i].env.tree.data, pp[i].env.tree.len, err);
+			pp[i].env.tree.data, pp[i].env.tree.len, buf_cstr(&pp[i].msgid), err);
 		if (rc == 0 && res != NULL) {
 			res[i].uid = r.uid;
 			res[i].modseq = m;
 			memcpy(res[i].guid, r.guid, sizeof(res[i].guid));
 		}
+		added += msgs[i].len;
+		nadded++;
 	}
-	if (rc == 0)
-		rc = store_user_usage_add(u, (int64_t)total, (int64_t)n, err);
-	if (rc == 0)
+	/* A body prewritten for what turned out to be a duplicate (another
+	 * process's delivery won the race) would be an orphan file. */
+	for (size_t i = 0; i < n && rc == 0 && any_dup; i++)
+		if (pp[i].prewritten && pp[i].dup)
+			rc = store_blob_drop_unused(u, pp[i].guid, err);
+	if (rc == 0 && dedup != NULL && nadded > 0)
+		rc = store_user_quota_check(u, added, nadded, err);
+	if (rc == 0 && nadded > 0)
+		rc = store_user_usage_add(u, (int64_t)added, (int64_t)nadded, err);
+	if (rc == 0 && nadded > 0)
 		rc = store_mailbox_save_counters(u, &row, err);
-	if (rc == 0)
+	if (rc == 0 && nadded > 0)
 		store_user_event(u, STORE_CHANGE_MAILBOX, row.mb.uniqueid);
+	/* A duplicate is acknowledged only once the record it names is
+	 * durable: take a ticket and pass the group-commit barrier. */
+	if (rc == 0 && any_dup)
+		u->dirty = true;
 	rc = store_user_op_end(u, rc, "store.append.before_commit", "store.append.after_commit", err);
 	if (rc == 0) {
-		store_stats_g.appended += n;
+		store_stats_g.appended += nadded;
 		if (uidvalidity_r)
 			*uidvalidity_r = row.mb.uidvalidity;
 	}
@@ -532,10 +776,26 @@ out:
 		store_commit_leave(&u->commit);  /* no-op once the ticket was taken */
 	for (size_t i = 0; i < n; i++) {
 		buf_free(&pp[i].kw);
+		buf_free(&pp[i].msgid);
 		imapenv_free(&pp[i].env);
 	}
 	free(pp);
 	return rc;
+}
+
+int
+store_append(struct store_user *u, const char *mailbox_id, const struct store_append_msg *msgs,
+	size_t n, struct store_append_result *res, uint32_t *uidvalidity_r, struct err *err)
+{
+	return append_impl(u, mailbox_id, msgs, NULL, n, res, uidvalidity_r, err);
+}
+
+int
+store_append_dedup(struct store_user *u, const char *mailbox_id,
+	const struct store_append_msg *msgs, const struct store_dedup *dedup, size_t n,
+	struct store_append_result *res, uint32_t *uidvalidity_r, struct err *err)
+{
+	return append_impl(u, mailbox_id, msgs, dedup, n, res, uidvalidity_r, err);
 }
 
 /* ------------------------------------------------------------------ */
@@ -780,9 +1040,10 @@ copy_rows(struct store_user *u, struct store_mbrow *src, const struct store_rang
 		nr.modseq = m;
 		nr.expunged_modseq = 0;
 		s = store_user_stmt(u, "INSERT INTO records(mailbox, uid, guid, size, internaldate,"
-			" sysflags, keywords, modseq, expunged_modseq, envelope, bodystructure, body, parts)"
+			" sysflags, keywords, modseq, expunged_modseq, envelope, bodystructure, body, parts,"
+			" msgid)"
 			" SELECT ?1, ?2, guid, size, internaldate, sysflags, keywords, ?3, 0, envelope,"
-			" bodystructure, body, parts FROM records WHERE mailbox = ?4 AND uid = ?5", err);
+			" bodystructure, body, parts, msgid FROM records WHERE mailbox = ?4 AND uid = ?5", err);
 		if (s == NULL) {
 			rc = -1;
 			break;
@@ -928,6 +1189,126 @@ store_record_full_free(struct store_record_full *r)
 	free(r->body);
 	free(r->parts);
 	memset(r, 0, sizeof(*r));
+}
+
+/* ------------------------------------------------------------------ */
+/* batched read (FETCH) */
+
+static int
+cmp_range(const void *a, const void *b)
+{
+	const struct store_range *x = a, *y = b;
+
+	return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+/* Sorted, merged copy of ranges (overlapping and adjacent ones joined). */
+static size_t
+ranges_normalise(const struct store_range *ranges, size_t nranges, struct store_range **out)
+{
+	struct store_range *v = xreallocarray(NULL, nranges ? nranges : 1, sizeof(*v));
+	size_t k = 0;
+
+	memcpy(v, ranges, nranges * sizeof(*v));
+	if (nranges > 1)
+		qsort(v, nranges, sizeof(*v), cmp_range);
+	for (size_t i = 0; i < nranges; i++) {
+		if (k > 0 && (v[k - 1].hi == UINT32_MAX || v[i].lo <= v[k - 1].hi + 1)) {
+			if (v[i].hi > v[k - 1].hi)
+				v[k - 1].hi = v[i].hi;
+			continue;
+		}
+		v[k++] = v[i];
+	}
+	*out = v;
+	return k;
+}
+
+static const char *const full_sql[2] = {
+	"SELECT " REC_COLS ", envelope, bodystructure, body, NULL"
+	" FROM records WHERE mailbox = ?1 AND uid BETWEEN ?2 AND ?3 ORDER BY uid",
+	"SELECT " REC_COLS ", envelope, bodystructure, body, parts"
+	" FROM records WHERE mailbox = ?1 AND uid BETWEEN ?2 AND ?3 ORDER BY uid",
+};
+
+int
+store_records_full(struct store_user *u, const char *mailbox_id,
+	const struct store_range *ranges, size_t nranges, bool with_parts,
+	store_record_full_fn fn, void *ctx, struct err *err)
+{
+	static const struct store_range all = { 1, UINT32_MAX };
+	struct store_range *rv = NULL;
+	struct store_mbrow row;
+	sqlite3_stmt *s;
+	size_t nr;
+	int rc, r2 = 0, w = with_parts ? 1 : 0;
+
+	if (fn == NULL)
+		return err_set(err, ERR_INVALID, "no callback");
+	if (ranges == NULL) {
+		if (nranges != 0)
+			return err_set(err, ERR_INVALID, "no uid ranges");
+		ranges = &all;
+		nranges = 1;
+	}
+	if (ranges_check(ranges, nranges, err) < 0)
+		return -1;
+	if (u->full_busy)
+		return err_set(err, ERR_INVALID, "store_records_full re-entered from its callback");
+	if (store_user_read_begin(u, err) < 0)
+		return -1;
+	rc = store_mailbox_load_id(u, mailbox_id, true, &row, err);
+	if (rc < 0)
+		goto out;
+	if (u->full_stmt[w] == NULL) {
+		rc = sqlite3_prepare_v3(u->db, full_sql[w], -1, SQLITE_PREPARE_PERSISTENT,
+			&u->full_stmt[w], NULL);
+		if (rc != SQLITE_OK) {
+			rc = store_sql_err(u->db, rc, err, "prepare");
+			u->full_stmt[w] = NULL;
+			goto out;
+		}
+	}
+	s = u->full_stmt[w];
+	nr = ranges_normalise(ranges, nranges, &rv);
+	u->full_busy = true;
+	rc = SQLITE_DONE;
+	for (size_t i = 0; i < nr && r2 == 0 && rc == SQLITE_DONE; i++) {
+		sqlite3_reset(s);
+		sqlite3_bind_int64(s, 1, row.id);
+		sqlite3_bind_int64(s, 2, rv[i].lo);
+		sqlite3_bind_int64(s, 3, rv[i].hi);
+		while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+			struct store_record_full f;
+
+			memset(&f, 0, sizeof(f));
+			rec_fill(s, 0, &f.rec);
+			f.keywords = (char *)f.rec.keywords;
+			f.envelope = (char *)sqlite3_column_text(s, 8);
+			f.bodystructure = (char *)sqlite3_column_text(s, 9);
+			f.body = (char *)sqlite3_column_text(s, 10);
+			if (with_parts && sqlite3_column_type(s, 11) == SQLITE_BLOB) {
+				f.parts = (void *)sqlite3_column_blob(s, 11);
+				f.parts_len = (size_t)sqlite3_column_bytes(s, 11);
+			}
+			r2 = fn(ctx, &f);
+			if (r2 != 0)
+				break;
+		}
+	}
+	u->full_busy = false;
+	if (r2 != 0)
+		rc = r2;
+	else if (rc == SQLITE_DONE)
+		rc = 0;
+	else
+		rc = store_sql_err(u->db, rc, err, "records");
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+out:
+	store_user_read_end(u);
+	free(rv);
+	return rc;
 }
 
 int

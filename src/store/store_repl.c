@@ -10,6 +10,10 @@
  * are refused with ERR_CONFLICT for the caller's conflict policy
  * (issue 8) to resolve; nothing here guesses.
  *
+ * The message-id index (records.msgid, duplicate suppression) is not
+ * sent: a record inserted here gets it from its body, as on the master,
+ * so duplicates are suppressed the same way after a failover.
+ *
  * INBOX adoption: every user database is born with an INBOX of its own
  * uniqueid.  When a replica receives the master's INBOX and its own is
  * untouched (no record ever: uidnext = 1), it takes the master's
@@ -295,14 +299,19 @@ repl_record_apply(struct store_user *u, const char *mailbox_id, const struct sto
 	} else {
 		struct store_blob blob;
 		struct imapenv env;
+		struct buf mid = BUF_INIT;
 
 		if (store_blob_map(u, r->guid, &blob, err) < 0)
 			return -1;
 		nr.size = blob.len;
 		imapenv_build(blob.data, blob.len, &env);
+		/* the message-id index, as the master computed it (M7) */
+		store_message_id(blob.data, blob.len, &mid);
 		store_blob_release(&blob);
 		rc = store_record_insert(u, &row, &nr, buf_cstr(&env.envelope),
-			buf_cstr(&env.bodystructure), buf_cstr(&env.body), env.tree.data, env.tree.len, err);
+			buf_cstr(&env.bodystructure), buf_cstr(&env.body), env.tree.data, env.tree.len,
+			buf_cstr(&mid), err);
+		buf_free(&mid);
 		imapenv_free(&env);
 		if (rc < 0)
 			return -1;

@@ -12,13 +12,22 @@
  *       modseq: the user's counter, the highest modseq ever handed out
  *       used_*: quota usage = sum of size / count of live records in
  *               live mailboxes
+ *       schema: 2 (1 = before records.msgid; upgraded at open, below)
  *   mailboxes(id, uniqueid UNIQUE, name, uidvalidity, uidnext,
  *             highestmodseq, createdmodseq, modseq, deleted_modseq,
  *             specialuse, recentuid, sync_crc)
  *       unique index on name over live rows (deleted_modseq = 0)
  *   records(mailbox, uid, guid, size, internaldate, sysflags, keywords,
- *           modseq, expunged_modseq, envelope, bodystructure, body, parts)
- *       primary key (mailbox, uid); indexes on modseq, (mailbox, modseq), guid
+ *           modseq, expunged_modseq, envelope, bodystructure, body, parts,
+ *           msgid)
+ *       primary key (mailbox, uid); indexes on modseq, (mailbox, modseq),
+ *       guid, (mailbox, msgid, internaldate)
+ *       msgid: the message-id index (duplicate suppression): the
+ *       normalised Message-ID (store_msgid.c), '' when the message has
+ *       none, NULL when not computed yet (records written before schema
+ *       2, or by a binary without it); derived from the body, so it is
+ *       not part of the sync checksum and not replicated: each side
+ *       computes it.
  *   blobs(guid PRIMARY KEY, size, data)   data NULL = file blobs/<gg>/<guid>
  *   subs(name PRIMARY KEY, subscribed, modseq)   unsubscribe = tombstone
  *
@@ -38,6 +47,15 @@
  *       data has its file, fsynced with its directory entry, before the
  *       row's transaction commits (store_blob.c).
  *   M6. A live mailbox named INBOX exists.
+ *   M7. A non-NULL records.msgid is store_message_id() of the record's
+ *       body ('' for none); it is set in the transaction that inserts
+ *       the record and never changes (NULL ones are filled in by the
+ *       first duplicate check that needs them, store_record.c).
+ *
+ * Schema upgrade 1 -> 2 (at open, any process, once): in one write
+ * transaction, re-read state.schema, add records.msgid (NULL for the
+ * existing rows) unless present, create records_msgid, set schema 2.
+ * Idempotent, so concurrent openers and a crash half-way are harmless.
  */
 #include "store/store.h"
 #include "store/store_int.h"
@@ -55,6 +73,10 @@
 #include "lib/log.h"
 #include "lib/str.h"
 #include "lib/xalloc.h"
+
+/* The current user.db schema (state.schema). */
+#define STORE_USER_SCHEMA 2
+#define STORE_USER_SCHEMA_S "2"
 
 static const char user_schema[] =
 	"CREATE TABLE IF NOT EXISTS state(id INTEGER PRIMARY KEY CHECK (id = 1),"
@@ -74,17 +96,18 @@ static const char user_schema[] =
 	" guid TEXT NOT NULL, size INTEGER NOT NULL, internaldate INTEGER NOT NULL,"
 	" sysflags INTEGER NOT NULL, keywords TEXT NOT NULL DEFAULT '',"
 	" modseq INTEGER NOT NULL, expunged_modseq INTEGER NOT NULL DEFAULT 0,"
-	" envelope TEXT, bodystructure TEXT, body TEXT, parts BLOB,"
+	" envelope TEXT, bodystructure TEXT, body TEXT, parts BLOB, msgid TEXT,"
 	" PRIMARY KEY (mailbox, uid));"
 	"CREATE INDEX IF NOT EXISTS records_modseq ON records(modseq);"
 	"CREATE INDEX IF NOT EXISTS records_mbox_modseq ON records(mailbox, modseq);"
 	"CREATE INDEX IF NOT EXISTS records_guid ON records(guid);"
+	"CREATE INDEX IF NOT EXISTS records_msgid ON records(mailbox, msgid, internaldate);"
 	"CREATE TABLE IF NOT EXISTS blobs(guid TEXT PRIMARY KEY, size INTEGER NOT NULL, data BLOB);"
 	"CREATE TABLE IF NOT EXISTS subs(name TEXT PRIMARY KEY, subscribed INTEGER NOT NULL,"
 	" modseq INTEGER NOT NULL);"
 	"CREATE INDEX IF NOT EXISTS subs_modseq ON subs(modseq);"
 	"INSERT OR IGNORE INTO state(id, modseq, last_uidvalidity, used_bytes, used_messages, schema)"
-	" VALUES (1, 0, 0, 0, 0, 1);";
+	" VALUES (1, 0, 0, 0, 0, " STORE_USER_SCHEMA_S ");";
 
 /* ------------------------------------------------------------------ */
 /* statements */
@@ -335,13 +358,14 @@ store_user_read_begin(struct store_user *u, struct err *err)
 {
 	int rc;
 
-	if (u->in_txn || u->op_open) {
+	if (u->in_txn || u->op_open || u->read_open) {
 		u->read_nested++;
 		return 0;
 	}
 	rc = sqlite3_exec(u->db, "BEGIN", NULL, NULL, NULL);
 	if (rc != SQLITE_OK)
 		return store_sql_err(u->db, rc, err, "begin read");
+	u->read_open = true;
 	return 0;
 }
 
@@ -352,6 +376,7 @@ store_user_read_end(struct store_user *u)
 		u->read_nested--;
 		return;
 	}
+	u->read_open = false;
 	sqlite3_exec(u->db, "COMMIT", NULL, NULL, NULL);
 }
 
@@ -467,15 +492,93 @@ has_state_table(sqlite3 *db)
 	return found;
 }
 
-/* Create the schema and INBOX if missing (a brand-new user.db). */
+/* state.schema, or -1 (no state row / error). */
+static int64_t
+schema_version(sqlite3 *db)
+{
+	sqlite3_stmt *s = NULL;
+	int64_t v = -1;
+
+	if (sqlite3_prepare_v2(db, "SELECT schema FROM state WHERE id = 1", -1, &s, NULL) !=
+	    SQLITE_OK)
+		return -1;
+	if (sqlite3_step(s) == SQLITE_ROW)
+		v = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	return v;
+}
+
+static int
+records_has_msgid(sqlite3 *db)
+{
+	sqlite3_stmt *s = NULL;
+	int found = 0;
+
+	if (sqlite3_prepare_v2(db, "SELECT 1 FROM pragma_table_info('records') WHERE name = 'msgid'",
+		-1, &s, NULL) != SQLITE_OK)
+		return -1;
+	if (sqlite3_step(s) == SQLITE_ROW)
+		found = 1;
+	sqlite3_finalize(s);
+	return found;
+}
+
+/* Schema 1 -> 2 (see the top of this file).  Runs in read-only mode too:
+ * it changes no mail state, only adds the derived index. */
+static int
+user_upgrade_db(struct store_user *u, struct err *err)
+{
+	int rc, has;
+
+	rc = sqlite3_exec(u->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	if (rc != SQLITE_OK)
+		return store_sql_err(u->db, rc, err, "begin upgrade");
+	if (schema_version(u->db) >= STORE_USER_SCHEMA) {
+		/* another process did it meanwhile */
+		sqlite3_exec(u->db, "COMMIT", NULL, NULL, NULL);
+		return 0;
+	}
+	u->op_open = true;
+	u->dirty = true;
+	has = records_has_msgid(u->db);
+	rc = has < 0 ? store_sql_err(u->db, SQLITE_ERROR, err, "upgrade") : 0;
+	if (rc == 0 && has == 0)
+		rc = store_sql_exec(u->db, "ALTER TABLE records ADD COLUMN msgid TEXT", err);
+	if (rc == 0)
+		rc = store_sql_exec(u->db, "CREATE INDEX IF NOT EXISTS records_msgid"
+			" ON records(mailbox, msgid, internaldate);"
+			"UPDATE state SET schema = " STORE_USER_SCHEMA_S " WHERE id = 1", err);
+	u->op_open = false;
+	if (rc < 0) {
+		sqlite3_exec(u->db, "ROLLBACK", NULL, NULL, NULL);
+		events_drop(u, 0);
+		return -1;
+	}
+	if (commit_durable(u, true, NULL, err) < 0)
+		return -1;
+	log_info("user database upgraded user=%s schema=%d", u->name, STORE_USER_SCHEMA);
+	return 0;
+}
+
+/* Create the schema and INBOX if missing (a brand-new user.db); upgrade
+ * an older schema. */
 static int
 user_init_db(struct store_user *u, struct err *err)
 {
 	struct store_mbrow row;
 	int rc;
 
+	/* Fast path; INBOX existence (M6) is store_check's business. */
+	if (schema_version(u->db) >= STORE_USER_SCHEMA)
+		return 0;
 	if (has_state_table(u->db) == 1) {
-		/* Fast path; INBOX existence (M6) is store_check's business. */
+		if (user_upgrade_db(u, err) < 0) {
+			if (!u->st->opts.read_only)
+				return -1;
+			/* a reader works without the index */
+			log_warn("user database upgrade failed user=%s error=%s", u->name,
+				log_q(err ? err->msg : ""));
+		}
 		return 0;
 	}
 	if (u->st->opts.read_only)
@@ -575,6 +678,8 @@ store_user_close(struct store_user **up)
 	for (size_t i = 0; i < STORE_STMT_CACHE; i++)
 		if (u->stmts[i].stmt != NULL)
 			sqlite3_finalize(u->stmts[i].stmt);
+	for (size_t i = 0; i < 2; i++)
+		sqlite3_finalize(u->full_stmt[i]);
 	if (u->db != NULL)
 		sqlite3_close(u->db);
 	store_commit_close(&u->commit);

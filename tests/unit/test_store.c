@@ -1891,6 +1891,920 @@ test_list_modseq(void **state)
 	assert_int_equal(sum, m + 1);   /* bob: INBOX creation = 1 */
 }
 
+/* ------------------------------------------------------------------ */
+/* API v2: password hash copy, batched record read, duplicate suppression */
+
+static void
+test_user_hash(void **state)
+{
+	struct store_userinfo ui, keep;
+	struct buf h = BUF_INIT;
+	struct err e;
+
+	(void)state;
+	assert_int_equal(store_user_info(st, "alice", &ui, &e), 0);
+	assert_true(ui.has_password);
+	assert_non_null(ui.hash);
+	assert_ptr_equal(ui.hash, ui.hash_buf);
+	assert_memory_equal(ui.hash, "$y$", 3);
+	assert_int_equal(store_user_hash(st, "alice", &h, &e), 1);
+	assert_string_equal(buf_cstr(&h), ui.hash);
+	/* the hash it holds is the one that verifies */
+	assert_int_equal(store_user_verify(st, "alice", "secret", &e), 1);
+	/* the copy outlives the call: another lookup does not disturb it */
+	keep = ui;
+	assert_int_equal(store_user_add(st, "nopw", NULL, &e), 0);
+	assert_int_equal(store_user_info(st, "nopw", &ui, &e), 0);
+	assert_false(ui.has_password);
+	assert_null(ui.hash);
+	assert_string_equal(keep.hash_buf, buf_cstr(&h));
+	buf_reset(&h);
+	assert_int_equal(store_user_hash(st, "nopw", &h, &e), 0);
+	assert_int_equal(h.len, 0);
+	/* replication copies a hash with it */
+	assert_int_equal(store_user_set_hash(st, "nopw", keep.hash_buf, &e), 0);
+	assert_int_equal(store_user_info(st, "nopw", &ui, &e), 0);
+	assert_string_equal(ui.hash, keep.hash_buf);
+	assert_int_equal(store_user_verify(st, "nopw", "secret", &e), 1);
+	/* errors */
+	assert_int_equal(store_user_info(st, "nobody", &ui, &e), -1);
+	assert_int_equal(e.kind, ERR_NOTFOUND);
+	assert_int_equal(store_user_hash(st, "nobody", &h, &e), -1);
+	assert_int_equal(e.kind, ERR_NOTFOUND);
+	assert_int_equal(store_user_hash(st, "Bad/Name", &h, &e), -1);
+	assert_int_equal(e.kind, ERR_INVALID);
+	buf_free(&h);
+}
+
+/* What a store_records_full walk saw. */
+struct full_seen {
+	struct store_user *u;
+	const char *mbid;
+	int n;
+	uint32_t uids[32];
+	int stop_after;          /* return 42 after this many (0 = never) */
+	bool compare;            /* compare each with store_record_get (a nested read) */
+	bool with_parts;
+	bool reenter;            /* call store_records_full from the callback */
+	int reenter_kind;
+	int go_fd, done_fd;      /* >= 0: at the first record, let the child append */
+};
+
+/* A process (forked while this one holds no user handle) that appends
+ * one message when told to on go_fd and reports 'y'/'n' on done_fd. */
+static pid_t
+full_child_start(int *go_fd, int *done_fd)
+{
+	int go[2], done[2];
+	pid_t pid;
+
+	assert_int_equal(pipe(go), 0);
+	assert_int_equal(pipe(done), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct err e;
+		struct store *s2;
+		struct store_user *c = NULL;
+		struct store_append_msg m = { "Subject: late\r\n\r\nlate\r\n", 23, 0, 0, NULL };
+		struct store_mailbox mb;
+		char x = 'n';
+		int bad = 1;
+
+		close(go[1]);
+		close(done[0]);
+		if (read(go[0], &x, 1) == 1) {
+			s2 = store_open(root, NULL, &e);
+			c = s2 ? store_user_open(s2, "alice", &e) : NULL;
+			bad = c == NULL || store_mailbox_get(c, "INBOX", &mb, &e) < 0 ||
+				store_append(c, mb.uniqueid, &m, 1, NULL, NULL, &e) < 0;
+			store_user_close(&c);
+			store_close(&s2);
+		}
+		x = bad ? 'n' : 'y';
+		if (write(done[1], &x, 1) != 1)
+			bad = 1;
+		_exit(bad);
+	}
+	close(go[0]);
+	close(done[1]);
+	*go_fd = go[1];
+	*done_fd = done[0];
+	return pid;
+}
+
+static int
+full_cb(void *ctx, const struct store_record_full *r)
+{
+	struct full_seen *f = ctx;
+	struct store_record_full g;
+	struct err e;
+
+	if (f->n < 32)
+		f->uids[f->n] = r->rec.uid;
+	f->n++;
+	assert_non_null(r->keywords);
+	assert_ptr_equal(r->rec.keywords, r->keywords);
+	if (!f->with_parts) {
+		assert_null(r->parts);
+		assert_int_equal(r->parts_len, 0);
+	}
+	if (f->compare) {
+		assert_int_equal(store_record_get(f->u, f->mbid, r->rec.uid, &g, &e), 0);
+		assert_string_equal(g.rec.guid, r->rec.guid);
+		assert_int_equal(g.rec.size, r->rec.size);
+		assert_int_equal(g.rec.internaldate, r->rec.internaldate);
+		assert_int_equal(g.rec.sysflags, r->rec.sysflags);
+		assert_int_equal(g.rec.modseq, r->rec.modseq);
+		assert_int_equal(g.rec.expunged_modseq, r->rec.expunged_modseq);
+		assert_string_equal(g.keywords, r->keywords);
+		assert_string_equal(g.envelope, r->envelope);
+		assert_string_equal(g.bodystructure, r->bodystructure);
+		assert_string_equal(g.body, r->body);
+		if (f->with_parts) {
+			assert_int_equal(g.parts_len, r->parts_len);
+			assert_true(r->parts_len > 0);
+			assert_memory_equal(g.parts, r->parts, r->parts_len);
+		}
+		store_record_full_free(&g);
+	}
+	if (f->reenter) {
+		f->reenter = false;
+		assert_int_equal(store_records_full(f->u, f->mbid, NULL, 0, false, full_cb, f, &e), -1);
+		f->reenter_kind = e.kind;
+	}
+	if (f->go_fd >= 0) {
+		char x = 'g';
+
+		assert_int_equal(write(f->go_fd, &x, 1), 1);
+		assert_int_equal(read(f->done_fd, &x, 1), 1);
+		assert_int_equal(x, 'y');    /* committed while this walk is open */
+		f->go_fd = -1;
+	}
+	if (f->stop_after != 0 && f->n >= f->stop_after)
+		return 42;
+	return 0;
+}
+
+static void
+full_init(struct full_seen *f, struct store_user *u, const char *mbid)
+{
+	memset(f, 0, sizeof(*f));
+	f->u = u;
+	f->mbid = mbid;
+	f->go_fd = -1;
+	f->done_fd = -1;
+}
+
+static void
+test_records_full(void **state)
+{
+	static const char multi[] = "From: a@b\r\nSubject: parts\r\nMIME-Version: 1.0\r\n"
+		"Content-Type: multipart/mixed; boundary=\"q\"\r\n\r\n--q\r\n"
+		"Content-Type: text/plain\r\n\r\none\r\n--q\r\nContent-Type: text/html\r\n\r\n"
+		"<b>two</b>\r\n--q--\r\n";
+	struct store_user *u = open_user("alice");
+	struct store_append_msg m = { multi, sizeof(multi) - 1, 0, STORE_FLAG_FLAGGED, "$x" };
+	struct store_range r3 = { 3, 3 };
+	struct store_range mixed[3] = { { 5, 6 }, { 1, 2 }, { 2, 4 } };
+	struct store_range none = { 7, 100 }, bad[2] = { { 0, 3 }, { 5, 2 } };
+	struct full_seen f;
+	char inbox[33];
+	int go_fd, done_fd, status;
+	pid_t pid;
+	struct err e;
+
+	(void)state;
+	mbid_of(u, "INBOX", inbox);
+	for (int i = 1; i <= 5; i++)
+		append1(u, inbox, i, 300 + 100 * i, i % 2 ? STORE_FLAG_SEEN : 0, i == 2 ? "$a b" : NULL);
+	assert_int_equal(store_append(u, inbox, &m, 1, NULL, NULL, &e), 0);   /* uid 6 */
+	assert_int_equal(store_expunge(u, inbox, &r3, 1, false, NULL, &e), 0);
+
+	/* ranges in any order and overlapping: each uid once, ascending,
+	 * tombstones included, the same data as store_record_get */
+	full_init(&f, u, inbox);
+	f.compare = true;
+	assert_int_equal(store_records_full(u, inbox, mixed, 3, false, full_cb, &f, &e), 0);
+	assert_int_equal(f.n, 6);
+	for (int i = 0; i < 6; i++)
+		assert_int_equal(f.uids[i], i + 1);
+	/* with the part tree */
+	full_init(&f, u, inbox);
+	f.compare = true;
+	f.with_parts = true;
+	assert_int_equal(store_records_full(u, inbox, NULL, 0, true, full_cb, &f, &e), 0);
+	assert_int_equal(f.n, 6);
+	/* nothing in range */
+	full_init(&f, u, inbox);
+	assert_int_equal(store_records_full(u, inbox, &none, 1, false, full_cb, &f, &e), 0);
+	assert_int_equal(f.n, 0);
+	/* the callback stops the walk and its value is returned */
+	full_init(&f, u, inbox);
+	f.stop_after = 2;
+	assert_int_equal(store_records_full(u, inbox, NULL, 0, false, full_cb, &f, &e), 42);
+	assert_int_equal(f.n, 2);
+	/* re-entry is refused, the outer walk carries on */
+	full_init(&f, u, inbox);
+	f.reenter = true;
+	assert_int_equal(store_records_full(u, inbox, NULL, 0, false, full_cb, &f, &e), 0);
+	assert_int_equal(f.reenter_kind, ERR_INVALID);
+	assert_int_equal(f.n, 6);
+	/* one read transaction: an append committed by another process
+	 * during the walk is not seen by it, and is by the next one */
+	store_user_close(&u);     /* fork with no user handle open */
+	pid = full_child_start(&go_fd, &done_fd);
+	u = open_user("alice");
+	full_init(&f, u, inbox);
+	f.go_fd = go_fd;
+	f.done_fd = done_fd;
+	assert_int_equal(store_records_full(u, inbox, NULL, 0, false, full_cb, &f, &e), 0);
+	assert_int_equal(f.go_fd, -1);
+	assert_int_equal(f.n, 6);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	close(go_fd);
+	close(done_fd);
+	full_init(&f, u, inbox);
+	assert_int_equal(store_records_full(u, inbox, NULL, 0, false, full_cb, &f, &e), 0);
+	assert_int_equal(f.n, 7);
+	assert_int_equal(f.uids[6], 7);
+	/* bad input */
+	assert_int_equal(store_records_full(u, inbox, bad, 1, false, full_cb, &f, &e), -1);
+	assert_int_equal(e.kind, ERR_INVALID);
+	assert_int_equal(store_records_full(u, inbox, bad + 1, 1, false, full_cb, &f, &e), -1);
+	assert_int_equal(e.kind, ERR_INVALID);
+	assert_int_equal(store_records_full(u, inbox, NULL, 2, false, full_cb, &f, &e), -1);
+	assert_int_equal(e.kind, ERR_INVALID);
+	assert_int_equal(store_records_full(u, "ffffffffffffffffffffffffffffffff", NULL, 0, false,
+		full_cb, &f, &e), -1);
+	assert_int_equal(e.kind, ERR_NOTFOUND);
+	/* the handle is usable afterwards (no transaction left open) */
+	append1(u, inbox, 9, 200, 0, NULL);
+	store_user_close(&u);
+	assert_int_equal(check_clean("alice"), 0);
+}
+
+/* A delivery of message-id `id` (NULL: no Message-ID header) as an MTA
+ * retry would bring it: the Received line differs each time (so does
+ * the GUID). */
+static char *
+make_delivery(const char *id, int n, size_t size)
+{
+	struct buf b = BUF_INIT;
+
+	buf_printf(&b, "Received: from mta%d.example.org by castor; attempt %d\r\n"
+		"From: Ann <ann@example.org>\r\nTo: alice@example.org\r\n", n, n);
+	if (id != NULL)
+		buf_printf(&b, "Message-ID:\r\n %s\r\n", id);
+	buf_puts(&b, "Subject: delivery\r\n\r\n");
+	while (b.len < size)
+		buf_puts(&b, "The quick brown fox jumps over the lazy dog.\r\n");
+	return buf_steal(&b);
+}
+
+/* store_append_dedup of one delivery, the id taken from the message as
+ * lmtpd does; internaldate 0 = now. */
+static int
+deliver(struct store_user *u, const char *mbid, const char *data, int64_t internaldate,
+	int64_t since, struct store_append_result *r, struct err *e)
+{
+	struct store_append_msg m = { 0 };
+	struct store_dedup d = { 0 };
+	struct buf id = BUF_INIT;
+	int rc;
+
+	m.data = data;
+	m.len = strlen(data);
+	m.internaldate = internaldate;
+	store_message_id(data, m.len, &id);
+	d.msgid = buf_cstr(&id);
+	d.since = since;
+	rc = store_append_dedup(u, mbid, &m, &d, 1, r, NULL, e);
+	buf_free(&id);
+	return rc;
+}
+
+static uint32_t
+messages_in(struct store_user *u, const char *name)
+{
+	struct store_status s;
+	struct err e;
+
+	assert_int_equal(store_mailbox_status(u, name, &s, &e), 0);
+	return s.messages;
+}
+
+static void
+test_dedup(void **state)
+{
+	struct store_user *u = open_user("alice");
+	struct store_append_result r1, r2, rb[3];
+	struct store_mailbox other;
+	struct store_quota q0, q1;
+	struct store_stats ss;
+	struct hook_log h;
+	int64_t now = (int64_t)time(NULL), since = now - 3 * 86400;
+	uint64_t ms;
+	uint32_t uid;
+	char inbox[33], *d1, *d2;
+	struct err e;
+
+	(void)state;
+	mbid_of(u, "INBOX", inbox);
+	assert_int_equal(store_mailbox_create(u, "Other", NULL, &other, &e), 0);
+	d1 = make_delivery("<w1@example.org>", 1, 600);
+	d2 = make_delivery("<w1@example.org>", 2, 600);
+	assert_int_equal(deliver(u, inbox, d1, 0, since, &r1, &e), 0);
+	assert_false(r1.duplicate);
+	/* a retry within the window: stored once, the result names the first */
+	ms = modseq_of(u);
+	assert_int_equal(store_quota_get(u, &q0, &e), 0);
+	memset(&h, 0, sizeof(h));
+	store_set_change_hook(st, hook, &h);
+	store_stats_reset();
+	assert_int_equal(deliver(u, inbox, d2, 0, since, &r2, &e), 0);
+	store_set_change_hook(st, NULL, NULL);
+	assert_true(r2.duplicate);
+	assert_int_equal(r2.uid, r1.uid);
+	assert_int_equal(r2.modseq, r1.modseq);
+	assert_string_equal(r2.guid, r1.guid);
+	assert_int_equal(messages_in(u, "INBOX"), 1);
+	assert_int_equal(modseq_of(u), ms);        /* nothing changed */
+	assert_int_equal(h.n, 0);                  /* no change hook */
+	assert_int_equal(store_quota_get(u, &q1, &e), 0);
+	assert_int_equal(q1.used_bytes, q0.used_bytes);
+	assert_int_equal(q1.used_messages, q0.used_messages);
+	store_stats_get(&ss);
+	assert_int_equal(ss.appended, 0);
+	assert_int_equal(ss.commits, 1);           /* but it passed the durability barrier */
+	assert_int_equal(store_msgid_find(u, inbox, "<w1@example.org>", since, &uid, &e), 1);
+	assert_int_equal(uid, r1.uid);
+	/* plain store_append never suppresses and says so */
+	{
+		struct store_append_msg m = { d2, strlen(d2), 0, 0, NULL };
+		r2.duplicate = true;
+		assert_int_equal(store_append(u, inbox, &m, 1, &r2, NULL, &e), 0);
+		assert_false(r2.duplicate);
+		assert_int_equal(messages_in(u, "INBOX"), 2);
+	}
+	/* another mailbox of the same user is not suppressed */
+	assert_int_equal(deliver(u, other.uniqueid, d2, 0, since, &r2, &e), 0);
+	assert_false(r2.duplicate);
+	assert_int_equal(messages_in(u, "Other"), 1);
+	free(d1);
+	free(d2);
+
+	/* the window: a copy delivered 5 days ago does not suppress with a
+	 * 3-day window, does with a 6-day one; "at or after since" */
+	d1 = make_delivery("<old@example.org>", 1, 300);
+	d2 = make_delivery("<old@example.org>", 2, 300);
+	assert_int_equal(deliver(u, inbox, d1, now - 5 * 86400, since, &r1, &e), 0);
+	assert_false(r1.duplicate);
+	assert_int_equal(deliver(u, inbox, d2, 0, since, &r2, &e), 0);
+	assert_false(r2.duplicate);
+	assert_int_equal(deliver(u, inbox, d2, 0, now - 6 * 86400, &r2, &e), 0);
+	assert_true(r2.duplicate);
+	assert_int_equal(r2.uid, r1.uid);          /* the lowest uid */
+	assert_int_equal(deliver(u, inbox, d2, 0, now - 5 * 86400, &r2, &e), 0);
+	assert_true(r2.duplicate);
+	assert_int_equal(deliver(u, inbox, d2, 0, now - 5 * 86400 + 1, &r2, &e), 0);
+	assert_true(r2.duplicate);                 /* the second copy (delivered now) */
+	assert_true(r2.uid > r1.uid);
+	free(d1);
+	free(d2);
+
+	/* no Message-ID: never suppressed */
+	d1 = make_delivery(NULL, 1, 300);
+	for (int i = 0; i < 2; i++) {
+		uint32_t before = messages_in(u, "INBOX");
+		assert_int_equal(deliver(u, inbox, d1, 0, since, &r1, &e), 0);
+		assert_false(r1.duplicate);
+		assert_int_equal(messages_in(u, "INBOX"), before + 1);
+	}
+	free(d1);
+	/* "<>" is no Message-ID either */
+	d1 = make_delivery("<>", 1, 300);
+	assert_int_equal(deliver(u, inbox, d1, 0, since, &r1, &e), 0);
+	assert_int_equal(deliver(u, inbox, d1, 0, since, &r2, &e), 0);
+	assert_false(r2.duplicate);
+	assert_true(r2.uid > r1.uid);
+	free(d1);
+
+	/* a batch: the check sees the messages before it in the same call */
+	{
+		char *b0 = make_delivery("<batch@example.org>", 1, 300);
+		char *b1 = make_delivery("<batch@example.org>", 2, 300);
+		char *b2 = make_delivery("<batch2@example.org>", 3, 300);
+		struct store_append_msg m[3] = {
+			{ b0, strlen(b0), 0, 0, NULL }, { b1, strlen(b1), 0, 0, NULL },
+			{ b2, strlen(b2), 0, 0, NULL } };
+		struct store_dedup dd[3] = { { "<batch@example.org>", since },
+			{ "<batch@example.org>", since }, { NULL, 0 } };
+		uint32_t before = messages_in(u, "INBOX");
+
+		assert_int_equal(store_append_dedup(u, inbox, m, dd, 3, rb, NULL, &e), 0);
+		assert_false(rb[0].duplicate);
+		assert_true(rb[1].duplicate);
+		assert_int_equal(rb[1].uid, rb[0].uid);
+		assert_false(rb[2].duplicate);
+		assert_int_equal(rb[2].uid, rb[0].uid + 1);
+		assert_int_equal(messages_in(u, "INBOX"), before + 2);
+		free(b0);
+		free(b1);
+		free(b2);
+	}
+	/* COPY indexes the copy in its new mailbox */
+	{
+		struct store_range rr = { rb[0].uid, rb[0].uid };
+		struct store_uids dst = { 0 };
+
+		assert_int_equal(store_copy(u, inbox, &rr, 1, other.uniqueid, false, NULL, &dst, NULL,
+			&e), 0);
+		assert_int_equal(store_msgid_find(u, other.uniqueid, "<batch@example.org>", since, &uid,
+			&e), 1);
+		assert_int_equal(uid, dst.v[0]);
+		store_uids_free(&dst);
+	}
+	assert_int_equal(store_msgid_find(u, inbox, "<nothing@example.org>", 0, &uid, &e), 0);
+	assert_int_equal(uid, 0);
+	assert_int_equal(store_msgid_find(u, "ffffffffffffffffffffffffffffffff", "<x@y>", 0, &uid, &e),
+		-1);
+	assert_int_equal(e.kind, ERR_NOTFOUND);
+	store_user_close(&u);
+	assert_int_equal(check_clean("alice"), 0);
+}
+
+/* An expunged message still suppresses (until purge); a duplicate of a
+ * large (file) body leaves no orphan file behind. */
+static void
+test_dedup_expunged(void **state)
+{
+	struct store_user *u = open_user("alice");
+	struct store_append_result r1, r2;
+	struct store_range rr;
+	struct buf blobs = BUF_INIT;
+	int64_t since = (int64_t)time(NULL) - 3 * 86400;
+	char inbox[33], *d1, *d2;
+	uint32_t uid;
+	struct err e;
+
+	(void)state;
+	mbid_of(u, "INBOX", inbox);
+	store_user_dir(st, "alice", &blobs);
+	buf_puts(&blobs, "/blobs");
+	d1 = make_delivery("<gone@example.org>", 1, 5000);
+	d2 = make_delivery("<gone@example.org>", 2, 5000);
+	assert_int_equal(deliver(u, inbox, d1, 0, since, &r1, &e), 0);
+	rr.lo = rr.hi = r1.uid;
+	assert_int_equal(store_expunge(u, inbox, &rr, 1, false, NULL, &e), 0);
+	assert_int_equal(messages_in(u, "INBOX"), 0);
+	assert_int_equal(deliver(u, inbox, d2, 0, since, &r2, &e), 0);
+	assert_true(r2.duplicate);
+	assert_int_equal(r2.uid, r1.uid);
+	assert_int_equal(messages_in(u, "INBOX"), 0);
+	assert_int_equal(count_files(buf_cstr(&blobs)), 1);
+	/* purge ends it */
+	assert_int_equal(store_purge(u, modseq_of(u), &e), 1);
+	assert_int_equal(store_msgid_find(u, inbox, "<gone@example.org>", since, &uid, &e), 0);
+	assert_int_equal(deliver(u, inbox, d2, 0, since, &r2, &e), 0);
+	assert_false(r2.duplicate);
+	assert_int_equal(messages_in(u, "INBOX"), 1);
+	free(d1);
+	free(d2);
+	buf_free(&blobs);
+	store_user_close(&u);
+	assert_int_equal(check_clean("alice"), 0);
+}
+
+/* Concurrent deliveries of one message from several processes store it
+ * exactly once; every process is told the same uid. */
+static void
+test_dedup_concurrent(void **state)
+{
+	enum { NPROC = 4, ROUNDS = 12 };
+	struct dres {
+		int round;
+		uint32_t uid;
+		int dup;
+	} res[NPROC * ROUNDS];
+	int go[2], out[2], stored[ROUNDS];
+	uint32_t uid_of[ROUNDS];
+	pid_t pids[NPROC];
+	struct store_user *u;
+	char inbox[33];
+	struct err e;
+	size_t got = 0;
+
+	(void)state;
+	u = open_user("alice");
+	mbid_of(u, "INBOX", inbox);
+	store_user_close(&u);
+	assert_int_equal(pipe(go), 0);
+	assert_int_equal(pipe(out), 0);
+	for (int p = 0; p < NPROC; p++) {
+		pids[p] = fork();
+		assert_true(pids[p] >= 0);
+		if (pids[p] == 0) {
+			struct store *s2 = store_open(root, NULL, &e);
+			struct store_user *c = s2 ? store_user_open(s2, "alice", &e) : NULL;
+			int64_t since = (int64_t)time(NULL) - 3 * 86400;
+			int bad = c == NULL;
+			char x;
+
+			close(go[1]);
+			close(out[0]);
+			if (read(go[0], &x, 1) != 1)
+				bad = 1;
+			for (int r = 0; r < ROUNDS && !bad; r++) {
+				char id[64];
+				char *d;
+				struct store_append_result ar;
+				struct dres dr;
+
+				snprintf(id, sizeof(id), "<round%d@example.org>", r);
+				/* bodies over the inline limit in odd rounds: files too */
+				d = make_delivery(id, p, r % 2 ? 70000 : 2000);
+				if (deliver(c, inbox, d, 0, since, &ar, &e) < 0) {
+					fprintf(stderr, "child %d: %s\n", p, e.msg);
+					bad = 1;
+				}
+				dr.round = r;
+				dr.uid = ar.uid;
+				dr.dup = ar.duplicate;
+				if (!bad && write(out[1], &dr, sizeof(dr)) != (ssize_t)sizeof(dr))
+					bad = 1;
+				free(d);
+			}
+			store_user_close(&c);
+			store_close(&s2);
+			_exit(bad);
+		}
+	}
+	close(go[0]);
+	close(out[1]);
+	{
+		char g[NPROC];
+		memset(g, 'g', sizeof(g));
+		assert_int_equal(write(go[1], g, sizeof(g)), NPROC);   /* all start at once */
+	}
+	close(go[1]);
+	for (;;) {
+		ssize_t n = read(out[0], (char *)res + got, sizeof(res) - got);
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	close(out[0]);
+	for (int p = 0; p < NPROC; p++) {
+		int status;
+		assert_int_equal(waitpid(pids[p], &status, 0), pids[p]);
+		assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	}
+	assert_int_equal(got, sizeof(res));
+	memset(stored, 0, sizeof(stored));
+	memset(uid_of, 0, sizeof(uid_of));
+	for (size_t i = 0; i < NPROC * ROUNDS; i++) {
+		int r = res[i].round;
+		assert_true(r >= 0 && r < ROUNDS);
+		if (!res[i].dup)
+			stored[r]++;
+		if (uid_of[r] == 0)
+			uid_of[r] = res[i].uid;
+		assert_int_equal(res[i].uid, uid_of[r]);
+	}
+	for (int r = 0; r < ROUNDS; r++)
+		assert_int_equal(stored[r], 1);
+	u = open_user("alice");
+	assert_int_equal(messages_in(u, "INBOX"), ROUNDS);
+	store_user_close(&u);
+	assert_int_equal(check_clean("alice"), 0);
+}
+
+/* The replica builds the same index from store_repl_record, live
+ * records and tombstones alike, and suppresses the same duplicates. */
+static void
+test_dedup_replica(void **state)
+{
+	struct store_user *mu = open_user("alice"), *ru;
+	struct store_mailbox mmb;
+	struct store_record_full rf;
+	struct store_append_result r1, r2;
+	struct store_range rr;
+	struct buf body = BUF_INIT;
+	int64_t since = (int64_t)time(NULL) - 3 * 86400;
+	char *d1, *d2, *d3;
+	uint32_t uid;
+	struct err e;
+
+	(void)state;
+	assert_int_equal(store_user_add(st, "replica", NULL, &e), 0);
+	ru = open_user("replica");
+	assert_int_equal(store_mailbox_get(mu, "INBOX", &mmb, &e), 0);
+	d1 = make_delivery("<rep@example.org>", 1, 400);
+	d2 = make_delivery("<rep@example.org>", 2, 400);
+	d3 = make_delivery("<rep-gone@example.org>", 3, 400);
+	assert_int_equal(deliver(mu, mmb.uniqueid, d1, 0, since, &r1, &e), 0);
+	assert_int_equal(deliver(mu, mmb.uniqueid, d3, 0, since, &r2, &e), 0);
+	rr.lo = rr.hi = r2.uid;
+	assert_int_equal(store_expunge(mu, mmb.uniqueid, &rr, 1, false, NULL, &e), 0);
+	assert_int_equal(store_mailbox_get(mu, "INBOX", &mmb, &e), 0);
+	/* replicate the mailbox, the bodies and both records (the second
+	 * arrives as a tombstone: the replica never saw it live) */
+	assert_int_equal(store_repl_mailbox(ru, &mmb, &e), 0);
+	for (uint32_t id = r1.uid; id <= r2.uid; id++) {
+		assert_int_equal(store_record_get(mu, mmb.uniqueid, id, &rf, &e), 0);
+		buf_reset(&body);
+		assert_int_equal(store_blob_read(mu, rf.rec.guid, &body, &e), 0);
+		assert_int_equal(store_repl_blob(ru, rf.rec.guid, body.data, body.len, &e), 0);
+		assert_int_equal(store_repl_record(ru, mmb.uniqueid, &rf.rec, &e), 0);
+		store_record_full_free(&rf);
+	}
+	assert_int_equal(store_msgid_find(ru, mmb.uniqueid, "<rep@example.org>", since, &uid, &e), 1);
+	assert_int_equal(uid, r1.uid);
+	assert_int_equal(store_msgid_find(ru, mmb.uniqueid, "<rep-gone@example.org>", since, &uid,
+		&e), 1);
+	assert_int_equal(uid, r2.uid);
+	/* after a failover the replica suppresses the MTA's retry */
+	assert_int_equal(deliver(ru, mmb.uniqueid, d2, 0, since, &r2, &e), 0);
+	assert_true(r2.duplicate);
+	assert_int_equal(r2.uid, r1.uid);
+	free(d1);
+	free(d2);
+	free(d3);
+	buf_free(&body);
+	store_user_close(&mu);
+	store_user_close(&ru);
+	assert_int_equal(check_clean("replica"), 0);
+}
+
+/* A duplicate's prewritten body is removed in its transaction; an
+ * appender of the same octets that prewrote the same file before (and
+ * waited for the write lock) writes it again rather than commit a row
+ * without its file. */
+static void
+test_dedup_drop_race(void **state)
+{
+	struct store_user *u = open_user("alice");
+	struct store_append_result r0, r1;
+	struct store_record_full rf;
+	struct buf path = BUF_INIT, got = BUF_INIT;
+	int64_t since = (int64_t)time(NULL) - 3 * 86400;
+	char inbox[33], guid[41], *d0, *same;
+	struct stat sb;
+	pid_t pid;
+	int status, i, go[2];
+	struct err e;
+
+	(void)state;
+	mbid_of(u, "INBOX", inbox);
+	d0 = make_delivery("<race@example.org>", 0, 3000);
+	same = make_delivery("<race@example.org>", 1, 3000);
+	store_guid(same, strlen(same), guid);
+	store_user_dir(st, "alice", &path);
+	buf_printf(&path, "/blobs/%.2s/%s", guid, guid);
+	/* hold the write lock while another process (forked with no user
+	 * handle open) prewrites `same` and then waits for the lock */
+	store_user_close(&u);
+	assert_int_equal(pipe(go), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct store_opts o;
+		struct store *s2;
+		struct store_user *c;
+		struct store_append_msg m = { same, strlen(same), 0, 0, NULL };
+		int bad;
+		char x;
+
+		close(go[1]);
+		if (read(go[0], &x, 1) != 1)
+			_exit(1);
+		store_opts_init(&o);
+		o.inline_max = 0;      /* bodies as files, as in this process */
+		s2 = store_open(root, &o, &e);
+		c = s2 ? store_user_open(s2, "alice", &e) : NULL;
+		bad = c == NULL || store_append(c, inbox, &m, 1, NULL, NULL, &e) < 0;
+		if (bad)
+			fprintf(stderr, "child: %s\n", e.msg);
+		store_user_close(&c);
+		store_close(&s2);
+		_exit(bad);
+	}
+	close(go[0]);
+	u = open_user("alice");
+	assert_int_equal(store_txn_begin(u, &e), 0);
+	assert_int_equal(write(go[1], "g", 1), 1);
+	close(go[1]);
+	for (i = 0; i < 500 && stat(buf_cstr(&path), &sb) < 0; i++)
+		usleep(10000);
+	assert_true(i < 500);
+	/* the same octets arrive by LMTP right behind another copy (nothing
+	 * to hint at a duplicate before the transaction, so both bodies are
+	 * prewritten): the second is a duplicate of the first, its file goes */
+	{
+		struct store_append_msg m[2] = { { d0, strlen(d0), 0, 0, NULL },
+			{ same, strlen(same), 0, 0, NULL } };
+		struct store_dedup dd[2] = { { "<race@example.org>", since },
+			{ "<race@example.org>", since } };
+		struct store_append_result rr[2];
+
+		assert_int_equal(store_append_dedup(u, inbox, m, dd, 2, rr, NULL, &e), 0);
+		r0 = rr[0];
+		r1 = rr[1];
+	}
+	assert_false(r0.duplicate);
+	assert_true(r1.duplicate);
+	assert_int_equal(r1.uid, r0.uid);
+	assert_int_equal(stat(buf_cstr(&path), &sb), -1);
+	assert_int_equal(store_txn_commit(u, &e), 0);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	/* the other process's record has its body */
+	assert_int_equal(store_record_get(u, inbox, r0.uid + 1, &rf, &e), 0);
+	assert_string_equal(rf.rec.guid, guid);
+	assert_int_equal(store_blob_read(u, guid, &got, &e), 0);
+	assert_int_equal(got.len, strlen(same));
+	assert_memory_equal(got.data, same, got.len);
+	store_record_full_free(&rf);
+	free(d0);
+	free(same);
+	buf_free(&path);
+	buf_free(&got);
+	store_user_close(&u);
+	assert_int_equal(check_clean("alice"), 0);
+}
+
+static double
+mono_us(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec * 1e6 + (double)t.tv_nsec / 1e3;
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Median microseconds of `rounds` store_msgid_find calls (the lookup
+ * store_append_dedup runs in its transaction) for an id not there. */
+static double
+lookup_median_us(struct store_user *u, const char *mbid, int rounds)
+{
+	double t[64];
+	uint32_t uid;
+	struct err e;
+
+	assert_true(rounds <= 64);
+	for (int i = 0; i < rounds; i++) {
+		double t0 = mono_us();
+		assert_int_equal(store_msgid_find(u, mbid, "<absent@example.org>",
+			(int64_t)time(NULL) - 3 * 86400, &uid, &e), 0);
+		t[i] = mono_us() - t0;
+	}
+	qsort(t, (size_t)rounds, sizeof(t[0]), cmp_double);
+	return t[rounds / 2];
+}
+
+/* The duplicate check costs the same in a mailbox of 20,000 messages as
+ * in an empty one: it is an index lookup, never a scan of the mailbox
+ * (a plan on the primary key once made LMTP 20 times slower). */
+static void
+test_dedup_scale(void **state)
+{
+	enum { BIG = 20000, BATCH = 500 };
+	struct store_user *u = open_user("alice");
+	struct store_mailbox big, empty;
+	struct store_append_msg m[BATCH];
+	struct store_append_result r;
+	char *d[BATCH], *x;
+	double tb, te;
+	struct err e;
+
+	(void)state;
+	assert_int_equal(store_mailbox_create(u, "Big", NULL, &big, &e), 0);
+	assert_int_equal(store_mailbox_create(u, "Empty", NULL, &empty, &e), 0);
+	for (int i = 0; i < BIG; i += BATCH) {
+		memset(m, 0, sizeof(m));
+		for (int k = 0; k < BATCH; k++) {
+			char id[64];
+			snprintf(id, sizeof(id), "<big%d@example.org>", i + k);
+			d[k] = make_delivery(id, i + k, 200);
+			m[k].data = d[k];
+			m[k].len = strlen(d[k]);
+		}
+		assert_int_equal(store_append(u, big.uniqueid, m, BATCH, NULL, NULL, &e), 0);
+		for (int k = 0; k < BATCH; k++)
+			free(d[k]);
+	}
+	/* warm both up, then compare */
+	(void)lookup_median_us(u, big.uniqueid, 5);
+	(void)lookup_median_us(u, empty.uniqueid, 5);
+	tb = lookup_median_us(u, big.uniqueid, 31);
+	te = lookup_median_us(u, empty.uniqueid, 31);
+	print_message("dedup lookup: %.1f us in %d messages, %.1f us in an empty mailbox\n", tb,
+		BIG, te);
+	assert_true(tb < 10 * te + 300);
+	/* and a delivery there is still suppressed or stored correctly */
+	x = make_delivery("<big7@example.org>", 1, 200);
+	assert_int_equal(deliver(u, big.uniqueid, x, 0, (int64_t)time(NULL) - 86400, &r, &e), 0);
+	assert_true(r.duplicate);
+	assert_int_equal(r.uid, 8);
+	free(x);
+	store_user_close(&u);
+}
+
+static int64_t
+sql_int(const char *path, const char *sql)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *s = NULL;
+	int64_t v = -1;
+
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		v = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	return v;
+}
+
+/* A user.db of schema 1 (no message-id index) is upgraded at open; its
+ * old records are indexed from their bodies when a check needs them. */
+static void
+test_dedup_upgrade(void **state)
+{
+	struct store_user *u = open_user("alice");
+	struct store_append_result r;
+	struct buf path = BUF_INIT;
+	int64_t since = (int64_t)time(NULL) - 3 * 86400;
+	char inbox[33], *d1, *d2, *d3;
+	sqlite3 *db = NULL;
+	uint32_t uid;
+	struct err e;
+
+	(void)state;
+	mbid_of(u, "INBOX", inbox);
+	d1 = make_delivery("<up1@example.org>", 1, 400);
+	d2 = make_delivery("<up2@example.org>", 2, 400);
+	d3 = make_delivery("<up2@example.org>", 3, 400);
+	{
+		struct store_append_msg m[2] = { { d1, strlen(d1), 0, 0, NULL },
+			{ d2, strlen(d2), 0, 0, NULL } };
+		assert_int_equal(store_append(u, inbox, m, 2, NULL, NULL, &e), 0);
+	}
+	store_user_close(&u);
+	store_user_dir(st, "alice", &path);
+	buf_puts(&path, "/user.db");
+	assert_int_equal(sql_int(buf_cstr(&path), "SELECT schema FROM state"), 2);
+	/* turn it into a schema-1 database */
+	assert_int_equal(sqlite3_open(buf_cstr(&path), &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "DROP INDEX records_msgid;"
+		"ALTER TABLE records DROP COLUMN msgid; UPDATE state SET schema = 1", NULL, NULL, NULL),
+		SQLITE_OK);
+	sqlite3_close(db);
+	assert_int_equal(sql_int(buf_cstr(&path),
+		"SELECT count(*) FROM pragma_table_info('records') WHERE name = 'msgid'"), 0);
+	/* open upgrades */
+	u = open_user("alice");
+	assert_int_equal(sql_int(buf_cstr(&path), "SELECT schema FROM state"), 2);
+	assert_int_equal(sql_int(buf_cstr(&path),
+		"SELECT count(*) FROM records WHERE msgid IS NULL"), 2);
+	assert_int_equal(sql_int(buf_cstr(&path),
+		"SELECT count(*) FROM sqlite_master WHERE name = 'records_msgid'"), 1);
+	/* a read finds old records without writing */
+	assert_int_equal(store_msgid_find(u, inbox, "<up1@example.org>", since, &uid, &e), 1);
+	assert_int_equal(uid, 1);
+	assert_int_equal(sql_int(buf_cstr(&path),
+		"SELECT count(*) FROM records WHERE msgid IS NULL"), 2);
+	/* a delivery suppresses against them and indexes them */
+	assert_int_equal(deliver(u, inbox, d3, 0, since, &r, &e), 0);
+	assert_true(r.duplicate);
+	assert_int_equal(r.uid, 2);
+	assert_int_equal(sql_int(buf_cstr(&path),
+		"SELECT count(*) FROM records WHERE msgid IS NULL"), 0);
+	assert_int_equal(sql_int(buf_cstr(&path),
+		"SELECT count(*) FROM records WHERE msgid = '<up1@example.org>' AND uid = 1"), 1);
+	assert_int_equal(messages_in(u, "INBOX"), 2);
+	store_user_close(&u);
+	/* opening again is a no-op */
+	u = open_user("alice");
+	assert_int_equal(sql_int(buf_cstr(&path), "SELECT schema FROM state"), 2);
+	store_user_close(&u);
+	free(d1);
+	free(d2);
+	free(d3);
+	buf_free(&path);
+	assert_int_equal(check_clean("alice"), 0);
+}
+
 int
 main(void)
 {
@@ -1925,6 +2839,15 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_check_repair, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_list_modseq, setup, teardown),
 		cmocka_unit_test(test_opts_from_conf),
+		cmocka_unit_test_setup_teardown(test_user_hash, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_records_full, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dedup, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dedup_expunged, setup_files, teardown),
+		cmocka_unit_test_setup_teardown(test_dedup_concurrent, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dedup_drop_race, setup_files, teardown),
+		cmocka_unit_test_setup_teardown(test_dedup_replica, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dedup_upgrade, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dedup_scale, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
