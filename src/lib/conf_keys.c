@@ -60,6 +60,7 @@ const struct conf_key conf_known_keys[] = {
 	{ "sync_conflict", CONF_ENUM, "renumber|keep|replace", "split-brain policy for a UID naming different messages (default renumber)" },
 	{ "sync_delete_limit", CONF_INT, NULL, "a sync pass deleting more mailboxes than this stops the channel (default 50)" },
 	{ "sync_delete_fraction", CONF_FLOAT, NULL, "a sync pass deleting more than this fraction of a user's mailboxes stops the channel (default 0.5)" },
+	{ "sync_delete_fraction_min", CONF_INT, NULL, "sync_delete_fraction applies only once a user loses more than this many mailboxes in a pass (default 4)" },
 	{ "sync_user_delete_limit", CONF_INT, NULL, "more user deletions than this in an hour stop the channel (default 5)" },
 	{ "*_sync_compress", CONF_BOOL, NULL, "zstd compression on the channel (default yes off loopback, no on loopback)" },
 	{ "*_sync_ca_file", CONF_PATH, NULL, "verify the replica's TLS certificate against this CA file (default: not verified)" },
