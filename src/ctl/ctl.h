@@ -76,6 +76,11 @@ void ctl_close(struct ctl *c);
 
 /* Every user name in name order, as a NULL-terminated vector (ctl_list_free). */
 int ctl_all_users(struct ctl *c, char ***users_r, struct err *err);
+/* Resolve the "USER|--all" operand of check and dump: validate it, open
+ * the store, and give the NULL-terminated user list (free each and the
+ * array).  Always frees pos.  0, or the exit code to return (usage text
+ * given for a usage error). */
+int ctl_users_arg(struct ctl *c, bool all, char **pos, int npos, const char *usage, char ***users_r);
 
 /* The user name as given, checked (clear message for invalid names). */
 int ctl_check_user_name(const char *name, struct err *err);

@@ -58,28 +58,8 @@ ctl_cmd_check(struct ctl *c, int argc, char **argv)
 	}
 	if (rc > 0)
 		return rc;
-	if ((all && npos != 0) || (!all && npos != 1)) {
-		free(pos);
-		return ctl_usage_error(c, "check [--repair] USER|--all");
-	}
-	if (!all && ctl_check_user_name(pos[0], &err) < 0) {
-		free(pos);
-		return ctl_fail(c, &err);
-	}
-	if ((rc = ctl_open_store(c)) != 0) {
-		free(pos);
+	if ((rc = ctl_users_arg(c, all, pos, npos, "check [--repair] USER|--all", &users)) != 0)
 		return rc;
-	}
-	if (all) {
-		if (ctl_all_users(c, &users, &err) < 0) {
-			free(pos);
-			return ctl_fail(c, &err);
-		}
-	} else {
-		users = xcalloc(2, sizeof(char *));
-		users[0] = xstrdup(pos[0]);
-	}
-	free(pos);
 	for (i = 0; users[i] != NULL; i++) {
 		struct ctl_check_report r = { users[i], true };
 		int found = store_check(c->store, users[i], repair, ctl_check_line, &r, &err);

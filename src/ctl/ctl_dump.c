@@ -248,28 +248,8 @@ ctl_cmd_dump(struct ctl *c, int argc, char **argv)
 	}
 	if (rc > 0)
 		return rc;
-	if ((all && npos != 0) || (!all && npos != 1)) {
-		free(pos);
-		return ctl_usage_error(c, "dump [--for-compare] USER|--all");
-	}
-	if (!all && ctl_check_user_name(pos[0], &err) < 0) {
-		free(pos);
-		return ctl_fail(c, &err);
-	}
-	if ((rc = ctl_open_store(c)) != 0) {
-		free(pos);
+	if ((rc = ctl_users_arg(c, all, pos, npos, "dump [--for-compare] USER|--all", &users)) != 0)
 		return rc;
-	}
-	if (all) {
-		if (ctl_all_users(c, &users, &err) < 0) {
-			free(pos);
-			return ctl_fail(c, &err);
-		}
-	} else {
-		users = xcalloc(2, sizeof(char *));
-		users[0] = xstrdup(pos[0]);
-	}
-	free(pos);
 	setvbuf(stdout, outbuf, _IOFBF, sizeof(outbuf));
 	rc = 0;
 	for (i = 0; users[i] != NULL; i++) {

@@ -6,10 +6,12 @@
 #include "ctl/ctl.h"
 
 #include "lib/str.h"
+#include "lib/xalloc.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 #include <termios.h>
 #include <time.h>
@@ -174,4 +176,37 @@ ctl_progress_done(struct ctl_progress *p)
 		fputc('\n', stderr);
 		fflush(stderr);
 	}
+}
+
+int
+ctl_users_arg(struct ctl *c, bool all, char **pos, int npos, const char *usage, char ***users_r)
+{
+	struct err err;
+	char **users;
+	int rc;
+
+	if ((all && npos != 0) || (!all && npos != 1)) {
+		free(pos);
+		return ctl_usage_error(c, "%s", usage);
+	}
+	if (!all && ctl_check_user_name(pos[0], &err) < 0) {
+		free(pos);
+		return ctl_fail(c, &err);
+	}
+	if ((rc = ctl_open_store(c)) != 0) {
+		free(pos);
+		return rc;
+	}
+	if (all) {
+		if (ctl_all_users(c, &users, &err) < 0) {
+			free(pos);
+			return ctl_fail(c, &err);
+		}
+	} else {
+		users = xcalloc(2, sizeof(char *));
+		users[0] = xstrdup(pos[0]);
+	}
+	free(pos);
+	*users_r = users;
+	return 0;
 }
