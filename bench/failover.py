@@ -78,6 +78,45 @@ def _load(peer, users, rate, stop, out):
             pass
 
 
+def _stop_restarted(root):
+    """castorctl failover restarts the old master's castord as a daemon (the
+    harness did not start it): stop it through its pidfile, whole group."""
+    import fcntl
+    import signal
+    p = os.path.join(root, "run", "castord.pid")
+    try:
+        fd = os.open(p, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return          # nobody holds it
+        except OSError:
+            pass
+        txt = os.read(fd, 64).decode().strip()
+    finally:
+        os.close(fd)
+    if not txt.isdigit():
+        return
+    pid = int(txt)
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except OSError:
+        return
+    end = time.monotonic() + 30
+    while time.monotonic() < end:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return
+        time.sleep(0.05)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        pass
+
+
 def run_once(peer, ctx):
     from harness import fig
     from peers.base import run
@@ -94,12 +133,14 @@ def run_once(peer, ctx):
     th.start()
     time.sleep(1.0)
     t0 = now()
-    cp = run([peer.binpath("castorctl"), "-C", peer.conf("master"), "failover", "--to", "r1"], timeout=600,
-             check=False)
+    mroot = os.path.dirname(peer.conf("master"))
+    cp = run([peer.binpath("castorctl"), "-C", peer.conf("master"), "failover", "--to", "r1",
+              "--castord-log", os.path.join(mroot, "castord.log")], timeout=600, check=False)
     t1 = now()
     time.sleep(s["tail_s"])
     stop.set()
     th.join(30)
+    _stop_restarted(mroot)
     if cp.returncode != 0:
         raise RuntimeError(f"castorctl failover: exit {cp.returncode}: {(cp.stdout + cp.stderr)[-500:]}")
     oks = [t for t, ok, *_ in out if ok]

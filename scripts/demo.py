@@ -4,8 +4,10 @@
 Creates demo/master and demo/replica with `castorctl init`, starts castord
 on each, delivers a few messages over LMTP to the master, waits until the
 replica holds them (comparing `castorctl dump --for-compare` of both
-sides), reads them back over IMAP from the replica, and leaves both
-servers running.  `make demo-stop` (scripts/demo.py stop) stops them with
+sides), reads them back over IMAP from the replica, then runs a soft
+failover (`castorctl failover --to r1`), delivers to the new master, waits
+until the old master (now its replica) holds it, prints `castorctl status`
+on both, and leaves both servers running.  `make demo-stop` (scripts/demo.py stop) stops them with
 SIGQUIT, which drains the sync log to the replica first.
 """
 import imaplib
@@ -103,6 +105,48 @@ def start(root, log):
                      start_new_session=True)
 
 
+def failover(master, replica, mbase, rbase):
+    """Soft failover: the replica becomes the master, mail goes on."""
+    print("\ndemo: soft failover: castorctl failover --to r1 (on the master)")
+    cp = subprocess.run([prog("castorctl"), "-C", str(master / "castor.conf"), "failover", "--to", "r1",
+                         "--castord-log", str(DEMO / "master.log")], capture_output=True, text=True)
+    for line in cp.stdout.splitlines():
+        print("   ", line)
+    if cp.returncode != 0:
+        sys.exit(f"demo: failover failed: {cp.stderr.strip()}")
+    lm = smtplib.LMTP("127.0.0.1", rbase + 2)
+    msg = (f"From: alice@example.org\r\nTo: {USER}@example.org\r\nSubject: demo message 4\r\n"
+           f"Message-ID: <demo-4-{time.time()}@example.org>\r\n\r\nDelivered after the failover.\r\n")
+    refused = lm.sendmail("alice@example.org", [USER], msg)
+    lm.quit()
+    print(f"demo: LMTP delivered message 4 to the new master (old replica): "
+          f"{'refused ' + str(refused) if refused else '250 OK'}")
+    try:
+        lm = smtplib.LMTP("127.0.0.1", mbase + 2)
+        lm.ehlo("demo")
+        code, text = lm.mail("alice@example.org")
+        lm.quit()
+        print(f"demo: LMTP to the old master now: {code} {text.decode()}")
+    except (OSError, smtplib.SMTPException) as e:
+        print(f"demo: LMTP to the old master now: {e}")
+    t0 = time.monotonic()
+    while True:
+        n = ctl(replica, "dump", USER, "--for-compare")
+        o = ctl(master, "dump", USER, "--for-compare", check=False)
+        if n == o:
+            break
+        if time.monotonic() - t0 > 30:
+            sys.exit("demo: the old master did not catch up within 30 s (see demo/*.log)")
+        time.sleep(0.1)
+    print(f"demo: old master identical to the new one after {(time.monotonic() - t0) * 1000:.0f} ms")
+    for name, root in (("new master (demo/replica)", replica), ("new replica (demo/master)", master)):
+        cp = subprocess.run([prog("castorctl"), "-C", str(root / "castor.conf"), "status"],
+                            capture_output=True, text=True)
+        print(f"\ndemo: castorctl status on the {name}:")
+        for line in cp.stdout.splitlines():
+            print("   ", line)
+
+
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "stop":
         stop()
@@ -113,8 +157,10 @@ def main():
     mbase, rbase = free_base(), None
     rbase = mbase + 100
     master, replica = DEMO / "master", DEMO / "replica"
+    # symmetric: the replica has a channel back to the master (m1), used
+    # once a failover makes it the master (docs/failover.md)
     subprocess.run([prog("castorctl"), "init", str(replica), "--port-base", str(rbase), "--role", "replica",
-                    "--sync-password", "sync-secret"], check=True)
+                    "--channel", f"m1=127.0.0.1:{mbase + 3}", "--sync-password", "sync-secret"], check=True)
     subprocess.run([prog("castorctl"), "init", str(master), "--port-base", str(mbase), "--role", "master",
                     "--channel", f"r1=127.0.0.1:{rbase + 3}", "--sync-password", "sync-secret"], check=True)
     ctl(master, "user", "add", USER, "--password", PASSWORD)
@@ -154,9 +200,13 @@ def main():
         if isinstance(item, tuple):
             print("   ", item[1].decode().strip())
     im.logout()
+
+    failover(master, replica, mbase, rbase)
+
     print("\ndemo: both servers keep running; logs in demo/master.log and demo/replica.log")
     print(f"demo: try: python3 -c \"import imaplib; m=imaplib.IMAP4('127.0.0.1',{mbase}); "
           f"m.login('{USER}','{PASSWORD}'); print(m.select())\"")
+    print("demo: after the failover demo/replica is the master and demo/master its replica")
     print("demo: stop with: make demo-stop (SIGQUIT: the master drains its sync log first)")
 
 

@@ -17,10 +17,13 @@
  * Services whose program is not built yet are written commented out, so
  * castord starts what exists; the lookup (ctl_init_find_prog) searches
  * the places castord does: CASTOR_LIBEXECDIR, the directory castorctl
- * runs from, and its sibling build directories.  A master with channels
- * gets a DAEMON entry "sync-client -r -n CHAN" per channel and the
- * SHUTDOWN entry "sync-client --drain"; a replica given --sync-password
- * gets the user its master's channel logs in as (authname "sync").
+ * runs from, and its sibling build directories.  A server with channels
+ * (master or replica: the configuration is symmetric, docs/failover.md)
+ * gets a DAEMON entry "sync-client -r -n CHAN" per channel, the SHUTDOWN
+ * entry "sync-client --drain", and "castorctl peer-check" as a START and
+ * an EVENTS entry; --sync-password also becomes `sync_password` (what its
+ * syncd checks while it is a replica), and a replica given it gets the
+ * user its master's channel logs in as (authname "sync").
  */
 #include "ctl/ctl.h"
 
@@ -216,23 +219,32 @@ ctl_init_services(struct buf *b, const char *root, const char *role, const char 
 	    "# The processes castord runs, in the grammar of Cyrus's cyrus.conf (docs/services.md).\n"
 	    "# Entries whose program was not built when this file was written are commented out.\n"
 	    "\n"
-	    "START {\n"
-	    "}\n"
-	    "\n"
-	    "SERVICES {\n", root, role);
+	    "START {\n", root, role);
+	if (nchan > 0)
+		ctl_init_entry(b, ctl_init_find_prog("castorctl"), "castorctl",
+		    "peer_check cmd=\"castorctl -q peer-check\"");
+	buf_puts(b, "}\n\nSERVICES {\n");
 	for (i = 0; i < sizeof(svcs) / sizeof(svcs[0]); i++) {
 		if (ctl_init_listen(listen_host, base + (unsigned)i, listen, sizeof(listen), err) < 0)
 			return -1;
 		ctl_init_entry(b, ctl_init_find_prog(svcs[i].prog), svcs[i].prog,
 		    "%-6s cmd=\"%s\" listen=\"%s\"%s", svcs[i].name, svcs[i].prog, listen, svcs[i].extra);
 	}
-	buf_puts(b, "}\n\nEVENTS {\n}\n\nDAEMON {\n");
-	if (str_eq(role, "master"))
-		for (i = 0; i < nchan; i++)
-			ctl_init_entry(b, have_client, "sync-client", "sync_%-4s cmd=\"sync-client -r -n %s\"",
-			    chans[i].name, chans[i].name);
+	/* Symmetric (failover engineer, docs/failover.md): master and replica
+	 * get the same entries, so a failover flips the roles stored in
+	 * users.db instead of rewriting files: a replica's sync-client idles
+	 * until a promotion, its drain has nothing to do, and peer-check
+	 * demotes an old master that finds a newer one on its peer. */
+	buf_puts(b, "}\n\nEVENTS {\n");
+	if (nchan > 0)
+		ctl_init_entry(b, ctl_init_find_prog("castorctl"), "castorctl",
+		    "peer_watch cmd=\"castorctl -q peer-check\" period=1");
+	buf_puts(b, "}\n\nDAEMON {\n");
+	for (i = 0; i < nchan; i++)
+		ctl_init_entry(b, have_client, "sync-client", "sync_%-4s cmd=\"sync-client -r -n %s\"",
+		    chans[i].name, chans[i].name);
 	buf_puts(b, "}\n\nSHUTDOWN {\n");
-	if (str_eq(role, "master") && nchan > 0)
+	if (nchan > 0)
 		ctl_init_entry(b, have_client, "sync-client", "drain  cmd=\"sync-client --drain\" timeout=120");
 	buf_puts(b, "}\n");
 	return 0;
@@ -260,9 +272,15 @@ ctl_init_castor_conf(struct buf *b, const char *servername, const char *role,
 	    "services_conf: services.conf\n"
 	    "tls_cert_file: tls/cert.pem\n"
 	    "tls_key_file: tls/key.pem\n", when, servername, role);
+	/* A replica checks the users.db account init creates; a master gets
+	 * the password here, for the day a failover makes it a replica. */
+	if (sync_pw != NULL && str_eq(role, "master"))
+		buf_printf(b, "\n# The password a master's sync-client logs in with (authname %s),\n"
+		    "# checked by this server's syncd while it is a replica.\nsync_password: %s\n",
+		    CTL_SYNC_AUTHNAME, sync_pw);
 	if (nchan == 0)
 		return;
-	buf_puts(b, "\n# Replication: the replicas this server's sync log feeds.\nsync_channels:");
+	buf_puts(b, "\n# Replication: the peers this server's sync log feeds while it is the master.\nsync_channels:");
 	for (i = 0; i < nchan; i++)
 		buf_printf(b, " %s", chans[i].name);
 	buf_putc(b, '\n');
@@ -442,12 +460,10 @@ ctl_cmd_init(struct ctl *c, int argc, char **argv)
 	if (tls_make_selfsigned(buf_cstr(&path), buf_cstr(&path2), servername, &err) < 0)
 		goto fail;
 	/* castor.conf */
-	ctl_init_castor_conf(&conf, servername, role, chans, nchan,
-	    str_eq(role, "master") && pw.len ? buf_cstr(&pw) : NULL);
+	ctl_init_castor_conf(&conf, servername, role, chans, nchan, pw.len ? buf_cstr(&pw) : NULL);
 	buf_reset(&path);
 	buf_printf(&path, "%s/castor.conf", rootabs);
-	if (atomicfile_write(buf_cstr(&path), conf.data, conf.len,
-	    str_eq(role, "master") && pw.len ? 0600 : 0644, &err) < 0)
+	if (atomicfile_write(buf_cstr(&path), conf.data, conf.len, pw.len ? 0600 : 0644, &err) < 0)
 		goto fail;
 	/* services.conf */
 	if (ctl_init_services(&svc, rootabs, role, listen_host, base, chans, nchan, &err) < 0)

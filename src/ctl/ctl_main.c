@@ -10,6 +10,7 @@
  * one line "castorctl: reason" on stderr and a non-zero exit code.
  */
 #include "ctl/ctl.h"
+#include "ctl/ctl_failover.h"
 
 #include "castor_config.h"
 #include "lib/failpoint.h"
@@ -17,6 +18,7 @@
 #include "lib/str.h"
 #include "lib/xalloc.h"
 #include "store/store.h"
+#include "sync/synchook.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -43,6 +45,10 @@ ctl_help(FILE *f)
 	    "  import USER MBOX-FILE|MAILDIR [--mailbox NAME] [--mboxo] [--batch N]\n"
 	    "  check [--repair] USER|--all\n"
 	    "  dump [--for-compare] USER|--all\n"
+	    "  status [--json] [CHAN...]\n"
+	    "  failover --to CHAN | --resume | --abort   (planned switch of master and replica)\n"
+	    "  promote [--force]      (a replica whose master is gone becomes the master)\n"
+	    "  demote --epoch N | peer-check\n"
 	    "\n"
 	    "-C names the server's castor.conf (default $CASTOR_CONFIG, else ./castor.conf).\n"
 	    "See docs/castorctl.md for every command and the exit codes.\n", f);
@@ -306,19 +312,30 @@ ctl_open_store(struct ctl *c)
 		return ctl_fail(c, &err);
 	if (str_eq(role, "replica"))
 		store_set_read_only(c->store, true);
+	/* castorctl's changes on a master enter the sync log at once, as a
+	 * service's do (a no-op on a replica or without channels) */
+	if (synchook_attach(c->store, c->conf, &err) < 0)
+		return ctl_fail(c, &err);
 	return 0;
 }
 
 void
 ctl_close(struct ctl *c)
 {
-	if (c->store != NULL)
+	if (c->store != NULL) {
+		synchook_detach(c->store);
 		store_close(&c->store);
+	}
 	if (c->conf != NULL) {
 		conf_free(c->conf);
 		c->conf = NULL;
 	}
 }
+
+int ctl_cmd_sync(struct ctl *c, int argc, char **argv);   /* ctl_sync.c */
+int ctl_cmd_verify(struct ctl *c, int argc, char **argv); /* ctl_verify.c */
+int ctl_cmd_restore(struct ctl *c, int argc, char **argv); /* ctl_restore.c */
+int ctl_cmd_undelete(struct ctl *c, int argc, char **argv); /* ctl_undelete.c */
 
 int
 main(int argc, char **argv)
@@ -333,6 +350,15 @@ main(int argc, char **argv)
 		{ "import", ctl_cmd_import },
 		{ "check", ctl_cmd_check },
 		{ "dump", ctl_cmd_dump },
+		{ "sync", ctl_cmd_sync },
+		{ "verify", ctl_cmd_verify },
+		{ "restore-from", ctl_cmd_restore },
+		{ "undelete", ctl_cmd_undelete },
+		{ "status", ctl_cmd_status },        /* ctl_status.c */
+		{ "promote", ctl_cmd_promote },      /* ctl_promote.c */
+		{ "demote", ctl_cmd_demote },
+		{ "peer-check", ctl_cmd_peer_check },
+		{ "failover", ctl_cmd_failover },    /* ctl_failover.c */
 	};
 	struct ctl c;
 	int i = 1, rc;

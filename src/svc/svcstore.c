@@ -10,6 +10,11 @@
 
 #include <stdint.h>
 
+/* The configuration the store was opened with: svcstore_check_role()
+ * needs it to attach the sync hook when a promotion makes this server a
+ * master while the process runs (failover engineer, docs/failover.md). */
+static const struct conf *svcstore_conf;
+
 struct store *
 svcstore_open(const struct conf *conf, struct err *err)
 {
@@ -25,6 +30,7 @@ svcstore_open(const struct conf *conf, struct err *err)
 	st = store_open(conf_dir(conf), &opts, err);
 	if (st == NULL)
 		return NULL;
+	svcstore_conf = conf;
 	/* SYNCHOOK: the one place every protocol service attaches the
 	 * replication hook (a no-op on a replica or without channels). */
 	if (synchook_attach(st, conf, err) < 0) {
@@ -68,5 +74,11 @@ svcstore_check_role(struct store *st, struct err *err)
 			(int)replica);
 		store_set_read_only(st, replica);
 	}
+	/* promoted while this process ran (it opened the store as a replica,
+	 * when attaching was a no-op): from now on its changes go into the
+	 * sync log like every master's */
+	if (!replica && svcstore_conf != NULL && !synchook_active(st) &&
+	    synchook_attach(st, svcstore_conf, err) < 0)
+		return -1;
 	return replica ? 1 : 0;
 }

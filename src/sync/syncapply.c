@@ -20,8 +20,10 @@
 #include "sync/syncapply.h"
 
 #include <openssl/evp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "castor_config.h"
 #include "lib/failpoint.h"
@@ -67,6 +69,14 @@ struct syncapply {
 	size_t grp_off;
 
 	struct syncapply_stats stats;
+
+	/* deletion thresholds */
+	uint64_t dl_limit, dl_fraction_min, dl_user_limit;
+	double dl_fraction;
+	uint64_t dl_window_start;   /* unix seconds; the count restarts hourly */
+	uint64_t dl_count;
+	char dl_user[STORE_USER_NAME_MAX + 1];
+	uint64_t dl_user_count, dl_user_live;
 };
 
 /* ------------------------------------------------------------------ */
@@ -136,6 +146,16 @@ syncapply_new(struct store *st, const struct syncapply_opts *o)
 		a->lim = *o->limits;
 	else
 		syncproto_limits_default(&a->lim);
+	a->dl_limit = 50;
+	a->dl_fraction = 0.5;
+	a->dl_fraction_min = 4;
+	a->dl_user_limit = 5;
+	if (o->set_limits) {
+		a->dl_limit = o->delete_limit;
+		a->dl_fraction = o->delete_fraction;
+		a->dl_fraction_min = o->delete_fraction_min;
+		a->dl_user_limit = o->user_delete_limit;
+	}
 	return a;
 }
 
@@ -325,17 +345,112 @@ reply_fenced(struct syncapply *a, struct buf *out, const char *tag, const struct
 	reply(a, out, tag, "NO", ERR_FENCED, detail, err->msg);
 }
 
-/* Issue 8 hook: may this session delete this mailbox / user?  Thresholds
- * (sync_delete_limit, sync_delete_fraction, sync_user_delete_limit) and
- * ALLOW-DELETES go here.  0 allowed, -1 with ERR_PERM "delete-limit". */
+/* Deletion thresholds (issue 8): may this session delete this mailbox
+ * (uniqueid) / this user (uniqueid NULL)?  0 allowed (and counted), -1
+ * with ERR_PERM "delete-limit". */
+static int
+count_live_cb(void *ctx, const char *name, unsigned attrs, const struct store_mailbox *mb)
+{
+	uint64_t *n = ctx;
+
+	(void)name;
+	if (mb != NULL && !(attrs & STORE_MBATTR_DELETED) && mb->deleted_modseq == 0)
+		(*n)++;
+	return 0;
+}
+
+/* Users deleted by the master in the last hour, from <root>/run/syncd-unuser
+ * (one unix time per line); with add, the file is rewritten with now
+ * appended.  Returns the count before adding. */
+static uint64_t
+unuser_window(struct syncapply *a, bool add)
+{
+	struct buf path = BUF_INIT, keep = BUF_INIT;
+	char line[64];
+	uint64_t now = (uint64_t)time(NULL), n = 0;
+	FILE *f;
+
+	buf_printf(&path, "%s/run/syncd-unuser", store_root(a->st));
+	if ((f = fopen(buf_cstr(&path), "r")) != NULL) {
+		while (fgets(line, sizeof(line), f) != NULL) {
+			uint64_t t = strtoull(line, NULL, 10);
+			if (t + 3600 > now && t <= now + 60) {
+				n++;
+				buf_printf(&keep, "%llu\n", (unsigned long long)t);
+			}
+		}
+		fclose(f);
+	}
+	if (add) {
+		buf_printf(&keep, "%llu\n", (unsigned long long)now);
+		if ((f = fopen(buf_cstr(&path), "w")) != NULL) {
+			fputs(buf_cstr(&keep), f);
+			fclose(f);
+		}
+	}
+	buf_free(&path);
+	buf_free(&keep);
+	return n;
+}
+
 static int
 syncapply_delete_check(struct syncapply *a, const char *user, const char *uniqueid,
 	struct err *err)
 {
-	(void)a;
-	(void)user;
-	(void)uniqueid;
-	(void)err;
+	uint64_t now = (uint64_t)time(NULL);
+
+	if (uniqueid == NULL) {
+		uint64_t n;
+		if (a->allow_deletes || a->dl_user_limit == 0) {
+			(void)unuser_window(a, true);
+			return 0;
+		}
+		n = unuser_window(a, false);
+		if (n + 1 > a->dl_user_limit) {
+			log_error("DELETE LIMIT: refusing to delete user %s: %llu users deleted in the last"
+				" hour (sync_user_delete_limit %llu); release with castorctl sync --allow-deletes",
+				user, (unsigned long long)n, (unsigned long long)a->dl_user_limit);
+			return err_set(err, ERR_PERM, "delete-limit: %llu users in the last hour"
+				" (sync_user_delete_limit %llu)", (unsigned long long)n,
+				(unsigned long long)a->dl_user_limit);
+		}
+		(void)unuser_window(a, true);
+		return 0;
+	}
+	if (a->allow_deletes)
+		return 0;
+	if (a->dl_window_start == 0 || now >= a->dl_window_start + 3600) {
+		a->dl_window_start = now;
+		a->dl_count = 0;
+	}
+	if (!str_eq(a->dl_user, user)) {
+		struct store_user *u = a->u;
+		str_lcpy(a->dl_user, user, sizeof(a->dl_user));
+		a->dl_user_count = 0;
+		a->dl_user_live = 0;
+		if (u != NULL)
+			(void)store_mailbox_list(u, "*", STORE_LIST_NO_PARENTS, count_live_cb,
+				&a->dl_user_live, err);
+	}
+	if (a->dl_limit > 0 && a->dl_count + 1 > a->dl_limit) {
+		log_error("DELETE LIMIT: refusing to delete mailbox %s of user %s: %llu deleted in this"
+			" session this hour (sync_delete_limit %llu)", uniqueid, user,
+			(unsigned long long)a->dl_count, (unsigned long long)a->dl_limit);
+		return err_set(err, ERR_PERM, "delete-limit: more than %llu mailboxes (sync_delete_limit)",
+			(unsigned long long)a->dl_limit);
+	}
+	if (a->dl_fraction < 1.0 && a->dl_user_count + 1 > a->dl_fraction_min && a->dl_user_live > 0 &&
+	    (double)(a->dl_user_count + 1) > a->dl_fraction * (double)a->dl_user_live) {
+		log_error("DELETE LIMIT: refusing to delete mailbox %s of user %s: %llu of %llu"
+			" mailboxes (sync_delete_fraction %.2f)", uniqueid, user,
+			(unsigned long long)(a->dl_user_count + 1), (unsigned long long)a->dl_user_live,
+			a->dl_fraction);
+		return err_set(err, ERR_PERM, "delete-limit: %llu of %llu mailboxes of user %s"
+			" (sync_delete_fraction)", (unsigned long long)(a->dl_user_count + 1),
+			(unsigned long long)a->dl_user_live, user);
+	}
+	a->dl_count++;
+	a->dl_user_count++;
 	return 0;
 }
 
@@ -947,6 +1062,7 @@ struct apply_mb {
 	uint64_t uidvalidity, uidnext, hms, createdmodseq, modseq, deletedmodseq;
 	uint64_t since_modseq, since_crc, crc_after;
 	bool have_oldname, have_since_crc, since_crc_nil, have_crc_after;
+	uint64_t undelete;        /* UNDELETE 1: a creation over our tombstone */
 	const struct syncproto_value *records;
 };
 
@@ -997,6 +1113,8 @@ parse_apply_mailbox(const struct syncproto_value *kv, struct apply_mb *m, struct
 			return err_set(err, ERR_INVALID, "SINCE-CHECKSUM is not a 32-bit number");
 	}
 	if ((r = syncproto_kv_u64(kv, "CHECKSUM", &m->crc_after, err)) < 0)
+		return -1;
+	if (syncproto_kv_u64(kv, "UNDELETE", &m->undelete, err) < 0)
 		return -1;
 	m->have_crc_after = r == 1;
 	if (m->hms < m->since_modseq)
@@ -1105,6 +1223,13 @@ cmd_apply_mailbox(struct syncapply *a, const struct syncproto_command *cmd, stru
 			err_set(&err, ERR_NOTFOUND, "no mailbox %s here", m.uniqueid);
 			goto fail;
 		}
+	} else if (m.undelete == 1 && m.since_crc_nil && m.since_modseq == 0 &&
+		   cur.deleted_modseq != 0 && m.modseq > cur.deleted_modseq &&
+		   cur.uidvalidity == m.uidvalidity) {
+		/* the master undeleted it after the deletion we hold: the
+		 * tombstone comes back to life with every record it is sent */
+		log_info("mailbox undeleted by the master user=%s mailbox=%s name=%s", user,
+			m.uniqueid, log_q(m.name));
 	} else {
 		if (m.since_crc_nil) {
 			err_set(&err, ERR_CONFLICT, "mailbox %s exists here", m.uniqueid);

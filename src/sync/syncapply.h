@@ -43,6 +43,19 @@ struct syncapply_opts {
 	bool starttls_possible;   /* a server TLS context exists and TLS is not on */
 	bool compress_allowed;    /* COMPRESS ZSTD is offered */
 	const struct syncproto_limits *limits; /* announced in the greeting (NULL: defaults) */
+	/* Deletion thresholds (issue 8), the replica's backstop behind the
+	 * master's own check (syncpush_set_delete_limits): within one session
+	 * and one hour at most delete_limit mailbox deletions; per user at
+	 * most delete_fraction of its live mailboxes once more than
+	 * delete_fraction_min of them went; at most user_delete_limit users
+	 * per hour over all sessions (<root>/run/syncd-unuser).  Refused with
+	 * NO [PERM delete-limit] unless HELLO said ALLOW-DELETES 1.
+	 * All 0: the defaults 50, 0.5, 4, 5; set_limits false keeps them. */
+	bool set_limits;
+	uint64_t delete_limit;
+	double delete_fraction;
+	uint64_t delete_fraction_min;
+	uint64_t user_delete_limit;
 };
 
 enum syncapply_action {

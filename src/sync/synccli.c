@@ -66,6 +66,7 @@
 #include "store/store.h"
 #include "sync/cursor.h"
 #include "sync/syncchan.h"
+#include "sync/syncconflict.h"
 #include "sync/synchook.h"
 #include "sync/synclog.h"
 #include "sync/syncpush.h"
@@ -118,6 +119,8 @@ struct chan {
 	struct syncchan ch;
 	struct tls_ctx *tls;
 	bool allow_deletes;
+	bool allow_once;                     /* this session uses the allow-deletes marker */
+	struct syncconflict *cf;             /* conflict policy and warned-once memory */
 	int lockfd;
 
 	struct syncsess *sess;
@@ -415,6 +418,14 @@ chan_open(struct chan *c, const struct conf *conf, struct store *st, const char 
 	chan_state(c, "disconnected");
 	if (syncchan_load(conf, name, &c->ch, err) < 0)
 		return -1;
+	{
+		enum syncconflict_policy pol;
+		const char *ps = conf_get_str(conf, "sync_conflict", "renumber");
+		if (syncconflict_parse_policy(ps, &pol) < 0)
+			return err_set(err, ERR_INVALID, "sync_conflict: %s is not renumber, keep or replace",
+				log_q(ps));
+		c->cf = syncconflict_new(c->root, name, pol);
+	}
 	if (c->ch.tls) {
 		c->tls = tls_client_ctx_new(c->ch.ca_file != NULL, c->ch.ca_file, err);
 		if (c->tls == NULL)
@@ -483,6 +494,7 @@ chan_close(struct chan *c)
 		close(c->lockfd);
 	tls_ctx_free(&c->tls);
 	syncchan_free(&c->ch);
+	syncconflict_free(&c->cf);
 	free(c->recs);
 }
 
@@ -505,6 +517,41 @@ chan_lock(struct chan *c, int64_t wait_ms, struct err *err)
 			nanosleep(&ts, NULL);
 		}
 	}
+}
+
+/* <root>/run/sync-<chan>.allow-deletes: written by `castorctl sync
+ * --allow-deletes CHAN` to release one pass over the deletion
+ * thresholds; removed after the anti-entropy pass that used it. */
+static void
+allow_marker_path(const struct chan *c, struct buf *out)
+{
+	buf_printf(out, "%s/run/sync-%s.allow-deletes", c->root, c->ch.name);
+}
+
+static bool
+allow_marker_exists(const struct chan *c)
+{
+	struct buf p = BUF_INIT;
+	bool r;
+
+	allow_marker_path(c, &p);
+	r = access(buf_cstr(&p), F_OK) == 0;
+	buf_free(&p);
+	return r;
+}
+
+static void
+allow_marker_done(struct chan *c)
+{
+	struct buf p = BUF_INIT;
+
+	if (!c->allow_once)
+		return;
+	allow_marker_path(c, &p);
+	(void)unlink(buf_cstr(&p));
+	buf_free(&p);
+	c->allow_once = false;
+	log_notice("allow-deletes pass done channel=%s: deletion thresholds apply again", c->ch.name);
 }
 
 static int
@@ -538,6 +585,8 @@ chan_connect(struct chan *c, struct err *err)
 	c->sess = syncsess_new(cn, false, NULL);
 	c->push = syncpush_new(c->st, c->sess);
 	syncpush_set_sync_account(c->push, c->ch.authname);
+	if (c->cf != NULL)
+		syncpush_set_conflict_hook(c->push, syncconflict_hook, c->cf);
 	memset(&l, 0, sizeof(l));
 	l.host = c->ch.host;
 	l.authname = c->ch.authname;
@@ -547,7 +596,21 @@ chan_connect(struct chan *c, struct err *err)
 	l.tls = c->ch.tls;
 	l.tls_ctx = c->tls;
 	l.compress = c->ch.compress;
-	l.allow_deletes = c->allow_deletes;
+	c->allow_once = allow_marker_exists(c);
+	l.allow_deletes = c->allow_deletes || c->allow_once;
+	if (c->allow_once)
+		log_notice("allow-deletes released for one pass channel=%s", c->ch.name);
+	{
+		struct syncpush_delete_limits dl;
+		syncpush_delete_limits_default(&dl);
+		dl.limit = (uint64_t)conf_get_int(c->conf, "sync_delete_limit", (int64_t)dl.limit);
+		dl.fraction = conf_get_double(c->conf, "sync_delete_fraction", dl.fraction);
+		dl.fraction_min = (uint64_t)conf_get_int(c->conf, "sync_delete_fraction_min",
+			(int64_t)dl.fraction_min);
+		dl.user_limit = (uint64_t)conf_get_int(c->conf, "sync_user_delete_limit",
+			(int64_t)dl.user_limit);
+		syncpush_set_delete_limits(c->push, &dl);
+	}
 	if (syncpush_login(c->push, &l, err) < 0) {
 		err_prefix(err, "%s", spec);
 		chan_disconnect(c, false);
@@ -680,8 +743,8 @@ chan_push(struct chan *c, struct err *err)
 static void
 chan_fail(struct chan *c, const struct err *err)
 {
-	chan_error(c, err);
 	chan_disconnect(c, false);
+	chan_error(c, err);
 	if (err->kind == ERR_FENCED) {
 		log_error("CHANNEL FENCED channel=%s: %s (not retrying; restart sync-client after"
 			" fixing roles)", c->ch.name, err->msg);
@@ -749,6 +812,9 @@ run_rolling(const struct conf *conf, struct store *st, const char *name, bool al
 		if (quit_requested())
 			break;
 		now = now_ms();
+		if (c.push == NULL && c.next_connect_ms > now && c.next_connect_ms != UINT64_MAX &&
+		    c.state != NULL && str_eq(c.state, "refused") && allow_marker_exists(&c))
+			c.next_connect_ms = now;   /* castorctl sync --allow-deletes */
 		if (c.push == NULL && now >= c.next_connect_ms) {
 			const char *role;
 			uint64_t epoch;
@@ -764,6 +830,14 @@ run_rolling(const struct conf *conf, struct store *st, const char *name, bool al
 		if (c.push != NULL && (c.need_ae || now >= c.next_verify_ms || marker_changed(&c))) {
 			if (chan_anti_entropy(&c, &err) < 0) {
 				chan_fail(&c, &err);
+				continue;
+			}
+			if (c.allow_once) {
+				/* the released pass is done: go on without the allowance */
+				allow_marker_done(&c);
+				chan_disconnect(&c, true);
+				chan_state(&c, "disconnected");
+				c.next_connect_ms = now_ms();
 				continue;
 			}
 		}

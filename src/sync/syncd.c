@@ -41,6 +41,7 @@ static struct tls_ctx *syncd_tls;
 static char *syncd_password;
 static const char *syncd_authname = "sync";
 static const char *syncd_servername = "castor";
+static struct syncapply_opts syncd_dl;   /* deletion thresholds from the configuration */
 
 static int
 syncd_init(const struct conf *conf, struct err *err)
@@ -57,6 +58,11 @@ syncd_init(const struct conf *conf, struct err *err)
 		return -1;
 	syncd_authname = conf_get_str(conf, "sync_authname", "sync");
 	syncd_servername = conf_get_str(conf, "servername", "castor");
+	syncd_dl.set_limits = true;
+	syncd_dl.delete_limit = (uint64_t)conf_get_int(conf, "sync_delete_limit", 50);
+	syncd_dl.delete_fraction = conf_get_double(conf, "sync_delete_fraction", 0.5);
+	syncd_dl.delete_fraction_min = (uint64_t)conf_get_int(conf, "sync_delete_fraction_min", 4);
+	syncd_dl.user_delete_limit = (uint64_t)conf_get_int(conf, "sync_user_delete_limit", 5);
 	pw = conf_get_str(conf, "sync_password", NULL);
 	if (pw != NULL && pw[0] != '\0') {
 		syncd_password = xstrdup(pw);
@@ -155,7 +161,7 @@ syncd_handle(struct service_conn *c)
 		}
 	}
 	sc->sess = syncsess_new(cn, true, NULL);
-	memset(&o, 0, sizeof(o));
+	o = syncd_dl;
 	o.servername = syncd_servername;
 	o.authname = syncd_authname;
 	o.password = syncd_password;

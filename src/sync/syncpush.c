@@ -29,6 +29,9 @@
  */
 #include "sync/syncpush.h"
 
+#include <dirent.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -478,6 +481,7 @@ struct pm {
 	struct rmb *R;             /* replica state (ruser's or the cache's copy), NULL: absent */
 	struct rmb rcopy;          /* the cache's entry copied for the fast path */
 	bool create;
+	bool undelete;             /* create over the replica's tombstone (castorctl undelete) */
 	char *oldname;             /* rename: the replica's current name (maybe a temporary) */
 	char *tmpname;             /* rename through this temporary name first */
 	bool send_crc;
@@ -630,6 +634,8 @@ struct syncpush {
 	void *conflict_ctx;
 	char sync_account[256];
 	char last_problem[ERR_MSG_MAX];
+	struct syncpush_delete_limits dl;
+	bool allow_deletes;
 	/* GET USERS answers (anti-entropy) */
 	struct strv au_names;
 	uint64_t *au_modseq;
@@ -683,7 +689,23 @@ syncpush_new(struct store *st, struct syncsess *sess)
 	p->next_tag = 1;
 	p->conflict_fn = default_conflict;
 	str_lcpy(p->sync_account, "sync", sizeof(p->sync_account));
+	syncpush_delete_limits_default(&p->dl);
 	return p;
+}
+
+void
+syncpush_delete_limits_default(struct syncpush_delete_limits *l)
+{
+	l->limit = 50;
+	l->fraction = 0.5;
+	l->fraction_min = 4;
+	l->user_limit = 5;
+}
+
+void
+syncpush_set_delete_limits(struct syncpush *p, const struct syncpush_delete_limits *l)
+{
+	p->dl = *l;
 }
 
 static void
@@ -1516,6 +1538,7 @@ syncpush_login(struct syncpush *p, const struct syncpush_login *l, struct err *e
 	if (!str_eq(role, "master"))
 		return err_set(err, ERR_FENCED, "this server is a %s, not a master: nothing to push",
 			role);
+	p->allow_deletes = l->allow_deletes;
 	if (read_greeting(p, &g, err) < 0)
 		return -1;
 	if (l->tls) {
@@ -1831,6 +1854,13 @@ plan_mailbox(struct syncpush *p, struct pu *u, struct store_user *lu, struct pm 
 		return 0;
 	}
 	/* live here */
+	if (R != NULL && R->deletedmodseq != 0 && m->L.modseq > R->deletedmodseq &&
+	    m->L.uidvalidity == R->uidvalidity && m->L.createdmodseq <= R->deletedmodseq) {
+		/* undeleted here after the deletion the replica holds: send it
+		 * whole, as a creation over the tombstone (APPLY MAILBOX UNDELETE 1) */
+		m->undelete = true;
+		m->R = R = NULL;
+	}
 	if (R != NULL && R->deletedmodseq != 0) {
 		report(p, u, SYNCPUSH_C_DELETED_REPLICA, m, m->L.name, 0, NULL, NULL,
 			m->L.highestmodseq, R->deletedmodseq);
@@ -2366,6 +2396,8 @@ send_apply_mailbox(struct syncpush *p, struct pu *u, size_t mi, struct err *err)
 		syncproto_enc_key_u64(&e, "MODSEQ", mod);
 		syncproto_enc_key_string(&e, "SPECIALUSE", m->L.specialuse);
 		syncproto_enc_key_u64(&e, "SINCE-MODSEQ", since);
+		if (ch == 0 && m->undelete)
+			syncproto_enc_key_u64(&e, "UNDELETE", 1);
 		if (ch == 0) {
 			syncproto_enc_atom(&e, "SINCE-CHECKSUM");
 			if (m->create)
@@ -2569,6 +2601,60 @@ fail_session(struct syncpush *p, struct err *err)
 	return -1;
 }
 
+/* The deletion thresholds over the plan of one round (before wave C):
+ * 0, or -1 with ERR_PERM "delete-limit ..." (nothing was sent yet). */
+static int
+check_delete_limits(struct syncpush *p, struct pu **us, size_t n, struct err *err)
+{
+	uint64_t total = 0, users = 0;
+
+	if (p->allow_deletes)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		struct pu *u = us[i];
+		uint64_t del = 0, live = 0;
+		if (u->send_unuser)
+			users++;
+		if (u->failed && !u->send_unuser)
+			continue;
+		for (size_t k = 0; k < u->npm; k++)
+			if (u->pms[k].act == PM_DELETE)
+				del++;
+		total += del;
+		if (u->r != NULL)
+			for (size_t k = 0; k < u->r->nmbs; k++)
+				if (u->r->mbs[k].deletedmodseq == 0)
+					live++;
+		if (del > p->dl.fraction_min && p->dl.fraction < 1.0 && live > 0 &&
+		    (double)del > p->dl.fraction * (double)live) {
+			log_error("DELETE LIMIT: refusing to delete %llu of %llu mailboxes of user %s "
+				"(sync_delete_fraction %.2f); replica left untouched; release with "
+				"castorctl sync --allow-deletes CHAN",
+				(unsigned long long)del, (unsigned long long)live, u->name, p->dl.fraction);
+			return err_set(err, ERR_PERM,
+				"delete-limit: %llu of %llu mailboxes of user %s (sync_delete_fraction %.2f)",
+				(unsigned long long)del, (unsigned long long)live, u->name, p->dl.fraction);
+		}
+	}
+	if (p->dl.limit > 0 && total > p->dl.limit) {
+		log_error("DELETE LIMIT: refusing to delete %llu mailboxes in one pass "
+			"(sync_delete_limit %llu); replica left untouched; release with "
+			"castorctl sync --allow-deletes CHAN",
+			(unsigned long long)total, (unsigned long long)p->dl.limit);
+		return err_set(err, ERR_PERM, "delete-limit: %llu mailboxes in one pass (sync_delete_limit %llu)",
+			(unsigned long long)total, (unsigned long long)p->dl.limit);
+	}
+	if (p->dl.user_limit > 0 && users > p->dl.user_limit) {
+		log_error("DELETE LIMIT: refusing to delete %llu users in one pass "
+			"(sync_user_delete_limit %llu); replica left untouched; release with "
+			"castorctl sync --allow-deletes CHAN",
+			(unsigned long long)users, (unsigned long long)p->dl.user_limit);
+		return err_set(err, ERR_PERM, "delete-limit: %llu users in one pass (sync_user_delete_limit %llu)",
+			(unsigned long long)users, (unsigned long long)p->dl.user_limit);
+	}
+	return 0;
+}
+
 /* One round over users[0..n): waves A (GET USER), A2 (GET RECORDS for
  * repairs), B (RESERVE), C (UPLOAD + APPLY), C2 (APPLY USER modseq). */
 static int
@@ -2648,6 +2734,8 @@ round_users(struct syncpush *p, struct pu **us, size_t n, struct err *err)
 		return -1;
 	if (p->fatal)
 		return fail_session(p, err);
+	if (check_delete_limits(p, us, n, err) < 0)
+		return -1;
 	/* C */
 	for (size_t i = 0; i < n; i++) {
 		struct pu *u = us[i];
@@ -2786,6 +2874,37 @@ lum_cb(void *ctx, const char *user, uint64_t modseq, uint32_t digest)
 	return 0;
 }
 
+/* Was this user deleted here (its spool held in <root>/deleted/<name>.<time>,
+ * store_user_del)?  Then a user only the replica has is a deletion the
+ * log lost (e.g. anti-entropy jumped past the UNUSER record), not a
+ * replica-only user: it is sent as APPLY UNUSER (deletion thresholds
+ * apply; the replica holds the spool in its own deleted/). */
+static bool
+user_deleted_here(struct syncpush *p, const char *name)
+{
+	struct buf d = BUF_INIT;
+	DIR *dir;
+	struct dirent *de;
+	size_t n = strlen(name);
+	bool found = false;
+
+	buf_printf(&d, "%s/deleted", store_root(p->st));
+	dir = opendir(buf_cstr(&d));
+	buf_free(&d);
+	if (dir == NULL)
+		return false;
+	while (!found && (de = readdir(dir)) != NULL) {
+		const char *t = de->d_name + n + 1;
+		if (strncmp(de->d_name, name, n) != 0 || de->d_name[n] != '.' || *t == '\0')
+			continue;
+		while (*t >= '0' && *t <= '9')
+			t++;
+		found = *t == '\0';
+	}
+	closedir(dir);
+	return found;
+}
+
 int
 syncpush_anti_entropy(struct syncpush *p, size_t *differ_r, struct err *err)
 {
@@ -2834,7 +2953,12 @@ syncpush_anti_entropy(struct syncpush *p, size_t *differ_r, struct err *err)
 		bool found = false;
 		for (size_t i = 0; i < l.names.n && !found; i++)
 			found = str_eq(p->au_names.v[k], l.names.v[i]);
-		if (!found && !str_eq(p->au_names.v[k], p->sync_account)) {
+		if (!found && !str_eq(p->au_names.v[k], p->sync_account) &&
+		    user_deleted_here(p, p->au_names.v[k])) {
+			syncpush_batch_add(b, SYNCLOG_UNUSER, p->au_names.v[k], NULL);
+			log_info("anti-entropy: user deleted here, present on the replica user=%s",
+				p->au_names.v[k]);
+		} else if (!found && !str_eq(p->au_names.v[k], p->sync_account)) {
 			struct syncpush_conflict c;
 			memset(&c, 0, sizeof(c));
 			c.kind = SYNCPUSH_C_REPLICA_USER;
@@ -2875,5 +2999,463 @@ syncpush_all_users(struct syncpush *p, struct err *err)
 	}
 	rc = syncpush_run(p, b, err);
 	syncpush_batch_free(&b);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Verify (castorctl verify)                                           */
+
+struct vmb_ctx {
+	struct store_mailbox *v;
+	size_t n, cap;
+};
+
+static int
+vmb_cb(void *ctx, const char *name, unsigned attrs, const struct store_mailbox *mb)
+{
+	struct vmb_ctx *c = ctx;
+
+	(void)name;
+	if (mb == NULL || (attrs & STORE_MBATTR_DELETED) || mb->deleted_modseq != 0)
+		return 0;
+	if (c->n == c->cap) {
+		c->cap = c->cap ? 2 * c->cap : 16;
+		c->v = xreallocarray(c->v, c->cap, sizeof(*c->v));
+	}
+	c->v[c->n++] = *mb;
+	return 0;
+}
+
+static void
+verify_line(struct buf *out, size_t *ndiff, const char *user, const char *mbname,
+	const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static void
+verify_line(struct buf *out, size_t *ndiff, const char *user, const char *mbname,
+	const char *fmt, ...)
+{
+	char text[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	if (mbname != NULL)
+		buf_printf(out, "user %s mailbox \"%s\": %s\n", user, mbname, text);
+	else
+		buf_printf(out, "user %s: %s\n", user, text);
+	(*ndiff)++;
+}
+
+static void
+verify_flags(const struct store_record *r, char *out, size_t size)
+{
+	struct buf b = BUF_INIT;
+
+	store_flags_format(r->sysflags, r->keywords, &b);
+	str_lcpy(out, buf_cstr(&b), size);
+	buf_free(&b);
+}
+
+/* Compare the live records of one mailbox, master (L) vs replica (R). */
+static void
+verify_records(struct buf *out, size_t *ndiff, const char *user, const char *name,
+	struct precs *L, struct precs *R)
+{
+	size_t i = 0, k = 0;
+	char fl[256], fr[256];
+
+	for (;;) {
+		const struct store_record *a, *b;
+		while (i < L->n && L->v[i].r.expunged_modseq != 0)
+			i++;
+		while (k < R->n && R->v[k].r.expunged_modseq != 0)
+			k++;
+		if (i >= L->n && k >= R->n)
+			break;
+		a = i < L->n ? &L->v[i].r : NULL;
+		b = k < R->n ? &R->v[k].r : NULL;
+		if (b == NULL || (a != NULL && a->uid < b->uid)) {
+			verify_line(out, ndiff, user, name, "uid %u guid %s only on the master", a->uid,
+				a->guid);
+			i++;
+			continue;
+		}
+		if (a == NULL || b->uid < a->uid) {
+			verify_line(out, ndiff, user, name, "uid %u guid %s only on the replica", b->uid,
+				b->guid);
+			k++;
+			continue;
+		}
+		if (!str_eq(a->guid, b->guid)) {
+			verify_line(out, ndiff, user, name, "uid %u names different messages: master guid %s,"
+				" replica guid %s", a->uid, a->guid, b->guid);
+		} else {
+			verify_flags(a, fl, sizeof(fl));
+			verify_flags(b, fr, sizeof(fr));
+			if (!str_eq(fl, fr) || a->modseq != b->modseq)
+				verify_line(out, ndiff, user, name, "uid %u flags differ: master (%s) modseq %llu,"
+					" replica (%s) modseq %llu", a->uid, fl, (unsigned long long)a->modseq,
+					fr, (unsigned long long)b->modseq);
+		}
+		i++;
+		k++;
+	}
+}
+
+static int
+prec_cmp_uid(const void *a, const void *b)
+{
+	const struct prec *x = a, *y = b;
+
+	return x->r.uid < y->r.uid ? -1 : x->r.uid > y->r.uid;
+}
+
+int
+syncpush_verify_user(struct syncpush *p, const char *user, struct buf *out, size_t *ndiff_r,
+	struct err *err)
+{
+	struct pu u;
+	struct vmb_ctx lm = { NULL, 0, 0 };
+	struct store_user *lu;
+	size_t ndiff = 0;
+	int rc = -1;
+	bool lexists;
+
+	memset(&u, 0, sizeof(u));
+	u.name = xstrdup(user);
+	*ndiff_r = 0;
+	if (send_get_user(p, &u, err) < 0 || drain(p, err) < 0)
+		goto out;
+	if (p->fatal) {
+		fail_session(p, err);
+		goto out;
+	}
+	if (u.r == NULL) {
+		err_set(err, ERR_TEMP, "GET USER %s failed", user);
+		goto out;
+	}
+	lu = local_user(p, user, err);
+	lexists = lu != NULL;
+	if (lu == NULL && err->kind != ERR_NOTFOUND)
+		goto out;
+	if (!lexists && !u.r->exists) {
+		rc = 0;
+		goto out;
+	}
+	if (!lexists || !u.r->exists) {
+		verify_line(out, &ndiff, user, NULL, "user only on the %s",
+			lexists ? "master" : "replica");
+		rc = 0;
+		goto out;
+	}
+	if (store_mailbox_list(lu, "*", STORE_LIST_NO_PARENTS, vmb_cb, &lm, err) < 0)
+		goto out;
+	/* checksums first */
+	for (size_t i = 0; i < lm.n; i++) {
+		const struct store_mailbox *L = &lm.v[i];
+		struct rmb *R = NULL;
+		struct pm *m;
+		for (size_t k = 0; k < u.r->nmbs; k++)
+			if (str_eq(u.r->mbs[k].uniqueid, L->uniqueid) && u.r->mbs[k].deletedmodseq == 0)
+				R = &u.r->mbs[k];
+		if (R == NULL) {
+			verify_line(out, &ndiff, user, L->name, "mailbox %s only on the master", L->uniqueid);
+			continue;
+		}
+		if (!str_eq(R->name, L->name))
+			verify_line(out, &ndiff, user, L->name, "named \"%s\" on the replica", R->name);
+		if (R->uidvalidity != L->uidvalidity)
+			verify_line(out, &ndiff, user, L->name, "uidvalidity master %u, replica %u",
+				L->uidvalidity, R->uidvalidity);
+		if (R->crc == L->sync_crc && R->uidnext == L->uidnext && R->hms == L->highestmodseq)
+			continue;
+		if (R->uidnext != L->uidnext)
+			verify_line(out, &ndiff, user, L->name, "uidnext master %u, replica %u",
+				L->uidnext, R->uidnext);
+		if (R->hms != L->highestmodseq)
+			verify_line(out, &ndiff, user, L->name, "highestmodseq master %llu, replica %llu",
+				(unsigned long long)L->highestmodseq, (unsigned long long)R->hms);
+		if (R->crc != L->sync_crc) {
+			if ((m = pu_add_pm(&u, L->uniqueid)) == NULL)
+				continue;
+			m->L = *L;
+			if (send_get_records(p, &u, u.npm - 1, err) < 0)
+				goto out;
+		}
+	}
+	for (size_t k = 0; k < u.r->nmbs; k++) {
+		bool found = false;
+		if (u.r->mbs[k].deletedmodseq != 0)
+			continue;
+		for (size_t i = 0; i < lm.n && !found; i++)
+			found = str_eq(lm.v[i].uniqueid, u.r->mbs[k].uniqueid);
+		if (!found)
+			verify_line(out, &ndiff, user, u.r->mbs[k].name, "mailbox %s only on the replica",
+				u.r->mbs[k].uniqueid);
+	}
+	if (drain(p, err) < 0)
+		goto out;
+	if (p->fatal) {
+		fail_session(p, err);
+		goto out;
+	}
+	/* records only where the checksums differ */
+	for (size_t i = 0; i < u.npm; i++) {
+		struct pm *m = &u.pms[i];
+		struct precs lr = { 0 };
+		struct store_mailbox L;
+		uint32_t maxuid;
+		uint64_t maxms;
+		if (!m->got_rrecs) {
+			verify_line(out, &ndiff, user, m->L.name, "records unreadable on the replica");
+			continue;
+		}
+		if (read_local(lu, m->id, 0, &L, &lr, &maxuid, &maxms, err) < 0)
+			goto out;
+		qsort(lr.v, lr.n, sizeof(*lr.v), prec_cmp_uid);
+		qsort(m->rrecs.v, m->rrecs.n, sizeof(*m->rrecs.v), prec_cmp_uid);
+		verify_records(out, &ndiff, user, m->L.name, &lr, &m->rrecs);
+		precs_free(&lr);
+	}
+	rc = 0;
+out:
+	*ndiff_r = ndiff;
+	free(lm.v);
+	pu_free(&u);
+	return rc;
+}
+
+int
+syncpush_replica_users(struct syncpush *p, char ***names_r, size_t *n_r, struct err *err)
+{
+	struct syncproto_enc e;
+	char **v;
+
+	strv_free(&p->au_names);
+	cmd_begin(p, PK_GET_USERS, &e);
+	syncproto_enc_atom(&e, "GET");
+	syncproto_enc_atom(&e, "USERS");
+	if (cmd_end(p, &e, err) < 0 || drain(p, err) < 0)
+		return -1;
+	if (p->fatal)
+		return fail_session(p, err);
+	v = xcalloc(p->au_names.n + 1, sizeof(*v));
+	for (size_t i = 0; i < p->au_names.n; i++)
+		v[i] = xstrdup(p->au_names.v[i]);
+	*names_r = v;
+	*n_r = p->au_names.n;
+	strv_free(&p->au_names);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Restore from the replica (castorctl restore-from)                   */
+
+/* GET BLOB user guid, stored locally.  0 or -1. */
+static int
+restore_blob(struct syncpush *p, struct store_user *lu, const char *user, const char *guid,
+	struct err *err)
+{
+	struct buf line = BUF_INIT;
+	struct syncproto_value *f = NULL, *data = NULL;
+	struct syncproto_response r, d;
+	int rc;
+
+	buf_puts(&line, "GET BLOB ");
+	buf_put_quoted(&line, user, strlen(user));
+	buf_printf(&line, " %s", guid);
+	rc = simple_cmd(p, buf_cstr(&line), &f, &r, &data, err);
+	buf_free(&line);
+	if (rc < 0)
+		goto out;
+	if (rc == 0) {
+		rc = err_set(err, r.code_kind != ERR_NONE ? r.code_kind : ERR_TEMP,
+			"GET BLOB %s: %s", guid, r.text != NULL ? r.text : "refused");
+		goto out;
+	}
+	if (data == NULL || syncproto_response_parse(data, &d, err) < 0 || d.nargs != 2 ||
+	    !str_eq_ci(d.data, "BLOB") || !syncproto_is_text(&d.args[1])) {
+		rc = err_set(err, ERR_TEMP, "bad GET BLOB answer for %s", guid);
+		goto out;
+	}
+	rc = store_repl_blob(lu, guid, d.args[1].str, d.args[1].len, err);
+out:
+	syncproto_value_free(&f);
+	syncproto_value_free(&data);
+	return rc;
+}
+
+/* One replica mailbox into the local store (one transaction). */
+static int
+restore_mailbox(struct syncpush *p, struct store_user *lu, const char *user, struct pm *m,
+	struct syncpush_restore *res, struct err *err)
+{
+	struct store_mailbox L, cur, mb;
+	const struct rmb *R = m->R;
+	bool have;
+
+	if (store_txn_begin(lu, err) < 0)
+		return -1;
+	have = store_mailbox_get_id(lu, R->uniqueid, true, &L, err) == 0;
+	if (!have && err->kind != ERR_NOTFOUND)
+		goto fail;
+	/* another mailbox holds the name here: keep it, under another name */
+	if (store_mailbox_get(lu, R->name, &cur, err) == 0 && !str_eq(cur.uniqueid, R->uniqueid)) {
+		struct store_status ss;
+		if (store_mailbox_status_id(lu, cur.uniqueid, &ss, err) < 0)
+			goto fail;
+		mb = cur;
+		if (ss.messages == 0 && !str_eq(cur.name, "INBOX")) {
+			/* empty: retire it (an INBOX, e.g. the one check --repair
+			 * recreated, cannot be a tombstone: it is renamed) */
+			mb.deleted_modseq = (cur.highestmodseq > cur.modseq ? cur.highestmodseq :
+				cur.modseq) + 1;
+			mb.modseq = mb.highestmodseq = mb.deleted_modseq;
+		} else {
+			snprintf(mb.name, sizeof(mb.name), "%.*s (before restore)",
+				(int)(sizeof(mb.name) - 20), R->name);
+			res->renamed++;
+		}
+		if (store_repl_mailbox(lu, &mb, err) < 0)
+			goto fail;
+		log_notice("restore: mailbox out of the way user=%s mailbox=%s name=%s action=%s",
+			user, cur.uniqueid, log_q(mb.name), mb.deleted_modseq != 0 ? "retired" : "renamed");
+	}
+	memset(&mb, 0, sizeof(mb));
+	str_lcpy(mb.uniqueid, R->uniqueid, sizeof(mb.uniqueid));
+	str_lcpy(mb.name, R->name, sizeof(mb.name));
+	mb.uidvalidity = R->uidvalidity;
+	mb.uidnext = R->uidnext;
+	mb.highestmodseq = R->hms;
+	mb.createdmodseq = R->createdmodseq;
+	mb.modseq = R->modseq;
+	str_lcpy(mb.specialuse, R->specialuse, sizeof(mb.specialuse));
+	if (have) {
+		if (L.uidnext > mb.uidnext)
+			mb.uidnext = L.uidnext;
+		if (L.highestmodseq > mb.highestmodseq)
+			mb.highestmodseq = L.highestmodseq;
+		if (L.modseq > mb.modseq)
+			mb.modseq = L.modseq;
+	}
+	if (store_repl_mailbox(lu, &mb, err) < 0)
+		goto fail;
+	for (size_t i = 0; i < m->rrecs.n; i++) {
+		const struct store_record *r = &m->rrecs.v[i].r;
+		struct err e2;
+		int x;
+		if (r->expunged_modseq != 0)
+			continue;
+		if ((x = store_blob_exists(lu, r->guid, err)) < 0)
+			goto fail;
+		if (x == 0) {
+			if (restore_blob(p, lu, user, r->guid, err) < 0)
+				goto fail;
+			res->blobs++;
+		}
+		if (store_repl_record(lu, R->uniqueid, r, &e2) < 0) {
+			if (e2.kind != ERR_CONFLICT) {
+				*err = e2;
+				goto fail;
+			}
+			log_warn("restore: uid names another message here, left alone user=%s mailbox=%s"
+				" uid=%u replica_guid=%s error=%s", user, R->uniqueid, r->uid, r->guid,
+				log_q(e2.msg));
+			res->conflicts++;
+			continue;
+		}
+		res->records++;
+	}
+	if (store_txn_commit(lu, err) < 0)
+		return -1;
+	res->mailboxes++;
+	return 0;
+fail:
+	store_txn_rollback(lu);
+	return -1;
+}
+
+int
+syncpush_restore_user(struct syncpush *p, const char *user, struct syncpush_restore *res,
+	struct err *err)
+{
+	struct pu u;
+	struct store_user *lu;
+	int rc = -1, x;
+
+	memset(res, 0, sizeof(*res));
+	memset(&u, 0, sizeof(u));
+	u.name = xstrdup(user);
+	if (send_get_user(p, &u, err) < 0 || drain(p, err) < 0)
+		goto out;
+	if (p->fatal) {
+		fail_session(p, err);
+		goto out;
+	}
+	if (u.r == NULL || !u.r->exists) {
+		err_set(err, ERR_NOTFOUND, "the replica has no user %s", user);
+		goto out;
+	}
+	for (size_t k = 0; k < u.r->nmbs; k++) {
+		struct pm *m;
+		if (u.r->mbs[k].deletedmodseq != 0)
+			continue;
+		if ((m = pu_add_pm(&u, u.r->mbs[k].uniqueid)) == NULL)
+			continue;
+		if (send_get_records(p, &u, u.npm - 1, err) < 0)
+			goto out;
+	}
+	if (drain(p, err) < 0)
+		goto out;
+	if (p->fatal) {
+		fail_session(p, err);
+		goto out;
+	}
+	/* pms[] is complete: point each at its replica row */
+	for (size_t i = 0; i < u.npm; i++)
+		for (size_t k = 0; k < u.r->nmbs; k++)
+			if (str_eq(u.r->mbs[k].uniqueid, u.pms[i].id) && u.r->mbs[k].deletedmodseq == 0)
+				u.pms[i].R = &u.r->mbs[k];
+	if ((x = store_user_exists(p->st, user, err)) < 0)
+		goto out;
+	if (x == 0) {
+		if (store_user_add(p->st, user, NULL, err) < 0)
+			goto out;
+		res->user_created = true;
+	}
+	local_user_forget(p, user);
+	if ((lu = local_user(p, user, err)) == NULL)
+		goto out;
+	/* INBOX first: the names of the others may hang below it */
+	for (int pass = 0; pass < 2; pass++)
+		for (size_t i = 0; i < u.npm; i++) {
+			struct pm *m = &u.pms[i];
+			bool inbox = m->R != NULL && str_eq(m->R->name, "INBOX");
+			if (m->R == NULL || inbox != (pass == 0))
+				continue;
+			if (!m->got_rrecs) {
+				err_set(err, ERR_TEMP, "records of %s unreadable on the replica", m->R->name);
+				goto out;
+			}
+			if (restore_mailbox(p, lu, user, m, res, err) < 0) {
+				err_prefix(err, "mailbox %s", m->R->name);
+				goto out;
+			}
+		}
+	if (store_repl_modseq(lu, u.r->modseq, err) < 0)
+		goto out;
+	/* records that survived their mailbox row were updated in place: let
+	 * the checker recompute the derived values (checksums, usage) */
+	local_user_forget(p, user);
+	if (store_check(p->st, user, true, NULL, NULL, err) < 0)
+		goto out;
+	log_notice("restored from the replica user=%s mailboxes=%zu records=%zu bodies=%zu"
+		" renamed=%zu conflicts=%zu", user, res->mailboxes, res->records, res->blobs,
+		res->renamed, res->conflicts);
+	rc = 0;
+out:
+	local_user_forget(p, user);
+	pu_free(&u);
 	return rc;
 }

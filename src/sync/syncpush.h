@@ -132,6 +132,23 @@ void syncpush_set_conflict_hook(struct syncpush *p, syncpush_conflict_fn fn, voi
  * sync account, not a replica-only user. */
 void syncpush_set_sync_account(struct syncpush *p, const char *authname);
 
+/* Deletion thresholds (issue 8), checked on the plan of every round
+ * before anything is sent: more than `limit` mailbox deletions in the
+ * round, more than `fraction` of one user's live replica mailboxes
+ * (counted only when that user loses more than `fraction_min`), or more
+ * than `user_limit` users: the round fails with ERR_PERM "delete-limit"
+ * and nothing of it reaches the replica, unless the session logged in
+ * with allow_deletes.  limit 0 / user_limit 0 / fraction >= 1 disable
+ * that check.  Defaults: 50, 0.5 (min 4), 5. */
+struct syncpush_delete_limits {
+	uint64_t limit;
+	double fraction;
+	uint64_t fraction_min;
+	uint64_t user_limit;
+};
+void syncpush_delete_limits_default(struct syncpush_delete_limits *l);
+void syncpush_set_delete_limits(struct syncpush *p, const struct syncpush_delete_limits *l);
+
 /*
  * Greeting, STARTTLS, AUTHENTICATE, COMPRESS, HELLO with this server's
  * role and epoch.  0, or -1 with err: ERR_FENCED (the replica refuses us:
@@ -165,6 +182,33 @@ int syncpush_all_users(struct syncpush *p, struct err *err);
 int syncpush_noop(struct syncpush *p, struct err *err);
 /* LOGOUT (best effort). */
 void syncpush_logout(struct syncpush *p);
+
+/* castorctl verify: compare one user on both sides, mailbox by mailbox
+ * (CRC, UIDNEXT, HIGHESTMODSEQ, name, UIDVALIDITY first; GET RECORDS
+ * only for mailboxes whose checksum differs) and append one readable
+ * line per difference to out ("user U mailbox "M": ...").  Read only.
+ * 0 (*ndiff_r differences), or -1 with err (session). */
+int syncpush_verify_user(struct syncpush *p, const char *user, struct buf *out, size_t *ndiff_r,
+	struct err *err);
+
+/* The replica's user names (GET USERS), a NULL-terminated vector of
+ * malloc'd strings (free each, then the vector).  0 or -1. */
+int syncpush_replica_users(struct syncpush *p, char ***names_r, size_t *n_r, struct err *err);
+
+/* castorctl restore-from: copy one user's live mailboxes, records and
+ * bodies from the replica into this server's store (the master
+ * repairing itself after its user database was damaged; run castorctl
+ * check --repair first).  Additive: a mailbox here that holds a name the
+ * replica's uses is renamed "<name> (before restore)", a UID that names
+ * another message here is left alone and counted as a conflict, nothing
+ * is deleted.  Creates the user (without a password) when absent.
+ * 0, or -1 with err. */
+struct syncpush_restore {
+	size_t mailboxes, records, blobs, renamed, conflicts;
+	bool user_created;
+};
+int syncpush_restore_user(struct syncpush *p, const char *user, struct syncpush_restore *res,
+	struct err *err);
 
 void syncpush_stats(const struct syncpush *p, struct syncpush_stats *s);
 /* The last problem that was counted as an error or conflict ("" none). */

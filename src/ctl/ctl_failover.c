@@ -1,0 +1,642 @@
+/*
+ * ctl_failover.c - castorctl failover: the planned (soft) switch of roles
+ * between this master and one of its replicas, with nothing acknowledged
+ * left behind.
+ *
+ *     castorctl failover --to CHAN [--castord-log FILE] [--no-start]
+ *                        [--stop-timeout SEC] [--drain-timeout SEC]
+ *     castorctl failover --resume | --abort
+ *
+ * Steps (each prints what it did and how long it took):
+ *   0 preflight  the peer of CHAN answers HELLO as a replica whose epoch is
+ *                not above ours (nothing is changed when this fails)
+ *   1 stop       SIGQUIT castord (listeners closed at once, children finish
+ *                the command in hand; its SHUTDOWN section drains), wait
+ *                until it has exited (its pidfile lock is released)
+ *   2 drain      `sync-client --drain -n CHAN`: with no writer left this
+ *                replays whatever the log still holds and exits 0 only when
+ *                the channel's cursor is at the log's end (a no-op after
+ *                castord's own SHUTDOWN drain; castorctl cannot read
+ *                castord's exit status, so it checks here)
+ *   3 verify     every user's digest here and on the peer (GET USERS, the
+ *                anti-entropy comparison: per-mailbox highestmodseq and
+ *                sync checksum, subscriptions, password, quota) must be
+ *                equal; otherwise the failover is aborted: castord is
+ *                started again as the master it was
+ *   4 promote    PROMOTE epoch+1 on the peer: it is the master from that
+ *                moment (its services read the role per transaction)
+ *   5 rejoin     this server: role replica, the new epoch (db/users.db),
+ *                castord started again; its syncd accepts the new master
+ *
+ * State file <root>/run/failover.state (written atomically and durably
+ * before each step that changes something, removed at the end), text:
+ *     castor-failover 1
+ *     target=CHAN  done=K (steps 1..K completed)  old_epoch=E  new_epoch=N
+ *     promote_sent=0|1  was_running=0|1  started_ms=T  log=FILE  nostart=0|1
+ * Invariants: while the file exists, this server's role is unchanged
+ * (master) unless done >= 4; PROMOTE is sent only after done >= 3 and
+ * promote_sent=1 is durable; --abort never runs once the peer is master.
+ *
+ * Exit: 0 done; 11 (conflict) the replica differed: aborted, master
+ * restarted; 8 (temp) a step failed: the state file says where, and
+ * --resume / --abort finish it; 7 (perm) refused (not a master, fenced).
+ */
+#include "ctl/ctl.h"
+#include "ctl/ctl_failover.h"
+
+#include "lib/atomicfile.h"
+#include "lib/failpoint.h"
+#include "lib/log.h"
+#include "lib/str.h"
+#include "lib/xalloc.h"
+#include "store/store.h"
+#include "sync/cursor.h"
+#include "sync/syncchan.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+struct ctl_fo {
+	char target[CURSOR_CHANNEL_MAX + 1];
+	int done;
+	uint64_t old_epoch, new_epoch;
+	bool promote_sent, was_running, nostart;
+	uint64_t started_ms;
+	char log[1024];
+	char sync_account[256];
+	int stop_timeout_s, drain_timeout_s;
+	double t0, refused_from, refused_until;
+	struct ctl_peer *peer;      /* step 3's session, reused by step 4 */
+};
+
+static double
+ctl_fo_mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static uint64_t
+ctl_fo_wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void
+ctl_fo_path(const char *root, struct buf *out)
+{
+	buf_reset(out);
+	buf_printf(out, "%s/run/failover.state", root);
+}
+
+static int
+ctl_fo_save(const char *root, const struct ctl_fo *fo, struct err *err)
+{
+	struct buf p = BUF_INIT, t = BUF_INIT, d = BUF_INIT;
+	int rc;
+
+	buf_printf(&d, "%s/run", root);
+	if (mkdir_p(buf_cstr(&d), 0755, err) < 0) {
+		buf_free(&d);
+		return -1;
+	}
+	ctl_fo_path(root, &p);
+	buf_printf(&t, "castor-failover 1\ntarget=%s\ndone=%d\nold_epoch=%llu\nnew_epoch=%llu\n"
+	    "promote_sent=%d\nwas_running=%d\nstarted_ms=%llu\nlog=%s\nnostart=%d\n",
+	    fo->target, fo->done, (unsigned long long)fo->old_epoch, (unsigned long long)fo->new_epoch,
+	    fo->promote_sent ? 1 : 0, fo->was_running ? 1 : 0, (unsigned long long)fo->started_ms,
+	    fo->log, fo->nostart ? 1 : 0);
+	rc = atomicfile_write(buf_cstr(&p), t.data, t.len, 0644, err);
+	buf_free(&p);
+	buf_free(&t);
+	buf_free(&d);
+	return rc;
+}
+
+/* 1 loaded, 0 none, -1 err (unreadable / damaged). */
+static int
+ctl_fo_load(const char *root, struct ctl_fo *fo, struct err *err)
+{
+	struct buf p = BUF_INIT;
+	char *text = NULL, *line, *save = NULL;
+	size_t len = 0;
+	int rc;
+	bool magic = false;
+
+	memset(fo, 0, sizeof(*fo));
+	fo->done = -1;
+	ctl_fo_path(root, &p);
+	if (access(buf_cstr(&p), F_OK) < 0) {
+		buf_free(&p);
+		return 0;
+	}
+	rc = file_read_all(buf_cstr(&p), 65536, &text, &len, err);
+	buf_free(&p);
+	if (rc < 0)
+		return -1;
+	for (line = strtok_r(text, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
+		char *eq = strchr(line, '=');
+		uint64_t v = 0;
+		if (str_eq(line, "castor-failover 1")) {
+			magic = true;
+			continue;
+		}
+		if (eq == NULL)
+			continue;
+		*eq++ = '\0';
+		if (str_eq(line, "target"))
+			str_lcpy(fo->target, eq, sizeof(fo->target));
+		else if (str_eq(line, "log"))
+			str_lcpy(fo->log, eq, sizeof(fo->log));
+		else if (str_to_u64(eq, &v) < 0)
+			continue;
+		else if (str_eq(line, "done"))
+			fo->done = (int)v;
+		else if (str_eq(line, "old_epoch"))
+			fo->old_epoch = v;
+		else if (str_eq(line, "new_epoch"))
+			fo->new_epoch = v;
+		else if (str_eq(line, "promote_sent"))
+			fo->promote_sent = v != 0;
+		else if (str_eq(line, "was_running"))
+			fo->was_running = v != 0;
+		else if (str_eq(line, "started_ms"))
+			fo->started_ms = v;
+		else if (str_eq(line, "nostart"))
+			fo->nostart = v != 0;
+	}
+	free(text);
+	if (!magic || fo->target[0] == '\0' || fo->done < 0 || fo->done > 5)
+		return err_set(err, ERR_CORRUPT, "%s/run/failover.state is damaged: remove it after checking"
+		    " both servers' roles (castorctl status)", root);
+	return 1;
+}
+
+static void
+ctl_fo_remove(const char *root)
+{
+	struct buf p = BUF_INIT;
+	struct err err;
+
+	ctl_fo_path(root, &p);
+	(void)unlink(buf_cstr(&p));
+	(void)fsync_parent_dir(buf_cstr(&p), &err);
+	buf_free(&p);
+}
+
+void
+ctl_failover_state_text(const char *root, struct buf *out)
+{
+	struct ctl_fo fo;
+	struct err err;
+	int rc = ctl_fo_load(root, &fo, &err);
+
+	buf_reset(out);
+	if (rc < 0)
+		buf_puts(out, err.msg);
+	else if (rc == 1)
+		buf_printf(out, "to %s, steps done %d of 5, epoch %llu -> %llu", fo.target, fo.done,
+		    (unsigned long long)fo.old_epoch, (unsigned long long)fo.new_epoch);
+}
+
+static void ctl_fo_say(const struct ctl *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+ctl_fo_say(const struct ctl *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (c->quiet)
+		return;
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	putchar('\n');
+	fflush(stdout);
+}
+
+/* Start castord again (after an abort or as the new replica). */
+static int
+ctl_fo_start(struct ctl *c, const struct ctl_fo *fo, const char *what, struct err *err)
+{
+	double t = ctl_fo_mono();
+	struct ctl_server_info si;
+
+	if (fo->nostart || !fo->was_running) {
+		ctl_fo_say(c, "       castord not started (%s): start it as usual", fo->nostart ? "--no-start" :
+		    "it was not running before");
+		return 0;
+	}
+	ctl_server_info(c->conf, &si);
+	if (si.running) {
+		ctl_fo_say(c, "       castord already running (pid %ld)", (long)si.pid);
+		return 0;
+	}
+	if (ctl_server_start(c->conf, fo->log[0] ? fo->log : NULL, 120000, err) < 0)
+		return -1;
+	ctl_server_info(c->conf, &si);
+	ctl_fo_say(c, "       castord started again %s (pid %ld): %.2f s", what, (long)si.pid, ctl_fo_mono() - t);
+	return 0;
+}
+
+/* Put this server back as the master it was; the peer was not promoted. */
+static int
+ctl_fo_abort_now(struct ctl *c, struct ctl_fo *fo)
+{
+	struct err err;
+
+	ctl_fo_say(c, "abort: this server stays the master (epoch %llu)", (unsigned long long)fo->old_epoch);
+	if (ctl_fo_start(c, fo, "as the master", &err) < 0) {
+		fprintf(stderr, "%s: abort: %s (the state is kept: run castorctl failover --abort again)\n",
+		    c->prog, err.msg);
+		return ctl_exit_code(err.kind);
+	}
+	ctl_fo_remove(conf_dir(c->conf));
+	return 0;
+}
+
+/* Open the target, as a master at our epoch. */
+static struct ctl_peer *
+ctl_fo_peer(struct ctl *c, const struct ctl_fo *fo, struct ctl_peer_hello *h, struct err *err)
+{
+	return ctl_peer_open(c->conf, fo->target, "master", fo->old_epoch, 30000, h, err);
+}
+
+static int
+ctl_fo_fail(struct ctl *c, const struct ctl_fo *fo, int step, const struct err *err)
+{
+	fprintf(stderr, "%s: failover step %d failed: %s\n", c->prog, step, err->msg);
+	fprintf(stderr, "%s: state: steps 1..%d done; %s; run `castorctl failover --resume` to go on or"
+	    " `castorctl failover --abort` to restart this server as the master%s\n", c->prog, fo->done,
+	    fo->done >= 1 ? "castord is stopped, no server accepts mail" : "nothing changed yet",
+	    fo->done >= 4 ? " (not possible any more: the peer is the master, --resume)" : "");
+	return err->kind == ERR_FENCED || err->kind == ERR_PERM ? CTL_EXIT_PERM : CTL_EXIT_TEMP;
+}
+
+/* Failpoints ctl.failover.step1 .. step5, evaluated before each step
+ * (tests: crash = castorctl dies there, error = the step fails). */
+static int
+ctl_fo_failpoint(int step, struct err *err)
+{
+	static const char *const names[] = { "", "ctl.failover.step1", "ctl.failover.step2",
+		"ctl.failover.step3", "ctl.failover.step4", "ctl.failover.step5" };
+
+	if (FAILPOINT(names[step]) < 0)
+		return err_set(err, ERR_TEMP, "failpoint %s", names[step]);
+	return 0;
+}
+
+static int
+ctl_fo_run(struct ctl *c, struct ctl_fo *fo)
+{
+	const char *root = conf_dir(c->conf);
+	struct err err;
+	double t;
+
+	/* 1: stop */
+	if (fo->done < 1) {
+		struct ctl_server_info si;
+
+		if (ctl_fo_failpoint(1, &err) < 0)
+			return ctl_fo_fail(c, fo, 1, &err);
+		t = ctl_fo_mono();
+		ctl_server_info(c->conf, &si);
+		fo->refused_from = t;
+		if (ctl_server_stop(c->conf, fo->stop_timeout_s * 1000, &err) < 0)
+			return ctl_fo_fail(c, fo, 1, &err);
+		fo->done = 1;
+		if (ctl_fo_save(root, fo, &err) < 0)
+			return ctl_fo_fail(c, fo, 1, &err);
+		if (si.running)
+			ctl_fo_say(c, "[1/5] stop: SIGQUIT to castord pid %ld; listeners closed, children finished,"
+			    " SHUTDOWN section ran; castord gone: %.2f s", (long)si.pid, ctl_fo_mono() - t);
+		else
+			ctl_fo_say(c, "[1/5] stop: castord was not running: %.2f s", ctl_fo_mono() - t);
+	}
+	/* 2: drain the target channel (confirms castord's SHUTDOWN drain) */
+	if (fo->done < 2) {
+		char tmo[16], conf_path[4096];
+		char *argv[9];
+		int rc;
+
+		if (ctl_fo_failpoint(2, &err) < 0)
+			return ctl_fo_fail(c, fo, 2, &err);
+
+		t = ctl_fo_mono();
+		snprintf(tmo, sizeof(tmo), "%d", fo->drain_timeout_s);
+		str_lcpy(conf_path, conf_filename(c->conf), sizeof(conf_path));
+		argv[0] = (char *)"sync-client";
+		argv[1] = (char *)"-C";
+		argv[2] = conf_path;
+		argv[3] = (char *)"--drain";
+		argv[4] = (char *)"-n";
+		argv[5] = fo->target;
+		argv[6] = (char *)"--timeout";
+		argv[7] = tmo;
+		argv[8] = NULL;
+		rc = ctl_run_program(argv, &err);
+		if (rc != 0) {
+			if (rc > 0)
+				err_set(&err, rc == 2 ? ERR_FENCED : ERR_TEMP,
+				    "sync-client --drain -n %s exited %d: the replica does not hold everything yet",
+				    fo->target, rc);
+			return ctl_fo_fail(c, fo, 2, &err);
+		}
+		fo->done = 2;
+		if (ctl_fo_save(root, fo, &err) < 0)
+			return ctl_fo_fail(c, fo, 2, &err);
+		ctl_fo_say(c, "[2/5] drain: channel %s cursor at the end of the sync log: %.2f s", fo->target,
+		    ctl_fo_mono() - t);
+	}
+	/* 3: verify */
+	if (fo->done < 3) {
+		struct ctl_peer_hello h;
+		struct ctl_compare cmp;
+		struct ctl_peer *p;
+
+		if (ctl_fo_failpoint(3, &err) < 0)
+			return ctl_fo_fail(c, fo, 3, &err);
+		t = ctl_fo_mono();
+		p = ctl_fo_peer(c, fo, &h, &err);
+		if (p == NULL)
+			return ctl_fo_fail(c, fo, 3, &err);
+		if (h.fenced || !str_eq(h.role, "replica")) {
+			ctl_peer_close(&p);
+			err_set(&err, ERR_FENCED, "the peer is %s at epoch %llu%s", h.role[0] ? h.role : "?",
+			    (unsigned long long)h.epoch, h.fenced ? " and fenced us" : "");
+			return ctl_fo_fail(c, fo, 3, &err);
+		}
+		if (ctl_compare_with_peer(c->store, p, fo->sync_account, &cmp, &err) < 0) {
+			ctl_peer_close(&p);
+			return ctl_fo_fail(c, fo, 3, &err);
+		}
+		if (cmp.differ > 0) {
+			ctl_peer_close(&p);
+			int rc;
+			fprintf(stderr, "%s: [3/5] verify: %zu users differ on the replica (%s): the failover is"
+			    " aborted\n", c->prog, cmp.differ, cmp.first);
+			rc = ctl_fo_abort_now(c, fo);
+			return rc != 0 ? rc : CTL_EXIT_CONFLICT;
+		}
+		if (h.epoch > fo->old_epoch)
+			fo->old_epoch = h.epoch;
+		fo->new_epoch = fo->old_epoch + 1;
+		fo->done = 3;
+		if (ctl_fo_save(root, fo, &err) < 0) {
+			ctl_peer_close(&p);
+			return ctl_fo_fail(c, fo, 3, &err);
+		}
+		fo->peer = p;   /* step 4 promotes on this session: one login less */
+		ctl_fo_say(c, "[3/5] verify: %zu users identical on %s (per-user digests of every mailbox): %.2f s",
+		    cmp.users, fo->target, ctl_fo_mono() - t);
+	}
+	/* 4: promote */
+	if (fo->done < 4) {
+		struct ctl_peer_hello h;
+		struct ctl_peer *p;
+
+		if (ctl_fo_failpoint(4, &err) < 0) {
+			ctl_peer_close(&fo->peer);
+			return ctl_fo_fail(c, fo, 4, &err);
+		}
+		t = ctl_fo_mono();
+		fo->promote_sent = true;
+		if (ctl_fo_save(root, fo, &err) < 0) {
+			ctl_peer_close(&fo->peer);
+			return ctl_fo_fail(c, fo, 4, &err);
+		}
+		if (fo->peer != NULL) {
+			/* verified a moment ago on this session: a replica */
+			p = fo->peer;
+			fo->peer = NULL;
+			memset(&h, 0, sizeof(h));
+			str_lcpy(h.role, "replica", sizeof(h.role));
+		} else {
+			p = ctl_fo_peer(c, fo, &h, &err);
+		}
+		if (p == NULL)
+			return ctl_fo_fail(c, fo, 4, &err);
+		if (str_eq(h.role, "master") && h.epoch == fo->new_epoch) {
+			/* a resumed failover whose PROMOTE arrived */
+			ctl_peer_close(&p);
+		} else if (h.fenced || !str_eq(h.role, "replica")) {
+			ctl_peer_close(&p);
+			err_set(&err, ERR_FENCED, "the peer is %s at epoch %llu", h.role[0] ? h.role : "?",
+			    (unsigned long long)h.epoch);
+			return ctl_fo_fail(c, fo, 4, &err);
+		} else if (ctl_peer_promote(p, fo->new_epoch, &err) < 0) {
+			ctl_peer_close(&p);
+			return ctl_fo_fail(c, fo, 4, &err);
+		} else {
+			ctl_peer_close(&p);
+		}
+		fo->refused_until = ctl_fo_mono();
+		fo->done = 4;
+		if (ctl_fo_save(root, fo, &err) < 0)
+			return ctl_fo_fail(c, fo, 4, &err);
+		ctl_fo_say(c, "[4/5] promote: %s is the master now, epoch %llu; it accepts mail: %.2f s", fo->target,
+		    (unsigned long long)fo->new_epoch, ctl_fo_mono() - t);
+	}
+	/* 5: this server becomes the new master's replica */
+	if (fo->done < 5) {
+		const char *role;
+		uint64_t epoch;
+
+		if (ctl_fo_failpoint(5, &err) < 0)
+			return ctl_fo_fail(c, fo, 5, &err);
+		t = ctl_fo_mono();
+		if (store_server_get(c->store, &role, &epoch, &err) < 0)
+			return ctl_fo_fail(c, fo, 5, &err);
+		if (!str_eq(role, "replica") || epoch < fo->new_epoch) {
+			if (store_server_set(c->store, "replica", fo->new_epoch > epoch ? fo->new_epoch : epoch,
+			    &err) < 0)
+				return ctl_fo_fail(c, fo, 5, &err);
+		}
+		store_set_read_only(c->store, true);
+		log_notice("failover: demoted to replica epoch=%llu new_master_channel=%s",
+		    (unsigned long long)fo->new_epoch, fo->target);
+		if (ctl_fo_start(c, fo, "as a replica", &err) < 0) {
+			fo->done = 4;
+			return ctl_fo_fail(c, fo, 5, &err);
+		}
+		fo->done = 5;
+		ctl_fo_remove(root);
+		ctl_fo_say(c, "[5/5] rejoin: this server is a replica of %s at epoch %llu: %.2f s", fo->target,
+		    (unsigned long long)fo->new_epoch, ctl_fo_mono() - t);
+	}
+	return 0;
+}
+
+int
+ctl_cmd_failover(struct ctl *c, int argc, char **argv)
+{
+	const char *to = NULL, *log_file = NULL, *stop_s = NULL, *drain_s = NULL;
+	bool resume = false, abort_ = false, nostart = false;
+	const struct ctl_opt opts[] = {
+		{ "to", 't', &to, NULL, NULL },
+		{ "resume", 0, NULL, NULL, &resume },
+		{ "abort", 0, NULL, NULL, &abort_ },
+		{ "castord-log", 0, &log_file, NULL, NULL },
+		{ "no-start", 0, NULL, NULL, &nostart },
+		{ "stop-timeout", 0, &stop_s, NULL, NULL },
+		{ "drain-timeout", 0, &drain_s, NULL, NULL },
+		{ NULL, 0, NULL, NULL, NULL },
+	};
+	char **pos = NULL;
+	int npos = 0, rc;
+	const char *role, *root;
+	uint64_t epoch;
+	uint32_t v;
+	struct err err;
+	struct ctl_fo fo;
+	int have;
+	double t_all;
+
+	rc = ctl_parse(c, argc, argv, opts, &pos, &npos);
+	if (rc < 0) {
+		printf("usage: castorctl failover --to CHAN [--castord-log FILE] [--no-start]\n"
+		    "                          [--stop-timeout SEC] [--drain-timeout SEC]\n"
+		    "       castorctl failover --resume | --abort\n");
+		return 0;
+	}
+	if (rc > 0)
+		return rc;
+	free(pos);
+	if (npos != 0 || (to != NULL) + resume + abort_ != 1)
+		return ctl_usage_error(c, "failover --to CHAN | --resume | --abort");
+	rc = ctl_open_store(c);
+	if (rc != 0)
+		return rc;
+	root = conf_dir(c->conf);
+	if (store_server_get(c->store, &role, &epoch, &err) < 0)
+		return ctl_fail(c, &err);
+	have = ctl_fo_load(root, &fo, &err);
+	if (have < 0)
+		return ctl_fail(c, &err);
+	t_all = ctl_fo_mono();
+	fo.t0 = t_all;
+	fo.stop_timeout_s = 300;
+	fo.drain_timeout_s = 120;
+	if (stop_s != NULL) {
+		if (str_to_u32(stop_s, &v) < 0 || v < 1)
+			return ctl_usage_error(c, "--stop-timeout %s: seconds", stop_s);
+		fo.stop_timeout_s = (int)v;
+	}
+	if (drain_s != NULL) {
+		if (str_to_u32(drain_s, &v) < 0 || v < 1)
+			return ctl_usage_error(c, "--drain-timeout %s: seconds", drain_s);
+		fo.drain_timeout_s = (int)v;
+	}
+
+	if (to != NULL) {
+		struct syncchan ch;
+		struct ctl_peer_hello h;
+		struct ctl_peer *p;
+		struct ctl_server_info si;
+		double t = ctl_fo_mono();
+
+		if (have == 1) {
+			err_set(&err, ERR_PERM, "a failover to %s is in progress (steps 1..%d done):"
+			    " castorctl failover --resume or --abort", fo.target, fo.done);
+			return ctl_fail(c, &err);
+		}
+		if (!str_eq(role, "master")) {
+			err_set(&err, ERR_PERM, "this server is a %s (epoch %llu): failover runs on the master",
+			    role, (unsigned long long)epoch);
+			return ctl_fail(c, &err);
+		}
+		memset(&ch, 0, sizeof(ch));
+		if (syncchan_load(c->conf, to, &ch, &err) < 0)
+			return ctl_fail(c, &err);
+		str_lcpy(fo.target, to, sizeof(fo.target));
+		str_lcpy(fo.sync_account, ch.authname, sizeof(fo.sync_account));
+		syncchan_free(&ch);
+		fo.old_epoch = epoch;
+		fo.done = 0;
+		fo.nostart = nostart;
+		if (log_file != NULL)
+			str_lcpy(fo.log, log_file, sizeof(fo.log));
+		fo.started_ms = ctl_fo_wall_ms();
+		ctl_server_info(c->conf, &si);
+		fo.was_running = si.running;
+		/* 0: preflight, nothing changes when it fails */
+		p = ctl_fo_peer(c, &fo, &h, &err);
+		if (p == NULL) {
+			err_prefix(&err, "preflight: the replica is not reachable, nothing was changed");
+			return ctl_fail(c, &err);
+		}
+		ctl_peer_close(&p);
+		if (h.fenced || !str_eq(h.role, "replica")) {
+			err_set(&err, ERR_FENCED, "preflight: the peer of %s is %s at epoch %llu%s; nothing was changed",
+			    to, h.role[0] ? h.role : "?", (unsigned long long)h.epoch, h.fenced ? " and fences us" : "");
+			return ctl_fail(c, &err);
+		}
+		if (ctl_fo_save(root, &fo, &err) < 0)
+			return ctl_fail(c, &err);
+		ctl_fo_say(c, "[0/5] preflight: %s (%s) is a replica at epoch %llu, we are master at %llu: %.2f s", to,
+		    h.serverid[0] ? h.serverid : "?", (unsigned long long)h.epoch, (unsigned long long)epoch,
+		    ctl_fo_mono() - t);
+	} else if (have == 0) {
+		err_set(&err, ERR_NOTFOUND, "no failover in progress (%s/run/failover.state)", root);
+		return ctl_fail(c, &err);
+	} else {
+		char sa[256] = "sync";
+		struct syncchan ch;
+		memset(&ch, 0, sizeof(ch));
+		if (syncchan_load(c->conf, fo.target, &ch, &err) == 0) {
+			str_lcpy(sa, ch.authname, sizeof(sa));
+			syncchan_free(&ch);
+		}
+		str_lcpy(fo.sync_account, sa, sizeof(fo.sync_account));
+		fo.t0 = t_all;
+		fo.stop_timeout_s = stop_s ? fo.stop_timeout_s : 300;
+		fo.drain_timeout_s = drain_s ? fo.drain_timeout_s : 120;
+		if (log_file != NULL)
+			str_lcpy(fo.log, log_file, sizeof(fo.log));
+		ctl_fo_say(c, "failover to %s: steps 1..%d were done%s", fo.target, fo.done,
+		    fo.promote_sent && fo.done < 4 ? "; PROMOTE may have been sent" : "");
+	}
+	if (abort_) {
+		if (fo.done >= 4) {
+			err_set(&err, ERR_PERM, "the peer %s was promoted (epoch %llu): too late to abort;"
+			    " castorctl failover --resume makes this server its replica", fo.target,
+			    (unsigned long long)fo.new_epoch);
+			return ctl_fail(c, &err);
+		}
+		if (fo.promote_sent) {
+			struct ctl_peer_hello h;
+			struct ctl_peer *p = ctl_fo_peer(c, &fo, &h, &err);
+			if (p == NULL) {
+				err_prefix(&err, "cannot tell whether %s was promoted (abort needs to know)", fo.target);
+				return ctl_fail(c, &err);
+			}
+			ctl_peer_close(&p);
+			if (str_eq(h.role, "master") || h.fenced) {
+				err_set(&err, ERR_PERM, "the peer %s is the master now (epoch %llu): too late to abort;"
+				    " castorctl failover --resume", fo.target, (unsigned long long)h.epoch);
+				return ctl_fail(c, &err);
+			}
+		}
+		return ctl_fo_abort_now(c, &fo);
+	}
+	fo.peer = NULL;
+	rc = ctl_fo_run(c, &fo);
+	ctl_peer_close(&fo.peer);
+	if (rc == 0) {
+		ctl_fo_say(c, "failover done: %s is the master (epoch %llu), this server its replica; total %.2f s",
+		    fo.target, (unsigned long long)fo.new_epoch, ctl_fo_mono() - t_all);
+		if (fo.refused_from > 0 && fo.refused_until > fo.refused_from)
+			ctl_fo_say(c, "deliveries were refused for %.2f s (from the stop of castord to the promotion)",
+			    fo.refused_until - fo.refused_from);
+	}
+	return rc;
+}

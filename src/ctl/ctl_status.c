@@ -1,0 +1,541 @@
+/*
+ * ctl_status.c - castorctl status: what a server is doing about
+ * replication, for operators (text) and machines (--json).
+ *
+ *     castorctl status [--json] [CHAN...]
+ *
+ * Server part: role and epoch (users.db), whether castord runs (its
+ * pidfile is locked), the end of the sync log, the semisync-degraded
+ * flag, the last failed log append, and a failover in progress
+ * (<root>/run/failover.state, ctl_failover.c).
+ *
+ * Per channel of `sync_channels`: the rolling client's STATUS file
+ * (<root>/run/sync-<chan>.status, syncstat.h) gives connected or not,
+ * state, cursor, records and bytes behind, the age of the oldest
+ * unreplicated change, the last error and the conflict counters (the file
+ * may lag by a second; updated_ms says when it was written).  When no
+ * client is alive (no file, or the pid in it is gone) the figures are
+ * computed here from the durable cursor
+ * (<root>/sync/cursor/<chan>) and the log instead ("source": "cursor"):
+ * bytes behind exactly, records behind and the oldest change's age by
+ * reading the log from the cursor (at most CTL_STATUS_SCAN_MAX records;
+ * more is shown as a lower bound).
+ *
+ * Exit status: 0; 1 when a channel is fenced, has an error newer than
+ * its last success, or is disconnected with records behind (so a cron
+ * job can alert on it); the usual codes for configuration errors.
+ */
+#include "ctl/ctl.h"
+
+#include "ctl/ctl_failover.h"
+#include "lib/log.h"
+#include "lib/str.h"
+#include "lib/xalloc.h"
+#include "store/store.h"
+#include "sync/cursor.h"
+#include "sync/syncchan.h"
+#include "sync/synchook.h"
+#include "sync/synclog.h"
+#include "sync/syncstat.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#define CTL_STATUS_SCAN_MAX 1000000u
+
+static const char *const ctl_status_conflicts[] = {
+	"guid", "uid_above", "modseq_ahead", "uidvalidity", "name_clash", "deleted_on_replica",
+	"replica_only_record", "replica_only_mailbox", "replica_only_user", "flags",
+};
+
+static const char *const ctl_status_counters[] = {
+	"batches", "users", "mailboxes", "records", "uploads", "upload_bytes", "deletes",
+	"renames", "repairs", "errors", "wire_in", "wire_out",
+};
+
+/* key=value pairs of one STATUS file */
+struct ctl_kv {
+	char **keys, **values;
+	size_t n;
+};
+
+static void
+ctl_kv_add(void *ctx, const char *key, const char *value)
+{
+	struct ctl_kv *kv = ctx;
+
+	kv->keys = xreallocarray(kv->keys, kv->n + 1, sizeof(char *));
+	kv->values = xreallocarray(kv->values, kv->n + 1, sizeof(char *));
+	kv->keys[kv->n] = xstrdup(key);
+	kv->values[kv->n] = xstrdup(value);
+	kv->n++;
+}
+
+static const char *
+ctl_kv_get(const struct ctl_kv *kv, const char *key)
+{
+	size_t i;
+
+	for (i = kv->n; i-- > 0;)
+		if (str_eq(kv->keys[i], key))
+			return kv->values[i];
+	return NULL;
+}
+
+static uint64_t
+ctl_kv_u64(const struct ctl_kv *kv, const char *key)
+{
+	const char *v = ctl_kv_get(kv, key);
+	uint64_t n = 0;
+
+	if (v == NULL || str_to_u64(v, &n) < 0)
+		return 0;
+	return n;
+}
+
+static void
+ctl_kv_free(struct ctl_kv *kv)
+{
+	size_t i;
+
+	for (i = 0; i < kv->n; i++) {
+		free(kv->keys[i]);
+		free(kv->values[i]);
+	}
+	free(kv->keys);
+	free(kv->values);
+	memset(kv, 0, sizeof(*kv));
+}
+
+static uint64_t
+ctl_status_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static bool
+ctl_status_pid_alive(uint64_t pid)
+{
+	char path[64], stat[512], *rp;
+	FILE *f;
+	size_t n;
+
+	if (pid == 0 || pid > INT32_MAX)
+		return false;
+	if (kill((pid_t)pid, 0) < 0 && errno != EPERM)
+		return false;
+	/* a zombie (killed, not yet reaped) is not alive */
+	snprintf(path, sizeof(path), "/proc/%llu/stat", (unsigned long long)pid);
+	f = fopen(path, "re");
+	if (f == NULL)
+		return true;
+	n = fread(stat, 1, sizeof(stat) - 1, f);
+	fclose(f);
+	stat[n] = '\0';
+	rp = strrchr(stat, ')');
+	return rp == NULL || rp[1] == '\0' || rp[2] != 'Z';
+}
+
+/* JSON string (UTF-8 passed through, control characters escaped). */
+static void
+ctl_json_str(struct buf *b, const char *s)
+{
+	buf_putc(b, '"');
+	for (; s != NULL && *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch == '"' || ch == '\\')
+			buf_printf(b, "\\%c", ch);
+		else if (ch < 0x20)
+			buf_printf(b, "\\u%04x", ch);
+		else
+			buf_putc(b, (char)ch);
+	}
+	buf_putc(b, '"');
+}
+
+static void
+ctl_json_key(struct buf *b, bool *first, const char *key)
+{
+	if (!*first)
+		buf_putc(b, ',');
+	*first = false;
+	ctl_json_str(b, key);
+	buf_putc(b, ':');
+}
+
+/* The figures of one channel, from the client's file or the cursor. */
+struct ctl_chan_status {
+	char name[CURSOR_CHANNEL_MAX + 1];
+	char host[256];
+	unsigned port;
+	bool configured;            /* syncchan_load worked */
+	bool client_alive;
+	bool from_client;           /* figures from the STATUS file */
+	uint64_t client_pid;
+	char state[32];
+	bool connected;
+	char cursor[48], cursor_saved[48], log_end[48];
+	bool detached;
+	uint64_t bytes_behind, records_behind;
+	bool records_lower_bound;
+	uint64_t oldest_ms;         /* 0: caught up */
+	uint64_t updated_ms, state_since_ms;
+	char last_error[512];
+	uint64_t last_error_ms, last_ae_ms;
+	uint64_t conflicts;
+	uint64_t conflict[sizeof(ctl_status_conflicts) / sizeof(ctl_status_conflicts[0])];
+	uint64_t counter[sizeof(ctl_status_counters) / sizeof(ctl_status_counters[0])];
+};
+
+/* Records after pos and the time of the first (bounded scan). */
+static void
+ctl_status_scan(const char *root, const struct cursor *cur, struct ctl_chan_status *cs)
+{
+	struct synclog_reader *rd;
+	struct synclog_record recs[256];
+	struct err err;
+	size_t n;
+
+	rd = synclog_reader_open(root, &cur->pos, cur->log_id, &err);
+	if (rd == NULL)
+		return;
+	synclog_reader_set_torn_grace(rd, 0);
+	while (cs->records_behind < CTL_STATUS_SCAN_MAX) {
+		if (synclog_reader_next(rd, recs, sizeof(recs) / sizeof(recs[0]), 1u << 20, &n, &err) < 0 ||
+		    n == 0)
+			break;
+		if (cs->oldest_ms == 0)
+			cs->oldest_ms = recs[0].time_ms;
+		cs->records_behind += n;
+	}
+	if (cs->records_behind >= CTL_STATUS_SCAN_MAX)
+		cs->records_lower_bound = true;
+	synclog_reader_close(&rd);
+}
+
+static void
+ctl_status_channel(const struct conf *conf, const char *root, const char *name,
+    struct ctl_chan_status *cs)
+{
+	struct syncchan ch;
+	struct ctl_kv kv = { 0 };
+	struct err err;
+	size_t i;
+
+	memset(cs, 0, sizeof(*cs));
+	str_lcpy(cs->name, name, sizeof(cs->name));
+	memset(&ch, 0, sizeof(ch));
+	if (syncchan_load(conf, name, &ch, &err) == 0) {
+		cs->configured = true;
+		str_lcpy(cs->host, ch.host, sizeof(cs->host));
+		cs->port = ch.port;
+		syncchan_free(&ch);
+	} else {
+		str_lcpy(cs->last_error, err.msg, sizeof(cs->last_error));
+	}
+	if (syncstat_read_kv(root, name, ctl_kv_add, &kv, &err) == 0) {
+		cs->client_pid = ctl_kv_u64(&kv, "pid");
+		cs->updated_ms = ctl_kv_u64(&kv, "updated_ms");
+		cs->client_alive = ctl_status_pid_alive(cs->client_pid);
+	}
+	/* a live client's figures; once it is gone, the durable cursor's */
+	if (kv.n > 0 && cs->client_alive) {
+		const char *v;
+		cs->from_client = true;
+		str_lcpy(cs->state, (v = ctl_kv_get(&kv, "state")) ? v : "", sizeof(cs->state));
+		cs->connected = ctl_kv_u64(&kv, "connected") != 0 && cs->client_alive;
+		str_lcpy(cs->cursor, (v = ctl_kv_get(&kv, "cursor")) ? v : "", sizeof(cs->cursor));
+		str_lcpy(cs->cursor_saved, (v = ctl_kv_get(&kv, "cursor_saved")) ? v : "",
+		    sizeof(cs->cursor_saved));
+		str_lcpy(cs->log_end, (v = ctl_kv_get(&kv, "log_end")) ? v : "", sizeof(cs->log_end));
+		cs->detached = ctl_kv_u64(&kv, "detached") != 0;
+		cs->bytes_behind = ctl_kv_u64(&kv, "bytes_behind");
+		cs->records_behind = ctl_kv_u64(&kv, "records_behind");
+		cs->oldest_ms = ctl_kv_u64(&kv, "oldest_unreplicated_ms");
+		cs->state_since_ms = ctl_kv_u64(&kv, "state_since_ms");
+		if ((v = ctl_kv_get(&kv, "last_error")) != NULL && v[0] != '\0')
+			str_lcpy(cs->last_error, v, sizeof(cs->last_error));
+		cs->last_error_ms = ctl_kv_u64(&kv, "last_error_ms");
+		cs->last_ae_ms = ctl_kv_u64(&kv, "last_anti_entropy_ms");
+		cs->conflicts = ctl_kv_u64(&kv, "conflicts");
+		for (i = 0; i < sizeof(ctl_status_conflicts) / sizeof(ctl_status_conflicts[0]); i++) {
+			char key[64];
+			snprintf(key, sizeof(key), "conflict_%s", ctl_status_conflicts[i]);
+			cs->conflict[i] = ctl_kv_u64(&kv, key);
+		}
+		for (i = 0; i < sizeof(ctl_status_counters) / sizeof(ctl_status_counters[0]); i++)
+			cs->counter[i] = ctl_kv_u64(&kv, ctl_status_counters[i]);
+	}
+	if (!cs->from_client) {
+		struct cursor cur;
+		struct synclog_pos end;
+		int rc;
+
+		str_lcpy(cs->state, cs->client_pid ? "not-running" : "never-ran", sizeof(cs->state));
+		if (kv.n > 0) {
+			const char *v = ctl_kv_get(&kv, "last_error");
+			if (v != NULL && v[0] != '\0')
+				str_lcpy(cs->last_error, v, sizeof(cs->last_error));
+			cs->last_error_ms = ctl_kv_u64(&kv, "last_error_ms");
+			cs->conflicts = ctl_kv_u64(&kv, "conflicts");
+		}
+		memset(&cur, 0, sizeof(cur));
+		rc = cursor_load(root, name, &cur, &err);
+		if (rc == 1) {
+			syncstat_pos_format(&cur.pos, cs->cursor, sizeof(cs->cursor));
+			str_lcpy(cs->cursor_saved, cs->cursor, sizeof(cs->cursor_saved));
+			cs->detached = (cur.flags & CURSOR_DETACHED) != 0;
+		} else {
+			str_lcpy(cs->cursor, "none", sizeof(cs->cursor));
+			str_lcpy(cs->cursor_saved, "none", sizeof(cs->cursor_saved));
+			memset(&cur, 0, sizeof(cur));
+		}
+		if (synclog_end(root, &end, &err) == 0)
+			syncstat_pos_format(&end, cs->log_end, sizeof(cs->log_end));
+		if (synclog_bytes_behind(root, &cur.pos, &cs->bytes_behind, &err) < 0)
+			cs->bytes_behind = 0;
+		if (cs->bytes_behind > 0)
+			ctl_status_scan(root, &cur, cs);
+	}
+	ctl_kv_free(&kv);
+}
+
+/* Does this channel deserve an operator's attention? */
+static bool
+ctl_status_bad(const struct ctl_chan_status *cs, bool master)
+{
+	if (str_eq(cs->state, "fenced"))
+		return true;
+	if (!master)
+		return false;
+	if (!cs->configured)
+		return true;
+	return !cs->connected && cs->records_behind > 0;
+}
+
+static void
+ctl_status_age(uint64_t now, uint64_t then, char *out, size_t size)
+{
+	uint64_t d;
+
+	if (then == 0) {
+		str_lcpy(out, "-", size);
+		return;
+	}
+	d = now > then ? now - then : 0;
+	if (d < 10000)
+		snprintf(out, size, "%" PRIu64 " ms", d);
+	else if (d < 3600 * 1000)
+		snprintf(out, size, "%" PRIu64 " s", d / 1000);
+	else
+		snprintf(out, size, "%" PRIu64 " h %" PRIu64 " min", d / 3600000, d / 60000 % 60);
+}
+
+int
+ctl_cmd_status(struct ctl *c, int argc, char **argv)
+{
+	bool json = false;
+	const struct ctl_opt opts[] = {
+		{ "json", 'j', NULL, NULL, &json },
+		{ NULL, 0, NULL, NULL, NULL },
+	};
+	char **pos = NULL, **chans = NULL;
+	int npos = 0, rc, exit_rc = 0;
+	size_t nchan = 0, i, k;
+	const char *role = "?", *root;
+	uint64_t epoch = 0, now;
+	struct err err;
+	struct ctl_server_info si;
+	struct synclog_pos end = { 0, 0 };
+	char endtxt[48] = "none", failed_when[64] = "";
+	struct buf b = BUF_INIT, p = BUF_INIT, fo = BUF_INIT;
+	bool degraded = false, master;
+	uint64_t append_failed_ms = 0;
+	struct stat sb;
+
+	rc = ctl_parse(c, argc, argv, opts, &pos, &npos);
+	if (rc < 0) {
+		printf("usage: castorctl status [--json] [CHAN...]\n");
+		return 0;
+	}
+	if (rc > 0)
+		return rc;
+	rc = ctl_open_store(c);
+	if (rc != 0) {
+		free(pos);
+		return rc;
+	}
+	root = conf_dir(c->conf);
+	if (store_server_get(c->store, &role, &epoch, &err) < 0) {
+		free(pos);
+		return ctl_fail(c, &err);
+	}
+	master = str_eq(role, "master");
+	ctl_server_info(c->conf, &si);
+	if (synclog_end(root, &end, &err) == 0 && end.seg != 0)
+		syncstat_pos_format(&end, endtxt, sizeof(endtxt));
+	syncstat_degraded_path(root, &p);
+	degraded = stat(buf_cstr(&p), &sb) == 0;
+	buf_reset(&p);
+	synchook_failed_marker(root, &p);
+	if (stat(buf_cstr(&p), &sb) == 0) {
+		append_failed_ms = (uint64_t)sb.st_mtim.tv_sec * 1000 + (uint64_t)sb.st_mtim.tv_nsec / 1000000;
+		ctl_status_age(ctl_status_now_ms(), append_failed_ms, failed_when, sizeof(failed_when));
+	}
+	ctl_failover_state_text(root, &fo);
+	if (npos > 0) {
+		chans = xcalloc((size_t)npos + 1, sizeof(char *));
+		for (i = 0; i < (size_t)npos; i++)
+			chans[i] = xstrdup(pos[i]);
+		nchan = (size_t)npos;
+	} else {
+		chans = syncchan_names(c->conf, &nchan);
+	}
+	free(pos);
+	now = ctl_status_now_ms();
+
+	if (json) {
+		bool f = true, f2;
+		buf_putc(&b, '{');
+		ctl_json_key(&b, &f, "server");
+		buf_putc(&b, '{');
+		f2 = true;
+		ctl_json_key(&b, &f2, "root"); ctl_json_str(&b, root);
+		ctl_json_key(&b, &f2, "servername"); ctl_json_str(&b, conf_get_str(c->conf, "servername", ""));
+		ctl_json_key(&b, &f2, "role"); ctl_json_str(&b, role);
+		ctl_json_key(&b, &f2, "epoch"); buf_printf(&b, "%" PRIu64, epoch);
+		ctl_json_key(&b, &f2, "castord_running"); buf_puts(&b, si.running ? "true" : "false");
+		ctl_json_key(&b, &f2, "castord_pid"); buf_printf(&b, "%ld", (long)si.pid);
+		ctl_json_key(&b, &f2, "log_end"); ctl_json_str(&b, endtxt);
+		ctl_json_key(&b, &f2, "semisync_degraded"); buf_puts(&b, degraded ? "true" : "false");
+		ctl_json_key(&b, &f2, "last_append_failure_ms"); buf_printf(&b, "%" PRIu64, append_failed_ms);
+		ctl_json_key(&b, &f2, "failover"); ctl_json_str(&b, buf_cstr(&fo));
+		ctl_json_key(&b, &f2, "now_ms"); buf_printf(&b, "%" PRIu64, now);
+		buf_putc(&b, '}');
+		ctl_json_key(&b, &f, "channels");
+		buf_putc(&b, '[');
+	} else {
+		buf_printf(&b, "server %s  root %s\n", conf_get_str(c->conf, "servername", "?"), root);
+		buf_printf(&b, "  role %s  epoch %" PRIu64 "  castord %s", role, epoch,
+		    si.running ? "running" : "not running");
+		if (si.running)
+			buf_printf(&b, " (pid %ld)", (long)si.pid);
+		buf_printf(&b, "\n  sync log end %s", endtxt);
+		if (degraded)
+			buf_puts(&b, "  SEMISYNC DEGRADED");
+		if (append_failed_ms)
+			buf_printf(&b, "  last failed log append %s ago", failed_when);
+		buf_putc(&b, '\n');
+		if (fo.len > 0)
+			buf_printf(&b, "  failover in progress: %s (castorctl failover --resume | --abort)\n",
+			    buf_cstr(&fo));
+		if (nchan == 0)
+			buf_puts(&b, "  no sync channels\n");
+		else if (!master)
+			buf_printf(&b, "  (a replica: its channels push only after a promotion)\n");
+	}
+	for (i = 0; i < nchan; i++) {
+		struct ctl_chan_status cs;
+		char age[64], since[64];
+
+		ctl_status_channel(c->conf, root, chans[i], &cs);
+		if (ctl_status_bad(&cs, master))
+			exit_rc = CTL_EXIT_PROBLEMS;
+		if (json) {
+			bool f = true, f2 = true;
+			if (i > 0)
+				buf_putc(&b, ',');
+			buf_putc(&b, '{');
+			ctl_json_key(&b, &f, "name"); ctl_json_str(&b, cs.name);
+			ctl_json_key(&b, &f, "host"); ctl_json_str(&b, cs.host);
+			ctl_json_key(&b, &f, "port"); buf_printf(&b, "%u", cs.port);
+			ctl_json_key(&b, &f, "source"); ctl_json_str(&b, cs.from_client ? "client" : "cursor");
+			ctl_json_key(&b, &f, "client_pid"); buf_printf(&b, "%" PRIu64, cs.client_pid);
+			ctl_json_key(&b, &f, "client_running"); buf_puts(&b, cs.client_alive ? "true" : "false");
+			ctl_json_key(&b, &f, "state"); ctl_json_str(&b, cs.state);
+			ctl_json_key(&b, &f, "state_since_ms"); buf_printf(&b, "%" PRIu64, cs.state_since_ms);
+			ctl_json_key(&b, &f, "connected"); buf_puts(&b, cs.connected ? "true" : "false");
+			ctl_json_key(&b, &f, "cursor"); ctl_json_str(&b, cs.cursor);
+			ctl_json_key(&b, &f, "cursor_saved"); ctl_json_str(&b, cs.cursor_saved);
+			ctl_json_key(&b, &f, "log_end"); ctl_json_str(&b, cs.log_end);
+			ctl_json_key(&b, &f, "detached"); buf_puts(&b, cs.detached ? "true" : "false");
+			ctl_json_key(&b, &f, "bytes_behind"); buf_printf(&b, "%" PRIu64, cs.bytes_behind);
+			ctl_json_key(&b, &f, "records_behind"); buf_printf(&b, "%" PRIu64, cs.records_behind);
+			ctl_json_key(&b, &f, "records_behind_is_lower_bound");
+			buf_puts(&b, cs.records_lower_bound ? "true" : "false");
+			ctl_json_key(&b, &f, "oldest_unreplicated_ms"); buf_printf(&b, "%" PRIu64, cs.oldest_ms);
+			ctl_json_key(&b, &f, "oldest_unreplicated_age_ms");
+			buf_printf(&b, "%" PRIu64, cs.oldest_ms && now > cs.oldest_ms ? now - cs.oldest_ms : 0);
+			ctl_json_key(&b, &f, "updated_ms"); buf_printf(&b, "%" PRIu64, cs.updated_ms);
+			ctl_json_key(&b, &f, "last_error"); ctl_json_str(&b, cs.last_error);
+			ctl_json_key(&b, &f, "last_error_ms"); buf_printf(&b, "%" PRIu64, cs.last_error_ms);
+			ctl_json_key(&b, &f, "last_anti_entropy_ms"); buf_printf(&b, "%" PRIu64, cs.last_ae_ms);
+			ctl_json_key(&b, &f, "conflicts");
+			buf_putc(&b, '{');
+			ctl_json_key(&b, &f2, "total"); buf_printf(&b, "%" PRIu64, cs.conflicts);
+			for (k = 0; k < sizeof(ctl_status_conflicts) / sizeof(ctl_status_conflicts[0]); k++) {
+				ctl_json_key(&b, &f2, ctl_status_conflicts[k]);
+				buf_printf(&b, "%" PRIu64, cs.conflict[k]);
+			}
+			buf_putc(&b, '}');
+			ctl_json_key(&b, &f, "counters");
+			buf_putc(&b, '{');
+			f2 = true;
+			for (k = 0; k < sizeof(ctl_status_counters) / sizeof(ctl_status_counters[0]); k++) {
+				ctl_json_key(&b, &f2, ctl_status_counters[k]);
+				buf_printf(&b, "%" PRIu64, cs.counter[k]);
+			}
+			buf_puts(&b, "}}");
+			continue;
+		}
+		ctl_status_age(now, cs.oldest_ms, age, sizeof(age));
+		ctl_status_age(now, cs.state_since_ms, since, sizeof(since));
+		buf_printf(&b, "channel %s -> %s:%u\n", cs.name, cs.host[0] ? cs.host : "?", cs.port);
+		buf_printf(&b, "  %s  state %s", cs.connected ? "connected" : "NOT connected",
+		    cs.state[0] ? cs.state : "?");
+		if (cs.state_since_ms)
+			buf_printf(&b, " for %s", since);
+		if (cs.from_client)
+			buf_printf(&b, "  (sync-client pid %" PRIu64 "%s)", cs.client_pid,
+			    cs.client_alive ? "" : ", not running");
+		else
+			buf_puts(&b, "  (no sync-client running: figures from the saved cursor)");
+		buf_printf(&b, "\n  cursor %s (saved %s)  log end %s%s\n", cs.cursor, cs.cursor_saved,
+		    cs.log_end[0] ? cs.log_end : endtxt, cs.detached ? "  DETACHED" : "");
+		buf_printf(&b, "  behind: %s%" PRIu64 " records, %" PRIu64 " bytes; oldest unreplicated change: %s%s\n",
+		    cs.records_lower_bound ? ">=" : "", cs.records_behind, cs.bytes_behind, age,
+		    cs.oldest_ms ? " ago" : "");
+		if (cs.last_error[0]) {
+			char ago[64];
+			ctl_status_age(now, cs.last_error_ms, ago, sizeof(ago));
+			buf_printf(&b, "  last error (%s ago): %s\n", ago, cs.last_error);
+		} else {
+			buf_puts(&b, "  last error: none\n");
+		}
+		buf_printf(&b, "  conflicts: %" PRIu64, cs.conflicts);
+		for (k = 0; k < sizeof(ctl_status_conflicts) / sizeof(ctl_status_conflicts[0]); k++)
+			if (cs.conflict[k])
+				buf_printf(&b, "  %s=%" PRIu64, ctl_status_conflicts[k], cs.conflict[k]);
+		buf_putc(&b, '\n');
+		if (cs.from_client)
+			buf_printf(&b, "  sent: %" PRIu64 " batches, %" PRIu64 " records, %" PRIu64
+			    " uploads (%" PRIu64 " bytes), %" PRIu64 " errors\n", cs.counter[0], cs.counter[3],
+			    cs.counter[4], cs.counter[5], cs.counter[9]);
+	}
+	if (json)
+		buf_puts(&b, "]}\n");
+	fwrite(b.data, 1, b.len, stdout);
+	conf_list_free(chans);
+	buf_free(&b);
+	buf_free(&p);
+	buf_free(&fo);
+	return exit_rc;
+}

@@ -1,0 +1,93 @@
+/*
+ * ctl_sync.c - castorctl sync: operator actions on a replication channel.
+ *
+ *     castorctl sync --allow-deletes CHAN
+ *
+ * Releases one pass over the deletion thresholds (sync_delete_limit,
+ * sync_delete_fraction, sync_user_delete_limit; docs/replication.md
+ * "Deletion safety") after the channel stopped with "delete-limit".  It
+ * writes the marker <root>/run/sync-<CHAN>.allow-deletes; the running
+ * sync-client notices it within a second, reconnects with HELLO
+ * ALLOW-DELETES 1, runs one anti-entropy pass and removes the marker, so
+ * the thresholds apply again from the next pass on.  The marker's
+ * content is informational (the time and the pid of castorctl).
+ */
+#include "ctl/ctl.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lib/atomicfile.h"
+#include "lib/str.h"
+#include "lib/xalloc.h"
+
+int ctl_cmd_sync(struct ctl *c, int argc, char **argv);
+
+static void
+ctl_sync_usage(FILE *f)
+{
+	fputs("usage: castorctl sync --allow-deletes CHAN\n"
+	      "  release one replication pass over the deletion thresholds\n", f);
+}
+
+int
+ctl_cmd_sync(struct ctl *c, int argc, char **argv)
+{
+	bool allow = false, known = false;
+	const struct ctl_opt opts[] = {
+		{ "allow-deletes", 0, NULL, NULL, &allow },
+		{ NULL, 0, NULL, NULL, NULL },
+	};
+	char **pos = NULL, **names;
+	int npos = 0, rc;
+	size_t n = 0;
+	struct buf path = BUF_INIT, body = BUF_INIT;
+	struct err err;
+
+	rc = ctl_parse(c, argc, argv, opts, &pos, &npos);
+	if (rc < 0) {
+		ctl_sync_usage(stdout);
+		return 0;
+	}
+	if (rc != 0)
+		return rc;
+	if (!allow || npos != 1) {
+		free(pos);
+		ctl_sync_usage(stderr);
+		return CTL_EXIT_USAGE;
+	}
+	if ((rc = ctl_open_store(c)) != 0) {
+		free(pos);
+		return rc;
+	}
+	names = conf_get_list(c->conf, "sync_channels", &n);
+	for (size_t i = 0; names != NULL && i < n; i++)
+		if (str_eq(names[i], pos[0]))
+			known = true;
+	conf_list_free(names);
+	if (!known) {
+		err_set(&err, ERR_NOTFOUND, "no channel %s in sync_channels", pos[0]);
+		free(pos);
+		return ctl_fail(c, &err);
+	}
+	buf_printf(&path, "%s/run", conf_dir(c->conf));
+	(void)mkdir(buf_cstr(&path), 0750);
+	buf_printf(&path, "/sync-%s.allow-deletes", pos[0]);
+	buf_printf(&body, "time=%lld pid=%ld\n", (long long)time(NULL), (long)getpid());
+	if (atomicfile_write(buf_cstr(&path), body.data, body.len, 0640, &err) < 0) {
+		buf_free(&path);
+		buf_free(&body);
+		free(pos);
+		return ctl_fail(c, &err);
+	}
+	if (!c->quiet)
+		printf("channel %s: the next pass may delete past the thresholds (%s)\n", pos[0],
+			buf_cstr(&path));
+	buf_free(&path);
+	buf_free(&body);
+	free(pos);
+	return CTL_EXIT_OK;
+}
