@@ -4,6 +4,7 @@
 #include "lib/xalloc.h"
 
 #include <stdio.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -77,4 +78,13 @@ xmemdup(const void *p, size_t n)
 	if (n)
 		memcpy(q, p, n);
 	return q;
+}
+
+void
+xalloc_tune(void)
+{
+#ifdef M_TRIM_THRESHOLD
+	(void)mallopt(M_TRIM_THRESHOLD, 8 * 1024 * 1024);
+	(void)mallopt(M_TOP_PAD, 1024 * 1024);
+#endif
 }

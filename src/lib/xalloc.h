@@ -19,4 +19,9 @@ char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
 void *xmemdup(const void *p, size_t n);
 
+/* Called once at start by long-running processes: keep freed heap
+ * instead of giving it back to the kernel after every message (brk
+ * shrink and grow per delivery cost TLB shootdowns on every core). */
+void xalloc_tune(void);
+
 #endif

@@ -9,6 +9,7 @@
 #include "lib/log.h"
 #include "lib/signals.h"
 #include "lib/str.h"
+#include "lib/xalloc.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -303,6 +304,7 @@ service_main(int argc, char **argv, const struct service_ops *ops)
 	int opt, rc = 0;
 
 	svc.ops = ops;
+	xalloc_tune();
 	env = getenv("CASTOR_SERVICE");
 	str_lcpy(svc.name, env != NULL && env[0] ? env : ops->name, sizeof(svc.name));
 	logdest = getenv("CASTOR_LOG");

@@ -347,6 +347,8 @@ store_close(struct store **stp)
 		return;
 	if (st->nusers != 0)
 		log_warn("store closed with open user handles count=%d", st->nusers);
+	for (size_t i = 0; i < STORE_DB_STMTS; i++)
+		sqlite3_finalize(st->stmts[i]);
 	sqlite3_close(st->db);
 	free(st->root);
 	free(st);
@@ -393,26 +395,78 @@ hook_fire(struct store *st, const char *user, enum store_change_kind kind)
 		st->hook(st->hook_ctx, user, kind, NULL);
 }
 
+/* users.db statements used on every delivery or login, prepared once
+ * per store and keyed by their SQL text's address (string literals).
+ * Callers sqlite3_reset() them when done, never finalize. */
+static sqlite3_stmt *
+store_stmt(struct store *st, const char *sql)
+{
+	size_t i;
+
+	for (i = 0; i < STORE_DB_STMTS && st->stmt_sql[i] != NULL; i++)
+		if (st->stmt_sql[i] == sql)
+			return st->stmts[i];
+	if (i == STORE_DB_STMTS)
+		return NULL;
+	if (sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st->stmts[i], NULL) !=
+	    SQLITE_OK) {
+		st->stmts[i] = NULL;
+		return NULL;
+	}
+	st->stmt_sql[i] = sql;
+	return st->stmts[i];
+}
+
+static int64_t
+server_data_version(struct store *st)
+{
+	sqlite3_stmt *s = NULL;
+	int64_t v = -1;
+
+	if ((s = store_stmt(st, "PRAGMA data_version")) == NULL)
+		return -1;
+	if (sqlite3_step(s) == SQLITE_ROW)
+		v = sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	return v;
+}
+
+/* Role and epoch are read on every replicated change (fencing), so they
+ * are cached; PRAGMA data_version tells whether another connection
+ * (castorctl promote, another syncd) committed to users.db since, and
+ * store_server_set drops the cache for changes through this one. */
 int
 store_server_get(struct store *st, const char **role_r, uint64_t *epoch_r, struct err *err)
 {
 	sqlite3_stmt *s = NULL;
+	int64_t dv = server_data_version(st);
 	int rc;
 
-	if (sqlite3_prepare_v2(st->db, "SELECT role, epoch FROM server WHERE id = 1", -1, &s,
-		NULL) != SQLITE_OK)
+	if (st->server_cached && dv >= 0 && dv == st->server_dv) {
+		if (role_r)
+			*role_r = st->server_replica ? "replica" : "master";
+		if (epoch_r)
+			*epoch_r = st->server_epoch;
+		return 0;
+	}
+	st->server_cached = false;
+	if ((s = store_stmt(st, "SELECT role, epoch FROM server WHERE id = 1")) == NULL)
 		return store_sql_err(st->db, SQLITE_ERROR, err, "users.db");
 	rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW) {
 		const char *r = (const char *)sqlite3_column_text(s, 0);
+		st->server_replica = r != NULL && str_eq(r, "replica");
+		st->server_epoch = (uint64_t)sqlite3_column_int64(s, 1);
+		sqlite3_reset(s);
+		st->server_dv = dv;
+		st->server_cached = dv >= 0;
 		if (role_r)
-			*role_r = (r != NULL && str_eq(r, "replica")) ? "replica" : "master";
+			*role_r = st->server_replica ? "replica" : "master";
 		if (epoch_r)
-			*epoch_r = (uint64_t)sqlite3_column_int64(s, 1);
-		sqlite3_finalize(s);
+			*epoch_r = st->server_epoch;
 		return 0;
 	}
-	sqlite3_finalize(s);
+	sqlite3_reset(s);
 	if (rc == SQLITE_DONE)
 		return err_set(err, ERR_CORRUPT, "users.db has no server row");
 	return store_sql_err(st->db, rc, err, "users.db server");
@@ -426,6 +480,7 @@ store_server_set(struct store *st, const char *role, uint64_t epoch, struct err 
 
 	if (!role_valid(role))
 		return err_set(err, ERR_INVALID, "role must be master or replica");
+	st->server_cached = false;
 	if (sqlite3_prepare_v2(st->db,
 		"INSERT INTO server(id, role, epoch) VALUES (1, ?1, ?2)"
 		" ON CONFLICT(id) DO UPDATE SET role = ?1, epoch = ?2", -1, &s, NULL) != SQLITE_OK)
@@ -675,14 +730,13 @@ store_user_verify(struct store *st, const char *name, const char *password, stru
 
 	if (!store_user_name_valid(name) || password == NULL)
 		return 0;
-	if (sqlite3_prepare_v2(st->db, "SELECT hash FROM users WHERE name = ?", -1, &s, NULL) !=
-	    SQLITE_OK)
+	if ((s = store_stmt(st, "SELECT hash FROM users WHERE name = ?")) == NULL)
 		return store_sql_err(st->db, SQLITE_ERROR, err, "users.db");
 	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
 	rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW && sqlite3_column_type(s, 0) == SQLITE_TEXT)
 		hash = xstrdup((const char *)sqlite3_column_text(s, 0));
-	sqlite3_finalize(s);
+	sqlite3_reset(s);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		return store_sql_err(st->db, rc, err, "users.db");
 	cd = xcalloc(1, sizeof(*cd));
@@ -704,12 +758,11 @@ store_user_exists(struct store *st, const char *name, struct err *err)
 
 	if (!store_user_name_valid(name))
 		return 0;
-	if (sqlite3_prepare_v2(st->db, "SELECT 1 FROM users WHERE name = ?", -1, &s, NULL) !=
-	    SQLITE_OK)
+	if ((s = store_stmt(st, "SELECT 1 FROM users WHERE name = ?")) == NULL)
 		return store_sql_err(st->db, SQLITE_ERROR, err, "users.db");
 	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
 	rc = sqlite3_step(s);
-	sqlite3_finalize(s);
+	sqlite3_reset(s);
 	if (rc == SQLITE_ROW)
 		return 1;
 	if (rc == SQLITE_DONE)
@@ -796,18 +849,16 @@ store_user_info(struct store *st, const char *name, struct store_userinfo *ui_r,
 
 	if (user_name_check(name, err) < 0)
 		return -1;
-	if (sqlite3_prepare_v2(st->db,
-		"SELECT name, hash, quota_bytes, quota_messages, created FROM users WHERE name = ?",
-		-1, &s, NULL) != SQLITE_OK)
+	if ((s = store_stmt(st, "SELECT name, hash, quota_bytes, quota_messages, created FROM users WHERE name = ?")) == NULL)
 		return store_sql_err(st->db, SQLITE_ERROR, err, "users.db");
 	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
 	rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW) {
 		userinfo_fill(s, ui_r, false);  /* hash copied: the statement dies here */
-		sqlite3_finalize(s);
+		sqlite3_reset(s);
 		return 0;
 	}
-	sqlite3_finalize(s);
+	sqlite3_reset(s);
 	if (rc == SQLITE_DONE)
 		return err_set(err, ERR_NOTFOUND, "no such user %s", name);
 	return store_sql_err(st->db, rc, err, "users.db");
@@ -821,8 +872,7 @@ store_user_hash(struct store *st, const char *name, struct buf *out, struct err 
 
 	if (user_name_check(name, err) < 0)
 		return -1;
-	if (sqlite3_prepare_v2(st->db, "SELECT hash FROM users WHERE name = ?", -1, &s, NULL) !=
-	    SQLITE_OK)
+	if ((s = store_stmt(st, "SELECT hash FROM users WHERE name = ?")) == NULL)
 		return store_sql_err(st->db, SQLITE_ERROR, err, "users.db");
 	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
 	rc = sqlite3_step(s);
@@ -833,10 +883,10 @@ store_user_hash(struct store *st, const char *name, struct buf *out, struct err 
 			buf_append(out, h, (size_t)sqlite3_column_bytes(s, 0));
 			r = 1;
 		}
-		sqlite3_finalize(s);
+		sqlite3_reset(s);
 		return r;
 	}
-	sqlite3_finalize(s);
+	sqlite3_reset(s);
 	if (rc == SQLITE_DONE)
 		return err_set(err, ERR_NOTFOUND, "no such user %s", name);
 	return store_sql_err(st->db, rc, err, "users.db");

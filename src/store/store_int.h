@@ -16,6 +16,8 @@
 /* Per-process counters (store_stats). */
 extern struct store_stats store_stats_g;
 
+#define STORE_DB_STMTS 16
+
 struct store {
 	char *root;
 	sqlite3 *db;                 /* db/users.db */
@@ -23,6 +25,14 @@ struct store {
 	store_change_hook_fn hook;
 	void *hook_ctx;
 	int nusers;                  /* open store_user handles */
+	/* store_server_get cache: valid while users.db's data_version
+	 * (changed by any other connection's commit) stays the same */
+	sqlite3_stmt *stmts[STORE_DB_STMTS];    /* store_stmt cache */
+	const char *stmt_sql[STORE_DB_STMTS];
+	bool server_cached;
+	int64_t server_dv;
+	bool server_replica;
+	uint64_t server_epoch;
 };
 
 /* Group commit state of one user database (store_commit.c). */

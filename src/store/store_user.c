@@ -184,6 +184,22 @@ events_fire(struct store_user *u)
 			u->events[i].mailbox_id[0] ? u->events[i].mailbox_id : NULL);
 }
 
+/* Run a statement-less SQL command (BEGIN, COMMIT, SAVEPOINT ...) from
+ * the handle's statement cache: sqlite3_exec would parse it every time.
+ * Returns an SQLite result code (SQLITE_OK on success). */
+static int
+user_exec(struct store_user *u, const char *sql)
+{
+	sqlite3_stmt *s = store_user_stmt(u, sql, NULL);
+	int rc;
+
+	if (s == NULL)
+		return sqlite3_exec(u->db, sql, NULL, NULL, NULL);
+	rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
+}
+
 /* COMMIT, then wait for the group-commit barrier when anything durable
  * changed, then wake watchers and run the change hook. */
 static int
@@ -192,7 +208,7 @@ commit_durable(struct store_user *u, bool dirty, const char *fp_after, struct er
 	int rc;
 
 	store_commit_enter(&u->commit);
-	rc = sqlite3_exec(u->db, "COMMIT", NULL, NULL, NULL);
+	rc = user_exec(u, "COMMIT");
 	if (rc != SQLITE_OK || !dirty)
 		store_commit_leave(&u->commit);
 	if (rc != SQLITE_OK) {
@@ -211,14 +227,16 @@ commit_durable(struct store_user *u, bool dirty, const char *fp_after, struct er
 			return -1;
 		}
 		store_stats_g.commits++;
+		/* watchers and the sync log first: the checkpoint's fsyncs
+		 * need not delay replication or IDLE */
+		store_commit_notify(&u->commit);
+		events_fire(u);
 		if (store_commit_want_checkpoint(&u->commit)) {
 			int nlog = 0, nckpt = 0;
 			if (sqlite3_wal_checkpoint_v2(u->db, "main", SQLITE_CHECKPOINT_PASSIVE, &nlog,
 				&nckpt) == SQLITE_OK && nckpt > 0)
 				store_stats_g.sqlite_syncs += 2;  /* WAL, then database */
 		}
-		store_commit_notify(&u->commit);
-		events_fire(u);
 	} else {
 		events_drop(u, 0);
 	}
@@ -241,7 +259,7 @@ store_user_op_begin(struct store_user *u, struct err *err)
 		return err_set(err, ERR_INVALID, "store call re-entered (from a change hook?)");
 	if (!u->in_txn)
 		store_commit_enter(&u->commit);
-	rc = sqlite3_exec(u->db, u->in_txn ? "SAVEPOINT op" : "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	rc = user_exec(u, u->in_txn ? "SAVEPOINT op" : "BEGIN IMMEDIATE");
 	if (rc != SQLITE_OK) {
 		if (!u->in_txn)
 			store_commit_leave(&u->commit);
@@ -278,7 +296,7 @@ store_user_op_end(struct store_user *u, int rc, const char *fp_before, const cha
 		return -1;
 	}
 	if (u->in_txn) {
-		if (sqlite3_exec(u->db, "RELEASE op", NULL, NULL, NULL) != SQLITE_OK)
+		if (user_exec(u, "RELEASE op") != SQLITE_OK)
 			return store_sql_err(u->db, SQLITE_ERROR, err, "release");
 		return 0;
 	}
@@ -320,7 +338,7 @@ store_txn_begin(struct store_user *u, struct err *err)
 		return err_set(err, ERR_INVALID, "transaction already open");
 	if (u->broken)
 		return err_set(err, ERR_TEMP, "user %s: an earlier fsync failed", u->name);
-	rc = sqlite3_exec(u->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	rc = user_exec(u, "BEGIN IMMEDIATE");
 	if (rc != SQLITE_OK) {
 		if ((rc & 0xff) == SQLITE_BUSY)
 			return err_set(err, ERR_TEMP, "user %s database busy", u->name);

@@ -1204,6 +1204,7 @@ main(int argc, char **argv)
 	struct err err;
 	int opt, rc = 0;
 
+	xalloc_tune();
 	logdest = getenv("CASTOR_LOG");
 	log_init(getenv("CASTOR_SERVICE") != NULL ? getenv("CASTOR_SERVICE") : "sync-client",
 		logdest != NULL && str_eq(logdest, "syslog") ? LOG_DEST_SYSLOG : LOG_DEST_STDERR);
