@@ -84,6 +84,7 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 1000
 #define BACKOFF_PERM_MS 10000
+#define IDLE_ROLE_MS 250      /* role re-check while this server is a replica */
 #define CONNECT_MS 5000
 #define IO_MS (120 * 1000)
 #define SAVE_EVERY_MS 1000
@@ -819,8 +820,13 @@ run_rolling(const struct conf *conf, struct store *st, const char *name, bool al
 			const char *role;
 			uint64_t epoch;
 			if (store_server_get(st, &role, &epoch, &err) == 0 && !str_eq(role, "master")) {
-				err_set(&err, ERR_PERM, "this server is a %s: not pushing", role);
-				chan_fail(&c, &err);
+				/* a replica's channel back to its master: idle, and
+				 * look again soon (a promotion starts it at once) */
+				if (c.state == NULL || !str_eq(c.state, "idle-replica"))
+					log_info("idle: this server is a %s, not pushing channel=%s", role,
+						name);
+				chan_state(&c, "idle-replica");
+				c.next_connect_ms = now + IDLE_ROLE_MS;
 			} else if (chan_connect(&c, &err) < 0) {
 				chan_fail(&c, &err);
 			} else {
