@@ -8,7 +8,8 @@ system's one-shot user sync (Castor `sync-client -u USER`, Cyrus
 messages.  Once per peer (first run) the same sync goes through a counting
 TCP relay (common.Relay) in front of the replica's sync port to measure the
 bytes on the wire each way (the relay's own cost is why that run is not the
-timed one).  Sizes: full 10,000 messages, quick 2,000, smoke 20 (2 folders).
+timed one); Castor's channel compresses on that pass (zstd, its default for a
+replica that is not on loopback; Cyrus runs its default).  Sizes: full 10,000 messages, quick 2,000, smoke 20 (2 folders).
 Leaves the pair without rolling replication and with a partial replica: the
 harness lays it out afresh for the next benchmark (DIRTIES).
 Run alone: python3 bench/full_sync.py [--quick] [--peers cyrus]

@@ -40,7 +40,11 @@ def _loader(port, rcpt, user, tag, maxn, stop, q):
         for i in range(maxn):
             if stop.is_set() or time.monotonic() > t_end:
                 break
-            c.sendmail("bench@localhost", [rcpt], msgs[i % len(msgs)])
+            # 200 bodies reused, but every message has its own Message-ID:
+            # a repeated one would be stored once (duplicate suppression)
+            k = i % len(msgs)
+            data = msgs[k] if i == k else msgs[k].replace(f"<{tag}.{k}.", f"<{tag}.{i}.", 1)
+            c.sendmail("bench@localhost", [rcpt], data)
             acked += 1
         c.quit()
     except Exception as e:  # noqa: BLE001 - what the client saw is the point

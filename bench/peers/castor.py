@@ -246,6 +246,10 @@ class CastorPeer(Peer):
         if relay_port:
             txt = open(conf).read()
             txt = re.sub(r"(?m)^(\w+_sync_port):\s*\d+\s*$", rf"\g<1>: {relay_port}", txt)
+            # the wire figure is for a replica off loopback, where a channel
+            # compresses by default (zstd); on loopback it does not
+            for chan in re.findall(r"(?m)^(\w+)_sync_port:", txt):
+                txt += f"\n{chan}_sync_compress: yes\n"
             conf = os.path.join(self.base, "master", "castor-relay.conf")
             with open(conf, "w") as f:
                 f.write(txt)

@@ -121,6 +121,12 @@ busy_handler(void *ctx, int n)
 	return 1;
 }
 
+void
+store_db_busy_set(sqlite3 *db, int busy_ms)
+{
+	sqlite3_busy_handler(db, busy_handler, (void *)(intptr_t)(busy_ms > 0 ? busy_ms : 30000));
+}
+
 int
 store_db_open(const char *path, bool create, int busy_ms, bool full_sync, sqlite3 **db_r,
 	struct err *err)
@@ -139,7 +145,7 @@ store_db_open(const char *path, bool create, int busy_ms, bool full_sync, sqlite
 		return -1;
 	}
 	sqlite3_extended_result_codes(db, 1);
-	sqlite3_busy_handler(db, busy_handler, (void *)(intptr_t)(busy_ms > 0 ? busy_ms : 30000));
+	store_db_busy_set(db, busy_ms);
 	/* Keep the -wal file (never unlink it on close): the group commit
 	 * fsyncs it by path and must always name the live file. */
 	sqlite3_file_control(db, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
@@ -153,6 +159,9 @@ store_db_open(const char *path, bool create, int busy_ms, bool full_sync, sqlite
 	    store_sql_exec(db, full_sync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL",
 		err) < 0 ||
 	    (!full_sync && store_sql_exec(db, "PRAGMA wal_autocheckpoint=0", err) < 0) ||
+	    /* a WAL that grew (an import, a checkpoint held back by a
+	     * reader) is cut back to 1 MiB when it next restarts */
+	    store_sql_exec(db, "PRAGMA journal_size_limit=1048576", err) < 0 ||
 	    store_sql_exec(db, "PRAGMA foreign_keys=OFF", err) < 0) {
 		err_prefix(err, "%s", path);
 		sqlite3_close(db);

@@ -102,6 +102,8 @@ struct store_user {
 /* SQLite helpers (store.c). */
 int store_sql_err(sqlite3 *db, int rc, struct err *err, const char *what);
 int store_sql_exec(sqlite3 *db, const char *sql, struct err *err);
+/* The busy handler of every store database: retry for busy_ms (<= 0: 30 s). */
+void store_db_busy_set(sqlite3 *db, int busy_ms);
 int store_db_open(const char *path, bool create, int busy_ms, bool full_sync, sqlite3 **db_r,
 	struct err *err);
 /* Random 128-bit uniqueid as hex. */
