@@ -102,6 +102,9 @@ struct store_user {
 /* SQLite helpers (store.c). */
 int store_sql_err(sqlite3 *db, int rc, struct err *err, const char *what);
 int store_sql_exec(sqlite3 *db, const char *sql, struct err *err);
+/* Ask the checkpoint thread (store_ckpt.c) to checkpoint the database
+ * at path; db is the caller's connection, used only if no thread runs. */
+void store_ckpt_request(sqlite3 *db, const char *path);
 /* The busy handler of every store database: retry for busy_ms (<= 0: 30 s). */
 void store_db_busy_set(sqlite3 *db, int busy_ms);
 int store_db_open(const char *path, bool create, int busy_ms, bool full_sync, sqlite3 **db_r,

@@ -200,9 +200,6 @@ user_exec(struct store_user *u, const char *sql)
 	return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
 }
 
-/* WAL frames (4 KiB pages) above which the checkpoint forces a restart */
-#define WAL_RESTART_FRAMES 1024
-
 /* COMMIT, then wait for the group-commit barrier when anything durable
  * changed, then wake watchers and run the change hook. */
 static int
@@ -235,25 +232,10 @@ commit_durable(struct store_user *u, bool dirty, const char *fp_after, struct er
 		store_commit_notify(&u->commit);
 		events_fire(u);
 		if (store_commit_want_checkpoint(&u->commit)) {
-			int nlog = 0, nckpt = 0;
-			if (sqlite3_wal_checkpoint_v2(u->db, "main", SQLITE_CHECKPOINT_PASSIVE, &nlog,
-				&nckpt) == SQLITE_OK && nckpt > 0)
-				store_stats_g.sqlite_syncs += 2;  /* WAL, then database */
-			if (nlog > WAL_RESTART_FRAMES) {
-				/* Under a steady stream of commits a PASSIVE checkpoint
-				 * never catches up with the end of the WAL, so the WAL
-				 * is never restarted and grows by every commit's pages.
-				 * A RESTART checkpoint holds new writers back until it
-				 * is done (a few ms here, once per that many frames); it
-				 * gives up after 20 ms when readers keep old snapshots.
-				 * The next commit then rewinds the WAL and cuts it to
-				 * journal_size_limit. */
-				store_db_busy_set(u->db, 20);
-				if (sqlite3_wal_checkpoint_v2(u->db, "main", SQLITE_CHECKPOINT_RESTART,
-					&nlog, &nckpt) == SQLITE_OK)
-					store_stats_g.sqlite_syncs += 2;
-				store_db_busy_set(u->db, u->st->opts.busy_timeout_ms);
-			}
+			/* off the caller's path: store_ckpt.c */
+			char path[4096];
+			if (str_fmt(path, sizeof(path), "%s/user.db", u->dir) > 0)
+				store_ckpt_request(u->db, path);
 		}
 	} else {
 		events_drop(u, 0);

@@ -1,0 +1,196 @@
+/*
+ * store_ckpt.c - WAL checkpoints on a background thread.
+ *
+ * A checkpoint copies committed WAL frames into user.db and fsyncs the
+ * WAL and the database: several milliseconds.  Run inline by a committer
+ * it delays that committer's answer (an LMTP 250, a replica's OK) and
+ * everything queued behind it; the replication lag's tail was made of
+ * exactly these pauses.  So commit_durable only asks (store_ckpt_request)
+ * and one thread per process runs the checkpoint on its own connection,
+ * while the caller answers.
+ *
+ * What the thread does for a database path:
+ *   1. PASSIVE checkpoint: copies what no reader still needs; never
+ *      blocks readers or writers.  When it catches up with the end of
+ *      the WAL, the next writer rewinds the WAL and cuts it to
+ *      journal_size_limit (store.c).
+ *   2. Under a steady stream of commits a PASSIVE checkpoint may never
+ *      catch up, so the WAL would grow by every commit's pages.  Past
+ *      CKPT_RESTART_FRAMES frames the thread runs a RESTART checkpoint,
+ *      which holds new writers back while it copies (busy handler of
+ *      20 ms: with readers keeping old snapshots it gives up and tries
+ *      again on a later request).
+ *
+ * Safety: a checkpoint only moves committed frames (SQLite syncs the WAL
+ * before copying and the database after), so durability never depends
+ * on it; a request dropped (queue full, process exit, error) only leaves
+ * a longer WAL for the next one.  The thread's connections are keyed by
+ * path and checked against the file's inode, so a user deleted and
+ * created again is not checkpointed through a stale handle.
+ */
+#include "store/store_int.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "lib/log.h"
+#include "lib/str.h"
+
+#define CKPT_QUEUE 16
+#define CKPT_CONNS 8
+#define CKPT_RESTART_FRAMES 1024
+#define CKPT_PATH_MAX 4096
+
+struct ckpt_conn {
+	char path[CKPT_PATH_MAX];
+	sqlite3 *db;
+	ino_t ino;
+	dev_t dev;
+	uint64_t use;
+};
+
+static struct {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool started;
+	bool failed;                 /* the thread could not start: run inline */
+	char queue[CKPT_QUEUE][CKPT_PATH_MAX];
+	size_t head, n;
+	/* thread-private */
+	struct ckpt_conn conns[CKPT_CONNS];
+	uint64_t clock;
+} ck = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+
+static sqlite3 *
+ckpt_conn_get(const char *path)
+{
+	struct ckpt_conn *slot = NULL;
+	struct stat sb;
+	struct err err;
+
+	if (stat(path, &sb) < 0)
+		return NULL;
+	for (size_t i = 0; i < CKPT_CONNS; i++) {
+		struct ckpt_conn *c = &ck.conns[i];
+
+		if (c->db != NULL && str_eq(c->path, path)) {
+			if (c->ino == sb.st_ino && c->dev == sb.st_dev) {
+				c->use = ++ck.clock;
+				return c->db;
+			}
+			sqlite3_close(c->db);   /* the file was replaced */
+			c->db = NULL;
+			slot = c;
+			break;
+		}
+		if (slot == NULL || c->db == NULL || (slot->db != NULL && c->use < slot->use))
+			slot = c;
+	}
+	if (slot->db != NULL) {
+		sqlite3_close(slot->db);
+		slot->db = NULL;
+	}
+	if (store_db_open(path, false, 20, false, &slot->db, &err) < 0) {
+		log_warn("checkpoint: cannot open path=%s error=%s", log_q(path), log_q(err.msg));
+		slot->db = NULL;
+		return NULL;
+	}
+	str_lcpy(slot->path, path, sizeof(slot->path));
+	slot->ino = sb.st_ino;
+	slot->dev = sb.st_dev;
+	slot->use = ++ck.clock;
+	return slot->db;
+}
+
+/* The checkpoint itself, on connection db.  Returns the fsyncs done. */
+static int
+ckpt_run(sqlite3 *db)
+{
+	int nlog = 0, nckpt = 0, syncs = 0;
+
+	if (sqlite3_wal_checkpoint_v2(db, "main", SQLITE_CHECKPOINT_PASSIVE, &nlog, &nckpt) ==
+	    SQLITE_OK && nckpt > 0)
+		syncs += 2;   /* WAL, then database */
+	if (nlog > CKPT_RESTART_FRAMES &&
+	    sqlite3_wal_checkpoint_v2(db, "main", SQLITE_CHECKPOINT_RESTART, &nlog, &nckpt) ==
+	    SQLITE_OK)
+		syncs += 2;
+	return syncs;
+}
+
+static void *
+ckpt_main(void *arg)
+{
+	char path[CKPT_PATH_MAX];
+
+	(void)arg;
+	for (;;) {
+		sqlite3 *db;
+
+		pthread_mutex_lock(&ck.mu);
+		while (ck.n == 0)
+			pthread_cond_wait(&ck.cv, &ck.mu);
+		str_lcpy(path, ck.queue[ck.head], sizeof(path));
+		ck.head = (ck.head + 1) % CKPT_QUEUE;
+		ck.n--;
+		pthread_mutex_unlock(&ck.mu);
+		db = ckpt_conn_get(path);
+		if (db != NULL)
+			__atomic_add_fetch(&store_stats_g.sqlite_syncs, (uint64_t)ckpt_run(db),
+				__ATOMIC_RELAXED);
+	}
+	return NULL;
+}
+
+/* Start the thread once; false when it cannot run. */
+static bool
+ckpt_start(void)
+{
+	pthread_t t;
+	pthread_attr_t a;
+
+	if (ck.started)
+		return true;
+	if (ck.failed)
+		return false;
+	pthread_attr_init(&a);
+	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&t, &a, ckpt_main, NULL) != 0) {
+		log_warn("checkpoint thread did not start: checkpoints run inline");
+		ck.failed = true;
+	} else {
+		ck.started = true;
+	}
+	pthread_attr_destroy(&a);
+	return ck.started;
+}
+
+void
+store_ckpt_request(sqlite3 *db, const char *path)
+{
+	bool queued = false;
+
+	if (strlen(path) >= CKPT_PATH_MAX)
+		return;
+	pthread_mutex_lock(&ck.mu);
+	if (ckpt_start()) {
+		for (size_t i = 0; i < ck.n; i++)
+			if (str_eq(ck.queue[(ck.head + i) % CKPT_QUEUE], path)) {
+				queued = true;   /* already asked for */
+				break;
+			}
+		if (!queued && ck.n < CKPT_QUEUE) {
+			str_lcpy(ck.queue[(ck.head + ck.n) % CKPT_QUEUE], path, CKPT_PATH_MAX);
+			ck.n++;
+			pthread_cond_signal(&ck.cv);
+		}
+		pthread_mutex_unlock(&ck.mu);
+		return;
+	}
+	pthread_mutex_unlock(&ck.mu);
+	/* no thread: the caller's connection does it (busy handler: its own) */
+	__atomic_add_fetch(&store_stats_g.sqlite_syncs, (uint64_t)ckpt_run(db), __ATOMIC_RELAXED);
+}
