@@ -477,6 +477,30 @@ check_usage(struct ck *c, struct err *err)
 	return 0;
 }
 
+/* M8: the STATUS counters of every mailbox against its records. */
+static int
+check_counters(struct ck *c, struct err *err)
+{
+	struct store_user *u = c->u;
+	uint64_t bad;
+
+	if (query_u64(u, "SELECT count(*) FROM mailboxes m WHERE (m.c_exists, m.c_unseen, m.c_deleted,"
+		" m.c_size) IS NOT (SELECT count(*), coalesce(sum((sysflags & 1) = 0), 0),"
+		" coalesce(sum((sysflags & 8) != 0), 0), coalesce(sum(size), 0) FROM records r"
+		" WHERE r.mailbox = m.id AND r.expunged_modseq = 0)", &bad, err) < 0)
+		return -1;
+	if (bad > 0) {
+		problem(c, "STATUS counters of %llu mailbox(es) differ from their records",
+			(unsigned long long)bad);
+		if (c->repair && exec_sql(c, "UPDATE mailboxes SET (c_exists, c_unseen, c_deleted, c_size) ="
+			" (SELECT count(*), coalesce(sum((sysflags & 1) = 0), 0),"
+			" coalesce(sum((sysflags & 8) != 0), 0), coalesce(sum(size), 0) FROM records r"
+			" WHERE r.mailbox = mailboxes.id AND r.expunged_modseq = 0)", err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 static int
 check_names(struct ck *c, struct err *err)
 {
@@ -551,6 +575,8 @@ store_check(struct store *st, const char *user, bool repair, store_report_fn rep
 		rc = check_crc(&c, err);
 	if (rc == 0)
 		rc = check_usage(&c, err);
+	if (rc == 0)
+		rc = check_counters(&c, err);
 	if (rc == 0)
 		rc = check_names(&c, err);
 	if (repair) {

@@ -47,15 +47,21 @@
  *       data has its file, fsynced with its directory entry, before the
  *       row's transaction commits (store_blob.c).
  *   M6. A live mailbox named INBOX exists.
+ *   M8. mailboxes.c_exists, c_unseen, c_deleted, c_size are the count,
+ *       unseen count, \\Deleted count and byte sum of the mailbox's live
+ *       records: triggers on records keep them (schema 3), so IMAP STATUS
+ *       reads one row instead of scanning the mailbox.
  *   M7. A non-NULL records.msgid is store_message_id() of the record's
  *       body ('' for none); it is set in the transaction that inserts
  *       the record and never changes (NULL ones are filled in by the
  *       first duplicate check that needs them, store_record.c).
  *
- * Schema upgrade 1 -> 2 (at open, any process, once): in one write
- * transaction, re-read state.schema, add records.msgid (NULL for the
- * existing rows) unless present, create records_msgid, set schema 2.
- * Idempotent, so concurrent openers and a crash half-way are harmless.
+ * Schema upgrade to 3 (at open, any process, once): in one write
+ * transaction, re-read state.schema; from 1, add records.msgid (NULL for
+ * the existing rows) unless present and create records_msgid; from 2,
+ * add the mailboxes counter columns unless present, create the counter
+ * triggers and compute the counters; set schema 3.  Idempotent, so
+ * concurrent openers and a crash half-way are harmless.
  */
 #include "store/store.h"
 #include "store/store_int.h"
@@ -75,8 +81,43 @@
 #include "lib/xalloc.h"
 
 /* The current user.db schema (state.schema). */
-#define STORE_USER_SCHEMA 2
-#define STORE_USER_SCHEMA_S "2"
+#define STORE_USER_SCHEMA 3
+#define STORE_USER_SCHEMA_S "3"
+
+/* Schema 3: STATUS counters on mailboxes, kept by triggers in the same
+ * transaction as every records change (invariant M8). */
+#define COUNTER_TRIGGERS \
+	"CREATE TRIGGER IF NOT EXISTS records_count_ins AFTER INSERT ON records" \
+	" WHEN new.expunged_modseq = 0 BEGIN" \
+	" UPDATE mailboxes SET c_exists = c_exists + 1," \
+	" c_unseen = c_unseen + ((new.sysflags & 1) = 0)," \
+	" c_deleted = c_deleted + ((new.sysflags & 8) != 0)," \
+	" c_size = c_size + new.size WHERE id = new.mailbox; END;" \
+	"CREATE TRIGGER IF NOT EXISTS records_count_del AFTER DELETE ON records" \
+	" WHEN old.expunged_modseq = 0 BEGIN" \
+	" UPDATE mailboxes SET c_exists = c_exists - 1," \
+	" c_unseen = c_unseen - ((old.sysflags & 1) = 0)," \
+	" c_deleted = c_deleted - ((old.sysflags & 8) != 0)," \
+	" c_size = c_size - old.size WHERE id = old.mailbox; END;" \
+	"CREATE TRIGGER IF NOT EXISTS records_count_upd" \
+	" AFTER UPDATE OF mailbox, size, sysflags, expunged_modseq ON records BEGIN" \
+	" UPDATE mailboxes SET c_exists = c_exists - (old.expunged_modseq = 0)," \
+	" c_unseen = c_unseen - (old.expunged_modseq = 0 AND (old.sysflags & 1) = 0)," \
+	" c_deleted = c_deleted - (old.expunged_modseq = 0 AND (old.sysflags & 8) != 0)," \
+	" c_size = c_size - (CASE WHEN old.expunged_modseq = 0 THEN old.size ELSE 0 END)" \
+	" WHERE id = old.mailbox;" \
+	" UPDATE mailboxes SET c_exists = c_exists + (new.expunged_modseq = 0)," \
+	" c_unseen = c_unseen + (new.expunged_modseq = 0 AND (new.sysflags & 1) = 0)," \
+	" c_deleted = c_deleted + (new.expunged_modseq = 0 AND (new.sysflags & 8) != 0)," \
+	" c_size = c_size + (CASE WHEN new.expunged_modseq = 0 THEN new.size ELSE 0 END)" \
+	" WHERE id = new.mailbox; END;"
+
+/* Recompute every mailbox's counters from its records (upgrade, repair). */
+#define COUNTER_RECOMPUTE \
+	"UPDATE mailboxes SET (c_exists, c_unseen, c_deleted, c_size) = (SELECT count(*)," \
+	" coalesce(sum((sysflags & 1) = 0), 0), coalesce(sum((sysflags & 8) != 0), 0)," \
+	" coalesce(sum(size), 0) FROM records r WHERE r.mailbox = mailboxes.id" \
+	" AND r.expunged_modseq = 0);"
 
 static const char user_schema[] =
 	"CREATE TABLE IF NOT EXISTS state(id INTEGER PRIMARY KEY CHECK (id = 1),"
@@ -88,7 +129,9 @@ static const char user_schema[] =
 	" highestmodseq INTEGER NOT NULL, createdmodseq INTEGER NOT NULL,"
 	" modseq INTEGER NOT NULL, deleted_modseq INTEGER NOT NULL DEFAULT 0,"
 	" specialuse TEXT NOT NULL DEFAULT '', recentuid INTEGER NOT NULL DEFAULT 1,"
-	" sync_crc INTEGER NOT NULL DEFAULT 0);"
+	" sync_crc INTEGER NOT NULL DEFAULT 0, c_exists INTEGER NOT NULL DEFAULT 0,"
+	" c_unseen INTEGER NOT NULL DEFAULT 0, c_deleted INTEGER NOT NULL DEFAULT 0,"
+	" c_size INTEGER NOT NULL DEFAULT 0);"
 	"CREATE UNIQUE INDEX IF NOT EXISTS mailboxes_live_name ON mailboxes(name)"
 	" WHERE deleted_modseq = 0;"
 	"CREATE INDEX IF NOT EXISTS mailboxes_modseq ON mailboxes(modseq);"
@@ -106,6 +149,7 @@ static const char user_schema[] =
 	"CREATE TABLE IF NOT EXISTS subs(name TEXT PRIMARY KEY, subscribed INTEGER NOT NULL,"
 	" modseq INTEGER NOT NULL);"
 	"CREATE INDEX IF NOT EXISTS subs_modseq ON subs(modseq);"
+	COUNTER_TRIGGERS
 	"INSERT OR IGNORE INTO state(id, modseq, last_uidvalidity, used_bytes, used_messages, schema)"
 	" VALUES (1, 0, 0, 0, 0, " STORE_USER_SCHEMA_S ");";
 
@@ -527,22 +571,24 @@ schema_version(sqlite3 *db)
 }
 
 static int
-records_has_msgid(sqlite3 *db)
+table_has_column(sqlite3 *db, const char *table, const char *column)
 {
 	sqlite3_stmt *s = NULL;
 	int found = 0;
 
-	if (sqlite3_prepare_v2(db, "SELECT 1 FROM pragma_table_info('records') WHERE name = 'msgid'",
-		-1, &s, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(db, "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2", -1, &s,
+		NULL) != SQLITE_OK)
 		return -1;
+	sqlite3_bind_text(s, 1, table, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, column, -1, SQLITE_STATIC);
 	if (sqlite3_step(s) == SQLITE_ROW)
 		found = 1;
 	sqlite3_finalize(s);
 	return found;
 }
 
-/* Schema 1 -> 2 (see the top of this file).  Runs in read-only mode too:
- * it changes no mail state, only adds the derived index. */
+/* Schema upgrade (see the top of this file).  Runs in read-only mode too:
+ * it changes no mail state, only adds derived indexes and counters. */
 static int
 user_upgrade_db(struct store_user *u, struct err *err)
 {
@@ -558,13 +604,26 @@ user_upgrade_db(struct store_user *u, struct err *err)
 	}
 	u->op_open = true;
 	u->dirty = true;
-	has = records_has_msgid(u->db);
+	has = table_has_column(u->db, "records", "msgid");
 	rc = has < 0 ? store_sql_err(u->db, SQLITE_ERROR, err, "upgrade") : 0;
 	if (rc == 0 && has == 0)
 		rc = store_sql_exec(u->db, "ALTER TABLE records ADD COLUMN msgid TEXT", err);
 	if (rc == 0)
 		rc = store_sql_exec(u->db, "CREATE INDEX IF NOT EXISTS records_msgid"
-			" ON records(mailbox, msgid, internaldate);"
+			" ON records(mailbox, msgid, internaldate);", err);
+	if (rc == 0) {
+		has = table_has_column(u->db, "mailboxes", "c_exists");
+		if (has < 0)
+			rc = store_sql_err(u->db, SQLITE_ERROR, err, "upgrade");
+		else if (has == 0)
+			rc = store_sql_exec(u->db,
+				"ALTER TABLE mailboxes ADD COLUMN c_exists INTEGER NOT NULL DEFAULT 0;"
+				"ALTER TABLE mailboxes ADD COLUMN c_unseen INTEGER NOT NULL DEFAULT 0;"
+				"ALTER TABLE mailboxes ADD COLUMN c_deleted INTEGER NOT NULL DEFAULT 0;"
+				"ALTER TABLE mailboxes ADD COLUMN c_size INTEGER NOT NULL DEFAULT 0;", err);
+	}
+	if (rc == 0)
+		rc = store_sql_exec(u->db, COUNTER_TRIGGERS COUNTER_RECOMPUTE
 			"UPDATE state SET schema = " STORE_USER_SCHEMA_S " WHERE id = 1", err);
 	u->op_open = false;
 	if (rc < 0) {

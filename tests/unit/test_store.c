@@ -2763,7 +2763,7 @@ test_dedup_upgrade(void **state)
 	store_user_close(&u);
 	store_user_dir(st, "alice", &path);
 	buf_puts(&path, "/user.db");
-	assert_int_equal(sql_int(buf_cstr(&path), "SELECT schema FROM state"), 2);
+	assert_int_equal(sql_int(buf_cstr(&path), "SELECT schema FROM state"), 3);
 	/* turn it into a schema-1 database */
 	assert_int_equal(sqlite3_open(buf_cstr(&path), &db), SQLITE_OK);
 	assert_int_equal(sqlite3_exec(db, "DROP INDEX records_msgid;"
@@ -2774,7 +2774,7 @@ test_dedup_upgrade(void **state)
 		"SELECT count(*) FROM pragma_table_info('records') WHERE name = 'msgid'"), 0);
 	/* open upgrades */
 	u = open_user("alice");
-	assert_int_equal(sql_int(buf_cstr(&path), "SELECT schema FROM state"), 2);
+	assert_int_equal(sql_int(buf_cstr(&path), "SELECT schema FROM state"), 3);
 	assert_int_equal(sql_int(buf_cstr(&path),
 		"SELECT count(*) FROM records WHERE msgid IS NULL"), 2);
 	assert_int_equal(sql_int(buf_cstr(&path),
@@ -2796,13 +2796,100 @@ test_dedup_upgrade(void **state)
 	store_user_close(&u);
 	/* opening again is a no-op */
 	u = open_user("alice");
-	assert_int_equal(sql_int(buf_cstr(&path), "SELECT schema FROM state"), 2);
+	assert_int_equal(sql_int(buf_cstr(&path), "SELECT schema FROM state"), 3);
 	store_user_close(&u);
 	free(d1);
 	free(d2);
 	free(d3);
 	buf_free(&path);
 	assert_int_equal(check_clean("alice"), 0);
+}
+
+/* Schema 3: STATUS counters kept by triggers through append, flags,
+ * copy, move and expunge; an upgrade from schema 2 computes them;
+ * castorctl check finds and repairs a wrong one. */
+static void
+test_status_counters(void **state)
+{
+	struct store_user *u = open_user("alice");
+	struct store_status stt;
+	struct store_range all = { 1, UINT32_MAX };
+	struct store_mailbox mb;
+	struct buf path = BUF_INIT;
+	char inbox[33], other[33];
+	sqlite3 *db = NULL;
+	struct err e;
+
+	(void)state;
+	mbid_of(u, "INBOX", inbox);
+	assert_int_equal(store_mailbox_create(u, "Other", NULL, &mb, &e), 0);
+	str_lcpy(other, mb.uniqueid, sizeof(other));
+	for (int i = 0; i < 5; i++) {
+		char *d = make_delivery(NULL, i, 300 + 10 * i);
+		struct store_append_msg m = { d, strlen(d), 0, 0, NULL };
+		assert_int_equal(store_append(u, inbox, &m, 1, NULL, NULL, &e), 0);
+		free(d);
+	}
+	{
+		struct store_range r12 = { 1, 2 }, r3 = { 3, 3 };
+		assert_int_equal(store_flags(u, inbox, &r12, 1, STORE_FLAGS_ADD, STORE_FLAG_SEEN, "",
+			0, NULL, NULL, NULL, &e), 0);
+		assert_int_equal(store_flags(u, inbox, &r3, 1, STORE_FLAGS_ADD, STORE_FLAG_DELETED, "",
+			0, NULL, NULL, NULL, &e), 0);
+		assert_int_equal(store_mailbox_status(u, "INBOX", &stt, &e), 0);
+		assert_int_equal(stt.messages, 5);
+		assert_int_equal(stt.unseen, 3);
+		assert_int_equal(stt.deleted, 1);
+		assert_int_equal(store_copy(u, inbox, &r12, 1, other, false, NULL, NULL, NULL, &e), 0);
+		assert_int_equal(store_copy(u, inbox, &r3, 1, other, true, NULL, NULL, NULL, &e), 0);
+	}
+	assert_int_equal(store_mailbox_status(u, "INBOX", &stt, &e), 0);
+	assert_int_equal(stt.messages, 4);
+	assert_int_equal(stt.deleted, 0);
+	assert_int_equal(store_mailbox_status(u, "Other", &stt, &e), 0);
+	assert_int_equal(stt.messages, 3);
+	assert_int_equal(stt.unseen, 1);
+	assert_int_equal(stt.deleted, 1);
+	assert_int_equal(store_expunge(u, other, &all, 1, true, NULL, &e), 0);
+	assert_int_equal(store_mailbox_status(u, "Other", &stt, &e), 0);
+	assert_int_equal(stt.messages, 2);
+	assert_int_equal(stt.deleted, 0);
+	store_user_close(&u);
+	store_user_dir(st, "alice", &path);
+	buf_puts(&path, "/user.db");
+	/* the counters are what a scan of the records gives */
+	assert_int_equal(sql_int(buf_cstr(&path), "SELECT c_exists FROM mailboxes WHERE name = 'INBOX'"),
+		sql_int(buf_cstr(&path), "SELECT count(*) FROM records r JOIN mailboxes m ON m.id = r.mailbox"
+			" WHERE m.name = 'INBOX' AND r.expunged_modseq = 0"));
+	assert_int_equal(sql_int(buf_cstr(&path), "SELECT c_size FROM mailboxes WHERE name = 'INBOX'"),
+		sql_int(buf_cstr(&path), "SELECT sum(size) FROM records r JOIN mailboxes m ON m.id = r.mailbox"
+			" WHERE m.name = 'INBOX' AND r.expunged_modseq = 0"));
+	assert_int_equal(check_clean("alice"), 0);
+	/* a wrong counter is found, and repaired */
+	assert_int_equal(sqlite3_open(buf_cstr(&path), &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "UPDATE mailboxes SET c_exists = 99 WHERE name = 'INBOX'",
+		NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	assert_true(check_clean("alice") > 0);
+	assert_true(store_check(st, "alice", true, NULL, NULL, &e) > 0);
+	assert_int_equal(check_clean("alice"), 0);
+	/* schema 2 (no counters) is upgraded at open, counters computed */
+	assert_int_equal(sqlite3_open(buf_cstr(&path), &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "DROP TRIGGER records_count_ins; DROP TRIGGER records_count_del;"
+		"DROP TRIGGER records_count_upd; ALTER TABLE mailboxes DROP COLUMN c_exists;"
+		"ALTER TABLE mailboxes DROP COLUMN c_unseen; ALTER TABLE mailboxes DROP COLUMN c_deleted;"
+		"ALTER TABLE mailboxes DROP COLUMN c_size; UPDATE state SET schema = 2", NULL, NULL, NULL),
+		SQLITE_OK);
+	sqlite3_close(db);
+	u = open_user("alice");
+	assert_int_equal(sql_int(buf_cstr(&path), "SELECT schema FROM state"), 3);
+	assert_int_equal(sql_int(buf_cstr(&path), "SELECT c_exists FROM mailboxes WHERE name = 'INBOX'"), 4);
+	assert_int_equal(store_mailbox_status(u, "INBOX", &stt, &e), 0);
+	assert_int_equal(stt.messages, 4);
+	assert_int_equal(stt.unseen, 2);
+	store_user_close(&u);
+	assert_int_equal(check_clean("alice"), 0);
+	buf_free(&path);
 }
 
 int
@@ -2847,6 +2934,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_dedup_drop_race, setup_files, teardown),
 		cmocka_unit_test_setup_teardown(test_dedup_replica, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dedup_upgrade, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_status_counters, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dedup_scale, setup, teardown),
 	};
 
