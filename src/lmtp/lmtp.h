@@ -19,7 +19,7 @@
 #define LMTP_RCPT_MAX 1000         /* recipients per transaction */
 #define LMTP_IDLE_MS (300 * 1000)  /* wait for a command (RFC 5321 4.5.3.2.7: 5 min) */
 #define LMTP_DATA_TIMEOUT_MS (600 * 1000)
-#define LMTP_UCACHE 32             /* open user databases kept per session */
+#define LMTP_UCACHE 16             /* open user databases kept per session */
 #define LMTP_REPLY_MAX 300
 
 struct conn;
