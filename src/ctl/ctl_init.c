@@ -236,6 +236,9 @@ ctl_init_services(struct buf *b, const char *root, const char *role, const char 
 	 * until a promotion, its drain has nothing to do, and peer-check
 	 * demotes an old master that finds a newer one on its peer. */
 	buf_puts(b, "}\n\nEVENTS {\n");
+	/* delete_hold_days: deleted mailboxes past the hold are purged nightly */
+	ctl_init_entry(b, ctl_init_find_prog("castorctl"), "castorctl",
+	    "purge_deleted cmd=\"castorctl -q purge-deleted --all\" at=0400");
 	if (nchan > 0)
 		ctl_init_entry(b, ctl_init_find_prog("castorctl"), "castorctl",
 		    "peer_watch cmd=\"castorctl -q peer-check\" period=1");

@@ -336,6 +336,7 @@ int ctl_cmd_sync(struct ctl *c, int argc, char **argv);   /* ctl_sync.c */
 int ctl_cmd_verify(struct ctl *c, int argc, char **argv); /* ctl_verify.c */
 int ctl_cmd_restore(struct ctl *c, int argc, char **argv); /* ctl_restore.c */
 int ctl_cmd_undelete(struct ctl *c, int argc, char **argv); /* ctl_undelete.c */
+int ctl_cmd_purge_deleted(struct ctl *c, int argc, char **argv); /* ctl_undelete.c */
 
 int
 main(int argc, char **argv)
@@ -354,6 +355,7 @@ main(int argc, char **argv)
 		{ "verify", ctl_cmd_verify },
 		{ "restore-from", ctl_cmd_restore },
 		{ "undelete", ctl_cmd_undelete },
+		{ "purge-deleted", ctl_cmd_purge_deleted },
 		{ "status", ctl_cmd_status },        /* ctl_status.c */
 		{ "promote", ctl_cmd_promote },      /* ctl_promote.c */
 		{ "demote", ctl_cmd_demote },

@@ -191,6 +191,7 @@ struct ctl_chan_status {
 	char last_error[512];
 	uint64_t last_error_ms, last_ae_ms;
 	uint64_t conflicts;
+	uint64_t resolved[3];        /* renumbered, replaced, mailboxes */
 	uint64_t conflict[sizeof(ctl_status_conflicts) / sizeof(ctl_status_conflicts[0])];
 	uint64_t counter[sizeof(ctl_status_counters) / sizeof(ctl_status_counters[0])];
 };
@@ -266,6 +267,9 @@ ctl_status_channel(const struct conf *conf, const char *root, const char *name,
 		cs->last_error_ms = ctl_kv_u64(&kv, "last_error_ms");
 		cs->last_ae_ms = ctl_kv_u64(&kv, "last_anti_entropy_ms");
 		cs->conflicts = ctl_kv_u64(&kv, "conflicts");
+		cs->resolved[0] = ctl_kv_u64(&kv, "resolved_renumbered");
+		cs->resolved[1] = ctl_kv_u64(&kv, "resolved_replaced");
+		cs->resolved[2] = ctl_kv_u64(&kv, "resolved_mailboxes");
 		for (i = 0; i < sizeof(ctl_status_conflicts) / sizeof(ctl_status_conflicts[0]); i++) {
 			char key[64];
 			snprintf(key, sizeof(key), "conflict_%s", ctl_status_conflicts[i]);
@@ -481,6 +485,9 @@ ctl_cmd_status(struct ctl *c, int argc, char **argv)
 			ctl_json_key(&b, &f, "conflicts");
 			buf_putc(&b, '{');
 			ctl_json_key(&b, &f2, "total"); buf_printf(&b, "%" PRIu64, cs.conflicts);
+			ctl_json_key(&b, &f2, "resolved_renumbered"); buf_printf(&b, "%" PRIu64, cs.resolved[0]);
+			ctl_json_key(&b, &f2, "resolved_replaced"); buf_printf(&b, "%" PRIu64, cs.resolved[1]);
+			ctl_json_key(&b, &f2, "resolved_mailboxes"); buf_printf(&b, "%" PRIu64, cs.resolved[2]);
 			for (k = 0; k < sizeof(ctl_status_conflicts) / sizeof(ctl_status_conflicts[0]); k++) {
 				ctl_json_key(&b, &f2, ctl_status_conflicts[k]);
 				buf_printf(&b, "%" PRIu64, cs.conflict[k]);
@@ -524,6 +531,9 @@ ctl_cmd_status(struct ctl *c, int argc, char **argv)
 		for (k = 0; k < sizeof(ctl_status_conflicts) / sizeof(ctl_status_conflicts[0]); k++)
 			if (cs.conflict[k])
 				buf_printf(&b, "  %s=%" PRIu64, ctl_status_conflicts[k], cs.conflict[k]);
+		if (cs.resolved[0] || cs.resolved[1] || cs.resolved[2])
+			buf_printf(&b, "  resolved: renumbered=%" PRIu64 " replaced=%" PRIu64 " mailboxes=%" PRIu64,
+			    cs.resolved[0], cs.resolved[1], cs.resolved[2]);
 		buf_putc(&b, '\n');
 		if (cs.from_client)
 			buf_printf(&b, "  sent: %" PRIu64 " batches, %" PRIu64 " records, %" PRIu64

@@ -18,13 +18,17 @@
  */
 #include "ctl/ctl.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "lib/atomicfile.h"
+#include "lib/conf.h"
 #include "lib/log.h"
 #include "lib/str.h"
 #include "store/store.h"
+#include "store/store_repl.h"
 #include "sync/synchook.h"
 
 int ctl_cmd_undelete(struct ctl *c, int argc, char **argv);
@@ -119,6 +123,7 @@ ctl_cmd_undelete(struct ctl *c, int argc, char **argv)
 	}
 	if (store_txn_commit(u, &err) < 0)
 		goto fail;
+	store_deleted_forget(u, mb.uniqueid);
 	store_user_close(&u);
 	if (store_check(c->store, pos[0], true, NULL, NULL, &err) < 0)
 		goto fail;
@@ -140,4 +145,73 @@ out:
 	store_user_close(&u);
 	free(pos);
 	return rc;
+}
+
+/*
+ *     castorctl purge-deleted [--now SECONDS] USER|--all
+ *
+ * The EVENTS entry of delete_hold_days (default 7): removes every deleted
+ * mailbox whose deletion note in <root>/deleted/<user>/ is at least that
+ * many days old (store_purge_deleted); younger ones stay undeletable.
+ * --now (tests) sets the clock.  Prints one line per user with something
+ * purged or held unless -q.  A replica purges its own tombstones the same
+ * way (its notes are written when APPLY DELETE arrives).
+ */
+int ctl_cmd_purge_deleted(struct ctl *c, int argc, char **argv);
+
+int
+ctl_cmd_purge_deleted(struct ctl *c, int argc, char **argv)
+{
+	bool all = false;
+	const char *now_s = NULL;
+	const struct ctl_opt opts[] = {
+		{ "all", 0, NULL, NULL, &all },
+		{ "now", 0, &now_s, NULL, NULL },
+		{ NULL, 0, NULL, NULL, NULL },
+	};
+	char **pos = NULL, **users = NULL;
+	int npos = 0, rc, exit_code = CTL_EXIT_OK;
+	int64_t days, now = (int64_t)time(NULL);
+	struct err err;
+
+	rc = ctl_parse(c, argc, argv, opts, &pos, &npos);
+	if (rc < 0) {
+		puts("usage: castorctl purge-deleted [--now SECONDS] USER|--all");
+		return 0;
+	}
+	if (rc > 0)
+		return rc;
+	if (now_s != NULL) {
+		char *end;
+		long long v = strtoll(now_s, &end, 10);
+		if (*now_s == '\0' || *end != '\0' || v < 0) {
+			free(pos);
+			return ctl_usage_error(c, "--now takes unix seconds");
+		}
+		now = (int64_t)v;
+	}
+	if ((rc = ctl_users_arg(c, all, pos, npos, "purge-deleted [--now SECONDS] USER|--all",
+		&users)) != 0)
+		return rc;
+	days = conf_get_int(c->conf, "delete_hold_days", 7);
+	if (days < 0)
+		days = 0;
+	for (size_t i = 0; users[i] != NULL; i++) {
+		struct store_user *u = store_user_open(c->store, users[i], &err);
+		size_t purged = 0, held = 0;
+
+		if (u == NULL || store_purge_deleted(u, days * 86400, now, &purged, &held, &err) < 0) {
+			int code = ctl_fail(c, &err);
+			if (exit_code == CTL_EXIT_OK)
+				exit_code = code;
+			store_user_close(&u);
+			continue;
+		}
+		store_user_close(&u);
+		if (!c->quiet && (purged > 0 || held > 0))
+			printf("user %s: purged %zu deleted mailboxes, %zu held (delete_hold_days %lld)\n",
+				users[i], purged, held, (long long)days);
+	}
+	ctl_list_free(users);
+	return exit_code;
 }

@@ -21,11 +21,17 @@
  */
 #include "store/store.h"
 #include "store/store_int.h"
+#include "store/store_repl.h"
 
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "lib/atomicfile.h"
+#include "lib/buf.h"
 #include "lib/log.h"
 #include "lib/str.h"
 #include "lib/xalloc.h"
@@ -60,13 +66,39 @@ raise_modseq(struct store_user *u, uint64_t m, struct err *err)
 	return 0;
 }
 
+/* Highest UID and modseq of a mailbox's records: two index probes
+ * (records' primary key and records_mbox_modseq), not a scan. */
+static int
+mailbox_max(struct store_user *u, int64_t id, uint32_t *maxuid, uint64_t *maxmodseq,
+	struct err *err)
+{
+	sqlite3_stmt *s = store_user_stmt(u, "SELECT coalesce((SELECT max(uid) FROM records WHERE mailbox = ?1), 0),"
+		" coalesce((SELECT max(modseq) FROM records WHERE mailbox = ?1), 0)",
+		err);
+	int rc;
+
+	if (s == NULL)
+		return -1;
+	sqlite3_bind_int64(s, 1, id);
+	rc = sqlite3_step(s);
+	if (rc != SQLITE_ROW) {
+		sqlite3_reset(s);
+		return store_sql_err(u->db, rc, err, "mailbox max");
+	}
+	*maxuid = (uint32_t)sqlite3_column_int64(s, 0);
+	*maxmodseq = (uint64_t)sqlite3_column_int64(s, 1);
+	sqlite3_reset(s);
+	return 0;
+}
+
+/* Bytes and messages of a mailbox's live records (a scan: only when the
+ * mailbox goes from live to deleted or back). */
 static int
 mailbox_live_usage(struct store_user *u, int64_t id, int64_t *bytes, int64_t *msgs,
-	uint32_t *maxuid, uint64_t *maxmodseq, struct err *err)
+	struct err *err)
 {
-	sqlite3_stmt *s = store_user_stmt(u, "SELECT coalesce(sum(size) FILTER (WHERE expunged_modseq = 0), 0),"
-		" count(*) FILTER (WHERE expunged_modseq = 0), coalesce(max(uid), 0),"
-		" coalesce(max(modseq), 0) FROM records WHERE mailbox = ?", err);
+	sqlite3_stmt *s = store_user_stmt(u, "SELECT coalesce(sum(size), 0), count(*) FROM records"
+		" WHERE mailbox = ? AND expunged_modseq = 0", err);
 	int rc;
 
 	if (s == NULL)
@@ -79,8 +111,6 @@ mailbox_live_usage(struct store_user *u, int64_t id, int64_t *bytes, int64_t *ms
 	}
 	*bytes = sqlite3_column_int64(s, 0);
 	*msgs = sqlite3_column_int64(s, 1);
-	*maxuid = (uint32_t)sqlite3_column_int64(s, 2);
-	*maxmodseq = (uint64_t)sqlite3_column_int64(s, 3);
 	sqlite3_reset(s);
 	return 0;
 }
@@ -127,7 +157,10 @@ repl_mailbox_apply(struct store_user *u, const struct store_mailbox *mb, const c
 		}
 	}
 	if (exists) {
-		if (mailbox_live_usage(u, row.id, &bytes, &msgs, &maxuid, &maxmodseq, err) < 0)
+		if (mailbox_max(u, row.id, &maxuid, &maxmodseq, err) < 0)
+			return -1;
+		if ((row.mb.deleted_modseq == 0) != live_now &&
+		    mailbox_live_usage(u, row.id, &bytes, &msgs, err) < 0)
 			return -1;
 		if (mb->uidvalidity != row.mb.uidvalidity && maxuid != 0)
 			return err_set(err, ERR_CONFLICT, "mailbox %s: uidvalidity %u differs from %u",
@@ -210,7 +243,7 @@ store_repl_mailbox(struct store_user *u, const struct store_mailbox *mb, struct 
 
 static int
 repl_record_apply(struct store_user *u, const char *mailbox_id, const struct store_record *r,
-	const char *kw, struct err *err)
+	const char *kw, bool replace, struct err *err)
 {
 	struct store_mbrow row;
 	sqlite3_stmt *s;
@@ -252,6 +285,34 @@ repl_record_apply(struct store_user *u, const char *mailbox_id, const struct sto
 	sqlite3_reset(s);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		return store_sql_err(u->db, rc, err, "record");
+	if (have_old && !str_eq(old.guid, r->guid) && replace) {
+		/* the caller kept the old message elsewhere (quarantine, or a
+		 * fresh UID): drop the row, then insert the new one below */
+		s = store_user_stmt(u, "DELETE FROM records WHERE mailbox = ?1 AND uid = ?2", err);
+		if (s == NULL) {
+			free(oldkw);
+			return -1;
+		}
+		sqlite3_bind_int64(s, 1, row.id);
+		sqlite3_bind_int64(s, 2, r->uid);
+		rc = sqlite3_step(s);
+		sqlite3_reset(s);
+		if (rc != SQLITE_DONE) {
+			free(oldkw);
+			return store_sql_err(u->db, rc, err, "replace record");
+		}
+		if (old.expunged_modseq == 0) {
+			row.mb.sync_crc ^= store_record_crc(&old);
+			if (mb_live && store_user_usage_add(u, -(int64_t)old.size, -1, err) < 0) {
+				free(oldkw);
+				return -1;
+			}
+		}
+		free(oldkw);
+		oldkw = NULL;
+		have_old = false;
+		u->dirty = true;
+	}
 	if (have_old) {
 		if (!str_eq(old.guid, r->guid)) {
 			free(oldkw);
@@ -327,9 +388,9 @@ repl_record_apply(struct store_user *u, const char *mailbox_id, const struct sto
 	return 0;
 }
 
-int
-store_repl_record(struct store_user *u, const char *mailbox_id, const struct store_record *r,
-	struct err *err)
+static int
+repl_record(struct store_user *u, const char *mailbox_id, const struct store_record *r,
+	bool replace, struct err *err)
 {
 	struct buf kw = BUF_INIT;
 	int rc;
@@ -346,9 +407,91 @@ store_repl_record(struct store_user *u, const char *mailbox_id, const struct sto
 		buf_free(&kw);
 		return -1;
 	}
-	rc = repl_record_apply(u, mailbox_id, r, buf_cstr(&kw), err);
+	rc = repl_record_apply(u, mailbox_id, r, buf_cstr(&kw), replace, err);
 	buf_free(&kw);
 	return store_user_op_end(u, rc, "store.repl.before_commit", NULL, err);
+}
+
+int
+store_repl_record(struct store_user *u, const char *mailbox_id, const struct store_record *r,
+	struct err *err)
+{
+	return repl_record(u, mailbox_id, r, false, err);
+}
+
+int
+store_repl_record_replace(struct store_user *u, const char *mailbox_id,
+	const struct store_record *r, struct err *err)
+{
+	return repl_record(u, mailbox_id, r, true, err);
+}
+
+int
+store_repl_quarantine(struct store_user *u, const char *mailbox_id, uint32_t uid,
+	const char *reason, struct err *err)
+{
+	struct store_record_full old;
+	struct store_mailbox mb;
+	struct buf dir = BUF_INIT, path = BUF_INIT, body = BUF_INIT, line = BUF_INIT;
+	struct err e2;
+	char when[32];
+	time_t now = time(NULL);
+	struct tm tm;
+	int fd = -1, rc = -1;
+
+	if (store_record_get(u, mailbox_id, uid, &old, &e2) < 0) {
+		if (e2.kind == ERR_NOTFOUND)
+			return 0;
+		if (err)
+			*err = e2;
+		return -1;
+	}
+	if (old.rec.expunged_modseq != 0) {
+		store_record_full_free(&old);
+		return 0;
+	}
+	if (store_mailbox_get_id(u, mailbox_id, true, &mb, err) < 0)
+		goto out;
+	buf_printf(&dir, "%s/quarantine/%s", u->st->root, u->name);
+	if (mkdir_p(buf_cstr(&dir), 0700, err) < 0)
+		goto out;
+	buf_printf(&path, "%s/%s", buf_cstr(&dir), old.rec.guid);
+	if (store_blob_read(u, old.rec.guid, &body, err) < 0)
+		goto out;
+	if (atomicfile_write(buf_cstr(&path), body.data, body.len, 0600, err) < 0)
+		goto out;
+	gmtime_r(&now, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	buf_printf(&line, "time=%s user=%s mailbox=%s name=", when, u->name, mailbox_id);
+	buf_put_quoted(&line, mb.name, strlen(mb.name));
+	buf_printf(&line, " uid=%u guid=%s size=%llu reason=%s\n", uid, old.rec.guid,
+		(unsigned long long)old.rec.size, reason);
+	buf_reset(&path);
+	buf_printf(&path, "%s/quarantine/manifest", u->st->root);
+	fd = open(buf_cstr(&path), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		err_errno(err, ERR_TEMP, "open %s", buf_cstr(&path));
+		goto out;
+	}
+	if (write_all(fd, line.data, line.len) < 0 || fsync(fd) < 0) {
+		err_errno(err, ERR_TEMP, "write %s", buf_cstr(&path));
+		goto out;
+	}
+	if (fsync_parent_dir(buf_cstr(&path), err) < 0)
+		goto out;
+	log_warn("message quarantined user=%s mailbox=%s name=%s uid=%u guid=%s reason=%s path=%s/%s",
+		u->name, mailbox_id, log_q(mb.name), uid, old.rec.guid, reason, buf_cstr(&dir),
+		old.rec.guid);
+	rc = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	store_record_full_free(&old);
+	buf_free(&dir);
+	buf_free(&path);
+	buf_free(&body);
+	buf_free(&line);
+	return rc;
 }
 
 int
@@ -493,4 +636,262 @@ store_purge(struct store_user *u, uint64_t upto, struct err *err)
 		free(files[i]);
 	free(files);
 	return rc < 0 ? -1 : removed;
+}
+
+/* ------------------------------------------------------------------ */
+/* delete_hold_days: deleted/ notes and the purge of held mailboxes    */
+
+static void
+deleted_path(struct store_user *u, const char *uniqueid, struct buf *out)
+{
+	buf_printf(out, "%s/deleted/%s/%s", u->st->root, u->name, uniqueid);
+}
+
+int
+store_deleted_note(struct store_user *u, const struct store_mailbox *mb, int64_t when,
+	struct err *err)
+{
+	struct buf p = BUF_INIT, d = BUF_INIT, line = BUF_INIT;
+	int rc = -1;
+
+	buf_printf(&d, "%s/deleted/%s", u->st->root, u->name);
+	deleted_path(u, mb->uniqueid, &p);
+	if (mkdir_p(buf_cstr(&d), 0700, err) < 0)
+		goto out;
+	buf_printf(&line, "time=%lld user=%s mailbox=%s name=", (long long)when, u->name,
+		mb->uniqueid);
+	buf_put_quoted(&line, mb->name, strlen(mb->name));
+	buf_printf(&line, " uidvalidity=%u deleted_modseq=%llu\n", mb->uidvalidity,
+		(unsigned long long)mb->deleted_modseq);
+	rc = atomicfile_write(buf_cstr(&p), line.data, line.len, 0600, err);
+out:
+	buf_free(&p);
+	buf_free(&d);
+	buf_free(&line);
+	return rc;
+}
+
+void
+store_deleted_forget(struct store_user *u, const char *uniqueid)
+{
+	struct buf p = BUF_INIT;
+
+	deleted_path(u, uniqueid, &p);
+	(void)unlink(buf_cstr(&p));
+	buf_free(&p);
+}
+
+/* Remove one tombstoned mailbox, its records and the bodies nothing else
+ * names.  0, or -1. */
+static int
+purge_mailbox(struct store_user *u, const char *uniqueid, struct err *err)
+{
+	struct store_mbrow row;
+	char **files = NULL;
+	size_t nfiles = 0;
+	sqlite3_stmt *s;
+	int rc = 0;
+
+	if (store_blob_lock(u, true, err) < 0)
+		return -1;
+	if (store_user_op_begin(u, err) < 0) {
+		store_blob_unlock(u);
+		return -1;
+	}
+	if (store_mailbox_load_id(u, uniqueid, true, &row, err) < 0)
+		rc = -1;
+	else if (row.mb.deleted_modseq == 0)
+		rc = err_set(err, ERR_INVALID, "mailbox %s is live", uniqueid);
+	if (rc == 0) {
+		s = store_user_stmt(u, "DELETE FROM records WHERE mailbox = ?", err);
+		if (s == NULL) {
+			rc = -1;
+		} else {
+			sqlite3_bind_int64(s, 1, row.id);
+			if (sqlite3_step(s) != SQLITE_DONE)
+				rc = store_sql_err(u->db, SQLITE_ERROR, err, "purge records");
+			sqlite3_reset(s);
+		}
+	}
+	if (rc == 0) {
+		s = store_user_stmt(u, "DELETE FROM mailboxes WHERE id = ?", err);
+		if (s == NULL) {
+			rc = -1;
+		} else {
+			sqlite3_bind_int64(s, 1, row.id);
+			if (sqlite3_step(s) != SQLITE_DONE)
+				rc = store_sql_err(u->db, SQLITE_ERROR, err, "purge mailbox");
+			sqlite3_reset(s);
+		}
+	}
+	if (rc == 0) {
+		s = store_user_stmt(u, "SELECT guid FROM blobs WHERE data IS NULL AND NOT EXISTS"
+			" (SELECT 1 FROM records WHERE records.guid = blobs.guid)", err);
+		if (s == NULL) {
+			rc = -1;
+		} else {
+			while (sqlite3_step(s) == SQLITE_ROW) {
+				files = xreallocarray(files, nfiles + 1, sizeof(*files));
+				files[nfiles++] = xstrdup((const char *)sqlite3_column_text(s, 0));
+			}
+			sqlite3_reset(s);
+		}
+	}
+	if (rc == 0 && exec_changes(u, "DELETE FROM blobs WHERE ?1 = ?1 AND NOT EXISTS"
+		" (SELECT 1 FROM records WHERE records.guid = blobs.guid)", 0, err) < 0)
+		rc = -1;
+	u->dirty = true;
+	rc = store_user_op_end(u, rc, NULL, NULL, err);
+	if (rc == 0) {
+		for (size_t i = 0; i < nfiles; i++) {
+			struct buf p = BUF_INIT;
+			store_blob_path(u, files[i], &p);
+			if (unlink(buf_cstr(&p)) < 0)
+				log_warn("purge: cannot remove body path=%s", log_q(buf_cstr(&p)));
+			buf_free(&p);
+		}
+	}
+	store_blob_unlock(u);
+	for (size_t i = 0; i < nfiles; i++)
+		free(files[i]);
+	free(files);
+	return rc;
+}
+
+struct held {
+	struct store_mailbox *v;
+	size_t n;
+};
+
+static int
+held_cb(void *ctx, const char *name, unsigned attrs, const struct store_mailbox *mb)
+{
+	struct held *h = ctx;
+
+	(void)name;
+	(void)attrs;
+	if (mb == NULL || mb->deleted_modseq == 0)
+		return 0;
+	h->v = xreallocarray(h->v, h->n + 1, sizeof(*h->v));
+	h->v[h->n++] = *mb;
+	return 0;
+}
+
+int
+store_purge_deleted(struct store_user *u, int64_t hold_seconds, int64_t now, size_t *purged_r,
+	size_t *held_r, struct err *err)
+{
+	struct held h = { NULL, 0 };
+	int rc = 0;
+
+	*purged_r = *held_r = 0;
+	if (store_mailbox_list(u, "*", STORE_LIST_DELETED | STORE_LIST_NO_PARENTS, held_cb, &h,
+		err) < 0)
+		return -1;
+	for (size_t i = 0; i < h.n && rc == 0; i++) {
+		struct buf p = BUF_INIT;
+		char *data = NULL;
+		size_t len = 0;
+		long long t = -1;
+		struct err e2;
+
+		deleted_path(u, h.v[i].uniqueid, &p);
+		if (file_read_all(buf_cstr(&p), 4096, &data, &len, &e2) < 0 ||
+		    sscanf(data, "time=%lld", &t) != 1) {
+			/* deleted before notes were written (or the note is
+			 * damaged): the hold starts now */
+			free(data);
+			buf_free(&p);
+			if (store_deleted_note(u, &h.v[i], now, err) < 0)
+				rc = -1;
+			(*held_r)++;
+			continue;
+		}
+		free(data);
+		if (t + hold_seconds > now) {
+			(*held_r)++;
+			buf_free(&p);
+			continue;
+		}
+		if (purge_mailbox(u, h.v[i].uniqueid, err) < 0) {
+			rc = -1;
+		} else {
+			(*purged_r)++;
+			log_notice("deleted mailbox purged after the hold user=%s mailbox=%s name=%s"
+				" deleted_at=%lld", u->name, h.v[i].uniqueid, log_q(h.v[i].name), t);
+			if (unlink(buf_cstr(&p)) < 0)
+				log_warn("purge: cannot remove note path=%s", log_q(buf_cstr(&p)));
+		}
+		buf_free(&p);
+	}
+	free(h.v);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* uidvalidity reset (split brain, issue 8 case 4)                     */
+
+struct reset_uids {
+	uint32_t *v;
+	size_t n;
+};
+
+static int
+reset_cb(void *ctx, const struct store_record *r)
+{
+	struct reset_uids *x = ctx;
+
+	if (r->expunged_modseq == 0) {
+		x->v = xreallocarray(x->v, x->n + 1, sizeof(*x->v));
+		x->v[x->n++] = r->uid;
+	}
+	return 0;
+}
+
+int
+store_repl_mailbox_reset(struct store_user *u, const char *mailbox_id, const char *reason,
+	struct err *err)
+{
+	struct reset_uids x = { NULL, 0 };
+	struct store_mbrow row;
+	int64_t bytes = 0, msgs = 0;
+	sqlite3_stmt *s;
+	int rc = 0;
+
+	if (store_records_since(u, mailbox_id, 0, reset_cb, &x, err) < 0)
+		return -1;
+	for (size_t i = 0; i < x.n && rc == 0; i++)
+		rc = store_repl_quarantine(u, mailbox_id, x.v[i], reason, err);
+	free(x.v);
+	if (rc < 0)
+		return -1;
+	if (store_user_op_begin(u, err) < 0)
+		return -1;
+	if (store_mailbox_load_id(u, mailbox_id, false, &row, err) < 0 ||
+	    mailbox_live_usage(u, row.id, &bytes, &msgs, err) < 0)
+		rc = -1;
+	if (rc == 0) {
+		s = store_user_stmt(u, "DELETE FROM records WHERE mailbox = ?", err);
+		if (s == NULL) {
+			rc = -1;
+		} else {
+			sqlite3_bind_int64(s, 1, row.id);
+			if (sqlite3_step(s) != SQLITE_DONE)
+				rc = store_sql_err(u->db, SQLITE_ERROR, err, "reset records");
+			sqlite3_reset(s);
+		}
+	}
+	if (rc == 0)
+		rc = store_user_usage_add(u, -bytes, -msgs, err);
+	if (rc == 0) {
+		row.mb.sync_crc = 0;
+		rc = store_mailbox_save_counters(u, &row, err);
+	}
+	if (rc == 0) {
+		u->dirty = true;
+		log_warn("mailbox reset for another uidvalidity user=%s mailbox=%s name=%s messages=%lld"
+			" reason=%s (each quarantined first)", u->name, mailbox_id, log_q(row.mb.name),
+			(long long)msgs, reason);
+	}
+	return store_user_op_end(u, rc, NULL, NULL, err);
 }

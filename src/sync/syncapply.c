@@ -31,11 +31,14 @@
 #include "lib/sasl.h"
 #include "lib/str.h"
 #include "lib/xalloc.h"
+#include "store/store_repl.h"
 #include "sync/syncdigest.h"
 
 #define GROUP_MAX_BYTES (32u * 1024 * 1024)
 #define GROUP_MAX_COUNT 2000
 #define AUTH_FAILURES_MAX 3
+
+#define SYNCAPPLY_IDLE_USERS 16
 
 struct grp_entry {
 	char *tag;
@@ -60,6 +63,14 @@ struct syncapply {
 	/* the user database in use (kept open across commands) */
 	struct store_user *u;
 	char uname[STORE_USER_NAME_MAX + 1];
+	/* recently used ones, parked open: opening a user database and
+	 * preparing its statements costs more than applying a delivery */
+	struct {
+		struct store_user *u;
+		char name[STORE_USER_NAME_MAX + 1];
+		uint64_t use;
+	} idle[SYNCAPPLY_IDLE_USERS];
+	uint64_t idle_clock;
 
 	/* open upload group */
 	bool grp_open;
@@ -181,6 +192,8 @@ syncapply_free(struct syncapply **ap)
 	grp_clear(a);
 	free(a->grp);
 	store_user_close(&a->u);
+	for (size_t i = 0; i < SYNCAPPLY_IDLE_USERS; i++)
+		store_user_close(&a->idle[i].u);
 	if (a->password != NULL) {
 		memset(a->password, 0, strlen(a->password));
 		free(a->password);
@@ -288,10 +301,45 @@ syncapply_parse_flags(const struct syncproto_value *list, uint32_t *sys_r, struc
 static struct store_user *
 user_get(struct syncapply *a, const char *name, struct err *err)
 {
+	size_t i, slot = 0;
+
 	if (a->u != NULL && str_eq(a->uname, name))
 		return a->u;
+	if (a->u != NULL && !a->grp_open) {
+		/* park the current handle in the least recently used slot */
+		for (i = 0; i < SYNCAPPLY_IDLE_USERS; i++) {
+			if (a->idle[i].u == NULL) {
+				slot = i;
+				break;
+			}
+			if (a->idle[i].use < a->idle[slot].use)
+				slot = i;
+		}
+		store_user_close(&a->idle[slot].u);
+		a->idle[slot].u = a->u;
+		str_lcpy(a->idle[slot].name, a->uname, sizeof(a->idle[slot].name));
+		a->idle[slot].use = ++a->idle_clock;
+		a->u = NULL;
+	}
 	store_user_close(&a->u);
 	a->uname[0] = '\0';
+	for (i = 0; i < SYNCAPPLY_IDLE_USERS; i++) {
+		if (a->idle[i].u != NULL && str_eq(a->idle[i].name, name)) {
+			int rc = store_user_exists(a->st, name, err);
+
+			if (rc <= 0) {
+				/* deleted behind our back: drop the handle */
+				store_user_close(&a->idle[i].u);
+				if (rc == 0)
+					err_set(err, ERR_NOTFOUND, "no such user %s", name);
+				return NULL;
+			}
+			a->u = a->idle[i].u;
+			a->idle[i].u = NULL;
+			str_lcpy(a->uname, name, sizeof(a->uname));
+			return a->u;
+		}
+	}
 	a->u = store_user_open(a->st, name, err);
 	if (a->u == NULL)
 		return NULL;
@@ -299,11 +347,14 @@ user_get(struct syncapply *a, const char *name, struct err *err)
 	return a->u;
 }
 
+/* After trouble, or before a user is deleted: close every handle. */
 static void
 user_forget(struct syncapply *a)
 {
 	store_user_close(&a->u);
 	a->uname[0] = '\0';
+	for (size_t i = 0; i < SYNCAPPLY_IDLE_USERS; i++)
+		store_user_close(&a->idle[i].u);
 }
 
 /* May this session write?  0, or -1 with ERR_PERM / ERR_FENCED. */
@@ -1063,6 +1114,7 @@ struct apply_mb {
 	uint64_t since_modseq, since_crc, crc_after;
 	bool have_oldname, have_since_crc, since_crc_nil, have_crc_after;
 	uint64_t undelete;        /* UNDELETE 1: a creation over our tombstone */
+	uint64_t reset;           /* RESET 1: a creation over our copy of another uidvalidity */
 	const struct syncproto_value *records;
 };
 
@@ -1114,7 +1166,8 @@ parse_apply_mailbox(const struct syncproto_value *kv, struct apply_mb *m, struct
 	}
 	if ((r = syncproto_kv_u64(kv, "CHECKSUM", &m->crc_after, err)) < 0)
 		return -1;
-	if (syncproto_kv_u64(kv, "UNDELETE", &m->undelete, err) < 0)
+	if (syncproto_kv_u64(kv, "UNDELETE", &m->undelete, err) < 0 ||
+	    syncproto_kv_u64(kv, "RESET", &m->reset, err) < 0)
 		return -1;
 	m->have_crc_after = r == 1;
 	if (m->hms < m->since_modseq)
@@ -1160,6 +1213,23 @@ apply_record(struct store_user *u, const char *id, struct apply_rec *ar, uint64_
 			}
 			store_record_full_free(&old);
 		}
+	}
+	if (ar->replace) {
+		/* REPLACE 1 (split brain, issue 8): the message we hold under
+		 * this UID loses; it goes to the quarantine before it is
+		 * replaced or expunged, never just dropped */
+		if (store_record_get(u, id, ar->r.uid, &old, &e2) == 0) {
+			bool lose = old.rec.expunged_modseq == 0 &&
+				(!str_eq(old.rec.guid, ar->r.guid) || ar->r.expunged_modseq != 0);
+			store_record_full_free(&old);
+			if (lose && store_repl_quarantine(u, id, ar->r.uid,
+				ar->r.expunged_modseq != 0 ? "expunged-by-master" : "uid-replaced", err) < 0)
+				return -1;
+		} else if (e2.kind != ERR_NOTFOUND) {
+			*err = e2;
+			return -1;
+		}
+		return store_repl_record_replace(u, id, &ar->r, err);
 	}
 	if (store_repl_record(u, id, &ar->r, err) < 0)
 		return -1;
@@ -1230,6 +1300,15 @@ cmd_apply_mailbox(struct syncapply *a, const struct syncproto_command *cmd, stru
 		 * tombstone comes back to life with every record it is sent */
 		log_info("mailbox undeleted by the master user=%s mailbox=%s name=%s", user,
 			m.uniqueid, log_q(m.name));
+		store_deleted_forget(u, m.uniqueid);
+	} else if (m.reset == 1 && m.since_crc_nil && m.since_modseq == 0 &&
+		   cur.deleted_modseq == 0 && cur.uidvalidity != m.uidvalidity) {
+		/* split brain case 4: the master's uidvalidity wins; ours is
+		 * quarantined message by message, then the master's records
+		 * arrive as for a creation */
+		if (store_repl_mailbox_reset(u, m.uniqueid, "uidvalidity-reset", &err) < 0)
+			goto fail;
+		cur.uidnext = 1;
 	} else {
 		if (m.since_crc_nil) {
 			err_set(&err, ERR_CONFLICT, "mailbox %s exists here", m.uniqueid);
@@ -1272,8 +1351,8 @@ cmd_apply_mailbox(struct syncapply *a, const struct syncproto_command *cmd, stru
 	str_lcpy(mb.name, m.name, sizeof(mb.name));
 	mb.uidvalidity = (uint32_t)m.uidvalidity;
 	mb.uidnext = (uint32_t)m.uidnext;
-	if (exists && cur.uidnext > mb.uidnext)
-		mb.uidnext = cur.uidnext;    /* never lowered */
+	if (exists && cur.uidnext > mb.uidnext && m.reset != 1)
+		mb.uidnext = cur.uidnext;    /* never lowered (but by a reset) */
 	mb.highestmodseq = m.hms;
 	mb.createdmodseq = m.createdmodseq ? m.createdmodseq : (exists ? cur.createdmodseq : m.hms);
 	mb.modseq = m.modseq ? m.modseq : (exists ? cur.modseq : m.hms);
@@ -1506,6 +1585,9 @@ cmd_apply_delete(struct syncapply *a, const struct syncproto_command *cmd, struc
 		return;
 	}
 	(void)FAILPOINT("syncd.apply.after_commit");
+	if (store_deleted_note(u, &mb, (int64_t)time(NULL), &err) < 0)
+		log_warn("cannot note the deletion user=%s mailbox=%s error=%s", user, v->str,
+			log_q(err.msg));
 	log_info("mailbox deleted by the master user=%s mailbox=%s name=%s", user, v->str,
 		log_q(cur.name));
 	a->stats.applied++;

@@ -191,6 +191,9 @@ sum_stats(struct syncpush_stats *t, const struct syncpush_stats *s)
 	t->repairs += s->repairs;
 	t->rounds += s->rounds;
 	t->errors += s->errors;
+	t->renumbered += s->renumbered;
+	t->replaced += s->replaced;
+	t->mailboxes_resolved += s->mailboxes_resolved;
 	for (int k = 0; k < SYNCPUSH_C_COUNT; k++)
 		t->conflicts[k] += s->conflicts[k];
 }
@@ -326,6 +329,9 @@ status_write(struct chan *c, bool force)
 	for (int k = 0; k < SYNCPUSH_C_COUNT; k++)
 		buf_printf(&b, "conflict_%s=%llu\n", syncpush_conflict_name((enum syncpush_conflict_kind)k),
 			(unsigned long long)t.conflicts[k]);
+	buf_printf(&b, "resolved_renumbered=%llu\nresolved_replaced=%llu\nresolved_mailboxes=%llu\n",
+		(unsigned long long)t.renumbered, (unsigned long long)t.replaced,
+		(unsigned long long)t.mailboxes_resolved);
 	if (syncstat_status_write(c->root, c->ch.name, buf_cstr(&b), &err) < 0 && force)
 		log_warn("cannot write the status file channel=%s error=%s", c->ch.name, log_q(err.msg));
 	buf_free(&b);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "lib/buf.h"
 #include "lib/log.h"
@@ -51,6 +52,145 @@ syncconflict_policy_name(enum syncconflict_policy p)
 	default:
 		return "renumber";
 	}
+}
+
+enum syncpush_resolution
+syncconflict_resolution(enum syncconflict_policy p, enum syncpush_conflict_kind k)
+{
+	switch (k) {
+	case SYNCPUSH_C_FLAGS:
+		return SYNCPUSH_R_MERGE;
+	case SYNCPUSH_C_GUID:
+	case SYNCPUSH_C_UID_ABOVE:
+	case SYNCPUSH_C_REPLICA_RECORD:
+	case SYNCPUSH_C_MODSEQ_AHEAD:
+	case SYNCPUSH_C_NAME_CLASH:
+	case SYNCPUSH_C_UIDVALIDITY:
+		if (p == SYNCCONFLICT_RENUMBER)
+			return SYNCPUSH_R_RENUMBER;
+		if (p == SYNCCONFLICT_REPLACE)
+			return SYNCPUSH_R_REPLACE;
+		return SYNCPUSH_R_LEAVE;
+	default:
+		return SYNCPUSH_R_LEAVE;
+	}
+}
+
+const char *
+syncconflict_action_name(enum syncpush_resolution r)
+{
+	switch (r) {
+	case SYNCPUSH_R_MASTER:
+		return "master";
+	case SYNCPUSH_R_MERGE:
+		return "merge";
+	case SYNCPUSH_R_RENUMBER:
+		return "renumber";
+	case SYNCPUSH_R_REPLACE:
+		return "replace";
+	default:
+		return "leave";
+	}
+}
+
+/* Is keyword w (n octets) a word of the space-separated list s? */
+static bool
+syncconflict_kw_has(const char *s, const char *w, size_t n)
+{
+	while (s != NULL && *s != '\0') {
+		size_t len;
+		while (*s == ' ')
+			s++;
+		len = strcspn(s, " ");
+		if (len == n && len > 0 && strncasecmp(s, w, n) == 0)
+			return true;
+		s += len;
+	}
+	return false;
+}
+
+/* Append to out the keywords of `from` that the merge keeps. */
+static void
+syncconflict_kw_merge(const char *from, const char *other, bool from_wins, bool skip_common,
+	struct buf *out)
+{
+	const char *s = from;
+
+	while (s != NULL && *s != '\0') {
+		size_t len;
+		bool keep;
+		while (*s == ' ')
+			s++;
+		len = strcspn(s, " ");
+		if (len == 0)
+			break;
+		if (syncconflict_kw_has(other, s, len))
+			keep = !skip_common;   /* on both: once, from the first list */
+		else
+			keep = from_wins;
+		if (keep && !syncconflict_kw_has(buf_cstr(out), s, len)) {
+			if (out->len > 0)
+				buf_putc(out, ' ');
+			buf_append(out, s, len);
+		}
+		s += len;
+	}
+}
+
+bool
+syncconflict_merge_flags(uint32_t m_sys, const char *m_kw, uint64_t m_modseq, uint32_t r_sys,
+	const char *r_kw, uint64_t r_modseq, uint64_t base, uint32_t *sys_r, struct buf *kw_r)
+{
+	bool mc = m_modseq > base, rc = r_modseq > base;
+	bool r_wins = r_modseq > m_modseq;   /* ties go to the master */
+	bool changed;
+	uint32_t diff;
+
+	buf_reset(kw_r);
+	if (!rc) {
+		*sys_r = m_sys;
+		syncconflict_kw_merge(m_kw, "", true, false, kw_r);
+	} else if (!mc) {
+		*sys_r = r_sys;
+		syncconflict_kw_merge(r_kw, "", true, false, kw_r);
+	} else {
+		diff = m_sys ^ r_sys;
+		*sys_r = (m_sys & r_sys) | (diff & (r_wins ? r_sys : m_sys));
+		syncconflict_kw_merge(m_kw, r_kw, !r_wins, false, kw_r);
+		syncconflict_kw_merge(r_kw, m_kw, r_wins, true, kw_r);
+	}
+	changed = *sys_r != m_sys;
+	/* same keyword set as the master's? */
+	{
+		const char *s = buf_cstr(kw_r);
+		size_t nres = 0, nm = 0;
+		while (*s != '\0') {
+			size_t len;
+			while (*s == ' ')
+				s++;
+			len = strcspn(s, " ");
+			if (len == 0)
+				break;
+			nres++;
+			if (!syncconflict_kw_has(m_kw, s, len))
+				changed = true;
+			s += len;
+		}
+		s = m_kw != NULL ? m_kw : "";
+		while (*s != '\0') {
+			size_t len;
+			while (*s == ' ')
+				s++;
+			len = strcspn(s, " ");
+			if (len == 0)
+				break;
+			nm++;
+			s += len;
+		}
+		if (nm != nres)
+			changed = true;
+	}
+	return changed;
 }
 
 static uint64_t
@@ -130,8 +270,8 @@ enum syncpush_resolution
 syncconflict_hook(void *ctx, const struct syncpush_conflict *k)
 {
 	struct syncconflict *c = ctx;
-	enum syncpush_resolution r = k->kind == SYNCPUSH_C_FLAGS ? SYNCPUSH_R_MASTER : SYNCPUSH_R_LEAVE;
-	const char *action = r == SYNCPUSH_R_MASTER ? "master" : "leave";
+	enum syncpush_resolution r = syncconflict_resolution(c->policy, k->kind);
+	const char *action = syncconflict_action_name(r);
 	char key[512];
 	uint64_t h;
 	FILE *f;

@@ -35,7 +35,10 @@
 #include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "lib/atomicfile.h"
+#include "lib/buf.h"
 #include "lib/conn.h"
 #include "lib/failpoint.h"
 #include "lib/log.h"
@@ -43,6 +46,7 @@
 #include "lib/str.h"
 #include "lib/xalloc.h"
 #include "sync/syncapply.h"
+#include "sync/syncconflict.h"
 #include "sync/syncdigest.h"
 #include "sync/synclog.h"
 
@@ -50,11 +54,12 @@
 #define OUT_FLUSH (1024u * 1024)
 #define CHUNK_RECORDS 1000
 #define RESERVE_CHUNK 5000
+#define RESERVE_SKIP_MAX (64u * 1024)   /* bodies up to this size skip RESERVE */
 #define USERS_PER_WAVE 64
 #define MAX_ROUNDS 4
 #define CACHE_BUCKETS 4096
 #define CACHE_MAX 200000
-#define LOCAL_USERS 8
+#define LOCAL_USERS 16
 #define ZSTD_LEVEL 3
 
 /* ------------------------------------------------------------------ */
@@ -425,6 +430,7 @@ syncpush_batch_empty(const struct syncpush_batch *b)
 struct prec {
 	struct store_record r;   /* r.keywords -> kw */
 	char *kw;
+	bool replace;            /* APPLY: REPLACE 1 (split brain) */
 };
 
 struct precs {
@@ -452,6 +458,7 @@ precs_add(struct precs *p, const struct store_record *r)
 	}
 	x = &p->v[p->n++];
 	x->r = *r;
+	x->replace = false;
 	x->kw = xstrdup(r->keywords != NULL ? r->keywords : "");
 	x->r.keywords = x->kw;
 }
@@ -482,6 +489,8 @@ struct pm {
 	struct rmb rcopy;          /* the cache's entry copied for the fast path */
 	bool create;
 	bool undelete;             /* create over the replica's tombstone (castorctl undelete) */
+	bool reset;                /* case 4: create over the replica's copy of another uidvalidity */
+	enum syncpush_resolution reset_res;
 	char *oldname;             /* rename: the replica's current name (maybe a temporary) */
 	char *tmpname;             /* rename through this temporary name first */
 	bool send_crc;
@@ -491,7 +500,8 @@ struct pm {
 	uint32_t uidnext;
 	bool diverged;             /* conflicts left: the result will differ from ours */
 	struct precs recs;
-	struct strv guids;         /* bodies the records need */
+	struct strv guids;         /* bodies the records need: RESERVE asks which are missing */
+	struct strv push;          /* small new bodies: uploaded without asking */
 	struct precs rrecs;        /* PM_REPAIR: the replica's records */
 	uint64_t r_hms;            /* PM_REPAIR: replica state the records were read at */
 	uint32_t r_crc, r_uidnext;
@@ -539,6 +549,7 @@ pm_free(struct pm *m)
 	precs_free(&m->recs);
 	precs_free(&m->rrecs);
 	strv_free(&m->guids);
+	strv_free(&m->push);
 }
 
 static void
@@ -1779,11 +1790,12 @@ password_sha256(const char *hash, char *hex)
 /* ------------------------------------------------------------------ */
 /* Planning                                                            */
 
-static void
+static enum syncpush_resolution
 report(struct syncpush *p, struct pu *u, enum syncpush_conflict_kind k, const struct pm *m,
 	const char *name, uint32_t uid, const char *mg, const char *rg, uint64_t mm, uint64_t rm)
 {
 	struct syncpush_conflict c;
+	enum syncpush_resolution res;
 
 	memset(&c, 0, sizeof(c));
 	c.kind = k;
@@ -1795,8 +1807,16 @@ report(struct syncpush *p, struct pu *u, enum syncpush_conflict_kind k, const st
 	c.replica_guid = rg;
 	c.master_modseq = mm;
 	c.replica_modseq = rm;
-	(void)conflict(p, &c);
-	u->conflicted = true;
+	res = conflict(p, &c);
+	if (res != SYNCPUSH_R_RENUMBER && res != SYNCPUSH_R_REPLACE)
+		u->conflicted = true;
+	return res;
+}
+
+static bool
+resolves(enum syncpush_resolution r)
+{
+	return r == SYNCPUSH_R_RENUMBER || r == SYNCPUSH_R_REPLACE;
 }
 
 /* Records to send for an update from the replica's state R (NULL: create). */
@@ -1808,8 +1828,11 @@ select_records(struct pm *m, const struct precs *all, uint32_t r_uidnext, bool c
 		if (r->expunged_modseq != 0 && (create || r->uid >= r_uidnext))
 			continue;   /* the replica never had it: nothing to expunge */
 		precs_add(&m->recs, r);
+		/* A new small body is sent without a RESERVE round trip
+		 * (uploading one the replica has is harmless, the round trip
+		 * is not); big ones are asked about first. */
 		if (r->expunged_modseq == 0 && (create || r->uid >= r_uidnext))
-			strv_add(&m->guids, r->guid);
+			strv_add(r->size <= RESERVE_SKIP_MAX ? &m->push : &m->guids, r->guid);
 	}
 }
 
@@ -1899,22 +1922,34 @@ plan_mailbox(struct syncpush *p, struct pu *u, struct store_user *lu, struct pm 
 	}
 	/* live on both sides */
 	if (R->uidvalidity != m->L.uidvalidity) {
-		report(p, u, SYNCPUSH_C_UIDVALIDITY, m, m->L.name, 0, NULL, NULL, m->L.uidvalidity,
-			R->uidvalidity);
-		m->act = PM_NONE;
+		m->reset_res = report(p, u, SYNCPUSH_C_UIDVALIDITY, m, m->L.name, 0, NULL, NULL,
+			m->L.uidvalidity, R->uidvalidity);
+		if (!resolves(m->reset_res)) {
+			m->act = PM_NONE;
+			return 0;
+		}
+		/* ours wins: the replica's messages we lack come here first
+		 * (renumber), then the replica's copy is recreated as ours */
+		m->reset = true;
+		if (!str_eq(R->name, m->L.name))
+			m->oldname = xstrdup(R->name);
+		m->act = PM_REPAIR;
 		return 0;
 	}
 	if (R->uidnext > m->L.uidnext) {
-		report(p, u, SYNCPUSH_C_UID_ABOVE, m, m->L.name, R->uidnext - 1, NULL, NULL,
-			m->L.uidnext, R->uidnext);
-		m->act = PM_NONE;
-		return 0;
-	}
-	if (R->hms > m->L.highestmodseq) {
-		report(p, u, SYNCPUSH_C_MODSEQ_AHEAD, m, m->L.name, 0, NULL, NULL,
-			m->L.highestmodseq, R->hms);
-		m->act = PM_NONE;
-		return 0;
+		if (!resolves(report(p, u, SYNCPUSH_C_UID_ABOVE, m, m->L.name, R->uidnext - 1, NULL,
+			NULL, m->L.uidnext, R->uidnext))) {
+			m->act = PM_NONE;
+			return 0;
+		}
+		repair = true;   /* record by record, under the policy */
+	} else if (R->hms > m->L.highestmodseq) {
+		if (!resolves(report(p, u, SYNCPUSH_C_MODSEQ_AHEAD, m, m->L.name, 0, NULL, NULL,
+			m->L.highestmodseq, R->hms))) {
+			m->act = PM_NONE;
+			return 0;
+		}
+		repair = true;
 	}
 	if (!str_eq(R->name, m->L.name)) {
 		struct rmb *h = u->r != NULL ? ruser_find_name(u->r, m->L.name) : NULL;
@@ -1965,30 +2000,370 @@ fail:
 	return -1;
 }
 
-/* After GET RECORDS: compare record by record and fill the update. */
+/* What the policy made of one replica record (plan_repair). */
+enum rfix {
+	FX_NONE = 0,
+	FX_LEFT,      /* left alone (keep, or no policy) */
+	FX_ADOPT,     /* renumber: only the replica has it, its UID is free here: same UID */
+	FX_IMPORT,    /* renumber: appended here under a fresh UID */
+	FX_DROP,      /* replace: expunged there (quarantined first) */
+	FX_REPLACE,   /* replace/renumber: the UID is ours there (theirs quarantined) */
+	FX_FLAGS,     /* changed on both sides: the merged flags written here (fl) */
+};
+
+static int restore_blob(struct syncpush *p, struct store_user *lu, const char *user,
+	const char *guid, struct err *err);
+
+/* Renumber/replace: bring the replica's messages in here (FX_ADOPT,
+ * FX_IMPORT) and raise this mailbox above everything the replica has
+ * used (UIDNEXT, HIGHESTMODSEQ), in one local transaction.  *tomb_r
+ * gets the modseq the replica's expunges will carry.  0 or -1. */
+static int resolve_apply(struct syncpush *p, struct pu *u, struct store_user *lu, struct pm *m,
+	const enum rfix *fx, const struct precs *fl, struct err *err);
+
+/* A writable handle on user's database: lu itself, or (sync-client
+ * reads through a read-only store) one of its own in *wst_r.  The split-
+ * brain resolutions are the only writes the master's sync side makes. */
+static struct store_user *
+wuser_open(struct syncpush *p, const char *user, struct store_user *lu, struct store **wst_r,
+	struct err *err)
+{
+	struct store_user *wu;
+
+	*wst_r = NULL;
+	if (!store_is_read_only(p->st))
+		return lu;
+	if ((*wst_r = store_open(store_root(p->st), NULL, err)) == NULL)
+		return NULL;
+	if ((wu = store_user_open(*wst_r, user, err)) == NULL)
+		store_close(wst_r);
+	return wu;
+}
+
+/* Close what wuser_open opened; on success tell every channel to look
+ * again (the change is not in the sync log: no hook on this handle). */
+static void
+wuser_close(struct syncpush *p, struct store **wst, struct store_user **wu, bool changed)
+{
+	struct buf mp = BUF_INIT;
+	struct err e2;
+
+	if (*wst != NULL) {
+		store_user_close(wu);
+		store_close(wst);
+	}
+	*wu = NULL;
+	if (!changed)
+		return;
+	buf_printf(&mp, "%s/run/sync-append-failed", store_root(p->st));
+	if (atomicfile_write(buf_cstr(&mp), "split-brain\n", 12, 0640, &e2) < 0)
+		log_warn("cannot touch marker path=%s error=%s", log_q(buf_cstr(&mp)), log_q(e2.msg));
+	buf_free(&mp);
+}
+
+static int
+resolve_local(struct syncpush *p, struct pu *u, struct store_user *lu, struct pm *m,
+	const enum rfix *fx, const struct precs *fl, struct err *err)
+{
+	struct store *wst;
+	struct store_user *wu;
+	int rc;
+
+	if ((wu = wuser_open(p, u->name, lu, &wst, err)) == NULL)
+		return -1;
+	rc = resolve_apply(p, u, wu, m, fx, fl, err);
+	wuser_close(p, &wst, &wu, rc == 0);
+	return rc;
+}
+
+static int
+resolve_apply(struct syncpush *p, struct pu *u, struct store_user *lu, struct pm *m,
+	const enum rfix *fx, const struct precs *fl, struct err *err)
+{
+	struct store_mailbox L;
+	uint64_t cnt = 0, next;
+	uint32_t uidnext, rmax = 0;
+	int x;
+
+	/* the bodies first: GET BLOB for those we lack (each stored durably) */
+	for (size_t k = 0; k < m->rrecs.n; k++) {
+		const struct store_record *r = &m->rrecs.v[k].r;
+		if (r->uid > rmax)
+			rmax = r->uid;
+		if (fx[k] != FX_ADOPT && fx[k] != FX_IMPORT)
+			continue;
+		if ((x = store_blob_exists(lu, r->guid, err)) < 0)
+			return -1;
+		if (x == 0 && restore_blob(p, lu, u->name, r->guid, err) < 0)
+			return -1;
+	}
+	if (store_txn_begin(lu, err) < 0)
+		return -1;
+	if (store_user_modseq(lu, &cnt, err) < 0 || store_mailbox_get_id(lu, m->id, true, &L, err) < 0)
+		goto fail;
+	if (L.deleted_modseq != 0) {
+		err_set(err, ERR_CONFLICT, "mailbox %s was deleted meanwhile", m->id);
+		goto fail;
+	}
+	if (cnt < L.highestmodseq)
+		cnt = L.highestmodseq;
+	if (cnt < m->r_hms)
+		cnt = m->r_hms;
+	/* one modseq for the mailbox row (and the replica's expunges), one
+	 * for each message brought in */
+	L.highestmodseq = cnt + 1;
+	if (L.uidnext < m->r_uidnext)
+		L.uidnext = m->r_uidnext;
+	if (L.uidnext <= rmax)
+		L.uidnext = rmax + 1;
+	if (store_repl_mailbox(lu, &L, err) < 0)
+		goto fail;
+	next = cnt + 2;
+	uidnext = L.uidnext;
+	for (size_t k = 0; k < m->rrecs.n; k++) {
+		struct store_record r = m->rrecs.v[k].r;
+		uint32_t from = r.uid;
+		if (fx[k] != FX_ADOPT && fx[k] != FX_IMPORT)
+			continue;
+		if (fx[k] == FX_IMPORT)
+			r.uid = uidnext++;
+		r.modseq = next++;
+		r.expunged_modseq = 0;
+		if (store_repl_record(lu, m->id, &r, err) < 0)
+			goto fail;
+		p->stats.renumbered++;
+		log_warn("sync conflict resolved policy=renumber user=%s mailbox=%s name=%s"
+			" replica_uid=%u uid=%u guid=%s action=%s", u->name, m->id, log_q(L.name), from,
+			r.uid, r.guid, fx[k] == FX_IMPORT ? "fresh-uid" : "same-uid");
+	}
+	for (size_t f = 0; f < fl->n; f++) {
+		struct store_record r = fl->v[f].r;
+		r.modseq = next++;
+		if (store_repl_record(lu, m->id, &r, err) < 0)
+			goto fail;
+		log_warn("sync conflict resolved policy=merge user=%s mailbox=%s name=%s uid=%u"
+			" guid=%s modseq=%llu action=flags-merged", u->name, m->id, log_q(L.name), r.uid,
+			r.guid, (unsigned long long)r.modseq);
+	}
+	if (store_txn_commit(lu, err) < 0)
+		return -1;
+	return 0;
+fail:
+	store_txn_rollback(lu);
+	return -1;
+}
+
+/* Case 4 (plan_mailbox set m->reset): the replica's live messages whose
+ * GUID is not live here are appended here under fresh UIDs (renumber)
+ * or left to the replica's quarantine (replace); then every live record
+ * of ours is sent as for a creation with RESET 1.  Frees *all. */
+static int
+plan_reset(struct syncpush *p, struct pu *u, struct store_user *lu, struct pm *m,
+	struct precs *all, uint32_t maxuid, uint64_t maxms, int rc, struct err *err)
+{
+	enum rfix *fx = xcalloc(m->rrecs.n + 1, sizeof(*fx));
+	struct precs none = { 0 };
+	bool local = false;
+
+	for (size_t k = 0; k < m->rrecs.n; k++) {
+		const struct store_record *r = &m->rrecs.v[k].r;
+		bool here = false;
+		if (r->expunged_modseq != 0)
+			continue;
+		for (size_t i = 0; i < all->n && !here; i++)
+			here = all->v[i].r.expunged_modseq == 0 && str_eq(all->v[i].r.guid, r->guid);
+		if (here)
+			continue;
+		if (m->reset_res == SYNCPUSH_R_RENUMBER) {
+			fx[k] = FX_IMPORT;
+			local = true;
+		} else {
+			p->stats.replaced++;
+			log_warn("sync conflict resolved policy=replace user=%s mailbox=%s name=%s"
+				" replica_uid=%u replica_guid=%s action=quarantine (uidvalidity)", u->name,
+				m->id, log_q(m->L.name), r->uid, r->guid);
+		}
+	}
+	if (local) {
+		if (resolve_local(p, u, lu, m, fx, &none, err) < 0 ||
+		    (rc = read_local(lu, m->id, 0, &m->L, all, &maxuid, &maxms, err)) < 0) {
+			free(fx);
+			precs_free(all);
+			return -1;
+		}
+	}
+	free(fx);
+	for (size_t i = 0; i < all->n; i++) {
+		const struct store_record *l = &all->v[i].r;
+		if (l->expunged_modseq != 0)
+			continue;
+		precs_add(&m->recs, l);
+		strv_add(&m->guids, l->guid);
+	}
+	precs_free(all);
+	m->create = true;
+	m->since_modseq = 0;
+	m->diverged = false;
+	m->send_crc = rc == 1;
+	m->hms = m->L.highestmodseq > maxms ? m->L.highestmodseq : maxms;
+	m->uidnext = m->L.uidnext > maxuid ? m->L.uidnext : maxuid + 1;
+	m->act = PM_UPDATE;
+	log_warn("sync conflict resolved policy=%s user=%s mailbox=%s name=%s uidvalidity=%u"
+		" action=reset-there", syncconflict_action_name(m->reset_res), u->name, m->id,
+		log_q(m->L.name), m->L.uidvalidity);
+	p->stats.mailboxes_resolved++;
+	return 0;
+}
+
+/* After GET RECORDS: compare record by record and fill the update.
+ * Under renumber/replace (the conflict hook decides per record), the
+ * conflicts are resolved first (resolve_local), then compared again:
+ * the update then makes the replica an exact copy of this mailbox. */
 static int
 plan_repair(struct syncpush *p, struct pu *u, struct store_user *lu, struct pm *m,
 	struct err *err)
 {
 	struct precs all = { 0 };
 	uint32_t maxuid = 0;
-	uint64_t maxms = 0;
+	uint64_t maxms = 0, tomb = 0, base = 0;
 	size_t i = 0, k = 0;
-	bool left = false;
+	bool left = false, local = false;
+	enum rfix *fx = NULL;
+	struct precs fl = { 0 };
+	struct buf kwb = BUF_INIT;
+	enum syncpush_resolution res;
 	int rc;
 
 	p->stats.repairs++;
 	rc = read_local(lu, m->id, 0, &m->L, &all, &maxuid, &maxms, err);
 	if (rc < 0)
 		return -1;
+	if (m->reset)
+		return plan_reset(p, u, lu, m, &all, maxuid, maxms, rc, err);
 	if (m->r_hms > m->L.highestmodseq) {
-		report(p, u, SYNCPUSH_C_MODSEQ_AHEAD, m, m->L.name, 0, NULL, NULL,
+		res = report(p, u, SYNCPUSH_C_MODSEQ_AHEAD, m, m->L.name, 0, NULL, NULL,
 			m->L.highestmodseq, m->r_hms);
-		m->act = PM_NONE;
-		precs_free(&all);
-		return 0;
+		if (!resolves(res)) {
+			m->act = PM_NONE;
+			precs_free(&all);
+			return 0;
+		}
+		local = true;
 	}
-	/* both lists are in uid order */
+	fx = xcalloc(m->rrecs.n + 1, sizeof(*fx));
+	/* the highest modseq both sides agree on (syncconflict_merge_flags) */
+	while (i < all.n && k < m->rrecs.n) {
+		const struct store_record *l = &all.v[i].r, *r = &m->rrecs.v[k].r;
+		if (l->uid != r->uid) {
+			if (l->uid < r->uid)
+				i++;
+			else
+				k++;
+			continue;
+		}
+		if (str_eq(l->guid, r->guid) && l->modseq == r->modseq &&
+		    l->expunged_modseq == r->expunged_modseq && l->sysflags == r->sysflags &&
+		    str_eq(l->keywords ? l->keywords : "", r->keywords ? r->keywords : "")) {
+			if (l->modseq > base)
+				base = l->modseq;
+			if (l->expunged_modseq > base)
+				base = l->expunged_modseq;
+		}
+		i++;
+		k++;
+	}
+	i = k = 0;
+	/* pass 1: what the policy makes of each conflict (both lists in uid order) */
+	while (i < all.n || k < m->rrecs.n) {
+		const struct store_record *l = i < all.n ? &all.v[i].r : NULL;
+		const struct store_record *r = k < m->rrecs.n ? &m->rrecs.v[k].r : NULL;
+
+		if (l != NULL && (r == NULL || l->uid < r->uid)) {
+			i++;
+			continue;
+		}
+		if (r != NULL && (l == NULL || r->uid < l->uid)) {
+			if (r->expunged_modseq == 0) {
+				res = report(p, u, r->uid >= m->L.uidnext ? SYNCPUSH_C_UID_ABOVE :
+					SYNCPUSH_C_REPLICA_RECORD, m, m->L.name, r->uid, NULL, r->guid, 0,
+					r->modseq);
+				if (res == SYNCPUSH_R_RENUMBER)
+					fx[k] = r->uid >= m->L.uidnext ? FX_ADOPT : FX_IMPORT;
+				else if (res == SYNCPUSH_R_REPLACE)
+					fx[k] = FX_DROP;
+				else
+					fx[k] = FX_LEFT;
+			}
+			k++;
+			continue;
+		}
+		if (!str_eq(l->guid, r->guid) && (l->expunged_modseq == 0 || r->expunged_modseq == 0)) {
+			res = report(p, u, SYNCPUSH_C_GUID, m, m->L.name, l->uid, l->guid, r->guid,
+				l->modseq, r->modseq);
+			if (res == SYNCPUSH_R_RENUMBER && r->expunged_modseq == 0)
+				fx[k] = FX_IMPORT;   /* theirs to a fresh UID; then ours replaces it */
+			else if (resolves(res))
+				fx[k] = FX_REPLACE;
+			else
+				fx[k] = FX_LEFT;
+		} else if (str_eq(l->guid, r->guid) && l->expunged_modseq == 0 &&
+		    r->expunged_modseq == 0 && r->modseq > base &&
+		    (r->modseq > l->modseq || l->modseq <= base) && (l->sysflags != r->sysflags ||
+		    !str_eq(l->keywords ? l->keywords : "", r->keywords ? r->keywords : ""))) {
+			/* the replica changed the flags since the two agreed */
+			struct syncpush_conflict c;
+			memset(&c, 0, sizeof(c));
+			c.kind = SYNCPUSH_C_FLAGS;
+			c.user = u->name;
+			c.mailbox_id = m->id;
+			c.mailbox_name = m->L.name;
+			c.uid = l->uid;
+			c.master_guid = l->guid;
+			c.replica_guid = r->guid;
+			c.master_modseq = l->modseq;
+			c.replica_modseq = r->modseq;
+			res = conflict(p, &c);
+			if (res == SYNCPUSH_R_MERGE) {
+				struct store_record x = *l;
+				if (syncconflict_merge_flags(l->sysflags, l->keywords, l->modseq, r->sysflags,
+					r->keywords, r->modseq, base, &x.sysflags, &kwb)) {
+					x.keywords = buf_cstr(&kwb);
+					precs_add(&fl, &x);
+					fx[k] = FX_FLAGS;
+				}
+			} else if (res != SYNCPUSH_R_MASTER) {
+				fx[k] = FX_LEFT;
+				u->conflicted = true;
+			}
+		}
+		i++;
+		k++;
+	}
+	for (k = 0; k < m->rrecs.n; k++)
+		if (fx[k] != FX_NONE && fx[k] != FX_LEFT)
+			local = true;
+	if (!local)
+		precs_free(&fl);
+	buf_free(&kwb);
+	if (local) {
+		rc = resolve_local(p, u, lu, m, fx, &fl, err);
+		precs_free(&fl);
+		if (rc < 0) {
+			log_error("split-brain resolution failed user=%s mailbox=%s name=%s error=%s",
+				u->name, m->id, log_q(m->L.name), log_q(err->msg));
+			free(fx);
+			precs_free(&all);
+			return -1;
+		}
+		rc = read_local(lu, m->id, 0, &m->L, &all, &maxuid, &maxms, err);
+		if (rc < 0) {
+			free(fx);
+			return -1;
+		}
+		tomb = m->L.highestmodseq;
+	}
+	/* pass 2: the update */
+	i = k = 0;
 	while (i < all.n || k < m->rrecs.n) {
 		const struct store_record *l = i < all.n ? &all.v[i].r : NULL;
 		const struct store_record *r = k < m->rrecs.n ? &m->rrecs.v[k].r : NULL;
@@ -2003,10 +2378,23 @@ plan_repair(struct syncpush *p, struct pu *u, struct store_user *lu, struct pm *
 		}
 		if (r != NULL && (l == NULL || r->uid < l->uid)) {
 			if (r->expunged_modseq == 0) {
-				report(p, u, r->uid >= m->L.uidnext ? SYNCPUSH_C_UID_ABOVE :
-					SYNCPUSH_C_REPLICA_RECORD, m, m->L.name, r->uid, NULL, r->guid, 0,
-					r->modseq);
-				left = true;
+				if ((fx[k] == FX_IMPORT || fx[k] == FX_DROP) && tomb != 0) {
+					/* brought here under a fresh UID, or the loser of
+					 * replace: expunged there (replace: quarantined) */
+					struct store_record t = *r;
+					t.modseq = tomb;
+					t.expunged_modseq = tomb;
+					precs_add(&m->recs, &t);
+					m->recs.v[m->recs.n - 1].replace = fx[k] == FX_DROP;
+					if (fx[k] == FX_DROP) {
+						p->stats.replaced++;
+						log_warn("sync conflict resolved policy=replace user=%s mailbox=%s"
+							" name=%s replica_uid=%u replica_guid=%s action=quarantine",
+							u->name, m->id, log_q(m->L.name), r->uid, r->guid);
+					}
+				} else {
+					left = true;
+				}
 			}
 			k++;
 			continue;
@@ -2014,38 +2402,41 @@ plan_repair(struct syncpush *p, struct pu *u, struct store_user *lu, struct pm *
 		/* same uid */
 		if (!str_eq(l->guid, r->guid)) {
 			if (l->expunged_modseq == 0 || r->expunged_modseq == 0) {
-				report(p, u, SYNCPUSH_C_GUID, m, m->L.name, l->uid, l->guid, r->guid,
-					l->modseq, r->modseq);
-				left = true;
+				if (fx[k] == FX_IMPORT && l->expunged_modseq != 0 && tomb != 0) {
+					/* ours is gone, theirs is here now under a fresh UID */
+					struct store_record t = *r;
+					t.modseq = tomb;
+					t.expunged_modseq = tomb;
+					precs_add(&m->recs, &t);
+				} else if ((fx[k] == FX_IMPORT || fx[k] == FX_REPLACE) && tomb != 0) {
+					precs_add(&m->recs, l);
+					m->recs.v[m->recs.n - 1].replace = true;
+					if (l->expunged_modseq == 0)
+						strv_add(&m->guids, l->guid);
+					if (r->expunged_modseq == 0)
+						p->stats.replaced++;
+					log_warn("sync conflict resolved policy=%s user=%s mailbox=%s name=%s"
+						" uid=%u master_guid=%s replica_guid=%s action=replace-there",
+						fx[k] == FX_IMPORT ? "renumber" : "replace", u->name, m->id,
+						log_q(m->L.name), l->uid, l->guid, r->guid);
+				} else {
+					left = true;
+				}
 			}
 		} else if (l->modseq != r->modseq || l->sysflags != r->sysflags ||
 		    l->expunged_modseq != r->expunged_modseq ||
 		    !str_eq(l->keywords ? l->keywords : "", r->keywords ? r->keywords : "")) {
-			bool send = true;
-			if (r->modseq > l->modseq && l->expunged_modseq == 0 && r->expunged_modseq == 0) {
-				struct syncpush_conflict c;
-				memset(&c, 0, sizeof(c));
-				c.kind = SYNCPUSH_C_FLAGS;
-				c.user = u->name;
-				c.mailbox_id = m->id;
-				c.mailbox_name = m->L.name;
-				c.uid = l->uid;
-				c.master_guid = l->guid;
-				c.replica_guid = r->guid;
-				c.master_modseq = l->modseq;
-				c.replica_modseq = r->modseq;
-				send = conflict(p, &c) == SYNCPUSH_R_MASTER;
-				if (!send) {
-					left = true;
-					u->conflicted = true;
-				}
-			}
-			if (send)
+			/* ours (merged in pass 1 where both changed), unless the
+			 * policy left the replica's flags alone */
+			if (fx[k] == FX_LEFT)
+				left = true;
+			else
 				precs_add(&m->recs, l);
 		}
 		i++;
 		k++;
 	}
+	free(fx);
 	precs_free(&all);
 	m->since_modseq = m->r_hms;
 	m->since_crc = m->r_crc;
@@ -2062,6 +2453,250 @@ plan_repair(struct syncpush *p, struct pu *u, struct store_user *lu, struct pm *
 		log_notice("mailbox left diverged user=%s mailbox=%s name=%s (conflicts above)",
 			u->name, m->id, log_q(m->L.name));
 	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Mailbox-level split brain (issue 8 cases 5 and 7)                   */
+
+static int restore_mailbox(struct syncpush *p, struct store_user *lu, const char *user,
+	struct pm *m, struct syncpush_restore *res, struct err *err);
+static int send_get_records(struct syncpush *p, struct pu *u, size_t mi, struct err *err);
+static int fail_session(struct syncpush *p, struct err *err);
+
+/* GET RECORDS 0 of one replica mailbox, synchronously (nothing else in
+ * flight).  t is a scratch pu whose pms[0] gets the records. */
+static int
+fetch_rrecs(struct syncpush *p, struct pu *t, const char *user, const char *id, struct err *err)
+{
+	memset(t, 0, sizeof(*t));
+	t->name = xstrdup(user);
+	(void)pu_add_pm(t, id);
+	if (send_get_records(p, t, 0, err) < 0 || drain(p, err) < 0)
+		return -1;
+	if (p->fatal)
+		return fail_session(p, err);
+	if (!t->pms[0].got_rrecs)
+		return err_set(err, ERR_TEMP, "records of mailbox %s unreadable on the replica", id);
+	return 0;
+}
+
+/* "<name> (conflict YYYY-MM-DD)", or with " 2" ... when taken on either
+ * side.  0, or -1 when no free name was found. */
+static int
+conflict_name(struct pu *u, struct store_user *lu, const char *name, char *out, size_t size)
+{
+	char day[16];
+	time_t now = time(NULL);
+	struct tm tm;
+	struct store_mailbox x;
+	struct err e2;
+
+	gmtime_r(&now, &tm);
+	strftime(day, sizeof(day), "%Y-%m-%d", &tm);
+	for (int n = 1; n <= 20; n++) {
+		if (n == 1)
+			snprintf(out, size, "%.*s (conflict %s)", (int)(size - 32), name, day);
+		else
+			snprintf(out, size, "%.*s (conflict %s %d)", (int)(size - 36), name, day, n);
+		if (store_mailbox_get(lu, out, &x, &e2) < 0 && e2.kind == ERR_NOTFOUND &&
+		    ruser_find_name(u->r, out) == NULL)
+			return 0;
+	}
+	return -1;
+}
+
+/* Case 5: the replica's mailbox R holds a name a different mailbox holds
+ * here.  R comes here under "<name> (conflict YYYY-MM-DD)", same
+ * uniqueid, UIDs, flags; the normal plan then renames it on the replica
+ * (OLDNAME) and creates ours there.  1 done, 0 nothing done, -1. */
+static int
+resolve_name_clash(struct syncpush *p, struct pu *u, struct store_user *lu, const struct rmb *R,
+	const struct store_mailbox *mine, struct err *err)
+{
+	struct pu t;
+	struct rmb r2;
+	struct store *wst;
+	struct store_user *wu;
+	struct syncpush_restore res;
+	char name[STORE_MBOX_NAME_MAX + 1];
+	int rc;
+
+	enum syncpush_resolution how = report(p, u, SYNCPUSH_C_NAME_CLASH, NULL, R->name, 0, NULL,
+		NULL, mine->highestmodseq, R->hms);
+
+	if (!resolves(how))
+		return 0;
+	if (conflict_name(u, lu, R->name, name, sizeof(name)) < 0)
+		return err_set(err, ERR_CONFLICT, "no free conflict name for %s", log_q(R->name));
+	if (fetch_rrecs(p, &t, u->name, R->uniqueid, err) < 0) {
+		pu_free(&t);
+		return -1;
+	}
+	r2 = *R;
+	r2.name = name;
+	t.pms[0].R = &r2;
+	memset(&res, 0, sizeof(res));
+	if ((wu = wuser_open(p, u->name, lu, &wst, err)) == NULL) {
+		pu_free(&t);
+		return -1;
+	}
+	rc = restore_mailbox(p, wu, u->name, &t.pms[0], &res, err);
+	wuser_close(p, &wst, &wu, rc == 0);
+	pu_free(&t);
+	if (rc < 0)
+		return -1;
+	p->stats.mailboxes_resolved++;
+	log_warn("sync conflict resolved policy=%s user=%s mailbox=%s name=%s replica_mailbox=%s"
+		" new_name=%s records=%zu action=conflict-rename", syncconflict_action_name(how), u->name,
+		mine->uniqueid, log_q(mine->name), R->uniqueid, log_q(name), res.records);
+	strv_add_uniq(&u->mbids, R->uniqueid);
+	return 1;
+}
+
+/* Case 7: deleted here (tombstone L) while mail arrived in it on the
+ * replica (UIDs at or above ours).  The new messages are appended here to
+ * "Recovered/<name>" (created when absent) under fresh UIDs; the
+ * tombstone's UIDNEXT is raised to the replica's so the next round sends
+ * the deletion.  1 done, 0 nothing done, -1. */
+static int
+resolve_deleted_with_mail(struct syncpush *p, struct pu *u, struct store_user *lu,
+	const struct rmb *R, const struct store_mailbox *L, struct err *err)
+{
+	struct pu t;
+	struct store *wst;
+	struct store_user *wu;
+	struct store_mailbox rec, tomb;
+	struct err e2;
+	char name[STORE_MBOX_NAME_MAX + 1];
+	uint64_t cnt = 0;
+	size_t n = 0;
+	int rc = -1;
+
+	enum syncpush_resolution how = report(p, u, SYNCPUSH_C_UID_ABOVE, NULL, R->name,
+		R->uidnext - 1, NULL, NULL, L->deleted_modseq, R->hms);
+
+	if (!resolves(how))
+		return 0;
+	snprintf(name, sizeof(name), "Recovered/%.*s", (int)(sizeof(name) - 11), R->name);
+	if (fetch_rrecs(p, &t, u->name, R->uniqueid, err) < 0) {
+		pu_free(&t);
+		return -1;
+	}
+	if ((wu = wuser_open(p, u->name, lu, &wst, err)) == NULL) {
+		pu_free(&t);
+		return -1;
+	}
+	for (size_t k = 0; k < t.pms[0].rrecs.n; k++) {
+		const struct store_record *r = &t.pms[0].rrecs.v[k].r;
+		int x;
+		if (r->expunged_modseq != 0 || r->uid < L->uidnext)
+			continue;
+		if ((x = store_blob_exists(wu, r->guid, err)) < 0 ||
+		    (x == 0 && restore_blob(p, wu, u->name, r->guid, err) < 0))
+			goto out;
+	}
+	if (store_mailbox_get(wu, name, &rec, &e2) < 0) {
+		if (e2.kind != ERR_NOTFOUND) {
+			*err = e2;
+			goto out;
+		}
+		if (store_mailbox_create(wu, name, NULL, &rec, err) < 0)
+			goto out;
+	}
+	if (store_txn_begin(wu, err) < 0)
+		goto out;
+	if (store_user_modseq(wu, &cnt, err) < 0 ||
+	    store_mailbox_get_id(wu, rec.uniqueid, false, &rec, err) < 0 ||
+	    store_mailbox_get_id(wu, L->uniqueid, true, &tomb, err) < 0)
+		goto fail;
+	if (cnt < R->hms)
+		cnt = R->hms;
+	for (size_t k = 0; k < t.pms[0].rrecs.n; k++) {
+		struct store_record r = t.pms[0].rrecs.v[k].r;
+		uint32_t from = r.uid;
+		if (r.expunged_modseq != 0 || r.uid < L->uidnext)
+			continue;
+		r.uid = rec.uidnext++;
+		r.modseq = ++cnt;
+		if (store_repl_record(wu, rec.uniqueid, &r, err) < 0)
+			goto fail;
+		n++;
+		p->stats.renumbered++;
+		log_warn("sync conflict resolved policy=%s user=%s mailbox=%s name=%s replica_uid=%u"
+			" recovered_mailbox=%s recovered_name=%s uid=%u guid=%s action=recovered",
+			syncconflict_action_name(how), u->name,
+			L->uniqueid, log_q(R->name), from, rec.uniqueid, log_q(name), r.uid, r.guid);
+	}
+	/* the tombstone now covers every UID the replica used: deletable */
+	tomb.uidnext = R->uidnext > tomb.uidnext ? R->uidnext : tomb.uidnext;
+	if (store_repl_mailbox(wu, &tomb, err) < 0)
+		goto fail;
+	if (store_txn_commit(wu, err) < 0)
+		goto out;
+	p->stats.mailboxes_resolved++;
+	strv_add_uniq(&u->mbids, rec.uniqueid);
+	strv_add_uniq(&u->mbids, L->uniqueid);
+	rc = 1;
+	goto out;
+fail:
+	store_txn_rollback(wu);
+out:
+	wuser_close(p, &wst, &wu, rc == 1 || n > 0);
+	pu_free(&t);
+	return rc;
+}
+
+/* Before planning a full sync of u: resolve the mailbox-level conflicts
+ * the policy allows (cases 5 and 7).  Returns 1 when something changed
+ * here (plan again with fresh replica state), 0 nothing, -1 error. */
+static int
+resolve_mailboxes(struct syncpush *p, struct pu *u, struct err *err)
+{
+	struct store_user *lu;
+	int changed = 0, x;
+
+	if (u->fast || u->r == NULL || !u->r->exists || !(u->flags & PU_FULL))
+		return 0;
+	if ((x = store_user_exists(p->st, u->name, err)) <= 0)
+		return x;
+	if ((lu = local_user(p, u->name, err)) == NULL)
+		return -1;
+	for (size_t i = 0; i < u->r->nmbs; i++) {
+		const struct rmb *R = &u->r->mbs[i];
+		struct store_mailbox L, H;
+		struct err e2;
+
+		if (R->deletedmodseq != 0)
+			continue;
+		if (store_mailbox_get_id(lu, R->uniqueid, true, &L, &e2) == 0) {
+			if (L.deleted_modseq != 0 && R->uidnext > L.uidnext &&
+			    !(L.modseq > R->deletedmodseq && R->deletedmodseq != 0)) {
+				x = resolve_deleted_with_mail(p, u, lu, R, &L, err);
+				if (x < 0)
+					return -1;
+				changed |= x;
+			}
+			continue;
+		}
+		if (e2.kind != ERR_NOTFOUND) {
+			*err = e2;
+			return -1;
+		}
+		/* only the replica has R: a name clash when a live mailbox of
+		 * another uniqueid holds its name here (never INBOX: a master
+		 * whose INBOX was recreated is a restore-from case) */
+		if (str_eq(R->name, "INBOX") || store_mailbox_get(lu, R->name, &H, &e2) < 0)
+			continue;
+		if (str_eq(H.uniqueid, R->uniqueid))
+			continue;
+		x = resolve_name_clash(p, u, lu, R, &H, err);
+		if (x < 0)
+			return -1;
+		changed |= x;
+	}
+	if (changed)
+		local_user_forget(p, u->name);
+	return changed;
 }
 
 /* Compare subscriptions, password and quota (full path). */
@@ -2327,7 +2962,7 @@ send_upload(struct syncpush *p, struct pu *u, struct store_user *lu, const char 
 }
 
 static void
-enc_record(struct syncproto_enc *e, const struct store_record *r)
+enc_record(struct syncproto_enc *e, const struct store_record *r, bool replace)
 {
 	syncproto_enc_open(e, '(');
 	syncproto_enc_key_u64(e, "UID", r->uid);
@@ -2341,6 +2976,8 @@ enc_record(struct syncproto_enc *e, const struct store_record *r)
 	syncproto_enc_i64(e, r->internaldate);
 	syncproto_enc_atom(e, "FLAGS");
 	syncapply_enc_flags(e, r->sysflags, r->keywords);
+	if (replace)
+		syncproto_enc_key_u64(e, "REPLACE", 1);
 	syncproto_enc_close(e);
 }
 
@@ -2350,7 +2987,7 @@ send_apply_mailbox(struct syncpush *p, struct pu *u, size_t mi, struct err *err)
 	struct pm *m = &u->pms[mi];
 	size_t nchunks, i0 = 0;
 	uint64_t since = m->since_modseq;
-	uint32_t maxuid = m->R != NULL ? m->R->uidnext - 1 : 0;
+	uint32_t maxuid = m->R != NULL && !m->reset ? m->R->uidnext - 1 : 0;
 
 	if (m->recs.n > 1)
 		qsort(m->recs.v, m->recs.n, sizeof(*m->recs.v), prec_cmp_modseq);
@@ -2374,7 +3011,7 @@ send_apply_mailbox(struct syncpush *p, struct pu *u, size_t mi, struct err *err)
 		if (last)
 			hms = m->hms > hms ? m->hms : hms;
 		uidnext = last ? m->uidnext : maxuid + 1;
-		if (m->R != NULL && uidnext < m->R->uidnext)
+		if (m->R != NULL && uidnext < m->R->uidnext && !m->reset)
 			uidnext = m->R->uidnext;
 		mod = m->L.modseq < hms ? m->L.modseq : hms;
 		c->u = u;
@@ -2398,6 +3035,8 @@ send_apply_mailbox(struct syncpush *p, struct pu *u, size_t mi, struct err *err)
 		syncproto_enc_key_u64(&e, "SINCE-MODSEQ", since);
 		if (ch == 0 && m->undelete)
 			syncproto_enc_key_u64(&e, "UNDELETE", 1);
+		if (ch == 0 && m->reset)
+			syncproto_enc_key_u64(&e, "RESET", 1);
 		if (ch == 0) {
 			syncproto_enc_atom(&e, "SINCE-CHECKSUM");
 			if (m->create)
@@ -2410,7 +3049,7 @@ send_apply_mailbox(struct syncpush *p, struct pu *u, size_t mi, struct err *err)
 		syncproto_enc_atom(&e, "RECORDS");
 		syncproto_enc_open(&e, '(');
 		for (size_t i = i0; i < i1; i++)
-			enc_record(&e, &m->recs.v[i].r);
+			enc_record(&e, &m->recs.v[i].r, m->recs.v[i].replace);
 		syncproto_enc_close(&e);
 		syncproto_enc_close(&e);
 		p->stats.records += i1 - i0;
@@ -2660,6 +3299,8 @@ check_delete_limits(struct syncpush *p, struct pu **us, size_t n, struct err *er
 static int
 round_users(struct syncpush *p, struct pu **us, size_t n, struct err *err)
 {
+	int rc;
+
 	p->stats.rounds++;
 	/* A */
 	for (size_t i = 0; i < n; i++) {
@@ -2682,6 +3323,22 @@ round_users(struct syncpush *p, struct pu **us, size_t n, struct err *err)
 		struct err e2;
 		if (u->failed)
 			continue;
+		rc = resolve_mailboxes(p, u, &e2);
+		if (p->fatal)
+			return fail_session(p, err);
+		if (rc != 0) {
+			/* resolved here (or failed): plan again with fresh state */
+			if (rc < 0) {
+				p->stats.errors++;
+				snprintf(p->last_problem, sizeof(p->last_problem), "user %s: %s", u->name,
+					e2.msg);
+				log_error("split-brain resolution failed user=%s error=%s", u->name,
+					log_q(e2.msg));
+			}
+			u->failed = true;
+			u->retry = true;
+			continue;
+		}
 		if (plan_user(p, u, &e2) < 0) {
 			p->stats.errors++;
 			snprintf(p->last_problem, sizeof(p->last_problem), "user %s: %s", u->name, e2.msg);
@@ -2719,6 +3376,9 @@ round_users(struct syncpush *p, struct pu **us, size_t n, struct err *err)
 			if (m->act == PM_UPDATE)
 				for (size_t g = 0; g < m->guids.n; g++)
 					strv_add(&u->need, m->guids.v[g]);
+			if (m->act == PM_UPDATE)
+				for (size_t g = 0; g < m->push.n; g++)
+					strv_add(&u->missing, m->push.v[g]);
 		}
 		plan_renames(u);
 		if (u->need.n > 0 && (!u->fast && u->r != NULL && !u->r->exists)) {

@@ -18,7 +18,11 @@
  *
  * Conflicts (split brain, issue 8) are detected and handed to the
  * conflict hook; the default hook logs and counts them and leaves both
- * sides alone.  Deletions are sent only for tombstones this server holds
+ * sides alone (flags: ours is sent).  sync-client plugs in the
+ * channel's policy (syncconflict.h): under renumber/replace the record-
+ * level kinds, name clashes, deleted-here-with-mail-there and
+ * uidvalidity are resolved (docs/replication.md "Conflicts"), writing
+ * to this server's store through a handle of their own.  Deletions are sent only for tombstones this server holds
  * (deleted mailbox, UNUSER), never because something is missing here.
  *
  * Failpoints: sync.push.before_upload, sync.push.after_upload (the
@@ -67,11 +71,20 @@ struct syncpush_conflict {
 	uint64_t master_modseq, replica_modseq;
 };
 
-/* What the policy decided.  Version 1 knows only LEAVE (touch neither
- * side) and, for SYNCPUSH_C_FLAGS, MASTER (send our record). */
+/* What the policy decided.  LEAVE: touch neither side.  MASTER (for
+ * SYNCPUSH_C_FLAGS): send our record.  RENUMBER (for GUID, UID_ABOVE,
+ * REPLICA_RECORD, MODSEQ_AHEAD): the replica's messages are fetched and
+ * appended here (same UID when it is free here, else a fresh one), then
+ * the replica becomes our copy; a UID that named another message there
+ * is replaced by ours (the old one quarantined there, and here under its
+ * new UID).  REPLACE (same kinds): our state wins, the replica's losing
+ * messages go to its <root>/quarantine/, never deleted. */
 enum syncpush_resolution {
 	SYNCPUSH_R_LEAVE = 0,
 	SYNCPUSH_R_MASTER,
+	SYNCPUSH_R_RENUMBER,
+	SYNCPUSH_R_REPLACE,
+	SYNCPUSH_R_MERGE,       /* FLAGS: syncconflict_merge_flags(), written here, then sent */
 };
 
 typedef enum syncpush_resolution (*syncpush_conflict_fn)(void *ctx,
@@ -120,6 +133,9 @@ struct syncpush_stats {
 	uint64_t rounds;
 	uint64_t errors;             /* objects that could not be brought in line */
 	uint64_t conflicts[SYNCPUSH_C_COUNT];
+	uint64_t renumbered;         /* replica messages appended here (renumber) */
+	uint64_t replaced;           /* replica messages quarantined there (replace, renumber clash) */
+	uint64_t mailboxes_resolved; /* name clashes and deleted-with-mail resolved (cases 5, 7) */
 };
 
 struct syncpush;

@@ -225,3 +225,32 @@ def test_undelete_restores_messages_and_uids_on_both_sides(procs, tmp_path):
     assert cp.returncode == 4, cp.stderr
     cp = ctl(m.conf, "verify", "hal", check=False)
     assert cp.returncode == 0, cp.stdout + cp.stderr
+
+
+def test_deleted_mailbox_held_on_both_sides_then_purged(procs, tmp_path):
+    """delete_hold_days: a deletion is noted in <root>/deleted/<user>/ on
+    the master and, when APPLY DELETE arrives, on the replica; the purge
+    (castorctl purge-deleted, the EVENTS entry) removes it only after the
+    hold, and undelete works until then."""
+    m, (r,) = pair(procs, tmp_path, conf_extra="delete_hold_days: 2")
+    m.drv("useradd kim\ncreate kim Old\nappend kim Old 100 o0\n")
+    converged(m, r)
+    uid = re.search(r'mailbox "Old" uniqueid=([0-9a-f]{32})', m.dump("kim")).group(1)
+    m.drv("delete kim Old\n")
+    converged(m, r)
+    notes = [n.root / "deleted" / "kim" / uid for n in (m, r)]
+    wait_for(lambda: all(p.exists() for p in notes), timeout=10 * SLOW, what="deletion notes")
+    for p in notes:
+        assert re.match(rf'^time=\d+ user=kim mailbox={uid} name="Old" uidvalidity=\d+ '
+                        r'deleted_modseq=\d+\n$', p.read_text()), p.read_text()
+    t0 = int(notes[0].read_text().split()[0].split("=")[1])
+    # within the hold: nothing purged, still undeletable
+    cp = ctl(m.conf, "purge-deleted", "--now", str(t0 + 86400), "--all")
+    assert "purged 0 deleted mailboxes, 1 held" in cp.stdout, cp.stdout
+    assert notes[0].exists()
+    # after it: the tombstone and its note are gone; undelete has nothing left
+    cp = ctl(m.conf, "purge-deleted", "--now", str(t0 + 3 * 86400), "--all")
+    assert "purged 1 deleted mailboxes, 0 held" in cp.stdout, cp.stdout
+    assert not notes[0].exists()
+    cp = ctl(m.conf, "undelete", "kim", "Old", check=False)
+    assert cp.returncode == 4, cp.stderr

@@ -5,9 +5,10 @@ its old configuration: peer-check (a START entry) finds the newer master
 and demotes it before any listener opens, so it never accepts a delivery;
 it joins as a replica; nothing either server acknowledged is overwritten.
 
-Bringing every message onto both sides needs the split-brain policy
-`sync_conflict: renumber` (issue 8, the conflict engineer): until it lands
-that last assertion is an expected failure (see the xfail reason)."""
+Every message lands on both sides through the split-brain policy
+`sync_conflict: renumber` (the default, issue 8): the new master pulls the
+old master's unreplicated messages, appends them under fresh UIDs, and the
+old master becomes its exact copy (its losing UIDs quarantined first)."""
 import signal
 
 import pytest
@@ -91,10 +92,6 @@ def test_hard_failover_old_master_rejoins_as_replica(pair):
     assert b.server_row() == ("master", 2)
 
 
-@pytest.mark.xfail(reason="needs sync_conflict: renumber (issue 8): the new master must pull the "
-                          "old master's unreplicated messages and give them new UIDs; until then the "
-                          "UID clash is reported as a conflict and both sides are left alone",
-                   strict=False)
 def test_hard_failover_every_acknowledged_message_on_both_sides(pair):
     on_a, on_b = crash_with_unreplicated(pair)
     a, b = pair.nodes()
@@ -103,3 +100,9 @@ def test_hard_failover_every_acknowledged_message_on_both_sides(pair):
     wait_for(lambda: sorted(subjects(b)) == want and sorted(subjects(a)) == want,
              timeout=20, what="every acknowledged message on both servers")
     converged(b, a)
+    # the new master's view of its replica: identical, mailbox by mailbox
+    cp = b.ctl("verify", "--all", check=False)
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    # the old master's losing UIDs were kept: each body in its quarantine
+    manifest = (a.root / "quarantine" / "manifest").read_text()
+    assert manifest.count("reason=uid-replaced") == 3, manifest

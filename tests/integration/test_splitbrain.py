@@ -1,9 +1,9 @@
-"""Split brain (issue 8), what is built so far: conflicts are detected,
-nothing acknowledged on either side is overwritten or deleted, each
-conflict is warned about once (remembered in run/sync-<chan>.conflicts
-across passes and restarts of the client), counted in the status file,
-and `castorctl verify` shows the difference.  The renumber/replace
-repairs are not built yet (see docs/replication.md)."""
+"""Split brain (issue 8) under `sync_conflict: keep`: conflicts are
+detected, nothing acknowledged on either side is overwritten or deleted,
+each conflict is warned about once (remembered in
+run/sync-<chan>.conflicts across passes and restarts of the client),
+counted in the status file, and `castorctl verify` shows the difference.
+The renumber/replace resolutions: test_splitbrain_matrix.py."""
 import re
 
 from conftest import wait_for

@@ -5,7 +5,8 @@ from repl_util import SLOW, converged, ctl, pair
 
 
 def test_verify_identical_then_differences(procs, tmp_path):
-    m, (r,) = pair(procs, tmp_path)
+    # keep: the divergence stays for verify to show (renumber would heal it)
+    m, (r,) = pair(procs, tmp_path, conf_extra="sync_conflict: keep")
     m.drv("useradd vic\nappend vic INBOX 300 v1\nappend vic INBOX 300 v2\n"
           "create vic Box\nappend vic Box 200 b1\nflags vic INBOX 1:1 + \\Seen\n"
           "useradd wes\nappend wes INBOX 100 w1\n")
@@ -17,7 +18,7 @@ def test_verify_identical_then_differences(procs, tmp_path):
     cp = ctl(m.conf, "verify", "vic", "--channel", "r1", check=False)
     assert cp.returncode == 0, cp.stdout + cp.stderr
 
-    # diverge: mail on the replica alone (left alone by sync as a conflict)
+    # diverge: mail on the replica alone (left alone by sync under keep)
     assert r.quit() == 0
     r.drv("append vic Box 222 replica-only\nuseradd zed\n")
     r.start()
