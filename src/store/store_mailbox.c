@@ -922,53 +922,28 @@ done:
 /* ------------------------------------------------------------------ */
 /* STATUS */
 
-/* STATUS from the counters of schema 3 (M8) and a range count of the
- * recent UIDs: no scan of the mailbox.  1 done, 0 no counters (an old
- * schema a read-only process could not upgrade), -1 error. */
-static int
-status_counters(struct store_user *u, const struct store_mbrow *row, struct store_status *st,
-	struct err *err)
-{
-	sqlite3_stmt *s = store_user_stmt(u, "SELECT c_exists, c_unseen, c_deleted, c_size,"
-		" (SELECT count(*) FROM records WHERE mailbox = ?1 AND uid >= ?2 AND expunged_modseq = 0)"
-		" FROM mailboxes WHERE id = ?1", NULL);
-	int rc;
-
-	if (s == NULL)
-		return 0;
-	memset(st, 0, sizeof(*st));
-	sqlite3_bind_int64(s, 1, row->id);
-	sqlite3_bind_int64(s, 2, row->recentuid);
-	rc = sqlite3_step(s);
-	if (rc != SQLITE_ROW) {
-		sqlite3_reset(s);
-		return store_sql_err(u->db, rc, err, "status");
-	}
-	st->messages = (uint32_t)sqlite3_column_int64(s, 0);
-	st->unseen = (uint32_t)sqlite3_column_int64(s, 1);
-	st->deleted = (uint32_t)sqlite3_column_int64(s, 2);
-	st->size = (uint64_t)sqlite3_column_int64(s, 3);
-	st->recent = (uint32_t)sqlite3_column_int64(s, 4);
-	sqlite3_reset(s);
-	st->uidnext = row->mb.uidnext;
-	st->uidvalidity = row->mb.uidvalidity;
-	st->highestmodseq = row->mb.highestmodseq;
-	return 1;
-}
+/* STATUS reads the counters of schema 3 (M8) and counts the recent UIDs
+ * over the primary key: no scan of the mailbox.  A database a read-only
+ * process could not upgrade has no counters: then the records are
+ * counted.  Both statements give messages, unseen, deleted, recent, size. */
+static const char status_sql_counters[] =
+	"SELECT c_exists, c_unseen, c_deleted,"
+	" (SELECT count(*) FROM records WHERE mailbox = ?1 AND uid >= ?2 AND expunged_modseq = 0),"
+	" c_size FROM mailboxes WHERE id = ?1";
+static const char status_sql_scan[] =
+	"SELECT count(*), coalesce(sum((sysflags & 1) = 0), 0), coalesce(sum((sysflags & 8) != 0), 0),"
+	" coalesce(sum(uid >= ?2), 0), coalesce(sum(size), 0)"
+	" FROM records WHERE mailbox = ?1 AND expunged_modseq = 0";
 
 static int
 status_row(struct store_user *u, const struct store_mbrow *row, struct store_status *st,
 	struct err *err)
 {
-	int c = status_counters(u, row, st, err);
-	if (c != 0)
-		return c < 0 ? -1 : 0;
-	sqlite3_stmt *s = store_user_stmt(u,
-		"SELECT count(*), coalesce(sum((sysflags & 1) = 0), 0), coalesce(sum((sysflags & 8) != 0), 0),"
-		" coalesce(sum(uid >= ?2), 0), coalesce(sum(size), 0)"
-		" FROM records WHERE mailbox = ?1 AND expunged_modseq = 0", err);
+	sqlite3_stmt *s = store_user_stmt(u, status_sql_counters, NULL);
 	int rc;
 
+	if (s == NULL)
+		s = store_user_stmt(u, status_sql_scan, err);
 	if (s == NULL)
 		return -1;
 	memset(st, 0, sizeof(*st));
