@@ -20,6 +20,10 @@
  *      which holds new writers back while it copies (busy handler of
  *      20 ms: with readers keeping old snapshots it gives up and tries
  *      again on a later request).
+ *   3. When a checkpointed database's WAL has not been written for
+ *      CKPT_IDLE_MS, a TRUNCATE checkpoint empties it (20 ms busy limit:
+ *      it gives way to any writer or reader), so a mailbox at rest costs
+ *      its database and nothing more.
  *
  * Safety: a checkpoint only moves committed frames (SQLite syncs the WAL
  * before copying and the database after), so durability never depends
@@ -35,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "lib/log.h"
 #include "lib/str.h"
@@ -43,6 +48,7 @@
 #define CKPT_CONNS 8
 #define CKPT_RESTART_FRAMES 1024
 #define CKPT_PATH_MAX 4096
+#define CKPT_IDLE_MS 1000          /* a WAL untouched this long is truncated */
 
 struct ckpt_conn {
 	char path[CKPT_PATH_MAX];
@@ -50,6 +56,7 @@ struct ckpt_conn {
 	ino_t ino;
 	dev_t dev;
 	uint64_t use;
+	bool idle_pending;           /* checkpointed since the last truncation */
 };
 
 static struct {
@@ -101,6 +108,7 @@ ckpt_conn_get(const char *path)
 	str_lcpy(slot->path, path, sizeof(slot->path));
 	slot->ino = sb.st_ino;
 	slot->dev = sb.st_dev;
+	slot->idle_pending = false;
 	slot->use = ++ck.clock;
 	return slot->db;
 }
@@ -121,6 +129,52 @@ ckpt_run(sqlite3 *db)
 	return syncs;
 }
 
+/* Step 3: truncate the WAL of every database whose WAL is at rest. */
+static void
+ckpt_idle(void)
+{
+	uint64_t now = (uint64_t)time(NULL) * 1000;
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_REALTIME, &ts) == 0)
+		now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	for (size_t i = 0; i < CKPT_CONNS; i++) {
+		struct ckpt_conn *c = &ck.conns[i];
+		char wal[CKPT_PATH_MAX + 8];
+		struct stat sb;
+		uint64_t mtime;
+		int nlog = 0, nckpt = 0;
+
+		if (c->db == NULL || !c->idle_pending)
+			continue;
+		if (str_fmt(wal, sizeof(wal), "%s-wal", c->path) < 0 || stat(wal, &sb) < 0) {
+			c->idle_pending = false;
+			continue;
+		}
+		mtime = (uint64_t)sb.st_mtim.tv_sec * 1000 + (uint64_t)sb.st_mtim.tv_nsec / 1000000;
+		if (sb.st_size == 0) {
+			c->idle_pending = false;
+			continue;
+		}
+		if (now < mtime + CKPT_IDLE_MS)
+			continue;   /* written lately: look again later */
+		if (sqlite3_wal_checkpoint_v2(c->db, "main", SQLITE_CHECKPOINT_TRUNCATE, &nlog,
+			&nckpt) == SQLITE_OK) {
+			c->idle_pending = false;
+			__atomic_add_fetch(&store_stats_g.sqlite_syncs, 2, __ATOMIC_RELAXED);
+		}
+	}
+}
+
+static bool
+ckpt_any_pending(void)
+{
+	for (size_t i = 0; i < CKPT_CONNS; i++)
+		if (ck.conns[i].db != NULL && ck.conns[i].idle_pending)
+			return true;
+	return false;
+}
+
 static void *
 ckpt_main(void *arg)
 {
@@ -131,16 +185,33 @@ ckpt_main(void *arg)
 		sqlite3 *db;
 
 		pthread_mutex_lock(&ck.mu);
-		while (ck.n == 0)
-			pthread_cond_wait(&ck.cv, &ck.mu);
+		while (ck.n == 0) {
+			struct timespec until;
+
+			if (!ckpt_any_pending()) {
+				pthread_cond_wait(&ck.cv, &ck.mu);
+				continue;
+			}
+			clock_gettime(CLOCK_REALTIME, &until);
+			until.tv_sec += CKPT_IDLE_MS / 1000;
+			if (pthread_cond_timedwait(&ck.cv, &ck.mu, &until) != 0 && ck.n == 0) {
+				pthread_mutex_unlock(&ck.mu);
+				ckpt_idle();
+				pthread_mutex_lock(&ck.mu);
+			}
+		}
 		str_lcpy(path, ck.queue[ck.head], sizeof(path));
 		ck.head = (ck.head + 1) % CKPT_QUEUE;
 		ck.n--;
 		pthread_mutex_unlock(&ck.mu);
 		db = ckpt_conn_get(path);
-		if (db != NULL)
+		if (db != NULL) {
 			__atomic_add_fetch(&store_stats_g.sqlite_syncs, (uint64_t)ckpt_run(db),
 				__ATOMIC_RELAXED);
+			for (size_t i = 0; i < CKPT_CONNS; i++)
+				if (ck.conns[i].db == db)
+					ck.conns[i].idle_pending = true;
+		}
 	}
 	return NULL;
 }
