@@ -20,8 +20,12 @@ def test_status_caught_up_then_behind_then_from_cursor(procs, tmp_path):
         for i in range(3):
             assert deliver(a, f"s{i}")[0] == 250
         converged(a, b)
+        # the client rewrites its status file at most once a second: wait for
+        # one written after the uploads, not just for the cursor to catch up
         wait_for(lambda: a.status()["channels"][0]["connected"] and
-                 a.status()["channels"][0]["bytes_behind"] == 0, timeout=20 * SLOW, what="caught up")
+                 a.status()["channels"][0]["bytes_behind"] == 0 and
+                 a.status()["channels"][0]["counters"]["uploads"] >= 1, timeout=20 * SLOW,
+                 what="caught up")
         st = a.status()
         assert st["server"]["role"] == "master" and st["server"]["epoch"] == 1
         assert st["server"]["castord_running"] and st["server"]["castord_pid"] > 0
