@@ -130,8 +130,8 @@ log_fatal(int code, const char *fmt, ...)
 const char *
 log_q(const char *value)
 {
-	static char ring[4][208];
-	static int next;
+	static _Thread_local char ring[4][208];   /* per thread: the checkpoint thread logs too */
+	static _Thread_local int next;
 	char *out = ring[next];
 	size_t i, o = 0;
 	int needs = (value == NULL || *value == '\0');
