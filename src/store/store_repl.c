@@ -563,13 +563,50 @@ exec_changes(struct store_user *u, const char *sql, uint64_t upto, struct err *e
 	return sqlite3_changes(u->db);
 }
 
+/* Inside a write operation: list the file bodies no record names any
+ * more (their guids into *files), then drop every blobs row no record
+ * names. */
+static int
+orphans_drop(struct store_user *u, char ***files, size_t *nfiles, struct err *err)
+{
+	sqlite3_stmt *s = store_user_stmt(u, "SELECT guid FROM blobs WHERE data IS NULL AND NOT EXISTS"
+		" (SELECT 1 FROM records WHERE records.guid = blobs.guid)", err);
+
+	if (s == NULL)
+		return -1;
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		*files = xreallocarray(*files, *nfiles + 1, sizeof(**files));
+		(*files)[(*nfiles)++] = xstrdup((const char *)sqlite3_column_text(s, 0));
+	}
+	sqlite3_reset(s);
+	return exec_changes(u, "DELETE FROM blobs WHERE ?1 = ?1 AND NOT EXISTS"
+		" (SELECT 1 FROM records WHERE records.guid = blobs.guid)", 0, err) < 0 ? -1 : 0;
+}
+
+/* After the operation: remove the files orphans_drop listed once their
+ * rows are durably gone (committed), then release the blob lock. */
+static void
+orphans_unlink(struct store_user *u, char **files, size_t nfiles, bool committed)
+{
+	for (size_t i = 0; committed && i < nfiles; i++) {
+		struct buf p = BUF_INIT;
+		store_blob_path(u, files[i], &p);
+		if (unlink(buf_cstr(&p)) < 0)
+			log_warn("purge: cannot remove body path=%s", log_q(buf_cstr(&p)));
+		buf_free(&p);
+	}
+	store_blob_unlock(u);
+	for (size_t i = 0; i < nfiles; i++)
+		free(files[i]);
+	free(files);
+}
+
 int64_t
 store_purge(struct store_user *u, uint64_t upto, struct err *err)
 {
 	char **files = NULL;
 	size_t nfiles = 0;
 	int64_t removed = 0, r;
-	sqlite3_stmt *s;
 	int rc = 0;
 
 	if (u->in_txn)
@@ -604,37 +641,11 @@ store_purge(struct store_user *u, uint64_t upto, struct err *err)
 	if (rc == 0 && exec_changes(u, "DELETE FROM subs WHERE subscribed = 0 AND modseq <= ?",
 		upto, err) < 0)
 		rc = -1;
-	if (rc == 0) {
-		s = store_user_stmt(u, "SELECT guid FROM blobs WHERE data IS NULL AND NOT EXISTS"
-			" (SELECT 1 FROM records WHERE records.guid = blobs.guid)", err);
-		if (s == NULL) {
-			rc = -1;
-		} else {
-			while (sqlite3_step(s) == SQLITE_ROW) {
-				files = xreallocarray(files, nfiles + 1, sizeof(*files));
-				files[nfiles++] = xstrdup((const char *)sqlite3_column_text(s, 0));
-			}
-			sqlite3_reset(s);
-		}
-	}
-	if (rc == 0 && exec_changes(u, "DELETE FROM blobs WHERE ?1 = ?1 AND NOT EXISTS"
-		" (SELECT 1 FROM records WHERE records.guid = blobs.guid)", 0, err) < 0)
+	if (rc == 0 && orphans_drop(u, &files, &nfiles, err) < 0)
 		rc = -1;
 	u->dirty = true;  /* the rows must be gone durably before the files go */
 	rc = store_user_op_end(u, rc, NULL, NULL, err);
-	if (rc == 0) {
-		for (size_t i = 0; i < nfiles; i++) {
-			struct buf p = BUF_INIT;
-			store_blob_path(u, files[i], &p);
-			if (unlink(buf_cstr(&p)) < 0)
-				log_warn("purge: cannot remove body path=%s", log_q(buf_cstr(&p)));
-			buf_free(&p);
-		}
-	}
-	store_blob_unlock(u);
-	for (size_t i = 0; i < nfiles; i++)
-		free(files[i]);
-	free(files);
+	orphans_unlink(u, files, nfiles, rc == 0);
 	return rc < 0 ? -1 : removed;
 }
 
@@ -724,37 +735,11 @@ purge_mailbox(struct store_user *u, const char *uniqueid, struct err *err)
 			sqlite3_reset(s);
 		}
 	}
-	if (rc == 0) {
-		s = store_user_stmt(u, "SELECT guid FROM blobs WHERE data IS NULL AND NOT EXISTS"
-			" (SELECT 1 FROM records WHERE records.guid = blobs.guid)", err);
-		if (s == NULL) {
-			rc = -1;
-		} else {
-			while (sqlite3_step(s) == SQLITE_ROW) {
-				files = xreallocarray(files, nfiles + 1, sizeof(*files));
-				files[nfiles++] = xstrdup((const char *)sqlite3_column_text(s, 0));
-			}
-			sqlite3_reset(s);
-		}
-	}
-	if (rc == 0 && exec_changes(u, "DELETE FROM blobs WHERE ?1 = ?1 AND NOT EXISTS"
-		" (SELECT 1 FROM records WHERE records.guid = blobs.guid)", 0, err) < 0)
+	if (rc == 0 && orphans_drop(u, &files, &nfiles, err) < 0)
 		rc = -1;
 	u->dirty = true;
 	rc = store_user_op_end(u, rc, NULL, NULL, err);
-	if (rc == 0) {
-		for (size_t i = 0; i < nfiles; i++) {
-			struct buf p = BUF_INIT;
-			store_blob_path(u, files[i], &p);
-			if (unlink(buf_cstr(&p)) < 0)
-				log_warn("purge: cannot remove body path=%s", log_q(buf_cstr(&p)));
-			buf_free(&p);
-		}
-	}
-	store_blob_unlock(u);
-	for (size_t i = 0; i < nfiles; i++)
-		free(files[i]);
-	free(files);
+	orphans_unlink(u, files, nfiles, rc == 0);
 	return rc;
 }
 

@@ -119,7 +119,10 @@ class Server:
             # dump reads the mailbox list and each mailbox's records in separate
             # transactions, so a mailbox replaced in between (the replica's own
             # first INBOX giving way to the master's uniqueid) is a moving target
-            transient = ("no database yet" in cp.stderr or "no such mailbox" in cp.stderr)
+            # (and --all may list a user whose row the replica commits a
+            # moment later: "no such user")
+            transient = ("no database yet" in cp.stderr or "no such mailbox" in cp.stderr or
+                         "no such user" in cp.stderr)
             if cp.returncode == 0 or not transient:
                 break
             time.sleep(0.05)

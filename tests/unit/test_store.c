@@ -2805,6 +2805,43 @@ test_dedup_upgrade(void **state)
 	assert_int_equal(check_clean("alice"), 0);
 }
 
+/* store_ckpt.c: commits ask the checkpoint thread; a WAL left alone for
+ * a second is emptied, so a mailbox at rest costs its database only. */
+static void
+test_wal_truncated_at_rest(void **state)
+{
+	struct store_user *u = open_user("alice");
+	struct buf path = BUF_INIT;
+	char inbox[33];
+	struct stat sb;
+	struct err e;
+	int i;
+
+	(void)state;
+	mbid_of(u, "INBOX", inbox);
+	for (i = 0; i < 300; i++) {
+		char *d = make_delivery(NULL, i, 600);
+		struct store_append_msg m = { d, strlen(d), 0, 0, NULL };
+		assert_int_equal(store_append(u, inbox, &m, 1, NULL, NULL, &e), 0);
+		free(d);
+	}
+	store_user_dir(st, "alice", &path);
+	buf_puts(&path, "/user.db-wal");
+	assert_int_equal(stat(buf_cstr(&path), &sb), 0);
+	assert_true(sb.st_size > 0);
+	for (i = 0; i < 100; i++) {     /* at most 10 s */
+		struct timespec ts = { 0, 100 * 1000 * 1000 };
+		if (stat(buf_cstr(&path), &sb) == 0 && sb.st_size == 0)
+			break;
+		nanosleep(&ts, NULL);
+	}
+	assert_int_equal(sb.st_size, 0);
+	assert_int_equal(messages_in(u, "INBOX"), 300);
+	store_user_close(&u);
+	buf_free(&path);
+	assert_int_equal(check_clean("alice"), 0);
+}
+
 /* Schema 3: STATUS counters kept by triggers through append, flags,
  * copy, move and expunge; an upgrade from schema 2 computes them;
  * castorctl check finds and repairs a wrong one. */
@@ -2935,6 +2972,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_dedup_replica, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dedup_upgrade, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_status_counters, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_wal_truncated_at_rest, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dedup_scale, setup, teardown),
 	};
 
