@@ -1437,27 +1437,7 @@ static int
 read_resp(struct syncpush *p, struct syncproto_value **f, struct syncproto_response *r,
 	struct err *err)
 {
-	int rc;
-
-	if (syncsess_out(p->sess)->len > 0 && syncsess_flush(p->sess, err) < 0)
-		return -1;
-	rc = syncsess_read(p->sess, f, err);
-	if (rc == 0)
-		return err_set(err, ERR_TEMP, "the replica closed the connection");
-	if (rc < 0)
-		return -1;
-	if (syncproto_response_parse(*f, r, err) < 0) {
-		syncproto_value_free(f);
-		err->kind = ERR_TEMP;
-		return -1;
-	}
-	if (r->kind == SYNCPROTO_RESP_BYE) {
-		err_set(err, r->code_kind == ERR_PERM ? ERR_PERM : ERR_TEMP, "the replica said BYE: %s",
-			r->text ? r->text : "");
-		syncproto_value_free(f);
-		return -1;
-	}
-	return 0;
+	return syncsess_read_response(p->sess, "the replica", f, r, err);
 }
 
 /* Send a one-line command and wait for its tagged answer; untagged data

@@ -259,3 +259,30 @@ syncsess_plain_out(const struct syncsess *s)
 {
 	return s->plain_out;
 }
+
+int
+syncsess_read_response(struct syncsess *s, const char *peer, struct syncproto_value **frame_r,
+	struct syncproto_response *r, struct err *err)
+{
+	int rc;
+
+	if (syncsess_out(s)->len > 0 && syncsess_flush(s, err) < 0)
+		return -1;
+	rc = syncsess_read(s, frame_r, err);
+	if (rc == 0)
+		return err_set(err, ERR_TEMP, "%s closed the connection", peer);
+	if (rc < 0)
+		return -1;
+	if (syncproto_response_parse(*frame_r, r, err) < 0) {
+		syncproto_value_free(frame_r);
+		err->kind = ERR_TEMP;
+		return -1;
+	}
+	if (r->kind == SYNCPROTO_RESP_BYE) {
+		err_set(err, r->code_kind == ERR_PERM ? ERR_PERM : ERR_TEMP, "%s said BYE: %s", peer,
+			r->text ? r->text : "");
+		syncproto_value_free(frame_r);
+		return -1;
+	}
+	return 0;
+}

@@ -45,6 +45,12 @@ int syncsess_flush(struct syncsess *s, struct err *err);
  * Blocks (up to the conn's read timeout) when no input is buffered.
  */
 int syncsess_read(struct syncsess *s, struct syncproto_value **frame_r, struct err *err);
+/* The client side's next response: flushes what is queued, reads one
+ * frame and parses it.  EOF, a parse error and BYE are errors (ERR_TEMP,
+ * ERR_PERM for BYE [PERM]) naming the peer ("the replica", "the peer").
+ * 0 with *frame_r (owned by the caller) and *r pointing into it, or -1. */
+int syncsess_read_response(struct syncsess *s, const char *peer, struct syncproto_value **frame_r,
+	struct syncproto_response *r, struct err *err);
 
 /* True when input is buffered (in the decoder, the decompressor or the
  * conn): the next syncsess_read() will make progress without waiting. */
