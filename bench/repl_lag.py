@@ -4,11 +4,15 @@ message being visible on the replica.
 One LMTP client delivers to one fresh user at a steady RATE (messages are sent
 on a fixed schedule t0 + i/RATE; a late send is not made up by bursting) for
 SECONDS.  A separate process polls IMAP STATUS INBOX on the replica every
-5 ms over one logged-in connection and records, for each new message number,
+1 ms over one logged-in connection and records, for each new message number,
 the time the STATUS reply that first showed it arrived.  lag(k) = that time -
-the time the k-th 250 arrived at the client.  Resolution: the 5 ms poll plus
+the time the k-th 250 arrived at the client.  Resolution: the 1 ms poll plus
 one STATUS round trip; the lag is an upper bound (a message replicated before
 its 250 shows a lag <= 0 only if a poll happened in between).
+Why 1 ms: with the 5 ms polls of ../shared/anchors/cyrus, a system whose
+replica holds every message before its 250 still measures a p99 of 5 ms
+plus a round trip (the poll period itself); figures near the 5 ms target
+would say more about the poller than about the system.
 Figures per variant and rate: p50, p95, p99, max (ms), the rate achieved, and
 the LMTP latency (MAIL..250) p50.
 Sizes: full 30 s, quick 5 s, smoke 1 s at 20/s; rates 50/s and 200/s.
@@ -21,15 +25,15 @@ import time
 from common import ReplicaPoller, lmtp_connect, make_msg, now, pctl, try_status
 
 NAME = "repl_lag"
-TITLE = "replication lag, LMTP 250 on the master -> visible on the replica (IMAP STATUS, 5 ms polls)"
+TITLE = "replication lag, LMTP 250 on the master -> visible on the replica (IMAP STATUS, 1 ms polls)"
 NEEDS = ("castord", "castorctl", "lmtpd", "imapd", "syncd", "sync-client")
 
 
 def sizes(level):
     if level == "smoke":
-        return {"rates": [20], "seconds": 1, "slots": ["default"], "poll_ms": 5}
+        return {"rates": [20], "seconds": 1, "slots": ["default"], "poll_ms": 1}
     return {"rates": [50, 200], "seconds": 30 if level == "full" else 5, "slots": ["default", "lowlag"],
-            "poll_ms": 5}
+            "poll_ms": 1}
 
 
 def one(peer, slot, rate, secs, poll_ms, rep):
@@ -53,7 +57,10 @@ def one(peer, slot, rate, secs, poll_ms, rep):
             d = target - now()
             if d > 0:
                 time.sleep(d)
-            if now() - t0 > secs * 3 + 30:
+            if now() - t0 > secs * 1.1 + 1:
+                # a system that cannot keep the rate sends fewer messages in
+                # the same time (the rate achieved says so), not the same
+                # number late
                 err = "send deadline"
                 break
             ts = now()

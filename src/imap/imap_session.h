@@ -85,6 +85,7 @@ struct imap_session {
 	struct buf tagline;             /* the tagged reply, sent after the untagged updates */
 	const struct imap_cmd *cur;     /* the command running */
 	uint64_t ncommands;
+	uint64_t cmd_idle_us;           /* the client's idle time before the current command */
 };
 
 /* ---- output (imapd.c) ---- */

@@ -377,8 +377,9 @@ imapd_dispatch(struct imap_session *s, struct imap_cmd *c)
 }
 
 /* sync_mode semisync: a change is acknowledged only once a replica has
- * it (synchook.h).  Returns at once when this command changed nothing or
- * the mode is async; if the wait fails (strict semisync, no replica) the
+ * it (synchook.h).  Returns at once when this command changed nothing; in
+ * async mode it may wait a little when the client was idle before the
+ * command anyway (sync_async_wait); if the wait fails (strict semisync, no replica) the
  * OK becomes NO [UNAVAILABLE]: the change is committed here but not
  * confirmed, as LMTP answers 451. */
 static void
@@ -392,6 +393,7 @@ imapd_replication_wait(struct imap_session *s)
 	sp = memchr(s->tagline.data, ' ', s->tagline.len);
 	if (sp == NULL || strncmp(sp, " OK", 3) != 0)
 		return;
+	synchook_idle_hint(imap_cfg.st, s->cmd_idle_us);
 	if (synchook_wait(imap_cfg.st, &err) == 0)
 		return;
 	log_warn("replication not confirmed user=%s command=%s error=%s", log_q(s->user),
@@ -595,9 +597,11 @@ imapd_handle(struct service_conn *sc)
 			/* do not keep an APPEND's buffer while idle */
 			buf_free(&s->cmdbuf);
 		}
+		s->cmd_idle_us = 0;
 		if (conn_pending_input(s->conn) == 0) {
 			int w = service_wait_input(conn_rfd(s->conn), imapd_timeout(s));
 
+			s->cmd_idle_us = service_last_wait_us();
 			if (w == SERVICE_WAIT_QUIT) {
 				end = SERVICE_END_QUIT;
 				break;

@@ -53,6 +53,7 @@ const struct conf_key conf_known_keys[] = {
 	{ "*_sync_tls", CONF_BOOL, NULL, "TLS on the channel (default yes off loopback, no on loopback)" },
 	{ "sync_log_segment_size", CONF_BYTES, NULL, "size at which the sync log starts a new segment (default 64M)" },
 	{ "sync_log_max_bytes", CONF_BYTES, NULL, "a channel further behind than this is detached and recovers by anti-entropy (default 4G)" },
+	{ "sync_async_wait", CONF_DURATION, NULL, "async: longest an answer waits for a replica when the client was idle anyway; 0 never (default 5ms)" },
 	{ "sync_semisync_channels", CONF_LIST, NULL, "channels whose commit a semisync acknowledgement may wait for (default all)" },
 	{ "sync_semisync_timeout", CONF_DURATION, NULL, "semisync: wait this long for a replica before degrading or refusing (default 2s)" },
 	{ "sync_semisync_strict", CONF_BOOL, NULL, "semisync: refuse with a temporary error instead of degrading to async (default no)" },

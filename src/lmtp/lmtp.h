@@ -58,11 +58,13 @@ struct lmtp_sess {
 	size_t in_used;            /* bytes of `in` the current line occupies */
 	char id[32];               /* session id for logs and Received: */
 	unsigned ntxn;
+	uint64_t cmd_idle_us;      /* the client's idle time before the current command */
 	bool lhlo;
 	char helo[256];
 
 	/* the transaction */
 	bool mail;
+	uint64_t txn_idle_us;      /* the client's idle time before MAIL (synchook_idle_hint) */
 	char sender[LMTP_PATH_MAX + 1];
 	enum lmtp_body body;
 	bool has_size;

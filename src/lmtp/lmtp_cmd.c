@@ -29,6 +29,7 @@
 #include "lib/xalloc.h"
 #include "svc/svcauth.h"
 #include "svc/svcstore.h"
+#include "sync/synchook.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -229,6 +230,9 @@ lmtp_cmd_mail(struct lmtp_sess *s, const struct lmtp_cmd *cmd)
 	}
 	lmtp_txn_reset(s);
 	s->mail = true;
+	/* busy means back to back with our last transaction's answers; the
+	 * first transaction of a connection follows none */
+	s->txn_idle_us = s->ntxn == 0 ? SYNCHOOK_IDLE_UNKNOWN : s->cmd_idle_us;
 	str_lcpy(s->sender, cmd->path, sizeof(s->sender));
 	s->body = cmd->body;
 	s->has_size = cmd->has_size;
@@ -560,6 +564,7 @@ lmtp_session(struct lmtp_sess *s)
 		size_t len;
 		int r;
 
+		s->cmd_idle_us = 0;
 		if (!lmtp_in_pending(s)) {
 			int w;
 
@@ -570,6 +575,7 @@ lmtp_session(struct lmtp_sess *s)
 			w = s->bdat ? SERVICE_WAIT_INPUT : service_wait_input(conn_rfd(s->conn), LMTP_IDLE_MS);
 			if (w == SERVICE_WAIT_QUIT)
 				return SERVICE_END_QUIT;
+			s->cmd_idle_us = service_last_wait_us();
 			if (w == SERVICE_WAIT_TIMEOUT) {
 				lmtp_sayf(s, "421 4.4.2 %s Idle for too long, closing", lmtpd_g.servername);
 				return SERVICE_END_DONE;

@@ -30,6 +30,7 @@
 #include "lib/str.h"
 #include "lib/xalloc.h"
 #include "svc/svcstore.h"
+#include "sync/synchook.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -427,7 +428,9 @@ lmtp_deliver_user(struct lmtp_sess *s, const size_t *idx, size_t n, const char *
 
 /*
  * sync_mode semisync: a 250 waits until a replica has committed the
- * message too (one wait covers every user of the transaction).  When
+ * message too (one wait covers every user of the transaction).  In async
+ * mode it may wait a little when the client was idle before MAIL anyway
+ * (sync_async_wait, synchook.h).  When
  * strict semisync gives up, the message is committed here but not
  * confirmed: the recipients get 451 4.4.0 as synchook.h prescribes, and
  * the MTA's retry is stored once thanks to duplicate suppression.
@@ -440,7 +443,10 @@ lmtp_deliver_confirm(struct lmtp_sess *s)
 
 	for (size_t i = 0; i < s->nrcpt && !any; i++)
 		any = str_has_prefix(s->rcpts[i].reply, "250");
-	if (!any || svcstore_wait(lmtpd_g.st, &err) == 0)
+	if (!any)
+		return;
+	synchook_idle_hint(lmtpd_g.st, s->txn_idle_us);
+	if (svcstore_wait(lmtpd_g.st, &err) == 0)
 		return;
 	log_warn("replication not confirmed id=%s.%u error=%s", s->id, s->ntxn, log_q(err.msg));
 	for (size_t i = 0; i < s->nrcpt; i++) {

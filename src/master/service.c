@@ -111,8 +111,37 @@ service_now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static uint64_t last_wait_us;
+
+static uint64_t
+service_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+uint64_t
+service_last_wait_us(void)
+{
+	return last_wait_us;
+}
+
+static int service_wait_input_1(int fd, int timeout_ms);
+
 int
 service_wait_input(int fd, int timeout_ms)
+{
+	uint64_t t0 = service_now_us();
+	int w = service_wait_input_1(fd, timeout_ms);
+
+	last_wait_us = service_now_us() - t0;
+	return w;
+}
+
+static int
+service_wait_input_1(int fd, int timeout_ms)
 {
 	struct pollfd p[3];
 	int64_t deadline = timeout_ms >= 0 ? service_now_ms() + timeout_ms : -1;

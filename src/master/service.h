@@ -117,6 +117,9 @@ bool service_quit_requested(void);
  * is requested: SERVICE_WAIT_INPUT / _TIMEOUT / _QUIT.  A quit already
  * requested returns _QUIT at once. */
 int service_wait_input(int fd, int timeout_ms);
+/* How long the last service_wait_input() blocked, in microseconds: the
+ * client's idle time before the input it returned for. */
+uint64_t service_last_wait_us(void);
 /* castor.conf as loaded at start (NULL when conf_optional and none given). */
 const struct conf *service_conf(void);
 /* The entry name from services.conf (CASTOR_SERVICE), or ops->name. */

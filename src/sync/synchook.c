@@ -48,6 +48,11 @@ struct synchook {
 	struct synclog_pos last;
 	bool pending;             /* appended since the last wait */
 	bool lost;                /* an append failed since the last wait */
+	/* async mode: the opportunistic wait (synchook_wait_async) */
+	int64_t async_wait_us;    /* sync_async_wait; 0 = never wait */
+	uint64_t idle_hint_us;    /* the client's idle time before this command */
+	uint64_t est_us;          /* moving average of a replica's confirmation time */
+	uint64_t probe;           /* waits skipped while est_us > async_wait_us */
 	struct synchook_stats stats;
 };
 
@@ -72,12 +77,12 @@ now_ms(void)
 }
 
 static uint64_t
-mono_ms(void)
+mono_us(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
 void
@@ -207,7 +212,12 @@ synchook_attach(struct store *st, const struct conf *conf, struct err *err)
 	h->strict = conf_get_bool(conf, "sync_semisync_strict", false);
 	h->timeout_ms = conf_get_duration_ms(conf, "sync_semisync_timeout", 2000);
 	h->stats.semisync = h->semisync;
-	if (h->semisync) {
+	h->async_wait_us = h->semisync ? 0 : conf_get_duration_ms(conf, "sync_async_wait", 5) * 1000;
+	if (h->async_wait_us < 0)
+		h->async_wait_us = 0;
+	h->idle_hint_us = SYNCHOOK_IDLE_UNKNOWN;
+	h->est_us = 1000;
+	if (h->semisync || h->async_wait_us > 0) {
 		size_t n = 0;
 		char **ss = conf_get_list(conf, "sync_semisync_channels", &n);
 		if (n == 0) {
@@ -327,16 +337,107 @@ degraded_flagged(struct synchook *h)
 	return r;
 }
 
+void
+synchook_idle_hint(struct store *st, uint64_t idle_us)
+{
+	struct synchook *h = hook_find(st);
+
+	if (h != NULL)
+		h->idle_hint_us = idle_us;
+}
+
+/* Wait on the ACK files' inotify watch until some channel confirmed
+ * h->last or deadline_us (monotonic) passes.  1 confirmed, 0 not. */
+static int
+ack_wait_until(struct synchook *h, uint64_t deadline_us, bool *live)
+{
+	char drainbuf[4096];
+
+	for (;;) {
+		uint64_t now = mono_us();
+		int left_ms;
+		struct pollfd pf;
+
+		if (now >= deadline_us)
+			return 0;
+		left_ms = (int)((deadline_us - now + 999) / 1000);
+		if (h->ino >= 0) {
+			pf.fd = h->ino;
+			pf.events = POLLIN;
+			pf.revents = 0;
+			/* poll in short slices too: an ACK file replaced under us
+			 * would not wake the inotify watch */
+			if (poll(&pf, 1, left_ms < 50 ? left_ms : 50) > 0)
+				while (read(h->ino, drainbuf, sizeof(drainbuf)) > 0)
+					;
+		} else {
+			struct timespec ts = { 0, 1000 * 1000 };
+			nanosleep(&ts, NULL);
+		}
+		if (acked(h, live) == 1)
+			return 1;
+	}
+}
+
+/*
+ * Async mode: wait a little for a replica when that costs the client
+ * nothing it would notice.  A client that was idle before this command
+ * for at least half of what a confirmation usually takes (est_us) is not
+ * keeping this process busy, so its answer can wait up to
+ * sync_async_wait for a live replica's commit; a client that sends its
+ * next command as soon as it has the answer (a bulk load) is answered at
+ * once.  Never an error, never degrades, never logs per message.
+ */
+static void
+synchook_wait_async(struct synchook *h)
+{
+	uint64_t idle = h->idle_hint_us, t0, deadline;
+	bool live = false;
+
+	h->idle_hint_us = SYNCHOOK_IDLE_UNKNOWN;
+	if (!h->pending || h->async_wait_us <= 0)
+		return;
+	h->pending = false;
+	if (idle != SYNCHOOK_IDLE_UNKNOWN && idle < h->est_us / 2) {
+		h->stats.async_busy++;
+		return;
+	}
+	if (h->est_us > (uint64_t)h->async_wait_us && (++h->probe % 64) != 0) {
+		/* the replica has been slower than the budget: try now and then */
+		h->stats.async_slow++;
+		return;
+	}
+	if (acked(h, &live) == 1) {
+		h->stats.async_confirmed++;
+		return;
+	}
+	if (!live)
+		return;
+	t0 = mono_us();
+	deadline = t0 + (uint64_t)h->async_wait_us;
+	h->stats.async_waits++;
+	if (ack_wait_until(h, deadline, &live) == 1) {
+		h->stats.async_confirmed++;
+		h->est_us = (h->est_us * 7 + (mono_us() - t0)) / 8;
+	} else {
+		h->stats.async_timeouts++;
+		h->est_us = (h->est_us * 7 + 2 * (uint64_t)h->async_wait_us) / 8;
+	}
+}
+
 int
 synchook_wait(struct store *st, struct err *err)
 {
 	struct synchook *h = hook_find(st);
 	uint64_t deadline;
 	bool live = false;
-	char drainbuf[4096];
 
-	if (h == NULL || !h->semisync)
+	if (h == NULL)
 		return 0;
+	if (!h->semisync) {
+		synchook_wait_async(h);
+		return 0;
+	}
 	if (!h->pending && !h->lost)
 		return 0;
 	h->stats.waits++;
@@ -358,31 +459,9 @@ synchook_wait(struct store *st, struct err *err)
 			return err_set(err, ERR_TEMP, "no replica is connected (semisync strict)");
 		return 0;
 	}
-	deadline = mono_ms() + (uint64_t)(h->timeout_ms > 0 ? h->timeout_ms : 0);
-	for (;;) {
-		uint64_t now = mono_ms();
-		int left;
-		struct pollfd pf;
-
-		if (now >= deadline)
-			break;
-		left = (int)(deadline - now);
-		if (h->ino >= 0) {
-			pf.fd = h->ino;
-			pf.events = POLLIN;
-			pf.revents = 0;
-			/* poll in short slices too: an ACK file replaced under us
-			 * would not wake the inotify watch */
-			if (poll(&pf, 1, left < 50 ? left : 50) > 0)
-				while (read(h->ino, drainbuf, sizeof(drainbuf)) > 0)
-					;
-		} else {
-			struct timespec ts = { 0, 5 * 1000 * 1000 };
-			nanosleep(&ts, NULL);
-		}
-		if (acked(h, &live) == 1)
-			goto done;
-	}
+	deadline = mono_us() + (uint64_t)(h->timeout_ms > 0 ? h->timeout_ms : 0) * 1000;
+	if (ack_wait_until(h, deadline, &live) == 1)
+		goto done;
 	h->stats.wait_timeouts++;
 	h->pending = false;
 	if (h->strict) {

@@ -57,11 +57,36 @@ bool synchook_active(const struct store *st);
 /* Semi-synchronous acknowledgement, see above.  0 or -1 (ERR_TEMP). */
 int synchook_wait(struct store *st, struct err *err);
 
+/*
+ * Async mode's opportunistic wait.  With `sync_async_wait` > 0 (default
+ * 5ms) synchook_wait, in async mode, may hold the answer up to that long
+ * for a live replica to confirm the change, but only when the client was
+ * idle before the command for at least half the usual confirmation time:
+ * then the wait costs the client latency it does not notice, and on a
+ * hard failover the change is already on the replica.  A client that
+ * keeps the process busy (its next command follows the answer at once)
+ * is answered at once, so bulk throughput is that of plain async.  When
+ * no channel is live, or the replica keeps missing the budget, nothing
+ * waits.  It is never an error and never degrades anything.
+ *
+ * The service tells the hook how long the client was idle before the
+ * command whose changes the next synchook_wait covers (its wait for input
+ * before MAIL, or before the IMAP command); SYNCHOOK_IDLE_UNKNOWN (the
+ * default) counts as idle.
+ */
+#define SYNCHOOK_IDLE_UNKNOWN UINT64_MAX
+void synchook_idle_hint(struct store *st, uint64_t idle_us);
+
 struct synchook_stats {
 	uint64_t appended;
 	uint64_t append_failures;
 	uint64_t waits;            /* synchook_wait calls that had something to wait for */
 	uint64_t wait_timeouts;
+	uint64_t async_waits;      /* async: waits begun */
+	uint64_t async_confirmed;  /* async: answered after a replica's commit */
+	uint64_t async_timeouts;   /* async: the budget ran out first */
+	uint64_t async_busy;       /* async: not waited, the client was busy */
+	uint64_t async_slow;       /* async: not waited, the replica is slower than the budget */
 	bool semisync;
 	bool degraded;
 	struct synclog_pos last;   /* just after the last record appended */

@@ -179,6 +179,8 @@ cmd_deliver(char **a, int n, struct err *err)
 		struct store_append_msg msg;
 		struct store_append_result res;
 
+		uint64_t idle_us = 0;   /* a bulk load (rate 0) is a busy client */
+
 		if (rate > 0) {
 			struct timespec now, due;
 			uint64_t at = (uint64_t)i * 1000000000ull / rate;
@@ -189,8 +191,11 @@ cmd_deliver(char **a, int n, struct err *err)
 				due.tv_nsec -= 1000000000L;
 			}
 			clock_gettime(CLOCK_MONOTONIC, &now);
-			if (now.tv_sec < due.tv_sec || (now.tv_sec == due.tv_sec && now.tv_nsec < due.tv_nsec))
+			if (now.tv_sec < due.tv_sec || (now.tv_sec == due.tv_sec && now.tv_nsec < due.tv_nsec)) {
+				idle_us = (uint64_t)(due.tv_sec - now.tv_sec) * 1000000 +
+					(uint64_t)(due.tv_nsec / 1000) - (uint64_t)(now.tv_nsec / 1000);
 				clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &due, NULL);
+			}
 		}
 		make_message(&m, a[1], size, a[5], i);
 		memset(&msg, 0, sizeof(msg));
@@ -200,6 +205,7 @@ cmd_deliver(char **a, int n, struct err *err)
 			note("failed n=%u error=%s\n", i, err->msg);
 			continue;
 		}
+		synchook_idle_hint(st, idle_us);
 		if (wait_ack(err) < 0) {
 			note("unacked n=%u uid=%u guid=%s error=%s\n", i, res.uid, res.guid, err->msg);
 			continue;
@@ -416,9 +422,14 @@ run(char **a, int n, struct buf *reply, struct err *err)
 		struct synchook_stats s;
 		synchook_stats(st, &s);
 		buf_printf(reply, " active=%d appended=%llu failures=%llu waits=%llu timeouts=%llu"
-			" degraded=%d", synchook_active(st) ? 1 : 0, (unsigned long long)s.appended,
+			" degraded=%d async_waits=%llu async_confirmed=%llu async_expired=%llu"
+			" async_busy=%llu async_slow=%llu", synchook_active(st) ? 1 : 0,
+			(unsigned long long)s.appended,
 			(unsigned long long)s.append_failures, (unsigned long long)s.waits,
-			(unsigned long long)s.wait_timeouts, s.degraded ? 1 : 0);
+			(unsigned long long)s.wait_timeouts, s.degraded ? 1 : 0,
+			(unsigned long long)s.async_waits, (unsigned long long)s.async_confirmed,
+			(unsigned long long)s.async_timeouts, (unsigned long long)s.async_busy,
+			(unsigned long long)s.async_slow);
 		rc = 0;
 	} else {
 		return err_set(err, ERR_INVALID, "unknown command or wrong arguments: %s", a[0]);
