@@ -24,6 +24,7 @@ const struct conf_key conf_known_keys[] = {
 
 	/* store and delivery */
 	{ "blob_inline_max", CONF_BYTES, NULL, "message bodies up to this size are kept inside the user database (default 64k)" },
+	{ "blob_compress", CONF_BOOL, NULL, "zstd-compress the bodies kept inside the user database when that saves space (default yes)" },
 	{ "maxmessagesize", CONF_BYTES, NULL, "largest message accepted by LMTP and APPEND; 0 = no limit (default 0)" },
 	{ "quota_default_bytes", CONF_BYTES, NULL, "storage quota of a user without one of their own; 0 = none (default 0)" },
 	{ "quota_default_messages", CONF_INT, NULL, "message-count quota of a user without one of their own; 0 = none (default 0)" },

@@ -230,6 +230,7 @@ store_opts_init(struct store_opts *opts)
 	memset(opts, 0, sizeof(*opts));
 	opts->inline_max = STORE_INLINE_MAX_DEFAULT;
 	opts->busy_timeout_ms = 30000;
+	opts->compress = true;
 }
 
 void
@@ -244,6 +245,7 @@ store_opts_from_conf(struct store_opts *opts, const struct conf *conf)
 	m = conf_get_int(conf, "quota_default_messages", 0);
 	opts->quota_default_messages = m > 0 ? (uint64_t)m : 0;
 	opts->inline_max = (size_t)conf_get_bytes(conf, "blob_inline_max", STORE_INLINE_MAX_DEFAULT);
+	opts->compress = conf_get_bool(conf, "blob_compress", true);
 }
 
 /* ------------------------------------------------------------------ */

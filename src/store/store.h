@@ -102,6 +102,8 @@ struct store_opts {
 	size_t inline_max;               /* bodies <= this are rows of user.db; 0 = all files;
 	                                    SIZE_MAX = all inline.  Default STORE_INLINE_MAX_DEFAULT */
 	int busy_timeout_ms;             /* SQLite busy timeout; 0 = 30000 */
+	bool compress;                   /* zstd-compress bodies stored in user.db
+	                                    (blob_compress, default yes) */
 };
 
 /* Fill opts with the defaults (read-write, unlimited quota, default

@@ -9,6 +9,16 @@
  * row has data NULL.  The choice and the figures behind it are in
  * docs/decisions.md.
  *
+ * Compression (opts.compress, blob_compress: yes by default): an inline
+ * body is stored as one zstd frame when that saves at least
+ * BLOB_ZSTD_MIN_SAVING bytes, else as is.  blobs.size is always the
+ * body's own size, so a row whose length(data) differs from size holds a
+ * frame and one whose length equals it holds the octets (rows written
+ * before compression existed, or with it off, read unchanged).
+ * store_blob_map decompresses and checks the frame's content size; the
+ * GUID (SHA-1) is always of the uncompressed octets.  Files are never
+ * compressed: they are mmapped for partial FETCHes of large messages.
+ *
  * Durability order for a file body (M5 in store_user.c):
  *   1. write <gg>/.tmp.<guid>.<pid>.<n>        (failpoint store.append.after_blob_write)
  *   2. fsync the temporary file                 (failpoint store.append.after_blob_fsync)
@@ -48,6 +58,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zstd.h>
 
 #include "lib/atomicfile.h"
 #include "lib/failpoint.h"
@@ -274,23 +285,90 @@ store_blob_prewrite(struct store_user *u, const char *guid, const void *data, si
 	return blob_file_write(u, guid, data, len, err);
 }
 
+#define BLOB_ZSTD_LEVEL 1
+#define BLOB_ZSTD_MIN_SAVING 64
+
+static __thread ZSTD_CCtx *cctx;
+static __thread ZSTD_DCtx *dctx;
+
+/* The zstd frame of data into *out when it saves BLOB_ZSTD_MIN_SAVING
+ * bytes or more: its length, else 0 (store the octets). */
+static size_t
+blob_compress(const void *data, size_t len, void **out)
+{
+	size_t cap, n;
+
+	*out = NULL;
+	if (len <= BLOB_ZSTD_MIN_SAVING)
+		return 0;
+	/* one context per thread, kept: making one per call costs more than
+	 * compressing a 4 KiB message */
+	if (cctx == NULL && (cctx = ZSTD_createCCtx()) == NULL)
+		return 0;
+	cap = ZSTD_compressBound(len);
+	*out = xmalloc(cap);
+	n = ZSTD_compressCCtx(cctx, *out, cap, data, len, BLOB_ZSTD_LEVEL);
+	if (ZSTD_isError(n) || n + BLOB_ZSTD_MIN_SAVING > len) {
+		free(*out);
+		*out = NULL;
+		return 0;
+	}
+	return n;
+}
+
+/* A stored inline body back to its octets: frame (n bytes) of a body of
+ * size bytes into a new NUL-terminated allocation.  0, or -1 with err
+ * (ERR_CORRUPT: not a frame of exactly that size). */
+int
+store_blob_inflate(const void *frame, size_t n, uint64_t size, char **out, struct err *err)
+{
+	unsigned long long want = ZSTD_getFrameContentSize(frame, n);
+	size_t got;
+
+	*out = NULL;
+	if (want == ZSTD_CONTENTSIZE_ERROR || want == ZSTD_CONTENTSIZE_UNKNOWN || want != size ||
+	    size > SIZE_MAX - 1)
+		return err_set(err, ERR_CORRUPT, "stored body is not a frame of %llu bytes",
+			(unsigned long long)size);
+	if (dctx == NULL && (dctx = ZSTD_createDCtx()) == NULL)
+		return err_set(err, ERR_TEMP, "out of memory for a decompression context");
+	*out = xmalloc((size_t)size + 1);
+	got = ZSTD_decompressDCtx(dctx, *out, (size_t)size, frame, n);
+	if (ZSTD_isError(got) || got != size) {
+		free(*out);
+		*out = NULL;
+		return err_set(err, ERR_CORRUPT, "stored body does not decompress (%s)",
+			ZSTD_isError(got) ? ZSTD_getErrorName(got) : "short");
+	}
+	(*out)[size] = '\0';
+	return 0;
+}
+
 int
 store_blob_put(struct store_user *u, const char *guid, const void *data, size_t len,
 	bool prewritten, struct err *err)
 {
 	sqlite3_stmt *s;
+	void *frame = NULL;
 	int r;
 
 	r = blob_row_exists(u, guid, err);
 	if (r != 0)
 		return r < 0 ? -1 : 0;
 	if (store_blob_is_inline(u, len)) {
+		size_t n = u->st->opts.compress ? blob_compress(data, len, &frame) : 0;
+
 		s = store_user_stmt(u, "INSERT INTO blobs(guid, size, data) VALUES (?, ?, ?)", err);
-		if (s == NULL)
+		if (s == NULL) {
+			free(frame);
 			return -1;
+		}
 		sqlite3_bind_text(s, 1, guid, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(s, 2, (sqlite3_int64)len);
-		sqlite3_bind_blob64(s, 3, len ? data : "", len, SQLITE_STATIC);
+		if (n > 0)
+			sqlite3_bind_blob64(s, 3, frame, n, SQLITE_STATIC);
+		else
+			sqlite3_bind_blob64(s, 3, len ? data : "", len, SQLITE_STATIC);
 	} else {
 		if (prewritten) {
 			/* A duplicate delivery of the same octets may have removed
@@ -316,6 +394,7 @@ store_blob_put(struct store_user *u, const char *guid, const void *data, size_t 
 	}
 	r = sqlite3_step(s);
 	sqlite3_reset(s);
+	free(frame);
 	if (r != SQLITE_DONE)
 		return store_sql_err(u->db, r, err, "blob insert");
 	u->dirty = true;
@@ -365,6 +444,20 @@ store_blob_map(struct store_user *u, const char *guid, struct store_blob *b, str
 	size = (uint64_t)sqlite3_column_int64(s, 0);
 	if (!sqlite3_column_int(s, 1)) {
 		size_t n = (size_t)sqlite3_column_bytes(s, 2);
+
+		if ((uint64_t)n != size) {
+			/* a zstd frame (see the top of this file) */
+			rc = store_blob_inflate(sqlite3_column_blob(s, 2), n, size, &b->priv_copy, err);
+			sqlite3_reset(s);
+			if (rc < 0) {
+				log_error("damaged message body user=%s guid=%s error=%s", log_q(u->name),
+					guid, log_q(err->msg));
+				return -1;
+			}
+			b->data = b->priv_copy;
+			b->len = (size_t)size;
+			return 0;
+		}
 		b->priv_copy = xmalloc(n + 1);
 		if (n)
 			memcpy(b->priv_copy, sqlite3_column_blob(s, 2), n);

@@ -181,7 +181,22 @@ check_blobs(struct ck *c, struct err *err)
 		}
 		if (!sqlite3_column_int(s, 2)) {
 			int n = sqlite3_column_bytes(s, 4);
-			store_guid(n ? sqlite3_column_blob(s, 4) : "", (size_t)n, sha);
+			char *octets = NULL;
+			struct err zerr;
+
+			if ((uint64_t)n != size) {
+				/* a compressed body (store_blob.c) */
+				if (store_blob_inflate(sqlite3_column_blob(s, 4), (size_t)n, size, &octets,
+					&zerr) < 0) {
+					problem_nofix(c, "inline body %s is damaged (%s)", g, zerr.msg);
+					continue;
+				}
+				store_guid(octets, (size_t)size, sha);
+				free(octets);
+				n = (int)size;
+			} else {
+				store_guid(n ? sqlite3_column_blob(s, 4) : "", (size_t)n, sha);
+			}
 			if ((uint64_t)n != size || !str_eq(sha, g))
 				problem_nofix(c, "inline body %s is damaged (size %d, sha1 %s)", g, n, sha);
 			continue;

@@ -181,6 +181,9 @@ int store_blob_prewrite(struct store_user *u, const char *guid, const void *data
 int store_blob_drop_unused(struct store_user *u, const char *guid, struct err *err);
 void store_blob_path(const struct store_user *u, const char *guid, struct buf *out);
 bool store_blob_is_inline(const struct store_user *u, size_t len);
+/* An inline body stored as a zstd frame (n bytes) back to its size octets,
+ * in a new NUL-terminated allocation.  0, or -1 with ERR_CORRUPT. */
+int store_blob_inflate(const void *frame, size_t n, uint64_t size, char **out, struct err *err);
 bool store_guid_valid(const char *guid);
 /* blobs.lock: shared while a blob may be written but not yet committed;
  * exclusive for the orphan sweep. */

@@ -1860,6 +1860,12 @@ test_opts_from_conf(void **state)
 	assert_int_equal(o.quota_default_bytes, 2 * 1024 * 1024);
 	assert_int_equal(o.inline_max, 1024);
 	assert_false(o.read_only);
+	assert_true(o.compress);
+	conf_free(c);
+	c = conf_parse("blob_compress: no\n", 18, "/tmp/castor.conf", &e);
+	assert_non_null(c);
+	store_opts_from_conf(&o, c);
+	assert_false(o.compress);
 	conf_free(c);
 	store_opts_from_conf(&o, NULL);
 	assert_int_equal(o.inline_max, STORE_INLINE_MAX_DEFAULT);
@@ -2842,6 +2848,150 @@ test_wal_truncated_at_rest(void **state)
 	assert_int_equal(check_clean("alice"), 0);
 }
 
+/* Inline bodies are stored as zstd frames when that saves space
+ * (blob_compress); reads give the octets back, check verifies the SHA-1 of
+ * the octets, a damaged frame is ERR_CORRUPT and a problem for check, and
+ * rows stored as octets (small bodies, compression off) read unchanged. */
+static int
+blob_stored_len(const char *guid, int64_t *size)
+{
+	struct buf path = BUF_INIT;
+	sqlite3 *db;
+	sqlite3_stmt *q;
+	int n = -1;
+
+	store_user_dir(st, "alice", &path);
+	buf_puts(&path, "/user.db");
+	assert_int_equal(sqlite3_open(buf_cstr(&path), &db), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	assert_int_equal(sqlite3_prepare_v2(db, "SELECT length(data), size FROM blobs WHERE guid = ?",
+		-1, &q, NULL), SQLITE_OK);
+	sqlite3_bind_text(q, 1, guid, -1, SQLITE_STATIC);
+	if (sqlite3_step(q) == SQLITE_ROW) {
+		n = sqlite3_column_int(q, 0);
+		*size = sqlite3_column_int64(q, 1);
+	}
+	sqlite3_finalize(q);
+	sqlite3_close(db);
+	buf_free(&path);
+	return n;
+}
+
+static void
+blob_damage(const char *guid)
+{
+	struct buf path = BUF_INIT;
+	sqlite3 *db;
+	sqlite3_stmt *q;
+
+	store_user_dir(st, "alice", &path);
+	buf_puts(&path, "/user.db");
+	assert_int_equal(sqlite3_open(buf_cstr(&path), &db), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	/* keep the frame header, break the compressed block after it */
+	assert_int_equal(sqlite3_prepare_v2(db, "UPDATE blobs SET data = substr(data, 1, 12) ||"
+		" zeroblob(length(data) - 12) WHERE guid = ?", -1, &q, NULL), SQLITE_OK);
+	sqlite3_bind_text(q, 1, guid, -1, SQLITE_STATIC);
+	assert_int_equal(sqlite3_step(q), SQLITE_DONE);
+	sqlite3_finalize(q);
+	sqlite3_close(db);
+	buf_free(&path);
+}
+
+static void
+append_guid(struct store_user *u, const char *inbox, const char *data, char *guid)
+{
+	struct store_append_msg m = { 0 };
+	struct store_append_result r;
+	struct err e;
+
+	m.data = data;
+	m.len = strlen(data);
+	if (store_append(u, inbox, &m, 1, &r, NULL, &e) < 0)
+		fail_msg("append: %s", e.msg);
+	memcpy(guid, r.guid, STORE_GUID_LEN + 1);
+}
+
+static void
+test_blob_compression(void **state)
+{
+	struct store_user *u = open_user("alice");
+	char inbox[33], g_big[STORE_GUID_LEN + 1], g_small[STORE_GUID_LEN + 1];
+	char *big = make_msg(1, 4000);
+	const char *small = "Subject: s\r\n\r\nhi\r\n";
+	struct buf got = BUF_INIT;
+	int64_t size = 0;
+	struct err e;
+	int n;
+
+	(void)state;
+	mbid_of(u, "INBOX", inbox);
+	append_guid(u, inbox, big, g_big);
+	append_guid(u, inbox, small, g_small);
+	/* the text compresses: a frame, much shorter than the body */
+	n = blob_stored_len(g_big, &size);
+	assert_int_equal(size, (int64_t)strlen(big));
+	assert_true(n > 0 && n < size / 4);
+	/* too small to gain 64 bytes: the octets */
+	n = blob_stored_len(g_small, &size);
+	assert_int_equal(n, (int)strlen(small));
+	assert_int_equal(size, (int64_t)strlen(small));
+	assert_int_equal(store_blob_read(u, g_big, &got, &e), 0);
+	assert_int_equal(got.len, strlen(big));
+	assert_memory_equal(got.data, big, got.len);
+	buf_reset(&got);
+	assert_int_equal(store_blob_read(u, g_small, &got, &e), 0);
+	assert_string_equal(buf_cstr(&got), small);
+	store_user_close(&u);
+	assert_int_equal(check_clean("alice"), 0);
+
+	/* a damaged frame: the read fails as corrupt, check reports it */
+	blob_damage(g_big);
+	u = open_user("alice");
+	buf_reset(&got);
+	assert_int_equal(store_blob_read(u, g_big, &got, &e), -1);
+	assert_int_equal(e.kind, ERR_CORRUPT);
+	store_user_close(&u);
+	assert_int_equal(check_clean("alice"), 1);
+	buf_free(&got);
+	free(big);
+}
+
+/* blob_compress: no stores every inline body as its octets. */
+static int
+setup_nocompress(void **state)
+{
+	struct store_opts o;
+
+	(void)state;
+	failpoint_set("");
+	store_opts_init(&o);
+	o.compress = false;
+	return setup_opts(&o);
+}
+
+static void
+test_blob_compression_off(void **state)
+{
+	struct store_user *u = open_user("alice");
+	char inbox[33], g[STORE_GUID_LEN + 1];
+	char *big = make_msg(2, 4000);
+	struct buf got = BUF_INIT;
+	int64_t size = 0;
+	struct err e;
+
+	(void)state;
+	mbid_of(u, "INBOX", inbox);
+	append_guid(u, inbox, big, g);
+	assert_int_equal(blob_stored_len(g, &size), (int)strlen(big));
+	assert_int_equal(store_blob_read(u, g, &got, &e), 0);
+	assert_memory_equal(got.data, big, strlen(big));
+	store_user_close(&u);
+	assert_int_equal(check_clean("alice"), 0);
+	buf_free(&got);
+	free(big);
+}
+
 /* Schema 3: STATUS counters kept by triggers through append, flags,
  * copy, move and expunge; an upgrade from schema 2 computes them;
  * castorctl check finds and repairs a wrong one. */
@@ -2973,6 +3123,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_dedup_upgrade, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_status_counters, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wal_truncated_at_rest, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_blob_compression, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_blob_compression_off, setup_nocompress, teardown),
 		cmocka_unit_test_setup_teardown(test_dedup_scale, setup, teardown),
 	};
 
