@@ -146,6 +146,8 @@ ctl_dump_fp_cb(void *ctx, const struct store_userinfo *ui)
 	return 1;
 }
 
+/* 0 dumped, -1 with err; 1 the user is gone (deleted since it was
+ * listed: --all skips it, a live replica deletes users as it applies). */
 static int
 ctl_dump_user(struct ctl *c, const char *user, bool compare, struct err *err)
 {
@@ -160,11 +162,19 @@ ctl_dump_user(struct ctl *c, const char *user, bool compare, struct err *err)
 	d.compare = compare;
 	if (store_user_list(c->store, ctl_dump_fp_cb, &fp, err) < 0)
 		return -1;
-	if (!fp.found)
-		return err_set(err, ERR_NOTFOUND, "no such user: %s", user);
+	if (!fp.found) {
+		err_set(err, ERR_NOTFOUND, "no such user: %s", user);
+		return 1;
+	}
 	u = store_user_open(c->store, user, err);
-	if (u == NULL)
+	if (u == NULL) {
+		struct err e2;
+
+		fp.found = false;
+		if (store_user_list(c->store, ctl_dump_fp_cb, &fp, &e2) == 0 && !fp.found)
+			return 1;
 		return -1;
+	}
 	buf_printf(&d.line, "user %s password=%s", user, fp.fp);
 	if (!compare) {
 		struct store_quota q;
@@ -253,7 +263,9 @@ ctl_cmd_dump(struct ctl *c, int argc, char **argv)
 	setvbuf(stdout, outbuf, _IOFBF, sizeof(outbuf));
 	rc = 0;
 	for (i = 0; users[i] != NULL; i++) {
-		if (ctl_dump_user(c, users[i], compare, &err) < 0) {
+		int r = ctl_dump_user(c, users[i], compare, &err);
+
+		if (r < 0 || (r > 0 && !all)) {
 			fflush(stdout);
 			rc = ctl_fail(c, &err);
 			break;
