@@ -409,7 +409,8 @@ def wait_counts(port, expected, password_of, timeout=300, interval=0.05):
 def _poll_worker(port, user, password, base, n, interval, max_s, conn):
     """Child process: STATUS INBOX every `interval` s; for each new message
     number k record the monotonic time the STATUS reply that first showed it
-    arrived.  Sends {k: t} back when n messages were seen or after max_s."""
+    arrived.  Sends {k: t} back when n messages were seen or after max_s; the
+    parent may lower n once it knows how many it really sent (("total", k))."""
     seen = {}
     err = None
     try:
@@ -419,8 +420,12 @@ def _poll_worker(port, user, password, base, n, interval, max_s, conn):
         end = now() + max_s
         while now() < end and last - base < n:
             if conn.poll():
-                if conn.recv() == "stop":
+                msg = conn.recv()
+                if msg == "stop":
                     break
+                if isinstance(msg, tuple) and msg[0] == "total":
+                    n = msg[1]
+                    continue
             c = m.status_count()
             t = now()
             if c is not None and c > last:
@@ -452,6 +457,13 @@ class ReplicaPoller:
             raise RuntimeError("replica poller did not start")
         self.conn.recv()
         self.max_s = max_s
+
+    def total(self, k):
+        """The sender is done and sent k messages: stop once k are seen."""
+        try:
+            self.conn.send(("total", k))
+        except OSError:
+            pass
 
     def result(self, timeout=None):
         """Wait (bounded) for the poller; returns ({k: t}, error)."""

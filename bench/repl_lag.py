@@ -71,6 +71,7 @@ def one(peer, slot, rate, secs, poll_ms, rep):
         c.quit()
     except Exception as e:  # noqa: BLE001
         err = repr(e)
+    poller.total(len(t250))
     seen, perr = poller.result(timeout=secs * 3 + 80)
     lags = [(seen[k] - t250[k]) * 1000.0 for k in t250 if k in seen]
     if not lags:

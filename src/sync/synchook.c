@@ -380,13 +380,27 @@ ack_wait_until(struct synchook *h, uint64_t deadline_us, bool *live)
 }
 
 /*
+ * A client idle for less than this before its command sent it as soon as
+ * it had our previous answer: it is busy.  The idle time of a paced client
+ * is the slack left in its period after our answer (already lengthened by
+ * our last wait), so any clear slack means the wait did not delay it; a
+ * bulk client's is its own turnaround, tens to a few hundred
+ * microseconds.  Half a confirmation time, and never above 500 us.
+ */
+static uint64_t
+busy_below_us(const struct synchook *h)
+{
+	return h->est_us / 2 < 500 ? h->est_us / 2 : 500;
+}
+
+/*
  * Async mode: wait a little for a replica when that costs the client
- * nothing it would notice.  A client that was idle before this command
- * for at least half of what a confirmation usually takes (est_us) is not
- * keeping this process busy, so its answer can wait up to
- * sync_async_wait for a live replica's commit; a client that sends its
- * next command as soon as it has the answer (a bulk load) is answered at
- * once.  Never an error, never degrades, never logs per message.
+ * nothing it would notice.  A client that had slack before this command
+ * (busy_below_us) is not keeping this process busy, so its answer can
+ * wait up to sync_async_wait for a live replica's commit; a client that
+ * sends its next command as soon as it has the answer (a bulk load) is
+ * answered at once.  Never an error, never degrades, never logs per
+ * message.
  */
 static void
 synchook_wait_async(struct synchook *h)
@@ -398,7 +412,7 @@ synchook_wait_async(struct synchook *h)
 	if (!h->pending || h->async_wait_us <= 0)
 		return;
 	h->pending = false;
-	if (idle != SYNCHOOK_IDLE_UNKNOWN && idle < h->est_us / 2) {
+	if (idle != SYNCHOOK_IDLE_UNKNOWN && idle < busy_below_us(h)) {
 		h->stats.async_busy++;
 		return;
 	}

@@ -61,7 +61,8 @@ int synchook_wait(struct store *st, struct err *err);
  * Async mode's opportunistic wait.  With `sync_async_wait` > 0 (default
  * 5ms) synchook_wait, in async mode, may hold the answer up to that long
  * for a live replica to confirm the change, but only when the client was
- * idle before the command for at least half the usual confirmation time:
+ * idle before the command for at least 500 us (or half the usual
+ * confirmation time, if less):
  * then the wait costs the client latency it does not notice, and on a
  * hard failover the change is already on the replica.  A client that
  * keeps the process busy (its next command follows the answer at once)

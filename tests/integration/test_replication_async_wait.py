@@ -63,6 +63,40 @@ def test_paced_lmtp_delivery_is_on_the_replica_at_its_250(procs, tmp_path):
     converged(m, r)
 
 
+def test_paced_imap_append_is_on_the_replica_at_its_ok(procs, tmp_path):
+    """The same through imapd: APPENDs 50 ms apart, each OK only once the
+    replica holds the message (imapd passes its wait for the command as
+    the idle time)."""
+    budget = "2s" if SLOW > 1 else "500ms"
+    m, (r,) = pair(procs, tmp_path, conf_extra=f"sync_async_wait: {budget}", start=False)
+    mport = free_ports(2)
+    rport = mport + 1
+    m.add_services(f'  imap cmd="imapd" listen="127.0.0.1:{mport}"', section="SERVICES")
+    r.add_services(f'  imap cmd="imapd" listen="127.0.0.1:{rport}"', section="SERVICES")
+    r.start()
+    m.start()
+    m.drv("useradd ivan pw-i\n")
+    converged(m, r)
+    wait_for(lambda: m.status("r1").get("state") == "connected", timeout=20 * SLOW, what="connected")
+    rim = imaplib.IMAP4("127.0.0.1", rport, timeout=20 * SLOW)
+    rim.login("ivan", "pw-i")
+    base = replica_count(rim)
+    mim = imaplib.IMAP4("127.0.0.1", mport, timeout=20 * SLOW)
+    mim.login("ivan", "pw-i")
+    late = []
+    for i in range(15):
+        time.sleep(0.05)
+        typ, d = mim.append("INBOX", None, None,
+                            f"Subject: appended {i}\r\nMessage-ID: <ia{i}@example.org>\r\n\r\nx\r\n".encode())
+        assert typ == "OK", d
+        have = replica_count(rim) - base
+        if have != i + 1:
+            late.append((i + 1, have))
+    mim.logout()
+    rim.logout()
+    assert not late, f"not on the replica at the OK (message, replica count): {late}"
+
+
 def test_busy_client_is_answered_at_once(procs, tmp_path):
     """A bulk load (the next delivery follows the answer at once) is not
     held for the replica: no wait is begun, every delivery counts as busy,
