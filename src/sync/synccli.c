@@ -909,8 +909,10 @@ run_rolling(const struct conf *conf, struct store *st, const char *name, bool al
 				pf[np].fd = synclog_reader_fd(c.rd);
 				pf[np].events = POLLIN;
 				np++;
-			} else if (c.nrecs == 0 && timeout > 50) {
-				timeout = 50;
+			} else if (c.nrecs == 0 && timeout > 5) {
+				/* no inotify instance left (synclog.c logged it):
+				 * look at the log every 5 ms */
+				timeout = 5;
 			}
 			if (c.push != NULL) {
 				pf[np].fd = conn_rfd(syncsess_conn(c.sess));

@@ -34,6 +34,7 @@
 #include "sync/syncstat.h"
 
 #define HOOKS_MAX 8
+#define IDLE_SAMPLE_MAX_US 20000
 
 struct synchook {
 	struct store *st;
@@ -51,6 +52,7 @@ struct synchook {
 	/* async mode: the opportunistic wait (synchook_wait_async) */
 	int64_t async_wait_us;    /* sync_async_wait; 0 = never wait */
 	uint64_t idle_hint_us;    /* the client's idle time before this command */
+	uint64_t idle_avg_us;     /* moving average of the known idle times (UNKNOWN: none yet) */
 	uint64_t est_us;          /* moving average of a replica's confirmation time */
 	uint64_t probe;           /* waits skipped while est_us > async_wait_us */
 	struct synchook_stats stats;
@@ -216,6 +218,7 @@ synchook_attach(struct store *st, const struct conf *conf, struct err *err)
 	if (h->async_wait_us < 0)
 		h->async_wait_us = 0;
 	h->idle_hint_us = SYNCHOOK_IDLE_UNKNOWN;
+	h->idle_avg_us = SYNCHOOK_IDLE_UNKNOWN;
 	h->est_us = 1000;
 	if (h->semisync || h->async_wait_us > 0) {
 		size_t n = 0;
@@ -230,18 +233,11 @@ synchook_attach(struct store *st, const struct conf *conf, struct err *err)
 			h->nchans = n;
 		}
 		h->ackfd = xcalloc(h->nchans, sizeof(int));
-		h->ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 		for (size_t i = 0; i < h->nchans; i++) {
 			h->ackfd[i] = syncstat_ack_open(h->root, h->chans[i], true, err);
-			if (h->ackfd[i] < 0) {
+			if (h->ackfd[i] < 0)
 				log_warn("semisync: cannot open the ack file channel=%s error=%s",
 					h->chans[i], log_q(err->msg));
-				continue;
-			}
-			syncstat_ack_path(h->root, h->chans[i], &p);
-			if (h->ino >= 0 && inotify_add_watch(h->ino, buf_cstr(&p),
-				IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE) < 0)
-				log_warn("semisync: inotify_add_watch failed path=%s", log_q(buf_cstr(&p)));
 		}
 	}
 	if (chans != NULL)
@@ -342,14 +338,64 @@ synchook_idle_hint(struct store *st, uint64_t idle_us)
 {
 	struct synchook *h = hook_find(st);
 
-	if (h != NULL)
-		h->idle_hint_us = idle_us;
+	if (h == NULL)
+		return;
+	h->idle_hint_us = idle_us;
+	if (idle_us == SYNCHOOK_IDLE_UNKNOWN)
+		return;
+	/* one long pause counts for 20 ms at most */
+	if (idle_us > IDLE_SAMPLE_MAX_US)
+		idle_us = IDLE_SAMPLE_MAX_US;
+	if (h->idle_avg_us == SYNCHOOK_IDLE_UNKNOWN)
+		h->idle_avg_us = idle_us;
+	else
+		h->idle_avg_us = (h->idle_avg_us * 7 + idle_us) / 8;
 }
 
-/* Wait on the ACK files' inotify watch until some channel confirmed
- * h->last or deadline_us (monotonic) passes.  1 confirmed, 0 not. */
+static int ack_wait_loop(struct synchook *h, uint64_t deadline_us, bool *live);
+
+/* An inotify instance watching the channels' ACK files, or -1.  Made
+ * for one wait and closed after it: the kernel allows each user 128
+ * instances, and a master with hundreds of imapd processes each holding
+ * one would leave none for the sync clients' log readers. */
+static int
+ack_watch_open(struct synchook *h)
+{
+	struct buf p = BUF_INIT;
+	int ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+
+	if (ino < 0)
+		return -1;
+	for (size_t i = 0; i < h->nchans; i++) {
+		if (h->ackfd[i] < 0)
+			continue;
+		syncstat_ack_path(h->root, h->chans[i], &p);
+		if (inotify_add_watch(ino, buf_cstr(&p), IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE) < 0)
+			log_warn("semisync: inotify_add_watch failed path=%s", log_q(buf_cstr(&p)));
+	}
+	buf_free(&p);
+	return ino;
+}
+
+/* Wait on the ACK files until some channel confirmed h->last or
+ * deadline_us (monotonic) passes.  1 confirmed, 0 not.  Without an
+ * inotify instance (none left) it reads the files every 200 us. */
 static int
 ack_wait_until(struct synchook *h, uint64_t deadline_us, bool *live)
+{
+	int r;
+
+	h->ino = ack_watch_open(h);
+	/* an ACK written before the watch existed woke nobody */
+	r = acked(h, live) == 1 ? 1 : ack_wait_loop(h, deadline_us, live);
+	if (h->ino >= 0)
+		close(h->ino);
+	h->ino = -1;
+	return r;
+}
+
+static int
+ack_wait_loop(struct synchook *h, uint64_t deadline_us, bool *live)
 {
 	char drainbuf[4096];
 
@@ -371,7 +417,7 @@ ack_wait_until(struct synchook *h, uint64_t deadline_us, bool *live)
 				while (read(h->ino, drainbuf, sizeof(drainbuf)) > 0)
 					;
 		} else {
-			struct timespec ts = { 0, 1000 * 1000 };
+			struct timespec ts = { 0, 200 * 1000 };
 			nanosleep(&ts, NULL);
 		}
 		if (acked(h, live) == 1)
@@ -380,12 +426,15 @@ ack_wait_until(struct synchook *h, uint64_t deadline_us, bool *live)
 }
 
 /*
- * A client idle for less than this before its command sent it as soon as
- * it had our previous answer: it is busy.  The idle time of a paced client
- * is the slack left in its period after our answer (already lengthened by
- * our last wait), so any clear slack means the wait did not delay it; a
- * bulk client's is its own turnaround, tens to a few hundred
- * microseconds.  Half a confirmation time, and never above 500 us.
+ * A client whose idle time before its commands averages less than this
+ * sends each command as soon as it has our previous answer: it is busy.
+ * The idle time of a paced client is the slack left in its period after
+ * our answer (already lengthened by our last wait), so clear slack means
+ * the wait did not delay it; a bulk client's is its own turnaround, tens
+ * to a few hundred microseconds.  The average (1/8 weight per command),
+ * not the single sample: a paced client whose slack dips once is still
+ * paced, and a bulk client descheduled once is still bulk.  Half a
+ * confirmation time, and never above 500 us.
  */
 static uint64_t
 busy_below_us(const struct synchook *h)
@@ -412,7 +461,7 @@ synchook_wait_async(struct synchook *h)
 	if (!h->pending || h->async_wait_us <= 0)
 		return;
 	h->pending = false;
-	if (idle != SYNCHOOK_IDLE_UNKNOWN && idle < busy_below_us(h)) {
+	if (idle != SYNCHOOK_IDLE_UNKNOWN && h->idle_avg_us < busy_below_us(h)) {
 		h->stats.async_busy++;
 		return;
 	}

@@ -27,7 +27,10 @@
  * the replica durably committed the change.  Many changes share one
  * acknowledgement: the client sends whatever accumulated in one batch.
  * Cost when caught up: one pread per channel; otherwise a poll on an
- * inotify fd watching the channels' ACK files (syncstat.h).  After
+ * inotify fd watching the channels' ACK files (syncstat.h), made for
+ * that wait and closed after it (no process holds one between waits:
+ * the kernel's 128 instances per user are shared by every process of
+ * the server).  After
  * `sync_semisync_timeout` (default 2 s): with `sync_semisync_strict: no`
  * (default) it logs loudly, creates <root>/run/semisync.degraded and
  * returns 0 (asynchronous from then on, for every process, until a
@@ -61,8 +64,8 @@ int synchook_wait(struct store *st, struct err *err);
  * Async mode's opportunistic wait.  With `sync_async_wait` > 0 (default
  * 5ms) synchook_wait, in async mode, may hold the answer up to that long
  * for a live replica to confirm the change, but only when the client was
- * idle before the command for at least 500 us (or half the usual
- * confirmation time, if less):
+ * idle before its commands for 500 us or more on average (or half the
+ * usual confirmation time, if less):
  * then the wait costs the client latency it does not notice, and on a
  * hard failover the change is already on the replica.  A client that
  * keeps the process busy (its next command follows the answer at once)

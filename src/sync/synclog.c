@@ -1085,6 +1085,9 @@ synclog_reader_open(const char *root, const struct synclog_pos *start, uint64_t 
 	r->torn_grace_ms = SYNCLOG_TORN_GRACE_MS_DEFAULT;
 	r->win = xmalloc(WINDOW);
 	r->ino_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (r->ino_fd < 0)
+		log_warn("sync log: no inotify instance dir=%s error=%s (polling every 5 ms instead;"
+			" raise fs.inotify.max_user_instances)", log_q(r->dir), strerror(errno));
 	if (r->ino_fd >= 0) {
 		if (mkdir_p(r->dir, 0750, NULL) < 0 ||
 		    inotify_add_watch(r->ino_fd, r->dir, WATCH_MASK) < 0) {

@@ -3,6 +3,7 @@ that was idle before its command gets its answer once a live replica has
 committed the change; a busy client is answered at once; a hung replica
 costs a bounded wait and then none."""
 import imaplib
+import os
 import re
 import signal
 import smtplib
@@ -17,6 +18,33 @@ def stats(cp):
                   r" async_slow=(\d+)", cp.stdout)
     assert m, cp.stdout
     return dict(zip(("waits", "confirmed", "expired", "busy", "slow"), map(int, m.groups())))
+
+
+def inotify_fds(pid):
+    """How many inotify instances the process holds."""
+    n = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == "anon_inode:inotify":
+                n += 1
+        except OSError:
+            pass
+    return n
+
+
+def children_named(pid, name):
+    out = []
+    try:
+        kids = open(f"/proc/{pid}/task/{pid}/children").read().split()
+    except OSError:
+        return out
+    for k in kids:
+        try:
+            if open(f"/proc/{k}/comm").read().strip() == name:
+                out.append(int(k))
+        except OSError:
+            pass
+    return out
 
 
 def replica_count(im):
@@ -57,6 +85,12 @@ def test_paced_lmtp_delivery_is_on_the_replica_at_its_250(procs, tmp_path):
         have = replica_count(im) - base
         if have != i + 1:
             late.append((i + 1, have))
+    # the wait's inotify instance lives only during a wait: an lmtpd at
+    # rest holds none (the kernel allows 128 per user, shared by every
+    # process of the server and its sync clients)
+    lmtpds = children_named(m.pid(), "lmtpd")
+    assert lmtpds
+    assert all(inotify_fds(p) == 0 for p in lmtpds), [(p, inotify_fds(p)) for p in lmtpds]
     lm.quit()
     im.logout()
     assert not late, f"not on the replica at the 250 (message, replica count): {late}"
