@@ -37,7 +37,10 @@ def tree(pid):
 def run_once(peer, ctx):
     from harness import fig
     nconn = ctx.sizes["connections"]
-    peer.prepare("default", repl=True)
+    # a fresh pair every run: both systems keep a closed connection's
+    # process as an idle worker, so a second run on the same pair would
+    # count 200 idle workers in its baseline and measure almost nothing
+    peer.prepare("default", repl=True, fresh=True)
     user = f"mem{ctx.rep}t{int(time.time()) % 100000}"
     peer.create_users([user], wait_replica=False)
     mpid = peer.master_pid()
