@@ -35,6 +35,7 @@
 
 #define HOOKS_MAX 8
 #define IDLE_SAMPLE_MAX_US 20000
+#define ASYNC_SLOW_AFTER 8             /* consecutive misses before waiting stops */
 
 struct synchook {
 	struct store *st;
@@ -54,7 +55,8 @@ struct synchook {
 	uint64_t idle_hint_us;    /* the client's idle time before this command */
 	uint64_t idle_avg_us;     /* moving average of the known idle times (UNKNOWN: none yet) */
 	uint64_t est_us;          /* moving average of a replica's confirmation time */
-	uint64_t probe;           /* waits skipped while est_us > async_wait_us */
+	uint64_t probe;           /* waits skipped while the replica keeps missing the budget */
+	unsigned expired_run;     /* consecutive waits that ran out of budget */
 	struct synchook_stats stats;
 };
 
@@ -465,8 +467,9 @@ synchook_wait_async(struct synchook *h)
 		h->stats.async_busy++;
 		return;
 	}
-	if (h->est_us > (uint64_t)h->async_wait_us && (++h->probe % 64) != 0) {
-		/* the replica has been slower than the budget: try now and then */
+	if (h->expired_run >= ASYNC_SLOW_AFTER && (++h->probe % 64) != 0) {
+		/* the replica keeps missing the budget: try now and then (one
+		 * miss alone, a checkpoint or a scheduling hiccup, is not that) */
 		h->stats.async_slow++;
 		return;
 	}
@@ -481,10 +484,12 @@ synchook_wait_async(struct synchook *h)
 	h->stats.async_waits++;
 	if (ack_wait_until(h, deadline, &live) == 1) {
 		h->stats.async_confirmed++;
+		h->expired_run = 0;
 		h->est_us = (h->est_us * 7 + (mono_us() - t0)) / 8;
 	} else {
 		h->stats.async_timeouts++;
-		h->est_us = (h->est_us * 7 + 2 * (uint64_t)h->async_wait_us) / 8;
+		h->expired_run++;
+		h->est_us = (h->est_us * 7 + (uint64_t)h->async_wait_us) / 8;
 	}
 }
 

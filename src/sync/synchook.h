@@ -90,7 +90,7 @@ struct synchook_stats {
 	uint64_t async_confirmed;  /* async: answered after a replica's commit */
 	uint64_t async_timeouts;   /* async: the budget ran out first */
 	uint64_t async_busy;       /* async: not waited, the client was busy */
-	uint64_t async_slow;       /* async: not waited, the replica is slower than the budget */
+	uint64_t async_slow;       /* async: not waited, the replica missed the budget 8 times in a row */
 	bool semisync;
 	bool degraded;
 	struct synclog_pos last;   /* just after the last record appended */
