@@ -926,9 +926,17 @@ done:
  * over the primary key: no scan of the mailbox.  A database a read-only
  * process could not upgrade has no counters: then the records are
  * counted.  Both statements give messages, unseen, deleted, recent, size. */
+/* RECENT counts the UIDs at or above recentuid, from whichever end of
+ * the UID range is nearer: a mailbox nobody has selected (every one on
+ * a replica) has recentuid 1, and counting all its records made each
+ * STATUS cost a walk of the whole index. */
 static const char status_sql_counters[] =
 	"SELECT c_exists, c_unseen, c_deleted,"
-	" (SELECT count(*) FROM records WHERE mailbox = ?1 AND uid >= ?2 AND expunged_modseq = 0),"
+	" CASE WHEN ?2 * 2 <= uidnext"
+	"  THEN c_exists - (SELECT count(*) FROM records"
+	"   WHERE mailbox = ?1 AND uid < ?2 AND expunged_modseq = 0)"
+	"  ELSE (SELECT count(*) FROM records"
+	"   WHERE mailbox = ?1 AND uid >= ?2 AND expunged_modseq = 0) END,"
 	" c_size FROM mailboxes WHERE id = ?1";
 static const char status_sql_scan[] =
 	"SELECT count(*), coalesce(sum((sysflags & 1) = 0), 0), coalesce(sum((sysflags & 8) != 0), 0),"

@@ -1109,6 +1109,51 @@ test_sync_crc(void **state)
 	assert_int_equal(check_clean("alice"), 0);
 }
 
+/* STATUS RECENT counts from the nearer end of the UID range (one
+ * subquery or the other); both ends give the brute-force answer. */
+static void
+test_status_recent_both_ends(void **state)
+{
+	struct store_user *u = open_user("alice");
+	struct store_snapshot *snap = NULL;
+	struct store_status sst;
+	struct store_range r12 = { 1, 2 }, r12b = { 12, 12 };
+	char inbox[33];
+	struct err e;
+
+	(void)state;
+	mbid_of(u, "INBOX", inbox);
+	for (int i = 0; i < 10; i++)
+		append1(u, inbox, i, 200, 0, NULL);
+	/* never selected: recentuid 1, all of them are recent */
+	assert_int_equal(store_mailbox_status(u, "INBOX", &sst, &e), 0);
+	assert_int_equal(sst.recent, 10);
+	assert_int_equal(store_expunge(u, inbox, &r12, 1, false, NULL, &e), 0);
+	assert_int_equal(store_mailbox_status(u, "INBOX", &sst, &e), 0);
+	assert_int_equal(sst.messages, 8);
+	assert_int_equal(sst.recent, 8);
+	/* a session claims them: recentuid 11, counted from the top */
+	assert_int_equal(store_snapshot_open(u, inbox, STORE_SNAP_CLAIM_RECENT, &snap, &e), 0);
+	store_snapshot_free(&snap);
+	assert_int_equal(store_mailbox_status(u, "INBOX", &sst, &e), 0);
+	assert_int_equal(sst.recent, 0);
+	for (int i = 10; i < 13; i++)
+		append1(u, inbox, i, 200, 0, NULL);
+	assert_int_equal(store_expunge(u, inbox, &r12b, 1, false, NULL, &e), 0);
+	assert_int_equal(store_mailbox_status(u, "INBOX", &sst, &e), 0);
+	assert_int_equal(sst.messages, 10);
+	assert_int_equal(sst.recent, 2);      /* 11 and 13 */
+	/* 20 more: uidnext 34 puts recentuid 11 in the lower half */
+	for (int i = 13; i < 33; i++)
+		append1(u, inbox, i, 200, 0, NULL);
+	assert_int_equal(store_mailbox_status(u, "INBOX", &sst, &e), 0);
+	assert_int_equal(sst.uidnext, 34);
+	assert_int_equal(sst.messages, 30);
+	assert_int_equal(sst.recent, 22);     /* 11, 13, 14..33 */
+	store_user_close(&u);
+	assert_int_equal(check_clean("alice"), 0);
+}
+
 static void
 test_snapshot(void **state)
 {
@@ -3098,6 +3143,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_quota_default, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_modseq_changes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sync_crc, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_status_recent_both_ends, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_change_hook, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_txn, setup, teardown),
