@@ -148,8 +148,10 @@ enum store_change_kind {
 	STORE_CHANGE_PASSWORD,    /* password changed */
 };
 
-/* Called once per (kind, mailbox) after each durable commit, in the
- * process that committed.  mailbox_id is the uniqueid for
+/* Called once per (kind, mailbox) after each commit, in the process
+ * that committed, before the commit's WAL fsync (the change is visible
+ * to readers, its durability pending; the call itself returns success
+ * only after the fsync).  mailbox_id is the uniqueid for
  * STORE_CHANGE_MAILBOX, NULL otherwise.  Must not call back into the
  * store with the same user handle. */
 typedef void (*store_change_hook_fn)(void *ctx, const char *user,
@@ -232,7 +234,7 @@ int store_user_list_modseq(struct store *st, store_user_modseq_fn fn, void *ctx,
  * handle is one SQLite write transaction (BEGIN IMMEDIATE); a call that
  * fails inside it is rolled back alone (savepoint) and the transaction
  * stays open.  commit returns 0 only once everything is durable; the
- * change hook runs after it.  rollback discards everything.  Not
+ * change hook runs between its COMMIT and its WAL fsync.  rollback discards everything.  Not
  * nestable: begin while open is ERR_INVALID. */
 int store_txn_begin(struct store_user *u, struct err *err);
 int store_txn_commit(struct store_user *u, struct err *err);

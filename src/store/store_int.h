@@ -125,8 +125,8 @@ sqlite3_stmt *store_user_stmt(struct store_user *u, const char *sql, struct err 
  *     rc = ...work...;
  *     return store_user_op_end(u, rc, "fp.before_commit", "fp.after_commit", err);
  * op_begin opens BEGIN IMMEDIATE (or a SAVEPOINT inside an explicit
- * transaction); op_end rolls back on rc < 0, else commits and waits
- * for the group-commit barrier, then runs the change hook. */
+ * transaction); op_end rolls back on rc < 0, else commits, runs the
+ * change hook and waits for the group-commit barrier. */
 int store_user_op_begin(struct store_user *u, struct err *err);
 int store_user_op_end(struct store_user *u, int rc, const char *fp_before, const char *fp_after,
 	struct err *err);

@@ -14,8 +14,8 @@
  * Append order (see store_blob.c for the file-body steps):
  *   SHA-1 + MIME parse + Message-ID (no lock) -> large bodies written and
  *   fsynced (blobs.lock shared) -> BEGIN IMMEDIATE -> quota check -> blob
- *   rows, record rows, mailbox counters, usage -> COMMIT -> group-commit
- *   WAL fdatasync -> notify + change hook -> return success.
+ *   rows, record rows, mailbox counters, usage -> COMMIT -> change hook
+ *   (sync log) -> group-commit WAL fdatasync -> notify -> return success.
  *
  * Duplicate suppression (store_append_dedup): the message-id index is
  * records.msgid (M7 in store_user.c), written with each record (append,

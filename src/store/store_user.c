@@ -244,8 +244,8 @@ user_exec(struct store_user *u, const char *sql)
 	return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
 }
 
-/* COMMIT, then wait for the group-commit barrier when anything durable
- * changed, then wake watchers and run the change hook. */
+/* COMMIT, then run the change hook and wait for the group-commit
+ * barrier when anything durable changed, then wake watchers. */
 static int
 commit_durable(struct store_user *u, bool dirty, const char *fp_after, struct err *err)
 {
@@ -265,16 +265,25 @@ commit_durable(struct store_user *u, bool dirty, const char *fp_after, struct er
 	store_blob_unlock_shared(u);
 	if (dirty) {
 		uint64_t t = store_commit_ticket(&u->commit);
+		/* The sync log hears of the change before the WAL fsync, so
+		 * the replica's round trip (with its own fsync) runs while
+		 * ours does: other connections already see the commit, only
+		 * its durability is pending.  A power loss that takes the
+		 * commit back after a replica applied it leaves a message
+		 * only on the replica, which the conflict policy brings back
+		 * (docs/decisions.md); our caller was not told success. */
+		events_fire(u);
+		if (FAILPOINT("store.commit.before_fsync") < 0) {
+			u->broken = true;
+			return err_set(err, ERR_TEMP, "failpoint store.commit.before_fsync");
+		}
 		if (store_commit_barrier(&u->commit, t, err) < 0) {
 			u->broken = true;
-			events_drop(u, 0);
 			return -1;
 		}
 		store_stats_g.commits++;
-		/* watchers and the sync log first: the checkpoint's fsyncs
-		 * need not delay replication or IDLE */
+		/* watchers first: the checkpoint's fsyncs need not delay IDLE */
 		store_commit_notify(&u->commit);
-		events_fire(u);
 		if (store_commit_want_checkpoint(&u->commit)) {
 			/* off the caller's path: store_ckpt.c */
 			char path[4096];
