@@ -422,7 +422,7 @@ run(char **a, int n, struct buf *reply, struct err *err)
 		struct synchook_stats s;
 		synchook_stats(st, &s);
 		buf_printf(reply, " active=%d appended=%llu failures=%llu waits=%llu timeouts=%llu"
-			" degraded=%d async_waits=%llu async_confirmed=%llu async_expired=%llu"
+			" degraded=%d async_waits=%llu async_confirmed=%llu async_timeouts=%llu"
 			" async_busy=%llu async_slow=%llu", synchook_active(st) ? 1 : 0,
 			(unsigned long long)s.appended,
 			(unsigned long long)s.append_failures, (unsigned long long)s.waits,

@@ -14,7 +14,7 @@ from repl_util import SLOW, converged, pair
 
 
 def stats(cp):
-    m = re.search(r"async_waits=(\d+) async_confirmed=(\d+) async_expired=(\d+) async_busy=(\d+)"
+    m = re.search(r"async_waits=(\d+) async_confirmed=(\d+) async_timeouts=(\d+) async_busy=(\d+)"
                   r" async_slow=(\d+)", cp.stdout)
     assert m, cp.stdout
     return dict(zip(("waits", "confirmed", "expired", "busy", "slow"), map(int, m.groups())))
