@@ -44,6 +44,7 @@
 #include "ctl/ctl.h"
 #include "ctl/ctl_failover.h"
 
+#include "lib/clock.h"
 #include "lib/atomicfile.h"
 #include "lib/failpoint.h"
 #include "lib/log.h"
@@ -72,15 +73,6 @@ struct ctl_fo {
 	double t0, refused_from, refused_until;
 	struct ctl_peer *peer;      /* step 3's session, reused by step 4 */
 };
-
-static double
-ctl_fo_mono(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static uint64_t
 ctl_fo_wall_ms(void)
@@ -228,7 +220,7 @@ ctl_fo_say(const struct ctl *c, const char *fmt, ...)
 static int
 ctl_fo_start(struct ctl *c, const struct ctl_fo *fo, const char *what, struct err *err)
 {
-	double t = ctl_fo_mono();
+	double t = clock_mono_s();
 	struct ctl_server_info si;
 
 	if (fo->nostart || !fo->was_running) {
@@ -244,7 +236,7 @@ ctl_fo_start(struct ctl *c, const struct ctl_fo *fo, const char *what, struct er
 	if (ctl_server_start(c->conf, fo->log[0] ? fo->log : NULL, 120000, err) < 0)
 		return -1;
 	ctl_server_info(c->conf, &si);
-	ctl_fo_say(c, "       castord started again %s (pid %ld): %.2f s", what, (long)si.pid, ctl_fo_mono() - t);
+	ctl_fo_say(c, "       castord started again %s (pid %ld): %.2f s", what, (long)si.pid, clock_mono_s() - t);
 	return 0;
 }
 
@@ -308,7 +300,7 @@ ctl_fo_run(struct ctl *c, struct ctl_fo *fo)
 
 		if (ctl_fo_failpoint(1, &err) < 0)
 			return ctl_fo_fail(c, fo, 1, &err);
-		t = ctl_fo_mono();
+		t = clock_mono_s();
 		ctl_server_info(c->conf, &si);
 		fo->refused_from = t;
 		if (ctl_server_stop(c->conf, fo->stop_timeout_s * 1000, &err) < 0)
@@ -318,9 +310,9 @@ ctl_fo_run(struct ctl *c, struct ctl_fo *fo)
 			return ctl_fo_fail(c, fo, 1, &err);
 		if (si.running)
 			ctl_fo_say(c, "[1/5] stop: SIGQUIT to castord pid %ld; listeners closed, children finished,"
-			    " SHUTDOWN section ran; castord gone: %.2f s", (long)si.pid, ctl_fo_mono() - t);
+			    " SHUTDOWN section ran; castord gone: %.2f s", (long)si.pid, clock_mono_s() - t);
 		else
-			ctl_fo_say(c, "[1/5] stop: castord was not running: %.2f s", ctl_fo_mono() - t);
+			ctl_fo_say(c, "[1/5] stop: castord was not running: %.2f s", clock_mono_s() - t);
 	}
 	/* 2: drain the target channel (confirms castord's SHUTDOWN drain) */
 	if (fo->done < 2) {
@@ -331,7 +323,7 @@ ctl_fo_run(struct ctl *c, struct ctl_fo *fo)
 		if (ctl_fo_failpoint(2, &err) < 0)
 			return ctl_fo_fail(c, fo, 2, &err);
 
-		t = ctl_fo_mono();
+		t = clock_mono_s();
 		snprintf(tmo, sizeof(tmo), "%d", fo->drain_timeout_s);
 		str_lcpy(conf_path, conf_filename(c->conf), sizeof(conf_path));
 		argv[0] = (char *)"sync-client";
@@ -355,7 +347,7 @@ ctl_fo_run(struct ctl *c, struct ctl_fo *fo)
 		if (ctl_fo_save(root, fo, &err) < 0)
 			return ctl_fo_fail(c, fo, 2, &err);
 		ctl_fo_say(c, "[2/5] drain: channel %s cursor at the end of the sync log: %.2f s", fo->target,
-		    ctl_fo_mono() - t);
+		    clock_mono_s() - t);
 	}
 	/* 3: verify */
 	if (fo->done < 3) {
@@ -365,7 +357,7 @@ ctl_fo_run(struct ctl *c, struct ctl_fo *fo)
 
 		if (ctl_fo_failpoint(3, &err) < 0)
 			return ctl_fo_fail(c, fo, 3, &err);
-		t = ctl_fo_mono();
+		t = clock_mono_s();
 		p = ctl_fo_peer(c, fo, &h, &err);
 		if (p == NULL)
 			return ctl_fo_fail(c, fo, 3, &err);
@@ -397,7 +389,7 @@ ctl_fo_run(struct ctl *c, struct ctl_fo *fo)
 		}
 		fo->peer = p;   /* step 4 promotes on this session: one login less */
 		ctl_fo_say(c, "[3/5] verify: %zu users identical on %s (per-user digests of every mailbox): %.2f s",
-		    cmp.users, fo->target, ctl_fo_mono() - t);
+		    cmp.users, fo->target, clock_mono_s() - t);
 	}
 	/* 4: promote */
 	if (fo->done < 4) {
@@ -408,7 +400,7 @@ ctl_fo_run(struct ctl *c, struct ctl_fo *fo)
 			ctl_peer_close(&fo->peer);
 			return ctl_fo_fail(c, fo, 4, &err);
 		}
-		t = ctl_fo_mono();
+		t = clock_mono_s();
 		fo->promote_sent = true;
 		if (ctl_fo_save(root, fo, &err) < 0) {
 			ctl_peer_close(&fo->peer);
@@ -439,12 +431,12 @@ ctl_fo_run(struct ctl *c, struct ctl_fo *fo)
 		} else {
 			ctl_peer_close(&p);
 		}
-		fo->refused_until = ctl_fo_mono();
+		fo->refused_until = clock_mono_s();
 		fo->done = 4;
 		if (ctl_fo_save(root, fo, &err) < 0)
 			return ctl_fo_fail(c, fo, 4, &err);
 		ctl_fo_say(c, "[4/5] promote: %s is the master now, epoch %llu; it accepts mail: %.2f s", fo->target,
-		    (unsigned long long)fo->new_epoch, ctl_fo_mono() - t);
+		    (unsigned long long)fo->new_epoch, clock_mono_s() - t);
 	}
 	/* 5: this server becomes the new master's replica */
 	if (fo->done < 5) {
@@ -453,7 +445,7 @@ ctl_fo_run(struct ctl *c, struct ctl_fo *fo)
 
 		if (ctl_fo_failpoint(5, &err) < 0)
 			return ctl_fo_fail(c, fo, 5, &err);
-		t = ctl_fo_mono();
+		t = clock_mono_s();
 		if (store_server_get(c->store, &role, &epoch, &err) < 0)
 			return ctl_fo_fail(c, fo, 5, &err);
 		if (!str_eq(role, "replica") || epoch < fo->new_epoch) {
@@ -471,7 +463,7 @@ ctl_fo_run(struct ctl *c, struct ctl_fo *fo)
 		fo->done = 5;
 		ctl_fo_remove(root);
 		ctl_fo_say(c, "[5/5] rejoin: this server is a replica of %s at epoch %llu: %.2f s", fo->target,
-		    (unsigned long long)fo->new_epoch, ctl_fo_mono() - t);
+		    (unsigned long long)fo->new_epoch, clock_mono_s() - t);
 	}
 	return 0;
 }
@@ -522,7 +514,7 @@ ctl_cmd_failover(struct ctl *c, int argc, char **argv)
 	have = ctl_fo_load(root, &fo, &err);
 	if (have < 0)
 		return ctl_fail(c, &err);
-	t_all = ctl_fo_mono();
+	t_all = clock_mono_s();
 	fo.t0 = t_all;
 	fo.stop_timeout_s = 300;
 	fo.drain_timeout_s = 120;
@@ -542,7 +534,7 @@ ctl_cmd_failover(struct ctl *c, int argc, char **argv)
 		struct ctl_peer_hello h;
 		struct ctl_peer *p;
 		struct ctl_server_info si;
-		double t = ctl_fo_mono();
+		double t = clock_mono_s();
 
 		if (have == 1) {
 			err_set(&err, ERR_PERM, "a failover to %s is in progress (steps 1..%d done):"
@@ -584,7 +576,7 @@ ctl_cmd_failover(struct ctl *c, int argc, char **argv)
 			return ctl_fail(c, &err);
 		ctl_fo_say(c, "[0/5] preflight: %s (%s) is a replica at epoch %llu, we are master at %llu: %.2f s", to,
 		    h.serverid[0] ? h.serverid : "?", (unsigned long long)h.epoch, (unsigned long long)epoch,
-		    ctl_fo_mono() - t);
+		    clock_mono_s() - t);
 	} else if (have == 0) {
 		err_set(&err, ERR_NOTFOUND, "no failover in progress (%s/run/failover.state)", root);
 		return ctl_fail(c, &err);
@@ -633,7 +625,7 @@ ctl_cmd_failover(struct ctl *c, int argc, char **argv)
 	ctl_peer_close(&fo.peer);
 	if (rc == 0) {
 		ctl_fo_say(c, "failover done: %s is the master (epoch %llu), this server its replica; total %.2f s",
-		    fo.target, (unsigned long long)fo.new_epoch, ctl_fo_mono() - t_all);
+		    fo.target, (unsigned long long)fo.new_epoch, clock_mono_s() - t_all);
 		if (fo.refused_from > 0 && fo.refused_until > fo.refused_from)
 			ctl_fo_say(c, "deliveries were refused for %.2f s (from the stop of castord to the promotion)",
 			    fo.refused_until - fo.refused_from);

@@ -18,6 +18,7 @@
 #include "ctl/ctl_failover.h"
 
 #include "castor_config.h"
+#include "lib/clock.h"
 #include "lib/log.h"
 #include "lib/str.h"
 #include "lib/xalloc.h"
@@ -35,15 +36,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-static double
-ctl_server_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void
 ctl_server_sleep_ms(int ms)
@@ -92,7 +84,7 @@ int
 ctl_server_stop(const struct conf *conf, int timeout_ms, struct err *err)
 {
 	struct ctl_server_info si;
-	double until = ctl_server_now() + timeout_ms / 1000.0;
+	double until = clock_mono_s() + timeout_ms / 1000.0;
 
 	ctl_server_info(conf, &si);
 	if (!si.running)
@@ -105,7 +97,7 @@ ctl_server_stop(const struct conf *conf, int timeout_ms, struct err *err)
 		ctl_server_info(conf, &si);
 		if (!si.running)
 			return 0;
-		if (ctl_server_now() >= until)
+		if (clock_mono_s() >= until)
 			return err_set(err, ERR_TEMP, "castord (pid %ld) still running %d s after SIGQUIT",
 			    (long)si.pid, timeout_ms / 1000);
 		ctl_server_sleep_ms(20);
@@ -257,10 +249,10 @@ ctl_server_start(const struct conf *conf, const char *log_file, int timeout_ms, 
 	/* castord daemonises: the first process exits at once */
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
-	until = ctl_server_now() + timeout_ms / 1000.0;
+	until = clock_mono_s() + timeout_ms / 1000.0;
 	for (;;) {
 		struct pollfd p = { pfd[0], POLLIN, 0 };
-		int left = (int)((until - ctl_server_now()) * 1000);
+		int left = (int)((until - clock_mono_s()) * 1000);
 		ssize_t n;
 
 		if (left <= 0)
@@ -276,6 +268,6 @@ ctl_server_start(const struct conf *conf, const char *log_file, int timeout_ms, 
 	close(pfd[0]);
 	if (!ready)
 		return err_set(err, ERR_TEMP, "castord did not become ready%s (see its log%s%s)",
-		    ctl_server_now() >= until ? " in time" : "", log_file ? " " : "", log_file ? log_file : "");
+		    clock_mono_s() >= until ? " in time" : "", log_file ? " " : "", log_file ? log_file : "");
 	return 0;
 }

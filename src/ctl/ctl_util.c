@@ -5,6 +5,7 @@
  */
 #include "ctl/ctl.h"
 
+#include "lib/clock.h"
 #include "lib/str.h"
 #include "lib/xalloc.h"
 
@@ -131,10 +132,7 @@ ctl_read_password(const char *pw, const char *file, bool confirm, struct buf *ou
 double
 ctl_now(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	return clock_mono_s();
 }
 
 void

@@ -15,6 +15,7 @@
  * non-blocking; every wait is a poll() bounded by the read or write
  * timeout.
  */
+#include "lib/clock.h"
 #include "lib/conn.h"
 #include "lib/failpoint.h"
 #include "lib/log.h"
@@ -67,15 +68,6 @@ struct conn {
 
 /* ---- raw fd I/O ---------------------------------------------------------- */
 
-static int64_t
-conn_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Wait until fd has `events`; 1 ready (or hung up / in error: the next
  * I/O call reports it), 0 timeout, -1 poll failure.  EINTR resumes with
  * the remaining time. */
@@ -83,7 +75,7 @@ static int
 conn_poll(int fd, short events, int timeout_ms)
 {
 	struct pollfd pfd;
-	int64_t deadline = timeout_ms < 0 ? 0 : conn_now_ms() + timeout_ms;
+	int64_t deadline = timeout_ms < 0 ? 0 : clock_mono_ms() + timeout_ms;
 	int wait = timeout_ms;
 
 	for (;;) {
@@ -100,7 +92,7 @@ conn_poll(int fd, short events, int timeout_ms)
 		if (errno != EINTR)
 			return -1;
 		if (timeout_ms >= 0) {
-			int64_t left = deadline - conn_now_ms();
+			int64_t left = deadline - clock_mono_ms();
 			wait = left > 0 ? (int)left : 0;
 		}
 	}

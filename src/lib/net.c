@@ -3,6 +3,7 @@
  * See net.h.  Uses only the fields of struct netaddr (no netaddr_*
  * calls), so it links without the parser.
  */
+#include "lib/clock.h"
 #include "lib/net.h"
 #include "lib/str.h"
 
@@ -181,15 +182,6 @@ net_listen_close(int fd, const char *unix_path)
 		unlink(unix_path);
 }
 
-static long
-net_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* 0 connected, -1 failed (errno set). */
 static int
 net_connect_one(int fd, const struct sockaddr *sa, socklen_t len, int timeout_ms)
@@ -217,12 +209,12 @@ net_connect_one(int fd, const struct sockaddr *sa, socklen_t len, int timeout_ms
 		if (errno != EINPROGRESS && errno != EINTR)
 			return -1;
 	}
-	deadline = timeout_ms < 0 ? 0 : net_now_ms() + timeout_ms;
+	deadline = timeout_ms < 0 ? 0 : clock_mono_ms() + timeout_ms;
 	for (;;) {
 		int left = -1;
 
 		if (timeout_ms >= 0) {
-			left = (int)(deadline - net_now_ms());
+			left = (int)(deadline - clock_mono_ms());
 			if (left <= 0) {
 				errno = ETIMEDOUT;
 				return -1;

@@ -23,6 +23,7 @@
  */
 #include "master/master.h"
 
+#include "lib/clock.h"
 #include "lib/failpoint.h"
 #include "lib/log.h"
 #include "lib/signals.h"
@@ -46,10 +47,7 @@
 int64_t
 master_now(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return clock_mono_ms();
 }
 
 int64_t

@@ -5,6 +5,7 @@
 #include "master/service.h"
 #include "master/proto.h"
 
+#include "lib/clock.h"
 #include "lib/failpoint.h"
 #include "lib/log.h"
 #include "lib/signals.h"
@@ -102,25 +103,7 @@ service_quit_requested(void)
 	return svc.quit;
 }
 
-static int64_t
-service_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static uint64_t last_wait_us;
-
-static uint64_t
-service_now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
 
 uint64_t
 service_last_wait_us(void)
@@ -133,10 +116,10 @@ static int service_wait_input_1(int fd, int timeout_ms);
 int
 service_wait_input(int fd, int timeout_ms)
 {
-	uint64_t t0 = service_now_us();
+	uint64_t t0 = clock_mono_us();
 	int w = service_wait_input_1(fd, timeout_ms);
 
-	last_wait_us = service_now_us() - t0;
+	last_wait_us = clock_mono_us() - t0;
 	return w;
 }
 
@@ -144,14 +127,14 @@ static int
 service_wait_input_1(int fd, int timeout_ms)
 {
 	struct pollfd p[3];
-	int64_t deadline = timeout_ms >= 0 ? service_now_ms() + timeout_ms : -1;
+	int64_t deadline = timeout_ms >= 0 ? clock_mono_ms() + timeout_ms : -1;
 	int n, rc;
 
 	for (;;) {
 		if (service_quit_requested())
 			return SERVICE_WAIT_QUIT;
 		if (deadline >= 0) {
-			int64_t left = deadline - service_now_ms();
+			int64_t left = deadline - clock_mono_ms();
 
 			timeout_ms = left > 0 ? (left > INT32_MAX ? INT32_MAX : (int)left) : 0;
 		}

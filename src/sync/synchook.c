@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/clock.h"
 #include "lib/atomicfile.h"
 #include "lib/log.h"
 #include "lib/str.h"
@@ -78,15 +79,6 @@ now_ms(void)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static uint64_t
-mono_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
 void
@@ -402,7 +394,7 @@ ack_wait_loop(struct synchook *h, uint64_t deadline_us, bool *live)
 	char drainbuf[4096];
 
 	for (;;) {
-		uint64_t now = mono_us();
+		uint64_t now = clock_mono_us();
 		int left_ms;
 		struct pollfd pf;
 
@@ -479,13 +471,13 @@ synchook_wait_async(struct synchook *h)
 	}
 	if (!live)
 		return;
-	t0 = mono_us();
+	t0 = clock_mono_us();
 	deadline = t0 + (uint64_t)h->async_wait_us;
 	h->stats.async_waits++;
 	if (ack_wait_until(h, deadline, &live) == 1) {
 		h->stats.async_confirmed++;
 		h->expired_run = 0;
-		h->est_us = (h->est_us * 7 + (mono_us() - t0)) / 8;
+		h->est_us = (h->est_us * 7 + (clock_mono_us() - t0)) / 8;
 	} else {
 		h->stats.async_timeouts++;
 		h->expired_run++;
@@ -527,7 +519,7 @@ synchook_wait(struct store *st, struct err *err)
 			return err_set(err, ERR_TEMP, "no replica is connected (semisync strict)");
 		return 0;
 	}
-	deadline = mono_us() + (uint64_t)(h->timeout_ms > 0 ? h->timeout_ms : 0) * 1000;
+	deadline = clock_mono_us() + (uint64_t)(h->timeout_ms > 0 ? h->timeout_ms : 0) * 1000;
 	if (ack_wait_until(h, deadline, &live) == 1)
 		goto done;
 	h->stats.wait_timeouts++;

@@ -81,6 +81,7 @@
  */
 #include "sync/synclog.h"
 
+#include "lib/clock.h"
 #include "lib/atomicfile.h"
 #include "lib/buf.h"
 #include "lib/failpoint.h"
@@ -198,15 +199,6 @@ now_ms(void)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static int64_t
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static const char *const type_names[] = {
@@ -1230,7 +1222,7 @@ handle_tail(struct synclog_reader *r, uint64_t size, bool sealed)
 		r->off = size;
 		return true;
 	}
-	now = mono_ms();
+	now = clock_mono_ms();
 	if (r->pend_seg != r->seg || r->pend_off != r->off || r->pend_size != size) {
 		r->pend_seg = r->seg;
 		r->pend_off = r->off;

@@ -32,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/clock.h"
 #include "lib/conf.h"
 #include "lib/failpoint.h"
 #include "lib/log.h"
@@ -225,15 +226,6 @@ u64_cmp(const void *x, const void *y)
 	return a < b ? -1 : a > b;
 }
 
-static uint64_t
-mono_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
 /* deliverlag USER MAILBOX COUNT SIZE RATE CHAN: deliveries at RATE/s (async),
  * each timed from its commit until the channel's ACK file shows the
  * replica committed it; prints p50/p95/p99/max in microseconds. */
@@ -259,22 +251,22 @@ cmd_deliverlag(char **a, int n, struct buf *reply, struct err *err)
 		return -1;
 	}
 	lag = calloc(count, sizeof(*lag));
-	t0 = mono_us();
+	t0 = clock_mono_us();
 	for (uint32_t i = 0; i < count && !stop; i++) {
 		struct store_append_msg msg;
 		struct store_append_result res;
 		struct synchook_stats hs;
 		uint64_t due = t0 + (uint64_t)i * 1000000 / rate, c;
 
-		while (mono_us() < due)
-			usleep((useconds_t)(due - mono_us() > 2000 ? 1000 : due - mono_us()));
+		while (clock_mono_us() < due)
+			usleep((useconds_t)(due - clock_mono_us() > 2000 ? 1000 : due - clock_mono_us()));
 		make_message(&m, a[1], size, "lag", i);
 		memset(&msg, 0, sizeof(msg));
 		msg.data = m.data;
 		msg.len = m.len;
 		if (store_append(u, mb.uniqueid, &msg, 1, &res, NULL, err) < 0)
 			break;
-		c = mono_us();
+		c = clock_mono_us();
 		synchook_stats(st, &hs);
 		for (;;) {
 			struct synclog_pos pos;
@@ -282,11 +274,11 @@ cmd_deliverlag(char **a, int n, struct buf *reply, struct err *err)
 			bool live;
 			if (syncstat_ack_read(fd, &pos, &id, &live) == 1 && synclog_pos_cmp(&pos, &hs.last) >= 0)
 				break;
-			if (mono_us() - c > 10000000)
+			if (clock_mono_us() - c > 10000000)
 				break;
 			usleep(50);
 		}
-		lag[nlag++] = mono_us() - c;
+		lag[nlag++] = clock_mono_us() - c;
 	}
 	store_user_close(&u);
 	close(fd);
