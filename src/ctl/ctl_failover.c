@@ -44,8 +44,8 @@
 #include "ctl/ctl.h"
 #include "ctl/ctl_failover.h"
 
-#include "lib/clock.h"
 #include "lib/atomicfile.h"
+#include "lib/clock.h"
 #include "lib/failpoint.h"
 #include "lib/log.h"
 #include "lib/str.h"

@@ -15,8 +15,8 @@
  * non-blocking; every wait is a poll() bounded by the read or write
  * timeout.
  */
-#include "lib/clock.h"
 #include "lib/conn.h"
+#include "lib/clock.h"
 #include "lib/failpoint.h"
 #include "lib/log.h"
 #include "lib/str.h"

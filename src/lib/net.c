@@ -3,8 +3,8 @@
  * See net.h.  Uses only the fields of struct netaddr (no netaddr_*
  * calls), so it links without the parser.
  */
-#include "lib/clock.h"
 #include "lib/net.h"
+#include "lib/clock.h"
 #include "lib/str.h"
 
 #include <arpa/inet.h>

@@ -234,8 +234,8 @@ int store_user_list_modseq(struct store *st, store_user_modseq_fn fn, void *ctx,
  * handle is one SQLite write transaction (BEGIN IMMEDIATE); a call that
  * fails inside it is rolled back alone (savepoint) and the transaction
  * stays open.  commit returns 0 only once everything is durable; the
- * change hook runs between its COMMIT and its WAL fsync.  rollback discards everything.  Not
- * nestable: begin while open is ERR_INVALID. */
+ * change hook runs between its COMMIT and its WAL fsync.  rollback
+ * discards everything.  Not nestable: begin while open is ERR_INVALID. */
 int store_txn_begin(struct store_user *u, struct err *err);
 int store_txn_commit(struct store_user *u, struct err *err);
 void store_txn_rollback(struct store_user *u);

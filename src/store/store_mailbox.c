@@ -923,13 +923,12 @@ done:
 /* STATUS */
 
 /* STATUS reads the counters of schema 3 (M8) and counts the recent UIDs
- * over the primary key: no scan of the mailbox.  A database a read-only
- * process could not upgrade has no counters: then the records are
- * counted.  Both statements give messages, unseen, deleted, recent, size. */
-/* RECENT counts the UIDs at or above recentuid, from whichever end of
- * the UID range is nearer: a mailbox nobody has selected (every one on
- * a replica) has recentuid 1, and counting all its records made each
- * STATUS cost a walk of the whole index. */
+ * (those at or above recentuid) over the primary key, from whichever end
+ * of the UID range is nearer: a mailbox nobody has selected (every one on
+ * a replica) has recentuid 1, and counting from it walked the whole
+ * index on every STATUS.  A database a read-only process could not
+ * upgrade has no counters: then the records are counted.  Both
+ * statements give messages, unseen, deleted, recent, size. */
 static const char status_sql_counters[] =
 	"SELECT c_exists, c_unseen, c_deleted,"
 	" CASE WHEN ?2 * 2 <= uidnext"

@@ -26,8 +26,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "lib/clock.h"
 #include "lib/atomicfile.h"
+#include "lib/clock.h"
 #include "lib/log.h"
 #include "lib/str.h"
 #include "lib/xalloc.h"

@@ -81,9 +81,9 @@
  */
 #include "sync/synclog.h"
 
-#include "lib/clock.h"
 #include "lib/atomicfile.h"
 #include "lib/buf.h"
+#include "lib/clock.h"
 #include "lib/failpoint.h"
 #include "lib/log.h"
 #include "lib/str.h"
