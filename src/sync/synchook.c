@@ -47,7 +47,6 @@ struct synchook {
 	char **chans;             /* semisync channels */
 	size_t nchans;
 	int *ackfd;
-	int ino;
 	struct synclog_pos last;
 	bool pending;             /* appended since the last wait */
 	bool lost;                /* an append failed since the last wait */
@@ -161,8 +160,6 @@ hook_free(struct synchook *h)
 	free(h->ackfd);
 	if (h->chans != NULL)
 		conf_list_free(h->chans);
-	if (h->ino >= 0)
-		close(h->ino);
 	free(h->root);
 	free(h);
 }
@@ -196,7 +193,6 @@ synchook_attach(struct store *st, const struct conf *conf, struct err *err)
 	}
 	h = xcalloc(1, sizeof(*h));
 	h->st = st;
-	h->ino = -1;
 	h->root = xstrdup(store_root(st));
 	h->log = synclog_open(h->root, conf_get_bytes(conf, "sync_log_segment_size", 0), err);
 	if (h->log == NULL) {
@@ -346,8 +342,6 @@ synchook_idle_hint(struct store *st, uint64_t idle_us)
 		h->idle_avg_us = (h->idle_avg_us * 7 + idle_us) / 8;
 }
 
-static int ack_wait_loop(struct synchook *h, uint64_t deadline_us, bool *live);
-
 /* An inotify instance watching the channels' ACK files, or -1.  Made
  * for one wait and closed after it: the kernel allows each user 128
  * instances, and a master with hundreds of imapd processes each holding
@@ -371,25 +365,10 @@ ack_watch_open(struct synchook *h)
 	return ino;
 }
 
-/* Wait on the ACK files until some channel confirmed h->last or
- * deadline_us (monotonic) passes.  1 confirmed, 0 not.  Without an
- * inotify instance (none left) it reads the files every 200 us. */
+/* The wait itself: on the inotify instance ino, or every 200 us
+ * without one (ino < 0). */
 static int
-ack_wait_until(struct synchook *h, uint64_t deadline_us, bool *live)
-{
-	int r;
-
-	h->ino = ack_watch_open(h);
-	/* an ACK written before the watch existed woke nobody */
-	r = acked(h, live) == 1 ? 1 : ack_wait_loop(h, deadline_us, live);
-	if (h->ino >= 0)
-		close(h->ino);
-	h->ino = -1;
-	return r;
-}
-
-static int
-ack_wait_loop(struct synchook *h, uint64_t deadline_us, bool *live)
+ack_wait_loop(struct synchook *h, int ino, uint64_t deadline_us, bool *live)
 {
 	char drainbuf[4096];
 
@@ -401,14 +380,14 @@ ack_wait_loop(struct synchook *h, uint64_t deadline_us, bool *live)
 		if (now >= deadline_us)
 			return 0;
 		left_ms = (int)((deadline_us - now + 999) / 1000);
-		if (h->ino >= 0) {
-			pf.fd = h->ino;
+		if (ino >= 0) {
+			pf.fd = ino;
 			pf.events = POLLIN;
 			pf.revents = 0;
 			/* poll in short slices too: an ACK file replaced under us
 			 * would not wake the inotify watch */
 			if (poll(&pf, 1, left_ms < 50 ? left_ms : 50) > 0)
-				while (read(h->ino, drainbuf, sizeof(drainbuf)) > 0)
+				while (read(ino, drainbuf, sizeof(drainbuf)) > 0)
 					;
 		} else {
 			struct timespec ts = { 0, 200 * 1000 };
@@ -417,6 +396,21 @@ ack_wait_loop(struct synchook *h, uint64_t deadline_us, bool *live)
 		if (acked(h, live) == 1)
 			return 1;
 	}
+}
+
+/* Wait on the ACK files until some channel confirmed h->last or
+ * deadline_us (monotonic) passes.  1 confirmed, 0 not.  Without an
+ * inotify instance (none left) it reads the files every 200 us. */
+static int
+ack_wait_until(struct synchook *h, uint64_t deadline_us, bool *live)
+{
+	int ino = ack_watch_open(h), r;
+
+	/* an ACK written before the watch existed woke nobody */
+	r = acked(h, live) == 1 ? 1 : ack_wait_loop(h, ino, deadline_us, live);
+	if (ino >= 0)
+		close(ino);
+	return r;
 }
 
 /*
