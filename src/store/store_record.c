@@ -626,6 +626,7 @@ append_impl(struct store_user *u, const char *mailbox_id, const struct store_app
 	struct prep *pp;
 	struct store_mbrow row;
 	uint64_t m = 0, total = 0, added = 0, nadded = 0;
+	size_t ntmps;
 	int rc = 0;
 	bool any_file = false, any_dup = false;
 
@@ -666,6 +667,7 @@ append_impl(struct store_user *u, const char *mailbox_id, const struct store_app
 	for (size_t i = 0; i < n; i++)
 		if (!pp[i].dup_hint && !store_blob_is_inline(u, msgs[i].len))
 			any_file = true;
+	ntmps = u->nblob_tmps;
 	if (any_file) {
 		/* Large bodies are written and fsynced before the transaction,
 		 * so concurrent appenders sync their files in parallel. */
@@ -683,15 +685,18 @@ append_impl(struct store_user *u, const char *mailbox_id, const struct store_app
 		if (rc < 0) {
 			if (!u->in_txn)
 				store_blob_unlock_shared(u);
+			store_blob_markers_keep(u, ntmps);
 			goto out;
 		}
 	}
 	if (store_user_op_begin(u, err) < 0) {
 		if (!u->in_txn)
 			store_blob_unlock_shared(u);
+		store_blob_markers_keep(u, ntmps);
 		rc = -1;
 		goto out;
 	}
+	u->op_ntmps = ntmps;   /* this op's markers include its prewritten bodies */
 	rc = store_mailbox_load_id(u, mailbox_id, false, &row, err);
 	/* Without duplicate checks the quota is checked first, as always. */
 	if (rc == 0 && dedup == NULL)

@@ -260,9 +260,11 @@ commit_durable(struct store_user *u, bool dirty, const char *fp_after, struct er
 		sqlite3_exec(u->db, "ROLLBACK", NULL, NULL, NULL);
 		events_drop(u, 0);
 		store_blob_unlock_shared(u);
+		store_blob_markers_forget(u);
 		return -1;
 	}
 	store_blob_unlock_shared(u);
+	store_blob_markers_done(u);
 	if (dirty) {
 		uint64_t t = store_commit_ticket(&u->commit);
 		/* The sync log hears of the change before the WAL fsync, so
@@ -323,6 +325,7 @@ store_user_op_begin(struct store_user *u, struct err *err)
 	u->op_open = true;
 	u->op_modseq = 0;
 	u->op_nevents = u->nevents;
+	u->op_ntmps = u->nblob_tmps;
 	if (!u->in_txn)
 		u->dirty = false;
 	return 0;
@@ -340,11 +343,15 @@ store_user_op_end(struct store_user *u, int rc, const char *fp_before, const cha
 			sqlite3_exec(u->db, "ROLLBACK TO op", NULL, NULL, NULL);
 			sqlite3_exec(u->db, "RELEASE op", NULL, NULL, NULL);
 			events_drop(u, u->op_nevents);
+			/* the op's bodies keep their markers: the commit of the
+			 * rest of the transaction must not remove them */
+			store_blob_markers_keep(u, u->op_ntmps);
 		} else {
 			sqlite3_exec(u->db, "ROLLBACK", NULL, NULL, NULL);
 			store_commit_leave(&u->commit);
 			events_drop(u, 0);
 			store_blob_unlock_shared(u);
+			store_blob_markers_forget(u);
 		}
 		return -1;
 	}
@@ -422,6 +429,7 @@ store_txn_rollback(struct store_user *u)
 	store_commit_leave(&u->commit);
 	events_drop(u, 0);
 	store_blob_unlock_shared(u);
+	store_blob_markers_forget(u);
 }
 
 int
@@ -772,6 +780,7 @@ store_user_close(struct store_user **up)
 	store_blob_unlock(u);
 	if (u->blob_lock_fd >= 0)
 		close(u->blob_lock_fd);
+	store_blob_markers_forget(u);
 	if (u->watch_fd >= 0)
 		close(u->watch_fd);
 	u->st->nusers--;
