@@ -367,7 +367,8 @@ imapd_admit(struct imap_session *s, const struct imap_cmd *c)
 {
 	struct err err;
 
-	if (!imapd_cmd_changes(s, c) || synchook_admit(imap_cfg.st, &err) == 0)
+	s->cmd_changes = imapd_cmd_changes(s, c);
+	if (!s->cmd_changes || synchook_admit(imap_cfg.st, &err) == 0)
 		return true;
 	log_warn("change refused user=%s command=%s error=%s", log_q(s->user), c->name,
 		log_q(err.msg));
@@ -380,6 +381,8 @@ imapd_dispatch(struct imap_session *s, struct imap_cmd *c)
 {
 	int need = imapd_cmd_state(c->kind);
 
+	s->undo_mailbox[0] = '\0';
+	s->cmd_changes = false;
 	if (need == IMAPD_NOTAUTH && s->state != IMAP_NOTAUTH) {
 		imap_tagged(s, "BAD", NULL, "Already logged in");
 		return;
@@ -393,7 +396,6 @@ imapd_dispatch(struct imap_session *s, struct imap_cmd *c)
 			"No mailbox selected");
 		return;
 	}
-	s->undo_mailbox[0] = '\0';
 	if (!imapd_admit(s, c))
 		return;
 	switch (c->kind) {
@@ -475,7 +477,7 @@ imapd_replication_wait(struct imap_session *s)
 	sp = memchr(s->tagline.data, ' ', s->tagline.len);
 	if (sp == NULL || strncmp(sp, " OK", 3) != 0)
 		return;
-	if (s->cur == NULL || !imapd_cmd_changes(s, s->cur)) {
+	if (s->cur == NULL || !s->cmd_changes) {
 		synchook_forget(imap_cfg.st);
 		return;
 	}
