@@ -184,15 +184,37 @@ def test_replica_stalled_append_and_delivery_are_undone(procs, tmp_path):
         typ, _ = c.uid("STORE", "1", "+FLAGS", r"(\Flagged)")
         assert typ in ("OK", "NO")
         flagged = typ == "OK"
+        if flagged:   # and says so
+            assert any(b"not yet confirmed" in x for x in c.response("OK")[1] if x)
         c.logout()
         cl = lmtp(m)
         rep = lmtp_send(cl, "s@example.org", ["ann"], MSG % (5, 5))
         assert rep[0][0] == 451 and rep[0][1].startswith("4.4.0"), rep
+        # two mailboxes of one user (one transaction): both undone
+        rep = lmtp_send(cl, "s@example.org", ["ann", "ann+Work"], MSG % (6, 6))
+        assert [x[0] for x in rep] == [451, 451], rep
         cl.quit()
         after = state(m)
         # the undone appends used uids: only UIDNEXT may have moved on
         # (and \Flagged on uid 1 if that STORE was answered OK)
         assert norm(after, flagged) == norm(before, False), (before, after)
+        log = m.log()
+        assert log.count("append not confirmed, undone") == 2, log[-3000:]
+        assert log.count("delivery not confirmed, undone") == 3, log[-3000:]
+        # POP3: a deletion is refused and left undone, or kept with +OK
+        p = poplib.POP3("127.0.0.1", m.pop3_port, timeout=30 * SLOW)
+        p.user("ann")
+        p.pass_("pw")
+        assert p.dele(2).startswith(b"+OK")
+        try:
+            resp = p.quit()
+        except poplib.error_proto as e:
+            resp = e.args[0]
+        left = state(m)["INBOX"][1]
+        if resp.startswith(b"-ERR"):
+            assert left == after["INBOX"][1], (after, left)
+        else:
+            assert resp.startswith(b"+OK") and len(left) == len(after["INBOX"][1]) - 1, left
     finally:
         r.stop_group(signal.SIGCONT)
     converged(m, r)
