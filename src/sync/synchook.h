@@ -8,6 +8,8 @@
  *     st = store_open(root, &opts, &err);
  *     if (synchook_attach(st, conf, &err) < 0) ...      // right after store_open
  *     ...
+ *     if (synchook_admit(st, &err) < 0)                  // before a change asked for
+ *             refuse, change nothing (strict semisync, no replica)
  *     store_append(...);                                 // commit
  *     if (synchook_wait(st, &err) < 0)                   // before "250 OK" / "OK"
  *             reply 451 4.4.0 / NO [UNAVAILABLE] (err.msg)
