@@ -479,6 +479,16 @@ int store_flags(struct store_user *u, const char *mailbox_id, const struct store
 int store_expunge(struct store_user *u, const char *mailbox_id, const struct store_range *ranges,
 	size_t nranges, bool only_deleted, struct store_uids *expunged_r, struct err *err);
 
+/* Undo appends that were refused after their commit (strict semisync:
+ * no replica confirmed them in time): tombstone the live records of
+ * mailbox_id whose uid is in uids (n of them, any order) as EXPUNGE
+ * does, and drop them from the message-id index, so the sender's retry
+ * is stored again instead of being suppressed as a duplicate of a
+ * message nobody can see.  Uids already expunged or unknown are
+ * ignored.  Durable when it returns 0. */
+int store_append_undo(struct store_user *u, const char *mailbox_id, const uint32_t *uids, size_t n,
+	struct err *err);
+
 /* COPY / MOVE the live records in ranges from one mailbox to another
  * (same user; the blob is shared, never copied).  Flags, keywords and
  * internaldate are kept.  src_r/dst_r (may be NULL) get matching uid

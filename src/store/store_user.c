@@ -54,7 +54,8 @@
  *   M7. A non-NULL records.msgid is store_message_id() of the record's
  *       body ('' for none); it is set in the transaction that inserts
  *       the record and never changes (NULL ones are filled in by the
- *       first duplicate check that needs them, store_record.c).
+ *       first duplicate check that needs them, store_record.c), except
+ *       that store_append_undo sets '' on the record it expunges.
  *
  * Schema upgrade to 3 (at open, any process, once): in one write
  * transaction, re-read state.schema; from 1, add records.msgid (NULL for

@@ -11,6 +11,9 @@
  *  3. synchook_wait returns 0 in semisync mode only after an ACK file
  *     showed a position at or after our last record's end, or after the
  *     degradation (logged, flagged); never silently.
+ *  4. In strict semisync, synchook_admit refuses before a change is made
+ *     when no semisync channel is live, so "no replica" never leaves a
+ *     committed change behind a refusal.
  */
 #include "sync/synchook.h"
 
@@ -286,6 +289,47 @@ acked(struct synchook *h, bool *live_r)
 			return 1;
 	}
 	return 0;
+}
+
+/* Is some semisync channel live (a client connected to its replica)?
+ * The one liveness predicate of the admission check (synchook_admit). */
+static bool
+semisync_live(struct synchook *h)
+{
+	for (size_t i = 0; i < h->nchans; i++) {
+		struct synclog_pos pos;
+		uint64_t log_id;
+		bool live = false;
+
+		if (h->ackfd[i] >= 0 && syncstat_ack_read(h->ackfd[i], &pos, &log_id, &live) == 1 &&
+		    live)
+			return true;
+	}
+	return false;
+}
+
+int
+synchook_admit(struct store *st, struct err *err)
+{
+	struct synchook *h = hook_find(st);
+
+	if (h == NULL || !h->semisync || !h->strict)
+		return 0;
+	if (semisync_live(h))
+		return 0;
+	h->stats.admit_refused++;
+	return err_set(err, ERR_TEMP, "no replica is connected (semisync strict)");
+}
+
+void
+synchook_forget(struct store *st)
+{
+	struct synchook *h = hook_find(st);
+
+	if (h != NULL) {
+		h->pending = false;
+		h->lost = false;
+	}
 }
 
 static void

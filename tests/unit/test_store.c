@@ -2309,6 +2309,51 @@ messages_in(struct store_user *u, const char *name)
 	return s.messages;
 }
 
+/* store_append_undo: the undone record is expunged and out of the
+ * message-id index, so the sender's retry is stored, not suppressed;
+ * other records, unknown and already expunged uids are left alone. */
+static void
+test_append_undo(void **state)
+{
+	struct store_user *u = open_user("alice");
+	struct store_append_result keep, r1, r2;
+	int64_t since = (int64_t)time(NULL) - 3 * 86400;
+	uint32_t gone[2], uid;
+	char inbox[33], *d1, *d0;
+	struct err e;
+
+	(void)state;
+	mbid_of(u, "INBOX", inbox);
+	d0 = make_delivery("<kept@example.org>", 1, 300);
+	d1 = make_delivery("<undone@example.org>", 2, 300);
+	assert_int_equal(deliver(u, inbox, d0, 0, since, &keep, &e), 0);
+	assert_int_equal(deliver(u, inbox, d1, 0, since, &r1, &e), 0);
+	assert_int_equal(messages_in(u, "INBOX"), 2);
+	gone[0] = r1.uid;
+	gone[1] = r1.uid + 100;                    /* unknown: ignored */
+	assert_int_equal(store_append_undo(u, inbox, gone, 2, &e), 0);
+	assert_int_equal(messages_in(u, "INBOX"), 1);
+	assert_int_equal(store_msgid_find(u, inbox, "<undone@example.org>", since, &uid, &e), 0);
+	assert_int_equal(store_msgid_find(u, inbox, "<kept@example.org>", since, &uid, &e), 1);
+	assert_int_equal(uid, keep.uid);
+	/* again: already expunged, nothing changes */
+	assert_int_equal(store_append_undo(u, inbox, gone, 1, &e), 0);
+	assert_int_equal(messages_in(u, "INBOX"), 1);
+	/* the retry is stored, and a second retry is its duplicate */
+	assert_int_equal(deliver(u, inbox, d1, 0, since, &r2, &e), 0);
+	assert_false(r2.duplicate);
+	assert_true(r2.uid > r1.uid);
+	assert_int_equal(deliver(u, inbox, d1, 0, since, &r1, &e), 0);
+	assert_true(r1.duplicate);
+	assert_int_equal(r1.uid, r2.uid);
+	assert_int_equal(messages_in(u, "INBOX"), 2);
+	assert_int_equal(store_append_undo(u, inbox, NULL, 0, &e), 0);
+	free(d0);
+	free(d1);
+	store_user_close(&u);
+	assert_int_equal(check_clean("alice"), 0);
+}
+
 static void
 test_dedup(void **state)
 {
@@ -3236,6 +3281,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_blob_compression, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_blob_compression_off, setup_nocompress, teardown),
 		cmocka_unit_test_setup_teardown(test_dedup_scale, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_append_undo, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
