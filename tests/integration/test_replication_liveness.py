@@ -100,8 +100,8 @@ class Proxy:
                 time.sleep(0.02)   # readable sockets stay readable: do not spin
 
 
-def proxied_pair(procs, tmp, conf_extra=""):
-    r = Server(procs, tmp, "replica1", role="replica")
+def proxied_pair(procs, tmp, conf_extra="", replica_extra=""):
+    r = Server(procs, tmp, "replica1", role="replica", conf_extra=replica_extra)
     proxy = Proxy(r.syncd_port)
     m = Server(procs, tmp, "master", channels=[("r1", proxy.port)], conf_extra=HB + conf_extra)
     r.start()
@@ -123,19 +123,22 @@ def status_json(m):
 
 def test_idle_channel_heartbeats_and_stays_live(procs, tmp_path):
     """A healthy idle channel: the replica answers a heartbeat every
-    sync_heartbeat, so the last answer keeps moving and status says live."""
-    m, r, proxy = proxied_pair(procs, tmp_path)
+    sync_heartbeat, so the last answer keeps moving and status says live;
+    the replica's idle timeout (2 s here) never fires on a heartbeating master."""
+    m, r, proxy = proxied_pair(procs, tmp_path, replica_extra="sync_idle_timeout: 2s")
     try:
         m.drv("useradd ann\n")
         converged(m, r)
         first = int(wait_for(lambda: m.status("r1").get("last_ack_ms", "0") != "0" and
                              m.status("r1")["last_ack_ms"], timeout=10 * SLOW, what="an answer"))
-        # two heartbeats later the last answer has moved on, with no traffic
-        wait_for(lambda: int(m.status("r1").get("last_ack_ms", "0")) >= first + 900,
+        # later the last answer has moved on, with no traffic, past the
+        # replica's idle timeout
+        wait_for(lambda: int(m.status("r1").get("last_ack_ms", "0")) >= first + 2500,
                  timeout=10 * SLOW, what="heartbeats answered")
         ch = status_json(m)
         assert ch["live"] and not ch["stale"] and ch["connected"], ch
         assert "silent" not in m.log() and "channel down" not in m.log(), m.log()[-2000:]
+        assert "master silent" not in r.log(), r.log()[-2000:]
     finally:
         proxy.close()
 
@@ -274,3 +277,25 @@ def test_peer_that_never_greets_fails_the_login_fast(procs, tmp_path):
         for c in held:
             c.close()
         ls.close()
+
+
+def test_syncd_drops_a_silent_master(procs, tmp_path):
+    """A master that greets nothing back and sends no heartbeat (a
+    half-open connection) is dropped by syncd after sync_idle_timeout."""
+    r = Server(procs, tmp_path, "replica1", role="replica", conf_extra="sync_idle_timeout: 1s")
+    r.start()
+    s = socket.create_connection(("127.0.0.1", r.syncd_port), timeout=10 * SLOW)
+    try:
+        t0 = time.monotonic()
+        got = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            got += chunk
+        took = time.monotonic() - t0
+        assert b"* OK [CASTOR-SYNC" in got and b"* BYE [TEMP]" in got, got
+        assert took < 5 * SLOW, took
+        wait_for(lambda: "master silent" in r.log(), timeout=5 * SLOW, what="logged")
+    finally:
+        s.close()
