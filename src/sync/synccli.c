@@ -477,8 +477,9 @@ chan_liveness_conf(struct chan *c, const struct conf *conf, struct err *err)
 	int64_t con = conf_get_duration_ms(conf, "sync_connect_timeout", CONNECT_MS);
 	int64_t ans = conf_get_duration_ms(conf, "sync_timeout", ANSWER_MS);
 
-	if (hb < 100 || hb > 600 * 1000)
-		return err_set(err, ERR_INVALID, "sync_heartbeat must be between 100ms and 10min");
+	/* at most a minute: far below the replica's sync_idle_timeout */
+	if (hb < 100 || hb > 60 * 1000)
+		return err_set(err, ERR_INVALID, "sync_heartbeat must be between 100ms and 1min");
 	if (dead < 2 * hb || dead > 3600 * 1000)
 		return err_set(err, ERR_INVALID,
 			"sync_heartbeat_timeout must be at least two heartbeats (and at most 1h)");
