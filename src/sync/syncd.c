@@ -13,6 +13,12 @@
  * from castord is seen at once.  A SIGQUIT while a burst is being
  * processed is honoured after the command in hand (the checkpoint): the
  * client gets "* BYE" and reconnects after its backoff.
+ *
+ * A master heartbeats an idle session (NOOP every sync_heartbeat, a few
+ * seconds); a session with no command for sync_idle_timeout (default
+ * 5 min) is a master that went away without closing (a half-open
+ * connection, a blackholed path): it gets "* BYE [TEMP]" and the process
+ * is freed for the next connection.
  */
 #include "master/service.h"
 
@@ -30,7 +36,7 @@
 #include "sync/syncchan.h"
 #include "sync/syncsess.h"
 
-#define SYNCD_IDLE_MS (30 * 60 * 1000)
+#define SYNCD_IDLE_MS (5 * 60 * 1000)
 #define SYNCD_IO_MS (5 * 60 * 1000)
 #define SYNCD_OUT_HIGH (256u * 1024)
 #define SYNCD_ZSTD_LEVEL 3
@@ -41,6 +47,7 @@ static struct tls_ctx *syncd_tls;
 static char *syncd_password;
 static const char *syncd_authname = "sync";
 static const char *syncd_servername = "castor";
+static int syncd_idle_ms = SYNCD_IDLE_MS;
 static struct syncapply_opts syncd_dl;   /* deletion thresholds from the configuration */
 
 static int
@@ -58,6 +65,12 @@ syncd_init(const struct conf *conf, struct err *err)
 		return -1;
 	syncd_authname = conf_get_str(conf, "sync_authname", "sync");
 	syncd_servername = conf_get_str(conf, "servername", "castor");
+	{
+		int64_t idle = conf_get_duration_ms(conf, "sync_idle_timeout", SYNCD_IDLE_MS);
+		if (idle < 1000 || idle > 24 * 3600 * 1000)
+			return err_set(err, ERR_INVALID, "sync_idle_timeout must be between 1s and 24h");
+		syncd_idle_ms = (int)idle;
+	}
 	syncd_dl.set_limits = true;
 	syncd_dl.delete_limit = (uint64_t)conf_get_int(conf, "sync_delete_limit", 50);
 	syncd_dl.delete_fraction = conf_get_double(conf, "sync_delete_fraction", 0.5);
@@ -185,12 +198,14 @@ syncd_handle(struct service_conn *c)
 		else if (!syncsess_pending(sc->sess)) {
 			if (syncd_send(sc) < 0)
 				break;
-			rc = service_wait_input(conn_rfd(cn), SYNCD_IDLE_MS);
+			rc = service_wait_input(conn_rfd(cn), syncd_idle_ms);
 			if (rc == SERVICE_WAIT_QUIT) {
 				end = SERVICE_END_QUIT;
 				break;
 			}
 			if (rc == SERVICE_WAIT_TIMEOUT) {
+				log_info("master silent peer=%s: no command for %d ms (sync_idle_timeout),"
+					" closing", log_q(c->peer), syncd_idle_ms);
 				buf_puts(syncsess_out(sc->sess), "* BYE [TEMP] \"idle too long\"\r\n");
 				(void)syncd_send(sc);
 				break;
