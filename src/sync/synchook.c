@@ -300,18 +300,23 @@ acked(struct synchook *h, bool *live_r)
 	return 0;
 }
 
-/* Is some semisync channel live (a client connected to its replica)?
+/* Is some semisync channel live: a client connected to its replica that
+ * heard it within the dead-peer timeout (the heartbeat rule of acked())?
  * The one liveness predicate of the admission check (synchook_admit). */
 static bool
 semisync_live(struct synchook *h)
 {
+	uint64_t now = now_ms();
+
 	for (size_t i = 0; i < h->nchans; i++) {
 		struct synclog_pos pos;
-		uint64_t log_id;
+		uint64_t log_id, heard;
+		uint32_t dead;
 		bool live = false;
 
-		if (h->ackfd[i] >= 0 && syncstat_ack_read(h->ackfd[i], &pos, &log_id, &live) == 1 &&
-		    live)
+		if (h->ackfd[i] >= 0 &&
+		    syncstat_ack_read_heard(h->ackfd[i], &pos, &log_id, &live, &heard, &dead) == 1 &&
+		    syncstat_ack_live(live, heard, dead, now))
 			return true;
 	}
 	return false;
