@@ -367,7 +367,7 @@ ctl_fo_run(struct ctl *c, struct ctl_fo *fo)
 			    (unsigned long long)h.epoch, h.fenced ? " and fenced us" : "");
 			return ctl_fo_fail(c, fo, 3, &err);
 		}
-		if (ctl_compare_with_peer(c->store, p, fo->sync_account, &cmp, &err) < 0) {
+		if (ctl_compare_with_peer(c->store, p, NULL, &cmp, &err) < 0) {
 			ctl_peer_close(&p);
 			return ctl_fo_fail(c, fo, 3, &err);
 		}

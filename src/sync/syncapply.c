@@ -675,7 +675,7 @@ cmd_authenticate(struct syncapply *a, const struct syncproto_command *cmd, struc
 			if (a->password != NULL)
 				ok = str_ct_eq(p.passwd, strlen(p.passwd), a->password, strlen(a->password));
 			else
-				ok = store_user_verify(a->st, p.authcid, p.passwd, &err) == 1;
+				ok = store_sync_auth_verify(a->st, p.authcid, p.passwd, &err) == 1;
 		}
 		log_info("%s authname=%s client=%s", ok ? "authenticated" : "authentication failed",
 			log_q(p.authcid), log_q(a->client_id));

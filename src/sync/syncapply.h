@@ -38,7 +38,7 @@
 struct syncapply_opts {
 	const char *servername;   /* SERVERID in HELLO (may be NULL) */
 	const char *authname;     /* the only identity allowed in (NULL: "sync") */
-	const char *password;     /* NULL: authname's password in users.db */
+	const char *password;     /* NULL: authname's users.db sync_auth credential */
 	bool auth_allowed;        /* connection is TLS or from loopback */
 	bool starttls_possible;   /* a server TLS context exists and TLS is not on */
 	bool compress_allowed;    /* COMPRESS ZSTD is offered */
