@@ -47,7 +47,7 @@ ctl_help(FILE *f)
 	    "  check [--repair] USER|--all\n"
 	    "  dump [--for-compare] USER|--all\n"
 	    "  status [--json] [CHAN...]\n"
-	    "  failover --to CHAN | --resume | --abort   (planned switch of master and replica)\n"
+	    "  failover --to CHAN [--force] | --resume | --abort   (planned switch of master and replica)\n"
 	    "  promote [--force]      (a replica whose master is gone becomes the master)\n"
 	    "  demote --epoch N | peer-check\n"
 	    "\n"
