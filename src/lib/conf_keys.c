@@ -72,7 +72,7 @@ const struct conf_key conf_known_keys[] = {
 	{ "*_sync_compress", CONF_BOOL, NULL, "zstd compression on the channel (default yes off loopback, no on loopback)" },
 	{ "*_sync_ca_file", CONF_PATH, NULL, "verify the replica's TLS certificate against this CA file (default: not verified)" },
 	{ "sync_authname", CONF_STRING, NULL, "replica: the identity a master's sync-client must log in as (default sync)" },
-	{ "sync_password", CONF_STRING, NULL, "replica: that identity's password (default: the users.db password of sync_authname)" },
+	{ "sync_password", CONF_STRING, NULL, "replica: that identity's password (default: the credential set by castorctl sync-password, users.db sync_auth)" },
 	{ "sync_password_file", CONF_PATH, NULL, "replica: file whose first line is that password" },
 
 	{ NULL, CONF_STRING, NULL, NULL },

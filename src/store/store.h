@@ -178,6 +178,12 @@ int store_user_set_hash(struct store *st, const char *name, const char *hash, st
 /* 1 password matches, 0 it does not (or no password / no such user),
  * -1 error. */
 int store_user_verify(struct store *st, const char *name, const char *password, struct err *err);
+/* The replication credential syncd accepts (users.db sync_auth): not a
+ * user, never a mailbox, never replicated (store.c U3).  _set stores a
+ * yescrypt hash of password for authname (replacing one); _verify
+ * returns 1 match, 0 no match or no credential, -1 error. */
+int store_sync_auth_set(struct store *st, const char *authname, const char *password, struct err *err);
+int store_sync_auth_verify(struct store *st, const char *authname, const char *password, struct err *err);
 /* 1 exists, 0 not, -1 error. */
 int store_user_exists(struct store *st, const char *name, struct err *err);
 /* Quota limits: -1 = the server default, 0 = unlimited, else the limit. */

@@ -96,6 +96,7 @@ struct store_user {
 	size_t nblob_tmps;
 	size_t op_ntmps;             /* nblob_tmps when the running op began */
 	int watch_fd;                /* inotify, -1 until asked */
+	uint64_t wal_retry_at;       /* store_wal_bound: WAL bytes before the next try */
 	struct {
 		const char *sql;
 		sqlite3_stmt *stmt;
@@ -108,6 +109,13 @@ int store_sql_exec(sqlite3 *db, const char *sql, struct err *err);
 /* Ask the checkpoint thread (store_ckpt.c) to checkpoint the database
  * at path; db is the caller's connection, used only if no thread runs. */
 void store_ckpt_request(sqlite3 *db, const char *path);
+/* The WAL bound (store_ckpt.c): when u's WAL is over STORE_WAL_MAX and
+ * no transaction of u is open, checkpoint it with TRUNCATE on u's own
+ * connection (short busy limit).  `when` names the caller in the log
+ * ("open", "commit", "close").  Never fails: a WAL left long is only
+ * disk, not a durability matter. */
+#define STORE_WAL_MAX (4u * 1024 * 1024)
+void store_wal_bound(struct store_user *u, const char *when);
 /* The busy handler of every store database: retry for busy_ms (<= 0: 30 s). */
 void store_db_busy_set(sqlite3 *db, int busy_ms);
 int store_db_open(const char *path, bool create, int busy_ms, bool full_sync, sqlite3 **db_r,

@@ -293,6 +293,8 @@ commit_durable(struct store_user *u, bool dirty, const char *fp_after, struct er
 			if (str_fmt(path, sizeof(path), "%s/user.db", u->dir) > 0)
 				store_ckpt_request(u->db, path);
 		}
+		/* a bulk writer outrunning the thread pays here (store_ckpt.c 4) */
+		store_wal_bound(u, "commit");
 	} else {
 		events_drop(u, 0);
 	}
@@ -753,6 +755,7 @@ store_user_open(struct store *st, const char *name, struct err *err)
 	buf_reset(&p);
 	if (user_init_db(u, err) < 0)
 		goto fail;
+	store_wal_bound(u, "open");   /* a WAL left over (store_ckpt.c 4) */
 	buf_free(&p);
 	return u;
 fail:
@@ -770,6 +773,7 @@ store_user_close(struct store_user **up)
 		return;
 	if (u->in_txn)
 		store_txn_rollback(u);
+	store_wal_bound(u, "close");   /* the end of bulk work (store_ckpt.c 4) */
 	for (size_t i = 0; i < STORE_STMT_CACHE; i++)
 		if (u->stmts[i].stmt != NULL)
 			sqlite3_finalize(u->stmts[i].stmt);

@@ -1097,6 +1097,21 @@ run_rolling(const struct conf *conf, struct store *st, const char *name, bool al
 /* ------------------------------------------------------------------ */
 /* Drain                                                               */
 
+/* Nothing behind: the durable cursor is usable (no gap, not detached,
+ * no failed-append marker since it was saved) and already at the log's
+ * end, so the drain is done without a connection (the replica may be
+ * stopping at the same moment as we are). */
+static bool
+drain_at_end(struct chan *c)
+{
+	struct synclog_pos end;
+	struct err err;
+
+	if (c->need_ae || c->detached || marker_changed(c))
+		return false;
+	return synclog_end(c->root, &end, &err) == 0 && synclog_pos_cmp(&c->acked, &end) >= 0;
+}
+
 static int
 drain_channel(const struct conf *conf, struct store *st, const char *name, uint64_t deadline,
 	bool allow_deletes)
@@ -1115,7 +1130,12 @@ drain_channel(const struct conf *conf, struct store *st, const char *name, uint6
 		chan_close(&c);
 		return EXIT_UNAVAILABLE;
 	}
-	while (now_ms() < deadline && !quit_requested()) {
+	if (drain_at_end(&c)) {
+		log_info("drain complete channel=%s cursor=%llu:%llu nothing behind", name,
+			(unsigned long long)c.acked.seg, (unsigned long long)c.acked.off);
+		rc = 0;
+	}
+	while (rc == EXIT_UNAVAILABLE && now_ms() < deadline && !quit_requested()) {
 		struct synclog_pos end;
 
 		if (c.push == NULL) {

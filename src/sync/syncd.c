@@ -22,6 +22,7 @@
  */
 #include "master/service.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -49,6 +50,32 @@ static const char *syncd_authname = "sync";
 static const char *syncd_servername = "castor";
 static int syncd_idle_ms = SYNCD_IDLE_MS;
 static struct syncapply_opts syncd_dl;   /* deletion thresholds from the configuration */
+static char **syncd_channels;            /* sync_channels as NAME=HOST:PORT (HELLO CHANNELS) */
+static size_t syncd_nchannels;
+
+/* This server's own channels, for the HELLO answer. */
+static void
+syncd_load_channels(const struct conf *conf)
+{
+	size_t n = 0;
+	char **names = syncchan_names(conf, &n);
+
+	syncd_channels = xcalloc(n + 1, sizeof(char *));
+	for (size_t i = 0; i < n; i++) {
+		struct syncchan ch;
+		struct err e2;
+		char line[600];
+		memset(&ch, 0, sizeof(ch));
+		if (syncchan_load(conf, names[i], &ch, &e2) < 0) {
+			log_warn("channel not announced channel=%s error=%s", names[i], log_q(e2.msg));
+			continue;
+		}
+		snprintf(line, sizeof(line), "%s=%s:%u", ch.name, ch.host, ch.port);
+		syncd_channels[syncd_nchannels++] = xstrdup(line);
+		syncchan_free(&ch);
+	}
+	conf_list_free(names);
+}
 
 static int
 syncd_init(const struct conf *conf, struct err *err)
@@ -76,6 +103,7 @@ syncd_init(const struct conf *conf, struct err *err)
 	syncd_dl.delete_fraction = conf_get_double(conf, "sync_delete_fraction", 0.5);
 	syncd_dl.delete_fraction_min = (uint64_t)conf_get_int(conf, "sync_delete_fraction_min", 4);
 	syncd_dl.user_delete_limit = (uint64_t)conf_get_int(conf, "sync_user_delete_limit", 5);
+	syncd_load_channels(conf);
 	pw = conf_get_str(conf, "sync_password", NULL);
 	if (pw != NULL && pw[0] != '\0') {
 		syncd_password = xstrdup(pw);
@@ -104,6 +132,9 @@ syncd_fini(void)
 	tls_ctx_free(&syncd_tls);
 	store_close(&syncd_store);
 	free(syncd_password);
+	for (size_t i = 0; i < syncd_nchannels; i++)
+		free(syncd_channels[i]);
+	free(syncd_channels);
 }
 
 struct syncd_conn {
@@ -181,6 +212,8 @@ syncd_handle(struct service_conn *c)
 	o.auth_allowed = c->loopback || c->tls;
 	o.starttls_possible = syncd_tls != NULL && !c->tls;
 	o.compress_allowed = true;
+	o.channels = (const char *const *)syncd_channels;
+	o.nchannels = syncd_nchannels;
 	sc->app = syncapply_new(syncd_store, &o);
 	if (c->tls)
 		syncapply_tls_started(sc->app, syncsess_out(sc->sess));
