@@ -515,10 +515,17 @@ class ReplicaPoller:
 # ---------------------------------------------------------------- counting relay
 class Relay:
     """TCP relay 127.0.0.1:<port> -> 127.0.0.1:rport counting bytes each way.
-    Threads are daemons; close() stops accepting and closes every socket."""
+    Threads are daemons; close() stops accepting and closes every socket.
+    strip_s2c: bytes removed from the server's stream (a capability line the
+    client must not see, e.g. Cyrus's "* COMPRESS DEFLATE": its sync_client
+    compresses whenever the server offers it, and no setting turns that off).
+    c2s_head keeps the first 4 KiB the client sent, to check what it asked."""
 
-    def __init__(self, rport):
+    def __init__(self, rport, strip_s2c=None):
         self.c2s = self.s2c = 0
+        self.strip = strip_s2c
+        self.stripped = 0
+        self.c2s_head = b""
         self.lock = threading.Lock()
         self.ls = socket.socket()
         self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -567,7 +574,12 @@ class Relay:
             with self.lock:
                 if d == "c2s":
                     self.c2s += len(data)
+                    if len(self.c2s_head) < 4096:
+                        self.c2s_head += data[:4096 - len(self.c2s_head)]
                 else:
+                    if self.strip and self.strip in data:
+                        self.stripped += data.count(self.strip)
+                        data = data.replace(self.strip, b"")
                     self.s2c += len(data)
             try:
                 b.sendall(data)
