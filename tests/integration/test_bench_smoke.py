@@ -5,6 +5,13 @@ either report figures, or say "not built" and name the missing programs.
 A failure inside the harness's own code (a Python TypeError, KeyError ...)
 fails this test; a server that misbehaves is reported in the JSON, which is
 the benchmarks' job, and shown here as a warning.  Timing is never asserted.
+
+Load clients: every run of every benchmark reports its load clients
+(role, sent, error, ended).  A client that raised, or stopped before the
+benchmark meant it to (e.g. shutdown_drain's loaders before SIGQUIT), makes
+the run invalid and fails this test: figures from such a run describe a
+server that was not under the load the benchmark claims (issue 17: a
+TypeError at message 200 went unseen that way).
 """
 import json
 import os
@@ -15,6 +22,7 @@ from pathlib import Path
 
 from conftest import BUILD, TOP
 
+OK_ENDINGS = ("done", "stopped")
 HARNESS_BUGS = ("TypeError", "KeyError", "AttributeError", "NameError", "IndexError", "ValueError",
                 "ZeroDivisionError", "ImportError", "ModuleNotFoundError", "UnboundLocalError", "SyntaxError")
 
@@ -35,8 +43,20 @@ def test_bench_smoke(tmp_path):
     assert set(benches) == {"limits", "lmtp_deliver", "repl_lag", "imap_fetch", "memory", "full_sync",
                             "shutdown_drain", "failover"}
     lim = benches["limits"]["figures"]
-    for key in ("fdatasync_s", "create_fsync_s", "sha1_mb_s", "loopback_mb_s"):
+    for key in ("fdatasync_s", "create_fsync_s", "sha1_mb_s", "loopback_mb_s", "sink_null.1u1c",
+                "sink_fsync.1u1c"):
         assert lim[key]["values"]["machine"]["median"] > 0, key
+
+    for name, b in benches.items():
+        for r in b["runs"]:
+            if "error" in r:
+                continue          # an exception: reported below (harness bug) or as a warning
+            where = f"{name} {r['peer']} run {r['rep']}"
+            assert isinstance(r.get("clients"), list) and r["clients"], f"{where}: no load-client results"
+            for c in r["clients"]:
+                assert {"role", "sent", "error", "ended"} <= set(c), f"{where}: client fields missing: {c}"
+                assert c["ended"] in OK_ENDINGS, f"{where}: load client {c['role']} ended {c['ended']}: {c['error']}"
+            assert not r.get("invalid"), f"{where}: invalid run: {r['invalid']}"
 
     for name, b in benches.items():
         if name == "limits":
