@@ -24,7 +24,8 @@ import os
 import sys
 import time
 
-from common import lmtp_connect, make_msg, now, pid_alive, try_status, wait_counts, wait_pid_gone
+from common import (lmtp_connect, make_msg, now, pid_alive, replica_logins, try_status, wait_counts,
+                    wait_pid_gone)
 
 NAME = "shutdown_drain"
 TITLE = "SIGQUIT under load: master exit time, acknowledged messages not on the replica at exit"
@@ -116,10 +117,16 @@ def run_once(peer, ctx):
     master_alive = pid_alive(pid)
     # bring the master back: is every acked message there, and how fast does the replica catch up?
     peer.forget_master()
+    # logged in to the replica before the restart: the catch-up holds no login
+    rconns = replica_logins(peer.r_imap, [user], peer.password)
     t_up = now()
     peer.start("master", repl=True)
     on_master = try_status(peer.m_imap, user, pw)
-    t_rep = wait_counts(peer.r_imap, {user: on_master or 0}, peer.password, timeout=90) if on_master else None
+    t_rep = wait_counts(peer.r_imap, {user: on_master or 0}, peer.password, timeout=90,
+                        conns=rconns) if on_master else None
+    if not on_master:
+        for m in rconns.values():
+            m.close()
     figs = [fig("exit_s", "SIGQUIT -> master exited", "s", "lower", exit_s),
             fig("acked", "messages acknowledged (250) before the exit", "msgs", None, acked)]
     if replica_at_exit is not None:
