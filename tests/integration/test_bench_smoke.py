@@ -79,3 +79,35 @@ def test_bench_smoke(tmp_path):
     assert not leftovers, f"processes left running: {leftovers}"
     assert not [p for p in Path(tmp_path).iterdir() if p.name.startswith("castor-bench-")], "temp root not removed"
     assert os.path.isdir(out)
+
+
+def test_bench_comparison_rules():
+    """The comparison column's rules (bench/harness.py): overlapping ranges are
+    "no difference"; a ratio only when both ranges are above zero, else the
+    difference; repeated commands are compared on p10-p90; single values are
+    marked; a run with a failed or early client is invalid."""
+    sys.path.insert(0, str(TOP / "bench"))
+    try:
+        import harness
+        from common import summary
+    finally:
+        sys.path.pop(0)
+    c = harness.compare(summary([1.0, 2.0, 3.0]), summary([2.5, 4.0, 5.0]))
+    assert c["overlap"] and c["text"] == "no difference"
+    c = harness.compare(summary([1.0, 1.1, 1.2]), summary([2.0, 2.1, 2.2]))
+    assert not c["overlap"] and c["text"] == f"{1.1 / 2.1:.2f}×"
+    c = harness.compare(summary([-0.9, -0.8, -0.7]), summary([590.0, 596.0, 607.0]))
+    assert "ratio" not in c and c["text"].startswith("Δ ")
+    c = harness.compare(summary([3.0]), summary([6.0]))
+    assert c["single"] and c["text"].endswith("(1 run)")
+    # 20 repetitions: compared on p10-p90, whatever the extremes
+    a = summary([1.0], [0.5] + [2.0] * 18 + [30.0])
+    b = summary([1.0], [0.1] + [3.0] * 18 + [40.0])
+    assert a["n"] == 20 and a["median"] == 2.0 and a["min"] == 0.5 and a["max"] == 30.0
+    c = harness.compare(a, b)
+    assert not c["single"] and c["overlap"] is False and c["text"] == f"{2.0 / 3.0:.2f}×"
+    assert harness.client_problem([harness.client("x", 5, None, "done")]) is None
+    assert harness.client_problem([harness.client("x", 5, None, "stopped")]) is None
+    assert "early" in harness.client_problem([harness.client("x", 5, None, "early")])
+    assert "TypeError" in harness.client_problem([harness.client("x", 199, "TypeError()", "error")])
+    assert harness.client_problem(None)
