@@ -676,6 +676,8 @@ chan_park_user(void *ctx, const char *user, const char *reason)
 			user, log_q(e->reason), (unsigned long long)e->backoff_ms);
 	}
 	e->trying = false;
+	snprintf(c->last_error, sizeof(c->last_error), "user %s parked: %s", user, e->reason);
+	c->last_error_ms = now;
 	chan_park_save(c);
 }
 

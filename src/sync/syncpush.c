@@ -1011,7 +1011,9 @@ park_user(struct pu *u, const char *what, const char *text)
 	u->retry = false;
 	if (u->park_reason == NULL) {
 		struct buf b = BUF_INIT;
-		buf_printf(&b, "%s: %s", what, text != NULL && text[0] ? text : "refused");
+		if (what != NULL)
+			buf_printf(&b, "%s: ", what);
+		buf_puts(&b, text != NULL && text[0] ? text : "refused");
 		u->park_reason = buf_steal(&b);
 	}
 }
@@ -3294,7 +3296,7 @@ delete_limit_hit(struct syncpush *p, struct pu **us, size_t n, struct pu *only, 
 		if (u->parked || (only != NULL && u != only))
 			continue;
 		if (only != NULL || (unusers ? u->send_unuser : !u->failed && planned_deletes(u) > 0))
-			park_user(u, "delete-limit", reason);
+			park_user(u, NULL, reason);
 	}
 	return 0;
 }
