@@ -108,6 +108,18 @@ def test_refused_inbox_deletion_parks_only_that_user(procs, tmp_path):
              what="status file says parked=1")
     assert m.log().count("USER PARKED") == 1
 
+    # the way out (docs/replication.md "Parked users"): a master never
+    # deletes an INBOX, so bring it back, then release ann; the rest of
+    # ann's deletions replicate and ann follows the log again
+    cp = ctl(m.conf, "undelete", "ann", "INBOX")
+    assert cp.returncode == 0, cp.stderr
+    cp = ctl(m.conf, "sync", "--allow-deletes", "r1", "ann")
+    assert cp.returncode == 0, cp.stderr
+    wait_for(lambda: _parked(m) == {}, timeout=10 * SLOW, what="ann unparked")
+    converged(m, r, timeout=30)
+    assert "Work" not in r.dump("ann")
+    assert _replicated_within(m, r, "ann", "back", 3 * SLOW) < 3 * SLOW
+
 
 def test_delete_limit_parks_user_and_release_by_name(procs, tmp_path):
     m, (r,) = pair(procs, tmp_path)
