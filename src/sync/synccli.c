@@ -1032,8 +1032,10 @@ run_rolling(const struct conf *conf, struct store *st, const char *name, bool al
 		if (quit_requested())
 			break;
 		now = now_ms();
-		if (!c.allow_once && c.next_connect_ms != UINT64_MAX && allow_marker_exists(&c)) {
-			/* castorctl sync --allow-deletes: a session that allows them */
+		if (!c.allow_once && (c.push != NULL || (c.state != NULL && str_eq(c.state, "refused") &&
+		    c.next_connect_ms != UINT64_MAX)) && allow_marker_exists(&c)) {
+			/* castorctl sync --allow-deletes: a session that allows
+			 * them (a channel that is down keeps its backoff) */
 			if (c.push != NULL) {
 				chan_disconnect(&c, true);
 				chan_state(&c, "disconnected");

@@ -1020,12 +1020,14 @@ park_user(struct pu *u, const char *what, const char *text)
 
 /* Does this refusal belong to one user (park it) rather than to the
  * session?  PERM (delete-limit, INBOX cannot be deleted, out of UIDs),
- * CORRUPT, and any answer whose code says "damaged". */
+ * and any answer whose code says "damaged" (a damaged user on the
+ * replica).  A plain CORRUPT (one body that does not match its GUID) is
+ * counted as an error as before: it should not hold the user's other
+ * mail back. */
 static bool
 user_refusal(const struct syncproto_response *r)
 {
-	return r->code_kind == ERR_PERM || r->code_kind == ERR_CORRUPT ||
-	       code_word(r->code, "damaged");
+	return r->code_kind == ERR_PERM || code_word(r->code, "damaged");
 }
 
 /* A refusal that ends the session (or the channel), or that parks the

@@ -149,7 +149,7 @@ void syncpush_set_conflict_hook(struct syncpush *p, syncpush_conflict_fn fn, voi
 void syncpush_set_sync_account(struct syncpush *p, const char *authname);
 
 /* Parking (issue 16): a refusal that belongs to one user (an answer
- * NO [PERM] or [CORRUPT] to one of its commands, or any NO whose code says
+ * NO [PERM] to one of its commands, or any NO whose code says
  * "damaged": delete-limit, INBOX cannot be deleted, a damaged user on the
  * replica; and the master's own deletion thresholds) sets that user aside
  * instead of ending the session: nothing more is sent for it in that run,
@@ -194,10 +194,11 @@ int syncpush_login(struct syncpush *p, const struct syncpush_login *l, struct er
  * Bring every object named in the batch in line on the replica.  Returns
  * 0 when the batch is done: everything replicated, or reported as a
  * conflict / error that retrying now would not cure (counted in stats,
- * last one in syncpush_last_problem).  -1 with err when the session
- * cannot go on: ERR_FENCED (stop), ERR_PERM (refused by the replica's
- * policy, e.g. delete-limit: stop and tell the operator), ERR_TEMP and
- * anything else (reconnect and retry the batch).
+ * last one in syncpush_last_problem; users parked through the park
+ * hook).  -1 with err when the session cannot go on: ERR_FENCED (stop),
+ * ERR_PERM (refused by the replica's policy without a park hook, e.g.
+ * delete-limit: stop and tell the operator), ERR_TEMP and anything else
+ * (reconnect and retry the batch).
  */
 int syncpush_run(struct syncpush *p, struct syncpush_batch *b, struct err *err);
 
