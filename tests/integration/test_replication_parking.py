@@ -8,9 +8,13 @@ releases it; the SHUTDOWN drain does not wait for it and says so.  A full
 disk: a failing cursor save backs off instead of spinning, and bodies the
 replica already took are not uploaded again on every retry."""
 import json
+import os
 import re
 import sqlite3
+import subprocess
 import time
+
+import pytest
 
 from castord_util import children_of, comm
 from conftest import wait_for
@@ -193,6 +197,53 @@ def test_failing_cursor_save_does_not_spin(procs, tmp_path):
     assert used < 1.0 * SLOW, used        # today: most of the window
     assert "failpoint sync.client.before_cursor_save" in m.status("r1").get("last_error", "")
     m.kill()
+
+
+def test_cursor_directory_out_of_space(procs, tmp_path):
+    """A real full disk where the cursor lives (a 64 KiB tmpfs, filled):
+    the client goes on replicating and neither spins nor floods the log,
+    and saves again once there is room."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    m, (r,) = pair(procs, tmp_path, start=False)
+    cdir = m.root / "sync" / "cursor"
+    cdir.mkdir(parents=True, exist_ok=True)
+    cp = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(cdir)],
+                        capture_output=True, text=True)
+    if cp.returncode != 0:
+        pytest.skip("cannot mount a tmpfs: " + cp.stderr)
+    try:
+        fd = os.open(cdir / "filler", os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            for _ in range(1000):
+                os.write(fd, b"x" * 1024)
+        except OSError:
+            pass            # full
+        os.close(fd)
+        r.start()
+        m.start()
+        m.drv("useradd bob\nappend bob INBOX 200 b0\n")
+        converged(m, r)
+        wait_for(lambda: "cursor save failed" in m.log(), timeout=10 * SLOW, what="ENOSPC")
+        pid = _sync_client(m)
+        cpu0 = _cpu_s(pid)
+        t0 = int(m.status("r1").get("updated_ms", "0"))
+        wait_for(lambda: int(m.status("r1").get("updated_ms", "0")) >= t0 + 3000,
+                 timeout=10 * SLOW, interval=0.1, what="3 s of status updates")
+        for i in range(3):
+            _replicated_within(m, r, "bob", f"s{i}", 3 * SLOW)
+        assert m.log().count("cursor save failed") <= 3
+        assert _cpu_s(pid) - cpu0 < 1.0 * SLOW
+        assert "No space left" in m.status("r1").get("last_error", "")
+        # room again: the next save goes through
+        os.unlink(cdir / "filler")
+        m.drv("append bob INBOX 200 again\n")
+        wait_for(lambda: "cursor saved again channel=r1" in m.log(), timeout=10 * SLOW,
+                 what="the cursor saved again")
+        assert not [p for p in os.listdir(cdir) if ".tmp" in p]
+        m.kill()
+    finally:
+        subprocess.run(["umount", "-l", str(cdir)], capture_output=True)
 
 
 def test_replica_refusing_apply_keeps_uploaded_bodies(procs, tmp_path):
