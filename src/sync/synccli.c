@@ -41,7 +41,7 @@
  *  6. One driver per channel: <root>/sync/cursor/<chan>.lock (flock).
  *  7. A change the replica refuses for one user parks that user
  *     (syncpark.h): its records are skipped, the cursor goes on, it is
- *     retried in full after 1 min doubling to 1 h, or released by
+ *     retried in full after sync_park_retry (1 min) doubling to 1 h, or released by
  *     castorctl sync --allow-deletes CHAN [USER].  The parked list is
  *     saved before the cursor can move past the user's records.
  *  8. A cursor save that fails (disk full) is retried after 100 ms
@@ -105,7 +105,7 @@
 #define SAVE_BACKOFF_MIN_MS 100    /* a failed cursor save: retry after this, doubling */
 #define SAVE_BACKOFF_MAX_MS 5000
 #define SAVE_LOG_EVERY_MS 10000    /* and say so at most this often */
-#define PARK_RETRY_MIN_MS (60 * 1000)   /* a parked user is retried after this, doubling */
+#define PARK_RETRY_MIN_MS (60 * 1000)   /* default sync_park_retry: first retry, doubling */
 #define PARK_RETRY_MAX_MS (3600 * 1000)
 
 static const char *prog = "sync-client";
@@ -172,6 +172,7 @@ struct chan {
 	uint64_t verify_ms, next_verify_ms;
 	uint64_t marker_seen_ms;
 	uint64_t max_behind;
+	uint64_t park_retry_ms;              /* sync_park_retry: a parked user's first retry */
 	uint64_t backoff_ms, next_connect_ms;
 	uint64_t last_io_ms;
 	uint64_t status_ms;
@@ -499,6 +500,9 @@ chan_open(struct chan *c, const struct conf *conf, struct store *st, const char 
 	}
 	c->verify_ms = (uint64_t)conf_get_duration_ms(conf, "sync_verify_interval", 3600 * 1000);
 	c->max_behind = conf_get_bytes(conf, "sync_log_max_bytes", 4ull * 1024 * 1024 * 1024);
+	c->park_retry_ms = (uint64_t)conf_get_duration_ms(conf, "sync_park_retry", PARK_RETRY_MIN_MS);
+	if (c->park_retry_ms == 0 || c->park_retry_ms > PARK_RETRY_MAX_MS)
+		c->park_retry_ms = PARK_RETRY_MIN_MS;
 	c->recs = xcalloc(BATCH_MAX, sizeof(*c->recs));
 	c->backoff_ms = BACKOFF_MIN_MS;
 	rc = cursor_load(c->root, name, &c->cur, err);
@@ -660,7 +664,7 @@ chan_park_user(void *ctx, const char *user, const char *reason)
 	struct chan *c = ctx;
 	uint64_t now = now_ms();
 	bool added;
-	struct syncpark_entry *e = syncpark_add(&c->park, user, reason, now, PARK_RETRY_MIN_MS, &added);
+	struct syncpark_entry *e = syncpark_add(&c->park, user, reason, now, c->park_retry_ms, &added);
 
 	if (added) {
 		log_error("USER PARKED channel=%s user=%s reason=%s retry_ms=%llu: the user's changes"

@@ -128,6 +128,31 @@ def test_refused_inbox_deletion_parks_only_that_user(procs, tmp_path):
     assert _replicated_within(m, r, "ann", "back", 3 * SLOW) < 3 * SLOW
 
 
+def test_parked_user_retried_with_backoff(procs, tmp_path):
+    """A parked user is retried, each retry twice as late as the one
+    before (logged once per retry, not per round), and a retry that goes
+    through unparks it without an operator's release."""
+    m, (r,) = pair(procs, tmp_path, conf_extra="sync_park_retry: 1s")
+    _tombstone_inbox(m, r, users=("ann",))
+    m.start()
+    wait_for(lambda: "USER PARKED channel=r1 user=ann" in m.log(), timeout=30 * SLOW,
+             what="ann parked")
+    wait_for(lambda: m.log().count("user still parked channel=r1 user=ann") >= 2,
+             timeout=20 * SLOW, what="two retries")
+    waits = [int(x) for x in re.findall(r"user still parked channel=r1 user=ann .*retry_ms=(\d+)",
+                                        m.log())]
+    assert waits[:2] == [2000, 4000], waits
+    assert _replicated_within(m, r, "bob", "b9", 3 * SLOW) < 3 * SLOW
+    # the master's INBOX is back: the next retry goes through on its own
+    cp = ctl(m.conf, "undelete", "ann", "INBOX")
+    assert cp.returncode == 0, cp.stderr
+    wait_for(lambda: "user unparked channel=r1 user=ann" in m.log(), timeout=30 * SLOW,
+             what="ann unparked by a retry")
+    converged(m, r, timeout=30, user="ann")
+    assert _parked(m) == {}
+    assert m.log().count("USER PARKED") == 1
+
+
 def test_delete_limit_parks_user_and_release_by_name(procs, tmp_path):
     m, (r,) = pair(procs, tmp_path)
     m.drv("useradd dan\nuseradd bob\n" + "".join(f"create dan G{i}\n" for i in range(9)) +
