@@ -9,7 +9,7 @@
  * thresholds (sync_delete_limit, sync_delete_fraction,
  * sync_user_delete_limit) for that one re-sync.  It writes the marker
  * <root>/run/sync-<CHAN>.allow-deletes ("user=USER" when given); the
- * running sync-client notices it at once, reconnects with HELLO
+ * running sync-client notices it within a second, reconnects with HELLO
  * ALLOW-DELETES 1, re-syncs the released users in full (without USER:
  * then one anti-entropy pass), removes the marker and reconnects without
  * the allowance.  Otherwise the marker's content is informational (the

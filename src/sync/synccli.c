@@ -597,8 +597,9 @@ chan_lock(struct chan *c, int64_t wait_ms, struct err *err)
 }
 
 /* <root>/run/sync-<chan>.allow-deletes: written by `castorctl sync
- * --allow-deletes CHAN` to release one pass over the deletion
- * thresholds; removed after the anti-entropy pass that used it. */
+ * --allow-deletes CHAN [USER]` to release the parked users (USER alone:
+ * "user=USER" in it) past the deletion thresholds for one pass; removed
+ * after the pass that used it. */
 static void
 allow_marker_path(const struct chan *c, struct buf *out)
 {
