@@ -28,9 +28,13 @@
  * a STATUS file older than that (or CTL_STATUS_STALE_MS, whichever is
  * more) is "stale": the client is stuck, and its figures are old.
  *
+ * Parked users (<root>/sync/parked/<chan>, syncpark.h): each with the
+ * reason, since when, and when it is retried.
+ *
  * Exit status: 0; 1 when a channel is fenced, silent, has an error newer than
- * its last success, or is disconnected with records behind (so a cron
- * job can alert on it); the usual codes for configuration errors.
+ * its last success, is disconnected with records behind, or has parked
+ * users (so a cron job can alert on it); the usual codes for
+ * configuration errors.
  */
 #include "ctl/ctl.h"
 
@@ -43,6 +47,7 @@
 #include "sync/syncchan.h"
 #include "sync/synchook.h"
 #include "sync/synclog.h"
+#include "sync/syncpark.h"
 #include "sync/syncstat.h"
 
 #include <errno.h>
@@ -205,6 +210,8 @@ struct ctl_chan_status {
 	uint64_t resolved[3];        /* renumbered, replaced, mailboxes */
 	uint64_t conflict[sizeof(ctl_status_conflicts) / sizeof(ctl_status_conflicts[0])];
 	uint64_t counter[sizeof(ctl_status_counters) / sizeof(ctl_status_counters[0])];
+	struct syncpark park;        /* parked users (freed by the caller) */
+	char park_error[256];        /* the parked-users file did not read */
 };
 
 /* Ages judged now: a live client whose file stopped changing, a
@@ -337,6 +344,8 @@ ctl_status_channel(const struct conf *conf, const char *root, const char *name,
 			ctl_status_scan(root, &cur, cs);
 	}
 	ctl_kv_free(&kv);
+	if (syncpark_load(root, name, &cs->park, &err) < 0)
+		str_lcpy(cs->park_error, err.msg, sizeof(cs->park_error));
 }
 
 /* Does this channel deserve an operator's attention? */
@@ -344,6 +353,8 @@ static bool
 ctl_status_bad(const struct ctl_chan_status *cs, bool master)
 {
 	if (str_eq(cs->state, "fenced"))
+		return true;
+	if (cs->park.n > 0 || cs->park_error[0])
 		return true;
 	if (!master)
 		return false;
@@ -555,7 +566,21 @@ ctl_cmd_status(struct ctl *c, int argc, char **argv)
 				ctl_json_key(&b, &f2, ctl_status_counters[k]);
 				buf_printf(&b, "%" PRIu64, cs.counter[k]);
 			}
-			buf_puts(&b, "}}");
+			buf_putc(&b, '}');
+			ctl_json_key(&b, &f, "parked");
+			buf_putc(&b, '[');
+			for (k = 0; k < cs.park.n; k++) {
+				const struct syncpark_entry *e = &cs.park.v[k];
+				bool f3 = true;
+				buf_puts(&b, k > 0 ? ",{" : "{");
+				ctl_json_key(&b, &f3, "user"); ctl_json_str(&b, e->user);
+				ctl_json_key(&b, &f3, "reason"); ctl_json_str(&b, e->reason);
+				ctl_json_key(&b, &f3, "since_ms"); buf_printf(&b, "%" PRIu64, e->since_ms);
+				ctl_json_key(&b, &f3, "retry_ms"); buf_printf(&b, "%" PRIu64, e->retry_ms);
+				buf_putc(&b, '}');
+			}
+			buf_puts(&b, "]}");
+			syncpark_clear(&cs.park);
 			continue;
 		}
 		ctl_status_age(now, cs.oldest_ms, age, sizeof(age));
@@ -600,6 +625,23 @@ ctl_cmd_status(struct ctl *c, int argc, char **argv)
 			buf_printf(&b, "  sent: %" PRIu64 " batches, %" PRIu64 " records, %" PRIu64
 			    " uploads (%" PRIu64 " bytes), %" PRIu64 " errors\n", cs.counter[0], cs.counter[3],
 			    cs.counter[4], cs.counter[5], cs.counter[9]);
+		if (cs.park_error[0])
+			buf_printf(&b, "  parked users: unreadable (%s)\n", cs.park_error);
+		if (cs.park.n > 0)
+			buf_printf(&b, "  PARKED USERS: %zu (changes held back; castorctl sync --allow-deletes"
+			    " %s [USER] releases)\n", cs.park.n, cs.name);
+		for (k = 0; k < cs.park.n; k++) {
+			const struct syncpark_entry *e = &cs.park.v[k];
+			char ago[64], in[64];
+			ctl_status_age(now, e->since_ms, ago, sizeof(ago));
+			if (e->retry_ms > now)
+				ctl_status_age(e->retry_ms, now, in, sizeof(in));
+			else
+				str_lcpy(in, "0 ms", sizeof(in));
+			buf_printf(&b, "    parked user %s since %s ago (since_ms=%" PRIu64 "), retry in %s: %s\n",
+			    e->user, ago, e->since_ms, in, e->reason);
+		}
+		syncpark_clear(&cs.park);
 	}
 	if (json)
 		buf_puts(&b, "]}\n");

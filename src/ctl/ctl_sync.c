@@ -1,16 +1,19 @@
 /*
  * ctl_sync.c - castorctl sync: operator actions on a replication channel.
  *
- *     castorctl sync --allow-deletes CHAN
+ *     castorctl sync --allow-deletes CHAN [USER]
  *
- * Releases one pass over the deletion thresholds (sync_delete_limit,
- * sync_delete_fraction, sync_user_delete_limit; docs/replication.md
- * "Deletion safety") after the channel stopped with "delete-limit".  It
- * writes the marker <root>/run/sync-<CHAN>.allow-deletes; the running
- * sync-client notices it within a second, reconnects with HELLO
- * ALLOW-DELETES 1, runs one anti-entropy pass and removes the marker, so
- * the thresholds apply again from the next pass on.  The marker's
- * content is informational (the time and the pid of castorctl).
+ * Releases the users the channel parked (a refused change: delete-limit,
+ * INBOX cannot be deleted, a damaged user; docs/replication.md "Parked
+ * users"), USER alone or every one, and lets their deletions past the
+ * thresholds (sync_delete_limit, sync_delete_fraction,
+ * sync_user_delete_limit) for that one re-sync.  It writes the marker
+ * <root>/run/sync-<CHAN>.allow-deletes ("user=USER" when given); the
+ * running sync-client notices it within a second, reconnects with HELLO
+ * ALLOW-DELETES 1, re-syncs the released users in full (without USER:
+ * then one anti-entropy pass), removes the marker and reconnects without
+ * the allowance.  Otherwise the marker's content is informational (the
+ * time and the pid of castorctl).
  */
 #include "ctl/ctl.h"
 
@@ -29,8 +32,8 @@ int ctl_cmd_sync(struct ctl *c, int argc, char **argv);
 static void
 ctl_sync_usage(FILE *f)
 {
-	fputs("usage: castorctl sync --allow-deletes CHAN\n"
-	      "  release one replication pass over the deletion thresholds\n", f);
+	fputs("usage: castorctl sync --allow-deletes CHAN [USER]\n"
+	      "  release the parked users of CHAN (or USER alone), deletions allowed once\n", f);
 }
 
 int
@@ -54,7 +57,8 @@ ctl_cmd_sync(struct ctl *c, int argc, char **argv)
 	}
 	if (rc != 0)
 		return rc;
-	if (!allow || npos != 1) {
+	if (!allow || npos < 1 || npos > 2 ||
+	    (npos == 2 && (pos[1][0] == '\0' || strlen(pos[1]) > 64 || strpbrk(pos[1], "\r\n\t ") != NULL))) {
 		free(pos);
 		ctl_sync_usage(stderr);
 		return CTL_EXIT_USAGE;
@@ -77,15 +81,20 @@ ctl_cmd_sync(struct ctl *c, int argc, char **argv)
 	(void)mkdir(buf_cstr(&path), 0750);
 	buf_printf(&path, "/sync-%s.allow-deletes", pos[0]);
 	buf_printf(&body, "time=%lld pid=%ld\n", (long long)time(NULL), (long)getpid());
+	if (npos == 2)
+		buf_printf(&body, "user=%s\n", pos[1]);
 	if (atomicfile_write(buf_cstr(&path), body.data, body.len, 0640, &err) < 0) {
 		buf_free(&path);
 		buf_free(&body);
 		free(pos);
 		return ctl_fail(c, &err);
 	}
-	if (!c->quiet)
-		printf("channel %s: the next pass may delete past the thresholds (%s)\n", pos[0],
-			buf_cstr(&path));
+	if (!c->quiet && npos == 2)
+		printf("channel %s: user %s is released and re-synced, deletions allowed once (%s)\n",
+			pos[0], pos[1], buf_cstr(&path));
+	else if (!c->quiet)
+		printf("channel %s: parked users are released and the next pass may delete past the"
+			" thresholds (%s)\n", pos[0], buf_cstr(&path));
 	buf_free(&path);
 	buf_free(&body);
 	free(pos);

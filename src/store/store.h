@@ -245,6 +245,13 @@ int store_user_list_modseq(struct store *st, store_user_modseq_fn fn, void *ctx,
 int store_txn_begin(struct store_user *u, struct err *err);
 int store_txn_commit(struct store_user *u, struct err *err);
 void store_txn_rollback(struct store_user *u);
+/* A point inside the open transaction to come back to: rollback_to_mark
+ * undoes everything after it and keeps what came before (the
+ * transaction stays open, the mark is gone).  One mark at a time; commit
+ * and rollback drop it.  mark: 0, or -1 (ERR_INVALID without a
+ * transaction). */
+int store_txn_mark(struct store_user *u, struct err *err);
+void store_txn_rollback_to_mark(struct store_user *u);
 
 /* ------------------------------------------------------------------ */
 /* Mailboxes                                                           */

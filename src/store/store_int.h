@@ -87,6 +87,9 @@ struct store_user {
 	                                cache, so nothing its callback does can reset them */
 	uint64_t op_modseq;          /* modseq of the running op (0 until needed) */
 	size_t op_nevents;           /* events queued before the running op */
+	bool txn_marked;             /* store_txn_mark: a savepoint inside the transaction */
+	bool mark_dirty;             /* dirty and nevents at the mark */
+	size_t mark_nevents;
 	struct store_event *events;
 	size_t nevents, capevents;
 	int blob_lock_fd;            /* blobs.lock: shared while writing blobs */

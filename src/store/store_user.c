@@ -419,7 +419,33 @@ store_txn_commit(struct store_user *u, struct err *err)
 	if (!u->in_txn)
 		return err_set(err, ERR_INVALID, "no transaction open");
 	u->in_txn = false;
+	u->txn_marked = false;     /* COMMIT releases every savepoint */
 	return commit_durable(u, u->dirty, NULL, err);
+}
+
+int
+store_txn_mark(struct store_user *u, struct err *err)
+{
+	if (!u->in_txn || u->op_open || u->txn_marked)
+		return err_set(err, ERR_INVALID, "no transaction open to mark");
+	if (user_exec(u, "SAVEPOINT txn_mark") != SQLITE_OK)
+		return store_sql_err(u->db, SQLITE_ERROR, err, "savepoint");
+	u->txn_marked = true;
+	u->mark_dirty = u->dirty;
+	u->mark_nevents = u->nevents;
+	return 0;
+}
+
+void
+store_txn_rollback_to_mark(struct store_user *u)
+{
+	if (!u->in_txn || !u->txn_marked)
+		return;
+	u->txn_marked = false;
+	sqlite3_exec(u->db, "ROLLBACK TO txn_mark", NULL, NULL, NULL);
+	sqlite3_exec(u->db, "RELEASE txn_mark", NULL, NULL, NULL);
+	u->dirty = u->mark_dirty;
+	events_drop(u, u->mark_nevents);
 }
 
 void
@@ -428,6 +454,7 @@ store_txn_rollback(struct store_user *u)
 	if (!u->in_txn)
 		return;
 	u->in_txn = false;
+	u->txn_marked = false;
 	sqlite3_exec(u->db, "ROLLBACK", NULL, NULL, NULL);
 	store_commit_leave(&u->commit);
 	events_drop(u, 0);

@@ -80,6 +80,7 @@ struct syncapply {
 	size_t ngrp, capgrp;
 	uint64_t grp_bytes;
 	size_t grp_off;
+	bool grp_marked;           /* an APPLY joined the group after a store_txn_mark */
 
 	struct syncapply_stats stats;
 
@@ -182,6 +183,7 @@ grp_clear(struct syncapply *a)
 	a->ngrp = 0;
 	a->grp_bytes = 0;
 	a->grp_open = false;
+	a->grp_marked = false;
 }
 
 void
@@ -1245,9 +1247,20 @@ apply_record(struct store_user *u, const char *id, struct apply_rec *ar, uint64_
 	return 0;
 }
 
+/* Undo a refused APPLY.  When it had joined this user's upload group,
+ * only the APPLY is undone: the bodies uploaded before it are committed
+ * on their own and stay acknowledged, so the master's retry finds them
+ * with RESERVE instead of sending them again (a full disk on the
+ * replica must not cost a re-upload of everything per retry). */
 static void
 apply_rollback(struct syncapply *a, struct store_user *u, bool adopt, struct buf *out)
 {
+	if (adopt && a->grp_marked) {
+		store_txn_rollback_to_mark(u);
+		a->grp_marked = false;
+		syncapply_sync(a, out);
+		return;
+	}
 	store_txn_rollback(u);
 	if (adopt)
 		grp_abort(a, out, "the APPLY that followed was refused");
@@ -1290,6 +1303,7 @@ cmd_apply_mailbox(struct syncapply *a, const struct syncproto_command *cmd, stru
 		reply_err(a, out, cmd->tag, &err);
 		return;
 	}
+	a->grp_marked = adopt && store_txn_mark(u, &err) == 0;
 	if (store_mailbox_get_id(u, m.uniqueid, true, &cur, &err) == 0) {
 		exists = true;
 	} else if (err.kind == ERR_NOTFOUND) {

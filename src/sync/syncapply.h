@@ -16,8 +16,10 @@
  * input).  If the commit fails, syncapply_sync() rewrites those answers
  * into NO.  An APPLY MAILBOX for the same user joins the group's
  * transaction (the bodies and the records they belong to: one commit, one
- * fsync); if that APPLY is refused, the group is rolled back with it and
- * its UPLOADs are answered NO [CONFLICT rolled-back].  Every other command
+ * fsync); if that APPLY is refused, the APPLY alone is undone (savepoint)
+ * and the group commits on its own, keeping its OKs; only when a commit
+ * fails are its UPLOADs answered NO (CONFLICT rolled-back, or the commit's
+ * error), to be sent again.  Every other command
  * commits an open group first.
  *
  * Failpoints (CASTOR_FAILPOINTS): syncd.upload.before_commit,

@@ -11,8 +11,10 @@
  *   options: --allow-deletes (HELLO ALLOW-DELETES 1), -v (debug log)
  *
  * Exit codes: 0 done; 1 something was not replicated (errors or
- * conflicts, see the log); 2 fenced by the replica; 64 usage; 75 the
- * replica could not be reached / drain timed out; 78 configuration.
+ * conflicts, see the log); 2 fenced by the replica; 3 (--drain) every
+ * channel drained but users are parked (named in the log: "drain: user
+ * left behind"); 64 usage; 75 the replica could not be reached / drain
+ * timed out; 78 configuration.
  *
  * ROLLING CLIENT, one process per channel:
  *
@@ -45,6 +47,13 @@
  *  5. A channel further behind than sync_log_max_bytes is detached (it no
  *     longer holds log segments) and recovers through rule 2.
  *  6. One driver per channel: <root>/sync/cursor/<chan>.lock (flock).
+ *  7. A change the replica refuses for one user parks that user
+ *     (syncpark.h): its records are skipped, the cursor goes on, it is
+ *     retried in full after sync_park_retry (1 min) doubling to 1 h, or released by
+ *     castorctl sync --allow-deletes CHAN [USER].  The parked list is
+ *     saved before the cursor can move past the user's records.
+ *  8. A cursor save that fails (disk full) is retried after 100 ms
+ *     doubling to 5 s and logged at most every 10 s.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -77,12 +86,14 @@
 #include "sync/syncconflict.h"
 #include "sync/synchook.h"
 #include "sync/synclog.h"
+#include "sync/syncpark.h"
 #include "sync/syncpush.h"
 #include "sync/syncsess.h"
 #include "sync/syncstat.h"
 
 #define EXIT_PROBLEMS 1
 #define EXIT_FENCED 2
+#define EXIT_PARKED 3         /* drain: everything else is replicated, users were left parked */
 #define EXIT_USAGE 64
 #define EXIT_UNAVAILABLE 75
 #define EXIT_CONFIG 78
@@ -100,6 +111,11 @@
 #define SAVE_EVERY_MS 1000
 #define SAVE_IDLE_MS 200
 #define STATUS_EVERY_MS 1000
+#define SAVE_BACKOFF_MIN_MS 100    /* a failed cursor save: retry after this, doubling */
+#define SAVE_BACKOFF_MAX_MS 5000
+#define SAVE_LOG_EVERY_MS 10000    /* and say so at most this often */
+#define PARK_RETRY_MIN_MS (60 * 1000)   /* default sync_park_retry: first retry, doubling */
+#define PARK_RETRY_MAX_MS (3600 * 1000)
 
 static const char *prog = "sync-client";
 
@@ -165,6 +181,7 @@ struct chan {
 	uint64_t verify_ms, next_verify_ms;
 	uint64_t marker_seen_ms;
 	uint64_t max_behind;
+	uint64_t park_retry_ms;              /* sync_park_retry: a parked user's first retry */
 	uint64_t backoff_ms, next_connect_ms;
 	uint64_t last_io_ms;
 	uint64_t status_ms;
@@ -173,6 +190,13 @@ struct chan {
 	uint64_t heard_ms;                    /* last answer from the replica */
 	uint64_t heard_wire;                  /* syncsess_wire_in when heard_ms was set */
 	uint64_t heard_written_ms;            /* heard_ms as last written to the ACK file */
+
+	uint64_t next_save_ms;               /* a failed save: not before this */
+	uint64_t save_backoff_ms, save_failures, save_log_ms, save_unlogged;
+
+	bool parking;                        /* rolling and drain: refusals park users */
+	struct syncpark park;                /* parked users, as saved in sync/parked/<chan> */
+	char allow_user[STORE_USER_NAME_MAX + 1];   /* the allow-deletes marker names one user */
 };
 
 /* Note an answer from the replica if bytes arrived since the last look. */
@@ -391,6 +415,8 @@ status_write(struct chan *c, bool force)
 	buf_printf(&b, "resolved_renumbered=%llu\nresolved_replaced=%llu\nresolved_mailboxes=%llu\n",
 		(unsigned long long)t.renumbered, (unsigned long long)t.replaced,
 		(unsigned long long)t.mailboxes_resolved);
+	/* the users themselves: <root>/sync/parked/<chan> (syncpark.h) */
+	buf_printf(&b, "parked=%zu\n", c->park.n);
 	if (syncstat_status_write(c->root, c->ch.name, buf_cstr(&b), &err) < 0 && force)
 		log_warn("cannot write the status file channel=%s error=%s", c->ch.name, log_q(err.msg));
 	buf_free(&b);
@@ -436,29 +462,63 @@ chan_reader_open(struct chan *c, const struct synclog_pos *pos, uint64_t log_id,
 }
 
 /* Save the cursor if it moved: always when force, else when `every` ms
- * have passed since the last save (two fsyncs each: not per batch). */
+ * have passed since the last save (two fsyncs each: not per batch).  A
+ * failed save (disk full) is retried after a backoff (100 ms doubling to
+ * 5 s), not at once: the acknowledged position stays in memory and the
+ * replica is not affected; only a restart would replay more. */
 static int
 chan_save_every(struct chan *c, bool force, uint64_t every, struct err *err)
 {
 	struct cursor nc;
+	uint64_t now = now_ms();
 
 	if (!c->dirty)
 		return 0;
-	if (!force && now_ms() - c->last_save_ms < every)
+	if (!force && (now - c->last_save_ms < every || now < c->next_save_ms))
 		return 0;
-	if (FAILPOINT("sync.client.before_cursor_save") < 0)
-		return err_set(err, ERR_TEMP, "failpoint sync.client.before_cursor_save");
 	memset(&nc, 0, sizeof(nc));
 	nc.pos = c->acked;
 	nc.log_id = c->acked_log_id;
 	nc.flags = c->detached ? CURSOR_DETACHED : 0;
-	if (cursor_save(c->root, c->ch.name, &nc, err) < 0)
-		return -1;
+	if (FAILPOINT("sync.client.before_cursor_save") < 0)
+		err_set(err, ERR_TEMP, "failpoint sync.client.before_cursor_save");
+	else if (cursor_save(c->root, c->ch.name, &nc, err) == 0)
+		goto saved;
+	c->save_failures++;
+	c->save_backoff_ms = c->save_backoff_ms == 0 ? SAVE_BACKOFF_MIN_MS : 2 * c->save_backoff_ms;
+	if (c->save_backoff_ms > SAVE_BACKOFF_MAX_MS)
+		c->save_backoff_ms = SAVE_BACKOFF_MAX_MS;
+	c->next_save_ms = now_ms() + c->save_backoff_ms;
+	return -1;
+saved:
+	if (c->save_failures > 0)
+		log_notice("cursor saved again channel=%s after failures=%llu", c->ch.name,
+			(unsigned long long)c->save_failures);
+	c->save_failures = c->save_backoff_ms = c->next_save_ms = c->save_unlogged = 0;
 	c->cur = nc;
 	c->dirty = false;
 	c->last_save_ms = now_ms();
 	reclaim(c);
 	return 0;
+}
+
+/* Log a failed cursor save: the first, then at most every 10 s with the
+ * number of failures in between (a full disk must not fill the log). */
+static void
+chan_save_failed(struct chan *c, const char *when, const struct err *err)
+{
+	uint64_t now = now_ms();
+
+	chan_error(c, err);
+	if (c->save_log_ms != 0 && now - c->save_log_ms < SAVE_LOG_EVERY_MS) {
+		c->save_unlogged++;
+		return;
+	}
+	log_error("cursor save failed%s channel=%s error=%s failures=%llu unlogged=%llu retry_ms=%llu",
+		when, c->ch.name, log_q(err->msg), (unsigned long long)c->save_failures,
+		(unsigned long long)c->save_unlogged, (unsigned long long)c->save_backoff_ms);
+	c->save_log_ms = now;
+	c->save_unlogged = 0;
 }
 
 static int
@@ -529,6 +589,9 @@ chan_open(struct chan *c, const struct conf *conf, struct store *st, const char 
 	if (chan_liveness_conf(c, conf, err) < 0)
 		return -1;
 	c->max_behind = conf_get_bytes(conf, "sync_log_max_bytes", 4ull * 1024 * 1024 * 1024);
+	c->park_retry_ms = (uint64_t)conf_get_duration_ms(conf, "sync_park_retry", PARK_RETRY_MIN_MS);
+	if (c->park_retry_ms == 0 || c->park_retry_ms > PARK_RETRY_MAX_MS)
+		c->park_retry_ms = PARK_RETRY_MIN_MS;
 	c->recs = xcalloc(BATCH_MAX, sizeof(*c->recs));
 	c->backoff_ms = BACKOFF_MIN_MS;
 	rc = cursor_load(c->root, name, &c->cur, err);
@@ -545,6 +608,12 @@ chan_open(struct chan *c, const struct conf *conf, struct store *st, const char 
 	c->acked = c->cur.pos;
 	c->acked_log_id = c->cur.log_id;
 	c->last_save_ms = now_ms();
+	if (syncpark_load(c->root, name, &c->park, err) < 0) {
+		/* its users are caught by the anti-entropy pass after connecting */
+		log_error("parked-users file unreadable channel=%s error=%s: starting with none",
+			name, log_q(err->msg));
+		c->need_ae = true;
+	}
 	{
 		struct buf mp = BUF_INIT;
 		struct stat sb;
@@ -591,6 +660,7 @@ chan_close(struct chan *c)
 	tls_ctx_free(&c->tls);
 	syncchan_free(&c->ch);
 	syncconflict_free(&c->cf);
+	syncpark_clear(&c->park);
 	free(c->recs);
 }
 
@@ -616,8 +686,9 @@ chan_lock(struct chan *c, int64_t wait_ms, struct err *err)
 }
 
 /* <root>/run/sync-<chan>.allow-deletes: written by `castorctl sync
- * --allow-deletes CHAN` to release one pass over the deletion
- * thresholds; removed after the anti-entropy pass that used it. */
+ * --allow-deletes CHAN [USER]` to release the parked users (USER alone:
+ * "user=USER" in it) past the deletion thresholds for one pass; removed
+ * after the pass that used it. */
 static void
 allow_marker_path(const struct chan *c, struct buf *out)
 {
@@ -648,6 +719,146 @@ allow_marker_done(struct chan *c)
 	buf_free(&p);
 	c->allow_once = false;
 	log_notice("allow-deletes pass done channel=%s: deletion thresholds apply again", c->ch.name);
+}
+
+/* ------------------------------------------------------------------ */
+/* Parked users (syncpark.h)                                           */
+
+static void
+chan_park_save(struct chan *c)
+{
+	struct err err;
+
+	if (syncpark_save(c->root, c->ch.name, &c->park, &err) < 0)
+		log_error("cannot save the parked users channel=%s error=%s", c->ch.name,
+			log_q(err.msg));
+}
+
+/* syncpush's skip hook: a parked user's hints are dropped, unless a
+ * retry or release of it runs right now. */
+static bool
+chan_park_skip(void *ctx, const char *user)
+{
+	struct chan *c = ctx;
+	struct syncpark_entry *e = syncpark_find(&c->park, user);
+
+	return e != NULL && !e->trying;
+}
+
+/* syncpush's park hook: the replica refused a change of this user alone.
+ * Logged by name when parked, then only at each (backed-off) retry that
+ * fails again.  Saved before the cursor can move past its records. */
+static void
+chan_park_user(void *ctx, const char *user, const char *reason)
+{
+	struct chan *c = ctx;
+	uint64_t now = now_ms();
+	bool added;
+	struct syncpark_entry *e = syncpark_add(&c->park, user, reason, now, c->park_retry_ms, &added);
+
+	if (added) {
+		log_error("USER PARKED channel=%s user=%s reason=%s retry_ms=%llu: the user's changes"
+			" are held back, every other user goes on; release with castorctl sync"
+			" --allow-deletes %s %s", c->ch.name, user, log_q(e->reason),
+			(unsigned long long)e->backoff_ms, c->ch.name, user);
+	} else {
+		e->backoff_ms = e->backoff_ms >= PARK_RETRY_MAX_MS / 2 ? PARK_RETRY_MAX_MS :
+			2 * e->backoff_ms;
+		e->retry_ms = now + e->backoff_ms;
+		syncpark_set_reason(e, reason);
+		log_warn("user still parked channel=%s user=%s reason=%s retry_ms=%llu", c->ch.name,
+			user, log_q(e->reason), (unsigned long long)e->backoff_ms);
+	}
+	e->trying = false;
+	snprintf(c->last_error, sizeof(c->last_error), "user %s parked: %s", user, e->reason);
+	c->last_error_ms = now;
+	chan_park_save(c);
+}
+
+static bool
+chan_park_due(const struct chan *c, uint64_t now)
+{
+	for (size_t i = 0; i < c->park.n; i++)
+		if (c->park.v[i].retry_ms <= now)
+			return true;
+	return false;
+}
+
+/* Re-sync parked users in full: `only` (a release by name), every one
+ * (all: a release of the channel), else those whose retry is due.  A
+ * user that goes through without a refusal or an error is unparked.
+ * 0, or -1 with err (session error: they stay parked, retried later). */
+static int
+chan_unpark(struct chan *c, const char *only, bool all, struct err *err)
+{
+	struct syncpush_batch *b = syncpush_batch_new();
+	struct syncpush_stats s;
+	uint64_t now = now_ms(), errors;
+	size_t n = 0;
+	int rc;
+
+	for (size_t i = 0; i < c->park.n; i++) {
+		struct syncpark_entry *e = &c->park.v[i];
+		if (!(all || (only != NULL ? str_eq(e->user, only) : e->retry_ms <= now)))
+			continue;
+		e->trying = true;
+		syncpush_batch_add_full(b, e->user);
+		if (store_user_exists(c->st, e->user, err) == 0)
+			syncpush_batch_add(b, SYNCLOG_UNUSER, e->user, NULL);   /* a user deletion */
+		n++;
+	}
+	if (n == 0) {
+		syncpush_batch_free(&b);
+		return 0;
+	}
+	syncpush_stats(c->push, &s);
+	errors = s.errors;
+	rc = syncpush_run(c->push, b, err);
+	syncpush_batch_free(&b);
+	syncpush_stats(c->push, &s);
+	for (size_t i = 0; i < c->park.n;) {
+		struct syncpark_entry *e = &c->park.v[i];
+		if (!e->trying) {
+			i++;
+			continue;
+		}
+		e->trying = false;
+		if (rc == 0 && s.errors == errors) {
+			log_notice("user unparked channel=%s user=%s parked_ms=%llu: re-synced in full",
+				c->ch.name, e->user, (unsigned long long)(now_ms() - e->since_ms));
+			syncpark_remove(&c->park, e->user);
+			continue;
+		}
+		/* an error (not a refusal): the usual backoff, without a log line of ours */
+		e->backoff_ms = e->backoff_ms >= PARK_RETRY_MAX_MS / 2 ? PARK_RETRY_MAX_MS :
+			2 * e->backoff_ms;
+		e->retry_ms = now_ms() + e->backoff_ms;
+		i++;
+	}
+	chan_park_save(c);
+	return rc;
+}
+
+/* The allow-deletes marker (castorctl sync --allow-deletes CHAN [USER]):
+ * the user it names, or "" for the whole channel. */
+static void
+allow_marker_user(const struct chan *c, char *out, size_t size)
+{
+	struct buf p = BUF_INIT;
+	struct err err;
+	char *data = NULL, *u;
+	size_t len;
+
+	out[0] = '\0';
+	allow_marker_path(c, &p);
+	if (file_read_all(buf_cstr(&p), 4096, &data, &len, &err) == 0 &&
+	    (u = strstr(data, "\nuser=")) != NULL) {
+		u += 6;
+		u[strcspn(u, "\r\n")] = '\0';
+		str_lcpy(out, u, size);
+	}
+	free(data);
+	buf_free(&p);
 }
 
 static int
@@ -686,6 +897,8 @@ chan_connect(struct chan *c, struct err *err)
 	syncpush_set_sync_account(c->push, c->ch.authname);
 	if (c->cf != NULL)
 		syncpush_set_conflict_hook(c->push, syncconflict_hook, c->cf);
+	if (c->parking)
+		syncpush_set_park_hook(c->push, chan_park_user, chan_park_skip, c);
 	memset(&l, 0, sizeof(l));
 	l.host = c->ch.host;
 	l.authname = c->ch.authname;
@@ -697,8 +910,12 @@ chan_connect(struct chan *c, struct err *err)
 	l.compress = c->ch.compress;
 	c->allow_once = allow_marker_exists(c);
 	l.allow_deletes = c->allow_deletes || c->allow_once;
-	if (c->allow_once)
-		log_notice("allow-deletes released for one pass channel=%s", c->ch.name);
+	c->allow_user[0] = '\0';
+	if (c->allow_once) {
+		allow_marker_user(c, c->allow_user, sizeof(c->allow_user));
+		log_notice("allow-deletes released for one pass channel=%s user=%s", c->ch.name,
+			c->allow_user[0] ? c->allow_user : "*");
+	}
 	{
 		struct syncpush_delete_limits dl;
 		syncpush_delete_limits_default(&dl);
@@ -948,6 +1165,7 @@ run_rolling(const struct conf *conf, struct store *st, const char *name, bool al
 		return EXIT_CONFIG;
 	}
 	c.allow_deletes = allow_deletes;
+	c.parking = true;
 	if (chan_lock(&c, -1, &err) < 0) {
 		log_error("%s", err.msg);
 		chan_close(&c);
@@ -962,9 +1180,16 @@ run_rolling(const struct conf *conf, struct store *st, const char *name, bool al
 		if (quit_requested())
 			break;
 		now = now_ms();
-		if (c.push == NULL && c.next_connect_ms > now && c.next_connect_ms != UINT64_MAX &&
-		    c.state != NULL && str_eq(c.state, "refused") && allow_marker_exists(&c))
-			c.next_connect_ms = now;   /* castorctl sync --allow-deletes */
+		if (!c.allow_once && (c.push != NULL || (c.state != NULL && str_eq(c.state, "refused") &&
+		    c.next_connect_ms != UINT64_MAX)) && allow_marker_exists(&c)) {
+			/* castorctl sync --allow-deletes: a session that allows
+			 * them (a channel that is down keeps its backoff) */
+			if (c.push != NULL) {
+				chan_disconnect(&c, true);
+				chan_state(&c, "disconnected");
+			}
+			c.next_connect_ms = now;
+		}
 		if (c.push == NULL && now >= c.next_connect_ms) {
 			const char *role;
 			uint64_t epoch;
@@ -982,19 +1207,30 @@ run_rolling(const struct conf *conf, struct store *st, const char *name, bool al
 				c.need_ae = true;   /* RULE 2: after every connect */
 			}
 		}
+		if (c.push != NULL && c.allow_once) {
+			/* release the parked users it names (or all, and one
+			 * anti-entropy pass for the channel), then go on without
+			 * the allowance */
+			if (chan_unpark(&c, c.allow_user[0] ? c.allow_user : NULL, !c.allow_user[0],
+				&err) < 0 || (!c.allow_user[0] && chan_anti_entropy(&c, &err) < 0)) {
+				chan_fail(&c, &err);
+				continue;
+			}
+			allow_marker_done(&c);
+			chan_disconnect(&c, true);
+			chan_state(&c, "disconnected");
+			c.next_connect_ms = now_ms();
+			continue;
+		}
 		if (c.push != NULL && (c.need_ae || now >= c.next_verify_ms || marker_changed(&c))) {
 			if (chan_anti_entropy(&c, &err) < 0) {
 				chan_fail(&c, &err);
 				continue;
 			}
-			if (c.allow_once) {
-				/* the released pass is done: go on without the allowance */
-				allow_marker_done(&c);
-				chan_disconnect(&c, true);
-				chan_state(&c, "disconnected");
-				c.next_connect_ms = now_ms();
-				continue;
-			}
+		}
+		if (c.push != NULL && chan_park_due(&c, now) && chan_unpark(&c, NULL, false, &err) < 0) {
+			chan_fail(&c, &err);
+			continue;
 		}
 		if (chan_fill(&c, &err) < 0) {
 			log_error("sync log read failed channel=%s error=%s", name, log_q(err.msg));
@@ -1005,10 +1241,8 @@ run_rolling(const struct conf *conf, struct store *st, const char *name, bool al
 				chan_fail(&c, &err);
 				continue;
 			}
-			if (chan_save(&c, false, &err) < 0) {
-				log_error("cursor save failed channel=%s error=%s", name, log_q(err.msg));
-				chan_error(&c, &err);
-			}
+			if (chan_save(&c, false, &err) < 0)
+				chan_save_failed(&c, "", &err);
 			status_write(&c, false);
 			continue;   /* more may be waiting */
 		}
@@ -1017,10 +1251,8 @@ run_rolling(const struct conf *conf, struct store *st, const char *name, bool al
 			chan_ack_write(&c);
 		}
 		/* idle: save, report, wait for the log, a signal or the replica */
-		if (chan_save_every(&c, false, SAVE_IDLE_MS, &err) < 0) {
-			log_error("cursor save failed channel=%s error=%s", name, log_q(err.msg));
-			chan_error(&c, &err);
-		}
+		if (chan_save_every(&c, false, SAVE_IDLE_MS, &err) < 0)
+			chan_save_failed(&c, "", &err);
 		status_write(&c, false);
 		if (c.push != NULL && chan_heartbeat_due(&c, now_ms()) == 0 &&
 		    chan_heartbeat(&c, &err) < 0) {
@@ -1035,6 +1267,8 @@ run_rolling(const struct conf *conf, struct store *st, const char *name, bool al
 		}
 		if (c.dirty) {
 			uint64_t due = c.last_save_ms + SAVE_IDLE_MS, t = now_ms();
+			if (due < c.next_save_ms)
+				due = c.next_save_ms;   /* backing off after a failed save */
 			if (due <= t)
 				timeout = 0;
 			else if (due - t < (uint64_t)timeout)
@@ -1045,6 +1279,7 @@ run_rolling(const struct conf *conf, struct store *st, const char *name, bool al
 			if (w < (uint64_t)timeout)
 				timeout = (int)w;
 		}
+		/* (a parked user's retry is looked at within STATUS_EVERY_MS) */
 		{
 			struct pollfd pf[3];
 			int np = 0;
@@ -1125,6 +1360,7 @@ drain_channel(const struct conf *conf, struct store *st, const char *name, uint6
 		return EXIT_CONFIG;
 	}
 	c.allow_deletes = allow_deletes;
+	c.parking = true;
 	if (chan_lock(&c, (int64_t)(deadline - now_ms()), &err) < 0) {
 		log_error("drain: %s", err.msg);
 		chan_close(&c);
@@ -1201,6 +1437,15 @@ drain_channel(const struct conf *conf, struct store *st, const char *name, uint6
 				(unsigned long long)t.records, (unsigned long long)t.uploads,
 				(unsigned long long)t.errors);
 			rc = t.errors > 0 ? EXIT_PROBLEMS : 0;
+			/* parked users do not hold the drain: they are named and
+			 * make the exit status say that someone was left behind */
+			for (size_t i = 0; i < c.park.n; i++)
+				log_error("drain: user left behind channel=%s user=%s reason=%s since_ms=%llu"
+					" (parked; release with castorctl sync --allow-deletes %s %s)", name,
+					c.park.v[i].user, log_q(c.park.v[i].reason),
+					(unsigned long long)c.park.v[i].since_ms, name, c.park.v[i].user);
+			if (c.park.n > 0 && rc == 0)
+				rc = EXIT_PARKED;
 			break;
 		}
 	}

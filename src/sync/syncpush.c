@@ -538,6 +538,8 @@ struct pu {
 	bool retry;                 /* next round with a fresh GET USER */
 	bool conflicted;            /* conflicts left: do not raise the modseq counter */
 	bool final_user;            /* APPLY USER HIGHESTMODSEQ in wave C2 */
+	bool parked;                /* refused for this user alone: set aside (park hook) */
+	char *park_reason;
 };
 
 static void
@@ -574,6 +576,9 @@ pu_reset_plan(struct pu *u)
 	u->hash = NULL;
 	u->send_unuser = u->send_create = u->send_password = u->send_quota = false;
 	u->failed = u->retry = u->conflicted = u->final_user = false;
+	u->parked = false;
+	free(u->park_reason);
+	u->park_reason = NULL;
 }
 
 static void
@@ -647,6 +652,9 @@ struct syncpush {
 	char last_problem[ERR_MSG_MAX];
 	struct syncpush_delete_limits dl;
 	bool allow_deletes;
+	syncpush_park_fn park_fn;        /* parking (issue 16) */
+	syncpush_skip_fn skip_fn;
+	void *park_ctx;
 	/* GET USERS answers (anti-entropy) */
 	struct strv au_names;
 	uint64_t *au_modseq;
@@ -752,6 +760,14 @@ syncpush_set_conflict_hook(struct syncpush *p, syncpush_conflict_fn fn, void *ct
 {
 	p->conflict_fn = fn != NULL ? fn : default_conflict;
 	p->conflict_ctx = ctx;
+}
+
+void
+syncpush_set_park_hook(struct syncpush *p, syncpush_park_fn park, syncpush_skip_fn skip, void *ctx)
+{
+	p->park_fn = park;
+	p->skip_fn = skip;
+	p->park_ctx = ctx;
 }
 
 void
@@ -985,14 +1001,49 @@ code_mailbox(const struct syncproto_value *code, uint64_t *hms, uint32_t *uidnex
 	return true;
 }
 
-/* A refusal that ends the session (or the channel). */
+/* Set one user aside: the replica refused a change of this user alone
+ * (the first reason counts).  Nothing more is sent for it in this run. */
+static void
+park_user(struct pu *u, const char *what, const char *text)
+{
+	u->parked = true;
+	u->failed = true;
+	u->retry = false;
+	if (u->park_reason == NULL) {
+		struct buf b = BUF_INIT;
+		if (what != NULL)
+			buf_printf(&b, "%s: ", what);
+		buf_puts(&b, text != NULL && text[0] ? text : "refused");
+		u->park_reason = buf_steal(&b);
+	}
+}
+
+/* Does this refusal belong to one user (park it) rather than to the
+ * session?  PERM (delete-limit, INBOX cannot be deleted, out of UIDs),
+ * and any answer whose code says "damaged" (a damaged user on the
+ * replica).  A plain CORRUPT (one body that does not match its GUID) is
+ * counted as an error as before: it should not hold the user's other
+ * mail back. */
 static bool
-fatal_no(struct syncpush *p, const struct syncproto_response *r, const char *what)
+user_refusal(const struct syncproto_response *r)
+{
+	return r->code_kind == ERR_PERM || code_word(r->code, "damaged");
+}
+
+/* A refusal that ends the session (or the channel), or that parks the
+ * user u (when a park hook is set; u is NULL for session commands).
+ * true: handled, the caller stops looking at the answer. */
+static bool
+fatal_no(struct syncpush *p, struct pu *u, const struct syncproto_response *r, const char *what)
 {
 	enum err_kind k = r->code_kind;
 
 	if (r->kind == SYNCPROTO_RESP_OK)
 		return false;
+	if (u != NULL && p->park_fn != NULL && k != ERR_FENCED && user_refusal(r)) {
+		park_user(u, what, r->text);
+		return true;
+	}
 	if (k == ERR_FENCED) {
 		set_fatal(p, ERR_FENCED, "fenced by the replica: %s", r->text ? r->text : what);
 		return true;
@@ -1190,7 +1241,7 @@ handle_get_user(struct syncpush *p, struct pcmd *c, const struct syncproto_respo
 		u->got_r = true;
 		return;
 	}
-	if (!fatal_no(p, r, "GET USER"))
+	if (!fatal_no(p, u, r, "GET USER"))
 		note_error(p, u->name, "GET USER", r);
 	u->failed = true;
 }
@@ -1203,7 +1254,7 @@ handle_get_records(struct syncpush *p, struct pcmd *c, const struct syncproto_re
 	struct err err;
 
 	if (r->kind != SYNCPROTO_RESP_OK) {
-		if (!fatal_no(p, r, "GET RECORDS")) {
+		if (!fatal_no(p, c->u, r, "GET RECORDS")) {
 			m->retry = true;
 			c->u->retry = true;
 		}
@@ -1238,7 +1289,7 @@ handle_reserve(struct syncpush *p, struct pcmd *c, const struct syncproto_respon
 	struct err err;
 
 	if (r->kind != SYNCPROTO_RESP_OK) {
-		if (!fatal_no(p, r, "RESERVE"))
+		if (!fatal_no(p, u, r, "RESERVE"))
 			note_error(p, u->name, "RESERVE", r);
 		u->failed = true;
 		return;
@@ -1289,7 +1340,7 @@ handle_apply_mailbox(struct syncpush *p, struct pcmd *c, const struct syncproto_
 	m->failed = true;
 	u->failed = true;
 	cache_del(&p->cache, u->name, m->id);
-	if (fatal_no(p, r, "APPLY MAILBOX"))
+	if (fatal_no(p, u, r, "APPLY MAILBOX"))
 		return;
 	switch (r->code_kind) {
 	case ERR_CONFLICT:
@@ -1327,7 +1378,7 @@ handle_simple(struct syncpush *p, struct pcmd *c, const struct syncproto_respons
 		u->pms[c->mi].failed = true;
 		cache_del(&p->cache, u->name, u->pms[c->mi].id);
 	}
-	if (fatal_no(p, r, what))
+	if (fatal_no(p, u, r, what))
 		return;
 	if (r->code_kind == ERR_CONFLICT || r->code_kind == ERR_EXISTS ||
 	    r->code_kind == ERR_NOTFOUND) {
@@ -1358,7 +1409,7 @@ handle(struct syncpush *p, struct pcmd *c, const struct syncproto_response *r,
 			if (r->code_kind == ERR_CONFLICT) {
 				/* rolled back with a refused APPLY: again next round */
 				c->u->retry = true;
-			} else if (!fatal_no(p, r, "UPLOAD")) {
+			} else if (!fatal_no(p, c->u, r, "UPLOAD")) {
 				note_error(p, c->u->name, "UPLOAD", r);
 			}
 		}
@@ -1416,7 +1467,7 @@ handle(struct syncpush *p, struct pcmd *c, const struct syncproto_response *r,
 					(int64_t)dg : -1;
 				strv_add(&p->au_names, name);
 			}
-		} else if (!fatal_no(p, r, "GET USERS")) {
+		} else if (!fatal_no(p, NULL, r, "GET USERS")) {
 			set_fatal(p, ERR_TEMP, "GET USERS refused: %s", r->text ? r->text : "");
 		}
 		break;
@@ -1424,7 +1475,7 @@ handle(struct syncpush *p, struct pcmd *c, const struct syncproto_response *r,
 	case PK_LOGOUT:
 	case PK_LOGIN:
 		if (r->kind != SYNCPROTO_RESP_OK && c->kind == PK_NOOP)
-			(void)fatal_no(p, r, "NOOP");
+			(void)fatal_no(p, NULL, r, "NOOP");
 		break;
 	}
 }
@@ -3220,25 +3271,59 @@ fail_session(struct syncpush *p, struct err *err)
 	return -1;
 }
 
+/* Deletions this round's plan sends for u. */
+static uint64_t
+planned_deletes(const struct pu *u)
+{
+	uint64_t del = 0;
+
+	for (size_t k = 0; k < u->npm; k++)
+		if (u->pms[k].act == PM_DELETE)
+			del++;
+	return del;
+}
+
+/* A threshold was crossed: with a park hook the users that would delete
+ * (mailboxes, or whole users when unusers) are parked with the reason and
+ * the round goes on for the others; without one the round fails with
+ * ERR_PERM (nothing was sent yet).  0 or -1. */
+static int
+delete_limit_hit(struct syncpush *p, struct pu **us, size_t n, struct pu *only, bool unusers,
+	const char *reason, struct err *err)
+{
+	if (p->park_fn == NULL)
+		return err_set(err, ERR_PERM, "%s", reason);
+	for (size_t i = 0; i < n; i++) {
+		struct pu *u = us[i];
+		if (u->parked || (only != NULL && u != only))
+			continue;
+		if (only != NULL || (unusers ? u->send_unuser : !u->failed && planned_deletes(u) > 0))
+			park_user(u, NULL, reason);
+	}
+	return 0;
+}
+
 /* The deletion thresholds over the plan of one round (before wave C):
- * 0, or -1 with ERR_PERM "delete-limit ..." (nothing was sent yet). */
+ * 0 (users over a threshold parked, when there is a park hook), or -1
+ * with ERR_PERM "delete-limit ..." (nothing was sent yet). */
 static int
 check_delete_limits(struct syncpush *p, struct pu **us, size_t n, struct err *err)
 {
 	uint64_t total = 0, users = 0;
+	char why[ERR_MSG_MAX];
 
 	if (p->allow_deletes)
 		return 0;
 	for (size_t i = 0; i < n; i++) {
 		struct pu *u = us[i];
-		uint64_t del = 0, live = 0;
+		uint64_t del, live = 0;
+		if (u->parked)
+			continue;
 		if (u->send_unuser)
 			users++;
 		if (u->failed && !u->send_unuser)
 			continue;
-		for (size_t k = 0; k < u->npm; k++)
-			if (u->pms[k].act == PM_DELETE)
-				del++;
+		del = planned_deletes(u);
 		total += del;
 		if (u->r != NULL)
 			for (size_t k = 0; k < u->r->nmbs; k++)
@@ -3248,28 +3333,35 @@ check_delete_limits(struct syncpush *p, struct pu **us, size_t n, struct err *er
 		    (double)del > p->dl.fraction * (double)live) {
 			log_error("DELETE LIMIT: refusing to delete %llu of %llu mailboxes of user %s "
 				"(sync_delete_fraction %.2f); replica left untouched; release with "
-				"castorctl sync --allow-deletes CHAN",
+				"castorctl sync --allow-deletes CHAN [USER]",
 				(unsigned long long)del, (unsigned long long)live, u->name, p->dl.fraction);
-			return err_set(err, ERR_PERM,
-				"delete-limit: %llu of %llu mailboxes of user %s (sync_delete_fraction %.2f)",
-				(unsigned long long)del, (unsigned long long)live, u->name, p->dl.fraction);
+			snprintf(why, sizeof(why), "delete-limit: %llu of %llu mailboxes of user %s "
+				"(sync_delete_fraction %.2f)", (unsigned long long)del,
+				(unsigned long long)live, u->name, p->dl.fraction);
+			if (delete_limit_hit(p, us, n, u, false, why, err) < 0)
+				return -1;
+			total -= del;
 		}
 	}
 	if (p->dl.limit > 0 && total > p->dl.limit) {
 		log_error("DELETE LIMIT: refusing to delete %llu mailboxes in one pass "
 			"(sync_delete_limit %llu); replica left untouched; release with "
-			"castorctl sync --allow-deletes CHAN",
+			"castorctl sync --allow-deletes CHAN [USER]",
 			(unsigned long long)total, (unsigned long long)p->dl.limit);
-		return err_set(err, ERR_PERM, "delete-limit: %llu mailboxes in one pass (sync_delete_limit %llu)",
+		snprintf(why, sizeof(why), "delete-limit: %llu mailboxes in one pass (sync_delete_limit %llu)",
 			(unsigned long long)total, (unsigned long long)p->dl.limit);
+		if (delete_limit_hit(p, us, n, NULL, false, why, err) < 0)
+			return -1;
 	}
 	if (p->dl.user_limit > 0 && users > p->dl.user_limit) {
 		log_error("DELETE LIMIT: refusing to delete %llu users in one pass "
 			"(sync_user_delete_limit %llu); replica left untouched; release with "
-			"castorctl sync --allow-deletes CHAN",
+			"castorctl sync --allow-deletes CHAN [USER]",
 			(unsigned long long)users, (unsigned long long)p->dl.user_limit);
-		return err_set(err, ERR_PERM, "delete-limit: %llu users in one pass (sync_user_delete_limit %llu)",
+		snprintf(why, sizeof(why), "delete-limit: %llu users in one pass (sync_user_delete_limit %llu)",
 			(unsigned long long)users, (unsigned long long)p->dl.user_limit);
+		if (delete_limit_hit(p, us, n, NULL, true, why, err) < 0)
+			return -1;
 	}
 	return 0;
 }
@@ -3379,7 +3471,7 @@ round_users(struct syncpush *p, struct pu **us, size_t n, struct err *err)
 	/* C */
 	for (size_t i = 0; i < n; i++) {
 		struct pu *u = us[i];
-		if (u->failed && !u->send_unuser)
+		if (u->parked || (u->failed && !u->send_unuser))
 			continue;
 		strv_sort_uniq(&u->missing);
 		if (send_user_cmds(p, u, err) < 0)
@@ -3433,7 +3525,7 @@ run_users(struct syncpush *p, struct pu *us, size_t n, struct err *err)
 		for (size_t i = 0; i < ncur; i++) {
 			struct pu *u = cur[i];
 			struct strv fr = { 0 };
-			if (!u->retry)
+			if (!u->retry || u->parked)
 				continue;
 			if (round + 1 >= MAX_ROUNDS) {
 				p->stats.errors++;
@@ -3464,20 +3556,27 @@ int
 syncpush_run(struct syncpush *p, struct syncpush_batch *b, struct err *err)
 {
 	struct pu *us;
+	size_t n = 0;
 	int rc;
 
 	if (b->n == 0)
 		return 0;
 	us = xcalloc(b->n, sizeof(*us));
 	for (size_t i = 0; i < b->n; i++) {
-		us[i].name = xstrdup(b->u[i].name);
-		us[i].flags = b->u[i].flags;
+		if (p->skip_fn != NULL && p->skip_fn(p->park_ctx, b->u[i].name))
+			continue;   /* parked: its hints are dropped (re-synced in full on release) */
+		us[n].name = xstrdup(b->u[i].name);
+		us[n].flags = b->u[i].flags;
 		for (size_t k = 0; k < b->u[i].mbids.n; k++)
-			strv_add(&us[i].mbids, b->u[i].mbids.v[k]);
+			strv_add(&us[n].mbids, b->u[i].mbids.v[k]);
+		n++;
 	}
-	rc = run_users(p, us, b->n, err);
-	for (size_t i = 0; i < b->n; i++)
+	rc = n > 0 ? run_users(p, us, n, err) : 0;
+	for (size_t i = 0; i < n; i++) {
+		if (us[i].parked)
+			p->park_fn(p->park_ctx, us[i].name, us[i].park_reason);
 		pu_free(&us[i]);
+	}
 	free(us);
 	if (rc < 0) {
 		/* whatever we believed about the replica may be stale now */

@@ -148,13 +148,29 @@ void syncpush_set_conflict_hook(struct syncpush *p, syncpush_conflict_fn fn, voi
  * sync account, not a replica-only user. */
 void syncpush_set_sync_account(struct syncpush *p, const char *authname);
 
+/* Parking (issue 16): a refusal that belongs to one user (an answer
+ * NO [PERM] to one of its commands, or any NO whose code says
+ * "damaged": delete-limit, INBOX cannot be deleted, a damaged user on the
+ * replica; and the master's own deletion thresholds) sets that user aside
+ * instead of ending the session: nothing more is sent for it in that run,
+ * every other user goes on, and at the end of syncpush_run park(ctx,
+ * user, reason) is called once for it.  skip(ctx, user) true drops the
+ * user's hints from every batch (syncpush_run, anti-entropy included);
+ * the caller re-syncs a released user in full (syncpush_batch_add_full).
+ * Without a hook (NULL park) such refusals end the run with ERR_PERM. */
+typedef void (*syncpush_park_fn)(void *ctx, const char *user, const char *reason);
+typedef bool (*syncpush_skip_fn)(void *ctx, const char *user);
+void syncpush_set_park_hook(struct syncpush *p, syncpush_park_fn park, syncpush_skip_fn skip,
+	void *ctx);
+
 /* Deletion thresholds (issue 8), checked on the plan of every round
  * before anything is sent: more than `limit` mailbox deletions in the
  * round, more than `fraction` of one user's live replica mailboxes
  * (counted only when that user loses more than `fraction_min`), or more
- * than `user_limit` users: the round fails with ERR_PERM "delete-limit"
- * and nothing of it reaches the replica, unless the session logged in
- * with allow_deletes.  limit 0 / user_limit 0 / fraction >= 1 disable
+ * than `user_limit` users: the users concerned are parked (park hook
+ * set), else the round fails with ERR_PERM "delete-limit"; nothing of
+ * theirs reaches the replica, unless the session logged in with
+ * allow_deletes.  limit 0 / user_limit 0 / fraction >= 1 disable
  * that check.  Defaults: 50, 0.5 (min 4), 5. */
 struct syncpush_delete_limits {
 	uint64_t limit;
@@ -178,10 +194,11 @@ int syncpush_login(struct syncpush *p, const struct syncpush_login *l, struct er
  * Bring every object named in the batch in line on the replica.  Returns
  * 0 when the batch is done: everything replicated, or reported as a
  * conflict / error that retrying now would not cure (counted in stats,
- * last one in syncpush_last_problem).  -1 with err when the session
- * cannot go on: ERR_FENCED (stop), ERR_PERM (refused by the replica's
- * policy, e.g. delete-limit: stop and tell the operator), ERR_TEMP and
- * anything else (reconnect and retry the batch).
+ * last one in syncpush_last_problem; users parked through the park
+ * hook).  -1 with err when the session cannot go on: ERR_FENCED (stop),
+ * ERR_PERM (refused by the replica's policy without a park hook, e.g.
+ * delete-limit: stop and tell the operator), ERR_TEMP and anything else
+ * (reconnect and retry the batch).
  */
 int syncpush_run(struct syncpush *p, struct syncpush_batch *b, struct err *err);
 

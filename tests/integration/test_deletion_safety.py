@@ -1,6 +1,6 @@
-"""Deletion safety (issue 8): a sync pass that would delete too much stops
-the channel with the replica untouched until `castorctl sync
---allow-deletes CHAN` releases that one pass; a mailbox missing on the
+"""Deletion safety (issue 8): a sync pass that would delete too much parks
+the users concerned (issue 16) with the replica untouched until `castorctl
+sync --allow-deletes CHAN` releases them for that one pass; a mailbox missing on the
 master without a tombstone is never deleted on the replica."""
 import re
 import sqlite3
@@ -20,8 +20,10 @@ def _mailboxes(dump_text, user):
 
 
 def _refused(m, chan="r1"):
+    """The users over a threshold are parked (issue 16: per user, the
+    channel goes on)."""
     st = m.status(chan)
-    return st.get("state") == "refused" and "delete-limit" in st.get("last_error", "")
+    return int(st.get("parked", "0")) > 0 and "delete-limit" in st.get("last_error", "")
 
 
 def _release_and_converge(m, r):
