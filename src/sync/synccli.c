@@ -1347,6 +1347,20 @@ drain_at_end(struct chan *c)
 	return synclog_end(c->root, &end, &err) == 0 && synclog_pos_cmp(&c->acked, &end) >= 0;
 }
 
+/* Parked users do not hold the drain: each is named, and the exit status
+ * (rc when it is already an error, else EXIT_PARKED) says that someone
+ * was left behind. */
+static int
+drain_parked(const struct chan *c, const char *name, int rc)
+{
+	for (size_t i = 0; i < c->park.n; i++)
+		log_error("drain: user left behind channel=%s user=%s reason=%s since_ms=%llu"
+			" (parked; release with castorctl sync --allow-deletes %s %s)", name,
+			c->park.v[i].user, log_q(c->park.v[i].reason),
+			(unsigned long long)c->park.v[i].since_ms, name, c->park.v[i].user);
+	return c->park.n > 0 && rc == 0 ? EXIT_PARKED : rc;
+}
+
 static int
 drain_channel(const struct conf *conf, struct store *st, const char *name, uint64_t deadline,
 	bool allow_deletes)
@@ -1369,7 +1383,7 @@ drain_channel(const struct conf *conf, struct store *st, const char *name, uint6
 	if (drain_at_end(&c)) {
 		log_info("drain complete channel=%s cursor=%llu:%llu nothing behind", name,
 			(unsigned long long)c.acked.seg, (unsigned long long)c.acked.off);
-		rc = 0;
+		rc = drain_parked(&c, name, 0);
 	}
 	while (rc == EXIT_UNAVAILABLE && now_ms() < deadline && !quit_requested()) {
 		struct synclog_pos end;
@@ -1436,16 +1450,7 @@ drain_channel(const struct conf *conf, struct store *st, const char *name, uint6
 				(unsigned long long)c.acked.off, (unsigned long long)c.batches,
 				(unsigned long long)t.records, (unsigned long long)t.uploads,
 				(unsigned long long)t.errors);
-			rc = t.errors > 0 ? EXIT_PROBLEMS : 0;
-			/* parked users do not hold the drain: they are named and
-			 * make the exit status say that someone was left behind */
-			for (size_t i = 0; i < c.park.n; i++)
-				log_error("drain: user left behind channel=%s user=%s reason=%s since_ms=%llu"
-					" (parked; release with castorctl sync --allow-deletes %s %s)", name,
-					c.park.v[i].user, log_q(c.park.v[i].reason),
-					(unsigned long long)c.park.v[i].since_ms, name, c.park.v[i].user);
-			if (c.park.n > 0 && rc == 0)
-				rc = EXIT_PARKED;
+			rc = drain_parked(&c, name, t.errors > 0 ? EXIT_PROBLEMS : 0);
 			break;
 		}
 	}
