@@ -222,6 +222,12 @@ typedef int (*store_user_damaged_fn)(void *ctx, const char *user, const char *wh
 int store_user_damaged_list(struct store *st, store_user_damaged_fn fn, void *ctx,
 	struct err *err);
 
+/* Names whose spool holds a user.db but that have no users row (damage:
+ * never taken for a new user; `castorctl check --all` lists them), in
+ * directory order; fn non-zero stops the walk. */
+typedef int (*store_spool_orphan_fn)(void *ctx, const char *user);
+int store_spool_orphans(struct store *st, store_spool_orphan_fn fn, void *ctx, struct err *err);
+
 /* The spool directory of a user (no check that it exists). */
 void store_user_dir(const struct store *st, const char *name, struct buf *out);
 

@@ -33,6 +33,7 @@
 #include "store/store.h"
 #include "store/store_int.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -227,6 +228,13 @@ store_damage_file(const char *dir, char *why, size_t size, struct err *err)
 		str_lcpy(why, "not a database", size);
 		return 1;
 	}
+	/* every user.db is made in WAL mode (bytes 18-19 = 2, persistent);
+	 * one that is not was made by something else, and opening it would
+	 * switch it over: a change to evidence */
+	if (h[18] != 2 || h[19] != 2) {
+		str_lcpy(why, "wrong format (not a WAL database)", size);
+		return 1;
+	}
 	psize = be(h + 16, 2);
 	if (psize == 1)
 		psize = 65536;
@@ -291,4 +299,44 @@ store_user_damaged_list(struct store *st, store_user_damaged_fn fn, void *ctx, s
 	if (rc != SQLITE_DONE)
 		return store_sql_err(st->db, rc, err, "users.db damaged");
 	return 0;
+}
+
+int
+store_spool_orphans(struct store *st, store_spool_orphan_fn fn, void *ctx, struct err *err)
+{
+	struct buf p = BUF_INIT;
+	DIR *top, *d;
+	struct dirent *h, *e;
+	int r = 0;
+
+	buf_printf(&p, "%s/spool", st->root);
+	top = opendir(buf_cstr(&p));
+	if (top == NULL) {
+		buf_free(&p);
+		return errno == ENOENT ? 0 : err_errno(err, ERR_TEMP, "opendir spool");
+	}
+	while (r == 0 && (h = readdir(top)) != NULL) {
+		if (h->d_name[0] == '.')
+			continue;
+		buf_reset(&p);
+		buf_printf(&p, "%s/spool/%s", st->root, h->d_name);
+		if ((d = opendir(buf_cstr(&p))) == NULL)
+			continue;
+		while (r == 0 && (e = readdir(d)) != NULL) {
+			int x;
+
+			if (e->d_name[0] == '.' || !store_user_name_valid(e->d_name) ||
+			    e->d_name[0] != h->d_name[0] || !store_damage_orphan(st, e->d_name))
+				continue;
+			x = store_user_exists(st, e->d_name, err);
+			if (x < 0)
+				r = -1;
+			else if (x == 0)
+				r = fn(ctx, e->d_name);
+		}
+		closedir(d);
+	}
+	closedir(top);
+	buf_free(&p);
+	return r;
 }

@@ -4065,7 +4065,17 @@ syncpush_restore_user(struct syncpush *p, const char *user, struct syncpush_rest
 		res->user_created = true;
 	}
 	local_user_forget(p, user);
-	if ((lu = local_user(p, user, err)) == NULL)
+	if ((lu = local_user(p, user, err)) == NULL && err->kind == ERR_DAMAGED) {
+		/* restore-from is an explicit creation: the damaged spool goes
+		 * aside and the replica's state fills a fresh database */
+		log_notice("restore: user damaged here, starting from a fresh database user=%s error=%s",
+			user, log_q(err->msg));
+		if (store_user_reset(p->st, user, err) < 0)
+			goto out;
+		res->user_created = true;
+		lu = local_user(p, user, err);
+	}
+	if (lu == NULL)
 		goto out;
 	/* INBOX first: the names of the others may hang below it */
 	for (int pass = 0; pass < 2; pass++)

@@ -201,10 +201,31 @@ test_wrong_schema(void **state)
 
 	rm_db(f);
 	assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db, "CREATE TABLE notes(x TEXT); INSERT INTO notes VALUES ('x')",
-		NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "PRAGMA journal_mode=WAL; CREATE TABLE notes(x TEXT);"
+		" INSERT INTO notes VALUES ('x')", NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(db);
 	assert_damaged(f, false);
+	assert_reset(f);
+}
+
+/* a database in rollback-journal mode was not made by the store (and
+ * opening it must not convert it: the file stays as it was) */
+static void
+test_not_wal(void **state)
+{
+	struct fx *f = *state;
+	struct stat a, b;
+	sqlite3 *db;
+
+	rm_db(f);
+	assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "CREATE TABLE notes(x TEXT)", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	assert_int_equal(stat(f->db, &a), 0);
+	assert_damaged(f, false);
+	assert_int_equal(stat(f->db, &b), 0);
+	assert_int_equal(a.st_mtim.tv_nsec, b.st_mtim.tv_nsec);
+	assert_int_equal(a.st_size, b.st_size);
 	assert_reset(f);
 }
 
@@ -305,6 +326,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_empty, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_truncated, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wrong_schema, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_not_wal, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_future_schema, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_other_identity, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_row_missing, setup, teardown),
