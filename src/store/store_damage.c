@@ -170,6 +170,9 @@ store_damage_mark(struct store *st, const char *name, struct err *err, const cha
 		name, why, NULL);
 	if (n > 0)
 		log_error("user database damaged user=%s reason=%s", name, log_q(why));
+	else if (n == 0 && store_user_exists(st, name, NULL) == 0)
+		/* deleted meanwhile: its spool was moved away after the row */
+		return err_set(err, ERR_NOTFOUND, "no such user %s", name);
 	return err_set(err, ERR_DAMAGED, "user %s is damaged: %s", name, why);
 }
 

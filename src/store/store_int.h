@@ -129,7 +129,8 @@ int store_damage_row(struct store *st, const char *name, char ident_r[STORE_IDEN
 int store_damage_adopt(struct store *st, const char *name, const char *ident, bool force,
 	struct err *err);
 /* Record why a user is damaged (logged when it changes) and fill err
- * with ERR_DAMAGED; returns -1. */
+ * with ERR_DAMAGED (ERR_NOTFOUND when the users row is gone meanwhile:
+ * a deletion moves the spool after the row); returns -1. */
 int store_damage_mark(struct store *st, const char *name, struct err *err, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 void store_damage_clear(struct store *st, const char *name);

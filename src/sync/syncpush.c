@@ -3940,8 +3940,11 @@ restore_mailbox(struct syncpush *p, struct store_user *lu, const char *user, str
 	have = store_mailbox_get_id(lu, R->uniqueid, true, &L, err) == 0;
 	if (!have && err->kind != ERR_NOTFOUND)
 		goto fail;
-	/* another mailbox holds the name here: keep it, under another name */
-	if (store_mailbox_get(lu, R->name, &cur, err) == 0 && !str_eq(cur.uniqueid, R->uniqueid)) {
+	/* another mailbox holds the name here: keep it, under another name
+	 * (but an INBOX that never held a message, as a fresh database's,
+	 * takes the replica's uniqueid: store_repl_mailbox adopts it) */
+	if (store_mailbox_get(lu, R->name, &cur, err) == 0 && !str_eq(cur.uniqueid, R->uniqueid) &&
+	    !(str_eq(cur.name, "INBOX") && cur.uidnext == 1)) {
 		struct store_status ss;
 		if (store_mailbox_status_id(lu, cur.uniqueid, &ss, err) < 0)
 			goto fail;

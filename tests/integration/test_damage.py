@@ -184,6 +184,8 @@ def test_damage_on_master(procs, tmp_path):
         cp = ctl(m.conf, "restore-from", "r1", u, check=False)
         assert cp.returncode == 0, (u, kind, cp.stdout, cp.stderr)
         assert len(guids_in(m.dump(u))) == 3, (u, kind, m.dump(u))
+        assert "before restore" not in m.dump(u), m.dump(u)
+    converged(m, r)
     st = ctl(m.conf, "status", check=False)
     assert "DAMAGED" not in st.stdout, st.stdout
     ck = ctl(m.conf, "check", "--all", check=False)
