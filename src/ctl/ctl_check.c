@@ -54,8 +54,9 @@ ctl_check_orphan(void *ctx, const char *user)
 {
 	size_t *n = ctx;
 
-	printf("%s: damaged: a user database without a users row (castorctl user add %s keeps it"
-	    " aside in deleted/ and starts afresh)\n", user, user);
+	printf("%s: damaged: a user database without a users row (castorctl restore-from CHAN %s,"
+	    " or castorctl user add %s to start afresh; both keep it in deleted/)\n", user, user,
+	    user);
 	(*n)++;
 	return 0;
 }

@@ -400,6 +400,13 @@ store_set_change_hook(struct store *st, store_change_hook_fn fn, void *ctx)
 	st->hook_ctx = ctx;
 }
 
+store_change_hook_fn
+store_get_change_hook(const struct store *st, void **ctx_r)
+{
+	*ctx_r = st->hook_ctx;
+	return st->hook;
+}
+
 static int
 ro_refuse(const struct store *st, struct err *err)
 {

@@ -157,6 +157,9 @@ enum store_change_kind {
 typedef void (*store_change_hook_fn)(void *ctx, const char *user,
 	enum store_change_kind kind, const char *mailbox_id);
 void store_set_change_hook(struct store *st, store_change_hook_fn fn, void *ctx);
+/* The hook in place (NULL when none), to put it back after a stretch of
+ * writes that must not enter the sync log (restore-from). */
+store_change_hook_fn store_get_change_hook(const struct store *st, void **ctx_r);
 
 /* ------------------------------------------------------------------ */
 /* Users (users.db)                                                    */

@@ -4025,6 +4025,8 @@ syncpush_restore_user(struct syncpush *p, const char *user, struct syncpush_rest
 {
 	struct pu u;
 	struct store_user *lu;
+	void *hook_ctx;
+	store_change_hook_fn hook = store_get_change_hook(p->st, &hook_ctx);
 	int rc = -1, x;
 
 	memset(res, 0, sizeof(*res));
@@ -4060,9 +4062,14 @@ syncpush_restore_user(struct syncpush *p, const char *user, struct syncpush_rest
 		for (size_t k = 0; k < u.r->nmbs; k++)
 			if (str_eq(u.r->mbs[k].uniqueid, u.pms[i].id) && u.r->mbs[k].deletedmodseq == 0)
 				u.pms[i].R = &u.r->mbs[k];
+	/* A user made here stays out of the sync log, like every write of the
+	 * restore: announced, the fresh empty user would race the restore to
+	 * the replica; the anti-entropy pass ctl_restore asks for follows. */
+	store_set_change_hook(p->st, NULL, NULL);
 	if ((x = store_user_exists(p->st, user, err)) < 0)
 		goto out;
 	if (x == 0) {
+		/* a spool left without its users row goes to deleted/ */
 		if (store_user_add(p->st, user, NULL, err) < 0)
 			goto out;
 		res->user_created = true;
@@ -4078,6 +4085,7 @@ syncpush_restore_user(struct syncpush *p, const char *user, struct syncpush_rest
 		res->user_created = true;
 		lu = local_user(p, user, err);
 	}
+	store_set_change_hook(p->st, hook, hook_ctx);
 	if (lu == NULL)
 		goto out;
 	/* INBOX first: the names of the others may hang below it */
@@ -4108,6 +4116,7 @@ syncpush_restore_user(struct syncpush *p, const char *user, struct syncpush_rest
 		res->renamed, res->conflicts);
 	rc = 0;
 out:
+	store_set_change_hook(p->st, hook, hook_ctx);
 	local_user_forget(p, user);
 	pu_free(&u);
 	return rc;

@@ -171,12 +171,17 @@ def test_damage_on_master(procs, tmp_path):
     # and the replica still has each victim's messages, untouched
     for u in victims:
         assert r.dump(u) == before[u], u
-
-    # the ways out: restore-from the replica (the row first for the rowless
-    # one: user add keeps the old spool aside), or user reset
+    # a graceful stop is not a clean one while users are damaged (exit bit 4)
+    assert m.quit() & 4
     for u, kind in victims.items():
-        if kind == "rowless":
-            useradd(m, u)
+        if kind != "rowless":
+            assert f"damaged user user={u}" in m.log(), u
+    m.start()
+
+    # the ways out: restore-from the replica (for the rowless one it makes
+    # the user, keeping the old spool aside, and a password is set after),
+    # or user reset first
+    for u, kind in victims.items():
         if kind == "empty":
             cp = ctl(m.conf, "user", "reset", u, check=False)
             assert cp.returncode == 0, cp.stderr
@@ -185,6 +190,8 @@ def test_damage_on_master(procs, tmp_path):
         assert cp.returncode == 0, (u, kind, cp.stdout, cp.stderr)
         assert len(guids_in(m.dump(u))) == 3, (u, kind, m.dump(u))
         assert "before restore" not in m.dump(u), m.dump(u)
+        if kind == "rowless":
+            ctl(m.conf, "-q", "user", "passwd", u, "--password", PW)
     converged(m, r)
     st = ctl(m.conf, "status", check=False)
     assert "DAMAGED" not in st.stdout, st.stdout
