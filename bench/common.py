@@ -71,11 +71,19 @@ def pctl(xs, p):
     return xs[f] + (xs[c] - xs[f]) * (k - f)
 
 
-def summary(xs):
+def summary(xs, samples=None):
+    """Median [min-max] of one figure's per-run values.  With `samples` (every
+    repetition of a short command, pooled over the runs) the median and the
+    spread are the samples' own: p10-p90 beside min-max, n the count."""
     xs = [x for x in xs if isinstance(x, (int, float))]
     if not xs:
         return None
-    return {"median": statistics.median(xs), "min": min(xs), "max": max(xs), "runs": xs}
+    s = {"median": statistics.median(xs), "min": min(xs), "max": max(xs), "runs": xs}
+    ys = [y for y in (samples or []) if isinstance(y, (int, float))]
+    if ys:
+        s.update(median=statistics.median(ys), min=min(ys), max=max(ys), p10=pctl(ys, 10), p90=pctl(ys, 90),
+                 n=len(ys))
+    return s
 
 
 def cpu_jiffies():
@@ -298,19 +306,22 @@ def lmtp_connect(port, timeout=60):
     return smtplib.LMTP(HOST, port, timeout=timeout)
 
 
-def _lmtp_worker(port, jobs, go, q, deadline_s):
+def _lmtp_worker(cid, port, jobs, go, q, deadline_s, record):
     """jobs: [(rcpt, user, tag, i)], sent over ONE LMTP connection once `go` is set;
-    rcpt may be a list (one message to several recipients)."""
+    rcpt may be a list (one message to several recipients).  With `record`,
+    the time of each 250 is kept per recipient (index into the rcpt list
+    deliver_parallel was given)."""
     msgs = [(rcpt if isinstance(rcpt, list) else [rcpt], make_msg(user, tag, i))
             for rcpt, user, tag, i in jobs]
     go.wait(120)
     t0 = now()
-    n, err = 0, None
+    n, err, ended = 0, None, "done"
+    acks = []
     try:
         c = lmtp_connect(port)
         for rcpt, data in msgs:
             if now() - t0 > deadline_s:
-                err = "deadline"
+                err, ended = "deadline", "deadline"
                 break
             if len(rcpt) == 1:
                 c.sendmail("bench@localhost", rcpt, data)
@@ -329,19 +340,23 @@ def _lmtp_worker(port, jobs, go, q, deadline_s):
                 codes = [code] + [c.getreply()[0] for _ in rcpt[1:]]
                 if any(x != 250 for x in codes):
                     raise RuntimeError(f"DATA replies {codes}")
+            if record:
+                t = now()
+                acks.extend((r, t) for r in rcpt)
             n += 1
         c.quit()
     except Exception as e:  # noqa: BLE001 - reported, not hidden
-        err = repr(e)
-    q.put((t0, now(), n, err))
+        err, ended = repr(e), "error"
+    q.put({"client": cid, "t0": t0, "t1": now(), "sent": n, "error": err, "ended": ended, "acks": acks})
 
 
-def deliver_parallel(port, rcpts, users, nclients, n, tag, deadline_s=900, all_rcpts=False):
+def deliver_parallel(port, rcpts, users, nclients, n, tag, deadline_s=900, all_rcpts=False, record=False):
     """Deliver n messages round-robin over `users` (rcpts[k] is users[k]'s LMTP
     recipient) from nclients concurrent LMTP connections; with all_rcpts every
     message goes to every recipient at once.  Returns a dict with
-    start, end (monotonic), sent, errors, machine CPU busy %, and the part of
-    it other work used (OthersMeter)."""
+    start, end (monotonic), sent, errors, machine CPU busy %, the part of
+    it other work used (OthersMeter), "clients" (one harness.client() dict
+    per connection) and, with record, "acks": {user: [time of each 250]}."""
     meter = OthersMeter()
     jobs = [[] for _ in range(nclients)]
     for j in range(n):
@@ -350,7 +365,7 @@ def deliver_parallel(port, rcpts, users, nclients, n, tag, deadline_s=900, all_r
     ctx = mp.get_context("fork")
     go = ctx.Event()
     q = ctx.Queue()
-    ps = [ctx.Process(target=_lmtp_worker, args=(port, jobs[c], go, q, deadline_s), daemon=True)
+    ps = [ctx.Process(target=_lmtp_worker, args=(c, port, jobs[c], go, q, deadline_s, record), daemon=True)
           for c in range(nclients)]
     for p in ps:
         p.start()
@@ -364,23 +379,34 @@ def deliver_parallel(port, rcpts, users, nclients, n, tag, deadline_s=900, all_r
         try:
             res.append(q.get(timeout=deadline_s + 60))
         except Exception:  # noqa: BLE001
-            res.append((t0, now(), 0, "worker lost"))
-    t1 = max(r[1] for r in res)
+            res.append({"client": None, "t0": t0, "t1": now(), "sent": 0, "error": "worker lost",
+                        "ended": "lost", "acks": []})
+    t1 = max(r["t1"] for r in res)
     c1 = cpu_jiffies()
     others = meter.stop()
     for p in ps:
         p.join(10)
         if p.is_alive():
             p.kill()
-    return {"start": t0, "end": t1, "sent": sum(r[2] for r in res),
-            "errors": [r[3] for r in res if r[3]], "cpu_busy_pct": cpu_busy(c0, c1),
-            "others_cpu_pct": min(others, cpu_busy(c0, c1))}
+    acks = {}
+    for r in res:
+        for k, t in r["acks"]:
+            acks.setdefault(users[rcpts.index(k)] if k in rcpts else k, []).append(t)
+    clients = [{"role": f"lmtp{r['client']}", "sent": r["sent"], "error": r["error"], "ended": r["ended"],
+                "seconds": round(r["t1"] - r["t0"], 4)} for r in res]
+    return {"start": t0, "end": t1, "sent": sum(r["sent"] for r in res),
+            "errors": [r["error"] for r in res if r["error"]], "cpu_busy_pct": cpu_busy(c0, c1),
+            "others_cpu_pct": min(others, cpu_busy(c0, c1)), "clients": clients,
+            "acks": {u: sorted(ts) for u, ts in acks.items()}}
 
 
-def wait_counts(port, expected, password_of, timeout=300, interval=0.05):
+def wait_counts(port, expected, password_of, timeout=300, interval=0.05, conns=None):
     """expected: {user: count}.  Poll STATUS on `port` until every user's INBOX
-    holds at least its count; return the monotonic time it happened, or None."""
-    conns = {}
+    holds at least its count; return the monotonic time it happened, or None.
+    conns: {user: RawImap} logged in beforehand (replica_logins), so that a
+    catch-up time holds no login (Castor hashes passwords with yescrypt,
+    about 90 ms a login); they are closed at the end."""
+    conns = dict(conns or {})
     done = {}
     deadline = now() + timeout
     try:
@@ -403,6 +429,11 @@ def wait_counts(port, expected, password_of, timeout=300, interval=0.05):
         for m in conns.values():
             m.close()
     return max(done.values()) if len(done) == len(expected) else None
+
+
+def replica_logins(port, users, password_of):
+    """{user: RawImap} logged in to `port` now, for wait_counts(conns=...)."""
+    return {u: imap_login(port, u, password_of(u), timeout=10) for u in users}
 
 
 # ---------------------------------------------------------------- replica poller
@@ -484,10 +515,17 @@ class ReplicaPoller:
 # ---------------------------------------------------------------- counting relay
 class Relay:
     """TCP relay 127.0.0.1:<port> -> 127.0.0.1:rport counting bytes each way.
-    Threads are daemons; close() stops accepting and closes every socket."""
+    Threads are daemons; close() stops accepting and closes every socket.
+    strip_s2c: bytes removed from the server's stream (a capability line the
+    client must not see, e.g. Cyrus's "* COMPRESS DEFLATE": its sync_client
+    compresses whenever the server offers it, and no setting turns that off).
+    c2s_head keeps the first 4 KiB the client sent, to check what it asked."""
 
-    def __init__(self, rport):
+    def __init__(self, rport, strip_s2c=None):
         self.c2s = self.s2c = 0
+        self.strip = strip_s2c
+        self.stripped = 0
+        self.c2s_head = b""
         self.lock = threading.Lock()
         self.ls = socket.socket()
         self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -536,7 +574,12 @@ class Relay:
             with self.lock:
                 if d == "c2s":
                     self.c2s += len(data)
+                    if len(self.c2s_head) < 4096:
+                        self.c2s_head += data[:4096 - len(self.c2s_head)]
                 else:
+                    if self.strip and self.strip in data:
+                        self.stripped += data.count(self.strip)
+                        data = data.replace(self.strip, b"")
                     self.s2c += len(data)
             try:
                 b.sendall(data)
@@ -644,3 +687,127 @@ class OthersMeter:
             ticks += max(0, d - before.get(pid, 0))
         cpus = os.cpu_count() or 1
         return round(min(100.0, 100.0 * ticks / CLK_TCK / max(el, 1e-3) / cpus), 1)
+
+
+# ---------------------------------------------------------------- replica watch (several users)
+def _watch_worker(port, creds, interval, max_s, conn):
+    """Child process: one logged-in connection per user (made before the
+    load starts, so no login is timed); STATUS INBOX of every user in turn,
+    then `interval` s of sleep, until told the totals and every user reached
+    its total, or "stop", or max_s.  For each user and each new message
+    number k, the time the reply that first showed it arrived."""
+    seen = {u: {} for u, _pw in creds}
+    err, polls, t_first, t_last = None, 0, None, None
+    conns, base, last = {}, {}, {}
+    try:
+        for u, pw in creds:
+            conns[u] = imap_login(port, u, pw, timeout=10)
+            base[u] = last[u] = conns[u].status_count() or 0
+        conn.send("ready")
+        totals = None
+        end = now() + max_s
+        while now() < end:
+            if conn.poll():
+                msg = conn.recv()
+                if msg == "stop":
+                    break
+                if isinstance(msg, tuple) and msg[0] == "totals":
+                    totals = msg[1]
+            for u, m in conns.items():
+                if totals is not None and last[u] - base[u] >= totals.get(u, 0):
+                    continue
+                c = m.status_count()
+                t = now()
+                if c is not None and c > last[u]:
+                    for k in range(last[u] + 1, c + 1):
+                        seen[u][k - base[u]] = t
+                    last[u] = c
+            polls += 1
+            t_first = t_first or now()
+            t_last = now()
+            if totals is not None and all(last[u] - base[u] >= totals.get(u, 0) for u in conns):
+                break
+            time.sleep(interval)
+    except Exception as e:  # noqa: BLE001
+        err = repr(e)
+        try:
+            conn.send("ready")
+        except OSError:
+            pass
+    for m in conns.values():
+        try:
+            m.close()
+        except OSError:
+            pass
+    period = (t_last - t_first) / (polls - 1) if polls > 1 and t_first else None
+    conn.send({"seen": seen, "error": err, "polls": polls, "period_s": period})
+
+
+class ReplicaWatch:
+    """Watches several users' INBOX counts on the replica from one forked
+    process (so polling never competes with the senders for Python's GIL),
+    over connections logged in before the load starts.  lags() pairs the
+    c-th 250 a user got with the moment the replica first showed c messages
+    for that user; catch_up() is when every user had its total."""
+
+    def __init__(self, port, users, password_of, interval=0.001, max_s=300):
+        ctx = mp.get_context("fork")
+        self.conn, child = ctx.Pipe()
+        creds = [(u, password_of(u)) for u in users]
+        self.p = ctx.Process(target=_watch_worker, args=(port, creds, interval, max_s, child), daemon=True)
+        self.p.start()
+        if not self.conn.poll(30 + 2 * len(users)):
+            self.p.kill()
+            raise RuntimeError("replica watch did not start")
+        self.conn.recv()
+        self.max_s = max_s
+        self.r = None
+
+    def finish(self, totals, timeout):
+        """The senders are done: {user: messages acknowledged}.  Waits (bounded)
+        until the replica showed them all or `timeout`; returns self."""
+        try:
+            self.conn.send(("totals", totals))
+        except OSError:
+            pass
+        if not self.conn.poll(timeout):
+            try:
+                self.conn.send("stop")
+            except OSError:
+                pass
+            self.conn.poll(10)
+        try:
+            self.r = self.conn.recv() if self.conn.poll(0) else None
+        except EOFError:
+            self.r = None
+        self.r = self.r or {"seen": {}, "error": "watch lost", "polls": 0, "period_s": None}
+        self.p.join(5)
+        if self.p.is_alive():
+            self.p.kill()
+        self.totals = totals
+        return self
+
+    def catch_up(self):
+        """Monotonic time every user's total was first seen, or None."""
+        ts = []
+        for u, n in self.totals.items():
+            if n == 0:
+                continue
+            t = self.r["seen"].get(u, {}).get(n)
+            if t is None:
+                return None
+            ts.append(t)
+        return max(ts) if ts else None
+
+    def lags(self, acks):
+        """acks: {user: sorted times of its 250s}.  Lag (ms) of every message
+        the replica showed, and how many it never showed."""
+        out, unseen = [], 0
+        for u, ts in acks.items():
+            seen = self.r["seen"].get(u, {})
+            for c, t in enumerate(ts, 1):
+                if c in seen:
+                    out.append((seen[c] - t) * 1000.0)
+                else:
+                    unseen += 1
+        return out, unseen

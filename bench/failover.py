@@ -155,12 +155,24 @@ def run_once(peer, ctx):
     time.sleep(1.0)
     t0 = now()
     mroot = os.path.dirname(peer.conf("master"))
-    cp = run([peer.binpath("castorctl"), "-C", peer.conf("master"), "failover", "--to", "r1",
-              "--castord-log", os.path.join(mroot, "castord.log")], timeout=600, check=False)
-    t1 = now()
+    with ctx.measuring():
+        cp = run([peer.binpath("castorctl"), "-C", peer.conf("master"), "failover", "--to", "r1",
+                  "--castord-log", os.path.join(mroot, "castord.log")], timeout=600, check=False)
+        t1 = now()
     time.sleep(s["tail_s"])
     stop.set()
     th.join(30)
+    # the load client must have been delivering before, during and after the
+    # command (refusals in between are what is measured)
+    ok_times = [t for t, ok, *_ in out if ok]
+    if th.is_alive():
+        ended, why = "lost", "load thread still running 30 s after stop"
+    elif not ok_times or ok_times[0] > t0 or ok_times[-1] < t1:
+        ended, why = "early", "no successful delivery before the command or after it"
+    else:
+        ended, why = "stopped", None
+    load_client = {"role": "lmtp 20/s", "sent": len(ok_times), "error": why, "ended": ended,
+                   "refused": sum(1 for _t, ok, *_ in out if not ok)}
     _stop_restarted(mroot)
     if cp.returncode != 0:
         raise RuntimeError(f"castorctl failover: exit {cp.returncode}: {(cp.stdout + cp.stderr)[-500:]}")
@@ -184,7 +196,8 @@ def run_once(peer, ctx):
             fig("refused_window_s", "longest gap between successful deliveries", "s", "lower", window),
             fig("refused", "deliveries refused by both servers", "msgs", "lower", refused),
             fig("lost", "acknowledged deliveries missing on the new master", "msgs", "lower", lost)]
-    return {"figures": figs, "details": {"stdout": cp.stdout[-2000:], "acked": sum(acked.values()),
+    return {"figures": figs, "clients": [load_client],
+            "details": {"stdout": cp.stdout[-2000:], "acked": sum(acked.values()),
                                          "attempts": len(out)}}
 
 

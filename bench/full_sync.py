@@ -1,15 +1,23 @@
-"""bench/full_sync.py - full sync of one user to an empty replica.
+"""bench/full_sync.py - full sync of one user to an empty replica, with the
+channel's compression off and on, the same setting on every system.
 
 Once per peer, with rolling replication OFF on the master, one user gets N
 messages of 4 KiB spread over 10 folders (IMAP CREATE + APPEND, 2 clients).
-Each run then wipes the replica (a fresh, empty instance), and times the
-system's one-shot user sync (Castor `sync-client -u USER`, Cyrus
-`sync_client -u USER`) to its exit, and checks that the replica holds all N
-messages.  Once per peer (first run) the same sync goes through a counting
-TCP relay (common.Relay) in front of the replica's sync port to measure the
-bytes on the wire each way (the relay's own cost is why that run is not the
-timed one); Castor's channel compresses on that pass (zstd, its default for a
-replica that is not on loopback; Cyrus runs its default).  Sizes: full 10,000 messages, quick 2,000, smoke 20 (2 folders).
+Each run then, for compression off and then on: wipes the replica (a fresh,
+empty instance), and times the system's one-shot user sync (Castor
+`sync-client -u USER`, Cyrus `sync_client -u USER`) to its exit, checks that
+the replica holds all N messages, and counts the bytes each way.  Every sync
+goes through the same counting TCP relay (common.Relay) in front of the
+replica's sync port, so the timed sync and the counted sync are one and the
+same, and the relay's cost is the same for every system and setting.
+  compression off: Castor `<chan>_sync_compress: no`; Cyrus's sync_client
+    compresses whenever the replica offers COMPRESS DEFLATE, so the relay
+    removes that line from the replica's greeting
+  compression on: Castor `<chan>_sync_compress: yes` (zstd); Cyrus as it
+    comes (DEFLATE)
+What the client asked is checked on the wire (COMPRESS in its first bytes):
+a run where the setting did not take is invalid.  Dovecot: off only.
+Sizes: full 10,000 messages, quick 2,000, smoke 20 (2 folders).
 Leaves the pair without rolling replication and with a partial replica: the
 harness lays it out afresh for the next benchmark (DIRTIES).
 Run alone: python3 bench/full_sync.py [--quick] [--peers cyrus]
@@ -91,7 +99,9 @@ def populate(peer, ctx, n, nfold):
     errs = [e for _, e in res if e]
     if errs or sum(k for k, _ in res) != n:
         raise RuntimeError(f"APPEND: {sum(k for k, _ in res)} of {n}: {errs[:2]}")
-    st.update(user=user, folders=folders, peer_gen=peer.generation, fill_msgs_s=n / (now() - t0))
+    st.update(user=user, folders=folders, peer_gen=peer.generation, fill_msgs_s=n / (now() - t0),
+              fill_clients=[{"role": f"append{k}", "sent": c, "error": e, "ended": "error" if e else "done"}
+                            for k, (c, e) in enumerate(res)])
     return user, folders
 
 
@@ -105,42 +115,53 @@ def replica_total(peer, user, folders):
     return tot
 
 
+def one_sync(peer, ctx, user, folders, n, compress):
+    """Wipe the replica, sync `user` through a counting relay with compression
+    on or off; (seconds, wire dict, client dict)."""
+    peer.reset_replica()
+    relay = Relay(peer.replica_sync_port(), strip_s2c=None if compress else peer.COMPRESS_CAPA)
+    try:
+        with ctx.measuring():
+            t0 = now()
+            rc, out = peer.full_sync(user, relay_port=relay.port, compress=compress)
+            secs = now() - t0
+        time.sleep(0.3)
+        asked = b"COMPRESS" in relay.c2s_head.upper()
+        wire = {"c2s": relay.c2s, "s2c": relay.s2c, "client_asked_compress": asked,
+                "greeting_lines_stripped": relay.stripped}
+    finally:
+        relay.close()
+    got = replica_total(peer, user, folders)
+    err = None
+    if rc != 0 or got != n:
+        err = f"exit {rc}, replica holds {got} of {n}: {out[-300:]}"
+    elif asked != compress:
+        err = f"compression {'on' if compress else 'off'} asked, the client {'did' if asked else 'did not'} send COMPRESS"
+    mode = "on" if compress else "off"
+    return secs, wire, {"role": f"sync compression {mode}", "sent": got, "error": err,
+                        "ended": "error" if err else "done", "rc": rc}
+
+
 def run_once(peer, ctx):
     from harness import fig
     n, nfold = ctx.sizes["n"], ctx.sizes["folders"]
     user, folders = populate(peer, ctx, n, nfold)
     peer.prepare("default", repl=False)
-    peer.reset_replica()
-    t0 = now()
-    rc, out = peer.full_sync(user)
-    secs = now() - t0
-    got = replica_total(peer, user, folders)
-    if rc != 0 or got != n:
-        raise RuntimeError(f"full sync: exit {rc}, replica holds {got} of {n}: {out[-300:]}")
-    figs = [fig("seconds", f"full sync of {n} messages, {nfold} folders", "s", "lower", secs),
-            fig("msgs_s", "full sync rate", "msgs/s", "higher", n / secs)]
-    details = {"n": n, "folders": nfold, "rc": rc, "replica_messages": got, "seconds": secs,
-               "fill_msgs_s": ctx.state.get("fill_msgs_s")}
-    if not ctx.state.get("wire"):
-        peer.reset_replica()
-        relay = Relay(peer.replica_sync_port())
-        try:
-            t0 = now()
-            rc2, out2 = peer.full_sync(user, relay_port=relay.port)
-            s2 = now() - t0
-            time.sleep(0.3)
-            wire = {"rc": rc2, "seconds_via_relay": s2, "c2s": relay.c2s, "s2c": relay.s2c,
-                    "replica_messages": replica_total(peer, user, folders), "out": out2[-300:]}
-        finally:
-            relay.close()
-        ctx.state["wire"] = wire
-        details["wire"] = wire
-        if rc2 == 0:
-            figs += [fig("wire_c2s", "bytes on the wire, master -> replica", "B", "lower", wire["c2s"]),
-                     fig("wire_s2c", "bytes on the wire, replica -> master", "B", "lower", wire["s2c"]),
-                     fig("wire_per_msg", "bytes on the wire per message (master -> replica)", "B", "lower",
-                         wire["c2s"] / n)]
-    return {"figures": figs, "details": details}
+    figs, clients = [], list(ctx.state.get("fill_clients", []))
+    details = {"n": n, "folders": nfold, "fill_msgs_s": ctx.state.get("fill_msgs_s")}
+    for compress in getattr(peer, "COMPRESS_MODES", (False, True)):
+        secs, wire, cl = one_sync(peer, ctx, user, folders, n, compress)
+        clients.append(cl)
+        mode = "on" if compress else "off"
+        w = f"[compression {mode}]"
+        details[f"compression_{mode}"] = dict(wire, seconds=secs, rc=cl["rc"], replica_messages=cl["sent"])
+        figs += [fig(f"seconds.{mode}", f"full sync of {n} messages, {nfold} folders {w}", "s", "lower", secs),
+                 fig(f"msgs_s.{mode}", f"full sync rate {w}", "msgs/s", "higher", n / secs),
+                 fig(f"wire_c2s.{mode}", f"bytes on the wire, master -> replica {w}", "B", "lower", wire["c2s"]),
+                 fig(f"wire_s2c.{mode}", f"bytes on the wire, replica -> master {w}", "B", "lower", wire["s2c"]),
+                 fig(f"wire_per_msg.{mode}", f"bytes on the wire per message, master -> replica {w}", "B",
+                     "lower", wire["c2s"] / n)]
+    return {"figures": figs, "details": details, "clients": clients}
 
 
 if __name__ == "__main__":

@@ -13,14 +13,37 @@ A benchmark module (bench/<name>.py) provides:
                 repetition with peer=None
   sizes(level)  dict of sizes for "smoke" | "quick" | "full"
   run_once(peer, ctx) -> {"figures": [fig(...)...], "details": {...},
+                          "clients": [client(...)...],
+                          "invalid": "reason" (optional),
                           "samples": {key: [values]} (optional, for plots)}
 ctx has .sizes (this benchmark's), .level, .rep, .runs, .tmp, .state (a dict
-kept per benchmark and peer across repetitions), .opts.
+kept per benchmark and peer across repetitions), .opts, and .measuring(), a
+context manager around each measurement window (the "other work" estimate
+covers those windows only, not the setup around them).
+
+Invalid runs.  Every load client of a run is reported by client(): its role,
+what it sent, its error and how it ended ("done": finished its work;
+"stopped": stopped where the benchmark meant it to stop, e.g. by the
+server's shutdown after the signal; anything else, e.g. "error", "early",
+"deadline", "lost", is a failure).  A run with a failed client, or one the
+benchmark itself declares invalid, is recorded with "invalid": reason and no
+figures: nothing measured by it is quoted.  A peer whose runs are all
+invalid gets the status "invalid: <reason>".
+
+Comparisons.  A figure's value may be a list: the repetitions of a short
+command inside the run (at least 20); the table then shows the median of all
+repetitions and their p10-p90 spread.  Castor and a peer are compared on the
+ranges the table shows (p10-p90 for repeated commands, min-max over the
+runs otherwise): ranges that overlap are reported as "no difference"; a
+ratio is given only when both ranges are above zero (lags can be negative:
+their difference is given instead); "(1 run)" marks a comparison of single
+values without any spread.
 
 Every peer is always torn down (stopped, temp dirs removed unless --keep),
 also on an exception or SIGTERM/SIGINT.
 """
 import argparse
+import contextlib
 import datetime
 import importlib
 import json
@@ -28,6 +51,7 @@ import os
 import platform
 import shutil
 import signal
+import statistics
 import sys
 import tempfile
 import time
@@ -63,8 +87,30 @@ def background(opts):
 
 
 def fig(key, label, unit, better, value):
-    """One figure of one run.  better: "higher" | "lower" | None (informational)."""
+    """One figure of one run.  better: "higher" | "lower" | None (informational).
+    value: a number, or a list of the repetitions of a short command."""
     return {"key": key, "label": label, "unit": unit, "better": better, "value": value}
+
+
+OK_ENDINGS = ("done", "stopped")
+
+
+def client(role, sent, error, ended, **more):
+    """One load client's result, as every benchmark reports it (see the top)."""
+    return dict(role=role, sent=sent, error=error, ended=ended, **more)
+
+
+def client_problem(clients):
+    """None when every load client ran as the benchmark meant, else why the run
+    is invalid.  A run that reports no clients at all is invalid too: a
+    benchmark must say what its load did."""
+    if clients is None:
+        return "no load-client results reported"
+    for k, c in enumerate(clients):
+        if c.get("ended") not in OK_ENDINGS:
+            return (f"load client {c.get('role', k)} ended {c.get('ended') or '(not recorded)'} "
+                    f"after {c.get('sent')} sent: {c.get('error')}")
+    return None
 
 
 class Ctx:
@@ -76,6 +122,27 @@ class Ctx:
         self.rep = 0
         self.sizes = {}
         self._state = {}
+        self.windows = []
+
+    @contextlib.contextmanager
+    def measuring(self):
+        """Around one measurement window: what other work used of the machine
+        in it (OthersMeter), so setup between windows is charged to nobody."""
+        meter, c0, t0 = OthersMeter().start(), cpu_jiffies(), time.monotonic()
+        try:
+            yield
+        finally:
+            el = time.monotonic() - t0
+            busy = cpu_busy(c0, cpu_jiffies())
+            self.windows.append((el, min(meter.stop(), round(busy, 1)), busy))
+
+    def window_load(self):
+        """(others %, busy %, seconds) over the windows so far, time-weighted."""
+        tot = sum(w[0] for w in self.windows)
+        if not tot:
+            return None
+        return (round(sum(w[0] * w[1] for w in self.windows) / tot, 1),
+                round(sum(w[0] * w[2] for w in self.windows) / tot, 1), round(tot, 3))
 
     def state_for(self, bench, peer):
         return self._state.setdefault((bench, peer), {})
@@ -134,6 +201,8 @@ def fmt(v):
 
 def cell(s):
     if isinstance(s, dict) and "median" in s:
+        if s.get("p10") is not None:
+            return f"**{fmt(s['median'])}** [p10–p90 {fmt(s['p10'])}–{fmt(s['p90'])}, n {s['n']}]"
         if s["min"] == s["max"]:
             return f"**{fmt(s['median'])}**"
         return f"**{fmt(s['median'])}** [{fmt(s['min'])}–{fmt(s['max'])}]"
@@ -149,10 +218,34 @@ def short(status):
     return status.split(" (")[0].split(":")[0]
 
 
-def ratio(a, b):
-    if isinstance(a, dict) and isinstance(b, dict) and b.get("median"):
-        return a["median"] / b["median"]
-    return None
+def spread(s):
+    """The range a cell shows: p10-p90 of repeated commands, else min-max over runs."""
+    if s.get("p10") is not None:
+        return s["p10"], s["p90"]
+    return s["min"], s["max"]
+
+
+def compare(a, b):
+    """Castor's summary `a` against a peer's `b`: {"text", "overlap", "difference",
+    "ratio" (only when both ranges are above zero), "single"} or None."""
+    if not (isinstance(a, dict) and isinstance(b, dict)) or a.get("median") is None or b.get("median") is None:
+        return None
+    alo, ahi = spread(a)
+    blo, bhi = spread(b)
+    single = (a.get("n") is None and len(a.get("runs", [])) < 2) or \
+        (b.get("n") is None and len(b.get("runs", [])) < 2)
+    out = {"overlap": alo <= bhi and blo <= ahi, "difference": a["median"] - b["median"], "single": single}
+    if min(alo, blo) > 0:
+        out["ratio"] = a["median"] / b["median"]
+    if out["overlap"]:
+        out["text"] = "no difference"
+    elif "ratio" in out:
+        out["text"] = f"{out['ratio']:.2f}×"
+    else:
+        out["text"] = f"Δ {'+' if out['difference'] > 0 else ''}{fmt(out['difference'])}"
+    if single:
+        out["text"] += " (1 run)"
+    return out
 
 
 def markdown(doc):
@@ -184,8 +277,8 @@ def markdown(doc):
                               b.get("status", {}).get(p, "").startswith("ok")
                               else short(b.get("status", {}).get(p, "-")) for p in peers)
             for p in others:
-                r = ratio(f["values"].get("castor"), f["values"].get(p))
-                row += f" | {r:.2f}×" if r is not None else " | -"
+                c = (f.get("compare") or {}).get(p)
+                row += f" | {c['text']}" if c else " | -"
             out.append(row + " |")
     notes = []
     for bname, b in doc["benchmarks"].items():
@@ -197,17 +290,19 @@ def markdown(doc):
     out.append("[lowlag] = " + SLOT_LEGEND["lowlag"] + ".")
     load = []
     for bname, b in doc["benchmarks"].items():
-        per = {}
+        per, whole = {}, False
         for r in b.get("runs", []):
             bg = r.get("background") or {}
             if "during_others_pct" in bg:
                 per.setdefault(r["peer"], []).append(bg["during_others_pct"])
+                whole = whole or bg.get("during_scope") != "measurement windows"
         if per:
-            load.append(f"{bname} " + ", ".join(f"{p} {max(v):.0f}%" for p, v in per.items()))
+            load.append(f"{bname}{'*' if whole else ''} " +
+                        ", ".join(f"{p} {max(v):.0f}%" for p, v in per.items()))
     if load:
         out.append("")
-        out.append("Machine CPU used by other work during the runs (estimate, worst run per system; "
-                   "100% = both cores): " + "; ".join(load) + ".")
+        out.append("Machine CPU used by other work during the measurement windows (estimate, worst run "
+                   "per system; 100% = both cores; * = whole run, setup included): " + "; ".join(load) + ".")
     if notes:
         out.append("")
         out += notes
@@ -223,7 +318,8 @@ def run_benchmarks(opts, level, runs, benches, peers, ctx, doc, samples):
         log(f"=== {bname} ({level}, {runs} run(s))")
         targets = [None] if getattr(mod, "MACHINE", False) else peers
         vals = {}         # key -> peer -> [values]
-        oks, errs = {}, {}   # peer -> runs that worked / error strings
+        rsamples = {}     # key -> peer -> [repetitions of a short command, every run]
+        oks, errs, bad = {}, {}, {}   # peer -> runs that worked / error strings / invalid reasons
         for rep in range(runs):
             ctx.rep = rep
             order = targets if rep % 2 == 0 else list(reversed(targets))
@@ -244,6 +340,7 @@ def run_benchmarks(opts, level, runs, benches, peers, ctx, doc, samples):
                         b["status"][pname] = why
                         continue
                 ctx.state = ctx.state_for(bname, pname)
+                ctx.windows = []
                 bg = background(opts)
                 t0 = time.monotonic()
                 c0, meter = cpu_jiffies(), OthersMeter().start()
@@ -260,26 +357,48 @@ def run_benchmarks(opts, level, runs, benches, peers, ctx, doc, samples):
                     continue
                 secs = time.monotonic() - t0
                 busy = cpu_busy(c0, cpu_jiffies())
-                bg.update(during_busy_pct=round(busy, 1), during_others_pct=min(meter.stop(), round(busy, 1)))
+                run_others = min(meter.stop(), round(busy, 1))
+                win = ctx.window_load()
+                if win:
+                    bg.update(during_others_pct=win[0], during_busy_pct=win[1], during_window_s=win[2],
+                              during_scope="measurement windows", run_others_pct=run_others)
+                else:
+                    bg.update(during_busy_pct=round(busy, 1), during_others_pct=run_others,
+                              during_scope="whole run")
+                rec = {"peer": pname, "rep": rep, "seconds": round(secs, 2), "background": bg,
+                       "clients": r.get("clients"), "details": r.get("details", {})}
+                why = r.get("invalid") or client_problem(r.get("clients"))
+                if why:
+                    # nothing measured by this run is quoted: its figures stay out of
+                    # the summaries (the details keep what happened)
+                    rec["invalid"] = why
+                    b["runs"].append(rec)
+                    bad.setdefault(pname, []).append(why[:300])
+                    log(f"{bname} {pname}: run {rep} invalid: {why}")
+                    continue
                 figs = {}
                 for f in r.get("figures", []):
                     meta = b["figures"].setdefault(f["key"], {k: f[k] for k in ("label", "unit", "better")})
                     meta.setdefault("values", {})
-                    vals.setdefault(f["key"], {}).setdefault(pname, []).append(f["value"])
-                    figs[f["key"]] = f["value"]
+                    v = f["value"]
+                    if isinstance(v, list):
+                        rsamples.setdefault(f["key"], {}).setdefault(pname, []).extend(v)
+                        v = statistics.median(v) if v else None
+                    vals.setdefault(f["key"], {}).setdefault(pname, []).append(v)
+                    figs[f["key"]] = v
                 for k, xs in (r.get("samples") or {}).items():
                     samples.setdefault((bname, k), {}).setdefault(pname, []).extend(xs)
-                b["runs"].append({"peer": pname, "rep": rep, "seconds": round(secs, 2), "background": bg,
-                                  "figures": figs,
-                                  "details": r.get("details", {})})
+                rec["figures"] = figs
+                b["runs"].append(rec)
                 oks[pname] = oks.get(pname, 0) + 1
                 log(f"{bname} {pname} run {rep}: " + json.dumps(figs, default=str)[:600])
-        for pname in set(oks) | set(errs):
-            e = errs.get(pname, [])
-            if not oks.get(pname):
-                b["status"][pname] = "error: " + e[-1]
-            elif e:
-                b["status"][pname] = f"ok ({len(e)} of {len(e) + oks[pname]} runs failed: {e[-1]})"
+        for pname in set(oks) | set(errs) | set(bad):
+            e, v, n_ok = errs.get(pname, []), bad.get(pname, []), oks.get(pname, 0)
+            if not n_ok:
+                b["status"][pname] = ("invalid: " + v[-1]) if v else ("error: " + e[-1])
+            elif e or v:
+                b["status"][pname] = (f"ok ({len(e) + len(v)} of {len(e) + len(v) + n_ok} runs "
+                                      f"{'invalid' if v else 'failed'}: {(v or e)[-1]})")
             else:
                 b["status"][pname] = "ok"
         if getattr(mod, "DIRTIES", False):
@@ -287,7 +406,10 @@ def run_benchmarks(opts, level, runs, benches, peers, ctx, doc, samples):
                 p.mark_dirty()
         for key, per in vals.items():
             for pname, xs in per.items():
-                b["figures"][key]["values"][pname] = summary(xs)
+                b["figures"][key]["values"][pname] = summary(xs, rsamples.get(key, {}).get(pname))
+            cv = b["figures"][key]["values"]
+            b["figures"][key]["compare"] = {p.name: compare(cv.get("castor"), cv.get(p.name))
+                                            for p in peers if p.name != "castor" and cv.get(p.name)}
         # sample distributions, compact (every 5th percentile), for the record
         for (bn, k), per in samples.items():
             if bn != bname:

@@ -47,17 +47,22 @@ def run_once(peer, ctx):
     time.sleep(1.0)
     before = tree(mpid)
     conns = []
+    err, ended = None, "done"
     try:
         t_end = time.monotonic() + 120
         for _ in range(nconn):
             if time.monotonic() > t_end:
-                raise RuntimeError(f"opened only {len(conns)} of {nconn} connections in 120 s")
+                err, ended = f"opened only {len(conns)} of {nconn} connections in 120 s", "deadline"
+                break
             c = RawImap(peer.m_imap, timeout=30)
             conns.append(c)
             c.login(user, peer.password(user))
             st, _ = c.cmd("SELECT INBOX")
             if st != "OK":
                 raise RuntimeError("SELECT INBOX failed")
+    except (OSError, RuntimeError, ConnectionError) as e:
+        err, ended = repr(e)[:300], "error"
+    try:
         time.sleep(1.0)
         after = tree(mpid)
     finally:
@@ -84,6 +89,7 @@ def run_once(peer, ctx):
         figs.append(fig("replica_master_rss_kb", "replica's master process RSS", "kB", "lower",
                         rt[rp].get("rss_kb")))
     return {"figures": figs,
+            "clients": [{"role": "idle imap connections", "sent": len(conns), "error": err, "ended": ended}],
             "details": {"connections": nconn, "processes_before": len(before), "processes_after": len(after),
                         "new_processes": len(new), "tree_pss_before_kb": pss_before,
                         "tree_pss_after_kb": pss_after, "master": after.get(mpid),

@@ -39,7 +39,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	if (mkdtemp(root) == NULL || store_create(root, "replica", &err) < 0)
 		abort();
 	st = store_open(root, NULL, &err);
-	if (st == NULL || store_user_add(st, "sync", "pw", &err) < 0 ||
+	if (st == NULL || store_sync_auth_set(st, "sync", "pw", &err) < 0 ||
 	    store_user_add(st, "alice", NULL, &err) < 0)
 		abort();
 	return 0;

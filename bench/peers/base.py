@@ -14,7 +14,11 @@ harness removes), on ports it picked as free on 127.0.0.1.  Benchmarks call:
   master_pid()          the pid of the master's supervisor process
   signal_master(sig)    send it a signal (shutdown_drain)
   reset_replica()       stop, wipe and restart an empty replica
-  full_sync(user, relay_port=None) -> (rc, output)   one-shot full sync of a user
+  full_sync(user, relay_port=None, compress=None) -> (rc, output)   one-shot full
+                        sync of a user; compress True/False sets the channel's
+                        compression where a setting exists (None: the default)
+  COMPRESS_CAPA         bytes the relay strips from the replica's greeting to
+                        turn compression off where no setting does (Cyrus)
   mailbox_disk(user)    (apparent, allocated, files) of the user's storage on the master
   teardown()            stop everything (always called by the harness)
 
@@ -39,6 +43,7 @@ class Peer:
     SLOTS = {"default": "default"}       # slot -> this system's variant name
     SHUTDOWN_SIGNAL = "QUIT"
     BENCHMARKS = None                     # None: every benchmark; else the names it takes part in
+    COMPRESS_CAPA = None
 
     def __init__(self, opts, root):
         self.opts = opts
@@ -141,7 +146,7 @@ class Peer:
     def reset_replica(self):
         raise NotImplementedError
 
-    def full_sync(self, user, relay_port=None):
+    def full_sync(self, user, relay_port=None, compress=None):
         raise NotImplementedError
 
     def mailbox_disk(self, user):

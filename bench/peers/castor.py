@@ -241,15 +241,18 @@ class CastorPeer(Peer):
         self._init("replica")
         self.start("replica")
 
-    def full_sync(self, user, relay_port=None):
+    def full_sync(self, user, relay_port=None, compress=None):
         conf = self.conf("master")
-        if relay_port:
+        if relay_port or compress is not None:
             txt = open(conf).read()
-            txt = re.sub(r"(?m)^(\w+_sync_port):\s*\d+\s*$", rf"\g<1>: {relay_port}", txt)
-            # the wire figure is for a replica off loopback, where a channel
-            # compresses by default (zstd); on loopback it does not
-            for chan in re.findall(r"(?m)^(\w+)_sync_port:", txt):
-                txt += f"\n{chan}_sync_compress: yes\n"
+            if relay_port:
+                txt = re.sub(r"(?m)^(\w+_sync_port):\s*\d+\s*$", rf"\g<1>: {relay_port}", txt)
+            if compress is not None:
+                # <chan>_sync_compress: zstd on the channel (default: yes off
+                # loopback, no on loopback); set it explicitly either way
+                txt = re.sub(r"(?m)^\w+_sync_compress:.*\n?", "", txt)
+                for chan in re.findall(r"(?m)^(\w+)_sync_port:", txt):
+                    txt = txt.rstrip("\n") + f"\n{chan}_sync_compress: {'yes' if compress else 'no'}\n"
             conf = os.path.join(self.base, "master", "castor-relay.conf")
             with open(conf, "w") as f:
                 f.write(txt)

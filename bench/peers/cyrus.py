@@ -24,6 +24,10 @@ class CyrusPeer(Peer):
     name = "cyrus"
     SLOTS = {"default": "default", "lowlag": "rightnow"}
     SHUTDOWN_SIGNAL = "QUIT"
+    # sync_client sends COMPRESS DEFLATE whenever sync_server offers it
+    # (sync_compress / -z only make a refusal fatal): compression off = the
+    # relay hides this greeting line
+    COMPRESS_CAPA = b"* COMPRESS DEFLATE\r\n"
 
     def __init__(self, opts, root):
         super().__init__(opts, root)
@@ -131,7 +135,7 @@ class CyrusPeer(Peer):
         run([os.path.join(HERE, "cyrus-setup.sh"), self.base, "replica", self.SLOTS[self.slot or "default"]])
         self.start("replica")
 
-    def full_sync(self, user, relay_port=None):
+    def full_sync(self, user, relay_port=None, compress=None):
         conf = os.path.join(self.base, "master", "etc", "imapd.conf")
         if relay_port:
             txt = open(conf).read()

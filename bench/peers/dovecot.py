@@ -30,6 +30,7 @@ class DovecotPeer(Peer):
     SLOTS = {"default": "async"}
     SHUTDOWN_SIGNAL = "TERM"
     BENCHMARKS = ("lmtp_deliver", "repl_lag", "full_sync")
+    COMPRESS_MODES = (False,)     # doveadm sync over TCP: no compression measured
 
     def __init__(self, opts, root):
         super().__init__(opts, root)
@@ -284,7 +285,7 @@ plugin {{
         self.start("replica")
         time.sleep(1.1)
 
-    def full_sync(self, user, relay_port=None):
+    def full_sync(self, user, relay_port=None, compress=None):
         port = relay_port or self.r_sync
         cp = self.doveadm(["sync", "-u", user, f"tcp:127.0.0.1:{port}"], timeout=1800, check=False)
         return cp.returncode, (cp.stdout + cp.stderr)[-1000:]

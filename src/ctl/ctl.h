@@ -109,6 +109,7 @@ double ctl_now(void);
 /* The command families. */
 int ctl_cmd_init(struct ctl *c, int argc, char **argv);
 int ctl_cmd_user(struct ctl *c, int argc, char **argv);
+int ctl_cmd_sync_password(struct ctl *c, int argc, char **argv); /* ctl_user.c */
 int ctl_cmd_mailbox(struct ctl *c, int argc, char **argv);
 int ctl_cmd_import(struct ctl *c, int argc, char **argv);
 int ctl_cmd_check(struct ctl *c, int argc, char **argv);

@@ -3,13 +3,16 @@
  * between this master and one of its replicas, with nothing acknowledged
  * left behind.
  *
- *     castorctl failover --to CHAN [--castord-log FILE] [--no-start]
+ *     castorctl failover --to CHAN [--castord-log FILE] [--no-start] [--force]
  *                        [--stop-timeout SEC] [--drain-timeout SEC]
  *     castorctl failover --resume | --abort
  *
  * Steps (each prints what it did and how long it took):
  *   0 preflight  the peer of CHAN answers HELLO as a replica whose epoch is
- *                not above ours (nothing is changed when this fails)
+ *                not above ours, and has a channel back to this server's
+ *                syncd (its HELLO CHANNELS; a port must match ours), or
+ *                once promoted it would replicate to nobody (--force
+ *                skips that check); nothing is changed when this fails
  *   1 stop       SIGQUIT castord (listeners closed at once, children finish
  *                the command in hand; its SHUTDOWN section drains), wait
  *                until it has exited (its pidfile lock is released)
@@ -49,6 +52,7 @@
 #include "lib/failpoint.h"
 #include "lib/log.h"
 #include "lib/str.h"
+#include "lib/svcconf.h"
 #include "lib/xalloc.h"
 #include "store/store.h"
 #include "sync/cursor.h"
@@ -367,7 +371,7 @@ ctl_fo_run(struct ctl *c, struct ctl_fo *fo)
 			    (unsigned long long)h.epoch, h.fenced ? " and fenced us" : "");
 			return ctl_fo_fail(c, fo, 3, &err);
 		}
-		if (ctl_compare_with_peer(c->store, p, fo->sync_account, &cmp, &err) < 0) {
+		if (ctl_compare_with_peer(c->store, p, NULL, &cmp, &err) < 0) {
 			ctl_peer_close(&p);
 			return ctl_fo_fail(c, fo, 3, &err);
 		}
@@ -468,17 +472,88 @@ ctl_fo_run(struct ctl *c, struct ctl_fo *fo)
 	return 0;
 }
 
+/* The port of this server's syncd (the SERVICES entry running syncd), 0
+ * when it runs none. */
+static unsigned
+ctl_fo_syncd_port(const struct conf *conf)
+{
+	char *path = conf_get_path(conf, "services_conf", "services.conf");
+	struct svc_conf *sc = NULL;
+	struct err e2;
+	unsigned port = 0;
+
+	if (path != NULL && svcconf_load(path, &sc, &e2) == 0) {
+		for (size_t i = 0; i < sc->n && port == 0; i++) {
+			const struct svc_entry *se = &sc->entries[i];
+			const char *prog, *colon;
+			uint32_t v;
+			if (se->section != SVC_SERVICES || se->argc < 1 || se->listen == NULL)
+				continue;
+			prog = strrchr(se->argv[0], '/');
+			prog = prog != NULL ? prog + 1 : se->argv[0];
+			colon = strrchr(se->listen, ':');
+			if (str_eq(prog, "syncd") && str_to_u32(colon != NULL ? colon + 1 : se->listen, &v) == 0 &&
+			    v > 0 && v < 65536)
+				port = v;
+		}
+		svcconf_free(sc);
+	}
+	free(path);
+	return port;
+}
+
+/* Preflight: once promoted, the peer must replicate back to this server,
+ * or mail delivered to it would never reach us.  Its HELLO lists its own
+ * channels; one must name our syncd's port (host names differ with the
+ * point of view, so the port is what is compared).  0, or -1 with err
+ * saying what is missing. */
+static int
+ctl_fo_check_channel_back(const struct conf *conf, const char *to, const struct ctl_peer_hello *h,
+    struct err *err)
+{
+	unsigned port = ctl_fo_syncd_port(conf);
+	char theirs[1024] = "";
+	size_t used = 0;
+
+	if (h->nchannels < 0)
+		return err_set(err, ERR_PERM, "preflight: %s does not say which sync channels it has (an older"
+		    " castor?), so it cannot be told whether it would replicate back to this server; nothing"
+		    " was changed (--force skips this check)", to);
+	if (h->nchannels == 0)
+		return err_set(err, ERR_PERM, "preflight: %s has no sync channel (sync_channels is empty in its"
+		    " castor.conf): once promoted it would replicate to nobody and mail delivered to it would"
+		    " never reach this server; give it a channel back to this server's syncd (port %u) and a"
+		    " sync-client DAEMON entry (docs/failover.md), restart it, and try again; nothing was"
+		    " changed (--force skips this check)", to, port);
+	if (port == 0)
+		return err_set(err, ERR_PERM, "preflight: this server runs no syncd (services.conf), so it cannot"
+		    " be the replica of %s; nothing was changed (--force skips this check)", to);
+	for (int i = 0; i < h->nchannels; i++) {
+		const char *colon = strrchr(h->channels[i], ':');
+		uint32_t v;
+		if (colon != NULL && str_to_u32(colon + 1, &v) == 0 && v == port)
+			return 0;
+		if (used < sizeof(theirs))
+			used += (size_t)snprintf(theirs + used, sizeof(theirs) - used, "%s%s", i ? " " : "",
+			    h->channels[i]);
+	}
+	return err_set(err, ERR_PERM, "preflight: none of %s's sync channels (%s) points at this server's"
+	    " syncd port %u: once promoted it would not replicate to this server; fix its castor.conf,"
+	    " restart it, and try again; nothing was changed (--force skips this check)", to, theirs, port);
+}
+
 int
 ctl_cmd_failover(struct ctl *c, int argc, char **argv)
 {
 	const char *to = NULL, *log_file = NULL, *stop_s = NULL, *drain_s = NULL;
-	bool resume = false, abort_ = false, nostart = false;
+	bool resume = false, abort_ = false, nostart = false, force = false;
 	const struct ctl_opt opts[] = {
 		{ "to", 't', &to, NULL, NULL },
 		{ "resume", 0, NULL, NULL, &resume },
 		{ "abort", 0, NULL, NULL, &abort_ },
 		{ "castord-log", 0, &log_file, NULL, NULL },
 		{ "no-start", 0, NULL, NULL, &nostart },
+		{ "force", 0, NULL, NULL, &force },
 		{ "stop-timeout", 0, &stop_s, NULL, NULL },
 		{ "drain-timeout", 0, &drain_s, NULL, NULL },
 		{ NULL, 0, NULL, NULL, NULL },
@@ -495,7 +570,7 @@ ctl_cmd_failover(struct ctl *c, int argc, char **argv)
 
 	rc = ctl_parse(c, argc, argv, opts, &pos, &npos);
 	if (rc < 0) {
-		printf("usage: castorctl failover --to CHAN [--castord-log FILE] [--no-start]\n"
+		printf("usage: castorctl failover --to CHAN [--castord-log FILE] [--no-start] [--force]\n"
 		    "                          [--stop-timeout SEC] [--drain-timeout SEC]\n"
 		    "       castorctl failover --resume | --abort\n");
 		return 0;
@@ -571,6 +646,11 @@ ctl_cmd_failover(struct ctl *c, int argc, char **argv)
 			err_set(&err, ERR_FENCED, "preflight: the peer of %s is %s at epoch %llu%s; nothing was changed",
 			    to, h.role[0] ? h.role : "?", (unsigned long long)h.epoch, h.fenced ? " and fences us" : "");
 			return ctl_fail(c, &err);
+		}
+		if (ctl_fo_check_channel_back(c->conf, to, &h, &err) < 0) {
+			if (!force)
+				return ctl_fail(c, &err);
+			ctl_fo_say(c, "[0/5] --force: going on although %s", err.msg);
 		}
 		if (ctl_fo_save(root, &fo, &err) < 0)
 			return ctl_fail(c, &err);

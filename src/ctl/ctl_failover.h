@@ -22,11 +22,17 @@
 
 struct ctl_peer;
 
+#define CTL_PEER_CHANNELS_MAX 16
+
 struct ctl_peer_hello {
 	bool fenced;            /* HELLO answered NO [FENCED ...] */
 	char role[16];          /* the peer's role from "* HELLO" ("" unknown) */
 	uint64_t epoch;         /* the peer's epoch (from * HELLO or the FENCED detail) */
 	char serverid[256];
+	/* the peer's own sync_channels ("NAME=HOST:PORT", HELLO CHANNELS);
+	 * nchannels -1: the peer did not say */
+	int nchannels;
+	char channels[CTL_PEER_CHANNELS_MAX][300];
 };
 
 /*

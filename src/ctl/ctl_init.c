@@ -23,7 +23,8 @@
  * entry "sync-client --drain", and "castorctl peer-check" as a START and
  * an EVENTS entry; --sync-password also becomes `sync_password` (what its
  * syncd checks while it is a replica), and a replica given it gets the
- * user its master's channel logs in as (authname "sync").
+ * credential its master's channel logs in with (authname "sync") in
+ * users.db sync_auth: never a mail user.
  */
 #include "ctl/ctl.h"
 
@@ -275,7 +276,7 @@ ctl_init_castor_conf(struct buf *b, const char *servername, const char *role,
 	    "services_conf: services.conf\n"
 	    "tls_cert_file: tls/cert.pem\n"
 	    "tls_key_file: tls/key.pem\n", when, servername, role);
-	/* A replica checks the users.db account init creates; a master gets
+	/* A replica checks the users.db sync_auth credential init creates; a master gets
 	 * the password here, for the day a failover makes it a replica. */
 	if (sync_pw != NULL && str_eq(role, "master"))
 		buf_printf(b, "\n# The password a master's sync-client logs in with (authname %s),\n"
@@ -481,10 +482,11 @@ ctl_cmd_init(struct ctl *c, int argc, char **argv)
 		err_prefix(&err, "internal error: castorctl init wrote a file that does not load");
 		goto fail;
 	}
-	/* a replica: the account its master's channel logs in as */
+	/* a replica: the credential its master's channel logs in with
+	 * (users.db sync_auth, not a mail user) */
 	if (str_eq(role, "replica") && pw.len > 0) {
 		st = store_open(rootabs, NULL, &err);
-		if (st == NULL || store_user_add(st, CTL_SYNC_AUTHNAME, buf_cstr(&pw), &err) < 0)
+		if (st == NULL || store_sync_auth_set(st, CTL_SYNC_AUTHNAME, buf_cstr(&pw), &err) < 0)
 			goto fail;
 		store_close(&st);
 	}

@@ -38,6 +38,7 @@ ctl_help(FILE *f)
 	    "  user passwd USER [--password PW | --password-file F]\n"
 	    "  user del USER\n"
 	    "  user list\n"
+	    "  sync-password [--authname NAME] [--password PW | --password-file F]\n"
 	    "  mailbox create USER NAME [--special-use FLAG]\n"
 	    "  mailbox delete USER NAME\n"
 	    "  mailbox rename USER OLD NEW\n"
@@ -46,7 +47,7 @@ ctl_help(FILE *f)
 	    "  check [--repair] USER|--all\n"
 	    "  dump [--for-compare] USER|--all\n"
 	    "  status [--json] [CHAN...]\n"
-	    "  failover --to CHAN | --resume | --abort   (planned switch of master and replica)\n"
+	    "  failover --to CHAN [--force] | --resume | --abort   (planned switch of master and replica)\n"
 	    "  promote [--force]      (a replica whose master is gone becomes the master)\n"
 	    "  demote --epoch N | peer-check\n"
 	    "\n"
@@ -348,6 +349,7 @@ main(int argc, char **argv)
 	} cmds[] = {
 		{ "init", ctl_cmd_init },
 		{ "user", ctl_cmd_user },
+		{ "sync-password", ctl_cmd_sync_password }, /* ctl_user.c */
 		{ "mailbox", ctl_cmd_mailbox },
 		{ "import", ctl_cmd_import },
 		{ "check", ctl_cmd_check },

@@ -150,6 +150,7 @@ static int
 ctl_peer_hello_data(void *ctx, const struct syncproto_response *r, struct err *err)
 {
 	struct ctl_peer_hello *h = ctx;
+	const struct syncproto_value *l = NULL;
 	const char *s = NULL;
 	uint64_t n = 0;
 
@@ -161,6 +162,12 @@ ctl_peer_hello_data(void *ctx, const struct syncproto_response *r, struct err *e
 		h->epoch = n;
 	if (syncproto_kv_cstr(&r->args[0], "SERVERID", &s, err) == 1 && s != NULL)
 		str_lcpy(h->serverid, s, sizeof(h->serverid));
+	if (syncproto_kv_list(&r->args[0], "CHANNELS", &l, err) == 1) {
+		h->nchannels = 0;
+		for (size_t i = 0; i < l->n && h->nchannels < CTL_PEER_CHANNELS_MAX; i++)
+			if (l->items[i].type == SYNCPROTO_STRING || l->items[i].type == SYNCPROTO_ATOM)
+				str_lcpy(h->channels[h->nchannels++], l->items[i].str, sizeof(h->channels[0]));
+	}
 	return 0;
 }
 
@@ -179,6 +186,7 @@ ctl_peer_open(const struct conf *conf, const char *chan, const char *my_role, ui
 	int fd, rc;
 
 	memset(h, 0, sizeof(*h));
+	h->nchannels = -1;
 	memset(&ch, 0, sizeof(ch));
 	if (syncchan_load(conf, chan, &ch, err) < 0)
 		return NULL;

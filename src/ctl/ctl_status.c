@@ -25,9 +25,16 @@
  * found damaged (users.damaged), with the reason; `castorctl check --all`
  * looks at every user.
  *
- * Exit status: 0; 1 when a channel is fenced, has an error newer than
- * its last success, or is disconnected with records behind, or a user
- * is damaged (so a cron job can alert on it); the usual codes for
+ * Liveness: the STATUS file says when the replica last answered
+ * (last_ack_ms) and after how long without an answer the client counts
+ * the channel dead (dead_after_ms, sync_heartbeat_timeout).  A channel
+ * whose last answer is older than that is shown "not live (silent)", and
+ * a STATUS file older than that (or CTL_STATUS_STALE_MS, whichever is
+ * more) is "stale": the client is stuck, and its figures are old.
+ *
+ * Exit status: 0; 1 when a channel is fenced, silent, has an error newer than
+ * its last success, or is disconnected with records behind, or a user is
+ * damaged (so a cron job can alert on it); the usual codes for
  * configuration errors.
  */
 #include "ctl/ctl.h"
@@ -52,6 +59,7 @@
 #include <time.h>
 
 #define CTL_STATUS_SCAN_MAX 1000000u
+#define CTL_STATUS_STALE_MS 5000u   /* the client writes its file about once a second */
 
 static const char *const ctl_status_conflicts[] = {
 	"guid", "uid_above", "modseq_ahead", "uidvalidity", "name_clash", "deleted_on_replica",
@@ -193,6 +201,9 @@ struct ctl_chan_status {
 	bool records_lower_bound;
 	uint64_t oldest_ms;         /* 0: caught up */
 	uint64_t updated_ms, state_since_ms;
+	uint64_t last_ack_ms, dead_after_ms;
+	bool stale;                 /* the STATUS file is old: its client is stuck */
+	bool silent;                /* connected, but no answer for dead_after_ms */
 	char last_error[512];
 	uint64_t last_error_ms, last_ae_ms;
 	uint64_t conflicts;
@@ -200,6 +211,21 @@ struct ctl_chan_status {
 	uint64_t conflict[sizeof(ctl_status_conflicts) / sizeof(ctl_status_conflicts[0])];
 	uint64_t counter[sizeof(ctl_status_counters) / sizeof(ctl_status_counters[0])];
 };
+
+/* Ages judged now: a live client whose file stopped changing, a
+ * connection whose replica stopped answering. */
+static void
+ctl_status_liveness(const struct ctl_kv *kv, struct ctl_chan_status *cs)
+{
+	uint64_t now = ctl_status_now_ms(), stale_ms;
+
+	cs->last_ack_ms = ctl_kv_u64(kv, "last_ack_ms");
+	cs->dead_after_ms = ctl_kv_u64(kv, "dead_after_ms");
+	stale_ms = cs->dead_after_ms > CTL_STATUS_STALE_MS ? cs->dead_after_ms : CTL_STATUS_STALE_MS;
+	cs->stale = cs->updated_ms != 0 && now > cs->updated_ms && now - cs->updated_ms > stale_ms;
+	cs->silent = cs->connected && cs->dead_after_ms != 0 &&
+	    (cs->last_ack_ms == 0 || (now > cs->last_ack_ms && now - cs->last_ack_ms > cs->dead_after_ms));
+}
 
 /* Records after pos and the time of the first (bounded scan). */
 static void
@@ -267,6 +293,7 @@ ctl_status_channel(const struct conf *conf, const char *root, const char *name,
 		cs->records_behind = ctl_kv_u64(&kv, "records_behind");
 		cs->oldest_ms = ctl_kv_u64(&kv, "oldest_unreplicated_ms");
 		cs->state_since_ms = ctl_kv_u64(&kv, "state_since_ms");
+		ctl_status_liveness(&kv, cs);
 		if ((v = ctl_kv_get(&kv, "last_error")) != NULL && v[0] != '\0')
 			str_lcpy(cs->last_error, v, sizeof(cs->last_error));
 		cs->last_error_ms = ctl_kv_u64(&kv, "last_error_ms");
@@ -327,6 +354,8 @@ ctl_status_bad(const struct ctl_chan_status *cs, bool master)
 		return false;
 	if (!cs->configured)
 		return true;
+	if (cs->from_client && (cs->stale || cs->silent))
+		return true;
 	return !cs->connected && cs->records_behind > 0;
 }
 
@@ -386,6 +415,23 @@ ctl_status_damaged(struct ctl *c, bool json, struct buf *b)
 	if (store_user_damaged_list(c->store, ctl_status_damaged_one, &d, &err) < 0)
 		log_warn("status: damaged users unreadable error=%s", log_q(err.msg));
 	return d.n > 0;
+}
+
+/* "  last answer from the replica 800 ms ago; status file 300 ms old" with
+ * the verdicts an operator acts on. */
+static void
+ctl_status_liveness_text(struct buf *b, const struct ctl_chan_status *cs, uint64_t now)
+{
+	char ack[64], upd[64];
+
+	ctl_status_age(now, cs->last_ack_ms, ack, sizeof(ack));
+	ctl_status_age(now, cs->updated_ms, upd, sizeof(upd));
+	buf_printf(b, "\n  last answer from the replica: %s%s", ack, cs->last_ack_ms ? " ago" : " (none)");
+	if (cs->silent)
+		buf_printf(b, " (silent: not live, dead after %" PRIu64 " ms)", cs->dead_after_ms);
+	buf_printf(b, "; status file %s old", upd);
+	if (cs->stale)
+		buf_puts(b, " (STALE: the sync-client is stuck; these figures are old)");
 }
 
 int
@@ -531,6 +577,15 @@ ctl_cmd_status(struct ctl *c, int argc, char **argv)
 			ctl_json_key(&b, &f, "oldest_unreplicated_age_ms");
 			buf_printf(&b, "%" PRIu64, cs.oldest_ms && now > cs.oldest_ms ? now - cs.oldest_ms : 0);
 			ctl_json_key(&b, &f, "updated_ms"); buf_printf(&b, "%" PRIu64, cs.updated_ms);
+			ctl_json_key(&b, &f, "status_age_ms");
+			buf_printf(&b, "%" PRIu64, cs.updated_ms && now > cs.updated_ms ? now - cs.updated_ms : 0);
+			ctl_json_key(&b, &f, "stale"); buf_puts(&b, cs.stale ? "true" : "false");
+			ctl_json_key(&b, &f, "last_ack_ms"); buf_printf(&b, "%" PRIu64, cs.last_ack_ms);
+			ctl_json_key(&b, &f, "last_ack_age_ms");
+			buf_printf(&b, "%" PRIu64, cs.last_ack_ms && now > cs.last_ack_ms ? now - cs.last_ack_ms : 0);
+			ctl_json_key(&b, &f, "dead_after_ms"); buf_printf(&b, "%" PRIu64, cs.dead_after_ms);
+			ctl_json_key(&b, &f, "live");
+			buf_puts(&b, cs.connected && !cs.silent && !cs.stale ? "true" : "false");
 			ctl_json_key(&b, &f, "last_error"); ctl_json_str(&b, cs.last_error);
 			ctl_json_key(&b, &f, "last_error_ms"); buf_printf(&b, "%" PRIu64, cs.last_error_ms);
 			ctl_json_key(&b, &f, "last_anti_entropy_ms"); buf_printf(&b, "%" PRIu64, cs.last_ae_ms);
@@ -558,7 +613,9 @@ ctl_cmd_status(struct ctl *c, int argc, char **argv)
 		ctl_status_age(now, cs.oldest_ms, age, sizeof(age));
 		ctl_status_age(now, cs.state_since_ms, since, sizeof(since));
 		buf_printf(&b, "channel %s -> %s:%u\n", cs.name, cs.host[0] ? cs.host : "?", cs.port);
-		buf_printf(&b, "  %s  state %s", cs.connected ? "connected" : "NOT connected",
+		buf_printf(&b, "  %s  state %s",
+		    !cs.connected ? "NOT connected" : cs.silent ? "connected but NOT LIVE (silent)" :
+		    cs.stale ? "connected (STALE)" : "connected",
 		    cs.state[0] ? cs.state : "?");
 		if (cs.state_since_ms)
 			buf_printf(&b, " for %s", since);
@@ -567,6 +624,8 @@ ctl_cmd_status(struct ctl *c, int argc, char **argv)
 			    cs.client_alive ? "" : ", not running");
 		else
 			buf_puts(&b, "  (no sync-client running: figures from the saved cursor)");
+		if (cs.from_client)
+			ctl_status_liveness_text(&b, &cs, now);
 		buf_printf(&b, "\n  cursor %s (saved %s)  log end %s%s\n", cs.cursor, cs.cursor_saved,
 		    cs.log_end[0] ? cs.log_end : endtxt, cs.detached ? "  DETACHED" : "");
 		buf_printf(&b, "  behind: %s%" PRIu64 " records, %" PRIu64 " bytes; oldest unreplicated change: %s%s\n",
@@ -576,6 +635,8 @@ ctl_cmd_status(struct ctl *c, int argc, char **argv)
 			char ago[64];
 			ctl_status_age(now, cs.last_error_ms, ago, sizeof(ago));
 			buf_printf(&b, "  last error (%s ago): %s\n", ago, cs.last_error);
+		} else if (cs.silent) {
+			buf_puts(&b, "  last error: none yet (the replica is not answering)\n");
 		} else {
 			buf_puts(&b, "  last error: none\n");
 		}

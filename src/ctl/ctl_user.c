@@ -1,10 +1,12 @@
 /*
- * ctl_user.c - castorctl user add|del|passwd|list|reset.
+ * ctl_user.c - castorctl user add|del|passwd|list|reset, and castorctl
+ * sync-password (the replication credential this server's syncd
+ * accepts: users.db sync_auth, not a user; store.c U3).
  *
  * `user reset USER` is the explicit way out for a damaged user
  * (docs/store.md): the spool moves to <root>/deleted/ and a fresh empty
- * database with a new identity takes its place.  On a replica it is the
- * one write castorctl makes: the master then fills the user again.
+ * database with a new identity takes its place.  It works on a replica
+ * too: the master then fills the user again.
  *
  * Passwords come from --password-file (first line; "-" = stdin), from
  * --password, or from the terminal with echo off (asked twice).  They
@@ -174,5 +176,56 @@ ctl_cmd_user(struct ctl *c, int argc, char **argv)
 		return ctl_fail(c, &err);
 	if (!c->quiet)
 		printf("user %s %s\n", user, str_eq(sub, "add") ? "added" : "password changed");
+	return 0;
+}
+
+/* castorctl sync-password [--authname NAME] [--password PW | --password-file F]:
+ * set the credential a master's sync-client must present to this
+ * server's syncd.  Allowed on a replica (it is not replicated data);
+ * sync_password / sync_password_file in castor.conf, when set, win. */
+int
+ctl_cmd_sync_password(struct ctl *c, int argc, char **argv)
+{
+	const char *pw = NULL, *pwfile = NULL, *authname = NULL;
+	const struct ctl_opt opts[] = {
+		{ "password", 'p', &pw, NULL, NULL },
+		{ "password-file", 'P', &pwfile, NULL, NULL },
+		{ "authname", 0, &authname, NULL, NULL },
+		{ NULL, 0, NULL, NULL, NULL },
+	};
+	char **pos = NULL;
+	int npos = 0, rc;
+	struct err err;
+	struct buf secret = BUF_INIT;
+
+	rc = ctl_parse(c, argc, argv, opts, &pos, &npos);
+	if (rc < 0) {
+		printf("usage: castorctl sync-password [--authname NAME] [--password-file F | --password PW]\n");
+		return 0;
+	}
+	free(pos);
+	if (rc > 0)
+		return rc;
+	if (npos != 0)
+		return ctl_usage_error(c, "sync-password takes no arguments");
+	if ((rc = ctl_open_store(c)) != 0)
+		return rc;
+	if (authname == NULL)
+		authname = conf_get_str(c->conf, "sync_authname", "sync");
+	if (ctl_read_password(pw, pwfile, true, &secret, &err) < 0) {
+		ctl_wipe(&secret);
+		return ctl_fail(c, &err);
+	}
+	rc = store_sync_auth_set(c->store, authname, buf_cstr(&secret), &err);
+	ctl_wipe(&secret);
+	if (rc < 0)
+		return ctl_fail(c, &err);
+	if (!c->quiet) {
+		printf("sync password set for authname %s\n", authname);
+		if (conf_get_str(c->conf, "sync_password", NULL) != NULL ||
+		    conf_has(c->conf, "sync_password_file"))
+			printf("note: sync_password%s in castor.conf takes precedence while it is set\n",
+			    conf_has(c->conf, "sync_password_file") ? "_file" : "");
+	}
 	return 0;
 }

@@ -66,6 +66,8 @@ imap_cmd_append(struct imap_session *s, struct imap_cmd *c)
 	{
 		char code[64];
 
+		str_lcpy(s->undo_mailbox, mb.uniqueid, sizeof(s->undo_mailbox));
+		s->undo_uid = res.uid;
 		snprintf(code, sizeof(code), "APPENDUID %u %u", uidvalidity, res.uid);
 		imap_tagged(s, "OK", code, "APPEND completed");
 	}

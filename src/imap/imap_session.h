@@ -86,6 +86,10 @@ struct imap_session {
 	const struct imap_cmd *cur;     /* the command running */
 	uint64_t ncommands;
 	uint64_t cmd_idle_us;           /* the client's idle time before the current command */
+	bool cmd_changes;               /* the current command asks to change the store */
+	/* the APPEND of the current command, undone if no replica confirms it */
+	char undo_mailbox[STORE_UNIQUEID_LEN + 1];
+	uint32_t undo_uid;
 };
 
 /* ---- output (imapd.c) ---- */

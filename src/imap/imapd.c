@@ -320,11 +320,70 @@ imapd_cmd_state(enum imap_cmd_kind k)
 	}
 }
 
+/* Does a CLOSE of the selected mailbox expunge anything (as far as this
+ * session's snapshot knows)? */
+static bool
+imapd_close_expunges(const struct imap_session *s)
+{
+	const struct store_snapshot *snap = s->sel.snap;
+
+	if (s->state != IMAP_SELECTED || s->sel.readonly || snap == NULL)
+		return false;
+	for (size_t i = 0; i < snap->n; i++)
+		if (!snap->recs[i].expunged && (snap->recs[i].sysflags & STORE_FLAG_DELETED))
+			return true;
+	return false;
+}
+
+/* The commands a client asks to change the store with.  Strict semisync
+ * admits them before they run; others change at most what nobody asked
+ * for (autocreated folders at LOGIN, \Seen by FETCH). */
+static bool
+imapd_cmd_changes(const struct imap_session *s, const struct imap_cmd *c)
+{
+	switch (c->kind) {
+	case IMAP_CMD_APPEND:
+	case IMAP_CMD_STORE:
+	case IMAP_CMD_EXPUNGE:
+	case IMAP_CMD_UID_EXPUNGE:
+	case IMAP_CMD_COPY:
+	case IMAP_CMD_MOVE:
+	case IMAP_CMD_CREATE:
+	case IMAP_CMD_DELETE:
+	case IMAP_CMD_RENAME:
+	case IMAP_CMD_SUBSCRIBE:
+	case IMAP_CMD_UNSUBSCRIBE:
+		return true;
+	case IMAP_CMD_CLOSE:
+		return imapd_close_expunges(s);
+	default:
+		return false;
+	}
+}
+
+/* Strict semisync with no live replica: refuse a change before it is
+ * made (synchook_admit).  true when the command may run. */
+static bool
+imapd_admit(struct imap_session *s, const struct imap_cmd *c)
+{
+	struct err err;
+
+	s->cmd_changes = imapd_cmd_changes(s, c);
+	if (!s->cmd_changes || synchook_admit(imap_cfg.st, &err) == 0)
+		return true;
+	log_warn("change refused user=%s command=%s error=%s", log_q(s->user), c->name,
+		log_q(err.msg));
+	imap_tagged(s, "NO", "UNAVAILABLE", "Nothing changed: %s, try again later", err.msg);
+	return false;
+}
+
 static void
 imapd_dispatch(struct imap_session *s, struct imap_cmd *c)
 {
 	int need = imapd_cmd_state(c->kind);
 
+	s->undo_mailbox[0] = '\0';
+	s->cmd_changes = false;
 	if (need == IMAPD_NOTAUTH && s->state != IMAP_NOTAUTH) {
 		imap_tagged(s, "BAD", NULL, "Already logged in");
 		return;
@@ -338,6 +397,8 @@ imapd_dispatch(struct imap_session *s, struct imap_cmd *c)
 			"No mailbox selected");
 		return;
 	}
+	if (!imapd_admit(s, c))
+		return;
 	switch (c->kind) {
 	case IMAP_CMD_CAPABILITY: imapd_cmd_capability(s); break;
 	case IMAP_CMD_NOOP: imap_tagged(s, "OK", NULL, "NOOP completed"); break;
@@ -377,12 +438,35 @@ imapd_dispatch(struct imap_session *s, struct imap_cmd *c)
 	}
 }
 
+/* A refused APPEND: expunge what it stored (store_append_undo) and say
+ * NO.  Should the undo fail, the message stays and the NO says so. */
+static void
+imapd_append_undo(struct imap_session *s, const struct err *why)
+{
+	struct err err;
+
+	if (store_append_undo(s->u, s->undo_mailbox, &s->undo_uid, 1, &err) < 0) {
+		log_error("append not confirmed, undo failed user=%s uid=%u error=%s", log_q(s->user),
+			s->undo_uid, log_q(err.msg));
+		imap_tagged(s, "NO", "UNAVAILABLE", "Stored here but not confirmed by a replica: %s",
+			why->msg);
+		return;
+	}
+	log_warn("append not confirmed, undone user=%s uid=%u error=%s", log_q(s->user),
+		s->undo_uid, log_q(why->msg));
+	imap_tagged(s, "NO", "UNAVAILABLE", "Not stored: %s, try again later", why->msg);
+}
+
 /* sync_mode semisync: a change is acknowledged only once a replica has
  * it (synchook.h).  Returns at once when this command changed nothing; in
  * async mode it may wait a little when the client was idle before the
- * command anyway (sync_async_wait); if the wait fails (strict semisync, no replica) the
- * OK becomes NO [UNAVAILABLE]: the change is committed here but not
- * confirmed, as LMTP answers 451. */
+ * command anyway (sync_async_wait).  What nobody asked to change
+ * (autocreated folders, FETCH's \Seen) is not waited for.  When the
+ * wait fails (strict semisync: the replica was live when the command
+ * was admitted but did not confirm in time), see docs/decisions.md:
+ * an APPEND is undone and answered NO [UNAVAILABLE]; any other change
+ * loses no mail if a failover loses it, so it is kept and answered OK
+ * after an untagged warning, never NO over a change that stays. */
 static void
 imapd_replication_wait(struct imap_session *s)
 {
@@ -394,12 +478,20 @@ imapd_replication_wait(struct imap_session *s)
 	sp = memchr(s->tagline.data, ' ', s->tagline.len);
 	if (sp == NULL || strncmp(sp, " OK", 3) != 0)
 		return;
+	if (s->cur == NULL || !s->cmd_changes) {
+		synchook_forget(imap_cfg.st);
+		return;
+	}
 	synchook_idle_hint(imap_cfg.st, s->cmd_idle_us);
 	if (synchook_wait(imap_cfg.st, &err) == 0)
 		return;
-	log_warn("replication not confirmed user=%s command=%s error=%s", log_q(s->user),
-		s->cur != NULL ? s->cur->name : "?", log_q(err.msg));
-	imap_tagged(s, "NO", "UNAVAILABLE", "Change not confirmed by a replica: %s", err.msg);
+	if (s->undo_mailbox[0] != '\0') {
+		imapd_append_undo(s, &err);
+		return;
+	}
+	log_warn("replication not confirmed, change kept user=%s command=%s error=%s",
+		log_q(s->user), s->cur->name, log_q(err.msg));
+	imap_puts(s, "* OK Change made here, not yet confirmed by a replica\r\n");
 }
 
 /* ------------------------------------------------------------------ */

@@ -43,6 +43,10 @@ struct lmtp_rcpt {
 	char user[STORE_USER_NAME_MAX + 1];
 	char detail[LMTP_LOCAL_MAX + 1];
 	char reply[LMTP_REPLY_MAX];            /* the reply after DATA/BDAT LAST */
+	/* what this recipient's delivery newly stored (uid 0: nothing),
+	 * undone when strict semisync refuses it after the commit */
+	char stored_mbox[STORE_UNIQUEID_LEN + 1];
+	uint32_t stored_uid;
 };
 
 struct lmtp_ucache {

@@ -21,7 +21,11 @@
  *     Message-ID; the store checks its message-id index inside the
  *     append transaction, so concurrent deliveries of one message store
  *     it once, and a replica (whose records carry the same index) does
- *     the same after a failover.  A duplicate is answered 250.
+ *     the same after a failover.  A duplicate is answered 250;
+ *   - strict semisync: no live replica refuses the transaction (451)
+ *     before anything is stored; a replica that was live but did not
+ *     confirm in time gets what was stored undone before the 451, so a
+ *     4xx never leaves a message behind (docs/decisions.md).
  */
 #include "lmtp/lmtp.h"
 
@@ -281,6 +285,10 @@ lmtp_set_ok(struct lmtp_sess *s, struct lmtp_target *t, const struct store_appen
 		duplicate ? "Delivered (duplicate suppressed)" : "Delivered");
 	if (!t->first)
 		return;
+	if (res != NULL && !duplicate) {
+		str_lcpy(r->stored_mbox, t->mbox_id, sizeof(r->stored_mbox));
+		r->stored_uid = res->uid;
+	}
 	log_info("delivered id=%s.%u user=%s mailbox=%s uid=%u size=%zu msgid=%s%s", s->id, s->ntxn,
 		log_q(r->user), log_q(t->mbox_name), res != NULL ? res->uid : 0, s->msg.len,
 		log_q(msgid[0] ? msgid : "-"), duplicate ? " duplicate=1" : "");
@@ -426,14 +434,44 @@ lmtp_deliver_user(struct lmtp_sess *s, const size_t *idx, size_t n, const char *
 	free(t);
 }
 
+/* Strict semisync refused the transaction after its commit: expunge
+ * what it stored (store_append_undo also drops it from the message-id
+ * index, so the MTA's retry is stored, not suppressed).  false when an
+ * undo failed: that message stays, and a retry is suppressed as its
+ * duplicate (stored once). */
+static bool
+lmtp_deliver_undo(struct lmtp_sess *s)
+{
+	bool all = true;
+
+	for (size_t i = 0; i < s->nrcpt; i++) {
+		struct lmtp_rcpt *r = &s->rcpts[i];
+		struct store_user *u;
+		struct err err = { 0 };
+
+		if (r->stored_uid == 0)
+			continue;
+		u = lmtp_user_get(s, r->user, false, &err);
+		if (u == NULL || store_append_undo(u, r->stored_mbox, &r->stored_uid, 1, &err) < 0) {
+			log_error("delivery not confirmed, undo failed id=%s.%u user=%s uid=%u error=%s",
+				s->id, s->ntxn, log_q(r->user), r->stored_uid, log_q(err.msg));
+			all = false;
+			continue;
+		}
+		log_notice("delivery not confirmed, undone id=%s.%u user=%s uid=%u", s->id, s->ntxn,
+			log_q(r->user), r->stored_uid);
+	}
+	return all;
+}
+
 /*
  * sync_mode semisync: a 250 waits until a replica has committed the
  * message too (one wait covers every user of the transaction).  In async
  * mode it may wait a little when the client was idle before MAIL anyway
- * (sync_async_wait, synchook.h).  When
- * strict semisync gives up, the message is committed here but not
- * confirmed: the recipients get 451 4.4.0 as synchook.h prescribes, and
- * the MTA's retry is stored once thanks to duplicate suppression.
+ * (sync_async_wait, synchook.h).  When strict semisync gives up (the
+ * replica was live when the transaction was admitted but did not confirm
+ * in time), what was stored is undone and the recipients get 451 4.4.0:
+ * the MTA keeps the message and its retry is stored once.
  */
 static void
 lmtp_deliver_confirm(struct lmtp_sess *s)
@@ -449,6 +487,7 @@ lmtp_deliver_confirm(struct lmtp_sess *s)
 	if (svcstore_wait(lmtpd_g.st, &err) == 0)
 		return;
 	log_warn("replication not confirmed id=%s.%u error=%s", s->id, s->ntxn, log_q(err.msg));
+	(void)lmtp_deliver_undo(s);
 	for (size_t i = 0; i < s->nrcpt; i++) {
 		struct lmtp_rcpt *r = &s->rcpts[i];
 
@@ -458,6 +497,23 @@ lmtp_deliver_confirm(struct lmtp_sess *s)
 	}
 }
 
+/* Strict semisync with no live replica: refuse every recipient before
+ * anything is stored.  true when the delivery may go ahead. */
+static bool
+lmtp_deliver_admit(struct lmtp_sess *s)
+{
+	struct err err = { 0 };
+
+	if (synchook_admit(lmtpd_g.st, &err) == 0)
+		return true;
+	log_warn("delivery refused id=%s.%u recipients=%zu error=%s", s->id, s->ntxn, s->nrcpt,
+		log_q(err.msg));
+	for (size_t i = 0; i < s->nrcpt; i++)
+		snprintf(s->rcpts[i].reply, sizeof(s->rcpts[i].reply),
+			"451 4.4.0 <%.200s> No replica is connected, try again later", s->rcpts[i].path);
+	return false;
+}
+
 void
 lmtp_deliver(struct lmtp_sess *s)
 {
@@ -465,6 +521,13 @@ lmtp_deliver(struct lmtp_sess *s)
 	bool *done = xcalloc(s->nrcpt, sizeof(*done));
 	size_t *idx = xcalloc(s->nrcpt, sizeof(*idx));
 
+	for (size_t i = 0; i < s->nrcpt; i++)
+		s->rcpts[i].stored_uid = 0;
+	if (!lmtp_deliver_admit(s)) {
+		free(done);
+		free(idx);
+		return;
+	}
 	/* the key of duplicate suppression, normalised as the store indexes it */
 	store_message_id(s->msg.data + s->hdr_len, s->msg.len - s->hdr_len, &msgid);
 	for (size_t i = 0; i < s->nrcpt; i++) {

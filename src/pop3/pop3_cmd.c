@@ -20,6 +20,7 @@
 #include "lib/str.h"
 #include "svc/svcauth.h"
 #include "svc/svcstore.h"
+#include "sync/synchook.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -352,6 +353,13 @@ pop3_cmd_quit_update(struct pop3_sess *s)
 	struct err err = { 0 };
 	size_t n = 0;
 
+	if (s->drop.ndeleted > 0 && synchook_admit(pop3d_g.st, &err) < 0) {
+		/* strict semisync, no live replica: delete nothing */
+		log_warn("update refused user=%s deleted=%zu error=%s", log_q(s->drop.user),
+			s->drop.ndeleted, log_q(err.msg));
+		pop3_say(s, "-ERR [SYS/TEMP] No replica is connected: messages not deleted");
+		return;
+	}
 	if (pop3_drop_update(&s->drop, &n, &err) < 0) {
 		log_error("update failed user=%s deleted=%zu error=%s", log_q(s->drop.user),
 			s->drop.ndeleted, log_q(err.msg));
@@ -362,11 +370,12 @@ pop3_cmd_quit_update(struct pop3_sess *s)
 		return;
 	}
 	if (n > 0 && svcstore_wait(pop3d_g.st, &err) < 0) {
-		/* strict semisync: removed here, not confirmed by a replica */
-		log_warn("replication not confirmed user=%s expunged=%zu error=%s", log_q(s->drop.user), n,
-			log_q(err.msg));
-		pop3_say(s, "-ERR [SYS/TEMP] Deletion not confirmed by a replica");
-		return;
+		/* strict semisync, the replica was live but did not confirm in
+		 * time: the deletion stays (losing it on a failover loses no
+		 * mail) and is answered +OK, never -ERR over a change made
+		 * (docs/decisions.md) */
+		log_warn("replication not confirmed, deletion kept user=%s expunged=%zu error=%s",
+			log_q(s->drop.user), n, log_q(err.msg));
 	}
 	log_info("logout user=%s peer=%s expunged=%zu", log_q(s->drop.user), log_q(s->sc->peer), n);
 	pop3_say(s, "+OK Logging out, %zu messages deleted", n);

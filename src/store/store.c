@@ -11,6 +11,9 @@
  *         quota_*: -1 = server default, 0 = unlimited, else the limit
  *         hash: crypt(3) string ("$y$..." yescrypt), NULL = no password
  *     server(id = 1, role TEXT 'master'|'replica', epoch INTEGER)
+ *     sync_auth(authname TEXT PRIMARY KEY, hash TEXT NOT NULL)
+ *         the replication credential(s) this server's syncd accepts
+ *         (crypt(3) hash); apart from users, never replicated
  *
  * Invariants:
  *   U1. A user exists iff its users row exists.  The spool directory
@@ -23,6 +26,12 @@
  *       users.ident and users.damaged: store_damage.c.
  *   U2. server has exactly one row; epoch only grows (the caller's
  *       contract: fencing relies on it).
+ *   U3. A sync_auth row is not a user: it has no spool, no mailbox, is
+ *       not in the sync log and logs in nowhere but syncd.  A users
+ *       row of the same name is an ordinary mail user and has no say
+ *       in the sync login.  Older roots kept the replica's credential
+ *       as the users row "sync"; the first store_open that creates
+ *       sync_auth moves it there (sync_auth_migrate).
  */
 #include "store/store.h"
 #include "store/store_int.h"
@@ -53,6 +62,7 @@ static const char users_schema[] =
 	" created INTEGER NOT NULL);"
 	"CREATE TABLE IF NOT EXISTS server(id INTEGER PRIMARY KEY CHECK (id = 1),"
 	" role TEXT NOT NULL CHECK (role IN ('master','replica')), epoch INTEGER NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS sync_auth(authname TEXT PRIMARY KEY, hash TEXT NOT NULL);"
 	"INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', '1');";
 
 /* ------------------------------------------------------------------ */
@@ -291,7 +301,8 @@ store_create(const char *root, const char *role, struct err *err)
 		goto out;
 	if (store_sql_exec(db, "BEGIN IMMEDIATE", err) < 0)
 		goto out;
-	if (store_sql_exec(db, users_schema, err) < 0)
+	if (store_sql_exec(db, users_schema, err) < 0 ||
+	    store_sql_exec(db, "INSERT INTO meta(key, value) VALUES ('sync_auth', '1')", err) < 0)
 		goto rollback;
 	if (sqlite3_prepare_v2(db, "INSERT INTO server(id, role, epoch) VALUES (1, ?, 1)", -1, &s,
 		NULL) != SQLITE_OK) {
@@ -321,6 +332,8 @@ out:
 	buf_free(&p);
 	return rc;
 }
+
+static int sync_auth_migrate(struct store *st, struct err *err);
 
 struct store *
 store_open(const char *root, const struct store_opts *opts, struct err *err)
@@ -355,6 +368,10 @@ store_open(const char *root, const struct store_opts *opts, struct err *err)
 	st->opts = *opts;
 	if (st->opts.busy_timeout_ms <= 0)
 		st->opts.busy_timeout_ms = 30000;
+	if (sync_auth_migrate(st, err) < 0) {
+		store_close(&st);
+		return NULL;
+	}
 	return st;
 }
 
@@ -961,4 +978,136 @@ store_quota_limits(struct store *st, const char *user, uint64_t *bytes_r, uint64
 	*msgs_r = ui.quota_messages < 0 ? st->opts.quota_default_messages :
 		(uint64_t)ui.quota_messages;
 	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* The replication credential (U3)                                     */
+
+/* Older roots kept a replica's sync credential as the users row "sync"
+ * (castorctl init --role replica --sync-password).  Once per root
+ * (meta "sync_auth"): its hash moves to sync_auth; on a replica the
+ * row and its spool go (a mail user of that name, if the master has
+ * one, comes back through replication as an ordinary user); on a
+ * master the row stays, since it may be somebody's mail. */
+static int
+sync_auth_migrate(struct store *st, struct err *err)
+{
+	sqlite3_stmt *s = NULL;
+	bool replica = false;
+	int moved = 0, dropped = 0, rc;
+
+	if (sqlite3_prepare_v2(st->db, "SELECT 1 FROM meta WHERE key = 'sync_auth'", -1, &s, NULL) != SQLITE_OK)
+		return store_sql_err(st->db, SQLITE_ERROR, err, "users.db");
+	rc = sqlite3_step(s);
+	sqlite3_finalize(s);
+	if (rc == SQLITE_ROW)
+		return 0;
+	if (store_sql_exec(st->db, "BEGIN IMMEDIATE", err) < 0)
+		return -1;
+	if (sqlite3_prepare_v2(st->db, "SELECT role FROM server WHERE id = 1", -1, &s, NULL) != SQLITE_OK) {
+		store_sql_err(st->db, SQLITE_ERROR, err, "users.db");
+		goto fail;
+	}
+	if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_type(s, 0) == SQLITE_TEXT)
+		replica = str_eq((const char *)sqlite3_column_text(s, 0), "replica");
+	sqlite3_finalize(s);
+	/* re-read under the lock: another process may have done it */
+	if (sqlite3_prepare_v2(st->db, "SELECT 1 FROM meta WHERE key = 'sync_auth'", -1, &s, NULL) != SQLITE_OK) {
+		store_sql_err(st->db, SQLITE_ERROR, err, "users.db");
+		goto fail;
+	}
+	rc = sqlite3_step(s);
+	sqlite3_finalize(s);
+	if (rc == SQLITE_ROW) {
+		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+		return 0;
+	}
+	if (store_sql_exec(st->db, "INSERT OR IGNORE INTO sync_auth(authname, hash)"
+		" SELECT name, hash FROM users WHERE name = 'sync' AND hash IS NOT NULL", err) < 0)
+		goto fail;
+	moved = sqlite3_changes(st->db);
+	if (replica) {
+		if (store_sql_exec(st->db, "DELETE FROM users WHERE name = 'sync'", err) < 0)
+			goto fail;
+		dropped = sqlite3_changes(st->db);
+	}
+	if (store_sql_exec(st->db, "INSERT INTO meta(key, value) VALUES ('sync_auth', '1')", err) < 0 ||
+	    store_sql_exec(st->db, "COMMIT", err) < 0)
+		goto fail;
+	if (moved > 0 || dropped > 0)
+		log_info("sync credential moved out of the users user=sync role=%s kept_as_user=%s",
+			replica ? "replica" : "master", dropped > 0 ? "no" : "yes");
+	if (dropped > 0) {
+		struct err e2;
+		if (spool_retire(st, "sync", &e2) < 0)
+			log_warn("sync account spool not moved user=sync error=%s", log_q(e2.msg));
+	}
+	return 0;
+fail:
+	sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+	err_prefix(err, "users.db: moving the sync credential out of the users");
+	return -1;
+}
+
+int
+store_sync_auth_set(struct store *st, const char *authname, const char *password, struct err *err)
+{
+	sqlite3_stmt *s = NULL;
+	char *hash = NULL;
+	int rc;
+
+	if (authname == NULL || authname[0] == '\0' || strlen(authname) > 255 ||
+	    str_mem_has(authname, strlen(authname), '\n'))
+		return err_set(err, ERR_INVALID, "bad sync authname");
+	if (password == NULL || password[0] == '\0')
+		return err_set(err, ERR_INVALID, "empty sync password");
+	if (hash_password(password, &hash, err) < 0)
+		return -1;
+	if (sqlite3_prepare_v2(st->db, "INSERT OR REPLACE INTO sync_auth(authname, hash) VALUES (?, ?)",
+		-1, &s, NULL) != SQLITE_OK) {
+		free(hash);
+		return store_sql_err(st->db, SQLITE_ERROR, err, "users.db");
+	}
+	sqlite3_bind_text(s, 1, authname, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, hash, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	sqlite3_finalize(s);
+	explicit_bzero(hash, strlen(hash));
+	free(hash);
+	if (rc != SQLITE_DONE)
+		return store_sql_err(st->db, rc, err, "users.db sync_auth");
+	log_info("sync credential set authname=%s", log_q(authname));
+	return 0;
+}
+
+int
+store_sync_auth_verify(struct store *st, const char *authname, const char *password, struct err *err)
+{
+	sqlite3_stmt *s = NULL;
+	struct crypt_data *cd;
+	char *hash = NULL;
+	const char *h;
+	int rc, ok = 0;
+
+	if (authname == NULL || password == NULL)
+		return 0;
+	if (sqlite3_prepare_v2(st->db, "SELECT hash FROM sync_auth WHERE authname = ?", -1, &s, NULL) != SQLITE_OK)
+		return store_sql_err(st->db, SQLITE_ERROR, err, "users.db");
+	sqlite3_bind_text(s, 1, authname, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW && sqlite3_column_type(s, 0) == SQLITE_TEXT)
+		hash = xstrdup((const char *)sqlite3_column_text(s, 0));
+	sqlite3_finalize(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return store_sql_err(st->db, rc, err, "users.db");
+	if (hash == NULL)
+		return 0;
+	cd = xcalloc(1, sizeof(*cd));
+	h = crypt_r(password, hash, cd);
+	if (h != NULL && h[0] != '*')
+		ok = str_ct_eq(h, strlen(h), hash, strlen(hash));
+	explicit_bzero(cd, sizeof(*cd));
+	free(cd);
+	free(hash);
+	return ok ? 1 : 0;
 }

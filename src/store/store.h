@@ -181,6 +181,12 @@ int store_user_set_hash(struct store *st, const char *name, const char *hash, st
 /* 1 password matches, 0 it does not (or no password / no such user),
  * -1 error. */
 int store_user_verify(struct store *st, const char *name, const char *password, struct err *err);
+/* The replication credential syncd accepts (users.db sync_auth): not a
+ * user, never a mailbox, never replicated (store.c U3).  _set stores a
+ * yescrypt hash of password for authname (replacing one); _verify
+ * returns 1 match, 0 no match or no credential, -1 error. */
+int store_sync_auth_set(struct store *st, const char *authname, const char *password, struct err *err);
+int store_sync_auth_verify(struct store *st, const char *authname, const char *password, struct err *err);
 /* 1 exists, 0 not, -1 error. */
 int store_user_exists(struct store *st, const char *name, struct err *err);
 /* Quota limits: -1 = the server default, 0 = unlimited, else the limit. */
@@ -502,6 +508,16 @@ int store_flags(struct store_user *u, const char *mailbox_id, const struct store
  * expunged_r (may be NULL) gets the uids expunged, ascending. */
 int store_expunge(struct store_user *u, const char *mailbox_id, const struct store_range *ranges,
 	size_t nranges, bool only_deleted, struct store_uids *expunged_r, struct err *err);
+
+/* Undo appends that were refused after their commit (strict semisync:
+ * no replica confirmed them in time): tombstone the live records of
+ * mailbox_id whose uid is in uids (n of them, any order) as EXPUNGE
+ * does, and drop them from the message-id index, so the sender's retry
+ * is stored again instead of being suppressed as a duplicate of a
+ * message nobody can see.  Uids already expunged or unknown are
+ * ignored.  Durable when it returns 0. */
+int store_append_undo(struct store_user *u, const char *mailbox_id, const uint32_t *uids, size_t n,
+	struct err *err);
 
 /* COPY / MOVE the live records in ranges from one mailbox to another
  * (same user; the blob is shared, never copied).  Flags, keywords and

@@ -22,20 +22,27 @@
  * Durability order for a file body (M5 in store_user.c):
  *   1. write <gg>/.tmp.<guid>.<pid>.<n>        (failpoint store.append.after_blob_write)
  *   2. fsync the temporary file                 (failpoint store.append.after_blob_fsync)
- *   3. rename it to <gg>/<guid>
+ *   3. link it to <gg>/<guid>; the .tmp name stays as a marker
  *   4. fsync <gg>/ (and blobs/ when <gg> was just created)
  *   5. INSERT the blobs row and the record in one transaction
  *   6. COMMIT + group-commit WAL fdatasync; only then is success returned
+ *   7. unlink the marker (store_blob_markers_done), no fsync
  * So a committed blobs row always names a complete, durable file.
  *
- * Recovery: a crash between 1 and 6 leaves a temporary file or a file
- * that no blobs row names (an orphan).  Orphans are never served:
- * store_blob_map() looks the GUID up in the blobs table first.
- * store_check(repair) removes orphans and temporaries while holding
- * blobs.lock exclusively; writers hold it shared from step 1 to step 6,
- * so the sweep cannot remove a body whose commit is in flight.  A file
- * whose name matches a GUID but which no row names is re-verified
- * (fsynced again) before a new row adopts it.
+ * Recovery: a process killed between 1 and 7 leaves a marker .tmp.<guid>.*
+ * and perhaps <guid> (the same inode).  The marker says "this body's
+ * transaction may not have committed", which tells a crash leftover from
+ * damage: store_check, holding blobs.lock exclusively (writers hold it
+ * shared from step 1 to COMMIT, so no transaction naming a marked body is
+ * in flight), removes each marker, and the <guid> file linked to it when no
+ * row names that GUID; neither is reported as a problem.  A <guid> file
+ * that no row names and no marker explains is reported (an orphan: a lost
+ * row, or a power loss that kept the link but not the marker) and removed
+ * only by check --repair.  Orphans are never served: store_blob_map()
+ * looks the GUID up in the blobs table first.  A file whose name matches
+ * a GUID but which no row names is re-verified (fsynced again) before a
+ * new row adopts it.  A transaction that rolls back keeps its markers (the
+ * next check cleans them).
  *
  * Duplicate deliveries (store_append_dedup): a body prewritten for a
  * message that the transaction then finds to be a duplicate is removed
@@ -251,13 +258,23 @@ blob_file_write(struct store_user *u, const char *guid, const void *data, size_t
 	}
 	close(fd);
 	fd = -1;
-	if (rename(buf_cstr(&tmp), buf_cstr(&path)) < 0) {
-		err_errno(err, ERR_TEMP, "rename %s", buf_cstr(&tmp));
-		goto unlink;
+	if (link(buf_cstr(&tmp), buf_cstr(&path)) < 0) {
+		if (errno != EEXIST) {
+			err_errno(err, ERR_TEMP, "link %s", buf_cstr(&tmp));
+			goto unlink;
+		}
+		/* a concurrent appender of the same octets linked it first */
+		unlink(buf_cstr(&tmp));
+		if (fsync_path(buf_cstr(&path), err) < 0)
+			goto out;
 	}
 	if (fsync_dir(buf_cstr(&dir), err) < 0)
 		goto out;
 	store_stats_g.dir_syncs++;
+	if (access(buf_cstr(&tmp), F_OK) == 0) {
+		u->blob_tmps = xreallocarray(u->blob_tmps, u->nblob_tmps + 1, sizeof(*u->blob_tmps));
+		u->blob_tmps[u->nblob_tmps++] = buf_steal(&tmp);
+	}
 	rc = 0;
 	goto out;
 unlink:
@@ -268,6 +285,76 @@ out:
 	buf_free(&dir);
 	buf_free(&path);
 	buf_free(&tmp);
+	return rc;
+}
+
+void
+store_blob_markers_done(struct store_user *u)
+{
+	for (size_t i = 0; i < u->nblob_tmps; i++) {
+		if (unlink(u->blob_tmps[i]) < 0 && errno != ENOENT)
+			log_warn("user=%s cannot remove marker path=%s: %s", log_q(u->name),
+				log_q(u->blob_tmps[i]), strerror(errno));
+		free(u->blob_tmps[i]);
+	}
+	free(u->blob_tmps);
+	u->blob_tmps = NULL;
+	u->nblob_tmps = 0;
+}
+
+void
+store_blob_markers_keep(struct store_user *u, size_t n)
+{
+	for (size_t i = n; i < u->nblob_tmps; i++)
+		free(u->blob_tmps[i]);
+	if (n < u->nblob_tmps)
+		u->nblob_tmps = n;
+}
+
+void
+store_blob_markers_forget(struct store_user *u)
+{
+	store_blob_markers_keep(u, 0);
+	free(u->blob_tmps);
+	u->blob_tmps = NULL;
+}
+
+int
+store_blob_leftover_clean(struct store_user *u, const char *dir, const char *name,
+	bool (*named)(void *ctx, const char *guid), void *ctx, struct err *err)
+{
+	char guid[STORE_GUID_LEN + 1];
+	struct buf tp = BUF_INIT, fp = BUF_INIT;
+	struct stat ts, fs;
+	int rc = 1;
+
+	if (!str_has_prefix(name, ".tmp.") || strlen(name) < 5 + STORE_GUID_LEN + 1 ||
+	    name[5 + STORE_GUID_LEN] != '.')
+		return 0;
+	memcpy(guid, name + 5, STORE_GUID_LEN);
+	guid[STORE_GUID_LEN] = '\0';
+	if (!store_guid_valid(guid))
+		return 0;
+	buf_printf(&tp, "%s/%s", dir, name);
+	buf_printf(&fp, "%s/%s", dir, guid);
+	if (lstat(buf_cstr(&tp), &ts) < 0) {
+		rc = errno == ENOENT ? 1 : err_errno(err, ERR_TEMP, "stat %s", buf_cstr(&tp));
+		goto out;
+	}
+	/* the body file goes only when it is the marker's own inode and no
+	 * row names its GUID: its transaction never committed */
+	if (!named(ctx, guid) && lstat(buf_cstr(&fp), &fs) == 0 && fs.st_ino == ts.st_ino &&
+	    fs.st_dev == ts.st_dev && unlink(buf_cstr(&fp)) < 0 && errno != ENOENT) {
+		rc = err_errno(err, ERR_TEMP, "unlink %s", buf_cstr(&fp));
+		goto out;
+	}
+	if (unlink(buf_cstr(&tp)) < 0 && errno != ENOENT)
+		rc = err_errno(err, ERR_TEMP, "unlink %s", buf_cstr(&tp));
+	else
+		log_info("user=%s crash leftover removed path=%s", log_q(u->name), log_q(buf_cstr(&tp)));
+out:
+	buf_free(&tp);
+	buf_free(&fp);
 	return rc;
 }
 

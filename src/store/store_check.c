@@ -47,6 +47,7 @@ struct ck {
 	store_report_fn report;
 	void *ctx;
 	int problems;
+	int leftovers;        /* crash leftovers removed (not problems) */
 	char **unlink;        /* files to remove after commit */
 	size_t nunlink;
 };
@@ -151,6 +152,47 @@ static int
 guid_cmp(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+struct named_ctx {
+	char **rows;          /* sorted GUIDs of the blobs rows */
+	size_t nrows;
+};
+
+static bool
+guid_named(void *ctx, const char *guid)
+{
+	struct named_ctx *nc = ctx;
+	const char *key = guid;
+
+	return nc->nrows > 0 && bsearch(&key, nc->rows, nc->nrows, sizeof(*nc->rows), guid_cmp) != NULL;
+}
+
+/* Crash leftovers in one blobs/<gg>/ directory, before anything in it is
+ * judged: each marker goes (with the body it linked, when no row names
+ * it), so an uncommitted body is not taken for an orphan.  0, or -1. */
+static int
+sweep_markers(struct ck *c, const char *sub, char **rows, size_t nrows, struct err *err)
+{
+	struct named_ctx nc = { rows, nrows };
+	DIR *sd = opendir(sub);
+	int rc = 0;
+
+	if (sd == NULL)
+		return 0;   /* reported by the walk that follows */
+	for (struct dirent *f; rc == 0 && (f = readdir(sd)) != NULL; ) {
+		int r;
+
+		if (!str_has_prefix(f->d_name, ".tmp."))
+			continue;
+		r = store_blob_leftover_clean(c->u, sub, f->d_name, guid_named, &nc, err);
+		if (r < 0)
+			rc = -1;
+		else if (r > 0)
+			c->leftovers++;
+	}
+	closedir(sd);
+	return rc;
 }
 
 static int
@@ -295,6 +337,12 @@ check_blobs(struct ck *c, struct err *err)
 		if (e->d_name[0] == '.')
 			continue;
 		buf_printf(&sub, "%s/%s", buf_cstr(&p), e->d_name);
+		if (sweep_markers(c, buf_cstr(&sub), rows, nrows, err) < 0) {
+			buf_free(&sub);
+			closedir(d);
+			rc = -1;
+			goto out;
+		}
 		sd = opendir(buf_cstr(&sub));
 		if (sd == NULL) {
 			problem_nofix(c, "unexpected entry blobs/%s", e->d_name);
@@ -584,6 +632,13 @@ store_check(struct store *st, const char *user, bool repair, store_report_fn rep
 	if (rc < 0)
 		goto out;
 	rc = check_blobs(&c, err);
+	if (rc == 0 && c.leftovers > 0 && c.report != NULL) {
+		/* cleaned, not a problem: the marker protocol of store_blob.c */
+		char line[128];
+		if (str_fmt(line, sizeof(line), "removed %d crash leftover%s (bodies of unfinished writes)",
+			c.leftovers, c.leftovers == 1 ? "" : "s") > 0)
+			c.report(c.ctx, line);
+	}
 	if (rc == 0)
 		rc = check_modseq(&c, err);
 	if (rc == 0)

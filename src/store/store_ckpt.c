@@ -25,6 +25,17 @@
  *      it gives way to any writer or reader), so a mailbox at rest costs
  *      its database and nothing more.
  *
+ * The WAL bound (store_wal_bound), for every process, service or not:
+ *   4. A user's WAL found over STORE_WAL_MAX (4 MiB) is checkpointed with
+ *      TRUNCATE, inline on the connection that found it: at open (a
+ *      leftover of a writer killed or from before this rule), after a
+ *      commit (a bulk writer - import, restore-from, a replica's full
+ *      sync, check --repair - outrunning the thread above, whose RESTART
+ *      gives way to a busy writer) and at close (the end of bulk work).
+ *      Busy limit 200 ms; after a failed try the next one waits until
+ *      the WAL has grown by another STORE_WAL_MAX, so a reader that
+ *      holds a snapshot does not make every commit wait.
+ *
  * Safety: a checkpoint only moves committed frames (SQLite syncs the WAL
  * before copying and the database after), so durability never depends
  * on it; a request dropped (queue full, process exit, error) only leaves
@@ -41,6 +52,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "lib/failpoint.h"
 #include "lib/log.h"
 #include "lib/str.h"
 
@@ -264,4 +276,40 @@ store_ckpt_request(sqlite3 *db, const char *path)
 	pthread_mutex_unlock(&ck.mu);
 	/* no thread: the caller's connection does it (busy handler: its own) */
 	__atomic_add_fetch(&store_stats_g.sqlite_syncs, (uint64_t)ckpt_run(db), __ATOMIC_RELAXED);
+}
+
+/* Step 4: the WAL bound. */
+void
+store_wal_bound(struct store_user *u, const char *when)
+{
+	char wal[CKPT_PATH_MAX];
+	struct stat sb;
+	int nlog = 0, nckpt = 0, rc;
+	uint64_t before;
+
+	if (u == NULL || u->db == NULL || u->in_txn || u->read_open || u->full_busy)
+		return;
+	if (str_fmt(wal, sizeof(wal), "%s/user.db-wal", u->dir) < 0 || stat(wal, &sb) < 0)
+		return;
+	before = (uint64_t)sb.st_size;
+	if (before <= STORE_WAL_MAX || before < u->wal_retry_at)
+		return;
+	/* a writer with the bound off, for the tests: what older versions left */
+	if (FAILPOINT("store.wal.unbounded") < 0)
+		return;
+	store_db_busy_set(u->db, 200);
+	rc = sqlite3_wal_checkpoint_v2(u->db, "main", SQLITE_CHECKPOINT_TRUNCATE, &nlog, &nckpt);
+	store_db_busy_set(u->db, u->st->opts.busy_timeout_ms);
+	if (stat(wal, &sb) < 0)
+		sb.st_size = 0;
+	if (rc == SQLITE_OK && (uint64_t)sb.st_size <= STORE_WAL_MAX) {
+		u->wal_retry_at = 0;
+		__atomic_add_fetch(&store_stats_g.sqlite_syncs, 2, __ATOMIC_RELAXED);
+		log_info("wal checkpointed user=%s when=%s wal_bytes=%llu now=%llu", u->name, when,
+			(unsigned long long)before, (unsigned long long)sb.st_size);
+		return;
+	}
+	u->wal_retry_at = (uint64_t)sb.st_size + STORE_WAL_MAX;
+	log_info("wal checkpoint deferred user=%s when=%s wal_bytes=%llu error=%s", u->name, when,
+		(unsigned long long)sb.st_size, log_q(rc == SQLITE_OK ? "readers" : sqlite3_errstr(rc)));
 }

@@ -92,7 +92,11 @@ struct store_user {
 	int blob_lock_fd;            /* blobs.lock: shared while writing blobs */
 	bool blob_lock_held;
 	bool blob_lock_excl;
+	char **blob_tmps;            /* markers of bodies written in the open transaction */
+	size_t nblob_tmps;
+	size_t op_ntmps;             /* nblob_tmps when the running op began */
 	int watch_fd;                /* inotify, -1 until asked */
+	uint64_t wal_retry_at;       /* store_wal_bound: WAL bytes before the next try */
 	struct {
 		const char *sql;
 		sqlite3_stmt *stmt;
@@ -105,6 +109,13 @@ int store_sql_exec(sqlite3 *db, const char *sql, struct err *err);
 /* Ask the checkpoint thread (store_ckpt.c) to checkpoint the database
  * at path; db is the caller's connection, used only if no thread runs. */
 void store_ckpt_request(sqlite3 *db, const char *path);
+/* The WAL bound (store_ckpt.c): when u's WAL is over STORE_WAL_MAX and
+ * no transaction of u is open, checkpoint it with TRUNCATE on u's own
+ * connection (short busy limit).  `when` names the caller in the log
+ * ("open", "commit", "close").  Never fails: a WAL left long is only
+ * disk, not a durability matter. */
+#define STORE_WAL_MAX (4u * 1024 * 1024)
+void store_wal_bound(struct store_user *u, const char *when);
 /* The busy handler of every store database: retry for busy_ms (<= 0: 30 s). */
 void store_db_busy_set(sqlite3 *db, int busy_ms);
 int store_db_open(const char *path, bool create, int busy_ms, bool full_sync, sqlite3 **db_r,
@@ -204,6 +215,20 @@ int store_blob_put(struct store_user *u, const char *guid, const void *data, siz
 	bool prewritten, struct err *err);
 /* Write the file of a large body ahead of the transaction (durable on
  * return): lets concurrent appenders fsync files in parallel. */
+/* The open transaction committed: remove the .tmp markers of the bodies it
+ * wrote (store_blob.c "Recovery").  store_blob_markers_forget: it did not;
+ * the markers stay behind for store_check to clean. */
+void store_blob_markers_done(struct store_user *u);
+void store_blob_markers_forget(struct store_user *u);
+/* Forget the markers after the first n (an op inside a transaction rolled
+ * back): its bodies' markers stay on disk for store_check. */
+void store_blob_markers_keep(struct store_user *u, size_t n);
+/* store_check's sweep of one blobs/<gg>/ entry named .tmp.*, under the
+ * exclusive blobs.lock: 1 when it was a crash leftover and is now gone
+ * (with the body file it had linked, when no row names that GUID), 0 when
+ * the name is not a marker, -1 on error. */
+int store_blob_leftover_clean(struct store_user *u, const char *dir, const char *name,
+	bool (*named)(void *ctx, const char *guid), void *ctx, struct err *err);
 int store_blob_prewrite(struct store_user *u, const char *guid, const void *data, size_t len,
 	struct err *err);
 /* Inside the running op: remove the file of a body that no blobs row

@@ -626,6 +626,7 @@ append_impl(struct store_user *u, const char *mailbox_id, const struct store_app
 	struct prep *pp;
 	struct store_mbrow row;
 	uint64_t m = 0, total = 0, added = 0, nadded = 0;
+	size_t ntmps;
 	int rc = 0;
 	bool any_file = false, any_dup = false;
 
@@ -666,6 +667,7 @@ append_impl(struct store_user *u, const char *mailbox_id, const struct store_app
 	for (size_t i = 0; i < n; i++)
 		if (!pp[i].dup_hint && !store_blob_is_inline(u, msgs[i].len))
 			any_file = true;
+	ntmps = u->nblob_tmps;
 	if (any_file) {
 		/* Large bodies are written and fsynced before the transaction,
 		 * so concurrent appenders sync their files in parallel. */
@@ -683,15 +685,18 @@ append_impl(struct store_user *u, const char *mailbox_id, const struct store_app
 		if (rc < 0) {
 			if (!u->in_txn)
 				store_blob_unlock_shared(u);
+			store_blob_markers_keep(u, ntmps);
 			goto out;
 		}
 	}
 	if (store_user_op_begin(u, err) < 0) {
 		if (!u->in_txn)
 			store_blob_unlock_shared(u);
+		store_blob_markers_keep(u, ntmps);
 		rc = -1;
 		goto out;
 	}
+	u->op_ntmps = ntmps;   /* this op's markers include its prewritten bodies */
 	rc = store_mailbox_load_id(u, mailbox_id, false, &row, err);
 	/* Without duplicate checks the quota is checked first, as always. */
 	if (rc == 0 && dedup == NULL)
@@ -963,9 +968,32 @@ record_tombstone(struct store_user *u, struct store_mbrow *row, const struct sto
 	return store_user_usage_add(u, -(int64_t)r->size, -1, err);
 }
 
-int
-store_expunge(struct store_user *u, const char *mailbox_id, const struct store_range *ranges,
-	size_t nranges, bool only_deleted, struct store_uids *expunged_r, struct err *err)
+/* Leave record uid of mailbox mbid out of the message-id index: an
+ * undone append must not suppress the redelivery of its message.  ''
+ * (as for a message without one), not NULL: a NULL is filled in again
+ * from the body by the next duplicate check. */
+static int
+record_forget_msgid(struct store_user *u, int64_t mbid, uint32_t uid, struct err *err)
+{
+	sqlite3_stmt *s = store_user_stmt(u, "UPDATE records SET msgid = ''"
+		" WHERE mailbox = ?1 AND uid = ?2", err);
+	int rc;
+
+	if (s == NULL)
+		return -1;
+	sqlite3_bind_int64(s, 1, mbid);
+	sqlite3_bind_int64(s, 2, uid);
+	rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE ? 0 : store_sql_err(u->db, rc, err, "message-id forget");
+}
+
+/* store_expunge and store_append_undo: forget also drops the expunged
+ * records from the message-id index. */
+static int
+expunge_rows(struct store_user *u, const char *mailbox_id, const struct store_range *ranges,
+	size_t nranges, bool only_deleted, bool forget, struct store_uids *expunged_r,
+	struct err *err)
 {
 	struct store_mbrow row;
 	struct orec *v = NULL;
@@ -986,6 +1014,8 @@ store_expunge(struct store_user *u, const char *mailbox_id, const struct store_r
 		rc = store_user_op_modseq(u, &m, err);
 		if (rc == 0)
 			rc = record_tombstone(u, &row, &v[i].r, m, err);
+		if (rc == 0 && forget)
+			rc = record_forget_msgid(u, row.id, v[i].r.uid, err);
 		if (rc == 0) {
 			store_uids_add(expunged_r, v[i].r.uid);
 			count++;
@@ -999,6 +1029,30 @@ store_expunge(struct store_user *u, const char *mailbox_id, const struct store_r
 	rc = store_user_op_end(u, rc, "store.expunge.before_commit", "store.expunge.after_commit", err);
 	if (rc < 0 && expunged_r)
 		expunged_r->n = 0;
+	return rc;
+}
+
+int
+store_expunge(struct store_user *u, const char *mailbox_id, const struct store_range *ranges,
+	size_t nranges, bool only_deleted, struct store_uids *expunged_r, struct err *err)
+{
+	return expunge_rows(u, mailbox_id, ranges, nranges, only_deleted, false, expunged_r, err);
+}
+
+int
+store_append_undo(struct store_user *u, const char *mailbox_id, const uint32_t *uids, size_t n,
+	struct err *err)
+{
+	struct store_range *r;
+	int rc;
+
+	if (n == 0)
+		return 0;
+	r = xcalloc(n, sizeof(*r));
+	for (size_t i = 0; i < n; i++)
+		r[i].lo = r[i].hi = uids[i];
+	rc = expunge_rows(u, mailbox_id, r, n, false, true, NULL, err);
+	free(r);
 	return rc;
 }
 

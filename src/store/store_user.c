@@ -56,7 +56,8 @@
  *   M7. A non-NULL records.msgid is store_message_id() of the record's
  *       body ('' for none); it is set in the transaction that inserts
  *       the record and never changes (NULL ones are filled in by the
- *       first duplicate check that needs them, store_record.c).
+ *       first duplicate check that needs them, store_record.c), except
+ *       that store_append_undo sets '' on the record it expunges.
  *
  * Schema upgrade to 3 (at open, any process, once): in one write
  * transaction, re-read state.schema; from 1, add records.msgid (NULL for
@@ -264,9 +265,11 @@ commit_durable(struct store_user *u, bool dirty, const char *fp_after, struct er
 		sqlite3_exec(u->db, "ROLLBACK", NULL, NULL, NULL);
 		events_drop(u, 0);
 		store_blob_unlock_shared(u);
+		store_blob_markers_forget(u);
 		return -1;
 	}
 	store_blob_unlock_shared(u);
+	store_blob_markers_done(u);
 	if (dirty) {
 		uint64_t t = store_commit_ticket(&u->commit);
 		/* The sync log hears of the change before the WAL fsync, so
@@ -294,6 +297,8 @@ commit_durable(struct store_user *u, bool dirty, const char *fp_after, struct er
 			if (str_fmt(path, sizeof(path), "%s/user.db", u->dir) > 0)
 				store_ckpt_request(u->db, path);
 		}
+		/* a bulk writer outrunning the thread pays here (store_ckpt.c 4) */
+		store_wal_bound(u, "commit");
 	} else {
 		events_drop(u, 0);
 	}
@@ -327,6 +332,7 @@ store_user_op_begin(struct store_user *u, struct err *err)
 	u->op_open = true;
 	u->op_modseq = 0;
 	u->op_nevents = u->nevents;
+	u->op_ntmps = u->nblob_tmps;
 	if (!u->in_txn)
 		u->dirty = false;
 	return 0;
@@ -344,11 +350,15 @@ store_user_op_end(struct store_user *u, int rc, const char *fp_before, const cha
 			sqlite3_exec(u->db, "ROLLBACK TO op", NULL, NULL, NULL);
 			sqlite3_exec(u->db, "RELEASE op", NULL, NULL, NULL);
 			events_drop(u, u->op_nevents);
+			/* the op's bodies keep their markers: the commit of the
+			 * rest of the transaction must not remove them */
+			store_blob_markers_keep(u, u->op_ntmps);
 		} else {
 			sqlite3_exec(u->db, "ROLLBACK", NULL, NULL, NULL);
 			store_commit_leave(&u->commit);
 			events_drop(u, 0);
 			store_blob_unlock_shared(u);
+			store_blob_markers_forget(u);
 		}
 		return -1;
 	}
@@ -426,6 +436,7 @@ store_txn_rollback(struct store_user *u)
 	store_commit_leave(&u->commit);
 	events_drop(u, 0);
 	store_blob_unlock_shared(u);
+	store_blob_markers_forget(u);
 }
 
 int
@@ -889,6 +900,7 @@ user_open(struct store *st, const char *name, const char *create_ident, struct e
 		goto fail;
 	if (marked)
 		store_damage_clear(st, name);
+	store_wal_bound(u, "open");   /* a WAL left over (store_ckpt.c 4) */
 	buf_free(&p);
 	return u;
 fail:
@@ -923,6 +935,7 @@ store_user_close(struct store_user **up)
 		return;
 	if (u->in_txn)
 		store_txn_rollback(u);
+	store_wal_bound(u, "close");   /* the end of bulk work (store_ckpt.c 4) */
 	for (size_t i = 0; i < STORE_STMT_CACHE; i++)
 		if (u->stmts[i].stmt != NULL)
 			sqlite3_finalize(u->stmts[i].stmt);
@@ -934,6 +947,7 @@ store_user_close(struct store_user **up)
 	store_blob_unlock(u);
 	if (u->blob_lock_fd >= 0)
 		close(u->blob_lock_fd);
+	store_blob_markers_forget(u);
 	if (u->watch_fd >= 0)
 		close(u->watch_fd);
 	u->st->nusers--;

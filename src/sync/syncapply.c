@@ -52,6 +52,8 @@ struct syncapply {
 	char servername[256];
 	char authname[SASL_PLAIN_ID_MAX + 1];
 	char *password;
+	const char *const *channels;   /* syncapply_opts.channels */
+	size_t nchannels;
 	bool auth_allowed, starttls_possible, compress_allowed, tls;
 	struct syncproto_limits lim;
 
@@ -155,6 +157,8 @@ syncapply_new(struct store *st, const struct syncapply_opts *o)
 		sizeof(a->authname));
 	a->password = o->password != NULL ? xstrdup(o->password) : NULL;
 	a->auth_allowed = o->auth_allowed;
+	a->channels = o->channels;
+	a->nchannels = o->nchannels;
 	a->starttls_possible = o->starttls_possible;
 	a->compress_allowed = o->compress_allowed;
 	if (o->limits != NULL)
@@ -699,7 +703,7 @@ cmd_authenticate(struct syncapply *a, const struct syncproto_command *cmd, struc
 			if (a->password != NULL)
 				ok = str_ct_eq(p.passwd, strlen(p.passwd), a->password, strlen(a->password));
 			else
-				ok = store_user_verify(a->st, p.authcid, p.passwd, &err) == 1;
+				ok = store_sync_auth_verify(a->st, p.authcid, p.passwd, &err) == 1;
 		}
 		log_info("%s authname=%s client=%s", ok ? "authenticated" : "authentication failed",
 			log_q(p.authcid), log_q(a->client_id));
@@ -775,6 +779,11 @@ cmd_hello(struct syncapply *a, const struct syncproto_command *cmd, struct buf *
 	syncproto_enc_atom(&e, my_role);
 	syncproto_enc_key_u64(&e, "EPOCH", my_epoch);
 	syncproto_enc_key_string(&e, "SERVERID", a->servername);
+	syncproto_enc_atom(&e, "CHANNELS");
+	syncproto_enc_open(&e, '(');
+	for (size_t i = 0; i < a->nchannels; i++)
+		syncproto_enc_cstring(&e, a->channels[i]);
+	syncproto_enc_close(&e);
 	syncproto_enc_close(&e);
 	syncproto_enc_end(&e);
 	log_info("hello client=%s role=%s epoch=%llu my_role=%s", log_q(a->client_id), log_q(role),

@@ -38,11 +38,17 @@
 struct syncapply_opts {
 	const char *servername;   /* SERVERID in HELLO (may be NULL) */
 	const char *authname;     /* the only identity allowed in (NULL: "sync") */
-	const char *password;     /* NULL: authname's password in users.db */
+	const char *password;     /* NULL: authname's users.db sync_auth credential */
 	bool auth_allowed;        /* connection is TLS or from loopback */
 	bool starttls_possible;   /* a server TLS context exists and TLS is not on */
 	bool compress_allowed;    /* COMPRESS ZSTD is offered */
 	const struct syncproto_limits *limits; /* announced in the greeting (NULL: defaults) */
+	/* This server's own sync_channels as "NAME=HOST:PORT", announced in
+	 * the HELLO answer as CHANNELS (castorctl failover's preflight: a
+	 * replica with no channel back would replicate to nobody once
+	 * promoted).  Not copied: must outlive the syncapply. */
+	const char *const *channels;
+	size_t nchannels;
 	/* Deletion thresholds (issue 8), the replica's backstop behind the
 	 * master's own check (syncpush_set_delete_limits): within one session
 	 * and one hour at most delete_limit mailbox deletions; per user at

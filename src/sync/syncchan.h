@@ -11,10 +11,11 @@
  *     CHAN_sync_compress   zstd (default: yes unless the host is loopback)
  * Replica side (the account a master's channel logs in as):
  *     sync_authname        (default "sync")
- *     sync_password | sync_password_file: when absent, the password of the
- *                          user `sync_authname` in db/users.db is checked
- *                          (castorctl init --role replica --sync-password
- *                          creates that user).
+ *     sync_password | sync_password_file: when absent, the credential of
+ *                          `sync_authname` in db/users.db sync_auth is
+ *                          checked (castorctl init --role replica
+ *                          --sync-password or castorctl sync-password set
+ *                          it; it is not a mail user).
  */
 #ifndef CASTOR_SYNCCHAN_H
 #define CASTOR_SYNCCHAN_H

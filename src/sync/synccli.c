@@ -31,7 +31,15 @@
  *     cursor to the log end noted before it started: every change
  *     committed before that point was compared.
  *  3. The ACK file (syncstat.h) is written after every acknowledged batch
- *     (semisync waiters), the STATUS file about once a second.
+ *     and every answered heartbeat (semisync waiters), the STATUS file
+ *     about once a second.
+ *  3a. Liveness is measured: an idle channel sends a heartbeat (NOOP)
+ *     every sync_heartbeat; the replica must have answered something
+ *     within sync_heartbeat_timeout, or the channel is dropped and
+ *     reconnected with backoff.  The ACK file carries the time of the
+ *     last answer, so writers stop waiting for a channel that went silent
+ *     even while this client is still blocked on it.  Connect and login
+ *     read with sync_connect_timeout; any other answer has sync_timeout.
  *  4. SIGQUIT (castord's graceful stop): the batch in hand is finished,
  *     the cursor saved, exit 0.
  *  5. A channel further behind than sync_log_max_bytes is detached (it no
@@ -85,12 +93,13 @@
 #define BACKOFF_MAX_MS 1000
 #define BACKOFF_PERM_MS 10000
 #define IDLE_ROLE_MS 250      /* role re-check while this server is a replica */
-#define CONNECT_MS 5000
-#define IO_MS (120 * 1000)
+#define CONNECT_MS 5000        /* sync_connect_timeout: TCP connect, and each read of the login */
+#define HEARTBEAT_MS 2000      /* sync_heartbeat: probe an idle channel this often */
+#define HEARTBEAT_MISSES 3     /* sync_heartbeat_timeout defaults to this many heartbeats */
+#define ANSWER_MS (30 * 1000)  /* sync_timeout: the deadline of any outstanding answer */
 #define SAVE_EVERY_MS 1000
 #define SAVE_IDLE_MS 200
 #define STATUS_EVERY_MS 1000
-#define NOOP_EVERY_MS (5 * 60 * 1000)
 
 static const char *prog = "sync-client";
 
@@ -159,7 +168,53 @@ struct chan {
 	uint64_t backoff_ms, next_connect_ms;
 	uint64_t last_io_ms;
 	uint64_t status_ms;
+	/* liveness (RULE 3a) */
+	uint64_t hb_ms, dead_ms, connect_ms, answer_ms;
+	uint64_t heard_ms;                    /* last answer from the replica */
+	uint64_t heard_wire;                  /* syncsess_wire_in when heard_ms was set */
+	uint64_t heard_written_ms;            /* heard_ms as last written to the ACK file */
 };
+
+/* Note an answer from the replica if bytes arrived since the last look. */
+static void
+chan_heard(struct chan *c)
+{
+	uint64_t w;
+
+	if (c->sess == NULL)
+		return;
+	w = syncsess_wire_in(c->sess);
+	if (w != c->heard_wire) {
+		c->heard_wire = w;
+		c->heard_ms = now_ms();
+	}
+}
+
+static void chan_ack_write(struct chan *c);
+
+/* syncsess answer hook: the replica answered something.  Inside a long
+ * batch the ACK file's heard time is refreshed a few times per dead-peer
+ * timeout, so writers keep waiting for a replica that is busy, not gone. */
+static void
+chan_answered(void *ctx)
+{
+	struct chan *c = ctx;
+	uint64_t now = now_ms();
+
+	c->heard_ms = now;
+	c->heard_wire = syncsess_wire_in(c->sess);
+	if (c->ackfd >= 0 && now - c->heard_written_ms >= c->dead_ms / 8)
+		chan_ack_write(c);
+}
+
+static void
+chan_ack_write(struct chan *c)
+{
+	chan_heard(c);
+	c->heard_written_ms = c->heard_ms;
+	(void)syncstat_ack_write_heard(c->ackfd, &c->acked, c->acked_log_id, c->live, c->heard_ms,
+		(uint32_t)c->dead_ms);
+}
 
 static void
 chan_state(struct chan *c, const char *state)
@@ -232,7 +287,7 @@ chan_disconnect(struct chan *c, bool logout)
 	}
 	if (c->live && c->ackfd >= 0) {
 		c->live = false;
-		(void)syncstat_ack_write(c->ackfd, &c->acked, c->acked_log_id, false);
+		chan_ack_write(c);
 	}
 }
 
@@ -311,6 +366,10 @@ status_write(struct chan *c, bool force)
 		(unsigned long long)oldest,
 		(unsigned long long)(oldest != 0 && now > oldest ? now - oldest : 0),
 		c->detached ? 1 : 0);
+	chan_heard(c);
+	buf_printf(&b, "last_ack_ms=%llu\nheartbeat_ms=%llu\ndead_after_ms=%llu\n",
+		(unsigned long long)c->heard_ms, (unsigned long long)c->hb_ms,
+		(unsigned long long)c->dead_ms);
 	buf_puts(&b, "last_error=");
 	for (const char *s = c->last_error; *s; s++)
 		buf_putc(&b, *s == '\n' || *s == '\r' ? ' ' : *s);
@@ -408,6 +467,34 @@ chan_save(struct chan *c, bool force, struct err *err)
 	return chan_save_every(c, force, SAVE_EVERY_MS, err);
 }
 
+/* sync_heartbeat, sync_heartbeat_timeout, sync_connect_timeout,
+ * sync_timeout (docs/config.md). */
+static int
+chan_liveness_conf(struct chan *c, const struct conf *conf, struct err *err)
+{
+	int64_t hb = conf_get_duration_ms(conf, "sync_heartbeat", HEARTBEAT_MS);
+	int64_t dead = conf_get_duration_ms(conf, "sync_heartbeat_timeout", hb * HEARTBEAT_MISSES);
+	int64_t con = conf_get_duration_ms(conf, "sync_connect_timeout", CONNECT_MS);
+	int64_t ans = conf_get_duration_ms(conf, "sync_timeout", ANSWER_MS);
+
+	/* at most a minute: far below the replica's sync_idle_timeout */
+	if (hb < 100 || hb > 60 * 1000)
+		return err_set(err, ERR_INVALID, "sync_heartbeat must be between 100ms and 1min");
+	if (dead < 2 * hb || dead > 3600 * 1000)
+		return err_set(err, ERR_INVALID,
+			"sync_heartbeat_timeout must be at least two heartbeats (and at most 1h)");
+	if (con < 100 || con > 600 * 1000)
+		return err_set(err, ERR_INVALID, "sync_connect_timeout must be between 100ms and 10min");
+	if (ans < dead || ans > 3600 * 1000)
+		return err_set(err, ERR_INVALID,
+			"sync_timeout must be at least sync_heartbeat_timeout (and at most 1h)");
+	c->hb_ms = (uint64_t)hb;
+	c->dead_ms = (uint64_t)dead;
+	c->connect_ms = (uint64_t)con;
+	c->answer_ms = (uint64_t)ans;
+	return 0;
+}
+
 static int
 chan_open(struct chan *c, const struct conf *conf, struct store *st, const char *name,
 	int torn_grace, struct err *err)
@@ -439,6 +526,8 @@ chan_open(struct chan *c, const struct conf *conf, struct store *st, const char 
 			return -1;
 	}
 	c->verify_ms = (uint64_t)conf_get_duration_ms(conf, "sync_verify_interval", 3600 * 1000);
+	if (chan_liveness_conf(c, conf, err) < 0)
+		return -1;
 	c->max_behind = conf_get_bytes(conf, "sync_log_max_bytes", 4ull * 1024 * 1024 * 1024);
 	c->recs = xcalloc(BATCH_MAX, sizeof(*c->recs));
 	c->backoff_ms = BACKOFF_MIN_MS;
@@ -472,7 +561,7 @@ chan_open(struct chan *c, const struct conf *conf, struct store *st, const char 
 	c->ackfd = syncstat_ack_open(c->root, name, true, err);
 	if (c->ackfd < 0)
 		return -1;
-	(void)syncstat_ack_write(c->ackfd, &c->acked, c->acked_log_id, false);
+	chan_ack_write(c);
 	buf_printf(&p, "%s/sync/cursor", c->root);
 	if (mkdir_p(buf_cstr(&p), 0755, err) < 0) {
 		buf_free(&p);
@@ -582,14 +671,17 @@ chan_connect(struct chan *c, struct err *err)
 	a.port = (uint16_t)c->ch.port;
 	snprintf(spec, sizeof(spec), "%s:%u", c->ch.host, c->ch.port);
 	chan_state(c, "connecting");
-	fd = net_connect(&a, CONNECT_MS, err);
+	fd = net_connect(&a, (int)c->connect_ms, err);
 	if (fd < 0)
 		return -1;
 	(void)net_set_nodelay(fd);
 	cn = conn_new(fd, fd);
-	conn_set_read_timeout(cn, IO_MS);
-	conn_set_write_timeout(cn, IO_MS);
+	/* a peer that accepts and never greets fails the login in
+	 * sync_connect_timeout, not in the session's answer deadline */
+	conn_set_read_timeout(cn, (int)c->connect_ms);
+	conn_set_write_timeout(cn, (int)c->connect_ms);
 	c->sess = syncsess_new(cn, false, NULL);
+	syncsess_set_answer_hook(c->sess, chan_answered, c);
 	c->push = syncpush_new(c->st, c->sess);
 	syncpush_set_sync_account(c->push, c->ch.authname);
 	if (c->cf != NULL)
@@ -623,6 +715,10 @@ chan_connect(struct chan *c, struct err *err)
 		chan_disconnect(c, false);
 		return -1;
 	}
+	conn_set_read_timeout(cn, (int)c->answer_ms);
+	conn_set_write_timeout(cn, (int)c->answer_ms);
+	c->heard_wire = 0;
+	chan_heard(c);
 	log_info("connected channel=%s replica=%s tls=%d compress=%d", c->ch.name, spec,
 		conn_is_tls(cn) ? 1 : 0, syncsess_compressed(c->sess) ? 1 : 0);
 	chan_state(c, "connected");
@@ -742,7 +838,54 @@ chan_push(struct chan *c, struct err *err)
 	if (c->at_end && !c->live)
 		log_info("caught up channel=%s", c->ch.name);
 	c->live = c->at_end || c->live;
-	(void)syncstat_ack_write(c->ackfd, &c->acked, c->acked_log_id, c->live);
+	chan_ack_write(c);
+	return 0;
+}
+
+/* ms until the next heartbeat is due (0: now): sync_heartbeat after the
+ * last exchange with the replica. */
+static uint64_t
+chan_heartbeat_due(struct chan *c, uint64_t now)
+{
+	uint64_t last;
+
+	chan_heard(c);
+	last = c->last_io_ms > c->heard_ms ? c->last_io_ms : c->heard_ms;
+	return last + c->hb_ms > now ? last + c->hb_ms - now : 0;
+}
+
+/* RULE 3a: one NOOP round trip whose answer must come before the
+ * replica has been silent for sync_heartbeat_timeout.  0, or -1 with
+ * err (the channel is to be dropped). */
+static int
+chan_heartbeat(struct chan *c, struct err *err)
+{
+	struct conn *cn = syncsess_conn(c->sess);
+	uint64_t t0 = now_ms(), left;
+	int rc;
+
+	chan_heard(c);
+	left = c->heard_ms + c->dead_ms > t0 ? c->heard_ms + c->dead_ms - t0 : 0;
+	if (left < c->hb_ms)
+		left = c->hb_ms;
+	conn_set_read_timeout(cn, (int)left);
+	conn_set_write_timeout(cn, (int)left);
+	rc = syncpush_noop(c->push, err);
+	conn_set_read_timeout(cn, (int)c->answer_ms);
+	conn_set_write_timeout(cn, (int)c->answer_ms);
+	c->last_io_ms = now_ms();
+	if (rc < 0) {
+		if (err->kind == ERR_TEMP && c->last_io_ms - t0 + 50 >= left) {
+			log_warn("replica silent channel=%s: no answer to a heartbeat for %llu ms"
+				" (sync_heartbeat_timeout=%llu ms)", c->ch.name,
+				(unsigned long long)(c->last_io_ms - c->heard_ms),
+				(unsigned long long)c->dead_ms);
+			err_prefix(err, "replica silent (no heartbeat answer for %llu ms)",
+				(unsigned long long)(c->last_io_ms - c->heard_ms));
+		}
+		return -1;
+	}
+	chan_ack_write(c);   /* heard: the writers see a live channel */
 	return 0;
 }
 
@@ -871,7 +1014,7 @@ run_rolling(const struct conf *conf, struct store *st, const char *name, bool al
 		}
 		if (c.push != NULL && c.at_end && c.nrecs == 0 && !c.live) {
 			c.live = true;
-			(void)syncstat_ack_write(c.ackfd, &c.acked, c.acked_log_id, true);
+			chan_ack_write(&c);
 		}
 		/* idle: save, report, wait for the log, a signal or the replica */
 		if (chan_save_every(&c, false, SAVE_IDLE_MS, &err) < 0) {
@@ -879,14 +1022,17 @@ run_rolling(const struct conf *conf, struct store *st, const char *name, bool al
 			chan_error(&c, &err);
 		}
 		status_write(&c, false);
-		if (c.push != NULL && now - c.last_io_ms >= NOOP_EVERY_MS) {
-			if (syncpush_noop(c.push, &err) < 0) {
-				chan_fail(&c, &err);
-				continue;
-			}
-			c.last_io_ms = now_ms();
+		if (c.push != NULL && chan_heartbeat_due(&c, now_ms()) == 0 &&
+		    chan_heartbeat(&c, &err) < 0) {
+			chan_fail(&c, &err);
+			continue;
 		}
 		timeout = STATUS_EVERY_MS;
+		if (c.push != NULL) {
+			uint64_t w = chan_heartbeat_due(&c, now_ms());
+			if (w < (uint64_t)timeout)
+				timeout = (int)w;
+		}
 		if (c.dirty) {
 			uint64_t due = c.last_save_ms + SAVE_IDLE_MS, t = now_ms();
 			if (due <= t)
@@ -951,6 +1097,21 @@ run_rolling(const struct conf *conf, struct store *st, const char *name, bool al
 /* ------------------------------------------------------------------ */
 /* Drain                                                               */
 
+/* Nothing behind: the durable cursor is usable (no gap, not detached,
+ * no failed-append marker since it was saved) and already at the log's
+ * end, so the drain is done without a connection (the replica may be
+ * stopping at the same moment as we are). */
+static bool
+drain_at_end(struct chan *c)
+{
+	struct synclog_pos end;
+	struct err err;
+
+	if (c->need_ae || c->detached || marker_changed(c))
+		return false;
+	return synclog_end(c->root, &end, &err) == 0 && synclog_pos_cmp(&c->acked, &end) >= 0;
+}
+
 static int
 drain_channel(const struct conf *conf, struct store *st, const char *name, uint64_t deadline,
 	bool allow_deletes)
@@ -969,7 +1130,12 @@ drain_channel(const struct conf *conf, struct store *st, const char *name, uint6
 		chan_close(&c);
 		return EXIT_UNAVAILABLE;
 	}
-	while (now_ms() < deadline && !quit_requested()) {
+	if (drain_at_end(&c)) {
+		log_info("drain complete channel=%s cursor=%llu:%llu nothing behind", name,
+			(unsigned long long)c.acked.seg, (unsigned long long)c.acked.off);
+		rc = 0;
+	}
+	while (rc == EXIT_UNAVAILABLE && now_ms() < deadline && !quit_requested()) {
 		struct synclog_pos end;
 
 		if (c.push == NULL) {

@@ -13,9 +13,16 @@
  * from castord is seen at once.  A SIGQUIT while a burst is being
  * processed is honoured after the command in hand (the checkpoint): the
  * client gets "* BYE" and reconnects after its backoff.
+ *
+ * A master heartbeats an idle session (NOOP every sync_heartbeat, a few
+ * seconds); a session with no command for sync_idle_timeout (default
+ * 5 min) is a master that went away without closing (a half-open
+ * connection, a blackholed path): it gets "* BYE [TEMP]" and the process
+ * is freed for the next connection.
  */
 #include "master/service.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -30,7 +37,7 @@
 #include "sync/syncchan.h"
 #include "sync/syncsess.h"
 
-#define SYNCD_IDLE_MS (30 * 60 * 1000)
+#define SYNCD_IDLE_MS (5 * 60 * 1000)
 #define SYNCD_IO_MS (5 * 60 * 1000)
 #define SYNCD_OUT_HIGH (256u * 1024)
 #define SYNCD_ZSTD_LEVEL 3
@@ -41,7 +48,34 @@ static struct tls_ctx *syncd_tls;
 static char *syncd_password;
 static const char *syncd_authname = "sync";
 static const char *syncd_servername = "castor";
+static int syncd_idle_ms = SYNCD_IDLE_MS;
 static struct syncapply_opts syncd_dl;   /* deletion thresholds from the configuration */
+static char **syncd_channels;            /* sync_channels as NAME=HOST:PORT (HELLO CHANNELS) */
+static size_t syncd_nchannels;
+
+/* This server's own channels, for the HELLO answer. */
+static void
+syncd_load_channels(const struct conf *conf)
+{
+	size_t n = 0;
+	char **names = syncchan_names(conf, &n);
+
+	syncd_channels = xcalloc(n + 1, sizeof(char *));
+	for (size_t i = 0; i < n; i++) {
+		struct syncchan ch;
+		struct err e2;
+		char line[600];
+		memset(&ch, 0, sizeof(ch));
+		if (syncchan_load(conf, names[i], &ch, &e2) < 0) {
+			log_warn("channel not announced channel=%s error=%s", names[i], log_q(e2.msg));
+			continue;
+		}
+		snprintf(line, sizeof(line), "%s=%s:%u", ch.name, ch.host, ch.port);
+		syncd_channels[syncd_nchannels++] = xstrdup(line);
+		syncchan_free(&ch);
+	}
+	conf_list_free(names);
+}
 
 static int
 syncd_init(const struct conf *conf, struct err *err)
@@ -58,11 +92,18 @@ syncd_init(const struct conf *conf, struct err *err)
 		return -1;
 	syncd_authname = conf_get_str(conf, "sync_authname", "sync");
 	syncd_servername = conf_get_str(conf, "servername", "castor");
+	{
+		int64_t idle = conf_get_duration_ms(conf, "sync_idle_timeout", SYNCD_IDLE_MS);
+		if (idle < 1000 || idle > 24 * 3600 * 1000)
+			return err_set(err, ERR_INVALID, "sync_idle_timeout must be between 1s and 24h");
+		syncd_idle_ms = (int)idle;
+	}
 	syncd_dl.set_limits = true;
 	syncd_dl.delete_limit = (uint64_t)conf_get_int(conf, "sync_delete_limit", 50);
 	syncd_dl.delete_fraction = conf_get_double(conf, "sync_delete_fraction", 0.5);
 	syncd_dl.delete_fraction_min = (uint64_t)conf_get_int(conf, "sync_delete_fraction_min", 4);
 	syncd_dl.user_delete_limit = (uint64_t)conf_get_int(conf, "sync_user_delete_limit", 5);
+	syncd_load_channels(conf);
 	pw = conf_get_str(conf, "sync_password", NULL);
 	if (pw != NULL && pw[0] != '\0') {
 		syncd_password = xstrdup(pw);
@@ -91,6 +132,9 @@ syncd_fini(void)
 	tls_ctx_free(&syncd_tls);
 	store_close(&syncd_store);
 	free(syncd_password);
+	for (size_t i = 0; i < syncd_nchannels; i++)
+		free(syncd_channels[i]);
+	free(syncd_channels);
 }
 
 struct syncd_conn {
@@ -168,6 +212,8 @@ syncd_handle(struct service_conn *c)
 	o.auth_allowed = c->loopback || c->tls;
 	o.starttls_possible = syncd_tls != NULL && !c->tls;
 	o.compress_allowed = true;
+	o.channels = (const char *const *)syncd_channels;
+	o.nchannels = syncd_nchannels;
 	sc->app = syncapply_new(syncd_store, &o);
 	if (c->tls)
 		syncapply_tls_started(sc->app, syncsess_out(sc->sess));
@@ -185,12 +231,14 @@ syncd_handle(struct service_conn *c)
 		else if (!syncsess_pending(sc->sess)) {
 			if (syncd_send(sc) < 0)
 				break;
-			rc = service_wait_input(conn_rfd(cn), SYNCD_IDLE_MS);
+			rc = service_wait_input(conn_rfd(cn), syncd_idle_ms);
 			if (rc == SERVICE_WAIT_QUIT) {
 				end = SERVICE_END_QUIT;
 				break;
 			}
 			if (rc == SERVICE_WAIT_TIMEOUT) {
+				log_info("master silent peer=%s: no command for %d ms (sync_idle_timeout),"
+					" closing", log_q(c->peer), syncd_idle_ms);
 				buf_puts(syncsess_out(sc->sess), "* BYE [TEMP] \"idle too long\"\r\n");
 				(void)syncd_send(sc);
 				break;

@@ -11,6 +11,9 @@
  *  3. synchook_wait returns 0 in semisync mode only after an ACK file
  *     showed a position at or after our last record's end, or after the
  *     degradation (logged, flagged); never silently.
+ *  4. In strict semisync, synchook_admit refuses before a change is made
+ *     when no semisync channel is live, so "no replica" never leaves a
+ *     committed change behind a refusal.
  */
 #include "sync/synchook.h"
 
@@ -57,6 +60,7 @@ struct synchook {
 	uint64_t est_us;          /* moving average of a replica's confirmation time */
 	uint64_t probe;           /* waits skipped while the replica keeps missing the budget */
 	unsigned expired_run;     /* consecutive waits that ran out of budget */
+	bool silent;              /* acked(): a connected channel missed its heartbeats */
 	struct synchook_stats stats;
 };
 
@@ -266,26 +270,80 @@ synchook_stats(const struct store *st, struct synchook_stats *s)
 }
 
 /* 1 some channel acknowledged target, 0 not yet; *live_r: some channel
- * has a live client. */
+ * has a live client that heard its replica within the dead-peer timeout
+ * (a client stuck on a silent replica leaves its live flag set, but its
+ * last answer ages: such a channel is not worth waiting for). */
 static int
 acked(struct synchook *h, bool *live_r)
 {
+	uint64_t now = now_ms();
+
 	*live_r = false;
+	h->silent = false;
 	for (size_t i = 0; i < h->nchans; i++) {
 		struct synclog_pos pos;
-		uint64_t log_id;
+		uint64_t log_id, heard;
+		uint32_t dead;
 		bool live;
 
 		if (h->ackfd[i] < 0)
 			continue;
-		if (syncstat_ack_read(h->ackfd[i], &pos, &log_id, &live) != 1)
+		if (syncstat_ack_read_heard(h->ackfd[i], &pos, &log_id, &live, &heard, &dead) != 1)
 			continue;
-		if (live)
+		if (syncstat_ack_live(live, heard, dead, now))
 			*live_r = true;
+		else if (live)
+			h->silent = true;
 		if (synclog_pos_cmp(&pos, &h->last) >= 0)
 			return 1;
 	}
 	return 0;
+}
+
+/* Is some semisync channel live: a client connected to its replica that
+ * heard it within the dead-peer timeout (the heartbeat rule of acked())?
+ * The one liveness predicate of the admission check (synchook_admit). */
+static bool
+semisync_live(struct synchook *h)
+{
+	uint64_t now = now_ms();
+
+	for (size_t i = 0; i < h->nchans; i++) {
+		struct synclog_pos pos;
+		uint64_t log_id, heard;
+		uint32_t dead;
+		bool live = false;
+
+		if (h->ackfd[i] >= 0 &&
+		    syncstat_ack_read_heard(h->ackfd[i], &pos, &log_id, &live, &heard, &dead) == 1 &&
+		    syncstat_ack_live(live, heard, dead, now))
+			return true;
+	}
+	return false;
+}
+
+int
+synchook_admit(struct store *st, struct err *err)
+{
+	struct synchook *h = hook_find(st);
+
+	if (h == NULL || !h->semisync || !h->strict)
+		return 0;
+	if (semisync_live(h))
+		return 0;
+	h->stats.admit_refused++;
+	return err_set(err, ERR_TEMP, "no replica is connected (semisync strict)");
+}
+
+void
+synchook_forget(struct store *st)
+{
+	struct synchook *h = hook_find(st);
+
+	if (h != NULL) {
+		h->pending = false;
+		h->lost = false;
+	}
 }
 
 static void
@@ -395,6 +453,8 @@ ack_wait_loop(struct synchook *h, int ino, uint64_t deadline_us, bool *live)
 		}
 		if (acked(h, live) == 1)
 			return 1;
+		if (!*live && h->silent)
+			return 0;   /* the replica fell silent: nothing will come */
 	}
 }
 
@@ -505,12 +565,18 @@ synchook_wait(struct store *st, struct err *err)
 	}
 	if (acked(h, &live) == 1)
 		goto done;
-	if (!live && degraded_flagged(h)) {
-		/* degraded, and no channel is live: asynchronous until one is */
+	if (!live && (degraded_flagged(h) || h->silent)) {
+		/* degraded, and no channel is live: asynchronous until one is;
+		 * a channel whose replica fell silent is known dead: no wait */
 		h->pending = false;
-		h->stats.degraded = true;
 		if (h->strict)
 			return err_set(err, ERR_TEMP, "no replica is connected (semisync strict)");
+		if (!h->stats.degraded && !degraded_flagged(h)) {
+			log_error("SEMISYNC DEGRADED TO ASYNC: the replica missed its heartbeats;"
+				" acknowledging without a replica until one catches up");
+			set_degraded(h, true, "silent");
+		}
+		h->stats.degraded = true;
 		return 0;
 	}
 	deadline = clock_mono_us() + (uint64_t)(h->timeout_ms > 0 ? h->timeout_ms : 0) * 1000;

@@ -8,6 +8,8 @@
  *     st = store_open(root, &opts, &err);
  *     if (synchook_attach(st, conf, &err) < 0) ...      // right after store_open
  *     ...
+ *     if (synchook_admit(st, &err) < 0)                  // before a change asked for
+ *             refuse, change nothing (strict semisync, no replica)
  *     store_append(...);                                 // commit
  *     if (synchook_wait(st, &err) < 0)                   // before "250 OK" / "OK"
  *             reply 451 4.4.0 / NO [UNAVAILABLE] (err.msg)
@@ -61,6 +63,29 @@ bool synchook_active(const struct store *st);
 int synchook_wait(struct store *st, struct err *err);
 
 /*
+ * Strict semisync: decide before committing.  A service calls
+ * synchook_admit before a command that would change the store; -1
+ * (ERR_TEMP) when `sync_semisync_strict: yes` and no channel of
+ * `sync_semisync_channels` is live (no client connected to its replica):
+ * the wait could not succeed, so the command must be refused before it
+ * changes anything (IMAP NO [UNAVAILABLE], LMTP 451, POP3 -ERR).  0
+ * otherwise (always 0 in async and non-strict semisync).  A replica that
+ * was live but does not confirm in time is synchook_wait's -1 after the
+ * commit; what the services do then is in docs/decisions.md ("strict
+ * semisync: a refusal changes nothing").
+ */
+int synchook_admit(struct store *st, struct err *err);
+
+/*
+ * The changes appended since the last wait need no confirmation: the
+ * next synchook_wait that has nothing newer returns 0 at once.  For
+ * changes nobody asked for and whose loss on a failover loses no mail:
+ * the folders autocreated at a user's first login, the \Seen set by a
+ * FETCH.  A later change's wait still covers them (the log is ordered).
+ */
+void synchook_forget(struct store *st);
+
+/*
  * Async mode's opportunistic wait.  With `sync_async_wait` > 0 (default
  * 5ms) synchook_wait, in async mode, may hold the answer up to that long
  * for a live replica to confirm the change, but only when the client was
@@ -91,6 +116,7 @@ struct synchook_stats {
 	uint64_t async_timeouts;   /* async: the budget ran out first */
 	uint64_t async_busy;       /* async: not waited, the client was busy */
 	uint64_t async_slow;       /* async: not waited, the replica missed the budget 8 times in a row */
+	uint64_t admit_refused;    /* strict semisync: changes refused before they were made */
 	bool semisync;
 	bool degraded;
 	struct synclog_pos last;   /* just after the last record appended */

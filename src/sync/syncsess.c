@@ -35,6 +35,8 @@ struct syncsess {
 	bool zmore;               /* the decompressor may hold more output */
 	struct buf zout;
 	uint64_t plain_in, plain_out;
+	void (*answer_fn)(void *ctx);   /* syncsess_set_answer_hook */
+	void *answer_ctx;
 };
 
 struct syncsess *
@@ -278,6 +280,8 @@ syncsess_read_response(struct syncsess *s, const char *peer, struct syncproto_va
 		err->kind = ERR_TEMP;
 		return -1;
 	}
+	if (s->answer_fn != NULL)
+		s->answer_fn(s->answer_ctx);
 	if (r->kind == SYNCPROTO_RESP_BYE) {
 		err_set(err, r->code_kind == ERR_PERM ? ERR_PERM : ERR_TEMP, "%s said BYE: %s", peer,
 			r->text ? r->text : "");
@@ -285,4 +289,11 @@ syncsess_read_response(struct syncsess *s, const char *peer, struct syncproto_va
 		return -1;
 	}
 	return 0;
+}
+
+void
+syncsess_set_answer_hook(struct syncsess *s, void (*fn)(void *ctx), void *ctx)
+{
+	s->answer_fn = fn;
+	s->answer_ctx = ctx;
 }

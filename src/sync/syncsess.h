@@ -52,6 +52,10 @@ int syncsess_read(struct syncsess *s, struct syncproto_value **frame_r, struct e
 int syncsess_read_response(struct syncsess *s, const char *peer, struct syncproto_value **frame_r,
 	struct syncproto_response *r, struct err *err);
 
+/* fn(ctx) is called for every well-formed response syncsess_read_response
+ * reads (the peer is alive: sync-client's liveness clock, synccli.c). */
+void syncsess_set_answer_hook(struct syncsess *s, void (*fn)(void *ctx), void *ctx);
+
 /* True when input is buffered (in the decoder, the decompressor or the
  * conn): the next syncsess_read() will make progress without waiting. */
 bool syncsess_pending(const struct syncsess *s);

@@ -17,7 +17,8 @@
 #include "lib/atomicfile.h"
 #include "lib/str.h"
 
-#define ACK_SIZE 40
+#define ACK_SIZE_V1 40
+#define ACK_SIZE 56
 #define ACK_MAGIC "CSAK"
 
 void
@@ -101,6 +102,13 @@ syncstat_ack_open(const char *root, const char *channel, bool create, struct err
 int
 syncstat_ack_write(int fd, const struct synclog_pos *pos, uint64_t log_id, bool live)
 {
+	return syncstat_ack_write_heard(fd, pos, log_id, live, 0, 0);
+}
+
+int
+syncstat_ack_write_heard(int fd, const struct synclog_pos *pos, uint64_t log_id, bool live,
+	uint64_t heard_ms, uint32_t dead_ms)
+{
 	unsigned char b[ACK_SIZE];
 
 	memset(b, 0, sizeof(b));
@@ -111,11 +119,24 @@ syncstat_ack_write(int fd, const struct synclog_pos *pos, uint64_t log_id, bool 
 	put64(b + 24, log_id);
 	put32(b + 32, (uint32_t)getpid());
 	put32(b + 36, synclog_crc32c(0, b, 36));
+	put64(b + 40, heard_ms);
+	put32(b + 48, dead_ms);
+	put32(b + 52, synclog_crc32c(0, b, 52));
 	return pwrite(fd, b, sizeof(b), 0) == (ssize_t)sizeof(b) ? 0 : -1;
 }
 
 int
 syncstat_ack_read(int fd, struct synclog_pos *pos, uint64_t *log_id, bool *live)
+{
+	uint64_t heard;
+	uint32_t dead;
+
+	return syncstat_ack_read_heard(fd, pos, log_id, live, &heard, &dead);
+}
+
+int
+syncstat_ack_read_heard(int fd, struct synclog_pos *pos, uint64_t *log_id, bool *live,
+	uint64_t *heard_ms, uint32_t *dead_ms)
 {
 	unsigned char b[ACK_SIZE];
 
@@ -126,12 +147,20 @@ syncstat_ack_read(int fd, struct synclog_pos *pos, uint64_t *log_id, bool *live)
 				continue;
 			return -1;
 		}
-		if (n < (ssize_t)sizeof(b))
+		if (n < ACK_SIZE_V1)
 			return 0;
 		if (memcmp(b, ACK_MAGIC, 4) != 0)
 			return 0;
 		if (get32(b + 36) != synclog_crc32c(0, b, 36))
 			continue;   /* torn: a write was in progress */
+		*heard_ms = 0;
+		*dead_ms = 0;
+		if (n == ACK_SIZE) {
+			if (get32(b + 52) != synclog_crc32c(0, b, 52))
+				continue;
+			*heard_ms = get64(b + 40);
+			*dead_ms = get32(b + 48);
+		}
 		*live = (get32(b + 4) & 1u) != 0;
 		if (*live && get32(b + 32) != 0 && kill((pid_t)get32(b + 32), 0) < 0 && errno == ESRCH)
 			*live = false;   /* its client died without saying so */
@@ -205,4 +234,14 @@ syncstat_read_kv(const char *root, const char *channel, syncstat_kv_fn fn, void 
 	}
 	free(data);
 	return 0;
+}
+
+bool
+syncstat_ack_live(bool live, uint64_t heard_ms, uint32_t dead_ms, uint64_t now_ms)
+{
+	if (!live)
+		return false;
+	if (heard_ms == 0 || dead_ms == 0)
+		return true;   /* an older writer: its flag alone */
+	return now_ms <= heard_ms || now_ms - heard_ms <= dead_ms;
 }

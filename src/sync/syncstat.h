@@ -16,8 +16,15 @@
  *       24   8  log id
  *       32   4  pid of the writer (a live flag from a dead pid is ignored)
  *       36   4  CRC-32C of bytes 0..35
+ *       40   8  heard: unix ms of the last answer from the replica (a batch
+ *                 acknowledged, a heartbeat answered); 0 unknown
+ *       48   4  dead-peer timeout of the writer in ms (sync_heartbeat_timeout)
+ *       52   4  CRC-32C of bytes 0..51
  *    A reader that meets a bad CRC (a torn read beside a write) reads
- *    again; an absent or short file means "nothing acknowledged".
+ *    again; an absent or short file means "nothing acknowledged".  The
+ *    40-byte form of earlier versions reads with heard 0.  A live flag
+ *    whose heard is older than the dead-peer timeout is not live
+ *    (syncstat_ack_live): the client is stuck on a silent replica.
  *
  * 2. The STATUS file, <root>/run/sync-<chan>.status: text, one
  *    "key=value" per line, replaced atomically (write + rename, no fsync)
@@ -41,6 +48,11 @@
  *        detached           1 when the channel fell behind sync_log_max_bytes
  *        last_error         text of the last error ("" none)
  *        last_error_ms      when
+ *        last_ack_ms        when the replica last answered (a batch, a
+ *                           heartbeat); 0 none since the client started
+ *        heartbeat_ms       sync_heartbeat: an idle channel is probed this often
+ *        dead_after_ms      sync_heartbeat_timeout: a channel silent this long
+ *                           is not live (status, semisync) and is dropped
  *        last_anti_entropy_ms   end of the last completed anti-entropy pass
  *        batches, users, mailboxes, records, uploads, upload_bytes,
  *        deletes, renames, repairs, errors   counters since the client started
@@ -74,8 +86,17 @@ void syncstat_degraded_path(const char *root, struct buf *out);
 int syncstat_ack_open(const char *root, const char *channel, bool create, struct err *err);
 /* Write the ACK record in place.  0 or -1 (errno). */
 int syncstat_ack_write(int fd, const struct synclog_pos *pos, uint64_t log_id, bool live);
+/* The same with heard_ms (unix ms of the last answer from the replica)
+ * and dead_ms (after how long without one the channel is not live). */
+int syncstat_ack_write_heard(int fd, const struct synclog_pos *pos, uint64_t log_id, bool live,
+	uint64_t heard_ms, uint32_t dead_ms);
 /* 1 read, 0 nothing valid there, -1 I/O error. */
 int syncstat_ack_read(int fd, struct synclog_pos *pos, uint64_t *log_id, bool *live);
+int syncstat_ack_read_heard(int fd, struct synclog_pos *pos, uint64_t *log_id, bool *live,
+	uint64_t *heard_ms, uint32_t *dead_ms);
+/* Is a channel live at now_ms: its live flag is set and, when the writer
+ * recorded them, the last answer is not older than the dead-peer timeout. */
+bool syncstat_ack_live(bool live, uint64_t heard_ms, uint32_t dead_ms, uint64_t now_ms);
 
 /* Replace the STATUS file with text (key=value lines). */
 int syncstat_status_write(const char *root, const char *channel, const char *text,

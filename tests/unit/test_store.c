@@ -1851,17 +1851,20 @@ test_check_repair(void **state)
 	sqlite3_close(db);
 
 	memset(&r, 0, sizeof(r));
-	assert_int_equal(store_check(st, "alice", false, rep_cb, &r, &e), 6);
+	assert_int_equal(store_check(st, "alice", false, rep_cb, &r, &e), 5);
 	assert_true(rep_has(&r, "orphan body file"));
-	assert_true(rep_has(&r, "stray temporary"));
+	/* the marker is a crash leftover: removed, not a problem (its own
+	 * inode is not the orphan's, so the orphan stays and is reported) */
+	assert_true(rep_has(&r, "removed 1 crash leftover"));
+	assert_false(rep_has(&r, "stray temporary"));
 	assert_true(rep_has(&r, "sync checksum"));
 	assert_true(rep_has(&r, "uidnext"));
 	assert_true(rep_has(&r, "quota usage"));
 	assert_true(rep_has(&r, "modseq counter"));
-	/* check alone changed nothing */
-	assert_int_equal(store_check(st, "alice", false, NULL, NULL, &e), 6);
+	/* check alone changed nothing else */
+	assert_int_equal(store_check(st, "alice", false, NULL, NULL, &e), 5);
 	memset(&r, 0, sizeof(r));
-	assert_int_equal(store_check(st, "alice", true, rep_cb, &r, &e), 6);
+	assert_int_equal(store_check(st, "alice", true, rep_cb, &r, &e), 5);
 	assert_true(rep_has(&r, "[repaired]"));
 	assert_int_equal(check_clean("alice"), 0);
 	/* orphans are never served */
@@ -1887,6 +1890,66 @@ test_check_repair(void **state)
 	assert_int_equal(e.kind, ERR_NOTFOUND);
 	buf_free(&dir);
 	buf_free(&p);
+}
+
+/* What a process killed between linking a large body and removing its
+ * marker leaves (store_blob.c "Recovery"): check cleans it without
+ * calling it a problem -- the body and its marker when no row names the
+ * GUID, only the marker when the transaction had committed. */
+static void
+test_check_leftover(void **state)
+{
+	struct store_user *u = open_user("alice");
+	char inbox[33], guid[STORE_GUID_LEN + 1];
+	char *d = make_msg(7, 100000);
+	struct store_append_msg m = { d, strlen(d), 0, 0, NULL };
+	struct buf dir = BUF_INIT, p = BUF_INIT, q = BUF_INIT;
+	struct rep r;
+	struct err e;
+	int fd;
+
+	(void)state;
+	mbid_of(u, "INBOX", inbox);
+	assert_int_equal(store_append(u, inbox, &m, 1, NULL, NULL, &e), 0);
+	store_user_close(&u);
+	store_user_dir(st, "alice", &dir);
+	buf_puts(&dir, "/blobs");
+	/* a committed append leaves its body and no marker */
+	assert_int_equal(count_files(buf_cstr(&dir)), 1);
+
+	/* committed, marker left: only the marker goes */
+	store_guid(d, strlen(d), guid);
+	buf_printf(&p, "%s/%.2s/%s", buf_cstr(&dir), guid, guid);
+	buf_printf(&q, "%s/%.2s/.tmp.%s.999999.1", buf_cstr(&dir), guid, guid);
+	assert_int_equal(link(buf_cstr(&p), buf_cstr(&q)), 0);
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(store_check(st, "alice", false, rep_cb, &r, &e), 0);
+	assert_true(rep_has(&r, "removed 1 crash leftover"));
+	assert_int_equal(count_files(buf_cstr(&dir)), 1);
+
+	/* never committed: body and marker go */
+	store_guid("uncommitted", 11, guid);
+	buf_reset(&p);
+	buf_reset(&q);
+	buf_printf(&p, "%s/%.2s", buf_cstr(&dir), guid);
+	mkdir(buf_cstr(&p), 0750);
+	buf_printf(&p, "/%s", guid);
+	buf_printf(&q, "%s/%.2s/.tmp.%s.999999.2", buf_cstr(&dir), guid, guid);
+	fd = open(buf_cstr(&q), O_WRONLY | O_CREAT, 0640);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "uncommitted", 11), 11);
+	close(fd);
+	assert_int_equal(link(buf_cstr(&q), buf_cstr(&p)), 0);
+	assert_int_equal(count_files(buf_cstr(&dir)), 3);
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(store_check(st, "alice", false, rep_cb, &r, &e), 0);
+	assert_true(rep_has(&r, "removed 1 crash leftover"));
+	assert_int_equal(count_files(buf_cstr(&dir)), 1);
+	assert_int_equal(check_clean("alice"), 0);
+	free(d);
+	buf_free(&dir);
+	buf_free(&p);
+	buf_free(&q);
 }
 
 static void
@@ -2244,6 +2307,51 @@ messages_in(struct store_user *u, const char *name)
 
 	assert_int_equal(store_mailbox_status(u, name, &s, &e), 0);
 	return s.messages;
+}
+
+/* store_append_undo: the undone record is expunged and out of the
+ * message-id index, so the sender's retry is stored, not suppressed;
+ * other records, unknown and already expunged uids are left alone. */
+static void
+test_append_undo(void **state)
+{
+	struct store_user *u = open_user("alice");
+	struct store_append_result keep, r1, r2;
+	int64_t since = (int64_t)time(NULL) - 3 * 86400;
+	uint32_t gone[2], uid;
+	char inbox[33], *d1, *d0;
+	struct err e;
+
+	(void)state;
+	mbid_of(u, "INBOX", inbox);
+	d0 = make_delivery("<kept@example.org>", 1, 300);
+	d1 = make_delivery("<undone@example.org>", 2, 300);
+	assert_int_equal(deliver(u, inbox, d0, 0, since, &keep, &e), 0);
+	assert_int_equal(deliver(u, inbox, d1, 0, since, &r1, &e), 0);
+	assert_int_equal(messages_in(u, "INBOX"), 2);
+	gone[0] = r1.uid;
+	gone[1] = r1.uid + 100;                    /* unknown: ignored */
+	assert_int_equal(store_append_undo(u, inbox, gone, 2, &e), 0);
+	assert_int_equal(messages_in(u, "INBOX"), 1);
+	assert_int_equal(store_msgid_find(u, inbox, "<undone@example.org>", since, &uid, &e), 0);
+	assert_int_equal(store_msgid_find(u, inbox, "<kept@example.org>", since, &uid, &e), 1);
+	assert_int_equal(uid, keep.uid);
+	/* again: already expunged, nothing changes */
+	assert_int_equal(store_append_undo(u, inbox, gone, 1, &e), 0);
+	assert_int_equal(messages_in(u, "INBOX"), 1);
+	/* the retry is stored, and a second retry is its duplicate */
+	assert_int_equal(deliver(u, inbox, d1, 0, since, &r2, &e), 0);
+	assert_false(r2.duplicate);
+	assert_true(r2.uid > r1.uid);
+	assert_int_equal(deliver(u, inbox, d1, 0, since, &r1, &e), 0);
+	assert_true(r1.duplicate);
+	assert_int_equal(r1.uid, r2.uid);
+	assert_int_equal(messages_in(u, "INBOX"), 2);
+	assert_int_equal(store_append_undo(u, inbox, NULL, 0, &e), 0);
+	free(d0);
+	free(d1);
+	store_user_close(&u);
+	assert_int_equal(check_clean("alice"), 0);
 }
 
 static void
@@ -3157,6 +3265,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_repl, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_purge, setup_files, teardown),
 		cmocka_unit_test_setup_teardown(test_check_repair, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_check_leftover, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_list_modseq, setup, teardown),
 		cmocka_unit_test(test_opts_from_conf),
 		cmocka_unit_test_setup_teardown(test_user_hash, setup, teardown),
@@ -3172,6 +3281,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_blob_compression, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_blob_compression_off, setup_nocompress, teardown),
 		cmocka_unit_test_setup_teardown(test_dedup_scale, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_append_undo, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -43,7 +43,7 @@ setup(void **state)
 	if (store_create(root, "replica", &err) < 0)
 		return -1;
 	st = store_open(root, NULL, &err);
-	if (st == NULL || store_user_add(st, "sync", "syncpw", &err) < 0)
+	if (st == NULL || store_sync_auth_set(st, "sync", "syncpw", &err) < 0)
 		return -1;
 	memset(&o, 0, sizeof(o));
 	o.servername = "replica.test";

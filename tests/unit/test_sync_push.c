@@ -146,7 +146,7 @@ setup(void **state)
 	if (store_create(mroot, "master", &err) < 0 || store_create(rroot, "replica", &err) < 0)
 		return -1;
 	rst = store_open(rroot, NULL, &err);
-	if (rst == NULL || store_user_add(rst, "sync", "syncpw", &err) < 0)
+	if (rst == NULL || store_sync_auth_set(rst, "sync", "syncpw", &err) < 0)
 		return -1;
 	store_close(&rst);
 	mst = store_open(mroot, NULL, &err);
