@@ -207,7 +207,7 @@ store_damage_file(const char *dir, char *why, size_t size, struct err *err)
 
 	if (str_fmt(path, sizeof(path), "%s/user.db", dir) < 0)
 		return err_set(err, ERR_INVALID, "spool path too long");
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		if (errno == ENOENT) {
 			str_lcpy(why, "database missing", size);
