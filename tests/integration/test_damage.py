@@ -212,19 +212,26 @@ def test_damage_on_replica(procs, tmp_path):
     r.start()
     m.start()
     victims = {f"w{i}": kind for i, kind in enumerate(KINDS[:4])}
-    for u in list(victims) + ["bob"]:
+    for u in list(victims) + ["bob", "rowless"]:
         useradd(m, u)
         assert deliver(lport, u, 0)[0] == 250
     converged(m, r)
 
     assert r.quit() == 0
     left = {u: damage(r, u, kind) for u, kind in victims.items()}
+    damage(r, "rowless", "rowless")
     r.start()
 
-    for u in list(victims) + ["bob"]:
+    for u in list(victims) + ["bob", "rowless"]:
         assert deliver(lport, u, 1)[0] == 250
     # every other user keeps replicating
     converged(m, r, user="bob")
+    # a user.db without its users row is not used: the replica does not know
+    # the user, so the master's explicit creation makes it afresh (the old
+    # files kept in deleted/) and fills it
+    converged(m, r, user="rowless")
+    kept = list((Path(r.root) / "deleted").glob("rowless.*/user.db"))
+    assert kept, list((Path(r.root) / "deleted").iterdir())
     # the master's changes for each damaged user are refused by name ...
     wait_for(lambda: all(f"refusing changes for a damaged user user={u}" in r.log()
                          for u in victims), timeout=30 * SLOW, what="replica refusals")
