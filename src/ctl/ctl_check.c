@@ -6,6 +6,11 @@
  * clean, 1 (CTL_EXIT_PROBLEMS) when anything is wrong.  With --repair
  * the store fixes what it can and each repaired user is checked again:
  * the exit code says whether problems remain after the repair.
+ *
+ * A damaged user (store_user_open: ERR_DAMAGED, docs/store.md) is a
+ * problem --repair does not touch: the line names the way out
+ * (restore-from, user reset).  With --all, a spool holding a user.db
+ * but no users row is reported the same way.
  */
 #include "ctl/ctl.h"
 
@@ -37,6 +42,25 @@ ctl_check_line(void *ctx, const char *line)
 	printf("%s: %s\n", r->user, line);
 }
 
+static void
+ctl_check_damaged(const char *user, const char *why)
+{
+	printf("%s: damaged: %s (castorctl restore-from CHAN %s, or castorctl user reset %s)\n",
+	    user, why, user, user);
+}
+
+static int
+ctl_check_orphan(void *ctx, const char *user)
+{
+	size_t *n = ctx;
+
+	printf("%s: damaged: a user database without a users row (castorctl restore-from CHAN %s,"
+	    " or castorctl user add %s to start afresh; both keep it in deleted/)\n", user, user,
+	    user);
+	(*n)++;
+	return 0;
+}
+
 int
 ctl_cmd_check(struct ctl *c, int argc, char **argv)
 {
@@ -64,6 +88,14 @@ ctl_cmd_check(struct ctl *c, int argc, char **argv)
 		struct ctl_check_report r = { users[i], true };
 		int found = store_check(c->store, users[i], repair, ctl_check_line, &r, &err);
 
+		if (found < 0 && err.kind == ERR_DAMAGED) {
+			const char *why = strstr(err.msg, "damaged: ");
+			ctl_check_damaged(users[i], why != NULL ? why + 9 : err.msg);
+			bad_users++;
+			if (exit_code == CTL_EXIT_OK)
+				exit_code = CTL_EXIT_PROBLEMS;
+			continue;
+		}
 		if (found < 0) {
 			/* one user's failure does not stop --all; the worst exit code wins */
 			int code = ctl_fail(c, &err);
@@ -101,6 +133,18 @@ ctl_cmd_check(struct ctl *c, int argc, char **argv)
 		}
 		bad_users++;
 		if (exit_code == CTL_EXIT_OK)
+			exit_code = CTL_EXIT_PROBLEMS;
+	}
+	if (all) {
+		size_t orphans = 0;
+
+		if (store_spool_orphans(c->store, ctl_check_orphan, &orphans, &err) < 0) {
+			int code = ctl_fail(c, &err);
+			if (exit_code == CTL_EXIT_OK || exit_code == CTL_EXIT_PROBLEMS)
+				exit_code = code;
+		}
+		bad_users += orphans;
+		if (orphans > 0 && exit_code == CTL_EXIT_OK)
 			exit_code = CTL_EXIT_PROBLEMS;
 	}
 	if (all && !c->quiet)

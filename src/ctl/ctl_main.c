@@ -71,6 +71,7 @@ ctl_exit_code(enum err_kind kind)
 	case ERR_TOOBIG: return CTL_EXIT_SPACE;
 	case ERR_CORRUPT: return CTL_EXIT_CORRUPT;
 	case ERR_CONFLICT: return CTL_EXIT_CONFLICT;
+	case ERR_DAMAGED: return CTL_EXIT_CORRUPT;
 	}
 	return CTL_EXIT_TEMP;
 }

@@ -12,7 +12,10 @@
  * deleted; a mailbox that holds a restored name is renamed "<name>
  * (before restore)").  Replication does not delete on the replica what
  * the master lost (docs/replication.md "Deletion safety"), so the replica
- * is the good copy.  Run it on the master; a replica refuses writes.
+ * is the good copy.  A user damaged beyond --repair (user.db missing,
+ * empty, cut short, another schema or identity: docs/store.md) needs no
+ * check first: its spool goes to deleted/ and a fresh database is filled.
+ * Run it on the master; a replica refuses writes.
  *
  * Exit: 0 restored; 11 (CTL_EXIT_CONFLICT) restored, but some UIDs name
  * other messages here (left alone, listed in the log); else the error's

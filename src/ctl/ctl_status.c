@@ -21,6 +21,10 @@
  * reading the log from the cursor (at most CTL_STATUS_SCAN_MAX records;
  * more is shown as a lower bound).
  *
+ * Damaged users (docs/store.md): the users the last process to open them
+ * found damaged (users.damaged), with the reason; `castorctl check --all`
+ * looks at every user.
+ *
  * Liveness: the STATUS file says when the replica last answered
  * (last_ack_ms) and after how long without an answer the client counts
  * the channel dead (dead_after_ms, sync_heartbeat_timeout).  A channel
@@ -32,8 +36,8 @@
  * reason, since when, and when it is retried.
  *
  * Exit status: 0; 1 when a channel is fenced, silent, has an error newer than
- * its last success, is disconnected with records behind, or has parked
- * users (so a cron job can alert on it); the usual codes for
+ * its last success, is disconnected with records behind, has parked
+ * users, or a user is damaged (so a cron job can alert on it); the usual codes for
  * configuration errors.
  */
 #include "ctl/ctl.h"
@@ -383,6 +387,46 @@ ctl_status_age(uint64_t now, uint64_t then, char *out, size_t size)
 		snprintf(out, size, "%" PRIu64 " h %" PRIu64 " min", d / 3600000, d / 60000 % 60);
 }
 
+struct ctl_damaged {
+	struct buf *b;
+	bool json;
+	size_t n;
+};
+
+static int
+ctl_status_damaged_one(void *ctx, const char *user, const char *why)
+{
+	struct ctl_damaged *d = ctx;
+
+	if (d->json) {
+		bool f = true;
+		if (d->n > 0)
+			buf_putc(d->b, ',');
+		buf_putc(d->b, '{');
+		ctl_json_key(d->b, &f, "user"); ctl_json_str(d->b, user);
+		ctl_json_key(d->b, &f, "reason"); ctl_json_str(d->b, why);
+		buf_putc(d->b, '}');
+	} else {
+		buf_printf(d->b, "  DAMAGED user %s: %s (castorctl restore-from CHAN %s, or castorctl"
+		    " user reset %s)\n", user, why, user, user);
+	}
+	d->n++;
+	return 0;
+}
+
+/* The damaged users (text lines, or the members of a JSON list); 1 when
+ * there is any. */
+static int
+ctl_status_damaged(struct ctl *c, bool json, struct buf *b)
+{
+	struct ctl_damaged d = { b, json, 0 };
+	struct err err;
+
+	if (store_user_damaged_list(c->store, ctl_status_damaged_one, &d, &err) < 0)
+		log_warn("status: damaged users unreadable error=%s", log_q(err.msg));
+	return d.n > 0;
+}
+
 /* "  last answer from the replica 800 ms ago; status file 300 ms old" with
  * the verdicts an operator acts on. */
 static void
@@ -479,6 +523,11 @@ ctl_cmd_status(struct ctl *c, int argc, char **argv)
 		ctl_json_key(&b, &f2, "semisync_degraded"); buf_puts(&b, degraded ? "true" : "false");
 		ctl_json_key(&b, &f2, "last_append_failure_ms"); buf_printf(&b, "%" PRIu64, append_failed_ms);
 		ctl_json_key(&b, &f2, "failover"); ctl_json_str(&b, buf_cstr(&fo));
+		ctl_json_key(&b, &f2, "damaged_users");
+		buf_putc(&b, '[');
+		if (ctl_status_damaged(c, true, &b))
+			exit_rc = CTL_EXIT_PROBLEMS;
+		buf_putc(&b, ']');
 		ctl_json_key(&b, &f2, "now_ms"); buf_printf(&b, "%" PRIu64, now);
 		buf_putc(&b, '}');
 		ctl_json_key(&b, &f, "channels");
@@ -498,6 +547,8 @@ ctl_cmd_status(struct ctl *c, int argc, char **argv)
 		if (fo.len > 0)
 			buf_printf(&b, "  failover in progress: %s (castorctl failover --resume | --abort)\n",
 			    buf_cstr(&fo));
+		if (ctl_status_damaged(c, false, &b))
+			exit_rc = CTL_EXIT_PROBLEMS;
 		if (nchan == 0)
 			buf_puts(&b, "  no sync channels\n");
 		else if (!master)

@@ -1,7 +1,12 @@
 /*
- * ctl_user.c - castorctl user add|del|passwd|list, and castorctl
+ * ctl_user.c - castorctl user add|del|passwd|list|reset, and castorctl
  * sync-password (the replication credential this server's syncd
  * accepts: users.db sync_auth, not a user; store.c U3).
+ *
+ * `user reset USER` is the explicit way out for a damaged user
+ * (docs/store.md): the spool moves to <root>/deleted/ and a fresh empty
+ * database with a new identity takes its place.  It works on a replica
+ * too: the master then fills the user again.
  *
  * Passwords come from --password-file (first line; "-" = stdin), from
  * --password, or from the terminal with echo off (asked twice).  They
@@ -48,6 +53,25 @@ ctl_user_print(void *ctx, const struct store_userinfo *ui)
 	return 0;
 }
 
+/* A fresh empty database for USER; on a replica too (its master fills it). */
+static int
+ctl_user_reset(struct ctl *c, const char *user)
+{
+	bool ro = store_is_read_only(c->store);
+	struct err err;
+	int rc;
+
+	store_set_read_only(c->store, false);
+	rc = store_user_reset(c->store, user, &err);
+	store_set_read_only(c->store, ro);
+	if (rc < 0)
+		return ctl_fail(c, &err);
+	if (!c->quiet)
+		printf("user %s reset: a fresh empty database (the old spool is in deleted/)%s\n", user,
+		    ro ? "; the master fills it at the next sync" : "");
+	return 0;
+}
+
 int
 ctl_cmd_user(struct ctl *c, int argc, char **argv)
 {
@@ -70,6 +94,7 @@ ctl_cmd_user(struct ctl *c, int argc, char **argv)
 		printf("usage: castorctl user add USER [--password-file F | --password PW]\n"
 		    "       castorctl user passwd USER [--password-file F | --password PW]\n"
 		    "       castorctl user del USER\n"
+		    "       castorctl user reset USER\n"
 		    "       castorctl user list [--long]\n");
 		return 0;
 	}
@@ -92,8 +117,10 @@ ctl_cmd_user(struct ctl *c, int argc, char **argv)
 			return ctl_fail(c, &err);
 		return 0;
 	}
-	if (!str_eq(sub, "add") && !str_eq(sub, "del") && !str_eq(sub, "passwd")) {
-		rc = ctl_usage_error(c, "unknown user command %s (add, del, passwd, list)", log_q(sub));
+	if (!str_eq(sub, "add") && !str_eq(sub, "del") && !str_eq(sub, "passwd") &&
+	    !str_eq(sub, "reset")) {
+		rc = ctl_usage_error(c, "unknown user command %s (add, del, passwd, list, reset)",
+		    log_q(sub));
 		free(pos);
 		return rc;
 	}
@@ -104,8 +131,8 @@ ctl_cmd_user(struct ctl *c, int argc, char **argv)
 	}
 	user = pos[1];
 	free(pos);
-	if (str_eq(sub, "del") && (pw != NULL || pwfile != NULL))
-		return ctl_usage_error(c, "user del takes no password");
+	if ((str_eq(sub, "del") || str_eq(sub, "reset")) && (pw != NULL || pwfile != NULL))
+		return ctl_usage_error(c, "user %s takes no password", sub);
 	if (ctl_check_user_name(user, &err) < 0)
 		return ctl_fail(c, &err);
 	if ((rc = ctl_open_store(c)) != 0)
@@ -118,6 +145,8 @@ ctl_cmd_user(struct ctl *c, int argc, char **argv)
 			printf("user %s deleted\n", user);
 		return 0;
 	}
+	if (str_eq(sub, "reset"))
+		return ctl_user_reset(c, user);
 	/* add / passwd: check the user before asking for a password */
 	rc = store_user_exists(c->store, user, &err);
 	if (rc < 0)

@@ -117,6 +117,7 @@ imap_tagged_err(struct imap_session *s, const struct err *err, const char *what)
 	case ERR_TEMP:
 	case ERR_NOSPACE:
 	case ERR_CONFLICT:
+	case ERR_DAMAGED:
 	case ERR_NONE:
 		code = "UNAVAILABLE";
 		break;

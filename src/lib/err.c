@@ -89,6 +89,7 @@ err_kind_name(enum err_kind kind)
 	case ERR_CORRUPT: return "corrupt";
 	case ERR_FENCED: return "fenced";
 	case ERR_CONFLICT: return "conflict";
+	case ERR_DAMAGED: return "damaged";
 	}
 	return "unknown";
 }

@@ -26,6 +26,8 @@ enum err_kind {
 	ERR_CORRUPT,   /* on-disk state is inconsistent */
 	ERR_FENCED,    /* refused by role/epoch fencing */
 	ERR_CONFLICT,  /* optimistic check failed (modseq, checksum) */
+	ERR_DAMAGED,   /* a user that exists but whose database is missing, empty, unreadable
+	                  or not its own: refused for now, never recreated (docs/store.md) */
 };
 
 #define ERR_MSG_MAX 512

@@ -37,6 +37,7 @@
 /* graceful stop exit bits */
 #define MASTER_EXIT_STRAGGLERS 1   /* a child had to be SIGTERMed/SIGKILLed, or failed while draining */
 #define MASTER_EXIT_SHUTDOWN 2     /* a SHUTDOWN command failed or timed out */
+#define MASTER_EXIT_DAMAGED 4      /* the server holds damaged users (docs/store.md) */
 
 #define MASTER_KILL_GRACE_MS 5000  /* SIGTERM to SIGKILL */
 #define MASTER_FAST_WAIT_MS 2000   /* fast stop: SIGTERM, then SIGKILL after this */

@@ -29,6 +29,7 @@
 #include "lib/signals.h"
 #include "lib/str.h"
 #include "lib/xalloc.h"
+#include "store/store.h"
 
 #include "castor_config.h"
 
@@ -329,6 +330,35 @@ master_default_pidfile(const struct mconf *cfg)
 	return p;
 }
 
+static int
+master_damaged_one(void *ctx, const char *user, const char *why)
+{
+	struct master *m = ctx;
+
+	log_error("damaged user user=%s reason=%s (castorctl restore-from CHAN %s, or castorctl"
+		" user reset %s)", user, log_q(why), user, user);
+	master_shutdown_note_failed(m, "damaged_user", user);
+	return 0;
+}
+
+/* A stop is not clean while the server holds damaged users (docs/store.md):
+ * exit bit 4, each named in the log.  A root without users.db has none. */
+static int
+master_damaged_users(struct master *m)
+{
+	struct store *st;
+	struct err err;
+	size_t before = m->failed.len;
+
+	st = store_open(conf_dir(m->cfg->conf), NULL, &err);
+	if (st == NULL)
+		return 0;
+	if (store_user_damaged_list(st, master_damaged_one, m, &err) < 0)
+		log_warn("damaged users unreadable error=%s", log_q(err.msg));
+	store_close(&st);
+	return m->failed.len != before ? MASTER_EXIT_DAMAGED : 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -432,7 +462,7 @@ main(int argc, char **argv)
 	master_loop(&m);
 
 	master_listen_close_all(&m);
-	code = m.exit_code;
+	code = m.exit_code | master_damaged_users(&m);
 	if (code == 0)
 		log_notice("stopped cleanly");
 	else

@@ -17,10 +17,13 @@
  *
  * Invariants:
  *   U1. A user exists iff its users row exists.  The spool directory
- *       is created on demand (store_user_open) and is moved away to
+ *       and user.db are made by store_user_add before the row (and by
+ *       store_user_reset), never on demand, and are moved away to
  *       <root>/deleted/ only after the row is gone, so a crash in
- *       store_user_del leaves a spool directory without a user (found
- *       by `castorctl check --all`), never a user without its mail.
+ *       store_user_add or store_user_del leaves a spool directory
+ *       without a user (found by `castorctl check --all`, retired by
+ *       the next add of that name), never a user without its mail.
+ *       users.ident and users.damaged: store_damage.c.
  *   U2. server has exactly one row; epoch only grows (the caller's
  *       contract: fencing relies on it).
  *   U3. A sync_auth row is not a user: it has no spool, no mailbox, is
@@ -313,6 +316,8 @@ store_create(const char *root, const char *role, struct err *err)
 	}
 	if (store_sql_exec(db, "COMMIT", err) < 0)
 		goto rollback;
+	if (store_damage_migrate(db, err) < 0)
+		goto out;
 	buf_reset(&p);
 	buf_printf(&p, "%s/db", root);
 	if (fsync_dir(buf_cstr(&p), err) < 0)
@@ -353,7 +358,7 @@ store_open(const char *root, const struct store_opts *opts, struct err *err)
 		return NULL;
 	}
 	buf_free(&p);
-	if (store_sql_exec(db, users_schema, err) < 0) {
+	if (store_sql_exec(db, users_schema, err) < 0 || store_damage_migrate(db, err) < 0) {
 		sqlite3_close(db);
 		return NULL;
 	}
@@ -410,6 +415,13 @@ store_set_change_hook(struct store *st, store_change_hook_fn fn, void *ctx)
 {
 	st->hook = fn;
 	st->hook_ctx = ctx;
+}
+
+store_change_hook_fn
+store_get_change_hook(const struct store *st, void **ctx_r)
+{
+	*ctx_r = st->hook_ctx;
+	return st->hook;
 }
 
 static int
@@ -628,6 +640,7 @@ out:
 int
 store_user_add(struct store *st, const char *name, const char *password, struct err *err)
 {
+	char ident[STORE_IDENT_LEN + 1];
 	sqlite3_stmt *s = NULL;
 	char *hash = NULL;
 	int rc;
@@ -642,13 +655,16 @@ store_user_add(struct store *st, const char *name, const char *password, struct 
 	if (password != NULL && hash_password(password, &hash, err) < 0)
 		return -1;
 	/* A leftover spool of a deleted user of the same name must not
-	 * reappear as the new user's mail (U1). */
-	if (spool_retire(st, name, err) < 0) {
+	 * reappear as the new user's mail (U1); then user.db first, the row
+	 * second (U1, D2). */
+	store_damage_new_ident(ident);
+	if (spool_retire(st, name, err) < 0 || store_user_create(st, name, ident, err) < 0) {
 		free(hash);
 		return -1;
 	}
 	if (sqlite3_prepare_v2(st->db,
-		"INSERT INTO users(name, hash, created) VALUES (?, ?, ?)", -1, &s, NULL) != SQLITE_OK) {
+		"INSERT INTO users(name, hash, created, ident) VALUES (?, ?, ?, ?)", -1, &s,
+		NULL) != SQLITE_OK) {
 		free(hash);
 		return store_sql_err(st->db, SQLITE_ERROR, err, "users.db");
 	}
@@ -656,6 +672,7 @@ store_user_add(struct store *st, const char *name, const char *password, struct 
 	if (hash)
 		sqlite3_bind_text(s, 2, hash, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 3, (sqlite3_int64)time(NULL));
+	sqlite3_bind_text(s, 4, ident, -1, SQLITE_STATIC);
 	rc = sqlite3_step(s);
 	sqlite3_finalize(s);
 	free(hash);
@@ -664,15 +681,37 @@ store_user_add(struct store *st, const char *name, const char *password, struct 
 			return err_set(err, ERR_EXISTS, "user %s already exists", name);
 		return store_sql_err(st->db, rc, err, "users.db insert");
 	}
-	/* Create the spool and user.db now so that the user is usable. */
-	{
-		struct store_user *u = store_user_open(st, name, err);
-		if (u == NULL) {
-			err_prefix(err, "user %s added but its database could not be created", name);
-			return -1;
-		}
-		store_user_close(&u);
+	hook_fire(st, name, STORE_CHANGE_USER);
+	return 0;
+}
+
+int
+store_spool_retire(struct store *st, const char *name, struct err *err)
+{
+	return spool_retire(st, name, err);
+}
+
+int
+store_user_reset(struct store *st, const char *name, struct err *err)
+{
+	char ident[STORE_IDENT_LEN + 1];
+	int rc;
+
+	if (ro_refuse(st, err) < 0 || user_name_check(name, err) < 0)
+		return -1;
+	rc = store_user_exists(st, name, err);
+	if (rc < 0)
+		return -1;
+	if (rc == 0)
+		return err_set(err, ERR_NOTFOUND, "no such user %s", name);
+	/* the old spool first, the fresh database, then the identity (D2) */
+	store_damage_new_ident(ident);
+	if (spool_retire(st, name, err) < 0 || store_user_create(st, name, ident, err) < 0 ||
+	    store_damage_adopt(st, name, ident, true, err) < 0) {
+		err_prefix(err, "user %s reset", name);
+		return -1;
 	}
+	log_notice("user database reset user=%s: a fresh empty database", name);
 	hook_fire(st, name, STORE_CHANGE_USER);
 	return 0;
 }
@@ -771,6 +810,9 @@ store_user_verify(struct store *st, const char *name, const char *password, stru
 	sqlite3_reset(s);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		return store_sql_err(st->db, rc, err, "users.db");
+	if (rc == SQLITE_DONE && store_damage_orphan(st, name))
+		return err_set(err, ERR_DAMAGED, "user %s is damaged: a database without a users row",
+			name);
 	cd = xcalloc(1, sizeof(*cd));
 	/* Hash even for an unknown user so timing does not tell. */
 	h = crypt_r(password, hash ? hash : "$y$j9T$F5Jx5fExrKuPp53xLKQ..1$X3DX6M94c7o.9agCG9G317fhZg9SqC.5i5rd.RhAtQ7", cd);

@@ -157,6 +157,9 @@ enum store_change_kind {
 typedef void (*store_change_hook_fn)(void *ctx, const char *user,
 	enum store_change_kind kind, const char *mailbox_id);
 void store_set_change_hook(struct store *st, store_change_hook_fn fn, void *ctx);
+/* The hook in place (NULL when none), to put it back after a stretch of
+ * writes that must not enter the sync log (restore-from). */
+store_change_hook_fn store_get_change_hook(const struct store *st, void **ctx_r);
 
 /* ------------------------------------------------------------------ */
 /* Users (users.db)                                                    */
@@ -216,14 +219,35 @@ int store_user_info(struct store *st, const char *name, struct store_userinfo *u
  * unchanged), -1 error (ERR_NOTFOUND unknown user). */
 int store_user_hash(struct store *st, const char *name, struct buf *out, struct err *err);
 
+/* Make a damaged user usable again, explicitly: the spool directory
+ * (whatever is left of it) moves to <root>/deleted/, and a fresh user.db
+ * with INBOX and a new identity takes its place.  Logged.  ERR_NOTFOUND
+ * for an unknown user.  Also works on a healthy user (it then starts
+ * empty; the old spool is kept in deleted/). */
+int store_user_reset(struct store *st, const char *name, struct err *err);
+/* Users marked damaged by the last process that opened them (users.damaged,
+ * docs/store.md), in name order, with the reason; fn non-zero stops. */
+typedef int (*store_user_damaged_fn)(void *ctx, const char *user, const char *why);
+int store_user_damaged_list(struct store *st, store_user_damaged_fn fn, void *ctx,
+	struct err *err);
+
+/* Names whose spool holds a user.db but that have no users row (damage:
+ * never taken for a new user; `castorctl check --all` lists them), in
+ * directory order; fn non-zero stops the walk. */
+typedef int (*store_spool_orphan_fn)(void *ctx, const char *user);
+int store_spool_orphans(struct store *st, store_spool_orphan_fn fn, void *ctx, struct err *err);
+
 /* The spool directory of a user (no check that it exists). */
 void store_user_dir(const struct store *st, const char *name, struct buf *out);
 
 /* ------------------------------------------------------------------ */
 /* User database handle                                                */
 
-/* Open a user's database (creating user.db and INBOX if the users row
- * exists but the database does not).  ERR_NOTFOUND for unknown users. */
+/* Open a user's database.  Never creates one: ERR_NOTFOUND for unknown
+ * users, ERR_DAMAGED for a user whose user.db is missing, empty,
+ * truncated, unreadable, of another schema or of another identity, and
+ * for a name with a user.db but no users row (docs/store.md, "Damage").
+ * Only store_user_add and store_user_reset create a database. */
 struct store_user *store_user_open(struct store *st, const char *name, struct err *err);
 void store_user_close(struct store_user **u);
 const char *store_user_name(const struct store_user *u);

@@ -129,6 +129,36 @@ uint32_t store_crc32(uint32_t crc, const void *p, size_t n);
 int store_quota_limits(struct store *st, const char *user, uint64_t *bytes_r,
 	uint64_t *msgs_r, struct err *err);
 
+/* Damage detection (store_damage.c; invariants D1-D3 there). */
+#define STORE_IDENT_LEN 32
+/* Add users.ident and users.damaged unless present (idempotent). */
+int store_damage_migrate(sqlite3 *db, struct err *err);
+void store_damage_new_ident(char out[STORE_IDENT_LEN + 1]);
+/* The users row's ident ("" when NULL) and whether it is marked damaged:
+ * 1 the row exists, 0 it does not, -1 error. */
+int store_damage_row(struct store *st, const char *name, char ident_r[STORE_IDENT_LEN + 1],
+	bool *damaged_r, struct err *err);
+/* Set users.ident: only a NULL one (adopt), or any and clear the damage
+ * mark (force: an explicit creation). */
+int store_damage_adopt(struct store *st, const char *name, const char *ident, bool force,
+	struct err *err);
+/* Record why a user is damaged (logged when it changes) and fill err
+ * with ERR_DAMAGED (ERR_NOTFOUND when the users row is gone meanwhile:
+ * a deletion moves the spool after the row); returns -1. */
+int store_damage_mark(struct store *st, const char *name, struct err *err, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+void store_damage_clear(struct store *st, const char *name);
+/* Look at <dir>/user.db's bytes before SQLite does: 1 damaged (why
+ * says how), 0 looks whole, -1 could not look (ERR_TEMP). */
+int store_damage_file(const char *dir, char *why, size_t size, struct err *err);
+/* 1 when name has no users row to go with but a spool with user.db. */
+int store_damage_orphan(struct store *st, const char *name);
+/* Create user.db (with INBOX) carrying ident, in a spool that has none:
+ * the one way a database comes to be (store_user_open never creates). */
+int store_user_create(struct store *st, const char *name, const char *ident, struct err *err);
+/* Move a user's spool directory into <root>/deleted/ (store.c). */
+int store_spool_retire(struct store *st, const char *name, struct err *err);
+
 /* Statement cache on a user handle (store_user.c): sql must be a
  * string literal (the pointer is the key).  The statement is reset and
  * its bindings cleared. */

@@ -8,11 +8,13 @@
  * give synchronous=FULL's guarantee: a commit is durable before the
  * call that made it returns):
  *
- *   state(id = 1, modseq, last_uidvalidity, used_bytes, used_messages, schema)
+ *   state(id = 1, modseq, last_uidvalidity, used_bytes, used_messages, schema, ident)
  *       modseq: the user's counter, the highest modseq ever handed out
  *       used_*: quota usage = sum of size / count of live records in
  *               live mailboxes
  *       schema: 2 (1 = before records.msgid; upgraded at open, below)
+ *       ident: the database's identity, equal to users.ident (store_damage.c);
+ *              the column is added at open to databases from before it
  *   mailboxes(id, uniqueid UNIQUE, name, uidvalidity, uidnext,
  *             highestmodseq, createdmodseq, modseq, deleted_modseq,
  *             specialuse, recentuid, sync_crc)
@@ -69,6 +71,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
@@ -123,7 +126,8 @@
 static const char user_schema[] =
 	"CREATE TABLE IF NOT EXISTS state(id INTEGER PRIMARY KEY CHECK (id = 1),"
 	" modseq INTEGER NOT NULL, last_uidvalidity INTEGER NOT NULL,"
-	" used_bytes INTEGER NOT NULL, used_messages INTEGER NOT NULL, schema INTEGER NOT NULL);"
+	" used_bytes INTEGER NOT NULL, used_messages INTEGER NOT NULL, schema INTEGER NOT NULL,"
+	" ident TEXT);"
 	"CREATE TABLE IF NOT EXISTS mailboxes(id INTEGER PRIMARY KEY,"
 	" uniqueid TEXT NOT NULL UNIQUE, name TEXT NOT NULL,"
 	" uidvalidity INTEGER NOT NULL, uidnext INTEGER NOT NULL,"
@@ -586,21 +590,6 @@ store_user_modseq(struct store_user *u, uint64_t *modseq_r, struct err *err)
 /* ------------------------------------------------------------------ */
 /* open / close */
 
-static int
-has_state_table(sqlite3 *db)
-{
-	sqlite3_stmt *s = NULL;
-	int found = 0;
-
-	if (sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'state'",
-		-1, &s, NULL) != SQLITE_OK)
-		return -1;
-	if (sqlite3_step(s) == SQLITE_ROW)
-		found = 1;
-	sqlite3_finalize(s);
-	return found;
-}
-
 /* state.schema, or -1 (no state row / error). */
 static int64_t
 schema_version(sqlite3 *db)
@@ -684,70 +673,210 @@ user_upgrade_db(struct store_user *u, struct err *err)
 	return 0;
 }
 
-/* Create the schema and INBOX if missing (a brand-new user.db); upgrade
- * an older schema. */
+/* Create the schema, INBOX and state.ident in a brand-new user.db (an
+ * explicit creation: store_user_create). */
 static int
-user_init_db(struct store_user *u, struct err *err)
+user_create_db(struct store_user *u, const char *ident, struct err *err)
 {
 	struct store_mbrow row;
+	sqlite3_stmt *s = NULL;
 	int rc;
 
-	/* Fast path; INBOX existence (M6) is store_check's business. */
-	if (schema_version(u->db) >= STORE_USER_SCHEMA)
-		return 0;
-	if (has_state_table(u->db) == 1) {
-		if (user_upgrade_db(u, err) < 0) {
-			if (!u->st->opts.read_only)
-				return -1;
-			/* a reader works without the index */
-			log_warn("user database upgrade failed user=%s error=%s", u->name,
-				log_q(err ? err->msg : ""));
-		}
-		return 0;
-	}
-	if (u->st->opts.read_only)
-		return err_set(err, ERR_NOTFOUND, "user %s has no database yet (read-only replica)",
-			u->name);
 	rc = sqlite3_exec(u->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
 	if (rc != SQLITE_OK)
 		return store_sql_err(u->db, rc, err, "begin");
 	u->op_open = true;
 	u->op_modseq = 0;
-	u->dirty = false;
+	u->dirty = true;
 	rc = store_sql_exec(u->db, user_schema, err);
+	if (rc == 0 && sqlite3_prepare_v2(u->db, "UPDATE state SET ident = ?1 WHERE id = 1", -1, &s,
+		NULL) != SQLITE_OK)
+		rc = store_sql_err(u->db, SQLITE_ERROR, err, "ident");
 	if (rc == 0) {
-		struct err e;
-		rc = store_mailbox_load_name(u, "INBOX", &row, &e);
-		if (rc < 0 && e.kind == ERR_NOTFOUND)
-			rc = store_mailbox_create_row(u, "INBOX", NULL, &row, err);
-		else if (rc < 0 && err != NULL)
-			*err = e;
+		sqlite3_bind_text(s, 1, ident, -1, SQLITE_STATIC);
+		if (sqlite3_step(s) != SQLITE_DONE)
+			rc = store_sql_err(u->db, sqlite3_errcode(u->db), err, "ident");
 	}
+	sqlite3_finalize(s);
+	if (rc == 0)
+		rc = store_mailbox_create_row(u, "INBOX", NULL, &row, err);
 	u->op_open = false;
 	if (rc < 0) {
 		sqlite3_exec(u->db, "ROLLBACK", NULL, NULL, NULL);
 		events_drop(u, 0);
 		return -1;
 	}
-	if (commit_durable(u, u->dirty, NULL, err) < 0)
+	if (commit_durable(u, true, NULL, err) < 0)
 		return -1;
 	/* The database file's directory entry must be durable too. */
 	return fsync_dir(u->dir, err);
 }
 
-struct store_user *
-store_user_open(struct store *st, const char *name, struct err *err)
+/* Add state.ident if missing and, when ident is not NULL, set a NULL one
+ * (migration, D3 in store_damage.c); durable on return. */
+static int
+state_ident_write(struct store_user *u, const char *ident, struct err *err)
 {
-	struct store_user *u;
-	struct buf p = BUF_INIT;
+	sqlite3_stmt *s = NULL;
+	int rc, has;
+
+	rc = sqlite3_exec(u->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	if (rc != SQLITE_OK)
+		return store_sql_err(u->db, rc, err, "begin ident");
+	u->op_open = true;
+	has = table_has_column(u->db, "state", "ident");
+	rc = has < 0 ? store_sql_err(u->db, SQLITE_ERROR, err, "ident") : 0;
+	if (rc == 0 && has == 0)
+		rc = store_sql_exec(u->db, "ALTER TABLE state ADD COLUMN ident TEXT", err);
+	if (rc == 0 && ident != NULL) {
+		if (sqlite3_prepare_v2(u->db, "UPDATE state SET ident = ?1 WHERE id = 1 AND ident IS NULL",
+			-1, &s, NULL) != SQLITE_OK)
+			rc = store_sql_err(u->db, SQLITE_ERROR, err, "ident");
+		else {
+			sqlite3_bind_text(s, 1, ident, -1, SQLITE_STATIC);
+			if (sqlite3_step(s) != SQLITE_DONE)
+				rc = store_sql_err(u->db, sqlite3_errcode(u->db), err, "ident");
+		}
+		sqlite3_finalize(s);
+	}
+	u->op_open = false;
+	if (rc < 0) {
+		sqlite3_exec(u->db, "ROLLBACK", NULL, NULL, NULL);
+		return -1;
+	}
+	return commit_durable(u, true, NULL, err);
+}
+
+/* SQLite's verdict on an open user.db: corruption and a foreign schema
+ * are damage, anything else (busy, I/O) is temporary. */
+static int
+db_fault(struct store_user *u, int rc, const char *what, char *why, size_t size,
+	struct err *err)
+{
+	switch (rc & 0xff) {
+	case SQLITE_CORRUPT:
+	case SQLITE_NOTADB:
+		snprintf(why, size, "database unreadable (%s)", sqlite3_errmsg(u->db));
+		return 0;
+	case SQLITE_ERROR:
+		snprintf(why, size, "wrong schema (%s)", sqlite3_errmsg(u->db));
+		return 0;
+	default:
+		return store_sql_err(u->db, rc, err, what);
+	}
+}
+
+/* state.schema and state.ident ("" when NULL): 1 read, 0 damaged (why),
+ * -1 error.  A state table from before identities gets its column. */
+static int
+state_read(struct store_user *u, int64_t *schema_r, char ident_r[STORE_IDENT_LEN + 1],
+	char *why, size_t size, struct err *err)
+{
+	sqlite3_stmt *s = NULL;
 	int rc;
 
-	rc = store_user_exists(st, name, err);
-	if (rc < 0)
-		return NULL;
-	if (rc == 0) {
-		err_set(err, ERR_NOTFOUND, "no such user %s", log_q(name));
-		return NULL;
+	ident_r[0] = '\0';
+	for (int pass = 0;; pass++) {
+		rc = sqlite3_prepare_v2(u->db, "SELECT schema, ident FROM state WHERE id = 1", -1, &s,
+			NULL);
+		if (rc == SQLITE_OK)
+			break;
+		if ((rc & 0xff) != SQLITE_ERROR)
+			return db_fault(u, rc, "state", why, size, err);
+		/* before the checks below: they run statements of their own */
+		snprintf(why, size, "wrong schema (%s)", sqlite3_errmsg(u->db));
+		if (pass == 0 && table_has_column(u->db, "state", "schema") == 1 &&
+		    table_has_column(u->db, "state", "ident") == 0) {
+			if (state_ident_write(u, NULL, err) < 0)
+				return -1;
+			continue;
+		}
+		return 0;
+	}
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		*schema_r = sqlite3_column_int64(s, 0);
+		if (sqlite3_column_type(s, 1) == SQLITE_TEXT)
+			str_lcpy(ident_r, (const char *)sqlite3_column_text(s, 1), STORE_IDENT_LEN + 1);
+		sqlite3_finalize(s);
+		return 1;
+	}
+	sqlite3_finalize(s);
+	if (rc == SQLITE_DONE) {
+		str_lcpy(why, "wrong schema (no state row)", size);
+		return 0;
+	}
+	return db_fault(u, rc, "state", why, size, err);
+}
+
+/* Is this opened user.db the user's own (D1)?  Assigns an identity to a
+ * database from before identities (D3) and upgrades an older schema. */
+static int
+user_check_db(struct store_user *u, const char *uident, struct err *err)
+{
+	struct store *st = u->st;
+	char why[200], dident[STORE_IDENT_LEN + 1], fresh[STORE_IDENT_LEN + 1];
+	int64_t schema = 0;
+	int r;
+
+	r = state_read(u, &schema, dident, why, sizeof(why), err);
+	if (r < 0)
+		return -1;
+	if (r == 0)
+		return store_damage_mark(st, u->name, err, "%s", why);
+	if (schema < 1 || schema > STORE_USER_SCHEMA)
+		return store_damage_mark(st, u->name, err, "wrong schema (%lld)", (long long)schema);
+	if (uident[0] != '\0' && !str_eq(uident, dident))
+		return store_damage_mark(st, u->name, err, dident[0] == '\0' ?
+			"database without an identity" : "database of another identity");
+	if (uident[0] == '\0' && !st->opts.read_only) {
+		if (dident[0] == '\0') {
+			store_damage_new_ident(fresh);
+			if (state_ident_write(u, fresh, err) < 0 ||
+			    state_read(u, &schema, dident, why, sizeof(why), err) <= 0 ||
+			    dident[0] == '\0')
+				return err_set(err, ERR_TEMP, "user %s: identity not assigned: %s",
+					u->name, err != NULL ? err->msg : "");
+		}
+		if (store_damage_adopt(st, u->name, dident, false, err) < 0)
+			return -1;
+		log_info("user database identity assigned user=%s", u->name);
+	}
+	if (schema >= STORE_USER_SCHEMA)
+		return 0;
+	if (user_upgrade_db(u, err) < 0) {
+		if (!st->opts.read_only)
+			return -1;
+		/* a reader works without the index */
+		log_warn("user database upgrade failed user=%s error=%s", u->name,
+			log_q(err ? err->msg : ""));
+	}
+	return 0;
+}
+
+/* Open, or with create_ident create (explicitly: no users row needed,
+ * no user.db may exist), a user's database. */
+static struct store_user *
+user_open(struct store *st, const char *name, const char *create_ident, struct err *err)
+{
+	char uident[STORE_IDENT_LEN + 1], why[200];
+	struct store_user *u;
+	struct buf p = BUF_INIT;
+	bool marked = false;
+	int rc;
+
+	if (create_ident == NULL) {
+		rc = store_damage_row(st, name, uident, &marked, err);
+		if (rc < 0)
+			return NULL;
+		if (rc == 0) {
+			if (store_damage_orphan(st, name))
+				err_set(err, ERR_DAMAGED, "user %s is damaged: a database without a users row",
+					name);
+			else
+				err_set(err, ERR_NOTFOUND, "no such user %s", log_q(name));
+			return NULL;
+		}
 	}
 	u = xcalloc(1, sizeof(*u));
 	u->st = st;
@@ -759,15 +888,24 @@ store_user_open(struct store *st, const char *name, struct err *err)
 	store_user_dir(st, name, &p);
 	u->dir = buf_steal(&p);
 	st->nusers++;
-	if (st->opts.read_only) {
+	/* Damage is found before anything is created in the spool. */
+	if (create_ident == NULL) {
+		rc = store_damage_file(u->dir, why, sizeof(why), err);
+		if (rc < 0)
+			goto fail;
+		if (rc == 1) {
+			store_damage_mark(st, name, err, "%s", why);
+			goto fail;
+		}
+	} else {
 		buf_printf(&p, "%s/user.db", u->dir);
-		if (access(buf_cstr(&p), F_OK) < 0) {
-			err_set(err, ERR_NOTFOUND, "user %s has no database yet (read-only replica)",
-				name);
+		if (access(buf_cstr(&p), F_OK) == 0) {
+			err_set(err, ERR_EXISTS, "user %s already has a database", name);
 			goto fail;
 		}
 		buf_reset(&p);
-	} else {
+	}
+	if (!st->opts.read_only || create_ident != NULL) {
 		buf_printf(&p, "%s/blobs", u->dir);
 		if (mkdir_p(buf_cstr(&p), 0750, err) < 0)
 			goto fail;
@@ -776,12 +914,19 @@ store_user_open(struct store *st, const char *name, struct err *err)
 	if (store_commit_open(&u->commit, u->dir, err) < 0)
 		goto fail;
 	buf_printf(&p, "%s/user.db", u->dir);
-	if (store_db_open(buf_cstr(&p), !st->opts.read_only, st->opts.busy_timeout_ms, false,
-		&u->db, err) < 0)
+	if (store_db_open(buf_cstr(&p), create_ident != NULL, st->opts.busy_timeout_ms, false,
+		&u->db, err) < 0) {
+		if (create_ident == NULL && err != NULL &&
+		    (err->kind == ERR_CORRUPT || err->kind == ERR_NOTFOUND))
+			store_damage_mark(st, name, err, "database unreadable");
 		goto fail;
+	}
 	buf_reset(&p);
-	if (user_init_db(u, err) < 0)
+	if (create_ident != NULL ? user_create_db(u, create_ident, err) < 0 :
+	    user_check_db(u, uident, err) < 0)
 		goto fail;
+	if (marked)
+		store_damage_clear(st, name);
 	store_wal_bound(u, "open");   /* a WAL left over (store_ckpt.c 4) */
 	buf_free(&p);
 	return u;
@@ -789,6 +934,23 @@ fail:
 	buf_free(&p);
 	store_user_close(&u);
 	return NULL;
+}
+
+struct store_user *
+store_user_open(struct store *st, const char *name, struct err *err)
+{
+	return user_open(st, name, NULL, err);
+}
+
+int
+store_user_create(struct store *st, const char *name, const char *ident, struct err *err)
+{
+	struct store_user *u = user_open(st, name, ident, err);
+
+	if (u == NULL)
+		return -1;
+	store_user_close(&u);
+	return 0;
 }
 
 void
@@ -895,7 +1057,7 @@ lm_one(void *vctx, const struct store_userinfo *ui)
 	u = store_user_open(c->st, ui->name, &e);
 	c->st->opts.read_only = ro;
 	if (u == NULL) {
-		if (e.kind != ERR_NOTFOUND) {
+		if (e.kind != ERR_NOTFOUND && e.kind != ERR_DAMAGED) {
 			*c->err = e;
 			c->rc = -1;
 			return 1;

@@ -39,6 +39,7 @@
 #define AUTH_FAILURES_MAX 3
 
 #define SYNCAPPLY_IDLE_USERS 16
+#define SYNCAPPLY_DAMAGED_LOGGED 16
 
 struct grp_entry {
 	char *tag;
@@ -65,6 +66,9 @@ struct syncapply {
 	/* the user database in use (kept open across commands) */
 	struct store_user *u;
 	char uname[STORE_USER_NAME_MAX + 1];
+	/* damaged users already logged by user_get (a ring: once each) */
+	char damaged_logged[SYNCAPPLY_DAMAGED_LOGGED][STORE_USER_NAME_MAX + 1];
+	size_t damaged_next;
 	/* recently used ones, parked open: opening a user database and
 	 * preparing its statements costs more than applying a delivery */
 	struct {
@@ -304,6 +308,20 @@ syncapply_parse_flags(const struct syncproto_value *list, uint32_t *sys_r, struc
 /* Helpers                                                             */
 
 /* The user database for name, reusing the open one. */
+/* Never a fresh database in a damaged user's place: the master's changes
+ * for it are refused (NO [DAMAGED], naming the user) until an operator
+ * runs castorctl user reset here.  Logged once per user and session. */
+static void
+damaged_note(struct syncapply *a, const char *name, const struct err *err)
+{
+	for (size_t i = 0; i < SYNCAPPLY_DAMAGED_LOGGED; i++)
+		if (str_eq(a->damaged_logged[i], name))
+			return;
+	log_error("refusing changes for a damaged user user=%s error=%s", name, log_q(err->msg));
+	str_lcpy(a->damaged_logged[a->damaged_next], name, sizeof(a->damaged_logged[0]));
+	a->damaged_next = (a->damaged_next + 1) % SYNCAPPLY_DAMAGED_LOGGED;
+}
+
 static struct store_user *
 user_get(struct syncapply *a, const char *name, struct err *err)
 {
@@ -347,8 +365,14 @@ user_get(struct syncapply *a, const char *name, struct err *err)
 		}
 	}
 	a->u = store_user_open(a->st, name, err);
-	if (a->u == NULL)
+	if (a->u == NULL) {
+		if (err != NULL && err->kind == ERR_DAMAGED)
+			damaged_note(a, name, err);
 		return NULL;
+	}
+	for (i = 0; i < SYNCAPPLY_DAMAGED_LOGGED; i++)
+		if (str_eq(a->damaged_logged[i], name))
+			a->damaged_logged[i][0] = '\0';
 	str_lcpy(a->uname, name, sizeof(a->uname));
 	return a->u;
 }

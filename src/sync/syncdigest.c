@@ -148,6 +148,14 @@ syncdigest_users(struct store *st, syncdigest_fn fn, void *ctx, struct err *err)
 		if (u == NULL) {
 			if (err->kind == ERR_NOTFOUND)
 				continue;   /* deleted meanwhile */
+			if (err->kind == ERR_DAMAGED) {
+				/* listed, never left out (a user left out looks deleted
+				 * or new to the other side): modseq 0 and digest 0
+				 * differ from any real state, so the user is compared
+				 * in full and refused there, by name */
+				rc = fn(ctx, l.v[i].name, 0, 0);
+				continue;
+			}
 			rc = -1;
 			break;
 		}

@@ -31,7 +31,8 @@ int syncdigest_user(struct store_user *u, const char *hash, int64_t quota_bytes,
 int syncdigest_userinfo(struct store *st, const char *name, struct store_userinfo *ui_r,
 	char **hash_r, struct err *err);
 
-/* Every user with its modseq counter and digest, in name order. */
+/* Every user with its modseq counter and digest, in name order.  A
+ * damaged user (ERR_DAMAGED) is listed with modseq 0 and digest 0. */
 typedef int (*syncdigest_fn)(void *ctx, const char *user, uint64_t modseq, uint32_t digest);
 int syncdigest_users(struct store *st, syncdigest_fn fn, void *ctx, struct err *err);
 

@@ -768,6 +768,7 @@ static const char *const code_names[] = {
 	[ERR_CORRUPT] = "CORRUPT",
 	[ERR_FENCED] = "FENCED",
 	[ERR_CONFLICT] = "CONFLICT",
+	[ERR_DAMAGED] = "DAMAGED",
 };
 #define NCODES (sizeof(code_names) / sizeof(code_names[0]))
 

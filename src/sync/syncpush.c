@@ -1020,14 +1020,15 @@ park_user(struct pu *u, const char *what, const char *text)
 
 /* Does this refusal belong to one user (park it) rather than to the
  * session?  PERM (delete-limit, INBOX cannot be deleted, out of UIDs),
- * and any answer whose code says "damaged" (a damaged user on the
- * replica).  A plain CORRUPT (one body that does not match its GUID) is
+ * DAMAGED (a damaged user on the replica, answered NO [DAMAGED]), and
+ * any answer whose code names "damaged" as its argument.  A plain CORRUPT (one body that does not match its GUID) is
  * counted as an error as before: it should not hold the user's other
  * mail back. */
 static bool
 user_refusal(const struct syncproto_response *r)
 {
-	return r->code_kind == ERR_PERM || code_word(r->code, "damaged");
+	return r->code_kind == ERR_PERM || r->code_kind == ERR_DAMAGED ||
+		code_word(r->code, "damaged");
 }
 
 /* A refusal that ends the session (or the channel), or that parks the
@@ -4039,8 +4040,11 @@ restore_mailbox(struct syncpush *p, struct store_user *lu, const char *user, str
 	have = store_mailbox_get_id(lu, R->uniqueid, true, &L, err) == 0;
 	if (!have && err->kind != ERR_NOTFOUND)
 		goto fail;
-	/* another mailbox holds the name here: keep it, under another name */
-	if (store_mailbox_get(lu, R->name, &cur, err) == 0 && !str_eq(cur.uniqueid, R->uniqueid)) {
+	/* another mailbox holds the name here: keep it, under another name
+	 * (but an INBOX that never held a message, as a fresh database's,
+	 * takes the replica's uniqueid: store_repl_mailbox adopts it) */
+	if (store_mailbox_get(lu, R->name, &cur, err) == 0 && !str_eq(cur.uniqueid, R->uniqueid) &&
+	    !(str_eq(cur.name, "INBOX") && cur.uidnext == 1)) {
 		struct store_status ss;
 		if (store_mailbox_status_id(lu, cur.uniqueid, &ss, err) < 0)
 			goto fail;
@@ -4121,6 +4125,8 @@ syncpush_restore_user(struct syncpush *p, const char *user, struct syncpush_rest
 {
 	struct pu u;
 	struct store_user *lu;
+	void *hook_ctx;
+	store_change_hook_fn hook = store_get_change_hook(p->st, &hook_ctx);
 	int rc = -1, x;
 
 	memset(res, 0, sizeof(*res));
@@ -4156,15 +4162,31 @@ syncpush_restore_user(struct syncpush *p, const char *user, struct syncpush_rest
 		for (size_t k = 0; k < u.r->nmbs; k++)
 			if (str_eq(u.r->mbs[k].uniqueid, u.pms[i].id) && u.r->mbs[k].deletedmodseq == 0)
 				u.pms[i].R = &u.r->mbs[k];
+	/* A user made here stays out of the sync log, like every write of the
+	 * restore: announced, the fresh empty user would race the restore to
+	 * the replica; the anti-entropy pass ctl_restore asks for follows. */
+	store_set_change_hook(p->st, NULL, NULL);
 	if ((x = store_user_exists(p->st, user, err)) < 0)
 		goto out;
 	if (x == 0) {
+		/* a spool left without its users row goes to deleted/ */
 		if (store_user_add(p->st, user, NULL, err) < 0)
 			goto out;
 		res->user_created = true;
 	}
 	local_user_forget(p, user);
-	if ((lu = local_user(p, user, err)) == NULL)
+	if ((lu = local_user(p, user, err)) == NULL && err->kind == ERR_DAMAGED) {
+		/* restore-from is an explicit creation: the damaged spool goes
+		 * aside and the replica's state fills a fresh database */
+		log_notice("restore: user damaged here, starting from a fresh database user=%s error=%s",
+			user, log_q(err->msg));
+		if (store_user_reset(p->st, user, err) < 0)
+			goto out;
+		res->user_created = true;
+		lu = local_user(p, user, err);
+	}
+	store_set_change_hook(p->st, hook, hook_ctx);
+	if (lu == NULL)
 		goto out;
 	/* INBOX first: the names of the others may hang below it */
 	for (int pass = 0; pass < 2; pass++)
@@ -4194,6 +4216,7 @@ syncpush_restore_user(struct syncpush *p, const char *user, struct syncpush_rest
 		res->renamed, res->conflicts);
 	rc = 0;
 out:
+	store_set_change_hook(p->st, hook, hook_ctx);
 	local_user_forget(p, user);
 	pu_free(&u);
 	return rc;
