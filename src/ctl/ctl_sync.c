@@ -2,6 +2,7 @@
  * ctl_sync.c - castorctl sync: operator actions on a replication channel.
  *
  *     castorctl sync --allow-deletes CHAN [USER]
+ *     castorctl sync --release CHAN [USER]
  *
  * Releases the users the channel parked (a refused change: delete-limit,
  * INBOX cannot be deleted, a damaged user; docs/replication.md "Parked
@@ -12,8 +13,11 @@
  * running sync-client notices it within a second, reconnects with HELLO
  * ALLOW-DELETES 1, re-syncs the released users in full (without USER:
  * then one anti-entropy pass), removes the marker and reconnects without
- * the allowance.  Otherwise the marker's content is informational (the
- * time and the pid of castorctl).
+ * the allowance.  --release does the same without the allowance
+ * ("deletes=no" in the marker): for a user parked because the replica
+ * found it damaged, once `castorctl user reset` there made it whole.
+ * Otherwise the marker's content is informational (the time and the pid
+ * of castorctl).
  */
 #include "ctl/ctl.h"
 
@@ -32,16 +36,18 @@ int ctl_cmd_sync(struct ctl *c, int argc, char **argv);
 static void
 ctl_sync_usage(FILE *f)
 {
-	fputs("usage: castorctl sync --allow-deletes CHAN [USER]\n"
-	      "  release the parked users of CHAN (or USER alone), deletions allowed once\n", f);
+	fputs("usage: castorctl sync --allow-deletes|--release CHAN [USER]\n"
+	      "  release the parked users of CHAN (or USER alone) and re-sync them;\n"
+	      "  --allow-deletes lets their deletions past the thresholds once\n", f);
 }
 
 int
 ctl_cmd_sync(struct ctl *c, int argc, char **argv)
 {
-	bool allow = false, known = false;
+	bool allow = false, release = false, known = false;
 	const struct ctl_opt opts[] = {
 		{ "allow-deletes", 0, NULL, NULL, &allow },
+		{ "release", 0, NULL, NULL, &release },
 		{ NULL, 0, NULL, NULL, NULL },
 	};
 	char **pos = NULL, **names;
@@ -57,7 +63,7 @@ ctl_cmd_sync(struct ctl *c, int argc, char **argv)
 	}
 	if (rc != 0)
 		return rc;
-	if (!allow || npos < 1 || npos > 2 ||
+	if (allow == release || npos < 1 || npos > 2 ||
 	    (npos == 2 && (pos[1][0] == '\0' || strlen(pos[1]) > 64 || strpbrk(pos[1], "\r\n\t ") != NULL))) {
 		free(pos);
 		ctl_sync_usage(stderr);
@@ -83,6 +89,8 @@ ctl_cmd_sync(struct ctl *c, int argc, char **argv)
 	buf_printf(&body, "time=%lld pid=%ld\n", (long long)time(NULL), (long)getpid());
 	if (npos == 2)
 		buf_printf(&body, "user=%s\n", pos[1]);
+	if (release)
+		buf_puts(&body, "deletes=no\n");
 	if (atomicfile_write(buf_cstr(&path), body.data, body.len, 0640, &err) < 0) {
 		buf_free(&path);
 		buf_free(&body);
@@ -90,11 +98,12 @@ ctl_cmd_sync(struct ctl *c, int argc, char **argv)
 		return ctl_fail(c, &err);
 	}
 	if (!c->quiet && npos == 2)
-		printf("channel %s: user %s is released and re-synced, deletions allowed once (%s)\n",
-			pos[0], pos[1], buf_cstr(&path));
+		printf("channel %s: user %s is released and re-synced%s (%s)\n", pos[0], pos[1],
+			release ? "" : ", deletions allowed once", buf_cstr(&path));
 	else if (!c->quiet)
-		printf("channel %s: parked users are released and the next pass may delete past the"
-			" thresholds (%s)\n", pos[0], buf_cstr(&path));
+		printf("channel %s: parked users are released%s (%s)\n", pos[0],
+			release ? " and re-synced" : " and the next pass may delete past the thresholds",
+			buf_cstr(&path));
 	buf_free(&path);
 	buf_free(&body);
 	free(pos);

@@ -839,26 +839,30 @@ chan_unpark(struct chan *c, const char *only, bool all, struct err *err)
 	return rc;
 }
 
-/* The allow-deletes marker (castorctl sync --allow-deletes CHAN [USER]):
- * the user it names, or "" for the whole channel. */
+/* A field of the allow-deletes marker (castorctl sync --allow-deletes |
+ * --release CHAN [USER]): "user" (the user it names, "" for the whole
+ * channel) or "deletes" ("no" from --release: the users are released
+ * without the deletion allowance). */
 static void
-allow_marker_user(const struct chan *c, char *out, size_t size)
+allow_marker_field(const struct chan *c, const char *key, char *out, size_t size)
 {
-	struct buf p = BUF_INIT;
+	struct buf p = BUF_INIT, k = BUF_INIT;
 	struct err err;
 	char *data = NULL, *u;
 	size_t len;
 
 	out[0] = '\0';
 	allow_marker_path(c, &p);
+	buf_printf(&k, "\n%s=", key);
 	if (file_read_all(buf_cstr(&p), 4096, &data, &len, &err) == 0 &&
-	    (u = strstr(data, "\nuser=")) != NULL) {
-		u += 6;
+	    (u = strstr(data, buf_cstr(&k))) != NULL) {
+		u += k.len;
 		u[strcspn(u, "\r\n")] = '\0';
 		str_lcpy(out, u, size);
 	}
 	free(data);
 	buf_free(&p);
+	buf_free(&k);
 }
 
 static int
@@ -912,9 +916,14 @@ chan_connect(struct chan *c, struct err *err)
 	l.allow_deletes = c->allow_deletes || c->allow_once;
 	c->allow_user[0] = '\0';
 	if (c->allow_once) {
-		allow_marker_user(c, c->allow_user, sizeof(c->allow_user));
-		log_notice("allow-deletes released for one pass channel=%s user=%s", c->ch.name,
-			c->allow_user[0] ? c->allow_user : "*");
+		char deletes[8];
+		allow_marker_field(c, "user", c->allow_user, sizeof(c->allow_user));
+		allow_marker_field(c, "deletes", deletes, sizeof(deletes));
+		if (str_eq(deletes, "no"))
+			l.allow_deletes = c->allow_deletes;
+		log_notice("parked users released for one pass channel=%s user=%s deletes_allowed=%s",
+			c->ch.name, c->allow_user[0] ? c->allow_user : "*",
+			l.allow_deletes ? "yes" : "no");
 	}
 	{
 		struct syncpush_delete_limits dl;

@@ -254,11 +254,20 @@ def test_damage_on_replica(procs, tmp_path):
     for u in victims:
         assert f"{u}: damaged:" in ck.stdout, ck.stdout
 
-    # the way out on a replica: user reset, then the master fills the user
+    # the master parked each of them (one user's damage holds no one else back)
+    st = m.status("r1")
+    assert st.get("parked") == str(len(victims)), st
+    # the way out on a replica: user reset, then release on the master
+    # (without it, the master retries after sync_park_retry)
     for u in victims:
         cp = ctl(r.conf, "user", "reset", u, check=False)
         assert cp.returncode == 0, cp.stderr
         assert deliver(lport, u, 3)[0] == 250
+    for u in victims:
+        cp = ctl(m.conf, "sync", "--release", "r1", u, check=False)
+        assert cp.returncode == 0, cp.stderr
+        wait_for(lambda: f"user unparked channel=r1 user={u} " in m.log(),
+                 timeout=15 * SLOW, what=f"{u} released")
     for u in victims:
         converged(m, r, user=u)
         assert len(guids_in(r.dump(u))) == 3, (u, r.dump(u))

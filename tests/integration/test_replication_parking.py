@@ -168,6 +168,16 @@ def test_delete_limit_parks_user_and_release_by_name(procs, tmp_path):
              what="dan parked by the delete limit")
     assert "sync_delete_fraction" in _parked(m)["dan"]["reason"]
     assert "G0" in r.dump("dan")
+    # --release re-syncs dan without the deletion allowance: the limit
+    # parks dan again and the replica keeps the mailboxes
+    cp = ctl(m.conf, "sync", "--release", "r1", "dan")
+    assert cp.returncode == 0, cp.stderr
+    wait_for(lambda: "parked users released for one pass channel=r1 user=dan deletes_allowed=no"
+             in m.log(), timeout=10 * SLOW, what="dan released without deletions")
+    wait_for(lambda: not (m.root / "run" / "sync-r1.allow-deletes").exists(), timeout=10 * SLOW,
+             what="the release pass done")
+    wait_for(lambda: "dan" in _parked(m), timeout=10 * SLOW, what="dan parked again")
+    assert "G0" in r.dump("dan")
     # released by name: dan's deletions go through, and dan follows the log again
     cp = ctl(m.conf, "sync", "--allow-deletes", "r1", "dan")
     assert cp.returncode == 0, cp.stderr
