@@ -11,6 +11,8 @@
  *         quota_*: -1 = server default, 0 = unlimited, else the limit
  *         hash: crypt(3) string ("$y$..." yescrypt), NULL = no password
  *     server(id = 1, role TEXT 'master'|'replica', epoch INTEGER)
+ *     users.sum_modseq, users.sum_crc: the per-user summary, see
+ *         store_summary.c (added by its migration)
  *
  * Invariants:
  *   U1. A user exists iff its users row exists.  The spool directory
@@ -350,6 +352,11 @@ store_open(const char *root, const struct store_opts *opts, struct err *err)
 	st->opts = *opts;
 	if (st->opts.busy_timeout_ms <= 0)
 		st->opts.busy_timeout_ms = 30000;
+	if (store_summary_open(st, err) < 0) {
+		err_prefix(err, "users.db summaries");
+		store_close(&st);
+		return NULL;
+	}
 	return st;
 }
 
