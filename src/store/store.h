@@ -224,6 +224,13 @@ int store_user_summary(struct store_user *u, uint64_t *modseq_r, uint32_t *crc_r
  * only computed on a read-only store). */
 int store_user_summary_refresh(struct store_user *u, uint64_t *modseq_r, uint32_t *crc_r,
 	struct err *err);
+/* syncd: this process's writes are a master's changes, not local ones.
+ * Every other commit on a replica raises users.db meta 'local_gen' (in
+ * the summary write): the replica's state changed behind its master's
+ * log, and the master's next session runs anti-entropy. */
+void store_set_sync_apply(struct store *st, bool on);
+/* meta 'local_gen' (0 when never raised). */
+int store_local_gen(struct store *st, uint64_t *gen_r, struct err *err);
 /* CRC-32C (Castagnoli), chainable: crc32c(crc32c(0, a), b) = crc32c(0, ab). */
 uint32_t store_crc32c(uint32_t crc, const void *data, size_t len);
 /* One user's row.  ui_r->hash is NULL (no password) or points at

@@ -33,6 +33,7 @@ struct store {
 	int64_t server_dv;
 	bool server_replica;
 	uint64_t server_epoch;
+	bool sync_apply;             /* this process applies a master's changes (syncd) */
 };
 
 /* Group commit state of one user database (store_commit.c). */

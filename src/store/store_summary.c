@@ -13,6 +13,7 @@
  *                     line.  syncdigest.c continues the chain with the
  *                     password hash and the quota limits (users.db
  *                     columns) to get the user's anti-entropy digest.
+ *   meta 'local_gen'  replica: commits not made by syncd (S5)
  *   meta 'summary_boot'  boot id of the machine the summaries were last
  *                     trusted on.
  *
@@ -35,6 +36,9 @@
  *   S4. A summary is refreshed (store_user_summary_refresh) only under
  *       the user's write lock (BEGIN IMMEDIATE on user.db), so it cannot
  *       overwrite the summary of a commit that happened meanwhile.
+ *   S5. On a replica, a commit by any process but syncd (store_set_sync_apply)
+ *       also raises meta 'local_gen' before its COMMIT, so a master can
+ *       tell, at its next HELLO, that the replica changed behind its log.
  *   Whoever changes a user.db by other means (sqlite3 by hand, a file
  *   restored from a backup) must reset its summary: `UPDATE users SET
  *   sum_modseq = NULL WHERE name = ...`, or the next reboot does.
@@ -154,6 +158,22 @@ summary_write(struct store *st, const char *name, bool known, uint64_t modseq, u
 	return 0;
 }
 
+/* S5: a commit on a replica by anything but syncd raises local_gen. */
+static int
+local_gen_bump(struct store *st, struct err *err)
+{
+	const char *role;
+	int rc;
+
+	if (st->sync_apply || store_server_get(st, &role, NULL, err) < 0 || !str_eq(role, "replica"))
+		return 0;
+	sqlite3_exec(st->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
+	rc = store_sql_exec(st->db, "INSERT INTO meta(key, value) VALUES ('local_gen', '1')"
+		" ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1", err);
+	sqlite3_exec(st->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
+	return rc;
+}
+
 int
 store_summary_before_commit(struct store_user *u, struct err *err)
 {
@@ -161,10 +181,36 @@ store_summary_before_commit(struct store_user *u, struct err *err)
 	uint32_t crc;
 
 	if (summary_compute(u, &modseq, &crc, err) < 0 ||
-	    summary_write(u->st, u->name, true, modseq, crc, err) < 0) {
+	    summary_write(u->st, u->name, true, modseq, crc, err) < 0 ||
+	    local_gen_bump(u->st, err) < 0) {
 		err_prefix(err, "user %s summary", u->name);
 		return -1;
 	}
+	return 0;
+}
+
+void
+store_set_sync_apply(struct store *st, bool on)
+{
+	st->sync_apply = on;
+}
+
+int
+store_local_gen(struct store *st, uint64_t *gen_r, struct err *err)
+{
+	sqlite3_stmt *s = NULL;
+	int rc;
+
+	*gen_r = 0;
+	if (sqlite3_prepare_v2(st->db, "SELECT CAST(value AS INTEGER) FROM meta"
+		" WHERE key = 'local_gen'", -1, &s, NULL) != SQLITE_OK)
+		return store_sql_err(st->db, SQLITE_ERROR, err, "users.db");
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		*gen_r = (uint64_t)sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return store_sql_err(st->db, rc, err, "users.db local_gen");
 	return 0;
 }
 

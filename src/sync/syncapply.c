@@ -751,6 +751,13 @@ cmd_hello(struct syncapply *a, const struct syncproto_command *cmd, struct buf *
 	syncproto_enc_atom(&e, my_role);
 	syncproto_enc_key_u64(&e, "EPOCH", my_epoch);
 	syncproto_enc_key_string(&e, "SERVERID", a->servername);
+	{
+		/* commits made here by anything but syncd (store_summary.c S5) */
+		uint64_t gen = 0;
+		struct err e2;
+		if (store_local_gen(a->st, &gen, &e2) == 0)
+			syncproto_enc_key_u64(&e, "LOCALGEN", gen);
+	}
 	syncproto_enc_close(&e);
 	syncproto_enc_end(&e);
 	log_info("hello client=%s role=%s epoch=%llu my_role=%s", log_q(a->client_id), log_q(role),

@@ -29,7 +29,8 @@
  *     (syncpush_anti_entropy) runs only when the cursor cannot be used:
  *     none or unreadable (first start), detached, the reader reports a
  *     gap (a segment gone, another log id: a new epoch here), the
- *     replica's epoch differs from the one of the last session, a
+ *     replica's epoch or LOCALGEN (commits there not made by its syncd)
+ *     differs from the one of the last pass (sync/cursor/<chan>.peer), a
  *     writer marked a failed append, the last sync-client of this
  *     channel did not stop cleanly (run/sync-<chan>.running left) -
  *     and on its schedule, every sync_verify_interval.  A pass without
@@ -160,7 +161,10 @@ struct chan {
 	uint64_t last_ae_ms;
 	uint64_t ae_passes, ae_last_ms, ae_compared, ae_opened, resumes;
 	const char *ae_reason;                /* why the next/last pass runs */
-	uint64_t peer_epoch;                  /* the replica's epoch, last session */
+	/* the replica as of the last pass (sync/cursor/<chan>.peer): its
+	 * epoch and LOCALGEN; pend_* as its HELLO gave them this session */
+	bool peer_known;
+	uint64_t peer_epoch, peer_gen, pend_epoch, pend_gen;
 	uint64_t batches;
 	bool detached;
 	bool need_ae;
@@ -189,6 +193,57 @@ chan_want_ae(struct chan *c, const char *reason)
 	if (!c->need_ae)
 		c->ae_reason = reason;
 	c->need_ae = true;
+}
+
+/* <root>/sync/cursor/<chan>.peer: "EPOCH LOCALGEN\n" of the replica as
+ * its HELLO gave them before the last pass without errors. */
+static void
+peer_path(const struct chan *c, struct buf *out)
+{
+	buf_printf(out, "%s/sync/cursor/%s.peer", c->root, c->ch.name);
+}
+
+static void
+peer_load(struct chan *c)
+{
+	struct buf p = BUF_INIT;
+	char *data = NULL;
+	size_t len = 0;
+	struct err e2;
+	unsigned long long ep, gen;
+
+	peer_path(c, &p);
+	if (file_read_all(buf_cstr(&p), 256, &data, &len, &e2) == 0 &&
+	    sscanf(data, "%llu %llu", &ep, &gen) == 2) {
+		c->peer_known = true;
+		c->peer_epoch = ep;
+		c->peer_gen = gen;
+	}
+	free(data);
+	buf_free(&p);
+}
+
+/* After a pass without errors: the replica is reconciled as of its HELLO. */
+static void
+peer_save(struct chan *c)
+{
+	struct buf p = BUF_INIT;
+	char line[64];
+	struct err e2;
+	int n;
+
+	if (c->peer_known && c->peer_epoch == c->pend_epoch && c->peer_gen == c->pend_gen)
+		return;
+	c->peer_known = true;
+	c->peer_epoch = c->pend_epoch;
+	c->peer_gen = c->pend_gen;
+	n = snprintf(line, sizeof(line), "%llu %llu\n", (unsigned long long)c->peer_epoch,
+		(unsigned long long)c->peer_gen);
+	peer_path(c, &p);
+	if (atomicfile_write(buf_cstr(&p), line, (size_t)n, 0644, &e2) < 0)
+		log_warn("cannot save the replica's epoch channel=%s error=%s", c->ch.name,
+			log_q(e2.msg));
+	buf_free(&p);
 }
 
 static void
@@ -466,6 +521,7 @@ chan_open(struct chan *c, const struct conf *conf, struct store *st, const char 
 	}
 	c->verify_ms = (uint64_t)conf_get_duration_ms(conf, "sync_verify_interval", 3600 * 1000);
 	c->next_verify_ms = now_ms() + c->verify_ms;
+	peer_load(c);
 	c->max_behind = conf_get_bytes(conf, "sync_log_max_bytes", 4ull * 1024 * 1024 * 1024);
 	c->recs = xcalloc(BATCH_MAX, sizeof(*c->recs));
 	c->backoff_ms = BACKOFF_MIN_MS;
@@ -710,6 +766,8 @@ chan_anti_entropy(struct chan *c, struct err *err)
 		(unsigned long long)c->ae_compared, differ, (unsigned long long)c->ae_opened,
 		(unsigned long long)c->ae_last_ms);
 	status_write(c, true);
+	if (s.errors == errors_before)
+		peer_save(c);
 	if (s.errors == errors_before && synclog_pos_cmp(&e0, &c->acked) > 0) {
 		/* everything before e0 was compared: follow the log from there */
 		log_info("cursor moved to the log end after anti-entropy channel=%s", c->ch.name);
@@ -858,16 +916,20 @@ marker_changed(struct chan *c)
 }
 
 /* After a connect (RULE 2): resume from the cursor unless a pass is
- * due; a replica whose epoch changed since the last session may hold
- * anything, so it gets one. */
+ * due.  A replica of another epoch, or one written by anything but its
+ * master since the last pass (LOCALGEN moved: a promotion, castorctl or
+ * a tool on it), may hold anything: it gets a pass. */
 static void
 chan_resume(struct chan *c)
 {
-	uint64_t pe = syncpush_peer_epoch(c->push);
-
-	if (c->peer_epoch != 0 && pe != c->peer_epoch)
+	c->pend_epoch = syncpush_peer_epoch(c->push);
+	c->pend_gen = syncpush_peer_local_gen(c->push);
+	if (!c->peer_known)
+		chan_want_ae(c, "replica-unknown");
+	else if (c->pend_epoch != c->peer_epoch)
 		chan_want_ae(c, "replica-epoch");
-	c->peer_epoch = pe;
+	else if (c->pend_gen != c->peer_gen)
+		chan_want_ae(c, "replica-written");
 	if (c->need_ae)
 		return;
 	c->resumes++;

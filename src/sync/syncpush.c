@@ -655,6 +655,7 @@ struct syncpush {
 	/* the last anti-entropy pass (syncpush_ae_counts), its yield hook */
 	size_t ae_compared, ae_opened;
 	uint64_t peer_epoch;       /* the replica's EPOCH in its HELLO (0 unknown) */
+	uint64_t peer_local_gen;   /* its LOCALGEN (0 none) */
 	syncpush_yield_fn ae_yield;
 	void *ae_yield_ctx;
 };
@@ -1629,6 +1630,9 @@ syncpush_login(struct syncpush *p, const struct syncpush_login *l, struct err *e
 		if (parsed && d.nargs == 1 &&
 		    syncproto_kv_u64(&d.args[0], "EPOCH", &p->peer_epoch, err) != 1)
 			p->peer_epoch = 0;
+		if (parsed && d.nargs == 1 &&
+		    syncproto_kv_u64(&d.args[0], "LOCALGEN", &p->peer_local_gen, err) != 1)
+			p->peer_local_gen = 0;
 	}
 	syncproto_value_free(&data);
 	return 0;
@@ -3772,6 +3776,12 @@ uint64_t
 syncpush_peer_epoch(const struct syncpush *p)
 {
 	return p->peer_epoch;
+}
+
+uint64_t
+syncpush_peer_local_gen(const struct syncpush *p)
+{
+	return p->peer_local_gen;
 }
 
 void

@@ -202,6 +202,9 @@ typedef int (*syncpush_yield_fn)(void *ctx, struct err *err);
 void syncpush_set_ae_yield(struct syncpush *p, syncpush_yield_fn fn, void *ctx);
 /* The replica's epoch as its HELLO gave it (0 when it gave none). */
 uint64_t syncpush_peer_epoch(const struct syncpush *p);
+/* Its LOCALGEN: commits made on the replica by anything but syncd (0
+ * when it gave none). */
+uint64_t syncpush_peer_local_gen(const struct syncpush *p);
 
 /* Full sync of every local user (sync-client -A).  Same returns. */
 int syncpush_all_users(struct syncpush *p, struct err *err);
