@@ -3589,13 +3589,16 @@ struct ae {
 	size_t *lix;                /* their index in l */
 	const char **rnames;        /* replica names, sorted */
 	size_t *rix;                /* their index in p->au_* */
-	struct strv full;           /* users to sync */
+	struct strv full;           /* users to sync: missing there, or checked here */
+	struct strv check;          /* summaries differ: look at our database first */
+	size_t *check_k;            /* their index in p->au_* */
+	size_t ncheck_cap;
 	struct strv unuser;         /* users deleted here */
-	size_t compared, opened;
+	size_t compared, opened, differ;
 	struct err *err;
 };
 
-#define AE_SLICE 32     /* differing users synced between two looks at the live log */
+#define AE_SLICE 8     /* differing users synced between two looks at the live log */
 
 /* Both sides have the user: do the summaries agree? */
 static bool
@@ -3639,35 +3642,44 @@ ae_pair(void *ctx, size_t i, size_t j)
 		}
 		return 0;
 	}
-	{
-		size_t k = a->rix[j];
-		const char *name = l->names.v[i];
-		uint64_t ms = l->modseq[i];
-		uint32_t dg = l->digest[i];
-		struct store_userinfo ui;
-		char *hash = NULL;
-		struct err e2;
-
-		if (!ae_differs(p, k, ms, dg))
-			return 0;
-		/* a hint only: our own summary may be stale (store_summary.c
-		 * S1); the database decides, then the per-mailbox checksums */
-		if (syncdigest_userinfo(p->st, name, &ui, &hash, &e2) == 0) {
-			a->opened++;
-			if (syncdigest_user_fresh(p->st, name, hash, ui.quota_bytes, ui.quota_messages,
-				&ms, &dg, &e2) == 0 && !ae_differs(p, k, ms, dg)) {
-				log_info("anti-entropy: summary was stale, user agrees user=%s", name);
-				free(hash);
-				return 0;
-			}
+	if (ae_differs(p, a->rix[j], l->modseq[i], l->digest[i])) {
+		if (a->check.n == a->ncheck_cap) {
+			a->ncheck_cap = a->ncheck_cap ? 2 * a->ncheck_cap : 64;
+			a->check_k = xreallocarray(a->check_k, a->ncheck_cap, sizeof(*a->check_k));
 		}
-		free(hash);
-		strv_add(&a->full, name);
-		log_info("anti-entropy: user differs user=%s master_modseq=%llu replica_modseq=%llu"
-			" digest=%s", name, (unsigned long long)ms, (unsigned long long)p->au_modseq[k],
-			p->au_digest[k] != (int64_t)dg ? "differs" : "same");
+		a->check_k[a->check.n] = a->rix[j];
+		strv_add(&a->check, l->names.v[i]);
 	}
 	return 0;
+}
+
+/* A user whose summaries differ: the summary is a hint and ours may be
+ * stale (store_summary.c S1), so our database decides first; true when
+ * it still differs (then the per-mailbox checksums decide). */
+static bool
+ae_confirm(struct syncpush *p, struct ae *a, const char *name, size_t k)
+{
+	struct store_userinfo ui;
+	char *hash = NULL;
+	uint64_t ms = 0;
+	uint32_t dg = 0;
+	struct err e2;
+	bool fresh = false;
+
+	if (syncdigest_userinfo(p->st, name, &ui, &hash, &e2) == 0) {
+		a->opened++;
+		fresh = syncdigest_user_fresh(p->st, name, hash, ui.quota_bytes, ui.quota_messages,
+			&ms, &dg, &e2) == 0;
+	}
+	free(hash);
+	if (fresh && !ae_differs(p, k, ms, dg)) {
+		log_info("anti-entropy: summary was stale, user agrees user=%s", name);
+		return false;
+	}
+	log_info("anti-entropy: user differs user=%s master_modseq=%llu replica_modseq=%llu"
+		" digest=%s", name, (unsigned long long)ms, (unsigned long long)p->au_modseq[k],
+		!fresh ? "unknown" : p->au_digest[k] != (int64_t)dg ? "differs" : "same");
+	return true;
 }
 
 /* Sync the users found differing, AE_SLICE at a time; between slices
@@ -3687,14 +3699,25 @@ ae_run(struct syncpush *p, struct ae *a, struct err *err)
 		}
 		syncpush_batch_free(&b);
 	}
-	while (i < a->full.n) {
-		struct syncpush_batch *b = syncpush_batch_new();
+	/* users missing there first, then those whose summaries differ */
+	while (i < a->full.n + a->check.n) {
+		struct syncpush_batch *b;
+		size_t n = 0;
 		int rc;
-		for (size_t n = 0; n < AE_SLICE && i < a->full.n; n++)
-			syncpush_batch_add_full(b, a->full.v[i++]);
-		if (p->ae_yield != NULL && p->ae_yield(p->ae_yield_ctx, err) < 0) {
-			syncpush_batch_free(&b);
+		if (p->ae_yield != NULL && p->ae_yield(p->ae_yield_ctx, err) < 0)
 			return -1;
+		b = syncpush_batch_new();
+		for (; n < AE_SLICE && i < a->full.n + a->check.n; i++) {
+			if (i < a->full.n) {
+				syncpush_batch_add_full(b, a->full.v[i]);
+			} else {
+				size_t c = i - a->full.n;
+				if (!ae_confirm(p, a, a->check.v[c], a->check_k[c]))
+					continue;
+				syncpush_batch_add_full(b, a->check.v[c]);
+			}
+			a->differ++;
+			n++;
 		}
 		rc = syncpush_run(p, b, err);
 		syncpush_batch_free(&b);
@@ -3746,13 +3769,15 @@ syncpush_anti_entropy(struct syncpush *p, size_t *differ_r, struct err *err)
 			goto out;
 		}
 	(void)syncdigest_merge(a.lnames, l.names.n, a.rnames, nr, ae_pair, &a);
+	rc = ae_run(p, &a, err);
 	p->ae_compared = a.compared;
 	p->ae_opened = opened + a.opened;
 	if (differ_r != NULL)
-		*differ_r = a.full.n + a.unuser.n;
-	rc = ae_run(p, &a, err);
+		*differ_r = a.differ + a.unuser.n;
 out:
 	strv_free(&a.full);
+	strv_free(&a.check);
+	free(a.check_k);
 	strv_free(&a.unuser);
 	free(a.rix);
 	free(a.rnames);

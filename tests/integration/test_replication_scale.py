@@ -23,11 +23,17 @@ def fill(m, names):
     m.drv(script, timeout=300 * SLOW)
 
 
+_paths = {}
+
+
 def live_count(server, user):
     """Live messages of a user, read from its database (the replica side)."""
-    dbs = list(server.root.glob(f"**/{user}/user.db"))
-    assert len(dbs) == 1, dbs
-    c = sqlite3.connect(f"file:{dbs[0]}?mode=ro", uri=True, timeout=5)
+    key = (str(server.root), user)
+    if key not in _paths:
+        dbs = list((server.root / "spool").glob(f"*/{user}/user.db"))
+        assert len(dbs) == 1, dbs
+        _paths[key] = dbs[0]
+    c = sqlite3.connect(f"file:{_paths[key]}?mode=ro", uri=True, timeout=5)
     try:
         return c.execute("select count(*) from records where expunged_modseq = 0").fetchone()[0]
     finally:
