@@ -168,6 +168,7 @@ struct chan {
 	uint64_t batches;
 	bool detached;
 	bool need_ae;
+	bool catchup;                         /* a backlog to send after a reconnect (chan_catchup) */
 	uint64_t verify_ms, next_verify_ms;
 	uint64_t marker_seen_ms;
 	uint64_t max_behind;
@@ -871,6 +872,60 @@ chan_yield(void *ctx, struct err *err)
 	return 0;
 }
 
+/* After a reconnect with records behind (RULE 2): everything the log
+ * holds from the cursor on, as one plan per user named in it (GET USER,
+ * the per-mailbox checksums), CATCHUP_USERS users at a time, so the
+ * deletion thresholds judge the whole backlog at once as a pass would
+ * (one batch read while the replica was away held only a part of it).
+ * 0, or -1 with err (session). */
+#define CATCHUP_USERS 4096
+
+static int
+chan_catchup(struct chan *c, struct err *err)
+{
+	struct syncpush_batch *b;
+	int rc;
+
+	c->nrecs = 0;
+	if (chan_reader_open(c, &c->acked, c->acked_log_id, -1, err) < 0)
+		return -1;
+	b = syncpush_batch_new();
+	for (;;) {
+		if (chan_fill(c, err) < 0) {
+			syncpush_batch_free(&b);
+			return -1;
+		}
+		for (size_t i = 0; i < c->nrecs; i++) {
+			if (c->recs[i].type == SYNCLOG_UNUSER)
+				syncpush_batch_add(b, SYNCLOG_UNUSER, c->recs[i].user, NULL);
+			else
+				syncpush_batch_add_full(b, c->recs[i].user);
+		}
+		c->acked_count += c->nrecs;
+		c->nrecs = 0;
+		if (c->at_end || c->need_ae || c->detached ||
+		    syncpush_batch_users(b) >= CATCHUP_USERS)
+			break;
+	}
+	c->catchup = !c->at_end && !c->need_ae && !c->detached;
+	log_info("catching up channel=%s users=%zu", c->ch.name, syncpush_batch_users(b));
+	rc = syncpush_run(c->push, b, err);
+	syncpush_batch_free(&b);
+	if (rc < 0) {
+		c->catchup = true;
+		/* the records read stay unacknowledged: read them again */
+		(void)chan_reader_open(c, &c->acked, c->acked_log_id, -1, err);
+		return -1;
+	}
+	c->batches++;
+	c->last_io_ms = now_ms();
+	c->acked = c->batch_end;
+	c->acked_log_id = synclog_reader_log_id(c->rd);
+	c->dirty = true;
+	(void)syncstat_ack_write(c->ackfd, &c->acked, c->acked_log_id, c->live);
+	return 0;
+}
+
 /* Classify a session error: log it, disconnect, set the backoff. */
 static void
 chan_fail(struct chan *c, const struct err *err)
@@ -930,11 +985,19 @@ chan_resume(struct chan *c)
 		chan_want_ae(c, "replica-epoch");
 	else if (c->pend_gen != c->peer_gen)
 		chan_want_ae(c, "replica-written");
+	if (c->allow_once)
+		chan_want_ae(c, "allow-deletes");   /* the released pass */
 	if (c->need_ae)
 		return;
 	c->resumes++;
-	log_info("resumed from cursor channel=%s cursor=%llu:%llu", c->ch.name,
-		(unsigned long long)c->acked.seg, (unsigned long long)c->acked.off);
+	{
+		uint64_t behind = 0;
+		struct err e2;
+		c->catchup = c->nrecs > 0 ||
+			(synclog_bytes_behind(c->root, &c->acked, &behind, &e2) == 0 && behind > 0);
+	}
+	log_info("resumed from cursor channel=%s cursor=%llu:%llu backlog=%d", c->ch.name,
+		(unsigned long long)c->acked.seg, (unsigned long long)c->acked.off, c->catchup ? 1 : 0);
 }
 
 /* <root>/run/sync-<chan>.running: present while a rolling sync-client
@@ -1025,6 +1088,13 @@ run_rolling(const struct conf *conf, struct store *st, const char *name, bool al
 				c.next_connect_ms = now_ms();
 				continue;
 			}
+		}
+		if (c.push != NULL && c.catchup && !c.need_ae) {
+			if (chan_catchup(&c, &err) < 0) {
+				chan_fail(&c, &err);
+				continue;
+			}
+			status_write(&c, false);
 		}
 		if (chan_fill(&c, &err) < 0) {
 			log_error("sync log read failed channel=%s error=%s", name, log_q(err.msg));

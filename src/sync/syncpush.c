@@ -3654,32 +3654,39 @@ ae_pair(void *ctx, size_t i, size_t j)
 }
 
 /* A user whose summaries differ: the summary is a hint and ours may be
- * stale (store_summary.c S1), so our database decides first; true when
- * it still differs (then the per-mailbox checksums decide). */
-static bool
-ae_confirm(struct syncpush *p, struct ae *a, const char *name, size_t k)
+ * stale (store_summary.c S1), so our database decides first.  1 when it
+ * still differs (then the per-mailbox checksums decide), 0 when it
+ * agrees, -1 with err when it cannot be read (the pass fails, as a
+ * listing that cannot read a user does). */
+static int
+ae_confirm(struct syncpush *p, struct ae *a, const char *name, size_t k, struct err *err)
 {
 	struct store_userinfo ui;
 	char *hash = NULL;
 	uint64_t ms = 0;
 	uint32_t dg = 0;
-	struct err e2;
 	bool fresh = false;
+	int rc = syncdigest_userinfo(p->st, name, &ui, &hash, err);
 
-	if (syncdigest_userinfo(p->st, name, &ui, &hash, &e2) == 0) {
+	if (rc == 0) {
 		a->opened++;
-		fresh = syncdigest_user_fresh(p->st, name, hash, ui.quota_bytes, ui.quota_messages,
-			&ms, &dg, &e2) == 0;
+		rc = syncdigest_user_fresh(p->st, name, hash, ui.quota_bytes, ui.quota_messages,
+			&ms, &dg, err);
+		fresh = rc == 0;
 	}
 	free(hash);
+	if (rc < 0 && err->kind != ERR_NOTFOUND) {
+		log_warn("anti-entropy: cannot read user=%s error=%s", name, log_q(err->msg));
+		return -1;
+	}
 	if (fresh && !ae_differs(p, k, ms, dg)) {
 		log_info("anti-entropy: summary was stale, user agrees user=%s", name);
-		return false;
+		return 0;
 	}
 	log_info("anti-entropy: user differs user=%s master_modseq=%llu replica_modseq=%llu"
 		" digest=%s", name, (unsigned long long)ms, (unsigned long long)p->au_modseq[k],
 		!fresh ? "unknown" : p->au_digest[k] != (int64_t)dg ? "differs" : "same");
-	return true;
+	return 1;
 }
 
 /* Sync the users found differing, AE_SLICE at a time; between slices
@@ -3712,7 +3719,12 @@ ae_run(struct syncpush *p, struct ae *a, struct err *err)
 				syncpush_batch_add_full(b, a->full.v[i]);
 			} else {
 				size_t c = i - a->full.n;
-				if (!ae_confirm(p, a, a->check.v[c], a->check_k[c]))
+				int r = ae_confirm(p, a, a->check.v[c], a->check_k[c], err);
+				if (r < 0) {
+					syncpush_batch_free(&b);
+					return -1;
+				}
+				if (r == 0)
 					continue;
 				syncpush_batch_add_full(b, a->check.v[c]);
 			}
