@@ -38,7 +38,10 @@
  *     every change committed before that point was compared.  The pass
  *     compares users.db summaries (syncdigest.h) and syncs the users
  *     that differ in slices; between slices the live log is served
- *     (chan_yield), so log records never wait for a whole pass.
+ *     (chan_yield), so log records never wait for a whole pass.  A
+ *     resumed session with records behind sends the backlog first as
+ *     one plan per user named in it (chan_catchup), so the deletion
+ *     thresholds judge it whole.
  *  3. The ACK file (syncstat.h) is written after every acknowledged batch
  *     (semisync waiters), the STATUS file about once a second.
  *  4. SIGQUIT (castord's graceful stop): the batch in hand is finished,
