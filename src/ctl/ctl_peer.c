@@ -413,7 +413,7 @@ ctl_compare_with_peer(struct store *st, struct ctl_peer *p, const char *sync_acc
 	int rc = -1;
 
 	memset(cmp, 0, sizeof(*cmp));
-	if (syncdigest_users(st, ctl_rows_local, &mine, err) < 0)
+	if (syncdigest_users(st, ctl_rows_local, &mine, NULL, err) < 0)
 		goto out;
 	if (ctl_peer_users(p, ctl_rows_peer, &theirs, err) < 0)
 		goto out;

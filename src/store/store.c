@@ -14,6 +14,8 @@
  *     sync_auth(authname TEXT PRIMARY KEY, hash TEXT NOT NULL)
  *         the replication credential(s) this server's syncd accepts
  *         (crypt(3) hash); apart from users, never replicated
+ *     users.sum_modseq, users.sum_crc: the per-user summary, see
+ *         store_summary.c (added by its migration)
  *
  * Invariants:
  *   U1. A user exists iff its users row exists.  The spool directory
@@ -369,6 +371,11 @@ store_open(const char *root, const struct store_opts *opts, struct err *err)
 	if (st->opts.busy_timeout_ms <= 0)
 		st->opts.busy_timeout_ms = 30000;
 	if (sync_auth_migrate(st, err) < 0) {
+		store_close(&st);
+		return NULL;
+	}
+	if (store_summary_open(st, err) < 0) {
+		err_prefix(err, "users.db summaries");
 		store_close(&st);
 		return NULL;
 	}

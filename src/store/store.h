@@ -210,6 +210,39 @@ struct store_userinfo {
  * the walk (store_user_list then returns that value). */
 typedef int (*store_user_fn)(void *ctx, const struct store_userinfo *ui);
 int store_user_list(struct store *st, store_user_fn fn, void *ctx, struct err *err);
+
+/* The per-user summary kept in users.db (store_summary.c): the user's
+ * modseq and a CRC-32C of its live mailboxes' (uniqueid, name,
+ * uidvalidity, highestmodseq, sync_crc, specialuse) and subscriptions,
+ * written in every commit of the user's database.  A hint for
+ * anti-entropy: known = false when it must be computed by opening. */
+struct store_summary {
+	const char *name;
+	const char *hash;          /* NULL = no password */
+	int64_t quota_bytes, quota_messages;
+	bool known;
+	bool damaged;              /* users.damaged is set (store_damage.c) */
+	uint64_t modseq;
+	uint32_t crc;
+};
+typedef int (*store_summary_fn)(void *ctx, const struct store_summary *sm);
+/* Every user with its summary, in byte order of name (strcmp). */
+int store_user_summary_list(struct store *st, store_summary_fn fn, void *ctx, struct err *err);
+/* The user's summary computed from its database (read transaction). */
+int store_user_summary(struct store_user *u, uint64_t *modseq_r, uint32_t *crc_r, struct err *err);
+/* The same, also written to users.db (under the user's write lock;
+ * only computed on a read-only store). */
+int store_user_summary_refresh(struct store_user *u, uint64_t *modseq_r, uint32_t *crc_r,
+	struct err *err);
+/* syncd: this process's writes are a master's changes, not local ones.
+ * Every other commit on a replica raises users.db meta 'local_gen' (in
+ * the summary write): the replica's state changed behind its master's
+ * log, and the master's next session runs anti-entropy. */
+void store_set_sync_apply(struct store *st, bool on);
+/* meta 'local_gen' (0 when never raised). */
+int store_local_gen(struct store *st, uint64_t *gen_r, struct err *err);
+/* CRC-32C (Castagnoli), chainable: crc32c(crc32c(0, a), b) = crc32c(0, ab). */
+uint32_t store_crc32c(uint32_t crc, const void *data, size_t len);
 /* One user's row.  ui_r->hash is NULL (no password) or points at
  * ui_r->hash_buf, which holds the hash after the call (API v2; v1 set
  * hash to NULL).  ERR_NOTFOUND for an unknown user. */
@@ -752,6 +785,7 @@ struct store_stats {
 	uint64_t sqlite_syncs;    /* syncs SQLite itself issued (checkpoints, users.db) */
 	uint64_t shared_commits;  /* commits made durable by another's fsync */
 	uint64_t appended;        /* messages appended */
+	uint64_t user_opens;      /* user databases opened (store_user_open) */
 };
 void store_stats_get(struct store_stats *s);
 void store_stats_reset(void);

@@ -33,6 +33,7 @@ struct store {
 	int64_t server_dv;
 	bool server_replica;
 	uint64_t server_epoch;
+	bool sync_apply;             /* this process applies a master's changes (syncd) */
 };
 
 /* Group commit state of one user database (store_commit.c). */
@@ -180,6 +181,11 @@ void store_user_event(struct store_user *u, enum store_change_kind kind, const c
 /* Read transaction helpers. */
 int store_user_read_begin(struct store_user *u, struct err *err);
 void store_user_read_end(struct store_user *u);
+
+/* Summary upkeep (store_summary.c): migration and the reboot rule at
+ * store_open; the summary write of commit_durable, before COMMIT. */
+int store_summary_open(struct store *st, struct err *err);
+int store_summary_before_commit(struct store_user *u, struct err *err);
 
 /* Mailbox row helpers (store_mailbox.c). */
 struct store_mbrow {

@@ -257,6 +257,14 @@ commit_durable(struct store_user *u, bool dirty, const char *fp_after, struct er
 	int rc;
 
 	store_commit_enter(&u->commit);
+	/* the users.db summary first (store_summary.c S1, S2) */
+	if (dirty && store_summary_before_commit(u, err) < 0) {
+		store_commit_leave(&u->commit);
+		sqlite3_exec(u->db, "ROLLBACK", NULL, NULL, NULL);
+		events_drop(u, 0);
+		store_blob_unlock_shared(u);
+		return -1;
+	}
 	rc = user_exec(u, "COMMIT");
 	if (rc != SQLITE_OK || !dirty)
 		store_commit_leave(&u->commit);
@@ -881,6 +889,7 @@ user_open(struct store *st, const char *name, const char *create_ident, struct e
 	u = xcalloc(1, sizeof(*u));
 	u->st = st;
 	u->name = xstrdup(name);
+	store_stats_g.user_opens++;
 	u->blob_lock_fd = -1;
 	u->watch_fd = -1;
 	u->commit.shm_fd = -1;

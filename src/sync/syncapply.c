@@ -786,6 +786,13 @@ cmd_hello(struct syncapply *a, const struct syncproto_command *cmd, struct buf *
 	for (size_t i = 0; i < a->nchannels; i++)
 		syncproto_enc_cstring(&e, a->channels[i]);
 	syncproto_enc_close(&e);
+	{
+		/* commits made here by anything but syncd (store_summary.c S5) */
+		uint64_t gen = 0;
+		struct err e2;
+		if (store_local_gen(a->st, &gen, &e2) == 0)
+			syncproto_enc_key_u64(&e, "LOCALGEN", gen);
+	}
 	syncproto_enc_close(&e);
 	syncproto_enc_end(&e);
 	log_info("hello client=%s role=%s epoch=%llu my_role=%s", log_q(a->client_id), log_q(role),
@@ -844,13 +851,15 @@ static void
 cmd_get_users(struct syncapply *a, const struct syncproto_command *cmd, struct buf *out)
 {
 	struct err err;
-	size_t mark = out->len;
+	size_t mark = out->len, opened = 0;
 
-	if (syncdigest_users(a->st, users_cb, out, &err) < 0) {
+	/* from the users.db summaries: an unchanged user is not opened */
+	if (syncdigest_users(a->st, users_cb, out, &opened, &err) < 0) {
 		buf_truncate(out, mark);
 		reply_err(a, out, cmd->tag, &err);
 		return;
 	}
+	log_info("users listed user_dbs_opened=%zu", opened);
 	reply(a, out, cmd->tag, "OK", ERR_NONE, NULL, NULL);
 }
 

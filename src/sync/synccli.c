@@ -27,11 +27,23 @@
  *     record before it (syncpush_run returned 0), at most once a second
  *     while busy and at once when idle or stopping.  A batch that fails
  *     is kept and sent again after the reconnect.
- *  2. Anti-entropy (syncpush_anti_entropy) runs after every connect,
- *     every sync_verify_interval, when the reader reports a gap, and when
- *     a writer marked a failed append.  A pass without errors moves the
- *     cursor to the log end noted before it started: every change
- *     committed before that point was compared.
+ *  2. A (re)connect resumes from the saved cursor.  Anti-entropy
+ *     (syncpush_anti_entropy) runs only when the cursor cannot be used:
+ *     none or unreadable (first start), detached, the reader reports a
+ *     gap (a segment gone, another log id: a new epoch here), the
+ *     replica's epoch or LOCALGEN (commits there not made by its syncd)
+ *     differs from the one of the last pass (sync/cursor/<chan>.peer), a
+ *     writer marked a failed append, the last sync-client of this
+ *     channel did not stop cleanly (run/sync-<chan>.running left) -
+ *     and on its schedule, every sync_verify_interval.  A pass without
+ *     errors moves the cursor to the log end noted before it started:
+ *     every change committed before that point was compared.  The pass
+ *     compares users.db summaries (syncdigest.h) and syncs the users
+ *     that differ in slices; between slices the live log is served
+ *     (chan_yield), so log records never wait for a whole pass.  A
+ *     resumed session with records behind sends the backlog first as
+ *     one plan per user named in it (chan_catchup), so the deletion
+ *     thresholds judge it whole.
  *  3. The ACK file (syncstat.h) is written after every acknowledged batch
  *     and every answered heartbeat (semisync waiters), the STATUS file
  *     about once a second.
@@ -175,9 +187,16 @@ struct chan {
 	char last_error[ERR_MSG_MAX];
 	uint64_t last_error_ms;
 	uint64_t last_ae_ms;
+	uint64_t ae_passes, ae_last_ms, ae_compared, ae_opened, resumes;
+	const char *ae_reason;                /* why the next/last pass runs */
+	/* the replica as of the last pass (sync/cursor/<chan>.peer): its
+	 * epoch and LOCALGEN; pend_* as its HELLO gave them this session */
+	bool peer_known;
+	uint64_t peer_epoch, peer_gen, pend_epoch, pend_gen;
 	uint64_t batches;
 	bool detached;
 	bool need_ae;
+	bool catchup;                         /* a backlog to send after a reconnect (chan_catchup) */
 	uint64_t verify_ms, next_verify_ms;
 	uint64_t marker_seen_ms;
 	uint64_t max_behind;
@@ -248,6 +267,66 @@ chan_state(struct chan *c, const char *state)
 		c->state_since = now_ms();
 		c->status_ms = 0;
 	}
+}
+
+/* A full pass is due (RULE 2); the first reason given is kept. */
+static void
+chan_want_ae(struct chan *c, const char *reason)
+{
+	if (!c->need_ae)
+		c->ae_reason = reason;
+	c->need_ae = true;
+}
+
+/* <root>/sync/cursor/<chan>.peer: "EPOCH LOCALGEN\n" of the replica as
+ * its HELLO gave them before the last pass without errors. */
+static void
+peer_path(const struct chan *c, struct buf *out)
+{
+	buf_printf(out, "%s/sync/cursor/%s.peer", c->root, c->ch.name);
+}
+
+static void
+peer_load(struct chan *c)
+{
+	struct buf p = BUF_INIT;
+	char *data = NULL;
+	size_t len = 0;
+	struct err e2;
+	unsigned long long ep, gen;
+
+	peer_path(c, &p);
+	if (file_read_all(buf_cstr(&p), 256, &data, &len, &e2) == 0 &&
+	    sscanf(data, "%llu %llu", &ep, &gen) == 2) {
+		c->peer_known = true;
+		c->peer_epoch = ep;
+		c->peer_gen = gen;
+	}
+	free(data);
+	buf_free(&p);
+}
+
+/* After a pass without errors: the replica is reconciled as of its HELLO. */
+static void
+peer_save(struct chan *c)
+{
+	struct buf p = BUF_INIT;
+	char line[64];
+	struct err e2;
+	int n;
+
+	if (c->peer_known && c->peer_epoch == c->pend_epoch && c->peer_gen == c->pend_gen)
+		return;
+	c->peer_known = true;
+	c->peer_epoch = c->pend_epoch;
+	c->peer_gen = c->pend_gen;
+	n = snprintf(line, sizeof(line), "%llu %llu\n", (unsigned long long)c->peer_epoch,
+		(unsigned long long)c->peer_gen);
+	peer_path(c, &p);
+	if (atomicfile_write(buf_cstr(&p), line, (size_t)n, 0644, &e2) < 0)
+		log_warn("cannot save the replica's epoch channel=%s error=%s", c->ch.name,
+			log_q(e2.msg));
+	buf_free(&p);
 }
 
 static void
@@ -409,6 +488,12 @@ status_write(struct chan *c, bool force)
 		(unsigned long long)(wire_in_total + (c->sess ? syncsess_wire_in(c->sess) : 0)),
 		(unsigned long long)(wire_out_total + (c->sess ? syncsess_wire_out(c->sess) : 0)),
 		(unsigned long long)conflicts);
+	buf_printf(&b, "anti_entropy_passes=%llu\nanti_entropy_last_duration_ms=%llu\n"
+		"anti_entropy_users_compared=%llu\nanti_entropy_user_dbs_opened=%llu\n"
+		"anti_entropy_reason=%s\nresumed_from_cursor=%llu\n",
+		(unsigned long long)c->ae_passes, (unsigned long long)c->ae_last_ms,
+		(unsigned long long)c->ae_compared, (unsigned long long)c->ae_opened,
+		c->ae_reason != NULL ? c->ae_reason : "none", (unsigned long long)c->resumes);
 	for (int k = 0; k < SYNCPUSH_C_COUNT; k++)
 		buf_printf(&b, "conflict_%s=%llu\n", syncpush_conflict_name((enum syncpush_conflict_kind)k),
 			(unsigned long long)t.conflicts[k]);
@@ -429,7 +514,7 @@ status_write(struct chan *c, bool force)
 		c->detached = true;
 		c->cur.flags |= CURSOR_DETACHED;
 		reclaim(c);
-		c->need_ae = true;
+		chan_want_ae(c, "detached");
 		c->nrecs = 0;
 	}
 }
@@ -455,7 +540,7 @@ chan_reader_open(struct chan *c, const struct synclog_pos *pos, uint64_t log_id,
 	c->nrecs = 0;
 	c->at_end = false;
 	if (synclog_reader_gap(c->rd)) {
-		c->need_ae = true;
+		chan_want_ae(c, "log-gap");
 		synclog_reader_clear_gap(c->rd);
 	}
 	return 0;
@@ -588,6 +673,8 @@ chan_open(struct chan *c, const struct conf *conf, struct store *st, const char 
 	c->verify_ms = (uint64_t)conf_get_duration_ms(conf, "sync_verify_interval", 3600 * 1000);
 	if (chan_liveness_conf(c, conf, err) < 0)
 		return -1;
+	c->next_verify_ms = now_ms() + c->verify_ms;
+	peer_load(c);
 	c->max_behind = conf_get_bytes(conf, "sync_log_max_bytes", 4ull * 1024 * 1024 * 1024);
 	c->park_retry_ms = (uint64_t)conf_get_duration_ms(conf, "sync_park_retry", PARK_RETRY_MIN_MS);
 	if (c->park_retry_ms == 0 || c->park_retry_ms > PARK_RETRY_MAX_MS)
@@ -601,10 +688,10 @@ chan_open(struct chan *c, const struct conf *conf, struct store *st, const char 
 		memset(&c->cur, 0, sizeof(c->cur));
 	}
 	if (rc <= 0)
-		c->need_ae = true;
+		chan_want_ae(c, "no-cursor");
 	c->detached = (c->cur.flags & CURSOR_DETACHED) != 0;
 	if (c->detached)
-		c->need_ae = true;
+		chan_want_ae(c, "detached");
 	c->acked = c->cur.pos;
 	c->acked_log_id = c->cur.log_id;
 	c->last_save_ms = now_ms();
@@ -621,7 +708,7 @@ chan_open(struct chan *c, const struct conf *conf, struct store *st, const char 
 		if (stat(buf_cstr(&mp), &sb) == 0) {
 			c->marker_seen_ms = (uint64_t)sb.st_mtim.tv_sec * 1000 + (uint64_t)sb.st_mtim.tv_nsec / 1000000;
 			if (c->marker_seen_ms >= c->cur.saved_ms)
-				c->need_ae = true;
+				chan_want_ae(c, "append-failed");
 		}
 		buf_free(&mp);
 	}
@@ -865,6 +952,8 @@ allow_marker_field(const struct chan *c, const char *key, char *out, size_t size
 	buf_free(&k);
 }
 
+static int chan_yield(void *ctx, struct err *err);
+
 static int
 chan_connect(struct chan *c, struct err *err)
 {
@@ -899,6 +988,7 @@ chan_connect(struct chan *c, struct err *err)
 	syncsess_set_answer_hook(c->sess, chan_answered, c);
 	c->push = syncpush_new(c->st, c->sess);
 	syncpush_set_sync_account(c->push, c->ch.authname);
+	syncpush_set_ae_yield(c->push, chan_yield, c);
 	if (c->cf != NULL)
 		syncpush_set_conflict_hook(c->push, syncconflict_hook, c->cf);
 	if (c->parking)
@@ -977,14 +1067,33 @@ chan_anti_entropy(struct chan *c, struct err *err)
 	}
 	syncpush_stats(c->push, &s);
 	errors_before = s.errors;
-	if (syncpush_anti_entropy(c->push, &differ, err) < 0)
-		return -1;
-	syncpush_stats(c->push, &s);
+	log_info("anti-entropy start channel=%s reason=%s", c->ch.name,
+		c->ae_reason != NULL ? c->ae_reason : "none");
+	/* a gap met while the pass serves the live log (chan_yield) asks
+	 * for another pass */
 	c->need_ae = false;
+	if (syncpush_anti_entropy(c->push, &differ, err) < 0) {
+		c->need_ae = true;
+		return -1;
+	}
+	syncpush_stats(c->push, &s);
 	c->last_ae_ms = now_ms();
 	c->next_verify_ms = c->last_ae_ms + c->verify_ms;
-	log_info("anti-entropy done channel=%s users_differing=%zu ms=%llu", c->ch.name, differ,
-		(unsigned long long)(c->last_ae_ms - t0));
+	{
+		size_t compared = 0, opened = 0;
+		syncpush_ae_counts(c->push, &compared, &opened);
+		c->ae_passes++;
+		c->ae_last_ms = c->last_ae_ms - t0;
+		c->ae_compared = compared;
+		c->ae_opened = opened;
+	}
+	log_info("anti-entropy done channel=%s reason=%s users_compared=%llu users_differing=%zu"
+		" user_dbs_opened=%llu ms=%llu", c->ch.name, c->ae_reason != NULL ? c->ae_reason : "none",
+		(unsigned long long)c->ae_compared, differ, (unsigned long long)c->ae_opened,
+		(unsigned long long)c->ae_last_ms);
+	status_write(c, true);
+	if (s.errors == errors_before)
+		peer_save(c);
 	if (s.errors == errors_before && synclog_pos_cmp(&e0, &c->acked) > 0) {
 		/* everything before e0 was compared: follow the log from there */
 		log_info("cursor moved to the log end after anti-entropy channel=%s", c->ch.name);
@@ -1022,7 +1131,7 @@ chan_fill(struct chan *c, struct err *err)
 	c->batch_end = synclog_reader_pos(c->rd);
 	c->at_end = rc == 0;
 	if (synclog_reader_gap(c->rd)) {
-		c->need_ae = true;
+		chan_want_ae(c, "log-gap");
 		synclog_reader_clear_gap(c->rd);
 	}
 	if (n == 0 && synclog_pos_cmp(&c->batch_end, &c->acked) > 0) {
@@ -1115,6 +1224,80 @@ chan_heartbeat(struct chan *c, struct err *err)
 	return 0;
 }
 
+/* Between two slices of an anti-entropy pass: send what the live log
+ * holds (RULE 2), so a pass never delays it by more than a slice. */
+static int
+chan_yield(void *ctx, struct err *err)
+{
+	struct chan *c = ctx;
+
+	for (int i = 0; i < 16 && !c->detached; i++) {
+		if (chan_fill(c, err) < 0)
+			return 0;   /* a read problem: the main loop reports it */
+		if (c->nrecs == 0)
+			break;
+		if (chan_push(c, err) < 0)
+			return -1;
+	}
+	(void)chan_save(c, false, err);
+	status_write(c, false);
+	return 0;
+}
+
+/* After a reconnect with records behind (RULE 2): everything the log
+ * holds from the cursor on, as one plan per user named in it (GET USER,
+ * the per-mailbox checksums), CATCHUP_USERS users at a time, so the
+ * deletion thresholds judge the whole backlog at once as a pass would
+ * (one batch read while the replica was away held only a part of it).
+ * 0, or -1 with err (session). */
+#define CATCHUP_USERS 4096
+
+static int
+chan_catchup(struct chan *c, struct err *err)
+{
+	struct syncpush_batch *b;
+	int rc;
+
+	c->nrecs = 0;
+	if (chan_reader_open(c, &c->acked, c->acked_log_id, -1, err) < 0)
+		return -1;
+	b = syncpush_batch_new();
+	for (;;) {
+		if (chan_fill(c, err) < 0) {
+			syncpush_batch_free(&b);
+			return -1;
+		}
+		for (size_t i = 0; i < c->nrecs; i++) {
+			if (c->recs[i].type == SYNCLOG_UNUSER)
+				syncpush_batch_add(b, SYNCLOG_UNUSER, c->recs[i].user, NULL);
+			else
+				syncpush_batch_add_full(b, c->recs[i].user);
+		}
+		c->acked_count += c->nrecs;
+		c->nrecs = 0;
+		if (c->at_end || c->need_ae || c->detached ||
+		    syncpush_batch_users(b) >= CATCHUP_USERS)
+			break;
+	}
+	c->catchup = !c->at_end && !c->need_ae && !c->detached;
+	log_info("catching up channel=%s users=%zu", c->ch.name, syncpush_batch_users(b));
+	rc = syncpush_run(c->push, b, err);
+	syncpush_batch_free(&b);
+	if (rc < 0) {
+		c->catchup = true;
+		/* the records read stay unacknowledged: read them again */
+		(void)chan_reader_open(c, &c->acked, c->acked_log_id, -1, err);
+		return -1;
+	}
+	c->batches++;
+	c->last_io_ms = now_ms();
+	c->acked = c->batch_end;
+	c->acked_log_id = synclog_reader_log_id(c->rd);
+	c->dirty = true;
+	(void)syncstat_ack_write(c->ackfd, &c->acked, c->acked_log_id, c->live);
+	return 0;
+}
+
 /* Classify a session error: log it, disconnect, set the backoff. */
 static void
 chan_fail(struct chan *c, const struct err *err)
@@ -1159,6 +1342,44 @@ marker_changed(struct chan *c)
 	return changed;
 }
 
+/* After a connect (RULE 2): resume from the cursor unless a pass is
+ * due.  A replica of another epoch, or one written by anything but its
+ * master since the last pass (LOCALGEN moved: a promotion, castorctl or
+ * a tool on it), may hold anything: it gets a pass. */
+static void
+chan_resume(struct chan *c)
+{
+	c->pend_epoch = syncpush_peer_epoch(c->push);
+	c->pend_gen = syncpush_peer_local_gen(c->push);
+	if (!c->peer_known)
+		chan_want_ae(c, "replica-unknown");
+	else if (c->pend_epoch != c->peer_epoch)
+		chan_want_ae(c, "replica-epoch");
+	else if (c->pend_gen != c->peer_gen)
+		chan_want_ae(c, "replica-written");
+	if (c->allow_once && !c->allow_user[0])
+		chan_want_ae(c, "allow-deletes");   /* the released pass of the channel */
+	if (c->need_ae)
+		return;
+	c->resumes++;
+	{
+		uint64_t behind = 0;
+		struct err e2;
+		c->catchup = c->nrecs > 0 ||
+			(synclog_bytes_behind(c->root, &c->acked, &behind, &e2) == 0 && behind > 0);
+	}
+	log_info("resumed from cursor channel=%s cursor=%llu:%llu backlog=%d", c->ch.name,
+		(unsigned long long)c->acked.seg, (unsigned long long)c->acked.off, c->catchup ? 1 : 0);
+}
+
+/* <root>/run/sync-<chan>.running: present while a rolling sync-client
+ * runs; left behind by one that did not stop cleanly (RULE 2). */
+static void
+running_marker_path(const struct chan *c, struct buf *out)
+{
+	buf_printf(out, "%s/run/sync-%s.running", c->root, c->ch.name);
+}
+
 /* ------------------------------------------------------------------ */
 /* Rolling                                                             */
 
@@ -1182,6 +1403,20 @@ run_rolling(const struct conf *conf, struct store *st, const char *name, bool al
 	}
 	log_info("rolling channel=%s replica=%s:%u cursor=%llu:%llu", name, c.ch.host, c.ch.port,
 		(unsigned long long)c.acked.seg, (unsigned long long)c.acked.off);
+	{
+		struct buf mp = BUF_INIT;
+		int fd;
+		running_marker_path(&c, &mp);
+		if (access(buf_cstr(&mp), F_OK) == 0) {
+			log_info("the last sync-client did not stop cleanly channel=%s: anti-entropy",
+				name);
+			chan_want_ae(&c, "unclean-stop");
+		}
+		fd = open(buf_cstr(&mp), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+		if (fd >= 0)
+			close(fd);
+		buf_free(&mp);
+	}
 	for (;;) {
 		uint64_t now;
 		int timeout;
@@ -1213,7 +1448,7 @@ run_rolling(const struct conf *conf, struct store *st, const char *name, bool al
 			} else if (chan_connect(&c, &err) < 0) {
 				chan_fail(&c, &err);
 			} else {
-				c.need_ae = true;   /* RULE 2: after every connect */
+				chan_resume(&c);   /* RULE 2 */
 			}
 		}
 		if (c.push != NULL && c.allow_once) {
@@ -1231,7 +1466,11 @@ run_rolling(const struct conf *conf, struct store *st, const char *name, bool al
 			c.next_connect_ms = now_ms();
 			continue;
 		}
-		if (c.push != NULL && (c.need_ae || now >= c.next_verify_ms || marker_changed(&c))) {
+		if (c.push != NULL && !c.need_ae && now >= c.next_verify_ms)
+			chan_want_ae(&c, "scheduled");
+		if (c.push != NULL && !c.need_ae && marker_changed(&c))
+			chan_want_ae(&c, "append-failed");
+		if (c.push != NULL && c.need_ae) {
 			if (chan_anti_entropy(&c, &err) < 0) {
 				chan_fail(&c, &err);
 				continue;
@@ -1240,6 +1479,13 @@ run_rolling(const struct conf *conf, struct store *st, const char *name, bool al
 		if (c.push != NULL && chan_park_due(&c, now) && chan_unpark(&c, NULL, false, &err) < 0) {
 			chan_fail(&c, &err);
 			continue;
+		}
+		if (c.push != NULL && c.catchup && !c.need_ae) {
+			if (chan_catchup(&c, &err) < 0) {
+				chan_fail(&c, &err);
+				continue;
+			}
+			status_write(&c, false);
 		}
 		if (chan_fill(&c, &err) < 0) {
 			log_error("sync log read failed channel=%s error=%s", name, log_q(err.msg));
@@ -1329,6 +1575,12 @@ run_rolling(const struct conf *conf, struct store *st, const char *name, bool al
 		log_error("cursor save failed at exit channel=%s error=%s", name, log_q(err.msg));
 		rc = EXIT_PROBLEMS;
 	}
+	if (rc == 0) {
+		struct buf mp = BUF_INIT;
+		running_marker_path(&c, &mp);
+		(void)unlink(buf_cstr(&mp));
+		buf_free(&mp);
+	}
 	chan_state(&c, "stopped");
 	chan_disconnect(&c, true);
 	status_write(&c, true);
@@ -1415,7 +1667,7 @@ drain_channel(const struct conf *conf, struct store *st, const char *name, uint6
 			 * only a gap, a detached or unreadable cursor, a failed
 			 * append (chan_open and chan_fill set need_ae for those) */
 			if (marker_changed(&c))
-				c.need_ae = true;
+				chan_want_ae(&c, "append-failed");
 		}
 		if (c.need_ae && chan_anti_entropy(&c, &err) < 0) {
 			chan_fail(&c, &err);

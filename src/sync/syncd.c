@@ -90,6 +90,7 @@ syncd_init(const struct conf *conf, struct err *err)
 	syncd_store = store_open(conf_dir(conf), &opts, err);
 	if (syncd_store == NULL)
 		return -1;
+	store_set_sync_apply(syncd_store, true);
 	syncd_authname = conf_get_str(conf, "sync_authname", "sync");
 	syncd_servername = conf_get_str(conf, "servername", "castor");
 	{

@@ -1,9 +1,14 @@
 /*
- * syncdigest.c - the anti-entropy key of a user (syncdigest.h).
+ * syncdigest.c - the anti-entropy key of a user (syncdigest.h): the
+ * user's summary kept in users.db (store_summary.c) continued with its
+ * password hash and quota limits.  Reading it opens no user database;
+ * a user whose summary is unknown is opened once and its summary
+ * written back.
  */
 #include "sync/syncdigest.h"
 
 #include <openssl/evp.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,78 +16,14 @@
 #include "lib/xalloc.h"
 #include "sync/synclog.h"
 
-struct dmb {
-	char uniqueid[STORE_UNIQUEID_LEN + 1];
-	char *line;
-};
-
-struct dctx {
-	struct dmb *v;
-	size_t n, cap;
-	struct buf subs;
-};
-
-static int
-dmb_cmp(const void *a, const void *b)
+/* Continue a user's store summary (store_summary.c: mailboxes and
+ * subscriptions) with what users.db holds: the password hash and the
+ * quota limits. */
+static uint32_t
+digest_finish(uint32_t crc, const char *hash, int64_t quota_bytes, int64_t quota_messages)
 {
-	return strcmp(((const struct dmb *)a)->uniqueid, ((const struct dmb *)b)->uniqueid);
-}
-
-static int
-mb_cb(void *ctx, const char *name, unsigned attrs, const struct store_mailbox *mb)
-{
-	struct dctx *d = ctx;
-	struct buf l = BUF_INIT;
-
-	(void)name;
-	(void)attrs;
-	if (mb == NULL || mb->deleted_modseq != 0)
-		return 0;
-	if (d->n == d->cap) {
-		d->cap = d->cap ? 2 * d->cap : 16;
-		d->v = xreallocarray(d->v, d->cap, sizeof(*d->v));
-	}
-	buf_printf(&l, "%s\n%s\n%u %llu %u %s\n", mb->uniqueid, mb->name, mb->uidvalidity,
-		(unsigned long long)mb->highestmodseq, mb->sync_crc, mb->specialuse);
-	str_lcpy(d->v[d->n].uniqueid, mb->uniqueid, sizeof(d->v[d->n].uniqueid));
-	d->v[d->n].line = buf_steal(&l);
-	d->n++;
-	return 0;
-}
-
-static int
-sub_cb(void *ctx, const char *name, unsigned attrs, const struct store_mailbox *mb)
-{
-	struct dctx *d = ctx;
-
-	(void)mb;
-	if (attrs & STORE_MBATTR_SUBSCRIBED) {
-		buf_puts(&d->subs, name);
-		buf_putc(&d->subs, '\n');
-	}
-	return 0;
-}
-
-int
-syncdigest_user(struct store_user *u, const char *hash, int64_t quota_bytes,
-	int64_t quota_messages, uint32_t *digest_r, struct err *err)
-{
-	struct dctx d;
-	uint32_t crc = 0;
 	char line[128];
-	int rc = -1;
 
-	memset(&d, 0, sizeof(d));
-	if (store_mailbox_list(u, "*", STORE_LIST_NO_PARENTS, mb_cb, &d, err) < 0)
-		goto out;
-	if (store_mailbox_list(u, "*", STORE_LIST_SUBSCRIBED, sub_cb, &d, err) < 0)
-		goto out;
-	if (d.n > 1)
-		qsort(d.v, d.n, sizeof(*d.v), dmb_cmp);
-	for (size_t i = 0; i < d.n; i++)
-		crc = synclog_crc32c(crc, d.v[i].line, strlen(d.v[i].line));
-	crc = synclog_crc32c(crc, "subs\n", 5);
-	crc = synclog_crc32c(crc, d.subs.data ? d.subs.data : "", d.subs.len);
 	if (hash != NULL) {
 		unsigned char md[32];
 		unsigned int n = 0;
@@ -93,14 +34,36 @@ syncdigest_user(struct store_user *u, const char *hash, int64_t quota_bytes,
 	}
 	snprintf(line, sizeof(line), "\nquota %lld %lld\n", (long long)quota_bytes,
 		(long long)quota_messages);
-	crc = synclog_crc32c(crc, line, strlen(line));
-	*digest_r = crc;
-	rc = 0;
-out:
-	for (size_t i = 0; i < d.n; i++)
-		free(d.v[i].line);
-	free(d.v);
-	buf_free(&d.subs);
+	return synclog_crc32c(crc, line, strlen(line));
+}
+
+int
+syncdigest_user(struct store_user *u, const char *hash, int64_t quota_bytes,
+	int64_t quota_messages, uint32_t *digest_r, struct err *err)
+{
+	uint64_t modseq;
+	uint32_t crc;
+
+	if (store_user_summary(u, &modseq, &crc, err) < 0)
+		return -1;
+	*digest_r = digest_finish(crc, hash, quota_bytes, quota_messages);
+	return 0;
+}
+
+int
+syncdigest_user_fresh(struct store *st, const char *name, const char *hash, int64_t quota_bytes,
+	int64_t quota_messages, uint64_t *modseq_r, uint32_t *digest_r, struct err *err)
+{
+	struct store_user *u = store_user_open(st, name, err);
+	uint32_t crc;
+	int rc;
+
+	if (u == NULL)
+		return -1;
+	rc = store_user_summary_refresh(u, modseq_r, &crc, err);
+	store_user_close(&u);
+	if (rc == 0)
+		*digest_r = digest_finish(crc, hash, quota_bytes, quota_messages);
 	return rc;
 }
 
@@ -108,6 +71,10 @@ struct uent {
 	char *name;
 	char *hash;
 	int64_t qb, qm;
+	bool known;
+	bool damaged;
+	uint64_t modseq;
+	uint32_t crc;
 };
 
 struct ulist {
@@ -116,61 +83,78 @@ struct ulist {
 };
 
 static int
-name_cb(void *ctx, const struct store_userinfo *ui)
+sum_cb(void *ctx, const struct store_summary *sm)
 {
 	struct ulist *l = ctx;
+	struct uent *e;
 
 	if (l->n == l->cap) {
 		l->cap = l->cap ? 2 * l->cap : 64;
 		l->v = xreallocarray(l->v, l->cap, sizeof(*l->v));
 	}
-	l->v[l->n].name = xstrdup(ui->name);
-	l->v[l->n].hash = ui->hash != NULL ? xstrdup(ui->hash) : NULL;
-	l->v[l->n].qb = ui->quota_bytes;
-	l->v[l->n].qm = ui->quota_messages;
-	l->n++;
+	e = &l->v[l->n++];
+	e->name = xstrdup(sm->name);
+	e->hash = sm->hash != NULL ? xstrdup(sm->hash) : NULL;
+	e->qb = sm->quota_bytes;
+	e->qm = sm->quota_messages;
+	e->known = sm->known;
+	e->damaged = sm->damaged;
+	e->modseq = sm->modseq;
+	e->crc = sm->crc;
 	return 0;
 }
 
 int
-syncdigest_users(struct store *st, syncdigest_fn fn, void *ctx, struct err *err)
+syncdigest_users(struct store *st, syncdigest_fn fn, void *ctx, size_t *opened_r,
+	struct err *err)
 {
 	struct ulist l = { NULL, 0, 0 };
+	size_t opened = 0;
 	int rc = 0;
 
-	if (store_user_list(st, name_cb, &l, err) < 0)
+	/* the whole list first: no users.db statement stays open while a
+	 * summary is refreshed below */
+	if (store_user_summary_list(st, sum_cb, &l, err) < 0)
 		rc = -1;
 	for (size_t i = 0; rc == 0 && i < l.n; i++) {
-		struct store_user *u = store_user_open(st, l.v[i].name, err);
-		uint64_t modseq = 0;
+		struct uent *e = &l.v[i];
+		uint64_t modseq = e->modseq;
 		uint32_t digest = 0;
 
-		if (u == NULL) {
-			if (err->kind == ERR_NOTFOUND)
-				continue;   /* deleted meanwhile */
-			if (err->kind == ERR_DAMAGED) {
-				/* listed, never left out (a user left out looks deleted
-				 * or new to the other side): modseq 0 and digest 0
-				 * differ from any real state, so the user is compared
-				 * in full and refused there, by name */
-				rc = fn(ctx, l.v[i].name, 0, 0);
-				continue;
-			}
-			rc = -1;
-			break;
+		if (e->damaged) {
+			/* listed, never left out (a user left out looks deleted
+			 * or new to the other side): modseq 0 and digest 0
+			 * differ from any real state, so the user is compared
+			 * in full and refused there, by name */
+			rc = fn(ctx, e->name, 0, 0);
+			continue;
 		}
-		if (store_user_modseq(u, &modseq, err) < 0 ||
-		    syncdigest_user(u, l.v[i].hash, l.v[i].qb, l.v[i].qm, &digest, err) < 0)
-			rc = -1;
-		store_user_close(&u);
-		if (rc == 0)
-			rc = fn(ctx, l.v[i].name, modseq, digest);
+		if (e->known) {
+			digest = digest_finish(e->crc, e->hash, e->qb, e->qm);
+		} else {
+			/* unknown summary: open the user once, and remember it */
+			opened++;
+			if (syncdigest_user_fresh(st, e->name, e->hash, e->qb, e->qm, &modseq, &digest,
+				err) < 0) {
+				if (err->kind == ERR_NOTFOUND)
+					continue;   /* deleted meanwhile */
+				if (err->kind == ERR_DAMAGED) {
+					rc = fn(ctx, e->name, 0, 0);
+					continue;
+				}
+				rc = -1;
+				break;
+			}
+		}
+		rc = fn(ctx, e->name, modseq, digest);
 	}
 	for (size_t i = 0; i < l.n; i++) {
 		free(l.v[i].name);
 		free(l.v[i].hash);
 	}
 	free(l.v);
+	if (opened_r != NULL)
+		*opened_r = opened;
 	return rc;
 }
 
@@ -206,5 +190,27 @@ syncdigest_userinfo(struct store *st, const char *name, struct store_userinfo *u
 		return -1;
 	if (store_user_list(st, one_cb, &o, err) < 0)
 		return -1;
+	return 0;
+}
+
+int
+syncdigest_merge(const char *const *a, size_t na, const char *const *b, size_t nb,
+	syncdigest_merge_fn fn, void *ctx)
+{
+	size_t i = 0, k = 0;
+
+	while (i < na || k < nb) {
+		int c = i == na ? 1 : k == nb ? -1 : strcmp(a[i], b[k]);
+		int r;
+
+		if (c < 0)
+			r = fn(ctx, i++, SIZE_MAX);
+		else if (c > 0)
+			r = fn(ctx, SIZE_MAX, k++);
+		else
+			r = fn(ctx, i++, k++);
+		if (r != 0)
+			return r;
+	}
 	return 0;
 }

@@ -660,6 +660,12 @@ struct syncpush {
 	uint64_t *au_modseq;
 	int64_t *au_digest;        /* -1: the replica sent none */
 	size_t au_cap;
+	/* the last anti-entropy pass (syncpush_ae_counts), its yield hook */
+	size_t ae_compared, ae_opened;
+	uint64_t peer_epoch;       /* the replica's EPOCH in its HELLO (0 unknown) */
+	uint64_t peer_local_gen;   /* its LOCALGEN (0 none) */
+	syncpush_yield_fn ae_yield;
+	void *ae_yield_ctx;
 };
 
 const char *
@@ -1666,12 +1672,19 @@ syncpush_login(struct syncpush *p, const struct syncpush_login *l, struct err *e
 	if (data != NULL) {
 		struct syncproto_response d;
 		const char *rrole = NULL;
-		if (syncproto_response_parse(data, &d, err) == 0 && d.nargs == 1 &&
+		bool parsed = syncproto_response_parse(data, &d, err) == 0;
+		if (parsed && d.nargs == 1 &&
 		    syncproto_kv_cstr(&d.args[0], "ROLE", &rrole, err) == 1 && !str_eq(rrole, "replica")) {
 			err_set(err, ERR_FENCED, "the peer is a %s, not a replica", rrole);
 			syncproto_value_free(&data);
 			return -1;
 		}
+		if (parsed && d.nargs == 1 &&
+		    syncproto_kv_u64(&d.args[0], "EPOCH", &p->peer_epoch, err) != 1)
+			p->peer_epoch = 0;
+		if (parsed && d.nargs == 1 &&
+		    syncproto_kv_u64(&d.args[0], "LOCALGEN", &p->peer_local_gen, err) != 1)
+			p->peer_local_gen = 0;
 	}
 	syncproto_value_free(&data);
 	return 0;
@@ -3645,15 +3658,201 @@ user_deleted_here(struct syncpush *p, const char *name)
 	return found;
 }
 
+static int
+ix_cmp(const void *x, const void *y, void *ctx)
+{
+	const struct strv *n = ctx;
+
+	return strcmp(n->v[*(const size_t *)x], n->v[*(const size_t *)y]);
+}
+
+/* An index of names in strcmp order, and the names in that order. */
+static size_t *
+sorted_index(const struct strv *names, const char ***sorted_r)
+{
+	size_t *ix = xcalloc(names->n + 1, sizeof(*ix));
+	const char **v = xcalloc(names->n + 1, sizeof(*v));
+
+	for (size_t k = 0; k < names->n; k++)
+		ix[k] = k;
+	qsort_r(ix, names->n, sizeof(*ix), ix_cmp, (void *)names);
+	for (size_t k = 0; k < names->n; k++)
+		v[k] = names->v[ix[k]];
+	*sorted_r = v;
+	return ix;
+}
+
+struct ae {
+	struct syncpush *p;
+	struct lum *l;
+	const char **lnames;        /* our names, sorted */
+	size_t *lix;                /* their index in l */
+	const char **rnames;        /* replica names, sorted */
+	size_t *rix;                /* their index in p->au_* */
+	struct strv full;           /* users to sync: missing there, or checked here */
+	struct strv check;          /* summaries differ: look at our database first */
+	size_t *check_k;            /* their index in p->au_* */
+	size_t ncheck_cap;
+	struct strv unuser;         /* users deleted here */
+	size_t compared, opened, differ;
+	struct err *err;
+};
+
+#define AE_SLICE 8     /* differing users synced between two looks at the live log */
+
+/* Both sides have the user: do the summaries agree? */
+static bool
+ae_differs(const struct syncpush *p, size_t k, uint64_t modseq, uint32_t digest)
+{
+	if (p->au_digest[k] < 0)
+		return p->au_modseq[k] != modseq;
+	return p->au_digest[k] != (int64_t)digest || p->au_modseq[k] < modseq;
+}
+
+static int
+ae_pair(void *ctx, size_t i, size_t j)
+{
+	struct ae *a = ctx;
+	struct syncpush *p = a->p;
+	struct lum *l = a->l;
+
+	a->compared++;
+	if (i != SIZE_MAX)
+		i = a->lix[i];
+	if (j == SIZE_MAX) {
+		strv_add(&a->full, l->names.v[i]);
+		log_info("anti-entropy: user missing on the replica user=%s", l->names.v[i]);
+		return 0;
+	}
+	if (i == SIZE_MAX) {
+		size_t k = a->rix[j];
+		const char *name = p->au_names.v[k];
+		if (str_eq(name, p->sync_account))
+			return 0;
+		if (user_deleted_here(p, name)) {
+			strv_add(&a->unuser, name);
+			log_info("anti-entropy: user deleted here, present on the replica user=%s", name);
+		} else {
+			struct syncpush_conflict c;
+			memset(&c, 0, sizeof(c));
+			c.kind = SYNCPUSH_C_REPLICA_USER;
+			c.user = name;
+			c.replica_modseq = p->au_modseq[k];
+			(void)conflict(p, &c);
+		}
+		return 0;
+	}
+	if (ae_differs(p, a->rix[j], l->modseq[i], l->digest[i])) {
+		if (a->check.n == a->ncheck_cap) {
+			a->ncheck_cap = a->ncheck_cap ? 2 * a->ncheck_cap : 64;
+			a->check_k = xreallocarray(a->check_k, a->ncheck_cap, sizeof(*a->check_k));
+		}
+		a->check_k[a->check.n] = a->rix[j];
+		strv_add(&a->check, l->names.v[i]);
+	}
+	return 0;
+}
+
+/* A user whose summaries differ: the summary is a hint and ours may be
+ * stale (store_summary.c S1), so our database decides first.  1 when it
+ * still differs (then the per-mailbox checksums decide), 0 when it
+ * agrees, -1 with err when it cannot be read (the pass fails, as a
+ * listing that cannot read a user does). */
+static int
+ae_confirm(struct syncpush *p, struct ae *a, const char *name, size_t k, struct err *err)
+{
+	struct store_userinfo ui;
+	char *hash = NULL;
+	uint64_t ms = 0;
+	uint32_t dg = 0;
+	bool fresh = false;
+	int rc = syncdigest_userinfo(p->st, name, &ui, &hash, err);
+
+	if (rc == 0) {
+		a->opened++;
+		rc = syncdigest_user_fresh(p->st, name, hash, ui.quota_bytes, ui.quota_messages,
+			&ms, &dg, err);
+		fresh = rc == 0;
+	}
+	free(hash);
+	if (rc < 0 && err->kind != ERR_NOTFOUND) {
+		log_warn("anti-entropy: cannot read user=%s error=%s", name, log_q(err->msg));
+		return -1;
+	}
+	if (fresh && !ae_differs(p, k, ms, dg)) {
+		log_info("anti-entropy: summary was stale, user agrees user=%s", name);
+		return 0;
+	}
+	log_info("anti-entropy: user differs user=%s master_modseq=%llu replica_modseq=%llu"
+		" digest=%s", name, (unsigned long long)ms, (unsigned long long)p->au_modseq[k],
+		!fresh ? "unknown" : p->au_digest[k] != (int64_t)dg ? "differs" : "same");
+	return 1;
+}
+
+/* Sync the users found differing, AE_SLICE at a time; between slices
+ * the yield hook serves the live log (a pass never holds it back). */
+static int
+ae_run(struct syncpush *p, struct ae *a, struct err *err)
+{
+	size_t i = 0;
+
+	if (a->unuser.n > 0) {
+		struct syncpush_batch *b = syncpush_batch_new();
+		for (size_t k = 0; k < a->unuser.n; k++)
+			syncpush_batch_add(b, SYNCLOG_UNUSER, a->unuser.v[k], NULL);
+		if (syncpush_run(p, b, err) < 0) {
+			syncpush_batch_free(&b);
+			return -1;
+		}
+		syncpush_batch_free(&b);
+	}
+	/* users missing there first, then those whose summaries differ */
+	while (i < a->full.n + a->check.n) {
+		struct syncpush_batch *b;
+		size_t n = 0;
+		int rc;
+		if (p->ae_yield != NULL && p->ae_yield(p->ae_yield_ctx, err) < 0)
+			return -1;
+		b = syncpush_batch_new();
+		for (; n < AE_SLICE && i < a->full.n + a->check.n; i++) {
+			if (i < a->full.n) {
+				syncpush_batch_add_full(b, a->full.v[i]);
+			} else {
+				size_t c = i - a->full.n;
+				int r = ae_confirm(p, a, a->check.v[c], a->check_k[c], err);
+				if (r < 0) {
+					syncpush_batch_free(&b);
+					return -1;
+				}
+				if (r == 0)
+					continue;
+				syncpush_batch_add_full(b, a->check.v[c]);
+			}
+			a->differ++;
+			n++;
+		}
+		rc = syncpush_run(p, b, err);
+		syncpush_batch_free(&b);
+		if (rc < 0)
+			return -1;
+	}
+	return 0;
+}
+
 int
 syncpush_anti_entropy(struct syncpush *p, size_t *differ_r, struct err *err)
 {
 	struct syncproto_enc e;
 	struct lum l = { { 0 }, NULL, NULL, 0 };
-	struct syncpush_batch *b = NULL;
-	size_t differ = 0;
+	struct ae a;
+	size_t nr, opened = 0;
 	int rc = -1;
 
+	memset(&a, 0, sizeof(a));
+	a.p = p;
+	a.l = &l;
+	a.err = err;
+	p->ae_compared = p->ae_opened = 0;
 	if (differ_r != NULL)
 		*differ_r = 0;
 	strv_free(&p->au_names);
@@ -3666,58 +3865,67 @@ syncpush_anti_entropy(struct syncpush *p, size_t *differ_r, struct err *err)
 		fail_session(p, err);
 		goto out;
 	}
-	if (syncdigest_users(p->st, lum_cb, &l, err) < 0)
+	/* ours come from users.db in name order; only unknown summaries open
+	 * a user database (counted) */
+	if (syncdigest_users(p->st, lum_cb, &l, &opened, err) < 0)
 		goto out;
-	b = syncpush_batch_new();
-	for (size_t i = 0; i < l.names.n; i++) {
-		bool found = false;
-		for (size_t k = 0; k < p->au_names.n; k++)
-			if (str_eq(p->au_names.v[k], l.names.v[i])) {
-				found = true;
-				if (p->au_digest[k] < 0 ? p->au_modseq[k] != l.modseq[i] :
-				    (p->au_digest[k] != (int64_t)l.digest[i] || p->au_modseq[k] < l.modseq[i])) {
-					syncpush_batch_add_full(b, l.names.v[i]);
-					log_info("anti-entropy: user differs user=%s master_modseq=%llu"
-						" replica_modseq=%llu digest=%s", l.names.v[i],
-						(unsigned long long)l.modseq[i], (unsigned long long)p->au_modseq[k],
-						p->au_digest[k] != (int64_t)l.digest[i] ? "differs" : "same");
-				}
-				break;
-			}
-		if (!found) {
-			syncpush_batch_add_full(b, l.names.v[i]);
-			log_info("anti-entropy: user missing on the replica user=%s", l.names.v[i]);
+	/* both lists in strcmp order (users.db lists ours so already; a
+	 * replica may answer in any order) */
+	a.lix = sorted_index(&l.names, &a.lnames);
+	nr = p->au_names.n;
+	a.rix = sorted_index(&p->au_names, &a.rnames);
+	nr = p->au_names.n;
+	for (size_t k = 1; k < nr; k++)
+		if (str_eq(a.rnames[k - 1], a.rnames[k])) {
+			err_set(err, ERR_INVALID, "GET USERS: user %s listed twice", log_q(a.rnames[k]));
+			goto out;
 		}
-	}
-	for (size_t k = 0; k < p->au_names.n; k++) {
-		bool found = false;
-		for (size_t i = 0; i < l.names.n && !found; i++)
-			found = str_eq(p->au_names.v[k], l.names.v[i]);
-		if (!found && !str_eq(p->au_names.v[k], p->sync_account) &&
-		    user_deleted_here(p, p->au_names.v[k])) {
-			syncpush_batch_add(b, SYNCLOG_UNUSER, p->au_names.v[k], NULL);
-			log_info("anti-entropy: user deleted here, present on the replica user=%s",
-				p->au_names.v[k]);
-		} else if (!found && !str_eq(p->au_names.v[k], p->sync_account)) {
-			struct syncpush_conflict c;
-			memset(&c, 0, sizeof(c));
-			c.kind = SYNCPUSH_C_REPLICA_USER;
-			c.user = p->au_names.v[k];
-			c.replica_modseq = p->au_modseq[k];
-			(void)conflict(p, &c);
-		}
-	}
-	differ = syncpush_batch_users(b);
-	rc = syncpush_run(p, b, err);
-out:
+	(void)syncdigest_merge(a.lnames, l.names.n, a.rnames, nr, ae_pair, &a);
+	rc = ae_run(p, &a, err);
+	p->ae_compared = a.compared;
+	p->ae_opened = opened + a.opened;
 	if (differ_r != NULL)
-		*differ_r = differ;
-	syncpush_batch_free(&b);
+		*differ_r = a.differ + a.unuser.n;
+out:
+	strv_free(&a.full);
+	strv_free(&a.check);
+	free(a.check_k);
+	strv_free(&a.unuser);
+	free(a.rix);
+	free(a.rnames);
+	free(a.lix);
+	free(a.lnames);
 	strv_free(&l.names);
 	free(l.modseq);
 	free(l.digest);
 	strv_free(&p->au_names);
 	return rc;
+}
+
+void
+syncpush_ae_counts(const struct syncpush *p, size_t *compared_r, size_t *opened_r)
+{
+	*compared_r = p->ae_compared;
+	*opened_r = p->ae_opened;
+}
+
+uint64_t
+syncpush_peer_epoch(const struct syncpush *p)
+{
+	return p->peer_epoch;
+}
+
+uint64_t
+syncpush_peer_local_gen(const struct syncpush *p)
+{
+	return p->peer_local_gen;
+}
+
+void
+syncpush_set_ae_yield(struct syncpush *p, syncpush_yield_fn fn, void *ctx)
+{
+	p->ae_yield = fn;
+	p->ae_yield_ctx = ctx;
 }
 
 static int

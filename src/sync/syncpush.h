@@ -202,11 +202,26 @@ int syncpush_login(struct syncpush *p, const struct syncpush_login *l, struct er
  */
 int syncpush_run(struct syncpush *p, struct syncpush_batch *b, struct err *err);
 
-/* Anti-entropy: GET USERS, compare every user's highestmodseq with ours,
- * and run a full sync of each user that differs.  *differ_r (may be
- * NULL) gets the number of users that differed.  Same returns as
- * syncpush_run. */
+/* Anti-entropy: GET USERS, a sorted merge of the replica's users with
+ * ours (both from the users.db summaries, syncdigest.h), and a full sync
+ * of each user whose summary differs (after our own summary was
+ * recomputed from the database: the summary is a hint).  O(users); an
+ * unchanged user opens no database on either side.  The users to sync
+ * go in slices; the yield hook (syncpush_set_ae_yield) runs before each
+ * slice.  *differ_r (may be NULL) gets the number of users that
+ * differed.  Same returns as syncpush_run. */
 int syncpush_anti_entropy(struct syncpush *p, size_t *differ_r, struct err *err);
+/* Of the last pass: users compared, user databases opened here. */
+void syncpush_ae_counts(const struct syncpush *p, size_t *compared_r, size_t *opened_r);
+/* Run by anti-entropy between slices of users (sync-client serves the
+ * live log there); 0, or -1 with err to end the pass (session error). */
+typedef int (*syncpush_yield_fn)(void *ctx, struct err *err);
+void syncpush_set_ae_yield(struct syncpush *p, syncpush_yield_fn fn, void *ctx);
+/* The replica's epoch as its HELLO gave it (0 when it gave none). */
+uint64_t syncpush_peer_epoch(const struct syncpush *p);
+/* Its LOCALGEN: commits made on the replica by anything but syncd (0
+ * when it gave none). */
+uint64_t syncpush_peer_local_gen(const struct syncpush *p);
 
 /* Full sync of every local user (sync-client -A).  Same returns. */
 int syncpush_all_users(struct syncpush *p, struct err *err);
