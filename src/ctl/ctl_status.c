@@ -390,6 +390,7 @@ ctl_status_age(uint64_t now, uint64_t then, char *out, size_t size)
 struct ctl_damaged {
 	struct buf *b;
 	bool json;
+	bool tsv;             /* status --damaged: "USER<TAB>REASON" lines, for castord */
 	size_t n;
 };
 
@@ -398,7 +399,9 @@ ctl_status_damaged_one(void *ctx, const char *user, const char *why)
 {
 	struct ctl_damaged *d = ctx;
 
-	if (d->json) {
+	if (d->tsv) {
+		buf_printf(d->b, "%s\t%s\n", user, why);
+	} else if (d->json) {
 		bool f = true;
 		if (d->n > 0)
 			buf_putc(d->b, ',');
@@ -419,7 +422,7 @@ ctl_status_damaged_one(void *ctx, const char *user, const char *why)
 static int
 ctl_status_damaged(struct ctl *c, bool json, struct buf *b)
 {
-	struct ctl_damaged d = { b, json, 0 };
+	struct ctl_damaged d = { b, json, false, 0 };
 	struct err err;
 
 	if (store_user_damaged_list(c->store, ctl_status_damaged_one, &d, &err) < 0)
@@ -448,8 +451,10 @@ int
 ctl_cmd_status(struct ctl *c, int argc, char **argv)
 {
 	bool json = false;
+	bool damaged_only = false;
 	const struct ctl_opt opts[] = {
 		{ "json", 'j', NULL, NULL, &json },
+		{ "damaged", 0, NULL, NULL, &damaged_only },
 		{ NULL, 0, NULL, NULL, NULL },
 	};
 	char **pos = NULL, **chans = NULL;
@@ -468,7 +473,7 @@ ctl_cmd_status(struct ctl *c, int argc, char **argv)
 
 	rc = ctl_parse(c, argc, argv, opts, &pos, &npos);
 	if (rc < 0) {
-		printf("usage: castorctl status [--json] [CHAN...]\n");
+		printf("usage: castorctl status [--json] [CHAN...] | --damaged\n");
 		return 0;
 	}
 	if (rc > 0)
@@ -477,6 +482,18 @@ ctl_cmd_status(struct ctl *c, int argc, char **argv)
 	if (rc != 0) {
 		free(pos);
 		return rc;
+	}
+	if (damaged_only) {
+		/* castord's check at a graceful stop (docs/signals.md): the
+		 * damaged users alone, exit 1 when there is any */
+		struct ctl_damaged d = { &b, false, true, 0 };
+
+		free(pos);
+		if (store_user_damaged_list(c->store, ctl_status_damaged_one, &d, &err) < 0)
+			return ctl_fail(c, &err);
+		fputs(buf_cstr(&b), stdout);
+		buf_free(&b);
+		return d.n > 0 ? CTL_EXIT_PROBLEMS : CTL_EXIT_OK;
 	}
 	root = conf_dir(c->conf);
 	if (store_server_get(c->store, &role, &epoch, &err) < 0) {

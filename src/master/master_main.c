@@ -29,7 +29,6 @@
 #include "lib/signals.h"
 #include "lib/str.h"
 #include "lib/xalloc.h"
-#include "store/store.h"
 
 #include "castor_config.h"
 
@@ -37,11 +36,13 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -330,33 +331,72 @@ master_default_pidfile(const struct mconf *cfg)
 	return p;
 }
 
-static int
-master_damaged_one(void *ctx, const char *user, const char *why)
-{
-	struct master *m = ctx;
-
-	log_error("damaged user user=%s reason=%s (castorctl restore-from CHAN %s, or castorctl"
-		" user reset %s)", user, log_q(why), user, user);
-	master_shutdown_note_failed(m, "damaged_user", user);
-	return 0;
-}
-
 /* A stop is not clean while the server holds damaged users (docs/store.md):
- * exit bit 4, each named in the log.  A root without users.db has none. */
+ * `castorctl status --damaged` names them ("USER<TAB>REASON" lines, which
+ * we log) and exits 1: exit bit 4.  A child does it, so castord never links the
+ * store; bounded by MASTER_DAMAGED_WAIT_MS. */
+#define MASTER_DAMAGED_WAIT_MS 30000
+
 static int
 master_damaged_users(struct master *m)
 {
-	struct store *st;
+	char *prog, out[8192];
+	size_t got = 0;
+	int fds[2], status = 0;
+	int64_t deadline = master_now() + MASTER_DAMAGED_WAIT_MS;
+	pid_t pid;
 	struct err err;
-	size_t before = m->failed.len;
 
-	st = store_open(conf_dir(m->cfg->conf), NULL, &err);
-	if (st == NULL)
+	prog = master_conf_find_program(m->cfg->conf, "castorctl", &err);
+	if (prog == NULL) {
+		log_warn("damaged users not checked: %s", log_q(err.msg));
 		return 0;
-	if (store_user_damaged_list(st, master_damaged_one, m, &err) < 0)
-		log_warn("damaged users unreadable error=%s", log_q(err.msg));
-	store_close(&st);
-	return m->failed.len != before ? MASTER_EXIT_DAMAGED : 0;
+	}
+	if (pipe2(fds, O_CLOEXEC) < 0 || (pid = fork()) < 0) {
+		log_warn("damaged users not checked: %s", strerror(errno));
+		free(prog);
+		return 0;
+	}
+	if (pid == 0) {
+		dup2(fds[1], STDOUT_FILENO);
+		execl(prog, "castorctl", "-q", "-C", m->cfg->conf_path, "status", "--damaged",
+			(char *)NULL);
+		_exit(127);
+	}
+	free(prog);
+	close(fds[1]);
+	for (;;) {
+		struct pollfd pfd = { fds[0], POLLIN, 0 };
+		int64_t left = deadline - master_now();
+		ssize_t n;
+
+		if (left <= 0 || poll(&pfd, 1, (int)left) <= 0) {
+			kill(pid, SIGKILL);
+			log_warn("damaged users not checked: castorctl status --damaged timed out");
+			break;
+		}
+		n = read(fds[0], out + got, sizeof(out) - 1 - got);
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+		if (got == sizeof(out) - 1)
+			break;
+	}
+	close(fds[0]);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	out[got] = '\0';
+	for (char *line = strtok(out, "\n"); line != NULL; line = strtok(NULL, "\n")) {
+		char *why = strchr(line, '\t');
+
+		if (why == NULL)
+			continue;
+		*why++ = '\0';
+		log_error("damaged user user=%s reason=%s (castorctl restore-from CHAN %s, or castorctl"
+			" user reset %s)", line, log_q(why), line, line);
+		master_shutdown_note_failed(m, "damaged_user", line);
+	}
+	return WIFEXITED(status) && WEXITSTATUS(status) == 1 ? MASTER_EXIT_DAMAGED : 0;
 }
 
 int
