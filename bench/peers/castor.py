@@ -104,8 +104,10 @@ class CastorPeer(Peer):
             argv = [ctl, "init", d, "--port-base", str(self.m_base), "--role", "master",
                     "--channel", f"r1=127.0.0.1:{self.r_sync}", "--sync-password", SYNC_PASSWORD]
         else:
+            # the channel back to the master (docs/failover.md: the pair is
+            # symmetric; castorctl failover refuses a replica without it)
             argv = [ctl, "init", d, "--port-base", str(self.r_base), "--role", "replica",
-                    "--sync-password", SYNC_PASSWORD]
+                    "--channel", f"m=127.0.0.1:{self.m_base + 3}", "--sync-password", SYNC_PASSWORD]
         run(argv, timeout=120)
         svc = os.path.join(d, "services.conf")
         if os.path.exists(svc):
