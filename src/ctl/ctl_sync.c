@@ -3,6 +3,7 @@
  *
  *     castorctl sync --allow-deletes CHAN [USER]
  *     castorctl sync --release CHAN [USER]
+ *     castorctl sync --verify CHAN
  *
  * Releases the users the channel parked (a refused change: delete-limit,
  * INBOX cannot be deleted, a damaged user; docs/replication.md "Parked
@@ -17,7 +18,10 @@
  * ("deletes=no" in the marker): for a user parked because the replica
  * found it damaged, once `castorctl user reset` there made it whole.
  * Otherwise the marker's content is informational (the time and the pid
- * of castorctl).
+ * of castorctl).  --verify writes <root>/run/sync-<CHAN>.verify instead:
+ * the running client takes it and runs one anti-entropy pass (the users
+ * whose summaries differ are compared in full), e.g. after a user.db was
+ * changed by hand and its summary reset.
  */
 #include "ctl/ctl.h"
 
@@ -37,17 +41,20 @@ static void
 ctl_sync_usage(FILE *f)
 {
 	fputs("usage: castorctl sync --allow-deletes|--release CHAN [USER]\n"
+	      "       castorctl sync --verify CHAN\n"
 	      "  release the parked users of CHAN (or USER alone) and re-sync them;\n"
-	      "  --allow-deletes lets their deletions past the thresholds once\n", f);
+	      "  --allow-deletes lets their deletions past the thresholds once;\n"
+	      "  --verify runs one anti-entropy pass now\n", f);
 }
 
 int
 ctl_cmd_sync(struct ctl *c, int argc, char **argv)
 {
-	bool allow = false, release = false, known = false;
+	bool allow = false, release = false, verify = false, known = false;
 	const struct ctl_opt opts[] = {
 		{ "allow-deletes", 0, NULL, NULL, &allow },
 		{ "release", 0, NULL, NULL, &release },
+		{ "verify", 0, NULL, NULL, &verify },
 		{ NULL, 0, NULL, NULL, NULL },
 	};
 	char **pos = NULL, **names;
@@ -63,7 +70,7 @@ ctl_cmd_sync(struct ctl *c, int argc, char **argv)
 	}
 	if (rc != 0)
 		return rc;
-	if (allow == release || npos < 1 || npos > 2 ||
+	if (allow + release + verify != 1 || npos < 1 || npos > (verify ? 1 : 2) ||
 	    (npos == 2 && (pos[1][0] == '\0' || strlen(pos[1]) > 64 || strpbrk(pos[1], "\r\n\t ") != NULL))) {
 		free(pos);
 		ctl_sync_usage(stderr);
@@ -85,7 +92,7 @@ ctl_cmd_sync(struct ctl *c, int argc, char **argv)
 	}
 	buf_printf(&path, "%s/run", conf_dir(c->conf));
 	(void)mkdir(buf_cstr(&path), 0750);
-	buf_printf(&path, "/sync-%s.allow-deletes", pos[0]);
+	buf_printf(&path, "/sync-%s.%s", pos[0], verify ? "verify" : "allow-deletes");
 	buf_printf(&body, "time=%lld pid=%ld\n", (long long)time(NULL), (long)getpid());
 	if (npos == 2)
 		buf_printf(&body, "user=%s\n", pos[1]);
@@ -97,7 +104,9 @@ ctl_cmd_sync(struct ctl *c, int argc, char **argv)
 		free(pos);
 		return ctl_fail(c, &err);
 	}
-	if (!c->quiet && npos == 2)
+	if (!c->quiet && verify)
+		printf("channel %s: one anti-entropy pass asked for (%s)\n", pos[0], buf_cstr(&path));
+	else if (!c->quiet && npos == 2)
 		printf("channel %s: user %s is released and re-synced%s (%s)\n", pos[0], pos[1],
 			release ? "" : ", deletions allowed once", buf_cstr(&path));
 	else if (!c->quiet)

@@ -808,6 +808,21 @@ allow_marker_done(struct chan *c)
 	log_notice("allow-deletes pass done channel=%s: deletion thresholds apply again", c->ch.name);
 }
 
+/* <root>/run/sync-<chan>.verify: written by `castorctl sync --verify
+ * CHAN` to ask for one anti-entropy pass now (after a user.db was changed
+ * by hand, say).  Taken (removed) when the pass is scheduled: true then. */
+static bool
+verify_marker_take(const struct chan *c)
+{
+	struct buf p = BUF_INIT;
+	bool r;
+
+	buf_printf(&p, "%s/run/sync-%s.verify", c->root, c->ch.name);
+	r = unlink(buf_cstr(&p)) == 0;
+	buf_free(&p);
+	return r;
+}
+
 /* ------------------------------------------------------------------ */
 /* Parked users (syncpark.h)                                           */
 
@@ -1470,6 +1485,8 @@ run_rolling(const struct conf *conf, struct store *st, const char *name, bool al
 			chan_want_ae(&c, "scheduled");
 		if (c.push != NULL && !c.need_ae && marker_changed(&c))
 			chan_want_ae(&c, "append-failed");
+		if (c.push != NULL && verify_marker_take(&c))
+			chan_want_ae(&c, "operator");
 		if (c.push != NULL && c.need_ae) {
 			if (chan_anti_entropy(&c, &err) < 0) {
 				chan_fail(&c, &err);
