@@ -148,7 +148,15 @@ def test_idle_does_not_poll(srv, pair):
     def switches():
         with open(f"/proc/{pid}/status") as f:
             return sum(int(l.split()[1]) for l in f if "ctxt_switches" in l)
-    before = switches()
+    # the command's own tail (after the "+") may still run: start counting
+    # once the process has been asleep for 0.3 s (at most 3 s of waiting)
+    before, settle_end = switches(), time.monotonic() + 3.0
+    while time.monotonic() < settle_end:
+        time.sleep(0.3)
+        now = switches()
+        if now == before:
+            break
+        before = now
     time.sleep(2.0)
     assert switches() == before, "an idling imapd woke up with nothing to do"
     a.send("DONE\r\n")
