@@ -105,7 +105,6 @@ ctl_repl_connect(struct ctl *c, struct ctl_repl *v, const char *chan, struct err
 	v->sess = syncsess_new(cn, false, NULL);
 	v->push = syncpush_new(c->store, v->sess);
 	/* the sync credential is not a user (store.c U3): no name is skipped */
-	syncpush_set_sync_account(v->push, "");
 	memset(&l, 0, sizeof(l));
 	l.host = v->ch.host;
 	l.authname = v->ch.authname;

@@ -1002,7 +1002,6 @@ chan_connect(struct chan *c, struct err *err)
 	c->sess = syncsess_new(cn, false, NULL);
 	syncsess_set_answer_hook(c->sess, chan_answered, c);
 	c->push = syncpush_new(c->st, c->sess);
-	syncpush_set_sync_account(c->push, c->ch.authname);
 	syncpush_set_ae_yield(c->push, chan_yield, c);
 	if (c->cf != NULL)
 		syncpush_set_conflict_hook(c->push, syncconflict_hook, c->cf);

@@ -648,7 +648,6 @@ struct syncpush {
 	struct syncpush_stats stats;
 	syncpush_conflict_fn conflict_fn;
 	void *conflict_ctx;
-	char sync_account[256];
 	char last_problem[ERR_MSG_MAX];
 	struct syncpush_delete_limits dl;
 	bool allow_deletes;
@@ -713,7 +712,6 @@ syncpush_new(struct store *st, struct syncsess *sess)
 	p->sess = sess;
 	p->next_tag = 1;
 	p->conflict_fn = default_conflict;
-	str_lcpy(p->sync_account, "sync", sizeof(p->sync_account));
 	syncpush_delete_limits_default(&p->dl);
 	return p;
 }
@@ -774,12 +772,6 @@ syncpush_set_park_hook(struct syncpush *p, syncpush_park_fn park, syncpush_skip_
 	p->park_fn = park;
 	p->skip_fn = skip;
 	p->park_ctx = ctx;
-}
-
-void
-syncpush_set_sync_account(struct syncpush *p, const char *authname)
-{
-	str_lcpy(p->sync_account, authname != NULL ? authname : "", sizeof(p->sync_account));
 }
 
 void
@@ -3727,8 +3719,6 @@ ae_pair(void *ctx, size_t i, size_t j)
 	if (i == SIZE_MAX) {
 		size_t k = a->rix[j];
 		const char *name = p->au_names.v[k];
-		if (str_eq(name, p->sync_account))
-			return 0;
 		if (user_deleted_here(p, name)) {
 			strv_add(&a->unuser, name);
 			log_info("anti-entropy: user deleted here, present on the replica user=%s", name);

@@ -144,9 +144,6 @@ struct syncpush;
 struct syncpush *syncpush_new(struct store *st, struct syncsess *sess);
 void syncpush_free(struct syncpush **p);
 void syncpush_set_conflict_hook(struct syncpush *p, syncpush_conflict_fn fn, void *ctx);
-/* The identity the channel logs in as: a replica user of that name is the
- * sync account, not a replica-only user. */
-void syncpush_set_sync_account(struct syncpush *p, const char *authname);
 
 /* Parking (issue 16): a refusal that belongs to one user (an answer
  * NO [PERM] to one of its commands, or any NO whose code says
