@@ -63,7 +63,7 @@ from common import OthersMeter, cpu_busy, cpu_jiffies, log, pctl, summary
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(HERE)
 BENCHMARKS = ["limits", "lmtp_deliver", "repl_lag", "imap_fetch", "memory", "full_sync",
-              "shutdown_drain", "failover"]
+              "shutdown_drain", "failover", "scale"]
 SLOT_LEGEND = {
     "default": "Castor `sync_mode: async`; Cyrus default rolling replication (sync_repeat_interval 1 s)",
     "lowlag": "Castor `sync_mode: semisync`; Cyrus `sync_rightnow_channel` (push before answering)",

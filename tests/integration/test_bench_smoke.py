@@ -41,7 +41,7 @@ def test_bench_smoke(tmp_path):
 
     benches = doc["benchmarks"]
     assert set(benches) == {"limits", "lmtp_deliver", "repl_lag", "imap_fetch", "memory", "full_sync",
-                            "shutdown_drain", "failover"}
+                            "shutdown_drain", "failover", "scale"}
     lim = benches["limits"]["figures"]
     for key in ("fdatasync_s", "create_fsync_s", "sha1_mb_s", "loopback_mb_s", "sink_null.1u1c",
                 "sink_fsync.1u1c"):
