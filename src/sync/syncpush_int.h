@@ -296,6 +296,14 @@ int syncpush_plan_read_local(struct store_user *lu, const char *id, uint64_t sin
 enum syncpush_resolution syncpush_plan_report(struct syncpush *p, struct pu *u, enum syncpush_conflict_kind k, const struct pm *m,
 	const char *name, uint32_t uid, const char *mg, const char *rg, uint64_t mm, uint64_t rm);
 bool syncpush_plan_resolves(enum syncpush_resolution r);
+/* What the replica is believed to hold before an update (for a
+ * creation: none). */
+struct plan_since {
+	uint64_t hms;
+	uint32_t crc, uidnext;
+};
+void syncpush_plan_update(struct pm *m, const struct plan_since *since, bool diverged, int rc,
+	uint32_t maxuid, uint64_t maxms);
 int syncpush_plan_user(struct syncpush *p, struct pu *u, struct err *err);
 void syncpush_plan_renames(struct pu *u);
 

@@ -170,44 +170,193 @@ select_records(struct pm *m, const struct precs *all, uint32_t r_uidnext, bool c
 	}
 }
 
-/* Plan one mailbox.  R is the replica's state (NULL absent).  Returns
- * false when the user must be planned again with every mailbox (a name
- * this plan needs is held by a mailbox outside it). */
+/* The end every plan that sends an update shares (a creation, an
+ * update, a reset, a repair): what the replica is believed to hold
+ * (since; NULL for a creation), whether the result will differ from
+ * ours, and the HIGHESTMODSEQ and UIDNEXT to send: ours, from the row
+ * and the records read (maxuid, maxms), never below the replica's.
+ * rc is syncpush_plan_read_local's (1: the row did not move, CHECKSUM
+ * may go). */
+void
+syncpush_plan_update(struct pm *m, const struct plan_since *since, bool diverged, int rc,
+	uint32_t maxuid, uint64_t maxms)
+{
+	m->create = since == NULL;
+	m->since_modseq = since != NULL ? since->hms : 0;
+	m->since_crc = since != NULL ? since->crc : 0;
+	m->diverged = diverged;
+	m->send_crc = rc == 1 && !diverged;
+	m->hms = m->L.highestmodseq > maxms ? m->L.highestmodseq : maxms;
+	if (since != NULL && m->hms < since->hms)
+		m->hms = since->hms;
+	m->uidnext = m->L.uidnext > maxuid ? m->L.uidnext : maxuid + 1;
+	if (since != NULL && m->uidnext < since->uidnext)
+		m->uidnext = since->uidnext;
+	m->act = PM_UPDATE;
+}
+
+/* A creation (since NULL) or an update from the replica's state: read
+ * our records since then and plan them.  0 or -1. */
 static int
-plan_mailbox(struct syncpush *p, struct pu *u, struct store_user *lu, struct pm *m,
+plan_send(struct pm *m, struct store_user *lu, const struct plan_since *since, bool diverged,
 	struct err *err)
 {
 	struct precs all = { 0 };
 	uint32_t maxuid = 0;
 	uint64_t maxms = 0;
-	struct rmb *R = m->R;
-	int rc;
-	bool repair = strv_has(&u->force_repair, m->id);
+	int rc = syncpush_plan_read_local(lu, m->id, since != NULL ? since->hms : 0, &m->L, &all,
+		&maxuid, &maxms, err);
 
-	rc = store_mailbox_get_id(lu, m->id, true, &m->L, err);
+	if (rc >= 0) {
+		select_records(m, &all, since != NULL ? since->uidnext : 0, since == NULL);
+		syncpush_plan_update(m, since, diverged, rc, maxuid, maxms);
+	}
+	precs_free(&all);
+	return rc < 0 ? -1 : 0;
+}
+
+/* The replica's mailbox h holds the name m needs there: a clash, unless
+ * h is on its way out here (renamed or deleted).  0 go on, 1 plan the
+ * whole user first (h is outside this plan), 2 a clash (reported, m
+ * planned as nothing). */
+static int
+plan_name_held(struct syncpush *p, struct pu *u, struct store_user *lu, struct pm *m,
+	const struct rmb *h)
+{
+	struct store_mailbox hl;
+	struct err e2;
+	bool leaving = store_mailbox_get_id(lu, h->uniqueid, true, &hl, &e2) == 0 &&
+		(hl.deleted_modseq != 0 || !str_eq(hl.name, h->name));
+
+	if (!leaving) {
+		syncpush_plan_report(p, u, SYNCPUSH_C_NAME_CLASH, m, m->L.name, 0, NULL, NULL,
+			m->L.highestmodseq, h->hms);
+		m->act = PM_NONE;
+		return 2;
+	}
+	return (u->flags & PU_FULL) ? 0 : 1;
+}
+
+/* A tombstone here: the deletion goes to a replica that holds the
+ * mailbox live, unless mail arrived there after our last UID. */
+static void
+plan_deleted(struct syncpush *p, struct pu *u, struct pm *m)
+{
+	struct rmb *R = m->R;
+
+	m->act = PM_NONE;
+	if (R == NULL || R->deletedmodseq != 0)
+		return;
+	if (R->uidnext > m->L.uidnext) {
+		/* mail arrived on the replica after our last UID: issue 8 case 7 */
+		syncpush_plan_report(p, u, SYNCPUSH_C_UID_ABOVE, m, R->name, R->uidnext - 1, NULL,
+			NULL, m->L.deleted_modseq, R->hms);
+		return;
+	}
+	m->act = PM_DELETE;
+	m->oldname = xstrdup(R->name);
+}
+
+/* Live here, absent there (or a tombstone we undelete): a creation. */
+static int
+plan_create(struct syncpush *p, struct pu *u, struct store_user *lu, struct pm *m,
+	struct err *err)
+{
+	struct rmb *h = u->r != NULL ? ruser_find_name(u->r, m->L.name) : NULL;
+	int x;
+
+	if (h != NULL && !(str_eq(h->name, "INBOX") && h->uidnext == 1)) {
+		/* the holder may be on its way out (renamed or deleted here) */
+		if ((x = plan_name_held(p, u, lu, m, h)) != 0)
+			return x == 1 ? 1 : 0;
+	}
+	return plan_send(m, lu, NULL, false, err);
+}
+
+/* Live on both sides: a reset (uidvalidity), a repair (conflicts the
+ * policy resolves, or a checksum that differs at equal modseq), nothing
+ * (in sync), or an update (a rename, new records, row fields). */
+static int
+plan_both(struct syncpush *p, struct pu *u, struct store_user *lu, struct pm *m,
+	struct err *err)
+{
+	struct rmb *R = m->R;
+	struct plan_since since = { R->hms, R->crc, R->uidnext };
+	bool repair = strv_has(&u->force_repair, m->id);
+	int x;
+
+	if (R->uidvalidity != m->L.uidvalidity) {
+		m->reset_res = syncpush_plan_report(p, u, SYNCPUSH_C_UIDVALIDITY, m, m->L.name, 0,
+			NULL, NULL, m->L.uidvalidity, R->uidvalidity);
+		if (!syncpush_plan_resolves(m->reset_res)) {
+			m->act = PM_NONE;
+			return 0;
+		}
+		/* ours wins: the replica's messages we lack come here first
+		 * (renumber), then the replica's copy is recreated as ours */
+		m->reset = true;
+		if (!str_eq(R->name, m->L.name))
+			m->oldname = xstrdup(R->name);
+		m->act = PM_REPAIR;
+		return 0;
+	}
+	if (R->uidnext > m->L.uidnext || R->hms > m->L.highestmodseq) {
+		bool above = R->uidnext > m->L.uidnext;
+		enum syncpush_resolution res = above ?
+			syncpush_plan_report(p, u, SYNCPUSH_C_UID_ABOVE, m, m->L.name, R->uidnext - 1,
+				NULL, NULL, m->L.uidnext, R->uidnext) :
+			syncpush_plan_report(p, u, SYNCPUSH_C_MODSEQ_AHEAD, m, m->L.name, 0, NULL,
+				NULL, m->L.highestmodseq, R->hms);
+		if (!syncpush_plan_resolves(res)) {
+			m->act = PM_NONE;
+			return 0;
+		}
+		repair = true;   /* record by record, under the policy */
+	}
+	if (!str_eq(R->name, m->L.name)) {
+		struct rmb *h = u->r != NULL ? ruser_find_name(u->r, m->L.name) : NULL;
+		if (h != NULL && !str_eq(h->uniqueid, m->id) &&
+		    (x = plan_name_held(p, u, lu, m, h)) != 0)
+			return x == 1 ? 1 : 0;
+		m->oldname = xstrdup(R->name);
+	}
+	m->since_modseq = R->hms;
+	m->since_crc = R->crc;
+	m->diverged = R->diverged;
+	if (repair || (R->hms == m->L.highestmodseq && R->crc != m->L.sync_crc)) {
+		m->act = PM_REPAIR;
+		return 0;
+	}
+	if (R->hms == m->L.highestmodseq && m->oldname == NULL &&
+	    str_eq(R->specialuse, m->L.specialuse)) {
+		m->act = PM_NONE;   /* in sync */
+		return 0;
+	}
+	return plan_send(m, lu, &since, m->diverged, err);
+}
+
+/* Plan one mailbox.  m->R is the replica's state (NULL absent).  0, 1
+ * when the user must be planned again with every mailbox (a name this
+ * plan needs is held by a mailbox outside it), or -1. */
+static int
+plan_mailbox(struct syncpush *p, struct pu *u, struct store_user *lu, struct pm *m,
+	struct err *err)
+{
+	struct rmb *R = m->R;
+	int rc = store_mailbox_get_id(lu, m->id, true, &m->L, err);
+
 	if (rc < 0 && err->kind != ERR_NOTFOUND)
 		return -1;
 	if (rc < 0) {
 		/* nothing here, not even a tombstone */
 		if (R != NULL && R->deletedmodseq == 0 && (u->flags & PU_FULL))
-			syncpush_plan_report(p, u, SYNCPUSH_C_REPLICA_MAILBOX, m, R->name, 0, NULL, NULL, 0, R->hms);
+			syncpush_plan_report(p, u, SYNCPUSH_C_REPLICA_MAILBOX, m, R->name, 0, NULL,
+				NULL, 0, R->hms);
 		m->act = PM_NONE;
 		return 0;
 	}
 	if (m->L.deleted_modseq != 0) {
-		if (R == NULL || R->deletedmodseq != 0) {
-			m->act = PM_NONE;
-			return 0;
-		}
-		if (R->uidnext > m->L.uidnext) {
-			/* mail arrived on the replica after our last UID: issue 8 case 7 */
-			syncpush_plan_report(p, u, SYNCPUSH_C_UID_ABOVE, m, R->name, R->uidnext - 1, NULL, NULL,
-				m->L.deleted_modseq, R->hms);
-			m->act = PM_NONE;
-			return 0;
-		}
-		m->act = PM_DELETE;
-		m->oldname = xstrdup(R->name);
+		plan_deleted(p, u, m);
 		return 0;
 	}
 	/* live here */
@@ -224,114 +373,7 @@ plan_mailbox(struct syncpush *p, struct pu *u, struct store_user *lu, struct pm 
 		m->act = PM_NONE;
 		return 0;
 	}
-	if (R == NULL) {
-		struct rmb *h = u->r != NULL ? ruser_find_name(u->r, m->L.name) : NULL;
-		if (h != NULL && !(str_eq(h->name, "INBOX") && h->uidnext == 1)) {
-			/* the holder may be on its way out (renamed or deleted here) */
-			struct store_mailbox hl;
-			struct err e2;
-			bool leaving = store_mailbox_get_id(lu, h->uniqueid, true, &hl, &e2) == 0 &&
-				(hl.deleted_modseq != 0 || !str_eq(hl.name, h->name));
-			if (!leaving) {
-				syncpush_plan_report(p, u, SYNCPUSH_C_NAME_CLASH, m, m->L.name, 0, NULL, NULL,
-					m->L.highestmodseq, h->hms);
-				m->act = PM_NONE;
-				return 0;
-			}
-			if (!(u->flags & PU_FULL))
-				return 1;   /* plan the holder too */
-		}
-		rc = syncpush_plan_read_local(lu, m->id, 0, &m->L, &all, &maxuid, &maxms, err);
-		if (rc < 0)
-			goto fail;
-		m->create = true;
-		m->since_modseq = 0;
-		select_records(m, &all, 0, true);
-		m->send_crc = rc == 1;
-		m->hms = m->L.highestmodseq > maxms ? m->L.highestmodseq : maxms;
-		m->uidnext = m->L.uidnext > maxuid ? m->L.uidnext : maxuid + 1;
-		m->act = PM_UPDATE;
-		precs_free(&all);
-		return 0;
-	}
-	/* live on both sides */
-	if (R->uidvalidity != m->L.uidvalidity) {
-		m->reset_res = syncpush_plan_report(p, u, SYNCPUSH_C_UIDVALIDITY, m, m->L.name, 0, NULL, NULL,
-			m->L.uidvalidity, R->uidvalidity);
-		if (!syncpush_plan_resolves(m->reset_res)) {
-			m->act = PM_NONE;
-			return 0;
-		}
-		/* ours wins: the replica's messages we lack come here first
-		 * (renumber), then the replica's copy is recreated as ours */
-		m->reset = true;
-		if (!str_eq(R->name, m->L.name))
-			m->oldname = xstrdup(R->name);
-		m->act = PM_REPAIR;
-		return 0;
-	}
-	if (R->uidnext > m->L.uidnext) {
-		if (!syncpush_plan_resolves(syncpush_plan_report(p, u, SYNCPUSH_C_UID_ABOVE, m, m->L.name, R->uidnext - 1, NULL,
-			NULL, m->L.uidnext, R->uidnext))) {
-			m->act = PM_NONE;
-			return 0;
-		}
-		repair = true;   /* record by record, under the policy */
-	} else if (R->hms > m->L.highestmodseq) {
-		if (!syncpush_plan_resolves(syncpush_plan_report(p, u, SYNCPUSH_C_MODSEQ_AHEAD, m, m->L.name, 0, NULL, NULL,
-			m->L.highestmodseq, R->hms))) {
-			m->act = PM_NONE;
-			return 0;
-		}
-		repair = true;
-	}
-	if (!str_eq(R->name, m->L.name)) {
-		struct rmb *h = u->r != NULL ? ruser_find_name(u->r, m->L.name) : NULL;
-		if (h != NULL && !str_eq(h->uniqueid, m->id)) {
-			struct store_mailbox hl;
-			struct err e2;
-			bool leaving = store_mailbox_get_id(lu, h->uniqueid, true, &hl, &e2) == 0 &&
-				(hl.deleted_modseq != 0 || !str_eq(hl.name, h->name));
-			if (!leaving) {
-				syncpush_plan_report(p, u, SYNCPUSH_C_NAME_CLASH, m, m->L.name, 0, NULL, NULL,
-					m->L.highestmodseq, h->hms);
-				m->act = PM_NONE;
-				return 0;
-			}
-			if (!(u->flags & PU_FULL))
-				return 1;
-		}
-		m->oldname = xstrdup(R->name);
-	}
-	m->since_modseq = R->hms;
-	m->since_crc = R->crc;
-	m->diverged = R->diverged;
-	if (repair || (R->hms == m->L.highestmodseq && R->crc != m->L.sync_crc)) {
-		m->act = PM_REPAIR;
-		return 0;
-	}
-	if (R->hms == m->L.highestmodseq && m->oldname == NULL &&
-	    str_eq(R->specialuse, m->L.specialuse)) {
-		m->act = PM_NONE;   /* in sync */
-		return 0;
-	}
-	rc = syncpush_plan_read_local(lu, m->id, R->hms, &m->L, &all, &maxuid, &maxms, err);
-	if (rc < 0)
-		goto fail;
-	select_records(m, &all, R->uidnext, false);
-	m->send_crc = rc == 1 && !m->diverged;
-	m->hms = m->L.highestmodseq > maxms ? m->L.highestmodseq : maxms;
-	if (m->hms < R->hms)
-		m->hms = R->hms;
-	m->uidnext = m->L.uidnext > maxuid ? m->L.uidnext : maxuid + 1;
-	if (m->uidnext < R->uidnext)
-		m->uidnext = R->uidnext;
-	m->act = PM_UPDATE;
-	precs_free(&all);
-	return 0;
-fail:
-	precs_free(&all);
-	return -1;
+	return R == NULL ? plan_create(p, u, lu, m, err) : plan_both(p, u, lu, m, err);
 }
 
 /* Compare subscriptions, password and quota (full path). */
