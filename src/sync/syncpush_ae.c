@@ -266,12 +266,8 @@ syncpush_anti_entropy(struct syncpush *p, size_t *differ_r, struct err *err)
 	syncpush_sess_begin(p, PK_GET_USERS, &e);
 	syncproto_enc_atom(&e, "GET");
 	syncproto_enc_atom(&e, "USERS");
-	if (syncpush_sess_end(p, &e, err) < 0 || syncpush_sess_drain(p, err) < 0)
+	if (syncpush_sess_end(p, &e, err) < 0 || syncpush_sess_wait(p, err) < 0)
 		goto out;
-	if (p->fatal) {
-		syncpush_sess_fail(p, err);
-		goto out;
-	}
 	/* ours come from users.db in name order; only unknown summaries open
 	 * a user database (counted) */
 	if (syncdigest_users(p->st, lum_cb, &l, &opened, err) < 0)
@@ -333,10 +329,8 @@ syncpush_replica_users(struct syncpush *p, char ***names_r, size_t *n_r, struct 
 	syncpush_sess_begin(p, PK_GET_USERS, &e);
 	syncproto_enc_atom(&e, "GET");
 	syncproto_enc_atom(&e, "USERS");
-	if (syncpush_sess_end(p, &e, err) < 0 || syncpush_sess_drain(p, err) < 0)
+	if (syncpush_sess_end(p, &e, err) < 0 || syncpush_sess_wait(p, err) < 0)
 		return -1;
-	if (p->fatal)
-		return syncpush_sess_fail(p, err);
 	v = xcalloc(p->au_names.n + 1, sizeof(*v));
 	for (size_t i = 0; i < p->au_names.n; i++)
 		v[i] = xstrdup(p->au_names.v[i]);

@@ -438,6 +438,42 @@ handle_simple(struct syncpush *p, struct pcmd *c, const struct syncproto_respons
 	note_error(p, u->name, what, r);
 }
 
+/* GET USERS: the replica's users and their summaries, into p->au_*. */
+static void
+handle_get_users(struct syncpush *p, const struct syncproto_response *r)
+{
+	struct err err;
+
+	if (r->kind != SYNCPROTO_RESP_OK) {
+		if (!fatal_no(p, NULL, r, "GET USERS"))
+			syncpush_sess_fatal(p, ERR_TEMP, "GET USERS refused: %s", r->text ? r->text : "");
+		return;
+	}
+	for (size_t i = 0; i < p->nun; i++) {
+		struct syncproto_response d;
+		const char *name = NULL;
+		uint64_t ms = 0, dg = 0;
+		if (syncproto_response_parse(p->un[i], &d, &err) < 0 ||
+		    d.kind != SYNCPROTO_RESP_DATA || !str_eq_ci(d.data, "USER") ||
+		    d.nargs != 1 || syncproto_kv_check(&d.args[0], &err) < 0 ||
+		    syncproto_kv_cstr(&d.args[0], "NAME", &name, &err) != 1 ||
+		    syncproto_kv_u64(&d.args[0], "HIGHESTMODSEQ", &ms, &err) != 1)
+			continue;
+		if (p->au_names.n == p->au_cap) {
+			p->au_cap = p->au_cap ? 2 * p->au_cap : 256;
+			p->au_modseq = xreallocarray(p->au_modseq, p->au_cap, sizeof(uint64_t));
+			p->au_digest = xreallocarray(p->au_digest, p->au_cap, sizeof(int64_t));
+		}
+		p->au_modseq[p->au_names.n] = ms;
+		p->au_digest[p->au_names.n] =
+			syncproto_kv_u64(&d.args[0], "DIGEST", &dg, &err) == 1 && dg <= UINT32_MAX ?
+			(int64_t)dg : -1;
+		strv_add(&p->au_names, name);
+	}
+}
+
+/* One tagged answer c got: what it does to c's user, mailbox, or the
+ * session (read_one, syncpush_sess.c). */
 void
 syncpush_answer_handle(struct syncpush *p, struct pcmd *c, const struct syncproto_response *r,
 	const struct syncproto_value *code)
@@ -494,32 +530,7 @@ syncpush_answer_handle(struct syncpush *p, struct pcmd *c, const struct syncprot
 		handle_simple(p, c, r, "APPLY PASSWORD");
 		break;
 	case PK_GET_USERS:
-		if (r->kind == SYNCPROTO_RESP_OK) {
-			struct err err;
-			for (size_t i = 0; i < p->nun; i++) {
-				struct syncproto_response d;
-				const char *name = NULL;
-				uint64_t ms = 0, dg = 0;
-				if (syncproto_response_parse(p->un[i], &d, &err) < 0 ||
-				    d.kind != SYNCPROTO_RESP_DATA || !str_eq_ci(d.data, "USER") ||
-				    d.nargs != 1 || syncproto_kv_check(&d.args[0], &err) < 0 ||
-				    syncproto_kv_cstr(&d.args[0], "NAME", &name, &err) != 1 ||
-				    syncproto_kv_u64(&d.args[0], "HIGHESTMODSEQ", &ms, &err) != 1)
-					continue;
-				if (p->au_names.n == p->au_cap) {
-					p->au_cap = p->au_cap ? 2 * p->au_cap : 256;
-					p->au_modseq = xreallocarray(p->au_modseq, p->au_cap, sizeof(uint64_t));
-					p->au_digest = xreallocarray(p->au_digest, p->au_cap, sizeof(int64_t));
-				}
-				p->au_modseq[p->au_names.n] = ms;
-				p->au_digest[p->au_names.n] =
-					syncproto_kv_u64(&d.args[0], "DIGEST", &dg, &err) == 1 && dg <= UINT32_MAX ?
-					(int64_t)dg : -1;
-				strv_add(&p->au_names, name);
-			}
-		} else if (!fatal_no(p, NULL, r, "GET USERS")) {
-			syncpush_sess_fatal(p, ERR_TEMP, "GET USERS refused: %s", r->text ? r->text : "");
-		}
+		handle_get_users(p, r);
 		break;
 	case PK_NOOP:
 	case PK_LOGOUT:

@@ -281,6 +281,7 @@ void syncpush_sess_fatal(struct syncpush *p, enum err_kind kind, const char *fmt
 struct pcmd *syncpush_sess_begin(struct syncpush *p, enum pk kind, struct syncproto_enc *e);
 int syncpush_sess_end(struct syncpush *p, struct syncproto_enc *e, struct err *err);
 int syncpush_sess_drain(struct syncpush *p, struct err *err);
+int syncpush_sess_wait(struct syncpush *p, struct err *err);
 int syncpush_sess_simple(struct syncpush *p, const char *line, struct syncproto_value **f,
 	struct syncproto_response *r, struct syncproto_value **data, struct err *err);
 int syncpush_sess_fail(struct syncpush *p, struct err *err);

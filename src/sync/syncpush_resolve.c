@@ -162,10 +162,8 @@ fetch_rrecs(struct syncpush *p, struct pu *t, const char *user, const char *id, 
 	memset(t, 0, sizeof(*t));
 	t->name = xstrdup(user);
 	(void)pu_add_pm(t, id);
-	if (syncpush_send_get_records(p, t, 0, err) < 0 || syncpush_sess_drain(p, err) < 0)
+	if (syncpush_send_get_records(p, t, 0, err) < 0 || syncpush_sess_wait(p, err) < 0)
 		return -1;
-	if (p->fatal)
-		return syncpush_sess_fail(p, err);
 	if (!t->pms[0].got_rrecs)
 		return err_set(err, ERR_TEMP, "records of mailbox %s unreadable on the replica", id);
 	return 0;

@@ -147,12 +147,8 @@ syncpush_restore_user(struct syncpush *p, const char *user, struct syncpush_rest
 	memset(res, 0, sizeof(*res));
 	memset(&u, 0, sizeof(u));
 	u.name = xstrdup(user);
-	if (syncpush_send_get_user(p, &u, err) < 0 || syncpush_sess_drain(p, err) < 0)
+	if (syncpush_send_get_user(p, &u, err) < 0 || syncpush_sess_wait(p, err) < 0)
 		goto out;
-	if (p->fatal) {
-		syncpush_sess_fail(p, err);
-		goto out;
-	}
 	if (u.r == NULL || !u.r->exists) {
 		err_set(err, ERR_NOTFOUND, "the replica has no user %s", user);
 		goto out;
@@ -166,12 +162,8 @@ syncpush_restore_user(struct syncpush *p, const char *user, struct syncpush_rest
 		if (syncpush_send_get_records(p, &u, u.npm - 1, err) < 0)
 			goto out;
 	}
-	if (syncpush_sess_drain(p, err) < 0)
+	if (syncpush_sess_wait(p, err) < 0)
 		goto out;
-	if (p->fatal) {
-		syncpush_sess_fail(p, err);
-		goto out;
-	}
 	/* pms[] is complete: point each at its replica row */
 	for (size_t i = 0; i < u.npm; i++)
 		for (size_t k = 0; k < u.r->nmbs; k++)

@@ -234,15 +234,11 @@ check_delete_limits(struct syncpush *p, struct pu **us, size_t n, struct err *er
 	return 0;
 }
 
-/* One round over users[0..n): waves A (GET USER), A2 (GET RECORDS for
- * repairs), B (RESERVE), C (UPLOAD + APPLY), C2 (APPLY USER modseq). */
+/* Wave A: GET USER for the users the cache cannot serve (the fast path
+ * wants mailbox hints only, each of them cached). */
 static int
-round_users(struct syncpush *p, struct pu **us, size_t n, struct err *err)
+round_get_users(struct syncpush *p, struct pu **us, size_t n, struct err *err)
 {
-	int rc;
-
-	p->stats.rounds++;
-	/* A */
 	for (size_t i = 0; i < n; i++) {
 		struct pu *u = us[i];
 		u->fast = !u->no_fast && u->flags == 0 && u->force_repair.n == 0;
@@ -253,88 +249,118 @@ round_users(struct syncpush *p, struct pu **us, size_t n, struct err *err)
 		    syncpush_send_get_user(p, u, err) < 0)
 			return -1;
 	}
-	if (syncpush_sess_drain(p, err) < 0)
-		return -1;
+	return 0;
+}
+
+/* Plan one user, after the mailbox-level conflicts the policy resolves,
+ * and ask for the records of its mailboxes to repair (wave A2).  0, or
+ * -1 when the session cannot go on; a user that cannot be planned is
+ * marked failed (and for another round when that may help). */
+static int
+round_plan_user(struct syncpush *p, struct pu *u, struct err *err)
+{
+	struct err e2;
+	int rc = syncpush_resolve_mailboxes(p, u, &e2);
+
 	if (p->fatal)
 		return syncpush_sess_fail(p, err);
-	/* plan */
-	for (size_t i = 0; i < n; i++) {
-		struct pu *u = us[i];
-		struct err e2;
-		if (u->failed)
-			continue;
-		rc = syncpush_resolve_mailboxes(p, u, &e2);
-		if (p->fatal)
-			return syncpush_sess_fail(p, err);
-		if (rc != 0) {
-			/* resolved here (or failed): plan again with fresh state */
-			if (rc < 0) {
-				p->stats.errors++;
-				snprintf(p->last_problem, sizeof(p->last_problem), "user %s: %s", u->name,
-					e2.msg);
-				log_error("split-brain resolution failed user=%s error=%s", u->name,
-					log_q(e2.msg));
-			}
-			u->failed = true;
-			u->retry = true;
-			continue;
-		}
-		if (syncpush_plan_user(p, u, &e2) < 0) {
+	if (rc != 0) {
+		/* resolved here (or failed): plan again with fresh state */
+		if (rc < 0) {
 			p->stats.errors++;
-			snprintf(p->last_problem, sizeof(p->last_problem), "user %s: %s", u->name, e2.msg);
-			log_error("cannot read local state user=%s error=%s", u->name, log_q(e2.msg));
-			u->failed = true;
-			if (e2.kind == ERR_TEMP)
-				u->retry = true;
-			continue;
+			snprintf(p->last_problem, sizeof(p->last_problem), "user %s: %s", u->name,
+				e2.msg);
+			log_error("split-brain resolution failed user=%s error=%s", u->name,
+				log_q(e2.msg));
 		}
-		for (size_t k = 0; k < u->npm; k++)
-			if (u->pms[k].act == PM_REPAIR && syncpush_send_get_records(p, u, k, err) < 0)
-				return -1;
+		u->failed = true;
+		u->retry = true;
+		return 0;
 	}
-	if (syncpush_sess_drain(p, err) < 0)
-		return -1;
-	if (p->fatal)
-		return syncpush_sess_fail(p, err);
-	/* repairs, renames, and what to reserve */
-	for (size_t i = 0; i < n; i++) {
-		struct pu *u = us[i];
-		if (u->failed || !u->local_exists)
-			continue;
-		for (size_t k = 0; k < u->npm; k++) {
-			struct pm *m = &u->pms[k];
-			if (m->act == PM_REPAIR) {
-				struct store_user *lu;
-				struct err e2;
-				if (!m->got_rrecs || (lu = syncpush_sess_user(p, u->name, &e2)) == NULL ||
-				    syncpush_repair_plan(p, u, lu, m, &e2) < 0) {
-					m->act = PM_NONE;
-					u->failed = true;
-					continue;
-				}
-			}
-			if (m->act == PM_UPDATE)
-				for (size_t g = 0; g < m->guids.n; g++)
-					strv_add(&u->need, m->guids.v[g]);
-			if (m->act == PM_UPDATE)
-				for (size_t g = 0; g < m->push.n; g++)
-					strv_add(&u->missing, m->push.v[g]);
-		}
-		syncpush_plan_renames(u);
-		if (u->need.n > 0 && (!u->fast && u->r != NULL && !u->r->exists)) {
-			/* a new user has no bodies: everything is missing */
-			strv_sort_uniq(&u->need);
-			for (size_t g = 0; g < u->need.n; g++)
-				strv_add(&u->missing, u->need.v[g]);
-		} else if (u->need.n > 0 && syncpush_send_reserve(p, u, err) < 0) {
+	if (syncpush_plan_user(p, u, &e2) < 0) {
+		p->stats.errors++;
+		snprintf(p->last_problem, sizeof(p->last_problem), "user %s: %s", u->name, e2.msg);
+		log_error("cannot read local state user=%s error=%s", u->name, log_q(e2.msg));
+		u->failed = true;
+		if (e2.kind == ERR_TEMP)
+			u->retry = true;
+		return 0;
+	}
+	for (size_t k = 0; k < u->npm; k++)
+		if (u->pms[k].act == PM_REPAIR && syncpush_send_get_records(p, u, k, err) < 0)
 			return -1;
+	return 0;
+}
+
+/* After A2: the repairs' plans, temporary names for renames, and the
+ * bodies to ask about (wave B, RESERVE) or to send without asking. */
+static int
+round_reserve_user(struct syncpush *p, struct pu *u, struct err *err)
+{
+	for (size_t k = 0; k < u->npm; k++) {
+		struct pm *m = &u->pms[k];
+		if (m->act == PM_REPAIR) {
+			struct store_user *lu;
+			struct err e2;
+			if (!m->got_rrecs || (lu = syncpush_sess_user(p, u->name, &e2)) == NULL ||
+			    syncpush_repair_plan(p, u, lu, m, &e2) < 0) {
+				m->act = PM_NONE;
+				u->failed = true;
+				continue;
+			}
 		}
+		if (m->act == PM_UPDATE)
+			for (size_t g = 0; g < m->guids.n; g++)
+				strv_add(&u->need, m->guids.v[g]);
+		if (m->act == PM_UPDATE)
+			for (size_t g = 0; g < m->push.n; g++)
+				strv_add(&u->missing, m->push.v[g]);
 	}
-	if (syncpush_sess_drain(p, err) < 0)
+	syncpush_plan_renames(u);
+	if (u->need.n > 0 && (!u->fast && u->r != NULL && !u->r->exists)) {
+		/* a new user has no bodies: everything is missing */
+		strv_sort_uniq(&u->need);
+		for (size_t g = 0; g < u->need.n; g++)
+			strv_add(&u->missing, u->need.v[g]);
+	} else if (u->need.n > 0 && syncpush_send_reserve(p, u, err) < 0) {
 		return -1;
-	if (p->fatal)
-		return syncpush_sess_fail(p, err);
-	if (check_delete_limits(p, us, n, err) < 0)
+	}
+	return 0;
+}
+
+/* Wave C2: the user's modseq counter raised on the replica when all of
+ * the round was clean (RULES 5); a changed quota goes in any case. */
+static int
+round_final_user(struct syncpush *p, struct pu *u, struct err *err)
+{
+	bool clean = !u->failed && !u->retry && !u->conflicted;
+
+	for (size_t k = 0; k < u->npm && clean; k++)
+		if (u->pms[k].diverged || (u->pms[k].act == PM_UPDATE && !u->pms[k].ok))
+			clean = false;
+	if ((u->final_user && clean) || u->send_quota)
+		return syncpush_send_apply_user(p, u, u->send_quota,
+			clean && u->final_user ? u->m0 : 0, true, err);
+	return 0;
+}
+
+/* One round over users[0..n): waves A (GET USER), A2 (GET RECORDS for
+ * repairs), B (RESERVE), C (UPLOAD + APPLY), C2 (APPLY USER modseq). */
+static int
+round_users(struct syncpush *p, struct pu **us, size_t n, struct err *err)
+{
+	p->stats.rounds++;
+	if (round_get_users(p, us, n, err) < 0 || syncpush_sess_wait(p, err) < 0)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		if (!us[i]->failed && round_plan_user(p, us[i], err) < 0)
+			return -1;
+	if (syncpush_sess_wait(p, err) < 0)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		if (!us[i]->failed && us[i]->local_exists && round_reserve_user(p, us[i], err) < 0)
+			return -1;
+	if (syncpush_sess_wait(p, err) < 0 || check_delete_limits(p, us, n, err) < 0)
 		return -1;
 	/* C */
 	for (size_t i = 0; i < n; i++) {
@@ -345,29 +371,13 @@ round_users(struct syncpush *p, struct pu **us, size_t n, struct err *err)
 		if (syncpush_send_user_cmds(p, u, err) < 0)
 			return -1;
 	}
-	if (syncpush_sess_drain(p, err) < 0)
+	if (syncpush_sess_wait(p, err) < 0)
 		return -1;
-	if (p->fatal)
-		return syncpush_sess_fail(p, err);
 	/* C2 */
-	for (size_t i = 0; i < n; i++) {
-		struct pu *u = us[i];
-		bool clean = !u->failed && !u->retry && !u->conflicted;
-		if (!u->local_exists || u->failed)
-			continue;
-		for (size_t k = 0; k < u->npm && clean; k++)
-			if (u->pms[k].diverged || (u->pms[k].act == PM_UPDATE && !u->pms[k].ok))
-				clean = false;
-		if ((u->final_user && clean) || u->send_quota)
-			if (syncpush_send_apply_user(p, u, u->send_quota, clean && u->final_user ? u->m0 : 0, true,
-				err) < 0)
-				return -1;
-	}
-	if (syncpush_sess_drain(p, err) < 0)
-		return -1;
-	if (p->fatal)
-		return syncpush_sess_fail(p, err);
-	return 0;
+	for (size_t i = 0; i < n; i++)
+		if (us[i]->local_exists && !us[i]->failed && round_final_user(p, us[i], err) < 0)
+			return -1;
+	return syncpush_sess_wait(p, err);
 }
 
 /* Run rounds over a list of users until nothing asks for a retry. */

@@ -378,87 +378,57 @@ read_greeting(struct syncpush *p, struct greeting *g, struct err *err)
 	return 0;
 }
 
-int
-syncpush_login(struct syncpush *p, const struct syncpush_login *l, struct err *err)
+/* STARTTLS, then the greeting again over TLS.  0 or -1 (ERR_PERM: TLS
+ * refused or not offered). */
+static int
+login_starttls(struct syncpush *p, const struct syncpush_login *l, struct greeting *g,
+	struct err *err)
 {
-	struct syncproto_value *f = NULL, *data = NULL;
+	struct syncproto_value *f = NULL;
 	struct syncproto_response r;
-	struct greeting g;
-	struct buf b = BUF_INIT;
-	const char *role;
-	uint64_t epoch;
 	int rc;
 
-	if (store_server_get(p->st, &role, &epoch, err) < 0)
-		return -1;
-	if (!str_eq(role, "master"))
-		return err_set(err, ERR_FENCED, "this server is a %s, not a master: nothing to push",
-			role);
-	p->allow_deletes = l->allow_deletes;
-	if (read_greeting(p, &g, err) < 0)
-		return -1;
-	if (l->tls) {
-		if (!g.starttls)
-			return err_set(err, ERR_PERM, "the replica offers no STARTTLS (set %s_sync_tls: no on loopback)",
-				l->channel ? l->channel : "CHAN");
-		rc = syncpush_sess_simple(p, "STARTTLS", &f, &r, NULL, err);
-		syncproto_value_free(&f);
-		if (rc < 0)
-			return -1;
-		if (rc == 0)
-			return err_set(err, ERR_PERM, "the replica refused STARTTLS");
-		if (conn_starttls(syncsess_conn(p->sess), l->tls_ctx, l->host, err) < 0) {
-			if (err->kind == ERR_INVALID)
-				err->kind = ERR_PERM;
-			return -1;
-		}
-		if (read_greeting(p, &g, err) < 0)
-			return -1;
-	}
-	if (!g.plain)
-		return err_set(err, ERR_PERM, "the replica offers no authentication on this connection"
-			" (TLS needed off loopback)");
-	if (l->password == NULL)
-		return err_set(err, ERR_PERM, "no sync password configured for channel %s",
-			l->channel ? l->channel : "?");
-	buf_puts(&b, "AUTHENTICATE PLAIN ");
-	sasl_plain_encode(&b, NULL, l->authname, l->password);
-	rc = syncpush_sess_simple(p, buf_cstr(&b), &f, &r, NULL, err);
-	memset(b.data, 0, b.len);
-	buf_free(&b);
-	if (rc == 0) {
-		syncproto_value_free(&f);
-		return err_set(err, ERR_PERM, "the replica refused the sync credentials (authname %s)",
-			l->authname);
-	}
+	if (!g->starttls)
+		return err_set(err, ERR_PERM, "the replica offers no STARTTLS (set %s_sync_tls: no on loopback)",
+			l->channel ? l->channel : "CHAN");
+	rc = syncpush_sess_simple(p, "STARTTLS", &f, &r, NULL, err);
 	syncproto_value_free(&f);
 	if (rc < 0)
 		return -1;
-	if (l->compress && g.zstd) {
-		rc = syncpush_sess_simple(p, "COMPRESS ZSTD", &f, &r, NULL, err);
-		syncproto_value_free(&f);
-		if (rc < 0)
-			return -1;
-		if (rc == 1 && syncsess_compress_start(p->sess, ZSTD_LEVEL, err) < 0)
-			return -1;
+	if (rc == 0)
+		return err_set(err, ERR_PERM, "the replica refused STARTTLS");
+	if (conn_starttls(syncsess_conn(p->sess), l->tls_ctx, l->host, err) < 0) {
+		if (err->kind == ERR_INVALID)
+			err->kind = ERR_PERM;
+		return -1;
 	}
-	{
-		struct syncproto_enc e;
-		buf_reset(&b);
-		syncproto_enc_init(&e, &b, 0);
-		syncproto_enc_atom(&e, "HELLO");
-		syncproto_enc_open(&e, '(');
-		syncproto_enc_key_u64(&e, "VERSION", SYNCPROTO_VERSION);
-		syncproto_enc_atom(&e, "ROLE");
-		syncproto_enc_atom(&e, "master");
-		syncproto_enc_key_u64(&e, "EPOCH", epoch);
-		syncproto_enc_key_string(&e, "SERVERID", l->servername ? l->servername : "castor");
-		if (l->channel != NULL)
-			syncproto_enc_key_string(&e, "CHANNEL", l->channel);
-		if (l->allow_deletes)
-			syncproto_enc_key_u64(&e, "ALLOW-DELETES", 1);
-		syncproto_enc_close(&e);
-	}
+	return read_greeting(p, g, err);
+}
+
+/* HELLO with our role and epoch; its answer gives the replica's role,
+ * epoch and LOCALGEN.  0 or -1 (ERR_FENCED: the replica refuses us). */
+static int
+login_hello(struct syncpush *p, const struct syncpush_login *l, uint64_t epoch, struct err *err)
+{
+	struct syncproto_value *f = NULL, *data = NULL;
+	struct syncproto_response r;
+	struct syncproto_enc e;
+	struct buf b = BUF_INIT;
+	int rc;
+
+	syncproto_enc_init(&e, &b, 0);
+	syncproto_enc_atom(&e, "HELLO");
+	syncproto_enc_open(&e, '(');
+	syncproto_enc_key_u64(&e, "VERSION", SYNCPROTO_VERSION);
+	syncproto_enc_atom(&e, "ROLE");
+	syncproto_enc_atom(&e, "master");
+	syncproto_enc_key_u64(&e, "EPOCH", epoch);
+	syncproto_enc_key_string(&e, "SERVERID", l->servername ? l->servername : "castor");
+	if (l->channel != NULL)
+		syncproto_enc_key_string(&e, "CHANNEL", l->channel);
+	if (l->allow_deletes)
+		syncproto_enc_key_u64(&e, "ALLOW-DELETES", 1);
+	syncproto_enc_close(&e);
 	rc = syncpush_sess_simple(p, buf_cstr(&b), &f, &r, &data, err);
 	buf_free(&b);
 	if (rc == 0) {
@@ -498,20 +468,66 @@ syncpush_login(struct syncpush *p, const struct syncpush_login *l, struct err *e
 }
 
 int
+syncpush_login(struct syncpush *p, const struct syncpush_login *l, struct err *err)
+{
+	struct syncproto_value *f = NULL;
+	struct syncproto_response r;
+	struct greeting g;
+	struct buf b = BUF_INIT;
+	const char *role;
+	uint64_t epoch;
+	int rc;
+
+	if (store_server_get(p->st, &role, &epoch, err) < 0)
+		return -1;
+	if (!str_eq(role, "master"))
+		return err_set(err, ERR_FENCED, "this server is a %s, not a master: nothing to push",
+			role);
+	p->allow_deletes = l->allow_deletes;
+	if (read_greeting(p, &g, err) < 0)
+		return -1;
+	if (l->tls && login_starttls(p, l, &g, err) < 0)
+		return -1;
+	if (!g.plain)
+		return err_set(err, ERR_PERM, "the replica offers no authentication on this connection"
+			" (TLS needed off loopback)");
+	if (l->password == NULL)
+		return err_set(err, ERR_PERM, "no sync password configured for channel %s",
+			l->channel ? l->channel : "?");
+	buf_puts(&b, "AUTHENTICATE PLAIN ");
+	sasl_plain_encode(&b, NULL, l->authname, l->password);
+	rc = syncpush_sess_simple(p, buf_cstr(&b), &f, &r, NULL, err);
+	memset(b.data, 0, b.len);
+	buf_free(&b);
+	if (rc == 0) {
+		syncproto_value_free(&f);
+		return err_set(err, ERR_PERM, "the replica refused the sync credentials (authname %s)",
+			l->authname);
+	}
+	syncproto_value_free(&f);
+	if (rc < 0)
+		return -1;
+	if (l->compress && g.zstd) {
+		rc = syncpush_sess_simple(p, "COMPRESS ZSTD", &f, &r, NULL, err);
+		syncproto_value_free(&f);
+		if (rc < 0)
+			return -1;
+		if (rc == 1 && syncsess_compress_start(p->sess, ZSTD_LEVEL, err) < 0)
+			return -1;
+	}
+	return login_hello(p, l, epoch, err);
+}
+
+int
 syncpush_noop(struct syncpush *p, struct err *err)
 {
 	struct syncproto_enc e;
 
 	syncpush_sess_begin(p, PK_NOOP, &e);
 	syncproto_enc_atom(&e, "NOOP");
-	if (syncpush_sess_end(p, &e, err) < 0 || syncpush_sess_drain(p, err) < 0)
+	if (syncpush_sess_end(p, &e, err) < 0)
 		return -1;
-	if (p->fatal) {
-		*err = p->fatal_err;
-		p->fatal = false;
-		return -1;
-	}
-	return 0;
+	return syncpush_sess_wait(p, err);
 }
 
 void
@@ -548,4 +564,16 @@ uint64_t
 syncpush_peer_local_gen(const struct syncpush *p)
 {
 	return p->peer_local_gen;
+}
+
+/* Send what is queued and wait for every answer.  0, or -1 when the
+ * session cannot go on (a fatal answer's error in err). */
+int
+syncpush_sess_wait(struct syncpush *p, struct err *err)
+{
+	if (syncpush_sess_drain(p, err) < 0)
+		return -1;
+	if (p->fatal)
+		return syncpush_sess_fail(p, err);
+	return 0;
 }

@@ -127,12 +127,8 @@ syncpush_verify_user(struct syncpush *p, const char *user, struct buf *out, size
 	memset(&u, 0, sizeof(u));
 	u.name = xstrdup(user);
 	*ndiff_r = 0;
-	if (syncpush_send_get_user(p, &u, err) < 0 || syncpush_sess_drain(p, err) < 0)
+	if (syncpush_send_get_user(p, &u, err) < 0 || syncpush_sess_wait(p, err) < 0)
 		goto out;
-	if (p->fatal) {
-		syncpush_sess_fail(p, err);
-		goto out;
-	}
 	if (u.r == NULL) {
 		err_set(err, ERR_TEMP, "GET USER %s failed", user);
 		goto out;
@@ -196,12 +192,8 @@ syncpush_verify_user(struct syncpush *p, const char *user, struct buf *out, size
 			verify_line(out, &ndiff, user, u.r->mbs[k].name, "mailbox %s only on the replica",
 				u.r->mbs[k].uniqueid);
 	}
-	if (syncpush_sess_drain(p, err) < 0)
+	if (syncpush_sess_wait(p, err) < 0)
 		goto out;
-	if (p->fatal) {
-		syncpush_sess_fail(p, err);
-		goto out;
-	}
 	/* records only where the checksums differ */
 	for (size_t i = 0; i < u.npm; i++) {
 		struct pm *m = &u.pms[i];
