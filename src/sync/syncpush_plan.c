@@ -422,14 +422,112 @@ plan_user_fields(struct syncpush *p, struct pu *u, struct store_user *lu, struct
 	return 0;
 }
 
+/* The mailboxes to plan: the hinted ones (and those to repair), or for
+ * a full sync every mailbox on either side (tombstones included). */
+static int
+plan_ids(struct pu *u, struct store_user *lu, struct strv *ids, struct err *err)
+{
+	struct lmb_ctx lc = { ids };
+
+	if (u->fast || !(u->flags & PU_FULL)) {
+		for (size_t i = 0; i < u->mbids.n; i++)
+			strv_add_uniq(ids, u->mbids.v[i]);
+		for (size_t i = 0; i < u->force_repair.n; i++)
+			strv_add_uniq(ids, u->force_repair.v[i]);
+		return 0;
+	}
+	if (store_mailbox_list(lu, "*", STORE_LIST_DELETED | STORE_LIST_NO_PARENTS, lmb_cb, &lc,
+		err) < 0)
+		return -1;
+	for (size_t i = 0; u->r != NULL && i < u->r->nmbs; i++)
+		strv_add_uniq(ids, u->r->mbs[i].uniqueid);
+	return 0;
+}
+
+/* Forget the mailboxes planned so far. */
+static void
+plan_drop(struct pu *u)
+{
+	for (size_t k = 0; k < u->npm; k++)
+		pm_free(&u->pms[k]);
+	u->npm = 0;
+}
+
+/* Plan u's mailboxes.  0 planned, 1 the fast path cannot serve this user
+ * (it goes to the next round with a GET USER), -1 error. */
+static int
+plan_mailboxes(struct syncpush *p, struct pu *u, struct store_user *lu, struct err *err)
+{
+	struct strv ids = { 0 };
+	int x;
+
+again:
+	strv_free(&ids);
+	x = plan_ids(u, lu, &ids, err) < 0 ? -1 : 0;
+	for (size_t i = 0; x == 0 && i < ids.n; i++) {
+		struct pm *m = pu_add_pm(u, ids.v[i]);
+		struct centry *ce;
+		if (m == NULL)
+			continue;
+		if (!u->fast) {
+			m->R = ruser_find(u->r, m->id);
+		} else if ((ce = cache_get(&p->cache, u->name, m->id)) != NULL) {
+			m->rcopy = ce->mb;
+			m->rcopy.name = xstrdup(ce->mb.name);
+			m->R = &m->rcopy;
+		} else {
+			/* not cached: this user needs a GET USER */
+			x = 1;
+			break;
+		}
+		x = plan_mailbox(p, u, lu, m, err);
+		if (x == 1) {
+			/* a name is held by a mailbox outside the plan: plan everything */
+			plan_drop(u);
+			u->flags |= PU_FULL;
+			goto again;
+		}
+		if (x == 0 && u->fast && (m->act == PM_DELETE || m->act == PM_REPAIR ||
+		    m->oldname != NULL || m->create)) {
+			/* anything but a plain update wants the full picture */
+			plan_drop(u);
+			x = 1;
+		}
+	}
+	strv_free(&ids);
+	if (x == 1) {
+		u->fast = false;
+		u->retry = true;
+	}
+	return x;
+}
+
+/* Deleted and created again here (an UNUSER hint): when the replica's
+ * user is the old one (another INBOX that held mail), it is deleted
+ * there first and this one sent as new.  0 or -1. */
+static int
+plan_reborn(struct pu *u, struct store_user *lu, struct err *err)
+{
+	struct store_mailbox inbox;
+	struct rmb *ri = ruser_find_name(u->r, "INBOX");
+
+	if (store_mailbox_get(lu, "INBOX", &inbox, err) < 0)
+		return -1;
+	if (ri != NULL && !str_eq(ri->uniqueid, inbox.uniqueid) && ri->uidnext > 1) {
+		u->send_unuser = true;
+		ruser_free(u->r);
+		u->r = xcalloc(1, sizeof(*u->r));
+		u->r->quota_bytes = u->r->quota_messages = -1;
+	}
+	return 0;
+}
+
 /* Plan a whole user.  The user's replica state is u->r (full path) or the
  * cache (fast path).  0, or -1 on a local error (counted, user skipped). */
 int
 syncpush_plan_user(struct syncpush *p, struct pu *u, struct err *err)
 {
 	struct store_user *lu;
-	struct strv ids = { 0 };
-	struct lmb_ctx lc = { &ids };
 	int x;
 
 	p->stats.users++;
@@ -451,82 +549,13 @@ syncpush_plan_user(struct syncpush *p, struct pu *u, struct err *err)
 	u->hash = NULL;
 	if (syncdigest_userinfo(p->st, u->name, &u->ui, &u->hash, err) < 0)
 		return -1;
-	if (!u->fast && u->r != NULL && u->r->exists && (u->flags & PU_UNUSER)) {
-		/* deleted and created again here: is the replica's user the old one? */
-		struct store_mailbox inbox;
-		struct rmb *ri = ruser_find_name(u->r, "INBOX");
-		if (store_mailbox_get(lu, "INBOX", &inbox, err) < 0)
-			return -1;
-		if (ri != NULL && !str_eq(ri->uniqueid, inbox.uniqueid) && ri->uidnext > 1) {
-			u->send_unuser = true;
-			ruser_free(u->r);
-			u->r = xcalloc(1, sizeof(*u->r));
-			u->r->quota_bytes = u->r->quota_messages = -1;
-		}
-	}
+	if (!u->fast && u->r != NULL && u->r->exists && (u->flags & PU_UNUSER) &&
+	    plan_reborn(u, lu, err) < 0)
+		return -1;
 	if (!u->fast && u->r != NULL && !u->r->exists)
 		u->send_create = true;
-again:
-	strv_free(&ids);
-	if (u->fast || !(u->flags & PU_FULL)) {
-		for (size_t i = 0; i < u->mbids.n; i++)
-			strv_add_uniq(&ids, u->mbids.v[i]);
-		for (size_t i = 0; i < u->force_repair.n; i++)
-			strv_add_uniq(&ids, u->force_repair.v[i]);
-	} else {
-		if (store_mailbox_list(lu, "*", STORE_LIST_DELETED | STORE_LIST_NO_PARENTS, lmb_cb, &lc,
-			err) < 0) {
-			strv_free(&ids);
-			return -1;
-		}
-		for (size_t i = 0; u->r != NULL && i < u->r->nmbs; i++)
-			strv_add_uniq(&ids, u->r->mbs[i].uniqueid);
-	}
-	for (size_t i = 0; i < ids.n; i++) {
-		struct pm *m = pu_add_pm(u, ids.v[i]);
-		if (m == NULL)
-			continue;
-		if (u->fast) {
-			struct centry *ce = cache_get(&p->cache, u->name, m->id);
-			if (ce == NULL) {
-				/* not cached: this user needs a GET USER */
-				u->fast = false;
-				u->retry = true;
-				strv_free(&ids);
-				return 0;
-			}
-			m->rcopy = ce->mb;
-			m->rcopy.name = xstrdup(ce->mb.name);
-			m->R = &m->rcopy;
-		} else {
-			m->R = ruser_find(u->r, m->id);
-		}
-		x = plan_mailbox(p, u, lu, m, err);
-		if (x < 0) {
-			strv_free(&ids);
-			return -1;
-		}
-		if (x == 1) {
-			/* a name is held by a mailbox outside the plan: plan everything */
-			for (size_t k = 0; k < u->npm; k++)
-				pm_free(&u->pms[k]);
-			u->npm = 0;
-			u->flags |= PU_FULL;
-			goto again;
-		}
-		if (u->fast && (m->act == PM_DELETE || m->act == PM_REPAIR || m->oldname != NULL ||
-		    m->create)) {
-			/* anything but a plain update wants the full picture */
-			for (size_t k = 0; k < u->npm; k++)
-				pm_free(&u->pms[k]);
-			u->npm = 0;
-			u->fast = false;
-			u->retry = true;
-			strv_free(&ids);
-			return 0;
-		}
-	}
-	strv_free(&ids);
+	if ((x = plan_mailboxes(p, u, lu, err)) != 0)
+		return x < 0 ? -1 : 0;
 	if (!u->fast && plan_user_fields(p, u, lu, err) < 0)
 		return -1;
 	if (!u->fast && (u->flags & PU_FULL))

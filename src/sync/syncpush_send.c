@@ -24,16 +24,27 @@ prec_cmp_modseq(const void *a, const void *b)
 	return x->r.uid < y->r.uid ? -1 : x->r.uid > y->r.uid;
 }
 
+/* Begin a command about u: "<tag> WORD [WORD2] <user>". */
+static struct pcmd *
+send_begin(struct syncpush *p, struct pu *u, enum pk kind, const char *word, const char *word2,
+	struct syncproto_enc *e)
+{
+	struct pcmd *c = syncpush_sess_begin(p, kind, e);
+
+	c->u = u;
+	syncproto_enc_atom(e, word);
+	if (word2 != NULL)
+		syncproto_enc_atom(e, word2);
+	syncproto_enc_cstring(e, u->name);
+	return c;
+}
+
 int
 syncpush_send_get_user(struct syncpush *p, struct pu *u, struct err *err)
 {
 	struct syncproto_enc e;
-	struct pcmd *c = syncpush_sess_begin(p, PK_GET_USER, &e);
 
-	c->u = u;
-	syncproto_enc_atom(&e, "GET");
-	syncproto_enc_atom(&e, "USER");
-	syncproto_enc_cstring(&e, u->name);
+	send_begin(p, u, PK_GET_USER, "GET", "USER", &e);
 	return syncpush_sess_end(p, &e, err);
 }
 
@@ -41,13 +52,9 @@ int
 syncpush_send_get_records(struct syncpush *p, struct pu *u, size_t mi, struct err *err)
 {
 	struct syncproto_enc e;
-	struct pcmd *c = syncpush_sess_begin(p, PK_GET_RECORDS, &e);
+	struct pcmd *c = send_begin(p, u, PK_GET_RECORDS, "GET", "RECORDS", &e);
 
-	c->u = u;
 	c->mi = mi;
-	syncproto_enc_atom(&e, "GET");
-	syncproto_enc_atom(&e, "RECORDS");
-	syncproto_enc_cstring(&e, u->name);
 	syncproto_enc_atom(&e, u->pms[mi].id);
 	syncproto_enc_u64(&e, 0);
 	return syncpush_sess_end(p, &e, err);
@@ -59,11 +66,8 @@ syncpush_send_reserve(struct syncpush *p, struct pu *u, struct err *err)
 	strv_sort_uniq(&u->need);
 	for (size_t i = 0; i < u->need.n; i += RESERVE_CHUNK) {
 		struct syncproto_enc e;
-		struct pcmd *c = syncpush_sess_begin(p, PK_RESERVE, &e);
 
-		c->u = u;
-		syncproto_enc_atom(&e, "RESERVE");
-		syncproto_enc_cstring(&e, u->name);
+		send_begin(p, u, PK_RESERVE, "RESERVE", NULL, &e);
 		syncproto_enc_open(&e, '(');
 		for (size_t k = i; k < u->need.n && k < i + RESERVE_CHUNK; k++)
 			syncproto_enc_atom(&e, u->need.v[k]);
@@ -80,7 +84,6 @@ send_upload(struct syncpush *p, struct pu *u, struct store_user *lu, const char 
 {
 	struct syncproto_enc e;
 	struct store_blob b;
-	struct pcmd *c;
 	struct err e2;
 
 	if (store_blob_map(lu, guid, &b, &e2) < 0) {
@@ -90,10 +93,7 @@ send_upload(struct syncpush *p, struct pu *u, struct store_user *lu, const char 
 			log_q(e2.msg));
 		return 0;
 	}
-	c = syncpush_sess_begin(p, PK_UPLOAD, &e);
-	c->u = u;
-	syncproto_enc_atom(&e, "UPLOAD");
-	syncproto_enc_cstring(&e, u->name);
+	send_begin(p, u, PK_UPLOAD, "UPLOAD", NULL, &e);
 	syncproto_enc_atom(&e, guid);
 	syncproto_enc_literal(&e, b.data, b.len);
 	p->stats.uploads++;
@@ -135,7 +135,7 @@ send_apply_mailbox(struct syncpush *p, struct pu *u, size_t mi, struct err *err)
 	nchunks = m->recs.n == 0 ? 1 : (m->recs.n + CHUNK_RECORDS - 1) / CHUNK_RECORDS;
 	for (size_t ch = 0; ch < nchunks; ch++) {
 		struct syncproto_enc e;
-		struct pcmd *c = syncpush_sess_begin(p, PK_APPLY_MAILBOX, &e);
+		struct pcmd *c = send_begin(p, u, PK_APPLY_MAILBOX, "APPLY", "MAILBOX", &e);
 		size_t i1 = i0 + CHUNK_RECORDS < m->recs.n ? i0 + CHUNK_RECORDS : m->recs.n;
 		bool last = ch + 1 == nchunks;
 		uint64_t hms = since, mod;
@@ -155,12 +155,8 @@ send_apply_mailbox(struct syncpush *p, struct pu *u, size_t mi, struct err *err)
 		if (m->R != NULL && uidnext < m->R->uidnext && !m->reset)
 			uidnext = m->R->uidnext;
 		mod = m->L.modseq < hms ? m->L.modseq : hms;
-		c->u = u;
 		c->mi = mi;
 		c->last = last;
-		syncproto_enc_atom(&e, "APPLY");
-		syncproto_enc_atom(&e, "MAILBOX");
-		syncproto_enc_cstring(&e, u->name);
 		syncproto_enc_open(&e, '(');
 		syncproto_enc_atom(&e, "UNIQUEID");
 		syncproto_enc_atom(&e, m->id);
@@ -207,13 +203,9 @@ send_rename(struct syncpush *p, struct pu *u, size_t mi, const char *from, const
 	struct err *err)
 {
 	struct syncproto_enc e;
-	struct pcmd *c = syncpush_sess_begin(p, PK_APPLY_RENAME, &e);
+	struct pcmd *c = send_begin(p, u, PK_APPLY_RENAME, "APPLY", "RENAME", &e);
 
-	c->u = u;
 	c->mi = mi;
-	syncproto_enc_atom(&e, "APPLY");
-	syncproto_enc_atom(&e, "RENAME");
-	syncproto_enc_cstring(&e, u->name);
 	syncproto_enc_open(&e, '(');
 	syncproto_enc_atom(&e, "UNIQUEID");
 	syncproto_enc_atom(&e, u->pms[mi].id);
@@ -229,13 +221,9 @@ send_delete(struct syncpush *p, struct pu *u, size_t mi, struct err *err)
 {
 	struct syncproto_enc e;
 	struct pm *m = &u->pms[mi];
-	struct pcmd *c = syncpush_sess_begin(p, PK_APPLY_DELETE, &e);
+	struct pcmd *c = send_begin(p, u, PK_APPLY_DELETE, "APPLY", "DELETE", &e);
 
-	c->u = u;
 	c->mi = mi;
-	syncproto_enc_atom(&e, "APPLY");
-	syncproto_enc_atom(&e, "DELETE");
-	syncproto_enc_cstring(&e, u->name);
 	syncproto_enc_open(&e, '(');
 	syncproto_enc_atom(&e, "UNIQUEID");
 	syncproto_enc_atom(&e, m->id);
@@ -260,13 +248,9 @@ syncpush_send_apply_user(struct syncpush *p, struct pu *u, bool quota, uint64_t 
 	struct err *err)
 {
 	struct syncproto_enc e;
-	struct pcmd *c = syncpush_sess_begin(p, PK_APPLY_USER, &e);
+	struct pcmd *c = send_begin(p, u, PK_APPLY_USER, "APPLY", "USER", &e);
 
-	c->u = u;
 	c->final = final;
-	syncproto_enc_atom(&e, "APPLY");
-	syncproto_enc_atom(&e, "USER");
-	syncproto_enc_cstring(&e, u->name);
 	syncproto_enc_open(&e, '(');
 	syncproto_enc_key_string(&e, "NAME", u->name);
 	syncproto_enc_key_u64(&e, "HIGHESTMODSEQ", modseq);
@@ -278,46 +262,88 @@ syncpush_send_apply_user(struct syncpush *p, struct pu *u, bool quota, uint64_t 
 	return syncpush_sess_end(p, &e, err);
 }
 
-int
-syncpush_send_user_cmds(struct syncpush *p, struct pu *u, struct err *err)
+/* APPLY UNUSER: the user is gone here (RULES 4). */
+static int
+send_unuser(struct syncpush *p, struct pu *u, struct err *err)
 {
-	struct store_user *lu = NULL;
 	struct syncproto_enc e;
-	struct pcmd *c;
 
-	if (u->send_unuser) {
-		c = syncpush_sess_begin(p, PK_APPLY_UNUSER, &e);
-		c->u = u;
-		syncproto_enc_atom(&e, "APPLY");
-		syncproto_enc_atom(&e, "UNUSER");
-		syncproto_enc_cstring(&e, u->name);
+	send_begin(p, u, PK_APPLY_UNUSER, "APPLY", "UNUSER", &e);
+	syncproto_enc_open(&e, '(');
+	syncproto_enc_key_u64(&e, "MODSEQ", 0);
+	syncproto_enc_close(&e);
+	if (syncpush_sess_end(p, &e, err) < 0)
+		return -1;
+	log_info("user deletion sent user=%s", u->name);
+	return 0;
+}
+
+/* The bodies the replica lacks, before any APPLY names them. */
+static int
+send_uploads(struct syncpush *p, struct pu *u, struct err *err)
+{
+	struct store_user *lu;
+
+	if ((lu = syncpush_sess_user(p, u->name, err)) == NULL)
+		return -1;
+	if (FAILPOINT("sync.push.before_upload") < 0)
+		return err_set(err, ERR_TEMP, "failpoint sync.push.before_upload");
+	for (size_t i = 0; i < u->missing.n; i++)
+		if (send_upload(p, u, lu, u->missing.v[i], err) < 0)
+			return -1;
+	if (failpoint_armed) {
+		/* the bodies are on the replica, no APPLY names them yet */
+		if (syncpush_sess_drain(p, err) < 0)
+			return -1;
+		if (FAILPOINT("sync.push.after_upload") < 0)
+			return err_set(err, ERR_TEMP, "failpoint sync.push.after_upload");
+	}
+	return 0;
+}
+
+/* APPLY SUB for each subscription that differs, APPLY PASSWORD. */
+static int
+send_subs_password(struct syncpush *p, struct pu *u, struct err *err)
+{
+	struct syncproto_enc e;
+
+	for (size_t i = 0; i < u->nsubs_to_send; i++) {
+		send_begin(p, u, PK_APPLY_SUB, "APPLY", "SUB", &e);
 		syncproto_enc_open(&e, '(');
-		syncproto_enc_key_u64(&e, "MODSEQ", 0);
+		syncproto_enc_key_string(&e, "NAME", u->subs_to_send[i].name);
+		syncproto_enc_key_u64(&e, "SUBSCRIBED", u->subs_to_send[i].subscribed ? 1 : 0);
+		syncproto_enc_key_u64(&e, "MODSEQ", u->subs_to_send[i].modseq);
 		syncproto_enc_close(&e);
 		if (syncpush_sess_end(p, &e, err) < 0)
 			return -1;
-		log_info("user deletion sent user=%s", u->name);
 	}
+	if (!u->send_password)
+		return 0;
+	send_begin(p, u, PK_APPLY_PASSWORD, "APPLY", "PASSWORD", &e);
+	syncproto_enc_open(&e, '(');
+	syncproto_enc_atom(&e, "HASH");
+	if (u->hash != NULL)
+		syncproto_enc_cstring(&e, u->hash);
+	else
+		syncproto_enc_nil(&e);
+	syncproto_enc_close(&e);
+	return syncpush_sess_end(p, &e, err);
+}
+
+/* Wave C for one user: UNUSER, the user's creation, UPLOADs, then
+ * DELETE, renames to temporary names, APPLY MAILBOX (existing mailboxes
+ * first: renames free names; creations last), SUB, PASSWORD. */
+int
+syncpush_send_user_cmds(struct syncpush *p, struct pu *u, struct err *err)
+{
+	if (u->send_unuser && send_unuser(p, u, err) < 0)
+		return -1;
 	if (!u->local_exists)
 		return 0;
 	if (u->send_create && syncpush_send_apply_user(p, u, true, 0, false, err) < 0)
 		return -1;
-	if (u->missing.n > 0) {
-		if ((lu = syncpush_sess_user(p, u->name, err)) == NULL)
-			return -1;
-		if (FAILPOINT("sync.push.before_upload") < 0)
-			return err_set(err, ERR_TEMP, "failpoint sync.push.before_upload");
-		for (size_t i = 0; i < u->missing.n; i++)
-			if (send_upload(p, u, lu, u->missing.v[i], err) < 0)
-				return -1;
-		if (failpoint_armed) {
-			/* the bodies are on the replica, no APPLY names them yet */
-			if (syncpush_sess_drain(p, err) < 0)
-				return -1;
-			if (FAILPOINT("sync.push.after_upload") < 0)
-				return err_set(err, ERR_TEMP, "failpoint sync.push.after_upload");
-		}
-	}
+	if (u->missing.n > 0 && send_uploads(p, u, err) < 0)
+		return -1;
 	for (size_t i = 0; i < u->npm; i++)
 		if (u->pms[i].act == PM_DELETE && send_delete(p, u, i, err) < 0)
 			return -1;
@@ -335,35 +361,5 @@ syncpush_send_user_cmds(struct syncpush *p, struct pu *u, struct err *err)
 			    send_apply_mailbox(p, u, i, err) < 0)
 				return -1;
 		}
-	for (size_t i = 0; i < u->nsubs_to_send; i++) {
-		c = syncpush_sess_begin(p, PK_APPLY_SUB, &e);
-		c->u = u;
-		syncproto_enc_atom(&e, "APPLY");
-		syncproto_enc_atom(&e, "SUB");
-		syncproto_enc_cstring(&e, u->name);
-		syncproto_enc_open(&e, '(');
-		syncproto_enc_key_string(&e, "NAME", u->subs_to_send[i].name);
-		syncproto_enc_key_u64(&e, "SUBSCRIBED", u->subs_to_send[i].subscribed ? 1 : 0);
-		syncproto_enc_key_u64(&e, "MODSEQ", u->subs_to_send[i].modseq);
-		syncproto_enc_close(&e);
-		if (syncpush_sess_end(p, &e, err) < 0)
-			return -1;
-	}
-	if (u->send_password) {
-		c = syncpush_sess_begin(p, PK_APPLY_PASSWORD, &e);
-		c->u = u;
-		syncproto_enc_atom(&e, "APPLY");
-		syncproto_enc_atom(&e, "PASSWORD");
-		syncproto_enc_cstring(&e, u->name);
-		syncproto_enc_open(&e, '(');
-		syncproto_enc_atom(&e, "HASH");
-		if (u->hash != NULL)
-			syncproto_enc_cstring(&e, u->hash);
-		else
-			syncproto_enc_nil(&e);
-		syncproto_enc_close(&e);
-		if (syncpush_sess_end(p, &e, err) < 0)
-			return -1;
-	}
-	return 0;
+	return send_subs_password(p, u, err);
 }
