@@ -41,12 +41,47 @@ out:
 	return rc;
 }
 
+/* Another mailbox holds R's name here: keep it, under another name
+ * (but an INBOX that never held a message, as a fresh database's,
+ * takes the replica's uniqueid: store_repl_mailbox adopts it).  Inside
+ * the caller's transaction.  0 or -1. */
+static int
+restore_make_room(struct store_user *lu, const char *user, const struct rmb *R,
+	struct syncpush_restore *res, struct err *err)
+{
+	struct store_mailbox cur, mb;
+	struct store_status ss;
+
+	if (store_mailbox_get(lu, R->name, &cur, err) < 0 || str_eq(cur.uniqueid, R->uniqueid) ||
+	    (str_eq(cur.name, "INBOX") && cur.uidnext == 1))
+		return 0;
+	if (store_mailbox_status_id(lu, cur.uniqueid, &ss, err) < 0)
+		return -1;
+	mb = cur;
+	if (ss.messages == 0 && !str_eq(cur.name, "INBOX")) {
+		/* empty: retire it (an INBOX, e.g. the one check --repair
+		 * recreated, cannot be a tombstone: it is renamed) */
+		mb.deleted_modseq = (cur.highestmodseq > cur.modseq ? cur.highestmodseq :
+			cur.modseq) + 1;
+		mb.modseq = mb.highestmodseq = mb.deleted_modseq;
+	} else {
+		snprintf(mb.name, sizeof(mb.name), "%.*s (before restore)",
+			(int)(sizeof(mb.name) - 20), R->name);
+		res->renamed++;
+	}
+	if (store_repl_mailbox(lu, &mb, err) < 0)
+		return -1;
+	log_notice("restore: mailbox out of the way user=%s mailbox=%s name=%s action=%s",
+		user, cur.uniqueid, log_q(mb.name), mb.deleted_modseq != 0 ? "retired" : "renamed");
+	return 0;
+}
+
 /* One replica mailbox into the local store (one transaction). */
 int
 syncpush_restore_mailbox(struct syncpush *p, struct store_user *lu, const char *user, struct pm *m,
 	struct syncpush_restore *res, struct err *err)
 {
-	struct store_mailbox L, cur, mb;
+	struct store_mailbox L, mb;
 	const struct rmb *R = m->R;
 	bool have;
 
@@ -55,31 +90,8 @@ syncpush_restore_mailbox(struct syncpush *p, struct store_user *lu, const char *
 	have = store_mailbox_get_id(lu, R->uniqueid, true, &L, err) == 0;
 	if (!have && err->kind != ERR_NOTFOUND)
 		goto fail;
-	/* another mailbox holds the name here: keep it, under another name
-	 * (but an INBOX that never held a message, as a fresh database's,
-	 * takes the replica's uniqueid: store_repl_mailbox adopts it) */
-	if (store_mailbox_get(lu, R->name, &cur, err) == 0 && !str_eq(cur.uniqueid, R->uniqueid) &&
-	    !(str_eq(cur.name, "INBOX") && cur.uidnext == 1)) {
-		struct store_status ss;
-		if (store_mailbox_status_id(lu, cur.uniqueid, &ss, err) < 0)
-			goto fail;
-		mb = cur;
-		if (ss.messages == 0 && !str_eq(cur.name, "INBOX")) {
-			/* empty: retire it (an INBOX, e.g. the one check --repair
-			 * recreated, cannot be a tombstone: it is renamed) */
-			mb.deleted_modseq = (cur.highestmodseq > cur.modseq ? cur.highestmodseq :
-				cur.modseq) + 1;
-			mb.modseq = mb.highestmodseq = mb.deleted_modseq;
-		} else {
-			snprintf(mb.name, sizeof(mb.name), "%.*s (before restore)",
-				(int)(sizeof(mb.name) - 20), R->name);
-			res->renamed++;
-		}
-		if (store_repl_mailbox(lu, &mb, err) < 0)
-			goto fail;
-		log_notice("restore: mailbox out of the way user=%s mailbox=%s name=%s action=%s",
-			user, cur.uniqueid, log_q(mb.name), mb.deleted_modseq != 0 ? "retired" : "renamed");
-	}
+	if (restore_make_room(lu, user, R, res, err) < 0)
+		goto fail;
 	memset(&mb, 0, sizeof(mb));
 	str_lcpy(mb.uniqueid, R->uniqueid, sizeof(mb.uniqueid));
 	str_lcpy(mb.name, R->name, sizeof(mb.name));
@@ -134,41 +146,45 @@ fail:
 	return -1;
 }
 
-int
-syncpush_restore_user(struct syncpush *p, const char *user, struct syncpush_restore *res,
-	struct err *err)
+/* The replica's state of u: GET USER, then GET RECORDS of each live
+ * mailbox (u->pms, each pointing at its replica row).  0 or -1. */
+static int
+restore_fetch(struct syncpush *p, struct pu *u, struct err *err)
 {
-	struct pu u;
-	struct store_user *lu;
-	void *hook_ctx;
-	store_change_hook_fn hook = store_get_change_hook(p->st, &hook_ctx);
-	int rc = -1, x;
-
-	memset(res, 0, sizeof(*res));
-	memset(&u, 0, sizeof(u));
-	u.name = xstrdup(user);
-	if (syncpush_send_get_user(p, &u, err) < 0 || syncpush_sess_wait(p, err) < 0)
-		goto out;
-	if (u.r == NULL || !u.r->exists) {
-		err_set(err, ERR_NOTFOUND, "the replica has no user %s", user);
-		goto out;
-	}
-	for (size_t k = 0; k < u.r->nmbs; k++) {
+	if (syncpush_send_get_user(p, u, err) < 0 || syncpush_sess_wait(p, err) < 0)
+		return -1;
+	if (u->r == NULL || !u->r->exists)
+		return err_set(err, ERR_NOTFOUND, "the replica has no user %s", u->name);
+	for (size_t k = 0; k < u->r->nmbs; k++) {
 		struct pm *m;
-		if (u.r->mbs[k].deletedmodseq != 0)
+		if (u->r->mbs[k].deletedmodseq != 0)
 			continue;
-		if ((m = pu_add_pm(&u, u.r->mbs[k].uniqueid)) == NULL)
+		if ((m = pu_add_pm(u, u->r->mbs[k].uniqueid)) == NULL)
 			continue;
-		if (syncpush_send_get_records(p, &u, u.npm - 1, err) < 0)
-			goto out;
+		if (syncpush_send_get_records(p, u, u->npm - 1, err) < 0)
+			return -1;
 	}
 	if (syncpush_sess_wait(p, err) < 0)
-		goto out;
+		return -1;
 	/* pms[] is complete: point each at its replica row */
-	for (size_t i = 0; i < u.npm; i++)
-		for (size_t k = 0; k < u.r->nmbs; k++)
-			if (str_eq(u.r->mbs[k].uniqueid, u.pms[i].id) && u.r->mbs[k].deletedmodseq == 0)
-				u.pms[i].R = &u.r->mbs[k];
+	for (size_t i = 0; i < u->npm; i++)
+		for (size_t k = 0; k < u->r->nmbs; k++)
+			if (str_eq(u->r->mbs[k].uniqueid, u->pms[i].id) && u->r->mbs[k].deletedmodseq == 0)
+				u->pms[i].R = &u->r->mbs[k];
+	return 0;
+}
+
+/* The user's database here: created when absent, or a fresh one when it
+ * is damaged.  NULL with err on failure. */
+static struct store_user *
+restore_open(struct syncpush *p, const char *user, struct syncpush_restore *res,
+	struct err *err)
+{
+	void *hook_ctx;
+	store_change_hook_fn hook = store_get_change_hook(p->st, &hook_ctx);
+	struct store_user *lu = NULL;
+	int x;
+
 	/* A user made here stays out of the sync log, like every write of the
 	 * restore: announced, the fresh empty user would race the restore to
 	 * the replica; the anti-entropy pass ctl_restore asks for follows. */
@@ -192,26 +208,48 @@ syncpush_restore_user(struct syncpush *p, const char *user, struct syncpush_rest
 		res->user_created = true;
 		lu = syncpush_sess_user(p, user, err);
 	}
+out:
 	store_set_change_hook(p->st, hook, hook_ctx);
-	if (lu == NULL)
-		goto out;
-	/* INBOX first: the names of the others may hang below it */
+	return lu;
+}
+
+/* Every fetched mailbox into lu, INBOX first (the names of the others
+ * may hang below it).  0 or -1. */
+static int
+restore_mailboxes(struct syncpush *p, struct store_user *lu, struct pu *u,
+	struct syncpush_restore *res, struct err *err)
+{
 	for (int pass = 0; pass < 2; pass++)
-		for (size_t i = 0; i < u.npm; i++) {
-			struct pm *m = &u.pms[i];
+		for (size_t i = 0; i < u->npm; i++) {
+			struct pm *m = &u->pms[i];
 			bool inbox = m->R != NULL && str_eq(m->R->name, "INBOX");
 			if (m->R == NULL || inbox != (pass == 0))
 				continue;
-			if (!m->got_rrecs) {
-				err_set(err, ERR_TEMP, "records of %s unreadable on the replica", m->R->name);
-				goto out;
-			}
-			if (syncpush_restore_mailbox(p, lu, user, m, res, err) < 0) {
+			if (!m->got_rrecs)
+				return err_set(err, ERR_TEMP, "records of %s unreadable on the replica",
+					m->R->name);
+			if (syncpush_restore_mailbox(p, lu, u->name, m, res, err) < 0) {
 				err_prefix(err, "mailbox %s", m->R->name);
-				goto out;
+				return -1;
 			}
 		}
-	if (store_repl_modseq(lu, u.r->modseq, err) < 0)
+	return 0;
+}
+
+int
+syncpush_restore_user(struct syncpush *p, const char *user, struct syncpush_restore *res,
+	struct err *err)
+{
+	struct pu u;
+	struct store_user *lu;
+	int rc = -1;
+
+	memset(res, 0, sizeof(*res));
+	memset(&u, 0, sizeof(u));
+	u.name = xstrdup(user);
+	if (restore_fetch(p, &u, err) < 0 || (lu = restore_open(p, user, res, err)) == NULL ||
+	    restore_mailboxes(p, lu, &u, res, err) < 0 ||
+	    store_repl_modseq(lu, u.r->modseq, err) < 0)
 		goto out;
 	/* records that survived their mailbox row were updated in place: let
 	 * the checker recompute the derived values (checksums, usage) */
@@ -223,7 +261,6 @@ syncpush_restore_user(struct syncpush *p, const char *user, struct syncpush_rest
 		res->renamed, res->conflicts);
 	rc = 0;
 out:
-	store_set_change_hook(p->st, hook, hook_ctx);
 	syncpush_sess_user_forget(p, user);
 	pu_free(&u);
 	return rc;

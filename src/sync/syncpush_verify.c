@@ -113,6 +113,88 @@ prec_cmp_uid(const void *a, const void *b)
 	return x->r.uid < y->r.uid ? -1 : x->r.uid > y->r.uid;
 }
 
+/* The mailbox rows of both sides (lm: our live mailboxes): a line for
+ * each difference, and GET RECORDS queued for each mailbox whose
+ * checksum differs (into u->pms).  0, or -1 (session). */
+static int
+verify_rows(struct syncpush *p, struct pu *u, const struct vmb_ctx *lm, struct buf *out,
+	size_t *ndiff, struct err *err)
+{
+	const char *user = u->name;
+
+	for (size_t i = 0; i < lm->n; i++) {
+		const struct store_mailbox *L = &lm->v[i];
+		struct rmb *R = NULL;
+		struct pm *m;
+		for (size_t k = 0; k < u->r->nmbs; k++)
+			if (str_eq(u->r->mbs[k].uniqueid, L->uniqueid) && u->r->mbs[k].deletedmodseq == 0)
+				R = &u->r->mbs[k];
+		if (R == NULL) {
+			verify_line(out, ndiff, user, L->name, "mailbox %s only on the master", L->uniqueid);
+			continue;
+		}
+		if (!str_eq(R->name, L->name))
+			verify_line(out, ndiff, user, L->name, "named \"%s\" on the replica", R->name);
+		if (R->uidvalidity != L->uidvalidity)
+			verify_line(out, ndiff, user, L->name, "uidvalidity master %u, replica %u",
+				L->uidvalidity, R->uidvalidity);
+		if (R->crc == L->sync_crc && R->uidnext == L->uidnext && R->hms == L->highestmodseq)
+			continue;
+		if (R->uidnext != L->uidnext)
+			verify_line(out, ndiff, user, L->name, "uidnext master %u, replica %u",
+				L->uidnext, R->uidnext);
+		if (R->hms != L->highestmodseq)
+			verify_line(out, ndiff, user, L->name, "highestmodseq master %llu, replica %llu",
+				(unsigned long long)L->highestmodseq, (unsigned long long)R->hms);
+		if (R->crc != L->sync_crc) {
+			if ((m = pu_add_pm(u, L->uniqueid)) == NULL)
+				continue;
+			m->L = *L;
+			if (syncpush_send_get_records(p, u, u->npm - 1, err) < 0)
+				return -1;
+		}
+	}
+	for (size_t k = 0; k < u->r->nmbs; k++) {
+		bool found = false;
+		if (u->r->mbs[k].deletedmodseq != 0)
+			continue;
+		for (size_t i = 0; i < lm->n && !found; i++)
+			found = str_eq(lm->v[i].uniqueid, u->r->mbs[k].uniqueid);
+		if (!found)
+			verify_line(out, ndiff, user, u->r->mbs[k].name, "mailbox %s only on the replica",
+				u->r->mbs[k].uniqueid);
+	}
+	return 0;
+}
+
+/* The records of the mailboxes whose checksums differ (u->pms, with the
+ * replica's records).  0, or -1 (our database). */
+static int
+verify_mailboxes(struct pu *u, struct store_user *lu, struct buf *out, size_t *ndiff,
+	struct err *err)
+{
+	for (size_t i = 0; i < u->npm; i++) {
+		struct pm *m = &u->pms[i];
+		struct precs lr = { 0 };
+		struct store_mailbox L;
+		uint32_t maxuid;
+		uint64_t maxms;
+		if (!m->got_rrecs) {
+			verify_line(out, ndiff, u->name, m->L.name, "records unreadable on the replica");
+			continue;
+		}
+		if (syncpush_plan_read_local(lu, m->id, 0, &L, &lr, &maxuid, &maxms, err) < 0) {
+			precs_free(&lr);
+			return -1;
+		}
+		qsort(lr.v, lr.n, sizeof(*lr.v), prec_cmp_uid);
+		qsort(m->rrecs.v, m->rrecs.n, sizeof(*m->rrecs.v), prec_cmp_uid);
+		verify_records(out, ndiff, u->name, m->L.name, &lr, &m->rrecs);
+		precs_free(&lr);
+	}
+	return 0;
+}
+
 int
 syncpush_verify_user(struct syncpush *p, const char *user, struct buf *out, size_t *ndiff_r,
 	struct err *err)
@@ -137,81 +219,18 @@ syncpush_verify_user(struct syncpush *p, const char *user, struct buf *out, size
 	lexists = lu != NULL;
 	if (lu == NULL && err->kind != ERR_NOTFOUND)
 		goto out;
-	if (!lexists && !u.r->exists) {
-		rc = 0;
-		goto out;
-	}
 	if (!lexists || !u.r->exists) {
-		verify_line(out, &ndiff, user, NULL, "user only on the %s",
-			lexists ? "master" : "replica");
+		if (lexists || u.r->exists)
+			verify_line(out, &ndiff, user, NULL, "user only on the %s",
+				lexists ? "master" : "replica");
 		rc = 0;
 		goto out;
 	}
-	if (store_mailbox_list(lu, "*", STORE_LIST_NO_PARENTS, vmb_cb, &lm, err) < 0)
+	/* checksums first, records only where the checksums differ */
+	if (store_mailbox_list(lu, "*", STORE_LIST_NO_PARENTS, vmb_cb, &lm, err) < 0 ||
+	    verify_rows(p, &u, &lm, out, &ndiff, err) < 0 || syncpush_sess_wait(p, err) < 0 ||
+	    verify_mailboxes(&u, lu, out, &ndiff, err) < 0)
 		goto out;
-	/* checksums first */
-	for (size_t i = 0; i < lm.n; i++) {
-		const struct store_mailbox *L = &lm.v[i];
-		struct rmb *R = NULL;
-		struct pm *m;
-		for (size_t k = 0; k < u.r->nmbs; k++)
-			if (str_eq(u.r->mbs[k].uniqueid, L->uniqueid) && u.r->mbs[k].deletedmodseq == 0)
-				R = &u.r->mbs[k];
-		if (R == NULL) {
-			verify_line(out, &ndiff, user, L->name, "mailbox %s only on the master", L->uniqueid);
-			continue;
-		}
-		if (!str_eq(R->name, L->name))
-			verify_line(out, &ndiff, user, L->name, "named \"%s\" on the replica", R->name);
-		if (R->uidvalidity != L->uidvalidity)
-			verify_line(out, &ndiff, user, L->name, "uidvalidity master %u, replica %u",
-				L->uidvalidity, R->uidvalidity);
-		if (R->crc == L->sync_crc && R->uidnext == L->uidnext && R->hms == L->highestmodseq)
-			continue;
-		if (R->uidnext != L->uidnext)
-			verify_line(out, &ndiff, user, L->name, "uidnext master %u, replica %u",
-				L->uidnext, R->uidnext);
-		if (R->hms != L->highestmodseq)
-			verify_line(out, &ndiff, user, L->name, "highestmodseq master %llu, replica %llu",
-				(unsigned long long)L->highestmodseq, (unsigned long long)R->hms);
-		if (R->crc != L->sync_crc) {
-			if ((m = pu_add_pm(&u, L->uniqueid)) == NULL)
-				continue;
-			m->L = *L;
-			if (syncpush_send_get_records(p, &u, u.npm - 1, err) < 0)
-				goto out;
-		}
-	}
-	for (size_t k = 0; k < u.r->nmbs; k++) {
-		bool found = false;
-		if (u.r->mbs[k].deletedmodseq != 0)
-			continue;
-		for (size_t i = 0; i < lm.n && !found; i++)
-			found = str_eq(lm.v[i].uniqueid, u.r->mbs[k].uniqueid);
-		if (!found)
-			verify_line(out, &ndiff, user, u.r->mbs[k].name, "mailbox %s only on the replica",
-				u.r->mbs[k].uniqueid);
-	}
-	if (syncpush_sess_wait(p, err) < 0)
-		goto out;
-	/* records only where the checksums differ */
-	for (size_t i = 0; i < u.npm; i++) {
-		struct pm *m = &u.pms[i];
-		struct precs lr = { 0 };
-		struct store_mailbox L;
-		uint32_t maxuid;
-		uint64_t maxms;
-		if (!m->got_rrecs) {
-			verify_line(out, &ndiff, user, m->L.name, "records unreadable on the replica");
-			continue;
-		}
-		if (syncpush_plan_read_local(lu, m->id, 0, &L, &lr, &maxuid, &maxms, err) < 0)
-			goto out;
-		qsort(lr.v, lr.n, sizeof(*lr.v), prec_cmp_uid);
-		qsort(m->rrecs.v, m->rrecs.n, sizeof(*m->rrecs.v), prec_cmp_uid);
-		verify_records(out, &ndiff, user, m->L.name, &lr, &m->rrecs);
-		precs_free(&lr);
-	}
 	rc = 0;
 out:
 	*ndiff_r = ndiff;
