@@ -84,7 +84,6 @@ resolve_apply(struct syncpush *p, struct pu *u, struct store_user *lu, struct pm
 	struct store_mailbox L;
 	uint64_t cnt = 0, next;
 	uint32_t uidnext, rmax = 0;
-	int x;
 
 	/* the bodies first: GET BLOB for those we lack (each stored durably) */
 	for (size_t k = 0; k < m->rrecs.n; k++) {
@@ -93,9 +92,7 @@ resolve_apply(struct syncpush *p, struct pu *u, struct store_user *lu, struct pm
 			rmax = r->uid;
 		if (fx[k] != FX_ADOPT && fx[k] != FX_IMPORT)
 			continue;
-		if ((x = store_blob_exists(lu, r->guid, err)) < 0)
-			return -1;
-		if (x == 0 && syncpush_restore_blob(p, lu, u->name, r->guid, err) < 0)
+		if (syncpush_restore_blob(p, lu, u->name, r->guid, err) < 0)
 			return -1;
 	}
 	if (store_txn_begin(lu, err) < 0)
@@ -277,11 +274,9 @@ resolve_deleted_with_mail(struct syncpush *p, struct pu *u, struct store_user *l
 	}
 	for (size_t k = 0; k < t.pms[0].rrecs.n; k++) {
 		const struct store_record *r = &t.pms[0].rrecs.v[k].r;
-		int x;
 		if (r->expunged_modseq != 0 || r->uid < L->uidnext)
 			continue;
-		if ((x = store_blob_exists(wu, r->guid, err)) < 0 ||
-		    (x == 0 && syncpush_restore_blob(p, wu, u->name, r->guid, err) < 0))
+		if (syncpush_restore_blob(p, wu, u->name, r->guid, err) < 0)
 			goto out;
 	}
 	if (store_mailbox_get(wu, name, &rec, &e2) < 0) {

@@ -7,7 +7,8 @@
  */
 #include "sync/syncpush_int.h"
 
-/* GET BLOB user guid, stored locally.  0 or -1. */
+/* A body the replica holds, unless lu has it already: GET BLOB user
+ * guid, stored here.  1 fetched, 0 it was here, -1. */
 int
 syncpush_restore_blob(struct syncpush *p, struct store_user *lu, const char *user, const char *guid,
 	struct err *err)
@@ -15,8 +16,10 @@ syncpush_restore_blob(struct syncpush *p, struct store_user *lu, const char *use
 	struct buf line = BUF_INIT;
 	struct syncproto_value *f = NULL, *data = NULL;
 	struct syncproto_response r, d;
-	int rc;
+	int rc = store_blob_exists(lu, guid, err);
 
+	if (rc != 0)
+		return rc < 0 ? -1 : 0;
 	buf_puts(&line, "GET BLOB ");
 	buf_put_quoted(&line, user, strlen(user));
 	buf_printf(&line, " %s", guid);
@@ -34,7 +37,7 @@ syncpush_restore_blob(struct syncpush *p, struct store_user *lu, const char *use
 		rc = err_set(err, ERR_TEMP, "bad GET BLOB answer for %s", guid);
 		goto out;
 	}
-	rc = store_repl_blob(lu, guid, d.args[1].str, d.args[1].len, err);
+	rc = store_repl_blob(lu, guid, d.args[1].str, d.args[1].len, err) < 0 ? -1 : 1;
 out:
 	syncproto_value_free(&f);
 	syncproto_value_free(&data);
@@ -117,13 +120,10 @@ syncpush_restore_mailbox(struct syncpush *p, struct store_user *lu, const char *
 		int x;
 		if (r->expunged_modseq != 0)
 			continue;
-		if ((x = store_blob_exists(lu, r->guid, err)) < 0)
+		if ((x = syncpush_restore_blob(p, lu, user, r->guid, err)) < 0)
 			goto fail;
-		if (x == 0) {
-			if (syncpush_restore_blob(p, lu, user, r->guid, err) < 0)
-				goto fail;
+		if (x == 1)
 			res->blobs++;
-		}
 		if (store_repl_record(lu, R->uniqueid, r, &e2) < 0) {
 			if (e2.kind != ERR_CONFLICT) {
 				*err = e2;
