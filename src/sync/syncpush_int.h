@@ -274,31 +274,44 @@ void pu_free(struct pu *u);
 struct pm *pu_add_pm(struct pu *u, const char *id);
 
 /* syncpush_sess.c: the session, the pipeline, local user databases */
-enum syncpush_resolution syncpush_sess_conflict(struct syncpush *p, const struct syncpush_conflict *c);
+/* Count a conflict, remember it as the last problem, ask the hook. */
+enum syncpush_resolution syncpush_sess_conflict(struct syncpush *p,
+	const struct syncpush_conflict *c);
+/* A user's database here (kept open, a small LRU); NULL with err. */
 struct store_user *syncpush_sess_user(struct syncpush *p, const char *name, struct err *err);
 void syncpush_sess_user_forget(struct syncpush *p, const char *name);
-void syncpush_sess_fatal(struct syncpush *p, enum err_kind kind, const char *fmt, const char *msg);
+/* The first fatal answer of a run ends the session (syncpush_sess_fail). */
+void syncpush_sess_fatal(struct syncpush *p, enum err_kind kind, const char *fmt,
+	const char *msg);
+/* A pipelined command: begin (tag), encode, end (window kept). */
 struct pcmd *syncpush_sess_begin(struct syncpush *p, enum pk kind, struct syncproto_enc *e);
 int syncpush_sess_end(struct syncpush *p, struct syncproto_enc *e, struct err *err);
+/* Read answers until none is outstanding. */
 int syncpush_sess_drain(struct syncpush *p, struct err *err);
+/* drain, then the fatal answer's error if one came: 0 or -1. */
 int syncpush_sess_wait(struct syncpush *p, struct err *err);
+/* A one-line command outside the pipeline: 1 OK, 0 NO/BAD, -1. */
 int syncpush_sess_simple(struct syncpush *p, const char *line, struct syncproto_value **f,
 	struct syncproto_response *r, struct syncproto_value **data, struct err *err);
+/* -1 with the fatal answer's error (if any) in err. */
 int syncpush_sess_fail(struct syncpush *p, struct err *err);
 
 /* syncpush_answer.c: the replica's answers */
 void syncpush_answer_park(struct pu *u, const char *what, const char *text);
-void syncpush_answer_handle(struct syncpush *p, struct pcmd *c, const struct syncproto_response *r,
-	const struct syncproto_value *code);
+void syncpush_answer_handle(struct syncpush *p, struct pcmd *c,
+	const struct syncproto_response *r, const struct syncproto_value *code);
 
 /* syncpush_plan.c: reading local state, planning a user */
-int syncpush_plan_read_local(struct store_user *lu, const char *id, uint64_t since, struct store_mailbox *L,
-	struct precs *recs, uint32_t *maxuid, uint64_t *maxmodseq, struct err *err);
-enum syncpush_resolution syncpush_plan_report(struct syncpush *p, struct pu *u, enum syncpush_conflict_kind k, const struct pm *m,
-	const char *name, uint32_t uid, const char *mg, const char *rg, uint64_t mm, uint64_t rm);
+int syncpush_plan_read_local(struct store_user *lu, const char *id, uint64_t since,
+	struct store_mailbox *L, struct precs *recs, uint32_t *maxuid, uint64_t *maxmodseq,
+	struct err *err);
+enum syncpush_resolution syncpush_plan_report(struct syncpush *p, struct pu *u,
+	enum syncpush_conflict_kind k, const struct pm *m, const char *name, uint32_t uid,
+	const char *mg, const char *rg, uint64_t mm, uint64_t rm);
+/* RENUMBER and REPLACE resolve a conflict; the others leave it. */
 bool syncpush_plan_resolves(enum syncpush_resolution r);
-/* What the replica is believed to hold before an update (for a
- * creation: none). */
+/* What the replica is believed to hold before an update (a creation:
+ * none, NULL). */
 struct plan_since {
 	uint64_t hms;
 	uint32_t crc, uidnext;
@@ -321,14 +334,14 @@ int syncpush_resolve_mailboxes(struct syncpush *p, struct pu *u, struct err *err
 int syncpush_send_get_user(struct syncpush *p, struct pu *u, struct err *err);
 int syncpush_send_get_records(struct syncpush *p, struct pu *u, size_t mi, struct err *err);
 int syncpush_send_reserve(struct syncpush *p, struct pu *u, struct err *err);
-int syncpush_send_apply_user(struct syncpush *p, struct pu *u, bool quota, uint64_t modseq, bool final,
-	struct err *err);
+int syncpush_send_apply_user(struct syncpush *p, struct pu *u, bool quota, uint64_t modseq,
+	bool final, struct err *err);
 int syncpush_send_user_cmds(struct syncpush *p, struct pu *u, struct err *err);
 
 /* syncpush_restore.c: copying from the replica */
-int syncpush_restore_blob(struct syncpush *p, struct store_user *lu, const char *user, const char *guid,
-	struct err *err);
-int syncpush_restore_mailbox(struct syncpush *p, struct store_user *lu, const char *user, struct pm *m,
-	struct syncpush_restore *res, struct err *err);
+int syncpush_restore_blob(struct syncpush *p, struct store_user *lu, const char *user,
+	const char *guid, struct err *err);
+int syncpush_restore_mailbox(struct syncpush *p, struct store_user *lu, const char *user,
+	struct pm *m, struct syncpush_restore *res, struct err *err);
 
 #endif

@@ -40,8 +40,9 @@ lrec_cb(void *ctx, const struct store_record *r)
 /* Read a mailbox row and its records since `since` consistently (RULES 3).
  * 1 consistent, 0 the row moved (L is the first reading), -1 error. */
 int
-syncpush_plan_read_local(struct store_user *lu, const char *id, uint64_t since, struct store_mailbox *L,
-	struct precs *recs, uint32_t *maxuid, uint64_t *maxmodseq, struct err *err)
+syncpush_plan_read_local(struct store_user *lu, const char *id, uint64_t since,
+	struct store_mailbox *L, struct precs *recs, uint32_t *maxuid, uint64_t *maxmodseq,
+	struct err *err)
 {
 	struct store_mailbox L2;
 
@@ -125,8 +126,9 @@ password_sha256(const char *hash, char *hex)
 }
 
 enum syncpush_resolution
-syncpush_plan_report(struct syncpush *p, struct pu *u, enum syncpush_conflict_kind k, const struct pm *m,
-	const char *name, uint32_t uid, const char *mg, const char *rg, uint64_t mm, uint64_t rm)
+syncpush_plan_report(struct syncpush *p, struct pu *u, enum syncpush_conflict_kind k,
+	const struct pm *m, const char *name, uint32_t uid, const char *mg, const char *rg,
+	uint64_t mm, uint64_t rm)
 {
 	struct syncpush_conflict c;
 	enum syncpush_resolution res;

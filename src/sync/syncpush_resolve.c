@@ -207,8 +207,8 @@ resolve_name_clash(struct syncpush *p, struct pu *u, struct store_user *lu, cons
 	char name[STORE_MBOX_NAME_MAX + 1];
 	int rc;
 
-	enum syncpush_resolution how = syncpush_plan_report(p, u, SYNCPUSH_C_NAME_CLASH, NULL, R->name, 0, NULL,
-		NULL, mine->highestmodseq, R->hms);
+	enum syncpush_resolution how = syncpush_plan_report(p, u, SYNCPUSH_C_NAME_CLASH, NULL,
+		R->name, 0, NULL, NULL, mine->highestmodseq, R->hms);
 
 	if (!syncpush_plan_resolves(how))
 		return 0;
