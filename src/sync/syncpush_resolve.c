@@ -239,6 +239,52 @@ resolve_name_clash(struct syncpush *p, struct pu *u, struct store_user *lu, cons
 	return 1;
 }
 
+/* Case 7's local transaction: the replica's new messages (rrecs, UIDs at
+ * or above the tombstone L's UIDNEXT) appended to rec (named name) under
+ * fresh UIDs, and the tombstone's UIDNEXT raised to the replica's.  *n
+ * counts the records written.  0 or -1. */
+static int
+recover_records(struct syncpush *p, struct pu *u, struct store_user *wu, const struct rmb *R,
+	const struct store_mailbox *L, const struct precs *rrecs, enum syncpush_resolution how,
+	const char *name, struct store_mailbox *rec, size_t *n, struct err *err)
+{
+	struct store_mailbox tomb;
+	uint64_t cnt = 0;
+
+	if (store_txn_begin(wu, err) < 0)
+		return -1;
+	if (store_user_modseq(wu, &cnt, err) < 0 ||
+	    store_mailbox_get_id(wu, rec->uniqueid, false, rec, err) < 0 ||
+	    store_mailbox_get_id(wu, L->uniqueid, true, &tomb, err) < 0)
+		goto fail;
+	if (cnt < R->hms)
+		cnt = R->hms;
+	for (size_t k = 0; k < rrecs->n; k++) {
+		struct store_record r = rrecs->v[k].r;
+		uint32_t from = r.uid;
+		if (r.expunged_modseq != 0 || r.uid < L->uidnext)
+			continue;
+		r.uid = rec->uidnext++;
+		r.modseq = ++cnt;
+		if (store_repl_record(wu, rec->uniqueid, &r, err) < 0)
+			goto fail;
+		(*n)++;
+		p->stats.renumbered++;
+		log_warn("sync conflict resolved policy=%s user=%s mailbox=%s name=%s replica_uid=%u"
+			" recovered_mailbox=%s recovered_name=%s uid=%u guid=%s action=recovered",
+			syncconflict_action_name(how), u->name,
+			L->uniqueid, log_q(R->name), from, rec->uniqueid, log_q(name), r.uid, r.guid);
+	}
+	/* the tombstone now covers every UID the replica used: deletable */
+	tomb.uidnext = R->uidnext > tomb.uidnext ? R->uidnext : tomb.uidnext;
+	if (store_repl_mailbox(wu, &tomb, err) < 0)
+		goto fail;
+	return store_txn_commit(wu, err);
+fail:
+	store_txn_rollback(wu);
+	return -1;
+}
+
 /* Case 7: deleted here (tombstone L) while mail arrived in it on the
  * replica (UIDs at or above ours).  The new messages are appended here to
  * "Recovered/<name>" (created when absent) under fresh UIDs; the
@@ -251,10 +297,9 @@ resolve_deleted_with_mail(struct syncpush *p, struct pu *u, struct store_user *l
 	struct pu t;
 	struct store *wst;
 	struct store_user *wu;
-	struct store_mailbox rec, tomb;
+	struct store_mailbox rec;
 	struct err e2;
 	char name[STORE_MBOX_NAME_MAX + 1];
-	uint64_t cnt = 0;
 	size_t n = 0;
 	int rc = -1;
 
@@ -287,43 +332,12 @@ resolve_deleted_with_mail(struct syncpush *p, struct pu *u, struct store_user *l
 		if (store_mailbox_create(wu, name, NULL, &rec, err) < 0)
 			goto out;
 	}
-	if (store_txn_begin(wu, err) < 0)
-		goto out;
-	if (store_user_modseq(wu, &cnt, err) < 0 ||
-	    store_mailbox_get_id(wu, rec.uniqueid, false, &rec, err) < 0 ||
-	    store_mailbox_get_id(wu, L->uniqueid, true, &tomb, err) < 0)
-		goto fail;
-	if (cnt < R->hms)
-		cnt = R->hms;
-	for (size_t k = 0; k < t.pms[0].rrecs.n; k++) {
-		struct store_record r = t.pms[0].rrecs.v[k].r;
-		uint32_t from = r.uid;
-		if (r.expunged_modseq != 0 || r.uid < L->uidnext)
-			continue;
-		r.uid = rec.uidnext++;
-		r.modseq = ++cnt;
-		if (store_repl_record(wu, rec.uniqueid, &r, err) < 0)
-			goto fail;
-		n++;
-		p->stats.renumbered++;
-		log_warn("sync conflict resolved policy=%s user=%s mailbox=%s name=%s replica_uid=%u"
-			" recovered_mailbox=%s recovered_name=%s uid=%u guid=%s action=recovered",
-			syncconflict_action_name(how), u->name,
-			L->uniqueid, log_q(R->name), from, rec.uniqueid, log_q(name), r.uid, r.guid);
-	}
-	/* the tombstone now covers every UID the replica used: deletable */
-	tomb.uidnext = R->uidnext > tomb.uidnext ? R->uidnext : tomb.uidnext;
-	if (store_repl_mailbox(wu, &tomb, err) < 0)
-		goto fail;
-	if (store_txn_commit(wu, err) < 0)
+	if (recover_records(p, u, wu, R, L, &t.pms[0].rrecs, how, name, &rec, &n, err) < 0)
 		goto out;
 	p->stats.mailboxes_resolved++;
 	strv_add_uniq(&u->mbids, rec.uniqueid);
 	strv_add_uniq(&u->mbids, L->uniqueid);
 	rc = 1;
-	goto out;
-fail:
-	store_txn_rollback(wu);
 out:
 	wuser_close(p, &wst, &wu, rc == 1 || n > 0);
 	pu_free(&t);
