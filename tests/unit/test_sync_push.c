@@ -1,4 +1,4 @@
-/* test_sync_push.c - the master side (sync/syncpush.c) against a real
+/* test_sync_push.c - the master side (sync/syncpush_*.c) against a real
  * replica side (syncapply over syncsess) in a forked child, over a
  * socketpair: full sync, incremental sync through the cache, idempotency,
  * zstd on the channel, conflicts detected and left alone, and no deletion
