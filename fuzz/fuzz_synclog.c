@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "lib/crc32c.h"
 #include "lib/err.h"
 #include "lib/log.h"
 #include "sync/synclog.h"
@@ -153,7 +154,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		put64(hdr + 8, 1);
 		put64(hdr + 16, 0x1234);
 		{
-			uint32_t crc = synclog_crc32c(0, hdr, 36);
+			uint32_t crc = crc32c(0, hdr, 36);
 			hdr[36] = (unsigned char)(crc >> 24);
 			hdr[37] = (unsigned char)(crc >> 16);
 			hdr[38] = (unsigned char)(crc >> 8);

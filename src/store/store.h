@@ -241,8 +241,6 @@ int store_user_summary_refresh(struct store_user *u, uint64_t *modseq_r, uint32_
 void store_set_sync_apply(struct store *st, bool on);
 /* meta 'local_gen' (0 when never raised). */
 int store_local_gen(struct store *st, uint64_t *gen_r, struct err *err);
-/* CRC-32C (Castagnoli), chainable: crc32c(crc32c(0, a), b) = crc32c(0, ab). */
-uint32_t store_crc32c(uint32_t crc, const void *data, size_t len);
 /* One user's row.  ui_r->hash is NULL (no password) or points at
  * ui_r->hash_buf, which holds the hash after the call (API v2; v1 set
  * hash to NULL).  ERR_NOTFOUND for an unknown user. */

@@ -47,40 +47,14 @@
 #include "store/store_int.h"
 
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "lib/crc32c.h"
 #include "lib/log.h"
 #include "lib/str.h"
 #include "lib/xalloc.h"
-
-static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
-static uint32_t crc_table[256];
-
-static void
-crc_init(void)
-{
-	for (uint32_t i = 0; i < 256; i++) {
-		uint32_t c = i;
-		for (int k = 0; k < 8; k++)
-			c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
-		crc_table[i] = c;
-	}
-}
-
-uint32_t
-store_crc32c(uint32_t crc, const void *data, size_t len)
-{
-	const unsigned char *p = data;
-
-	pthread_once(&crc_once, crc_init);
-	crc = ~crc;
-	while (len-- > 0)
-		crc = crc_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
-	return ~crc;
-}
 
 /* ------------------------------------------------------------------ */
 /* Computing (inside a transaction of the caller's) */
@@ -111,20 +85,20 @@ summary_compute(struct store_user *u, uint64_t *modseq_r, uint32_t *crc_r, struc
 			(const char *)sqlite3_column_text(s, 1), (unsigned)sqlite3_column_int64(s, 2),
 			(unsigned long long)sqlite3_column_int64(s, 3),
 			(unsigned)sqlite3_column_int64(s, 4), (const char *)sqlite3_column_text(s, 5));
-		crc = store_crc32c(crc, l.data, l.len);
+		crc = crc32c(crc, l.data, l.len);
 		buf_free(&l);
 	}
 	sqlite3_reset(s);
 	if (rc != SQLITE_DONE)
 		return store_sql_err(u->db, rc, err, "summary mailboxes");
-	crc = store_crc32c(crc, "subs\n", 5);
+	crc = crc32c(crc, "subs\n", 5);
 	s = store_user_stmt(u, "SELECT name FROM subs WHERE subscribed = 1 ORDER BY name", err);
 	if (s == NULL)
 		return -1;
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		const char *n = (const char *)sqlite3_column_text(s, 0);
-		crc = store_crc32c(crc, n, strlen(n));
-		crc = store_crc32c(crc, "\n", 1);
+		crc = crc32c(crc, n, strlen(n));
+		crc = crc32c(crc, "\n", 1);
 	}
 	sqlite3_reset(s);
 	if (rc != SQLITE_DONE)

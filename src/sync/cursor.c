@@ -30,6 +30,7 @@
 
 #include "lib/atomicfile.h"
 #include "lib/buf.h"
+#include "lib/crc32c.h"
 #include "lib/log.h"
 #include "lib/str.h"
 #include "lib/xalloc.h"
@@ -131,7 +132,7 @@ cursor_load(const char *root, const char *channel, struct cursor *c, struct err 
 		err_set(err, ERR_CORRUPT, "cursor %s: bad magic", buf_cstr(&path));
 		goto out;
 	}
-	if (get32(p + 44) != synclog_crc32c(0, p, 44)) {
+	if (get32(p + 44) != crc32c(0, p, 44)) {
 		err_set(err, ERR_CORRUPT, "cursor %s: checksum mismatch", buf_cstr(&path));
 		goto out;
 	}
@@ -178,7 +179,7 @@ cursor_save(const char *root, const char *channel, const struct cursor *c, struc
 	put64(p + 16, c->pos.off);
 	put64(p + 24, c->log_id);
 	put64(p + 32, (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u);
-	put32(p + 44, synclog_crc32c(0, p, 44));
+	put32(p + 44, crc32c(0, p, 44));
 
 	buf_printf(&path, "%s/sync/cursor", root);
 	rc = mkdir_p(buf_cstr(&path), 0750, err);

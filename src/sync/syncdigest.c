@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/crc32c.h"
 #include "lib/str.h"
 #include "lib/xalloc.h"
 #include "sync/synclog.h"
@@ -30,11 +31,11 @@ digest_finish(uint32_t crc, const char *hash, int64_t quota_bytes, int64_t quota
 		char hex[65];
 		EVP_Digest(hash, strlen(hash), md, &n, EVP_sha256(), NULL);
 		str_hex(md, n, hex);
-		crc = synclog_crc32c(crc, hex, strlen(hex));
+		crc = crc32c(crc, hex, strlen(hex));
 	}
 	snprintf(line, sizeof(line), "\nquota %lld %lld\n", (long long)quota_bytes,
 		(long long)quota_messages);
-	return synclog_crc32c(crc, line, strlen(line));
+	return crc32c(crc, line, strlen(line));
 }
 
 int

@@ -84,6 +84,7 @@
 #include "lib/atomicfile.h"
 #include "lib/buf.h"
 #include "lib/clock.h"
+#include "lib/crc32c.h"
 #include "lib/failpoint.h"
 #include "lib/log.h"
 #include "lib/str.h"
@@ -95,7 +96,6 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,32 +122,6 @@
 
 /* ------------------------------------------------------------------ */
 /* Small helpers                                                       */
-
-static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
-static uint32_t crc_table[256];
-
-static void
-crc_init(void)
-{
-	for (uint32_t i = 0; i < 256; i++) {
-		uint32_t c = i;
-		for (int k = 0; k < 8; k++)
-			c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
-		crc_table[i] = c;
-	}
-}
-
-uint32_t
-synclog_crc32c(uint32_t crc, const void *data, size_t len)
-{
-	const unsigned char *p = data;
-
-	pthread_once(&crc_once, crc_init);
-	crc = ~crc;
-	while (len-- > 0)
-		crc = crc_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
-	return ~crc;
-}
 
 static void
 put16(unsigned char *p, uint16_t v)
@@ -355,7 +329,7 @@ read_header(int fd, uint64_t seg, uint64_t *id_r)
 		return 0;
 	if (memcmp(h, SEG_MAGIC, 4) != 0 || get16(h + 4) != SEG_VERSION ||
 	    get16(h + 6) != SYNCLOG_SEGMENT_HEADER || get64(h + 8) != seg ||
-	    get32(h + 36) != synclog_crc32c(0, h, 36))
+	    get32(h + 36) != crc32c(0, h, 36))
 		return 0;
 	*id_r = get64(h + 16);
 	return 1;
@@ -454,7 +428,7 @@ create_segment(const char *dir, uint64_t seg, uint64_t log_id, struct err *err)
 	put64(h + 8, seg);
 	put64(h + 16, log_id);
 	put64(h + 24, now_ms());
-	put32(h + 36, synclog_crc32c(0, h, 36));
+	put32(h + 36, crc32c(0, h, 36));
 
 	snprintf(tmp, sizeof(tmp), "%s/.tmp.%ld.%016" PRIx64, dir, (long)getpid(), seg);
 	seg_path(dir, seg, path, sizeof(path));
@@ -628,8 +602,8 @@ encode_record(unsigned char *rec, unsigned type, const char *user, const char *u
 	len = (uint32_t)(p - rec - REC_HDR);
 	memcpy(rec, REC_MAGIC, 4);
 	put32(rec + 4, len);
-	crc = synclog_crc32c(0, rec, 8);
-	crc = synclog_crc32c(crc, rec + REC_HDR, len);
+	crc = crc32c(0, rec, 8);
+	crc = crc32c(crc, rec + REC_HDR, len);
 	put32(rec + 8, crc);
 	return (int)(REC_HDR + len);
 }
@@ -1006,8 +980,8 @@ parse_one(const unsigned char *p, size_t avail, struct synclog_record *rec, size
 		return P_BAD;
 	if (avail < REC_HDR + (size_t)len)
 		return P_INCOMPLETE;
-	crc = synclog_crc32c(0, p, 8);
-	crc = synclog_crc32c(crc, p + REC_HDR, len);
+	crc = crc32c(0, p, 8);
+	crc = crc32c(crc, p + REC_HDR, len);
 	if (crc != get32(p + 8))
 		return P_BAD;
 	*reclen_r = REC_HDR + (size_t)len;

@@ -69,9 +69,6 @@ struct synclog_record {
 	struct synclog_pos next;                   /* just after it: the cursor once it is replicated */
 };
 
-/* CRC-32C (Castagnoli), the checksum of log records and cursor files.
- * Start with crc = 0; feed pieces by passing the previous result. */
-uint32_t synclog_crc32c(uint32_t crc, const void *data, size_t len);
 
 /* ------------------------------------------------------------------ */
 /* Appending                                                           */

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "lib/atomicfile.h"
+#include "lib/crc32c.h"
 #include "lib/str.h"
 
 #define ACK_SIZE_V1 40
@@ -118,10 +119,10 @@ syncstat_ack_write_heard(int fd, const struct synclog_pos *pos, uint64_t log_id,
 	put64(b + 16, pos->off);
 	put64(b + 24, log_id);
 	put32(b + 32, (uint32_t)getpid());
-	put32(b + 36, synclog_crc32c(0, b, 36));
+	put32(b + 36, crc32c(0, b, 36));
 	put64(b + 40, heard_ms);
 	put32(b + 48, dead_ms);
-	put32(b + 52, synclog_crc32c(0, b, 52));
+	put32(b + 52, crc32c(0, b, 52));
 	return pwrite(fd, b, sizeof(b), 0) == (ssize_t)sizeof(b) ? 0 : -1;
 }
 
@@ -151,12 +152,12 @@ syncstat_ack_read_heard(int fd, struct synclog_pos *pos, uint64_t *log_id, bool 
 			return 0;
 		if (memcmp(b, ACK_MAGIC, 4) != 0)
 			return 0;
-		if (get32(b + 36) != synclog_crc32c(0, b, 36))
+		if (get32(b + 36) != crc32c(0, b, 36))
 			continue;   /* torn: a write was in progress */
 		*heard_ms = 0;
 		*dead_ms = 0;
 		if (n == ACK_SIZE) {
-			if (get32(b + 52) != synclog_crc32c(0, b, 52))
+			if (get32(b + 52) != crc32c(0, b, 52))
 				continue;
 			*heard_ms = get64(b + 40);
 			*dead_ms = get32(b + 48);

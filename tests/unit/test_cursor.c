@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "lib/buf.h"
+#include "lib/crc32c.h"
 #include "lib/failpoint.h"
 #include "lib/log.h"
 #include "lib/str.h"
@@ -178,7 +179,7 @@ test_corruption(void **state)
 	memcpy(bad, good, n);
 	bad[6] = 0x80;
 	{
-		uint32_t crc = synclog_crc32c(0, bad, 44);
+		uint32_t crc = crc32c(0, bad, 44);
 		bad[44] = (unsigned char)(crc >> 24);
 		bad[45] = (unsigned char)(crc >> 16);
 		bad[46] = (unsigned char)(crc >> 8);

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "lib/buf.h"
+#include "lib/crc32c.h"
 #include "lib/str.h"
 #include "store/store.h"
 #include "sync/syncdigest.h"
@@ -178,20 +179,20 @@ ref_digest(struct store_user *u, const char *hash)
 			if (!used[i] && (best == SIZE_MAX || strcmp(r.ids[i], r.ids[best]) < 0))
 				best = i;
 		used[best] = true;
-		crc = synclog_crc32c(crc, r.mbs[best].data, r.mbs[best].len);
+		crc = crc32c(crc, r.mbs[best].data, r.mbs[best].len);
 	}
-	crc = synclog_crc32c(crc, "subs\n", 5);
-	crc = synclog_crc32c(crc, r.subs.data ? r.subs.data : "", r.subs.len);
+	crc = crc32c(crc, "subs\n", 5);
+	crc = crc32c(crc, r.subs.data ? r.subs.data : "", r.subs.len);
 	if (hash != NULL) {
 		unsigned char md[32];
 		unsigned int n = 0;
 		char hex[65];
 		EVP_Digest(hash, strlen(hash), md, &n, EVP_sha256(), NULL);
 		str_hex(md, n, hex);
-		crc = synclog_crc32c(crc, hex, strlen(hex));
+		crc = crc32c(crc, hex, strlen(hex));
 	}
 	snprintf(line, sizeof(line), "\nquota %lld %lld\n", -1LL, -1LL);
-	crc = synclog_crc32c(crc, line, strlen(line));
+	crc = crc32c(crc, line, strlen(line));
 	for (size_t i = 0; i < r.n; i++)
 		buf_free(&r.mbs[i]);
 	buf_free(&r.subs);
