@@ -27,6 +27,7 @@ import os
 import random
 import signal
 import smtplib
+import socket
 import threading
 import time
 import zlib
@@ -68,6 +69,21 @@ def children(pid):
     return out
 
 
+def ports_free(base, n):
+    """Can a listener bind each of base..base+n-1 (as castord does, with
+    SO_REUSEADDR)?"""
+    for port in range(base, base + n):
+        sk = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sk.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sk.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        finally:
+            sk.close()
+    return True
+
+
 def comm(pid):
     try:
         with open(f"/proc/{pid}/comm") as f:
@@ -98,10 +114,14 @@ class Killer(threading.Thread):
 
     def restart(self, node, old_pids):
         """An init system's restart: wait for the killed castord's children
-        to go (they exit when the status pipe closes), then start it."""
+        to go (they exit when the status pipe closes, at their next
+        checkpoint) and for its ports to be free (a child forked just
+        before the kill is in no list we read), then start it."""
         node.proc.wait(timeout=30 * SLOW)
         wait_for(lambda: not any(pid_alive(p) for p in old_pids), timeout=30 * SLOW,
                  what=f"children of the killed castord {node.name} gone")
+        wait_for(lambda: ports_free(node.base, 5), timeout=60 * SLOW,
+                 what=f"the ports of {node.name} free")
         node.start()
 
     def run(self):
