@@ -19,7 +19,6 @@
  */
 #include "sync/syncapply.h"
 
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -535,16 +534,6 @@ syncapply_delete_check(struct syncapply *a, const char *user, const char *unique
 	return 0;
 }
 
-static void
-password_sha256(const char *hash, char *hex)
-{
-	unsigned char md[32];
-	unsigned int n = 0;
-
-	EVP_Digest(hash, strlen(hash), md, &n, EVP_sha256(), NULL);
-	str_hex(md, n, hex);
-}
-
 static const char *
 cmd_user(const struct syncproto_command *cmd)
 {
@@ -920,16 +909,6 @@ subs_cb(void *ctx, const struct store_change *c)
 }
 
 static void
-enc_quota(struct syncproto_enc *e, const char *key, int64_t q)
-{
-	syncproto_enc_atom(e, key);
-	if (q < 0)
-		syncproto_enc_nil(e);
-	else
-		syncproto_enc_u64(e, (uint64_t)q);
-}
-
-static void
 cmd_get_user(struct syncapply *a, const struct syncproto_command *cmd, struct buf *out)
 {
 	const char *user = cmd_user(cmd);
@@ -953,11 +932,11 @@ cmd_get_user(struct syncapply *a, const struct syncproto_command *cmd, struct bu
 	if ((u = user_get(a, user, &err)) == NULL || store_user_modseq(u, &modseq, &err) < 0)
 		goto fail;
 	syncproto_enc_key_u64(&e, "HIGHESTMODSEQ", modseq);
-	enc_quota(&e, "QUOTA-BYTES", ui.quota_bytes);
-	enc_quota(&e, "QUOTA-MESSAGES", ui.quota_messages);
+	syncproto_enc_key_quota(&e, "QUOTA-BYTES", ui.quota_bytes);
+	syncproto_enc_key_quota(&e, "QUOTA-MESSAGES", ui.quota_messages);
 	syncproto_enc_atom(&e, "PASSWORD-SHA256");
 	if (hash != NULL) {
-		password_sha256(hash, hex);
+		syncproto_password_digest(hash, hex);
 		syncproto_enc_atom(&e, hex);
 	} else {
 		syncproto_enc_nil(&e);

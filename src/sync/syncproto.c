@@ -18,6 +18,7 @@
 
 #include <assert.h>
 #include <inttypes.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1171,6 +1172,26 @@ syncproto_enc_key_string(struct syncproto_enc *e, const char *key, const char *s
 {
 	syncproto_enc_atom(e, key);
 	syncproto_enc_cstring(e, s);
+}
+
+void
+syncproto_enc_key_quota(struct syncproto_enc *e, const char *key, int64_t q)
+{
+	syncproto_enc_atom(e, key);
+	if (q < 0)
+		syncproto_enc_nil(e);
+	else
+		syncproto_enc_u64(e, (uint64_t)q);
+}
+
+void
+syncproto_password_digest(const char *hash, char hex[65])
+{
+	unsigned char md[32];
+	unsigned int n = 0;
+
+	EVP_Digest(hash, strlen(hash), md, &n, EVP_sha256(), NULL);
+	str_hex(md, n, hex);
 }
 
 void

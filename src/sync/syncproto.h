@@ -256,6 +256,11 @@ void syncproto_enc_close(struct syncproto_enc *e);
 /* Key and value of a kv-list. */
 void syncproto_enc_key_u64(struct syncproto_enc *e, const char *key, uint64_t n);
 void syncproto_enc_key_string(struct syncproto_enc *e, const char *key, const char *s);
+/* A quota limit: the number, or NIL for "the server's default" (q < 0). */
+void syncproto_enc_key_quota(struct syncproto_enc *e, const char *key, int64_t q);
+/* PASSWORD-SHA256: hex of SHA-256 over a stored password hash, so the two
+ * sides compare hashes without sending them (65 bytes with the NUL). */
+void syncproto_password_digest(const char *hash, char hex[65]);
 /* A decoded value, re-encoded (its text for numbers and atoms; strings by
  * the rules of syncproto_enc_string). */
 void syncproto_enc_value(struct syncproto_enc *e, const struct syncproto_value *v);

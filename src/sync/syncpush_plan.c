@@ -10,7 +10,6 @@
  */
 #include "sync/syncpush_int.h"
 
-#include <openssl/evp.h>
 
 #include "sync/syncdigest.h"
 
@@ -113,16 +112,6 @@ lsub_cb(void *ctx, const struct store_change *ch)
 	c->v[c->n].modseq = ch->modseq;
 	c->n++;
 	return 0;
-}
-
-static void
-password_sha256(const char *hash, char *hex)
-{
-	unsigned char md[32];
-	unsigned int n = 0;
-
-	EVP_Digest(hash, strlen(hash), md, &n, EVP_sha256(), NULL);
-	str_hex(md, n, hex);
 }
 
 enum syncpush_resolution
@@ -412,7 +401,7 @@ plan_user_fields(struct syncpush *p, struct pu *u, struct store_user *lu, struct
 	}
 	if ((u->flags & (PU_FULL | PU_PASSWORD | PU_USER)) && u->r != NULL) {
 		if (u->hash != NULL)
-			password_sha256(u->hash, hex);
+			syncproto_password_digest(u->hash, hex);
 		else
 			hex[0] = '\0';
 		if (!u->r->exists || !str_eq(hex, u->r->pwsha))

@@ -233,16 +233,6 @@ send_delete(struct syncpush *p, struct pu *u, size_t mi, struct err *err)
 	return syncpush_sess_end(p, &e, err);
 }
 
-static void
-enc_quota(struct syncproto_enc *e, const char *key, int64_t q)
-{
-	syncproto_enc_atom(e, key);
-	if (q < 0)
-		syncproto_enc_nil(e);
-	else
-		syncproto_enc_u64(e, (uint64_t)q);
-}
-
 int
 syncpush_send_apply_user(struct syncpush *p, struct pu *u, bool quota, uint64_t modseq, bool final,
 	struct err *err)
@@ -255,8 +245,8 @@ syncpush_send_apply_user(struct syncpush *p, struct pu *u, bool quota, uint64_t 
 	syncproto_enc_key_string(&e, "NAME", u->name);
 	syncproto_enc_key_u64(&e, "HIGHESTMODSEQ", modseq);
 	if (quota) {
-		enc_quota(&e, "QUOTA-BYTES", u->ui.quota_bytes);
-		enc_quota(&e, "QUOTA-MESSAGES", u->ui.quota_messages);
+		syncproto_enc_key_quota(&e, "QUOTA-BYTES", u->ui.quota_bytes);
+		syncproto_enc_key_quota(&e, "QUOTA-MESSAGES", u->ui.quota_messages);
 	}
 	syncproto_enc_close(&e);
 	return syncpush_sess_end(p, &e, err);
