@@ -527,6 +527,8 @@ class Relay:
         self.stripped = 0
         self.c2s_head = b""
         self.lock = threading.Lock()
+        self.done = threading.Condition(self.lock)
+        self.pumps = 0              # directions still copying
         self.ls = socket.socket()
         self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.ls.bind((HOST, 0))
@@ -554,12 +556,28 @@ class Relay:
                 continue
             c.settimeout(None)
             srv.settimeout(None)
-            self.conns += 1
+            with self.lock:
+                self.conns += 1
+                self.pumps += 2
             self.socks += [c, srv]
             threading.Thread(target=self._pump, args=(c, srv, "c2s"), daemon=True).start()
             threading.Thread(target=self._pump, args=(srv, c, "s2c"), daemon=True).start()
 
     def _pump(self, a, b, d):
+        try:
+            self._copy(a, b, d)
+        finally:
+            with self.lock:
+                self.pumps -= 1
+                self.done.notify_all()
+
+    def wait_done(self, timeout=30):
+        """Wait until every relayed connection has ended both ways (its byte
+        counts are final); False on timeout."""
+        with self.lock:
+            return self.done.wait_for(lambda: self.conns > 0 and self.pumps == 0, timeout)
+
+    def _copy(self, a, b, d):
         while True:
             try:
                 data = a.recv(262144)

@@ -125,7 +125,7 @@ def one_sync(peer, ctx, user, folders, n, compress):
             t0 = now()
             rc, out = peer.full_sync(user, relay_port=relay.port, compress=compress)
             secs = now() - t0
-        time.sleep(0.3)
+        relay.wait_done()
         asked = b"COMPRESS" in relay.c2s_head.upper()
         wire = {"c2s": relay.c2s, "s2c": relay.s2c, "client_asked_compress": asked,
                 "greeting_lines_stripped": relay.stripped}

@@ -127,6 +127,17 @@ class Pacer:
         except Exception as e:  # noqa: BLE001 - reported: the run is invalid
             self.err, self.ended = repr(e)[:300], "error"
 
+    def wait_running(self, timeout=30):
+        """Wait until every user got a 250 (the load is flowing) or the
+        client failed; True when it is flowing."""
+        t0 = now()
+        while now() - t0 < timeout and self.err is None:
+            with self.lock:
+                if all(self.acks[u] for u in self.users):
+                    return True
+            self.halt.wait(0.01)
+        return False
+
     def acked_before(self, t):
         with self.lock:
             return {u: sum(1 for x in ts if x <= t) for u, ts in self.acks.items()}
@@ -337,7 +348,7 @@ def step_outage(peer, ctx, s, live):
         raise RuntimeError(f"cannot STATUS the live users on the master: {base}")
     out = s["outage_s"]
     pacer = Pacer(peer, live, s["outage_rate"], f"out{ctx.rep}", max_s=out + 400)
-    time.sleep(1.0)
+    pacer.wait_running()   # deliveries go on before, during and after the outage
     with ctx.measuring():
         peer.stop("replica")
         t_down = now()
@@ -381,7 +392,6 @@ def step_outage(peer, ctx, s, live):
         finally:
             for c in conns.values():
                 c.close()
-    time.sleep(1.0)
     cl = pacer.stop()
     d = {"outage_s": round(t_back - t_down, 3), "acked_from_load_start_to_back": sum(want.values()) - sum(base.values()),
          "login_after_back_s": (t_login - t_back) if t_login else None,
@@ -440,9 +450,10 @@ def step_pass(peer, ctx, s, live):
     err = None
     try:
         with ctx.measuring():
-            time.sleep(1.0)
+            pacer.wait_running()
+            time.sleep(1.0)    # the window's second before the pass (its label: pass ± 1 s)
             dur, st, (ps, pe), wall = (castor_pass if is_castor(peer) else cyrus_pass)(peer, timeout)
-            time.sleep(1.0)
+            time.sleep(1.0)    # and its second after
     except Exception as e:  # noqa: BLE001 - the pass failed: reported, run invalid
         err = repr(e)[:300]
         dur, st, ps, pe, wall = None, {}, 0, 0, None
@@ -563,7 +574,7 @@ def step_full_sync(peer, ctx, s, user):
                 t0 = now()
                 rc, out = peer.full_sync(user, relay_port=relay.port, compress=False)
                 secs = now() - t0
-            time.sleep(0.3)
+            relay.wait_done()
             wire = {"c2s": relay.c2s, "s2c": relay.s2c,
                     "client_asked_compress": b"COMPRESS" in relay.c2s_head.upper()}
         finally:

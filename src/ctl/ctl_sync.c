@@ -73,8 +73,8 @@ ctl_cmd_sync(struct ctl *c, int argc, char **argv)
 	if (allow + release + verify != 1 || npos < 1 || npos > (verify ? 1 : 2) ||
 	    (npos == 2 && (pos[1][0] == '\0' || strlen(pos[1]) > 64 || strpbrk(pos[1], "\r\n\t ") != NULL))) {
 		free(pos);
-		ctl_sync_usage(stderr);
-		return CTL_EXIT_USAGE;
+		return ctl_usage_error(c, "sync --allow-deletes|--release CHAN [USER]"
+			" | --verify CHAN (exactly one of the three; USER a user name)");
 	}
 	if ((rc = ctl_open_store(c)) != 0) {
 		free(pos);

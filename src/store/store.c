@@ -797,14 +797,30 @@ store_user_set_hash(struct store *st, const char *name, const char *hash, struct
 	return 0;
 }
 
+/* 1 when password matches the crypt(3) hash, else 0.  A NULL hash (no
+ * such user or credential) is still hashed against, so the time taken does
+ * not tell whether the name exists. */
+static int
+hash_check(const char *password, const char *hash)
+{
+	struct crypt_data *cd = xcalloc(1, sizeof(*cd));
+	const char *h;
+	int ok = 0;
+
+	h = crypt_r(password, hash ? hash : "$y$j9T$F5Jx5fExrKuPp53xLKQ..1$X3DX6M94c7o.9agCG9G317fhZg9SqC.5i5rd.RhAtQ7", cd);
+	if (hash != NULL && h != NULL && h[0] != '*')
+		ok = str_ct_eq(h, strlen(h), hash, strlen(hash));
+	explicit_bzero(cd, sizeof(*cd));
+	free(cd);
+	return ok;
+}
+
 int
 store_user_verify(struct store *st, const char *name, const char *password, struct err *err)
 {
 	sqlite3_stmt *s = NULL;
-	struct crypt_data *cd;
 	char *hash = NULL;
-	const char *h;
-	int rc, ok = 0;
+	int rc, ok;
 
 	if (!store_user_name_valid(name) || password == NULL)
 		return 0;
@@ -820,15 +836,9 @@ store_user_verify(struct store *st, const char *name, const char *password, stru
 	if (rc == SQLITE_DONE && store_damage_orphan(st, name))
 		return err_set(err, ERR_DAMAGED, "user %s is damaged: a database without a users row",
 			name);
-	cd = xcalloc(1, sizeof(*cd));
-	/* Hash even for an unknown user so timing does not tell. */
-	h = crypt_r(password, hash ? hash : "$y$j9T$F5Jx5fExrKuPp53xLKQ..1$X3DX6M94c7o.9agCG9G317fhZg9SqC.5i5rd.RhAtQ7", cd);
-	if (hash != NULL && h != NULL && h[0] != '*')
-		ok = str_ct_eq(h, strlen(h), hash, strlen(hash));
-	explicit_bzero(cd, sizeof(*cd));
-	free(cd);
+	ok = hash_check(password, hash);
 	free(hash);
-	return ok ? 1 : 0;
+	return ok;
 }
 
 int
@@ -1091,10 +1101,8 @@ int
 store_sync_auth_verify(struct store *st, const char *authname, const char *password, struct err *err)
 {
 	sqlite3_stmt *s = NULL;
-	struct crypt_data *cd;
 	char *hash = NULL;
-	const char *h;
-	int rc, ok = 0;
+	int rc, ok;
 
 	if (authname == NULL || password == NULL)
 		return 0;
@@ -1107,14 +1115,7 @@ store_sync_auth_verify(struct store *st, const char *authname, const char *passw
 	sqlite3_finalize(s);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		return store_sql_err(st->db, rc, err, "users.db");
-	if (hash == NULL)
-		return 0;
-	cd = xcalloc(1, sizeof(*cd));
-	h = crypt_r(password, hash, cd);
-	if (h != NULL && h[0] != '*')
-		ok = str_ct_eq(h, strlen(h), hash, strlen(hash));
-	explicit_bzero(cd, sizeof(*cd));
-	free(cd);
+	ok = hash_check(password, hash);
 	free(hash);
-	return ok ? 1 : 0;
+	return ok;
 }

@@ -208,6 +208,7 @@ blob_file_write(struct store_user *u, const char *guid, const void *data, size_t
 	struct buf dir = BUF_INIT, path = BUF_INIT, tmp = BUF_INIT;
 	struct stat sb;
 	int fd = -1, rc = -1;
+	bool linked;
 
 	buf_printf(&dir, "%s/blobs/%.2s", u->dir, guid);
 	buf_printf(&path, "%s/%s", buf_cstr(&dir), guid);
@@ -258,7 +259,8 @@ blob_file_write(struct store_user *u, const char *guid, const void *data, size_t
 	}
 	close(fd);
 	fd = -1;
-	if (link(buf_cstr(&tmp), buf_cstr(&path)) < 0) {
+	linked = link(buf_cstr(&tmp), buf_cstr(&path)) == 0;
+	if (!linked) {
 		if (errno != EEXIST) {
 			err_errno(err, ERR_TEMP, "link %s", buf_cstr(&tmp));
 			goto unlink;
@@ -271,7 +273,7 @@ blob_file_write(struct store_user *u, const char *guid, const void *data, size_t
 	if (fsync_dir(buf_cstr(&dir), err) < 0)
 		goto out;
 	store_stats_g.dir_syncs++;
-	if (access(buf_cstr(&tmp), F_OK) == 0) {
+	if (linked) {   /* our marker stays until the COMMIT */
 		u->blob_tmps = xreallocarray(u->blob_tmps, u->nblob_tmps + 1, sizeof(*u->blob_tmps));
 		u->blob_tmps[u->nblob_tmps++] = buf_steal(&tmp);
 	}

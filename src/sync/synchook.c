@@ -269,6 +269,23 @@ synchook_stats(const struct store *st, struct synchook_stats *s)
 		*s = h->stats;
 }
 
+/* Channel i's ACK file: 1 read (*pos_r, and *state_r 2 = live: its
+ * client is connected and heard the replica within the dead-peer timeout;
+ * 1 = connected but silent; 0 = not connected), or 0 when unreadable. */
+static int
+ack_state(struct synchook *h, size_t i, uint64_t now, struct synclog_pos *pos_r, int *state_r)
+{
+	uint64_t log_id, heard;
+	uint32_t dead;
+	bool live;
+
+	if (h->ackfd[i] < 0 ||
+	    syncstat_ack_read_heard(h->ackfd[i], pos_r, &log_id, &live, &heard, &dead) != 1)
+		return 0;
+	*state_r = syncstat_ack_live(live, heard, dead, now) ? 2 : live ? 1 : 0;
+	return 1;
+}
+
 /* 1 some channel acknowledged target, 0 not yet; *live_r: some channel
  * has a live client that heard its replica within the dead-peer timeout
  * (a client stuck on a silent replica leaves its live flag set, but its
@@ -282,17 +299,13 @@ acked(struct synchook *h, bool *live_r)
 	h->silent = false;
 	for (size_t i = 0; i < h->nchans; i++) {
 		struct synclog_pos pos;
-		uint64_t log_id, heard;
-		uint32_t dead;
-		bool live;
+		int state;
 
-		if (h->ackfd[i] < 0)
+		if (ack_state(h, i, now, &pos, &state) == 0)
 			continue;
-		if (syncstat_ack_read_heard(h->ackfd[i], &pos, &log_id, &live, &heard, &dead) != 1)
-			continue;
-		if (syncstat_ack_live(live, heard, dead, now))
+		if (state == 2)
 			*live_r = true;
-		else if (live)
+		else if (state == 1)
 			h->silent = true;
 		if (synclog_pos_cmp(&pos, &h->last) >= 0)
 			return 1;
@@ -300,9 +313,8 @@ acked(struct synchook *h, bool *live_r)
 	return 0;
 }
 
-/* Is some semisync channel live: a client connected to its replica that
- * heard it within the dead-peer timeout (the heartbeat rule of acked())?
- * The one liveness predicate of the admission check (synchook_admit). */
+/* Is some semisync channel live (the heartbeat rule of acked())?  The one
+ * liveness predicate of the admission check (synchook_admit). */
 static bool
 semisync_live(struct synchook *h)
 {
@@ -310,13 +322,9 @@ semisync_live(struct synchook *h)
 
 	for (size_t i = 0; i < h->nchans; i++) {
 		struct synclog_pos pos;
-		uint64_t log_id, heard;
-		uint32_t dead;
-		bool live = false;
+		int state;
 
-		if (h->ackfd[i] >= 0 &&
-		    syncstat_ack_read_heard(h->ackfd[i], &pos, &log_id, &live, &heard, &dead) == 1 &&
-		    syncstat_ack_live(live, heard, dead, now))
+		if (ack_state(h, i, now, &pos, &state) == 1 && state == 2)
 			return true;
 	}
 	return false;

@@ -667,3 +667,21 @@ def test_dump_format_and_for_compare(tmp_path, srv):
     # two servers with the same users but different histories of deleted
     # mailboxes compare equal except for uniqueids/uidvalidity
     assert dump(srv, "alice", "--for-compare") == dump(srv, "alice", "--for-compare")
+
+
+@pytest.mark.parametrize("args,code,pattern", [
+    (("sync", "r1"), 2, r"usage: sync --allow-deletes"),
+    (("sync", "--release", "--allow-deletes", "r1"), 2, r"usage: sync --allow-deletes"),
+    (("sync", "--verify", "r1", "alice"), 2, r"usage: sync --allow-deletes"),
+    (("sync", "--release", "r1", "bad user"), 2, r"usage: sync --allow-deletes"),
+    (("sync", "--release", "nochan"), 4, r"no channel nochan"),
+])
+def test_sync_bad_arguments_write_nothing(tmp_path, args, code, pattern):
+    """castorctl sync: a wrong combination or an unknown channel is a clear
+    error, and no marker is left for a sync-client to act on."""
+    p1 = free_ports(1)
+    root, conf, _ = make_root(tmp_path, "m", "--channel", f"r1=127.0.0.1:{p1}",
+                              "--sync-password", "pw")
+    cp = castorctl("-C", conf, *args, check=False)
+    fails(cp, code, pattern)
+    assert not list(root.glob("run/sync-*.allow-deletes")) + list(root.glob("run/sync-*.verify"))
