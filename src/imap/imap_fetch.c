@@ -145,6 +145,14 @@ imap_att_needs_record(const struct imap_fetch_att *a)
 	}
 }
 
+/* Does the item read the record's guid, size or internaldate? */
+static bool
+imap_att_needs_meta(const struct imap_fetch_att *a)
+{
+	return imap_att_needs_record(a) || a->kind == IMAP_FA_INTERNALDATE ||
+	       a->kind == IMAP_FA_RFC822_SIZE;
+}
+
 static bool
 imap_att_sets_seen(const struct imap_fetch_att *a)
 {
@@ -495,7 +503,7 @@ imap_cmd_fetch(struct imap_session *s, struct imap_cmd *c)
 	struct imap_fetch_ctx fc;
 	struct imap_range *idx = NULL;
 	struct store_uids changed = { 0 };
-	bool set_seen = false, with_parts = false, *extra = NULL;
+	bool set_seen = false, with_parts = false, need_meta = false, *extra = NULL;
 	size_t n;
 
 	if (f->vanished && !(c->uid && s->qresync)) {
@@ -515,6 +523,8 @@ imap_cmd_fetch(struct imap_session *s, struct imap_cmd *c)
 
 		if (imap_att_needs_record(a))
 			fc.need_record = true;
+		if (imap_att_needs_meta(a))
+			need_meta = true;
 		if (imap_att_sets_seen(a))
 			set_seen = true;
 		if (a->kind == IMAP_FA_SECTION || a->kind == IMAP_FA_RFC822 ||
@@ -529,6 +539,20 @@ imap_cmd_fetch(struct imap_session *s, struct imap_cmd *c)
 	}
 	if (f->has_changedsince)
 		s->condstore = true;
+	if (need_meta && n > 0) {
+		size_t lo = idx[0].lo, hi = idx[0].hi;
+		struct err err;
+
+		for (size_t k = 1; k < n; k++) {
+			lo = idx[k].lo < lo ? idx[k].lo : lo;
+			hi = idx[k].hi > hi ? idx[k].hi : hi;
+		}
+		if (store_snapshot_meta(s->u, s->sel.snap, lo, hi, &err) < 0) {
+			imap_tagged_err(s, &err, c->name);
+			free(idx);
+			return;
+		}
+	}
 
 	if (f->vanished) {
 		struct store_uids v = { 0 }, w = { 0 };

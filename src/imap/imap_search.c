@@ -449,6 +449,26 @@ imap_search_cost(const struct imap_search_key *k)
 	}
 }
 
+/* Does the key read a record's guid (its body), size or internaldate? */
+static bool
+imap_search_needs_meta(const struct imap_search_key *k)
+{
+	switch (k->kind) {
+	case IMAP_SK_AND:
+	case IMAP_SK_OR:
+	case IMAP_SK_NOT:
+		for (size_t i = 0; i < k->nkids; i++)
+			if (imap_search_needs_meta(k->kids[i]))
+				return true;
+		return false;
+	case IMAP_SK_BEFORE: case IMAP_SK_ON: case IMAP_SK_SINCE:
+	case IMAP_SK_LARGER: case IMAP_SK_SMALLER:
+		return true;
+	default:
+		return imap_search_cost(k) > 0;
+	}
+}
+
 /* Prepare the tree: fold needles, resolve sets, order AND kids by cost. */
 static void
 imap_search_prepare(struct imap_session *s, struct imap_cmd *c, struct imap_search_key *k,
@@ -520,6 +540,15 @@ imap_cmd_search(struct imap_session *s, struct imap_cmd *c)
 	x.s = s;
 	imap_search_prepare(s, c, q->key, &x.scratch);
 	snap = s->sel.snap;
+	if (imap_search_needs_meta(q->key)) {
+		struct err err;
+
+		if (store_snapshot_meta(s->u, s->sel.snap, 0, snap->n, &err) < 0) {
+			imap_tagged_err(s, &err, c->name);
+			buf_free(&x.scratch);
+			return;
+		}
+	}
 	for (size_t i = 0; i < snap->n; i++) {
 		x.i = i;
 		if (imap_search_eval(&x, q->key)) {

@@ -87,7 +87,7 @@ pop3_drop_open(struct pop3_drop *d, struct store *st, const char *user, struct e
 	if (store_mailbox_get(d->u, "INBOX", &mb, err) < 0)
 		goto fail;
 	str_lcpy(d->mbox_id, mb.uniqueid, sizeof(d->mbox_id));
-	if (store_snapshot_open(d->u, d->mbox_id, 0, &snap, err) < 0)
+	if (store_snapshot_open(d->u, d->mbox_id, STORE_SNAP_META, &snap, err) < 0)
 		goto fail;
 	d->uidvalidity = snap->uidvalidity;
 	d->m = xcalloc(snap->n ? snap->n : 1, sizeof(*d->m));

@@ -663,6 +663,7 @@ struct store_snaprec {
 	const char *keywords;       /* owned by the snapshot */
 	char guid[STORE_GUID_LEN + 1];
 	bool expunged;              /* expunged, not yet removed (refresh without EXPUNGE) */
+	bool meta;                  /* guid, size, internaldate are loaded (store_snapshot_meta) */
 };
 struct store_snapshot {
 	char mailbox_id[STORE_UNIQUEID_LEN + 1];
@@ -675,12 +676,19 @@ struct store_snapshot {
 	void *priv;
 };
 #define STORE_SNAP_CLAIM_RECENT 0x01  /* SELECT (not EXAMINE): take the \Recent messages */
+#define STORE_SNAP_META 0x02  /* load guid, size, internaldate of every record now */
 
 /* Take a consistent snapshot of a mailbox's live records (one read
  * transaction: concurrent appends are either wholly in or out). */
 int store_snapshot_open(struct store_user *u, const char *mailbox_id, unsigned flags,
 	struct store_snapshot **snap_r, struct err *err);
 void store_snapshot_free(struct store_snapshot **snap);
+/* Load guid, size and internaldate of recs[lo..hi) that lack them (a
+ * snapshot opened without STORE_SNAP_META has uid, flags, modseq and
+ * keywords only; a record refreshed since has everything).  A record
+ * whose row is gone meanwhile keeps meta false. */
+int store_snapshot_meta(struct store_user *u, struct store_snapshot *snap, size_t lo, size_t hi,
+	struct err *err);
 
 /* What a refresh found.  expunged_seq: the sequence numbers to send as
  * "* n EXPUNGE", in the order to send them (each already adjusted for

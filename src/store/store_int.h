@@ -260,8 +260,7 @@ void store_blob_unlock_shared(struct store_user *u);
 /* msgid: the normalised Message-ID ("" none, NULL not computed: M7). */
 int store_record_insert(struct store_user *u, struct store_mbrow *row,
 	const struct store_record *r, const char *envelope, const char *bodystructure,
-	const char *body, const void *parts, size_t parts_len, const char *msgid,
-	struct err *err);
+	const void *parts, size_t parts_len, const char *msgid, struct err *err);
 /* Move every live record of src into dst (RENAME INBOX). */
 int store_record_move_all(struct store_user *u, struct store_mbrow *src, struct store_mbrow *dst,
 	struct err *err);

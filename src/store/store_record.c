@@ -372,13 +372,16 @@ ranges_check(const struct store_range *ranges, size_t nranges, struct err *err)
 
 int
 store_record_insert(struct store_user *u, struct store_mbrow *row, const struct store_record *r,
-	const char *envelope, const char *bodystructure, const char *body, const void *parts,
+	const char *envelope, const char *bodystructure, const void *parts,
 	size_t parts_len, const char *msgid, struct err *err)
 {
+	/* body (FETCH BODY) is not stored: it is BODYSTRUCTURE without the
+	 * extension data and is computed from the message when asked for
+	 * (docs/decisions.md); rows written before keep theirs. */
 	sqlite3_stmt *s = store_user_stmt(u,
 		"INSERT INTO records(mailbox, uid, guid, size, internaldate, sysflags, keywords, modseq,"
 		" expunged_modseq, envelope, bodystructure, body, parts, msgid)"
-		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)", err);
+		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, NULL, ?12, ?13)", err);
 	int rc;
 
 	if (s == NULL)
@@ -396,12 +399,10 @@ store_record_insert(struct store_user *u, struct store_mbrow *row, const struct 
 		sqlite3_bind_text(s, 10, envelope, -1, SQLITE_STATIC);
 	if (bodystructure)
 		sqlite3_bind_text(s, 11, bodystructure, -1, SQLITE_STATIC);
-	if (body)
-		sqlite3_bind_text(s, 12, body, -1, SQLITE_STATIC);
 	if (parts)
-		sqlite3_bind_blob64(s, 13, parts, parts_len, SQLITE_STATIC);
+		sqlite3_bind_blob64(s, 12, parts, parts_len, SQLITE_STATIC);
 	if (msgid)
-		sqlite3_bind_text(s, 14, msgid, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 13, msgid, -1, SQLITE_STATIC);
 	rc = sqlite3_step(s);
 	sqlite3_reset(s);
 	if (rc != SQLITE_DONE) {
@@ -743,8 +744,7 @@ append_impl(struct store_user *u, const char *mailbox_id, const struct store_app
 		r.keywords = buf_cstr(&pp[i].kw);
 		r.modseq = m;
 		rc = store_record_insert(u, &row, &r, buf_cstr(&pp[i].env.envelope),
-			buf_cstr(&pp[i].env.bodystructure), buf_cstr(&pp[i].env.body),
-			pp[i].env.tree.data, pp[i].env.tree.len, buf_cstr(&pp[i].msgid), err);
+			buf_cstr(&pp[i].env.bodystructure), pp[i].env.tree.data, pp[i].env.tree.len, buf_cstr(&pp[i].msgid), err);
 		if (rc == 0 && res != NULL) {
 			res[i].uid = r.uid;
 			res[i].modseq = m;

@@ -370,7 +370,7 @@ repl_record_apply(struct store_user *u, const char *mailbox_id, const struct sto
 		store_message_id(blob.data, blob.len, &mid);
 		store_blob_release(&blob);
 		rc = store_record_insert(u, &row, &nr, buf_cstr(&env.envelope),
-			buf_cstr(&env.bodystructure), buf_cstr(&env.body), env.tree.data, env.tree.len,
+			buf_cstr(&env.bodystructure), env.tree.data, env.tree.len,
 			buf_cstr(&mid), err);
 		buf_free(&mid);
 		imapenv_free(&env);

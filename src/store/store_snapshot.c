@@ -11,6 +11,13 @@
  * no session has claimed; a SELECT claims (uids >= recentuid become
  * this session's \Recent) by raising it to uidnext in a small write
  * that is not made durable (it is not replicated state).
+ *
+ * A SELECT reads only uid, flags, modseq and keywords, from the narrow
+ * index records_snap (one scan, no table row per message: the rows also
+ * hold the cached ENVELOPE and BODYSTRUCTURE and are ten times wider).
+ * guid, size and internaldate are read by store_snapshot_meta for the
+ * records a command needs them for (FETCH of a body or its size, SEARCH
+ * by date or size or text); records a refresh brings in carry them.
  */
 #include "store/store.h"
 #include "store/store_int.h"
@@ -24,12 +31,16 @@
 #include "lib/xalloc.h"
 
 #define SNAP_COLS "uid, guid, size, internaldate, sysflags, keywords, modseq, expunged_modseq"
+/* what records_snap holds (its WHERE is the query's expunged_modseq = 0) */
+#define SNAP_NARROW_SQL "SELECT uid, sysflags, modseq, keywords FROM records" \
+	" WHERE mailbox = ? AND expunged_modseq = 0 ORDER BY uid"
 
 static const char empty_kw[] = "";
 
 struct snap_priv {
 	size_t cap;
 	unsigned flags;
+	int64_t mbid;       /* the mailbox's row id, for store_snapshot_meta */
 };
 
 static void
@@ -53,6 +64,17 @@ snaprec_fill(sqlite3_stmt *s, struct store_snaprec *r)
 	snaprec_set_kw(r, (const char *)sqlite3_column_text(s, 5));
 	r->modseq = (uint64_t)sqlite3_column_int64(s, 6);
 	r->expunged = sqlite3_column_int64(s, 7) != 0;
+	r->meta = true;
+}
+
+/* A row of SNAP_NARROW_SQL: guid, size, internaldate left for later. */
+static void
+snaprec_fill_narrow(sqlite3_stmt *s, struct store_snaprec *r)
+{
+	r->uid = (uint32_t)sqlite3_column_int64(s, 0);
+	r->sysflags = (uint32_t)sqlite3_column_int64(s, 1);
+	r->modseq = (uint64_t)sqlite3_column_int64(s, 2);
+	snaprec_set_kw(r, (const char *)sqlite3_column_text(s, 3));
 }
 
 static struct store_snaprec *
@@ -66,6 +88,27 @@ snap_push(struct store_snapshot *snap)
 	}
 	memset(&snap->recs[snap->n], 0, sizeof(snap->recs[0]));
 	return &snap->recs[snap->n++];
+}
+
+/* Size the record array once, from the mailbox's live count (M8), so a
+ * large SELECT neither reallocates nor copies. */
+static void
+snap_reserve(struct store_user *u, struct store_snapshot *snap, int64_t mbid)
+{
+	struct snap_priv *p = snap->priv;
+	sqlite3_stmt *s = store_user_stmt(u, "SELECT c_exists FROM mailboxes WHERE id = ?", NULL);
+	int64_t n = 0;
+
+	if (s == NULL)
+		return;
+	sqlite3_bind_int64(s, 1, mbid);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		n = sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	if (n <= 0 || n > 100000000)
+		return;
+	p->cap = (size_t)n + 16;
+	snap->recs = xreallocarray(snap->recs, p->cap, sizeof(*snap->recs));
 }
 
 /* Raise recentuid to uidnext; returns the old value when this session
@@ -117,18 +160,27 @@ store_snapshot_open(struct store_user *u, const char *mailbox_id, unsigned flags
 	snap = xcalloc(1, sizeof(*snap));
 	snap->priv = xcalloc(1, sizeof(struct snap_priv));
 	((struct snap_priv *)snap->priv)->flags = flags;
+	((struct snap_priv *)snap->priv)->mbid = row.id;
+	snap_reserve(u, snap, row.id);
 	memcpy(snap->mailbox_id, row.mb.uniqueid, sizeof(snap->mailbox_id));
 	snap->uidvalidity = row.mb.uidvalidity;
 	snap->uidnext = row.mb.uidnext;
 	snap->modseq = row.mb.highestmodseq;
-	s = store_user_stmt(u, "SELECT " SNAP_COLS " FROM records WHERE mailbox = ?"
-		" AND expunged_modseq = 0 ORDER BY uid", err);
+	if (flags & STORE_SNAP_META)
+		s = store_user_stmt(u, "SELECT " SNAP_COLS " FROM records WHERE mailbox = ?"
+			" AND expunged_modseq = 0 ORDER BY uid", err);
+	else
+		s = store_user_stmt(u, SNAP_NARROW_SQL, err);
 	if (s == NULL) {
 		rc = -1;
 	} else {
 		sqlite3_bind_int64(s, 1, row.id);
-		while ((rc = sqlite3_step(s)) == SQLITE_ROW)
-			snaprec_fill(s, snap_push(snap));
+		while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+			if (flags & STORE_SNAP_META)
+				snaprec_fill(s, snap_push(snap));
+			else
+				snaprec_fill_narrow(s, snap_push(snap));
+		}
 		rc = rc == SQLITE_DONE ? 0 : store_sql_err(u->db, rc, err, "snapshot");
 		sqlite3_reset(s);
 	}
@@ -156,6 +208,55 @@ store_snapshot_free(struct store_snapshot **snapp)
 	free(snap->priv);
 	free(snap);
 	*snapp = NULL;
+}
+
+static ssize_t snap_find(const struct store_snapshot *snap, uint32_t uid);
+
+int
+store_snapshot_meta(struct store_user *u, struct store_snapshot *snap, size_t lo, size_t hi,
+	struct err *err)
+{
+	struct snap_priv *p = snap->priv;
+	sqlite3_stmt *s;
+	int rc;
+
+	if (hi > snap->n)
+		hi = snap->n;
+	while (lo < hi && snap->recs[lo].meta)
+		lo++;
+	while (hi > lo && snap->recs[hi - 1].meta)
+		hi--;
+	if (lo >= hi)
+		return 0;
+	if (store_user_read_begin(u, err) < 0)
+		return -1;
+	s = store_user_stmt(u, "SELECT uid, guid, size, internaldate FROM records"
+		" WHERE mailbox = ?1 AND uid BETWEEN ?2 AND ?3", err);
+	if (s == NULL) {
+		store_user_read_end(u);
+		return -1;
+	}
+	sqlite3_bind_int64(s, 1, p->mbid);
+	sqlite3_bind_int64(s, 2, snap->recs[lo].uid);
+	sqlite3_bind_int64(s, 3, snap->recs[hi - 1].uid);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		ssize_t i = snap_find(snap, (uint32_t)sqlite3_column_int64(s, 0));
+		struct store_snaprec *r;
+		const char *g;
+
+		if (i < 0 || snap->recs[i].meta)
+			continue;
+		r = &snap->recs[i];
+		g = (const char *)sqlite3_column_text(s, 1);
+		str_lcpy(r->guid, g ? g : "", sizeof(r->guid));
+		r->size = (uint64_t)sqlite3_column_int64(s, 2);
+		r->internaldate = sqlite3_column_int64(s, 3);
+		r->meta = true;
+	}
+	rc = rc == SQLITE_DONE ? 0 : store_sql_err(u->db, rc, err, "snapshot meta");
+	sqlite3_reset(s);
+	store_user_read_end(u);
+	return rc;
 }
 
 static ssize_t

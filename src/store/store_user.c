@@ -12,7 +12,7 @@
  *       modseq: the user's counter, the highest modseq ever handed out
  *       used_*: quota usage = sum of size / count of live records in
  *               live mailboxes
- *       schema: 2 (1 = before records.msgid; upgraded at open, below)
+ *       schema: 4 (older ones are upgraded at open, below)
  *       ident: the database's identity, equal to users.ident (store_damage.c);
  *              the column is added at open to databases from before it
  *   mailboxes(id, uniqueid UNIQUE, name, uidvalidity, uidnext,
@@ -23,7 +23,10 @@
  *           modseq, expunged_modseq, envelope, bodystructure, body, parts,
  *           msgid)
  *       primary key (mailbox, uid); indexes on modseq, (mailbox, modseq),
- *       guid, (mailbox, msgid, internaldate)
+ *       guid, (mailbox, msgid, internaldate), and records_snap on
+ *       (mailbox, uid, sysflags, modseq, keywords, expunged_modseq) of
+ *       live records
+ *       body: NULL in rows written since schema 4 (computed at FETCH)
  *       msgid: the message-id index (duplicate suppression): the
  *       normalised Message-ID (store_msgid.c), '' when the message has
  *       none, NULL when not computed yet (records written before schema
@@ -59,12 +62,13 @@
  *       first duplicate check that needs them, store_record.c), except
  *       that store_append_undo sets '' on the record it expunges.
  *
- * Schema upgrade to 3 (at open, any process, once): in one write
+ * Schema upgrade to 4 (at open, any process, once): in one write
  * transaction, re-read state.schema; from 1, add records.msgid (NULL for
  * the existing rows) unless present and create records_msgid; from 2,
  * add the mailboxes counter columns unless present, create the counter
- * triggers and compute the counters; set schema 3.  Idempotent, so
- * concurrent openers and a crash half-way are harmless.
+ * triggers and compute the counters; from 3, create records_snap; set
+ * schema 4.  Idempotent, so concurrent openers and a crash half-way are
+ * harmless.
  */
 #include "store/store.h"
 #include "store/store_int.h"
@@ -85,8 +89,16 @@
 #include "lib/xalloc.h"
 
 /* The current user.db schema (state.schema). */
-#define STORE_USER_SCHEMA 3
-#define STORE_USER_SCHEMA_S "3"
+#define STORE_USER_SCHEMA 4
+#define STORE_USER_SCHEMA_S "4"
+
+/* Schema 4: records_snap, the columns a SELECT reads for every live
+ * message, so a snapshot is one scan of a narrow index (store_snapshot.c).
+ * expunged_modseq is a column too (always 0, one header byte): without it
+ * SQLite reads each table row to test the WHERE, the index is not covering. */
+#define SNAP_INDEX \
+	"CREATE INDEX IF NOT EXISTS records_snap ON records(mailbox, uid, sysflags, modseq," \
+	" keywords, expunged_modseq) WHERE expunged_modseq = 0;"
 
 /* Schema 3: STATUS counters on mailboxes, kept by triggers in the same
  * transaction as every records change (invariant M8). */
@@ -150,6 +162,7 @@ static const char user_schema[] =
 	"CREATE INDEX IF NOT EXISTS records_mbox_modseq ON records(mailbox, modseq);"
 	"CREATE INDEX IF NOT EXISTS records_guid ON records(guid);"
 	"CREATE INDEX IF NOT EXISTS records_msgid ON records(mailbox, msgid, internaldate);"
+	SNAP_INDEX
 	"CREATE TABLE IF NOT EXISTS blobs(guid TEXT PRIMARY KEY, size INTEGER NOT NULL, data BLOB);"
 	"CREATE TABLE IF NOT EXISTS subs(name TEXT PRIMARY KEY, subscribed INTEGER NOT NULL,"
 	" modseq INTEGER NOT NULL);"
@@ -667,7 +680,7 @@ user_upgrade_db(struct store_user *u, struct err *err)
 				"ALTER TABLE mailboxes ADD COLUMN c_size INTEGER NOT NULL DEFAULT 0;", err);
 	}
 	if (rc == 0)
-		rc = store_sql_exec(u->db, COUNTER_TRIGGERS COUNTER_RECOMPUTE
+		rc = store_sql_exec(u->db, COUNTER_TRIGGERS COUNTER_RECOMPUTE SNAP_INDEX
 			"UPDATE state SET schema = " STORE_USER_SCHEMA_S " WHERE id = 1", err);
 	u->op_open = false;
 	if (rc < 0) {

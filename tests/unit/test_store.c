@@ -626,7 +626,7 @@ test_append_read(void **state)
 	assert_non_null(strstr(rf.envelope, "message 1"));
 	assert_non_null(rf.bodystructure);
 	assert_non_null(strstr(rf.bodystructure, "\"TEXT\" \"PLAIN\""));
-	assert_non_null(rf.body);
+	assert_null(rf.body);    /* BODY is computed from the message at FETCH */
 	assert_non_null(rf.parts);
 	store_record_full_free(&rf);
 	assert_int_equal(store_record_get(u, inbox, 99, &rf, &e), -1);
@@ -1172,6 +1172,36 @@ test_snapshot(void **state)
 	assert_int_equal(snap->n, 5);
 	assert_int_equal(snap->first_recent, 1);
 	assert_int_equal(snap->uidnext, 6);
+	/* SELECT reads uid, flags, modseq and keywords only; guid, size and
+	 * internaldate come for the records asked for, as store_record_get has them */
+	for (size_t i = 0; i < snap->n; i++)
+		assert_false(snap->recs[i].meta);
+	assert_int_equal(store_snapshot_meta(u, snap, 1, 3, &e), 0);
+	assert_false(snap->recs[0].meta);
+	assert_false(snap->recs[3].meta);
+	for (size_t i = 1; i < 3; i++) {
+		struct store_record_full rf;
+
+		assert_true(snap->recs[i].meta);
+		assert_int_equal(store_record_get(u, inbox, snap->recs[i].uid, &rf, &e), 0);
+		assert_string_equal(snap->recs[i].guid, rf.rec.guid);
+		assert_int_equal(snap->recs[i].size, rf.rec.size);
+		assert_int_equal(snap->recs[i].internaldate, rf.rec.internaldate);
+		store_record_full_free(&rf);
+	}
+	{
+		struct store_snapshot *s2 = NULL;
+
+		assert_int_equal(store_snapshot_open(w, inbox, STORE_SNAP_META, &s2, &e), 0);
+		assert_int_equal(store_snapshot_meta(u, snap, 0, snap->n, &e), 0);
+		for (size_t i = 0; i < snap->n; i++) {
+			assert_true(s2->recs[i].meta);
+			assert_true(snap->recs[i].meta);
+			assert_string_equal(snap->recs[i].guid, s2->recs[i].guid);
+			assert_int_equal(snap->recs[i].size, s2->recs[i].size);
+		}
+		store_snapshot_free(&s2);
+	}
 	/* a second session gets no \Recent */
 	{
 		struct store_snapshot *s2 = NULL;
@@ -1196,6 +1226,8 @@ test_snapshot(void **state)
 	assert_int_equal(d.changed_seq.v[0], 4);
 	assert_int_equal(snap->recs[3].sysflags, STORE_FLAG_SEEN);
 	assert_int_equal(d.new_recent, 1);
+	assert_true(snap->recs[5].meta);     /* a refresh reads the whole record */
+	assert_int_equal(snap->recs[5].size, snap->recs[0].size);
 	store_snapdiff_free(&d);
 	/* now with EXPUNGE */
 	assert_int_equal(store_snapshot_refresh(u, snap, STORE_REFRESH_EXPUNGE, &d, &e), 0);
@@ -2134,7 +2166,8 @@ full_cb(void *ctx, const struct store_record_full *r)
 		assert_string_equal(g.keywords, r->keywords);
 		assert_string_equal(g.envelope, r->envelope);
 		assert_string_equal(g.bodystructure, r->bodystructure);
-		assert_string_equal(g.body, r->body);
+		assert_null(g.body);     /* not stored since schema 4: computed at FETCH */
+		assert_null(r->body);
 		if (f->with_parts) {
 			assert_int_equal(g.parts_len, r->parts_len);
 			assert_true(r->parts_len > 0);
@@ -2895,6 +2928,53 @@ sql_int(const char *path, const char *sql)
 	return v;
 }
 
+/* A user.db of schema 3 gets records_snap at open, and the snapshot's
+ * query is answered from it (no table row per message). */
+static void
+test_snap_index_upgrade(void **state)
+{
+	struct store_user *u = open_user("alice");
+	struct store_snapshot *snap = NULL;
+	struct buf path = BUF_INIT;
+	sqlite3 *db = NULL;
+	sqlite3_stmt *s = NULL;
+	char inbox[33], plan[200] = "";
+	struct err e;
+
+	(void)state;
+	mbid_of(u, "INBOX", inbox);
+	for (int i = 0; i < 4; i++)
+		append1(u, inbox, i, 300, i % 2 ? STORE_FLAG_SEEN : 0, i == 1 ? "$a" : NULL);
+	store_user_close(&u);
+	store_user_dir(st, "alice", &path);
+	buf_puts(&path, "/user.db");
+	assert_int_equal(sqlite3_open(buf_cstr(&path), &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "DROP INDEX records_snap; UPDATE state SET schema = 3",
+		NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	u = open_user("alice");
+	assert_int_equal(sql_int(buf_cstr(&path), "SELECT schema FROM state"), 4);
+	assert_int_equal(sql_int(buf_cstr(&path),
+		"SELECT count(*) FROM sqlite_master WHERE name = 'records_snap'"), 1);
+	assert_int_equal(sqlite3_open(buf_cstr(&path), &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "EXPLAIN QUERY PLAN SELECT uid, sysflags, modseq,"
+		" keywords FROM records WHERE mailbox = 1 AND expunged_modseq = 0 ORDER BY uid",
+		-1, &s, NULL), SQLITE_OK);
+	while (sqlite3_step(s) == SQLITE_ROW)
+		str_lcpy(plan, (const char *)sqlite3_column_text(s, 3), sizeof(plan));
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	assert_non_null(strstr(plan, "COVERING INDEX records_snap"));
+	assert_int_equal(store_snapshot_open(u, inbox, 0, &snap, &e), 0);
+	assert_int_equal(snap->n, 4);
+	assert_int_equal(snap->recs[1].sysflags, STORE_FLAG_SEEN);
+	assert_string_equal(snap->recs[1].keywords, "$a");
+	store_snapshot_free(&snap);
+	store_user_close(&u);
+	assert_int_equal(check_clean("alice"), 0);
+	buf_free(&path);
+}
+
 /* A user.db of schema 1 (no message-id index) is upgraded at open; its
  * old records are indexed from their bodies when a check needs them. */
 static void
@@ -2922,10 +3002,10 @@ test_dedup_upgrade(void **state)
 	store_user_close(&u);
 	store_user_dir(st, "alice", &path);
 	buf_puts(&path, "/user.db");
-	assert_int_equal(sql_int(buf_cstr(&path), "SELECT schema FROM state"), 3);
+	assert_int_equal(sql_int(buf_cstr(&path), "SELECT schema FROM state"), 4);
 	/* turn it into a schema-1 database */
 	assert_int_equal(sqlite3_open(buf_cstr(&path), &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db, "DROP INDEX records_msgid;"
+	assert_int_equal(sqlite3_exec(db, "DROP INDEX records_msgid; DROP INDEX records_snap;"
 		"ALTER TABLE records DROP COLUMN msgid; UPDATE state SET schema = 1", NULL, NULL, NULL),
 		SQLITE_OK);
 	sqlite3_close(db);
@@ -2933,11 +3013,13 @@ test_dedup_upgrade(void **state)
 		"SELECT count(*) FROM pragma_table_info('records') WHERE name = 'msgid'"), 0);
 	/* open upgrades */
 	u = open_user("alice");
-	assert_int_equal(sql_int(buf_cstr(&path), "SELECT schema FROM state"), 3);
+	assert_int_equal(sql_int(buf_cstr(&path), "SELECT schema FROM state"), 4);
 	assert_int_equal(sql_int(buf_cstr(&path),
 		"SELECT count(*) FROM records WHERE msgid IS NULL"), 2);
 	assert_int_equal(sql_int(buf_cstr(&path),
 		"SELECT count(*) FROM sqlite_master WHERE name = 'records_msgid'"), 1);
+	assert_int_equal(sql_int(buf_cstr(&path),
+		"SELECT count(*) FROM sqlite_master WHERE name = 'records_snap'"), 1);
 	/* a read finds old records without writing */
 	assert_int_equal(store_msgid_find(u, inbox, "<up1@example.org>", since, &uid, &e), 1);
 	assert_int_equal(uid, 1);
@@ -2955,7 +3037,7 @@ test_dedup_upgrade(void **state)
 	store_user_close(&u);
 	/* opening again is a no-op */
 	u = open_user("alice");
-	assert_int_equal(sql_int(buf_cstr(&path), "SELECT schema FROM state"), 3);
+	assert_int_equal(sql_int(buf_cstr(&path), "SELECT schema FROM state"), 4);
 	store_user_close(&u);
 	free(d1);
 	free(d2);
@@ -3222,7 +3304,7 @@ test_status_counters(void **state)
 		SQLITE_OK);
 	sqlite3_close(db);
 	u = open_user("alice");
-	assert_int_equal(sql_int(buf_cstr(&path), "SELECT schema FROM state"), 3);
+	assert_int_equal(sql_int(buf_cstr(&path), "SELECT schema FROM state"), 4);
 	assert_int_equal(sql_int(buf_cstr(&path), "SELECT c_exists FROM mailboxes WHERE name = 'INBOX'"), 4);
 	assert_int_equal(store_mailbox_status(u, "INBOX", &stt, &e), 0);
 	assert_int_equal(stt.messages, 4);
@@ -3270,6 +3352,7 @@ main(void)
 		cmocka_unit_test(test_opts_from_conf),
 		cmocka_unit_test_setup_teardown(test_user_hash, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_records_full, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_snap_index_upgrade, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dedup, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dedup_expunged, setup_files, teardown),
 		cmocka_unit_test_setup_teardown(test_dedup_concurrent, setup, teardown),
