@@ -31,28 +31,28 @@ ctl_help(FILE *f)
 {
 	fputs(
 	    "usage: castorctl [-C ROOT/castor.conf] [-q] COMMAND [ARGS...]\n"
+	    "       castorctl help [COMMAND]   (the command's synopsis, as in castorctl(8))\n"
 	    "\n"
-	    "  init ROOT --port-base N [--role master|replica] [--channel NAME=HOST:PORT ...]\n"
-	    "       [--sync-password PW | --sync-password-file F] [--listen ADDR] [--servername NAME]\n"
-	    "  user add USER [--password PW | --password-file F]\n"
-	    "  user passwd USER [--password PW | --password-file F]\n"
-	    "  user del USER\n"
-	    "  user list\n"
-	    "  sync-password [--authname NAME] [--password PW | --password-file F]\n"
-	    "  mailbox create USER NAME [--special-use FLAG]\n"
-	    "  mailbox delete USER NAME\n"
-	    "  mailbox rename USER OLD NEW\n"
-	    "  mailbox list USER [PATTERN]\n"
+	    "  init ROOT --port-base N [--role master|replica] [--channel NAME=HOST:PORT ...] ...\n"
+	    "  user add|passwd|del|reset|list ...\n"
+	    "  sync-password [--authname NAME] [--password-file F | --password PW]\n"
+	    "  mailbox create|delete|rename|list ...\n"
+	    "  undelete USER MAILBOX\n"
+	    "  purge-deleted [--now SECONDS] USER|--all\n"
 	    "  import USER MBOX-FILE|MAILDIR [--mailbox NAME] [--mboxo] [--batch N]\n"
 	    "  check [--repair] USER|--all\n"
 	    "  dump [--for-compare] USER|--all\n"
-	    "  status [--json] [CHAN...]\n"
-	    "  failover --to CHAN [--force] | --resume | --abort   (planned switch of master and replica)\n"
-	    "  promote [--force]      (a replica whose master is gone becomes the master)\n"
-	    "  demote --epoch N | peer-check\n"
+	    "  verify [USER | --all] [--channel CHAN]\n"
+	    "  status [--json] [CHAN...] | --damaged\n"
+	    "  sync --allow-deletes|--release CHAN [USER] | --verify CHAN\n"
+	    "  restore-from CHAN USER\n"
+	    "  failover --to CHAN [--force] ... | --resume | --abort   (planned switch)\n"
+	    "  promote [--force] [--epoch N]   (a replica whose master is gone becomes the master)\n"
+	    "  demote --epoch N\n"
+	    "  peer-check [--timeout SEC]\n"
 	    "\n"
 	    "-C names the server's castor.conf (default $CASTOR_CONFIG, else ./castor.conf).\n"
-	    "See docs/castorctl.md for every command and the exit codes.\n", f);
+	    "castorctl(8) and docs/castorctl.md describe every command and the exit codes.\n", f);
 }
 
 int
@@ -416,8 +416,17 @@ main(int argc, char **argv)
 		return CTL_EXIT_USAGE;
 	}
 	if (str_eq(argv[i], "help")) {
-		ctl_help(stdout);
-		return 0;
+		char *help_argv[] = { (char *)"--help", NULL };
+
+		if (i + 1 >= argc) {
+			ctl_help(stdout);
+			return 0;
+		}
+		/* a command's own --help: the one synopsis the man page repeats */
+		for (k = 0; k < sizeof(cmds) / sizeof(cmds[0]); k++)
+			if (str_eq(argv[i + 1], cmds[k].name))
+				return cmds[k].fn(&c, 1, help_argv);
+		return ctl_usage_error(&c, "help: unknown command %s", log_q(argv[i + 1]));
 	}
 	for (k = 0; k < sizeof(cmds) / sizeof(cmds[0]); k++) {
 		if (str_eq(argv[i], cmds[k].name)) {
