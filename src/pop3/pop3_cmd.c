@@ -130,6 +130,8 @@ pop3_login(struct pop3_sess *s, const char *authzid, const char *login, const ch
 		if (svcauth_give_up(&s->auth)) {
 			pop3_say(s, "-ERR [AUTH] Too many authentication failures");
 			s->done = true;
+		} else if (s->auth.throttled) {
+			pop3_say(s, "-ERR [SYS/TEMP] Too many failed logins, try again later");
 		} else {
 			pop3_say(s, "-ERR [AUTH] Authentication failed");
 		}
