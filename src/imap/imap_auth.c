@@ -139,12 +139,12 @@ imap_auth_try(struct imap_session *s, const char *authzid, const char *login, co
 	if (rc == 0) {
 		if (svcauth_give_up(&s->auth)) {
 			imap_puts(s, "* BYE Too many failed logins\r\n");
-			imap_tagged(s, "NO", "AUTHENTICATIONFAILED", "%s failed", what);
 			s->state = IMAP_LOGOUT;   /* ends the connection after the reply */
-			return;
 		}
-		if (s->auth.throttled)
+		if (s->auth.throttled)        /* the password was not checked */
 			imap_tagged(s, "NO", "UNAVAILABLE", "Too many failed logins, try again later");
+		else if (s->state == IMAP_LOGOUT)
+			imap_tagged(s, "NO", "AUTHENTICATIONFAILED", "%s failed", what);
 		else
 			imap_tagged(s, "NO", "AUTHENTICATIONFAILED", "Authentication failed");
 		return;
