@@ -158,6 +158,7 @@ svcauth_login(struct svcauth *a, struct store *st, const struct conf *conf, cons
 	struct authpen_turn turn = { 0 };
 	int rc;
 
+	a->throttled = false;
 	if (svcauth_user_canon(login, virtdomains, user, sizeof(user), &e2) < 0) {
 		svcauth_failed(a, login, "invalid user name");
 		return 0;
@@ -169,7 +170,6 @@ svcauth_login(struct svcauth *a, struct store *st, const struct conf *conf, cons
 			return 0;
 		}
 	}
-	a->throttled = false;
 	if (pen != NULL && authpen_begin(pen, user, a->rip, &turn, &e2) < 0) {
 		log_warn("authentication penalty table unusable, not throttling (fail open)"
 			" error=%s", log_q(e2.msg));
