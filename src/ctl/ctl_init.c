@@ -275,7 +275,11 @@ ctl_init_castor_conf(struct buf *b, const char *servername, const char *role,
 	    "role: %s\n"
 	    "services_conf: services.conf\n"
 	    "tls_cert_file: tls/cert.pem\n"
-	    "tls_key_file: tls/key.pem\n", when, servername, role);
+	    "tls_key_file: tls/key.pem\n"
+	    "# Plaintext passwords (LOGIN, USER/PASS, AUTH PLAIN, the sync login) without\n"
+	    "# TLS from this machine: handy for a demo, wrong behind a local proxy or\n"
+	    "# port forward, which makes remote clients look local (docs/security.md).\n"
+	    "allowplaintext_loopback: yes\n", when, servername, role);
 	/* A replica checks the users.db sync_auth credential init creates; a master gets
 	 * the password here, for the day a failover makes it a replica. */
 	if (sync_pw != NULL && str_eq(role, "master"))

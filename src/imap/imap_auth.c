@@ -5,9 +5,11 @@
  *
  * The plaintext rule, name folding, verification and the growing delay
  * after failures are svcauth's (src/svc/svcauth.h), shared with pop3d.
- * Plaintext passwords are refused on connections that are neither TLS
- * nor loopback unless allowplaintext is on: LOGIN then answers
- * NO [PRIVACYREQUIRED] and CAPABILITY says LOGINDISABLED.
+ * Plaintext passwords are refused on connections that are not TLS
+ * unless allowplaintext is on, or allowplaintext_loopback is on and the
+ * peer is local: LOGIN then answers NO [PRIVACYREQUIRED] and CAPABILITY
+ * says LOGINDISABLED.  A login the shared penalty throttled (its
+ * password not checked) answers NO [UNAVAILABLE].
  *
  * Autocreate: a folder of the list is created (with its special-use
  * attribute when its name is one of Sent Drafts Trash Junk Archive, and
@@ -137,11 +139,14 @@ imap_auth_try(struct imap_session *s, const char *authzid, const char *login, co
 	if (rc == 0) {
 		if (svcauth_give_up(&s->auth)) {
 			imap_puts(s, "* BYE Too many failed logins\r\n");
-			imap_tagged(s, "NO", "AUTHENTICATIONFAILED", "%s failed", what);
 			s->state = IMAP_LOGOUT;   /* ends the connection after the reply */
-			return;
 		}
-		imap_tagged(s, "NO", "AUTHENTICATIONFAILED", "Authentication failed");
+		if (s->auth.throttled)        /* the password was not checked */
+			imap_tagged(s, "NO", "UNAVAILABLE", "Too many failed logins, try again later");
+		else if (s->state == IMAP_LOGOUT)
+			imap_tagged(s, "NO", "AUTHENTICATIONFAILED", "%s failed", what);
+		else
+			imap_tagged(s, "NO", "AUTHENTICATIONFAILED", "Authentication failed");
 		return;
 	}
 	if (imap_auth_finish(s, user, &err) < 0) {

@@ -36,6 +36,10 @@ const struct conf_key conf_known_keys[] = {
 
 	/* protocols and TLS */
 	{ "allowplaintext", CONF_BOOL, NULL, "accept plaintext passwords on connections that are neither TLS nor loopback (default no)" },
+	{ "allowplaintext_loopback", CONF_BOOL, NULL, "accept plaintext passwords from loopback and unix-socket peers without TLS (default no; castorctl init writes yes)" },
+	{ "auth_penalty", CONF_BOOL, NULL, "space out password attempts per user and per client address across all processes (default yes)" },
+	{ "auth_penalty_max", CONF_DURATION, NULL, "longest gap between two attempts on one user or address; a later turn is refused unchecked (default 15s)" },
+	{ "auth_penalty_decay", CONF_DURATION, NULL, "a user's or address's failure count halves after this long without attempts (default 1min)" },
 	{ "tls_cert_file", CONF_PATH, NULL, "PEM certificate (chain) for STARTTLS and implicit-TLS listeners (default tls/cert.pem)" },
 	{ "tls_key_file", CONF_PATH, NULL, "PEM private key of tls_cert_file (default tls/key.pem)" },
 	{ "tls_min_version", CONF_ENUM, "1.2|1.3", "lowest TLS version accepted (default 1.2)" },

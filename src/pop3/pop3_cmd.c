@@ -127,7 +127,10 @@ pop3_login(struct pop3_sess *s, const char *authzid, const char *login, const ch
 		return;
 	}
 	if (rc == 0) {
-		if (svcauth_give_up(&s->auth)) {
+		if (s->auth.throttled) {    /* the password was not checked */
+			pop3_say(s, "-ERR [SYS/TEMP] Too many failed logins, try again later");
+			s->done = svcauth_give_up(&s->auth);
+		} else if (svcauth_give_up(&s->auth)) {
 			pop3_say(s, "-ERR [AUTH] Too many authentication failures");
 			s->done = true;
 		} else {

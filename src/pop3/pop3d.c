@@ -4,7 +4,8 @@
  * maildrop in pop3_drop.c, the command parser in pop3_parse.c.
  *
  * Settings read from castor.conf: servername, allowplaintext,
- * virtdomains, tls_cert_file, tls_key_file.  See docs/pop3.md.
+ * allowplaintext_loopback, auth_penalty*, virtdomains, tls_cert_file,
+ * tls_key_file.  See docs/pop3.md.
  */
 #include "pop3/pop3.h"
 

@@ -1,10 +1,12 @@
 /*
  * svcauth.c - the plaintext rule, login-name folding, password
- * verification and the failed-login delay shared by the protocol
- * services (see svcauth.h).
+ * verification, the failed-login delay and the shared penalty table
+ * (lib/authpen.h) as the protocol services use them (see svcauth.h).
  */
 #include "svc/svcauth.h"
 
+#include "lib/authpen.h"
+#include "lib/buf.h"
 #include "lib/failpoint.h"
 #include "lib/log.h"
 #include "lib/str.h"
@@ -13,21 +15,55 @@
 #include <string.h>
 #include <time.h>
 
+/* This process's handle on ROOT/run/authpen, opened at first need. */
+static struct authpen *svcauth_pen_g;
+static bool svcauth_pen_tried;
+
+static struct authpen *
+svcauth_pen(const struct conf *conf)
+{
+	struct buf path = BUF_INIT;
+	struct err err;
+
+	if (svcauth_pen_tried || conf == NULL)
+		return svcauth_pen_g;
+	svcauth_pen_tried = true;
+	if (!conf_get_bool(conf, "auth_penalty", true))
+		return NULL;
+	buf_printf(&path, "%s/run/authpen", conf_dir(conf));
+	svcauth_pen_g = authpen_open(buf_cstr(&path),
+		conf_get_duration_ms(conf, "auth_penalty_max", SVCAUTH_PENALTY_MAX_MS),
+		conf_get_duration_ms(conf, "auth_penalty_decay", SVCAUTH_PENALTY_DECAY_MS), &err);
+	if (svcauth_pen_g == NULL)
+		log_warn("authentication penalty table unavailable, failed logins are not throttled"
+			" across connections (fail open) error=%s", log_q(err.msg));
+	buf_free(&path);
+	return svcauth_pen_g;
+}
+
 void
 svcauth_init(struct svcauth *a, const char *service, const char *peer, bool loopback)
 {
 	memset(a, 0, sizeof(*a));
 	str_lcpy(a->service, service, sizeof(a->service));
 	str_lcpy(a->peer, peer, sizeof(a->peer));
+	authpen_peer_addr(peer, a->rip, sizeof(a->rip));
 	a->loopback = loopback && FAILPOINT("svcauth.not_loopback") == 0;
 }
 
 bool
-svcauth_plaintext_ok(const struct svcauth *a, const struct conf *conf, bool tls)
+svcauth_plaintext_ok(struct svcauth *a, const struct conf *conf, bool tls)
 {
-	if (tls || a->loopback)
-		return true;
-	return conf != NULL && conf_get_bool(conf, "allowplaintext", false);
+	(void)svcauth_pen(conf);   /* open the table before the first failure */
+	if (tls)
+		a->rule = "tls";
+	else if (a->loopback && conf != NULL && conf_get_bool(conf, "allowplaintext_loopback", false))
+		a->rule = "loopback";
+	else if (conf != NULL && conf_get_bool(conf, "allowplaintext", false))
+		a->rule = "allowplaintext";
+	else
+		a->rule = NULL;
+	return a->rule != NULL;
 }
 
 int
@@ -82,17 +118,27 @@ svcauth_sleep(int ms)
 		;
 }
 
-void
-svcauth_failed(struct svcauth *a, const char *login, const char *reason)
+/* Count, log (the line contrib/fail2ban matches) and sleep a refusal. */
+static void
+svcauth_refused(struct svcauth *a, const char *login, const char *reason, int64_t penalty_ms)
 {
 	int ms;
 
 	a->failures++;
 	ms = svcauth_delay_ms(a->failures);
-	log_notice("login failed service=%s peer=%s user=%s failures=%u delay_ms=%d reason=%s",
-		a->service, log_q(a->peer), log_q(login != NULL ? login : ""), a->failures, ms,
-		log_q(reason));
+	log_notice("auth failed service=%s rip=%s user=%s peer=%s failures=%u penalty_ms=%lld"
+		" delay_ms=%d reason=%s", a->service, log_q(a->rip),
+		log_q(login != NULL ? login : ""), log_q(a->peer), a->failures,
+		(long long)penalty_ms, ms, log_q(reason));
 	svcauth_sleep(ms);
+}
+
+void
+svcauth_failed(struct svcauth *a, const char *login, const char *reason)
+{
+	if (svcauth_pen_g != NULL)
+		authpen_note(svcauth_pen_g, a->rip);
+	svcauth_refused(a, login, reason, 0);
 }
 
 bool
@@ -108,8 +154,11 @@ svcauth_login(struct svcauth *a, struct store *st, const struct conf *conf, cons
 	bool virtdomains = conf != NULL && conf_get_bool(conf, "virtdomains", false);
 	char user[STORE_USER_NAME_MAX + 1], zuser[STORE_USER_NAME_MAX + 1];
 	struct err e2 = { 0 };
+	struct authpen *pen = svcauth_pen(conf);
+	struct authpen_turn turn = { 0 };
 	int rc;
 
+	a->throttled = false;
 	if (svcauth_user_canon(login, virtdomains, user, sizeof(user), &e2) < 0) {
 		svcauth_failed(a, login, "invalid user name");
 		return 0;
@@ -121,18 +170,34 @@ svcauth_login(struct svcauth *a, struct store *st, const struct conf *conf, cons
 			return 0;
 		}
 	}
+	if (pen != NULL && authpen_begin(pen, user, a->rip, &turn, &e2) < 0) {
+		log_warn("authentication penalty table unusable, not throttling (fail open)"
+			" error=%s", log_q(e2.msg));
+		pen = NULL;
+	}
+	if (pen != NULL && turn.throttled) {
+		a->throttled = true;
+		svcauth_refused(a, user, "throttled: too many failures for this user or address",
+			turn.wait_ms);
+		return 0;
+	}
+	if (pen != NULL && turn.wait_ms > 0)
+		svcauth_sleep((int)turn.wait_ms);
 	rc = store_user_verify(st, user, password, err);
+	if (pen != NULL)
+		authpen_end(pen, user, a->rip, rc == 1);
 	if (rc < 0) {
 		log_error("login check failed service=%s peer=%s user=%s error=%s", a->service,
 			log_q(a->peer), log_q(user), log_q(err->msg));
 		return -1;
 	}
 	if (rc == 0) {
-		svcauth_failed(a, user, "bad password or unknown user");
+		svcauth_refused(a, user, "bad password or unknown user", pen != NULL ? turn.wait_ms : 0);
 		return 0;
 	}
 	if (str_lcpy(user_r, user, size) >= size)
 		return err_set(err, ERR_INVALID, "user name buffer too small");
-	log_info("login service=%s peer=%s user=%s", a->service, log_q(a->peer), log_q(user));
+	log_info("login service=%s peer=%s user=%s plaintext_rule=%s", a->service, log_q(a->peer),
+		log_q(user), a->rule != NULL ? a->rule : "none");
 	return 1;
 }

@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "castor_config.h"
+#include "lib/authpen.h"
 #include "lib/failpoint.h"
 #include "lib/log.h"
 #include "lib/sasl.h"
@@ -54,6 +55,8 @@ struct syncapply {
 	const char *const *channels;   /* syncapply_opts.channels */
 	size_t nchannels;
 	bool auth_allowed, starttls_possible, compress_allowed, tls;
+	const char *auth_rule, *peer, *peer_addr;
+	struct authpen *pen;
 	struct syncproto_limits lim;
 
 	bool authed, hello, compressed;
@@ -157,6 +160,10 @@ syncapply_new(struct store *st, const struct syncapply_opts *o)
 		sizeof(a->authname));
 	a->password = o->password != NULL ? xstrdup(o->password) : NULL;
 	a->auth_allowed = o->auth_allowed;
+	a->auth_rule = o->auth_rule != NULL ? o->auth_rule : "loopback";
+	a->pen = o->pen;
+	a->peer = o->peer != NULL ? o->peer : "";
+	a->peer_addr = o->peer_addr;
 	a->channels = o->channels;
 	a->nchannels = o->nchannels;
 	a->starttls_possible = o->starttls_possible;
@@ -667,6 +674,48 @@ cmd_upload(struct syncapply *a, const struct syncproto_command *cmd, struct buf 
 /* ------------------------------------------------------------------ */
 /* Session commands                                                    */
 
+/* Sleep ms (the penalty turn), whatever signals arrive. */
+static void
+auth_sleep(int64_t ms)
+{
+	struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
+
+	while (ms > 0 && nanosleep(&ts, &ts) < 0)
+		;
+}
+
+/* Check a PLAIN response's identity and password, after taking a turn
+ * in the shared penalty table.  1 ok, 0 refused, 2 throttled (not
+ * checked); *penalty_ms gets the turn's wait. */
+static int
+auth_check(struct syncapply *a, const struct sasl_plain *p, int64_t *penalty_ms)
+{
+	struct authpen_turn t = { 0 };
+	struct err err;
+	bool ok = false;
+
+	*penalty_ms = 0;
+	if (a->pen != NULL && authpen_begin(a->pen, p->authcid, a->peer_addr, &t, &err) < 0) {
+		log_warn("authentication penalty table unusable, not throttling (fail open) error=%s",
+			log_q(err.msg));
+		a->pen = NULL;
+	}
+	*penalty_ms = t.wait_ms;
+	if (t.throttled)
+		return 2;
+	auth_sleep(t.wait_ms);
+	if ((p->authzid[0] == '\0' || str_eq(p->authzid, p->authcid)) &&
+	    str_eq(p->authcid, a->authname)) {
+		if (a->password != NULL)
+			ok = str_ct_eq(p->passwd, strlen(p->passwd), a->password, strlen(a->password));
+		else
+			ok = store_sync_auth_verify(a->st, p->authcid, p->passwd, &err) == 1;
+	}
+	if (a->pen != NULL)
+		authpen_end(a->pen, p->authcid, a->peer_addr, ok);
+	return ok ? 1 : 0;
+}
+
 static enum syncapply_action
 cmd_authenticate(struct syncapply *a, const struct syncproto_command *cmd, struct buf *out)
 {
@@ -674,7 +723,9 @@ cmd_authenticate(struct syncapply *a, const struct syncproto_command *cmd, struc
 	const struct syncproto_value *resp = &cmd->args[1];
 	struct sasl_plain p;
 	struct err err;
-	bool ok = false;
+	int64_t penalty_ms = 0;
+	int rc = 0;
+	char who[SASL_PLAIN_ID_MAX + 1] = "";
 
 	if (a->authed) {
 		reply(a, out, cmd->tag, "NO", ERR_PERM, NULL, "already authenticated");
@@ -689,24 +740,30 @@ cmd_authenticate(struct syncapply *a, const struct syncproto_command *cmd, struc
 		return SYNCAPPLY_CONTINUE;
 	}
 	if (sasl_plain_decode(resp->str, resp->len, &p, &err) == 0) {
-		if ((p.authzid[0] == '\0' || str_eq(p.authzid, p.authcid)) &&
-		    str_eq(p.authcid, a->authname)) {
-			if (a->password != NULL)
-				ok = str_ct_eq(p.passwd, strlen(p.passwd), a->password, strlen(a->password));
-			else
-				ok = store_sync_auth_verify(a->st, p.authcid, p.passwd, &err) == 1;
-		}
-		log_info("%s authname=%s client=%s", ok ? "authenticated" : "authentication failed",
-			log_q(p.authcid), log_q(a->client_id));
+		str_lcpy(who, p.authcid, sizeof(who));
+		rc = auth_check(a, &p, &penalty_ms);
 		sasl_plain_clear(&p);
+	} else if (a->pen != NULL) {
+		authpen_note(a->pen, a->peer_addr);
 	}
-	if (ok) {
+	if (rc == 1) {
+		log_info("authenticated authname=%s client=%s peer=%s plaintext_rule=%s", log_q(who),
+			log_q(a->client_id), log_q(a->peer), a->tls ? "tls" : a->auth_rule);
 		a->authed = true;
 		reply(a, out, cmd->tag, "OK", ERR_NONE, NULL, "authenticated");
 		return SYNCAPPLY_CONTINUE;
 	}
-	reply(a, out, cmd->tag, "NO", ERR_PERM, NULL, "authentication failed");
-	if (++a->auth_failures >= AUTH_FAILURES_MAX) {
+	a->auth_failures++;
+	log_notice("auth failed service=syncd rip=%s user=%s peer=%s failures=%u penalty_ms=%lld"
+		" delay_ms=0 reason=%s", log_q(a->peer_addr != NULL ? a->peer_addr : ""), log_q(who),
+		log_q(a->peer), a->auth_failures, (long long)penalty_ms,
+		rc == 2 ? "\"throttled: too many failures for this user or address\"" :
+		"\"bad authname or password\"");
+	if (rc == 2)
+		reply(a, out, cmd->tag, "NO", ERR_TEMP, NULL, "too many failed logins, try again later");
+	else
+		reply(a, out, cmd->tag, "NO", ERR_PERM, NULL, "authentication failed");
+	if (a->auth_failures >= AUTH_FAILURES_MAX) {
 		buf_puts(out, "* BYE [PERM] \"too many authentication failures\"\r\n");
 		return SYNCAPPLY_CLOSE;
 	}

@@ -41,7 +41,14 @@ struct syncapply_opts {
 	const char *servername;   /* SERVERID in HELLO (may be NULL) */
 	const char *authname;     /* the only identity allowed in (NULL: "sync") */
 	const char *password;     /* NULL: authname's users.db sync_auth credential */
-	bool auth_allowed;        /* connection is TLS or from loopback */
+	bool auth_allowed;        /* TLS, or loopback with allowplaintext_loopback */
+	const char *auth_rule;    /* what allowed it, for the log ("tls", "loopback") */
+	/* The shared authentication penalty (lib/authpen.h; NULL: none) and
+	 * the peer, for its address key and the "auth failed" log line that
+	 * contrib/fail2ban matches.  Not copied: must outlive the syncapply. */
+	struct authpen *pen;
+	const char *peer;         /* "192.0.2.1:4711" */
+	const char *peer_addr;    /* "192.0.2.1" */
 	bool starttls_possible;   /* a server TLS context exists and TLS is not on */
 	bool compress_allowed;    /* COMPRESS ZSTD is offered */
 	const struct syncproto_limits *limits; /* announced in the greeting (NULL: defaults) */

@@ -19,6 +19,11 @@
  * 5 min) is a master that went away without closing (a half-open
  * connection, a blackholed path): it gets "* BYE [TEMP]" and the process
  * is freed for the next connection.
+ *
+ * Login: AUTHENTICATE PLAIN without TLS only from a local peer and with
+ * allowplaintext_loopback: yes; every attempt takes a turn in the
+ * shared authentication penalty table (lib/authpen.h) like imapd's and
+ * pop3d's, keyed by the authname and the peer's address.
  */
 #include "master/service.h"
 
@@ -27,6 +32,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "lib/authpen.h"
 #include "lib/conn.h"
 #include "lib/log.h"
 #include "lib/str.h"
@@ -49,6 +55,8 @@ static char *syncd_password;
 static const char *syncd_authname = "sync";
 static const char *syncd_servername = "castor";
 static int syncd_idle_ms = SYNCD_IDLE_MS;
+static struct authpen *syncd_pen;          /* ROOT/run/authpen (NULL: not throttling) */
+static bool syncd_plain_loopback;         /* allowplaintext_loopback */
 static struct syncapply_opts syncd_dl;   /* deletion thresholds from the configuration */
 static char **syncd_channels;            /* sync_channels as NAME=HOST:PORT (HELLO CHANNELS) */
 static size_t syncd_nchannels;
@@ -114,6 +122,18 @@ syncd_init(const struct conf *conf, struct err *err)
 		if (rc < 0)
 			return -1;
 	}
+	syncd_plain_loopback = conf_get_bool(conf, "allowplaintext_loopback", false);
+	if (conf_get_bool(conf, "auth_penalty", true)) {
+		struct err e2;
+		struct buf path = BUF_INIT;
+		buf_printf(&path, "%s/run/authpen", conf_dir(conf));
+		syncd_pen = authpen_open(buf_cstr(&path), conf_get_duration_ms(conf, "auth_penalty_max",
+			15000), conf_get_duration_ms(conf, "auth_penalty_decay", 60000), &e2);
+		if (syncd_pen == NULL)
+			log_warn("authentication penalty table unavailable, failed logins are not"
+				" throttled across connections (fail open) error=%s", log_q(e2.msg));
+		buf_free(&path);
+	}
 	cert = conf_get_path(conf, "tls_cert_file", "tls/cert.pem");
 	key = conf_get_path(conf, "tls_key_file", "tls/key.pem");
 	if (access(cert, R_OK) == 0 && access(key, R_OK) == 0) {
@@ -131,6 +151,7 @@ static void
 syncd_fini(void)
 {
 	tls_ctx_free(&syncd_tls);
+	authpen_close(&syncd_pen);
 	store_close(&syncd_store);
 	free(syncd_password);
 	for (size_t i = 0; i < syncd_nchannels; i++)
@@ -181,6 +202,7 @@ static enum service_end
 syncd_handle(struct service_conn *c)
 {
 	struct syncapply_opts o;
+	static char peer_addr[64];   /* one connection per process; outlives the syncapply */
 	struct syncd_conn *sc = xcalloc(1, sizeof(*sc));
 	struct conn *cn;
 	struct err err;
@@ -210,7 +232,12 @@ syncd_handle(struct service_conn *c)
 	o.servername = syncd_servername;
 	o.authname = syncd_authname;
 	o.password = syncd_password;
-	o.auth_allowed = c->loopback || c->tls;
+	o.auth_allowed = (c->loopback && syncd_plain_loopback) || c->tls;
+	o.auth_rule = c->tls ? "tls" : "loopback";
+	o.pen = syncd_pen;
+	o.peer = c->peer;
+	authpen_peer_addr(c->peer, peer_addr, sizeof(peer_addr));
+	o.peer_addr = peer_addr;
 	o.starttls_possible = syncd_tls != NULL && !c->tls;
 	o.compress_allowed = true;
 	o.channels = (const char *const *)syncd_channels;

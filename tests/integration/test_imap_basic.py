@@ -76,7 +76,7 @@ def test_login_failures(srv):
     # still usable, and a good login works after failures
     c.ok(f'LOGIN ALICE@example.com "{PASSWORD}"')   # folded, domain dropped
     c.bad(f'LOGIN alice "{PASSWORD}"')              # already logged in
-    assert "login failed service=imapd" in srv.log()
+    assert "auth failed service=imapd rip=127.0.0.1 user=alice" in srv.log()
 
 
 def test_authenticate_plain(srv):

@@ -109,8 +109,10 @@ def test_failed_login_delay_code_and_log(srv):
     r.line()
     assert r.line().startswith("+OK Logged in")
     log = srv.log()
-    assert re.search(r"login failed service=pop3d peer=127\.0\.0\.1:\d+ user=alice failures=1", log), log
-    assert re.search(r"login failed service=pop3d peer=127\.0\.0\.1:\d+ user=nosuchuser failures=2", log)
+    assert re.search(r"auth failed service=pop3d rip=127\.0\.0\.1 user=alice peer=127\.0\.0\.1:\d+"
+                     r" failures=1 ", log), log
+    assert re.search(r"auth failed service=pop3d rip=127\.0\.0\.1 user=nosuchuser"
+                     r" peer=127\.0\.0\.1:\d+ failures=2 ", log)
 
 
 def test_auth_plain(srv):

@@ -113,7 +113,7 @@ def test_sync_credential_is_not_a_mail_user(pair):
              what="delivery after the replica's restart on the replica")
     wait_for(lambda: subjects(b, user="sync", pw=X_PW) == ["to-sync-1", "to-sync-2"],
              timeout=30 * SLOW, what="the mail user sync after the restart")
-    assert "authentication failed" not in a.log()
+    assert "auth failed service=syncd" not in a.log()
 
 
 def test_castorctl_sync_password_replaces_the_credential(tmp_path):

@@ -47,21 +47,33 @@ test_plaintext_rule(void **state)
 	struct svcauth a;
 	struct err err;
 	struct conf *on = conf_parse("allowplaintext: yes\n", 20, "/tmp/x.conf", &err);
+	struct conf *lo = conf_parse("allowplaintext_loopback: yes\n", 29, "/tmp/x.conf", &err);
 
 	(void)state;
 	assert_non_null(on);
+	assert_non_null(lo);
 	svcauth_init(&a, "test", "192.0.2.1:1", false);
+	assert_string_equal(a.rip, "192.0.2.1");
 	assert_false(svcauth_plaintext_ok(&a, NULL, false));
 	assert_true(svcauth_plaintext_ok(&a, NULL, true));
+	assert_string_equal(a.rule, "tls");
 	assert_true(svcauth_plaintext_ok(&a, on, false));
+	assert_string_equal(a.rule, "allowplaintext");
+	assert_false(svcauth_plaintext_ok(&a, lo, false));   /* remote: loopback rule n/a */
+	/* loopback is allowed only with allowplaintext_loopback (default no) */
 	svcauth_init(&a, "test", "127.0.0.1:1", true);
-	assert_true(svcauth_plaintext_ok(&a, NULL, false));
+	assert_false(svcauth_plaintext_ok(&a, NULL, false));
+	assert_true(svcauth_plaintext_ok(&a, lo, false));
+	assert_string_equal(a.rule, "loopback");
 	/* the failpoint makes a loopback peer count as remote (for tests) */
 	assert_int_equal(failpoint_set("svcauth.not_loopback=error"), 0);
 	svcauth_init(&a, "test", "127.0.0.1:1", true);
-	assert_false(svcauth_plaintext_ok(&a, NULL, false));
+	assert_false(svcauth_plaintext_ok(&a, lo, false));
 	assert_int_equal(failpoint_set(""), 0);
+	svcauth_init(&a, "test", "[::1]:143", true);
+	assert_string_equal(a.rip, "::1");
 	conf_free(on);
+	conf_free(lo);
 }
 
 static void
