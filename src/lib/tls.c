@@ -10,8 +10,10 @@
 #include "lib/xalloc.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -25,10 +27,20 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#define PATH_MAX_TLS 4096
+
+/* One SNI name and the context holding its certificate. */
+struct tls_sni {
+	char *name;             /* lower case */
+	SSL_CTX *ssl_ctx;
+};
+
 struct tls_ctx {
 	SSL_CTX *ssl_ctx;
 	bool server;
 	bool verify;
+	struct tls_sni *sni;    /* server only: per-name certificates */
+	size_t nsni;
 };
 
 void
@@ -69,21 +81,56 @@ tls_fail(struct err *err, enum err_kind kind, const char *what)
 	return err_set(err, kind, "%s: %s", what, reasons);
 }
 
-static struct tls_ctx *
-tls_ctx_common(bool server, struct err *err)
+int
+tls_parse_version(const char *s, int *version_r)
 {
-	struct tls_ctx *ctx;
+	static const struct { const char *name; int version; } v[] = {
+		{ "1.0", TLS1_VERSION }, { "TLSv1", TLS1_VERSION }, { "TLSv1.0", TLS1_VERSION },
+		{ "1.1", TLS1_1_VERSION }, { "TLSv1.1", TLS1_1_VERSION },
+		{ "1.2", TLS1_2_VERSION }, { "TLSv1.2", TLS1_2_VERSION },
+		{ "1.3", TLS1_3_VERSION }, { "TLSv1.3", TLS1_3_VERSION },
+	};
+
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		if (s != NULL && str_eq(s, v[i].name)) {
+			*version_r = v[i].version;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* An SSL_CTX with Castor's policy, or with the server settings in tc
+ * (NULL: the defaults). */
+static SSL_CTX *
+tls_ssl_ctx_new(bool server, const struct tls_server_conf *tc, struct err *err)
+{
+	const char *ciphers = tc != NULL && tc->ciphers != NULL ? tc->ciphers : TLS_DEFAULT_CIPHERS;
+	int minv = TLS1_2_VERSION;
 	SSL_CTX *s;
 
+	if (tc != NULL && tc->min_version != NULL && tls_parse_version(tc->min_version, &minv) < 0) {
+		err_set(err, ERR_INVALID, "tls_min_version %s: not one of 1.0 1.1 1.2 1.3", tc->min_version);
+		return NULL;
+	}
 	ERR_clear_error();
 	s = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
 	if (s == NULL) {
 		tls_fail(err, ERR_TEMP, "SSL_CTX_new");
 		return NULL;
 	}
-	if (SSL_CTX_set_min_proto_version(s, TLS1_2_VERSION) != 1 ||
-	    SSL_CTX_set_cipher_list(s, TLS_DEFAULT_CIPHERS) != 1) {
+	if (SSL_CTX_set_min_proto_version(s, minv) != 1) {
 		tls_fail(err, ERR_TEMP, "TLS context setup");
+		SSL_CTX_free(s);
+		return NULL;
+	}
+	if (SSL_CTX_set_cipher_list(s, ciphers) != 1) {
+		tls_fail(err, ERR_INVALID, "tls_ciphers");
+		SSL_CTX_free(s);
+		return NULL;
+	}
+	if (tc != NULL && tc->ciphersuites != NULL && SSL_CTX_set_ciphersuites(s, tc->ciphersuites) != 1) {
+		tls_fail(err, ERR_INVALID, "tls_ciphersuites");
 		SSL_CTX_free(s);
 		return NULL;
 	}
@@ -99,50 +146,179 @@ tls_ctx_common(bool server, struct err *err)
 		 * useless; tickets still allow resumption within a process. */
 		SSL_CTX_set_session_cache_mode(s, SSL_SESS_CACHE_OFF);
 	}
+	return s;
+}
+
+static struct tls_ctx *
+tls_ctx_common(bool server, struct err *err)
+{
+	struct tls_ctx *ctx;
+	SSL_CTX *s = tls_ssl_ctx_new(server, NULL, err);
+
+	if (s == NULL)
+		return NULL;
 	ctx = xcalloc(1, sizeof(*ctx));
 	ctx->ssl_ctx = s;
 	ctx->server = server;
 	return ctx;
 }
 
-struct tls_ctx *
-tls_server_ctx_new(const char *cert_file, const char *key_file, struct err *err)
+/* Load cert_file (chain) and key_file into s and check that they match. */
+static int
+tls_load_pair(SSL_CTX *s, const char *cert_file, const char *key_file, struct err *err)
 {
-	struct tls_ctx *ctx;
 	char what[600];
 
-	if (cert_file == NULL || *cert_file == '\0' || key_file == NULL || *key_file == '\0') {
+	if (access(cert_file, R_OK) < 0)
+		return err_errno(err, errno == ENOENT ? ERR_NOTFOUND : ERR_PERM, "TLS certificate %s", cert_file);
+	if (access(key_file, R_OK) < 0)
+		return err_errno(err, errno == ENOENT ? ERR_NOTFOUND : ERR_PERM, "TLS key %s", key_file);
+	ERR_clear_error();
+	if (SSL_CTX_use_certificate_chain_file(s, cert_file) != 1) {
+		snprintf(what, sizeof(what), "TLS certificate %s", cert_file);
+		return tls_fail(err, ERR_INVALID, what);
+	}
+	if (SSL_CTX_use_PrivateKey_file(s, key_file, SSL_FILETYPE_PEM) != 1) {
+		snprintf(what, sizeof(what), "TLS key %s for certificate %s", key_file, cert_file);
+		return tls_fail(err, ERR_INVALID, what);
+	}
+	if (SSL_CTX_check_private_key(s) != 1) {
+		snprintf(what, sizeof(what), "TLS key %s does not match certificate %s", key_file, cert_file);
+		return tls_fail(err, ERR_INVALID, what);
+	}
+	return 0;
+}
+
+/* The servername callback: switch to the name's certificate, if any. */
+static int
+tls_sni_select(SSL *ssl, int *alert, void *arg)
+{
+	const struct tls_ctx *ctx = arg;
+	const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+
+	(void)alert;
+	if (name == NULL)
+		return SSL_TLSEXT_ERR_NOACK;
+	for (size_t i = 0; i < ctx->nsni; i++) {
+		if (str_eq_ci(name, ctx->sni[i].name)) {
+			if (SSL_set_SSL_CTX(ssl, ctx->sni[i].ssl_ctx) == NULL)
+				return SSL_TLSEXT_ERR_ALERT_FATAL;
+			return SSL_TLSEXT_ERR_OK;
+		}
+	}
+	return SSL_TLSEXT_ERR_NOACK;  /* the default certificate */
+}
+
+/* A file name in the SNI directory that names a host: NAME.pem. */
+static bool
+tls_sni_file_name(const char *f, size_t *namelen_r)
+{
+	size_t n = strlen(f);
+
+	if (n <= 4 || n > 4 + 253 || !str_has_suffix(f, ".pem") || f[0] == '.')
+		return false;
+	for (size_t i = 0; i < n - 4; i++) {
+		char c = f[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '-' || c == '_'))
+			return false;
+	}
+	*namelen_r = n - 4;
+	return true;
+}
+
+static int
+tls_sni_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct tls_sni *)a)->name, ((const struct tls_sni *)b)->name);
+}
+
+/* Load every NAME.pem (chain, then the key unless NAME.key exists) in dir. */
+static int
+tls_sni_load(struct tls_ctx *ctx, const struct tls_server_conf *tc, struct err *err)
+{
+	DIR *d = opendir(tc->sni_dir);
+	struct dirent *de;
+	size_t cap = 0, nlen;
+	int rc = 0;
+
+	if (d == NULL)
+		return err_errno(err, errno == ENOENT ? ERR_NOTFOUND : ERR_PERM, "TLS SNI directory %s",
+		    tc->sni_dir);
+	while (rc == 0 && (de = readdir(d)) != NULL) {
+		char cert[PATH_MAX_TLS], key[PATH_MAX_TLS];
+		struct tls_sni *e;
+
+		if (!tls_sni_file_name(de->d_name, &nlen))
+			continue;
+		if (str_fmt(cert, sizeof(cert), "%s/%s", tc->sni_dir, de->d_name) < 0 ||
+		    str_fmt(key, sizeof(key), "%s/%.*s.key", tc->sni_dir, (int)nlen, de->d_name) < 0) {
+			rc = err_set(err, ERR_INVALID, "TLS SNI directory %s: path too long", tc->sni_dir);
+			break;
+		}
+		if (access(key, F_OK) < 0)
+			str_lcpy(key, cert, sizeof(key));
+		if (ctx->nsni == cap) {
+			cap = cap ? cap * 2 : 8;
+			ctx->sni = xreallocarray(ctx->sni, cap, sizeof(*ctx->sni));
+		}
+		e = &ctx->sni[ctx->nsni];
+		e->ssl_ctx = tls_ssl_ctx_new(true, tc, err);
+		if (e->ssl_ctx == NULL) {
+			rc = -1;
+			break;
+		}
+		e->name = xstrndup(de->d_name, nlen);
+		str_lower(e->name);
+		ctx->nsni++;
+		rc = tls_load_pair(e->ssl_ctx, cert, key, err);
+	}
+	closedir(d);
+	if (rc == 0 && ctx->nsni > 0) {
+		qsort(ctx->sni, ctx->nsni, sizeof(*ctx->sni), tls_sni_cmp);
+		SSL_CTX_set_tlsext_servername_callback(ctx->ssl_ctx, tls_sni_select);
+		SSL_CTX_set_tlsext_servername_arg(ctx->ssl_ctx, ctx);
+	}
+	return rc;
+}
+
+struct tls_ctx *
+tls_server_ctx_new_conf(const struct tls_server_conf *tc, struct err *err)
+{
+	struct tls_ctx *ctx;
+	SSL_CTX *s;
+
+	if (tc->cert_file == NULL || *tc->cert_file == '\0' || tc->key_file == NULL || *tc->key_file == '\0') {
 		err_set(err, ERR_INVALID, "TLS certificate and key files must be set");
 		return NULL;
 	}
-	if (access(cert_file, R_OK) < 0) {
-		err_errno(err, errno == ENOENT ? ERR_NOTFOUND : ERR_PERM, "TLS certificate %s", cert_file);
+	s = tls_ssl_ctx_new(true, tc, err);
+	if (s == NULL)
 		return NULL;
-	}
-	if (access(key_file, R_OK) < 0) {
-		err_errno(err, errno == ENOENT ? ERR_NOTFOUND : ERR_PERM, "TLS key %s", key_file);
+	ctx = xcalloc(1, sizeof(*ctx));
+	ctx->ssl_ctx = s;
+	ctx->server = true;
+	if (tls_load_pair(s, tc->cert_file, tc->key_file, err) < 0 ||
+	    (tc->sni_dir != NULL && *tc->sni_dir != '\0' && tls_sni_load(ctx, tc, err) < 0)) {
+		tls_ctx_free(&ctx);
 		return NULL;
-	}
-	ctx = tls_ctx_common(true, err);
-	if (ctx == NULL)
-		return NULL;
-	if (SSL_CTX_use_certificate_chain_file(ctx->ssl_ctx, cert_file) != 1) {
-		snprintf(what, sizeof(what), "TLS certificate %s", cert_file);
-		goto fail;
-	}
-	if (SSL_CTX_use_PrivateKey_file(ctx->ssl_ctx, key_file, SSL_FILETYPE_PEM) != 1) {
-		snprintf(what, sizeof(what), "TLS key %s for certificate %s", key_file, cert_file);
-		goto fail;
-	}
-	if (SSL_CTX_check_private_key(ctx->ssl_ctx) != 1) {
-		snprintf(what, sizeof(what), "TLS key %s does not match certificate %s", key_file, cert_file);
-		goto fail;
 	}
 	return ctx;
-fail:
-	tls_fail(err, ERR_INVALID, what);
-	tls_ctx_free(&ctx);
-	return NULL;
+}
+
+struct tls_ctx *
+tls_server_ctx_new(const char *cert_file, const char *key_file, struct err *err)
+{
+	struct tls_server_conf tc = { .cert_file = cert_file, .key_file = key_file };
+
+	return tls_server_ctx_new_conf(&tc, err);
+}
+
+size_t
+tls_ctx_sni_count(const struct tls_ctx *ctx)
+{
+	return ctx->nsni;
 }
 
 struct tls_ctx *
@@ -212,6 +388,11 @@ tls_ctx_free(struct tls_ctx **ctx)
 	if (ctx == NULL || *ctx == NULL)
 		return;
 	SSL_CTX_free((*ctx)->ssl_ctx);
+	for (size_t i = 0; i < (*ctx)->nsni; i++) {
+		SSL_CTX_free((*ctx)->sni[i].ssl_ctx);
+		free((*ctx)->sni[i].name);
+	}
+	free((*ctx)->sni);
 	free(*ctx);
 	*ctx = NULL;
 }

@@ -203,6 +203,8 @@ void master_listen_close_all(struct master *m);
 /* master_status.c */
 void master_status_read(struct master *m, struct mchild *c);
 void master_status_retire(struct master *m, struct mchild *c);
+/* Tell every kept service child that castord reloaded (RELOAD, proto.h). */
+void master_status_reload(struct master *m);
 void master_status_dump(struct master *m);
 
 /* master_sig.c */

@@ -1,7 +1,7 @@
 /*
  * master_status.c - what service children tell castord over their
  * status channel (READY, BUSY, EXITING; see proto.h), castord's RETIRE
- * request, and the SIGUSR1 status dump.
+ * request, the RELOAD notice after a reload, and the SIGUSR1 status dump.
  *
  * Every byte from a child is checked: an unknown one is logged and
  * ignored, end of file means the child is on its way out (its exit is
@@ -99,6 +99,25 @@ master_status_retire(struct master *m, struct mchild *c)
 	    errno != EAGAIN)
 		log_warn("cannot retire child pid=%ld service=%s error=%s", (long)c->pid, c->name,
 			 log_q(strerror(errno)));
+}
+
+void
+master_status_reload(struct master *m)
+{
+	char h = PROTO_RELOAD;
+	struct mchild *c;
+	int n = 0;
+
+	for (c = m->children; c != NULL; c = c->next) {
+		if (c->kind != MCHILD_SERVICE || c->retired || c->status_fd < 0)
+			continue;
+		if (send(c->status_fd, &h, 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0 && errno != EAGAIN)
+			log_warn("cannot tell child to reload pid=%ld service=%s error=%s", (long)c->pid,
+				 c->name, log_q(strerror(errno)));
+		else
+			n++;
+	}
+	log_info("reload sent to service children children=%d", n);
 }
 
 static const char *

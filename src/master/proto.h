@@ -28,7 +28,9 @@
  * in accept), BUSY (took a connection), EXITING (will not accept again:
  * maxuse reached or asked to quit).  castord to child: RETIRE (the
  * service was changed or removed by a reload: finish the connection in
- * hand, then exit; do not accept again).  End of file on the channel
+ * hand, then exit; do not accept again), RELOAD (castord reloaded its
+ * configuration: before accepting again, reread castor.conf and renew
+ * what a service can renew in place, its TLS context).  End of file on the channel
  * means the other side is gone: a child whose castord vanished exits.
  */
 #ifndef CASTOR_MASTER_PROTO_H
@@ -41,5 +43,6 @@
 #define PROTO_BUSY    'B'
 #define PROTO_EXITING 'X'
 #define PROTO_RETIRE  'Q'
+#define PROTO_RELOAD  'H'
 
 #endif

@@ -39,6 +39,8 @@ static struct {
 	bool quit;            /* sticky: SIGQUIT seen or castord gone */
 	bool master_gone;
 	bool retire;          /* castord asked us not to accept again */
+	bool reload;          /* castord reloaded: renew before the next accept */
+	char *conf_path;      /* castor.conf, reread on reload */
 	int listen_fd;
 	int status_fd;
 	unsigned maxuse;
@@ -84,6 +86,8 @@ service_read_status(void)
 		for (i = 0; i < n; i++) {
 			if (b[i] == PROTO_RETIRE)
 				svc.retire = true;
+			else if (b[i] == PROTO_RELOAD)
+				svc.reload = true;
 			else
 				log_warn("unknown status byte from master byte=%d", (int)(unsigned char)b[i]);
 		}
@@ -222,6 +226,27 @@ service_conn_init(struct service_conn *c, int rfd, int wfd)
 		str_lcpy(c->local, "unknown", sizeof(c->local));
 }
 
+/* A RELOAD from castord: reread castor.conf and let the service renew
+ * what it can.  A file that does not load changes nothing. */
+static void
+service_reload(void)
+{
+	struct err err = { 0 };
+	struct conf *conf;
+
+	svc.reload = false;
+	if (svc.ops->reload == NULL || svc.conf_path == NULL)
+		return;
+	conf = conf_load(svc.conf_path, &err);
+	if (conf == NULL) {
+		log_error("reload: cannot load configuration, running one kept file=%s error=%s",
+			  log_q(svc.conf_path), log_q(err.msg));
+		return;
+	}
+	svc.ops->reload(conf);
+	conf_free(conf);
+}
+
 /* The accept loop under castord.  Returns the exit status. */
 static int
 service_loop(void)
@@ -237,6 +262,8 @@ service_loop(void)
 			service_status(PROTO_EXITING);
 			return 0;
 		}
+		if (svc.reload)
+			service_reload();
 		p[0].fd = svc.listen_fd;
 		p[0].events = POLLIN;
 		p[1].fd = signals_fd();
@@ -254,6 +281,12 @@ service_loop(void)
 		if (p[2].revents != 0)
 			service_read_status();
 		if (service_quit_requested() || svc.retire || (p[0].revents & POLLIN) == 0)
+			continue;
+		/* a RELOAD sent before this client connected is seen before it is accepted */
+		service_read_status();
+		if (svc.reload)
+			service_reload();
+		if (svc.retire || svc.quit)
 			continue;
 		fd = accept4(svc.listen_fd, NULL, NULL, SOCK_CLOEXEC);
 		if (fd < 0) {
@@ -384,6 +417,7 @@ service_main(int argc, char **argv, const struct service_ops *ops)
 	}
 
 	if (conf_path != NULL && conf_path[0] != '\0') {
+		svc.conf_path = xstrdup(conf_path);
 		svc.conf = conf_load(conf_path, &err);
 		if (svc.conf == NULL) {
 			log_error("cannot load configuration file=%s error=%s", log_q(conf_path), log_q(err.msg));
@@ -417,5 +451,7 @@ service_main(int argc, char **argv, const struct service_ops *ops)
 	if (svc.conf != NULL)
 		conf_free(svc.conf);
 	svc.conf = NULL;
+	free(svc.conf_path);
+	svc.conf_path = NULL;
 	return rc;
 }
