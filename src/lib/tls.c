@@ -6,11 +6,11 @@
  */
 #include "lib/tls.h"
 #include "lib/atomicfile.h"
+#include "lib/tlsbundle.h"
 #include "lib/str.h"
 #include "lib/xalloc.h"
 
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,8 +26,6 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
-
-#define PATH_MAX_TLS 4096
 
 /* One SNI name and the context holding its certificate. */
 struct tls_sni {
@@ -163,30 +161,47 @@ tls_ctx_common(bool server, struct err *err)
 	return ctx;
 }
 
-/* Load cert_file (chain) and key_file into s and check that they match. */
+/* Put one pair of the bundle into s: the certificate, its chain, the key. */
 static int
-tls_load_pair(SSL_CTX *s, const char *cert_file, const char *key_file, struct err *err)
+tls_use_pair(SSL_CTX *s, const struct tlsbundle_pair *p, struct err *err)
 {
 	char what[600];
+	BIO *b = BIO_new_mem_buf(p->cert, (int)p->cert_len);
+	X509 *x = NULL, *ca;
+	EVP_PKEY *k = NULL;
+	int rc = -1;
 
-	if (access(cert_file, R_OK) < 0)
-		return err_errno(err, errno == ENOENT ? ERR_NOTFOUND : ERR_PERM, "TLS certificate %s", cert_file);
-	if (access(key_file, R_OK) < 0)
-		return err_errno(err, errno == ENOENT ? ERR_NOTFOUND : ERR_PERM, "TLS key %s", key_file);
 	ERR_clear_error();
-	if (SSL_CTX_use_certificate_chain_file(s, cert_file) != 1) {
-		snprintf(what, sizeof(what), "TLS certificate %s", cert_file);
-		return tls_fail(err, ERR_INVALID, what);
+	snprintf(what, sizeof(what), "TLS certificate %s", p->cert_path);
+	if (b == NULL || (x = PEM_read_bio_X509_AUX(b, NULL, NULL, NULL)) == NULL ||
+	    SSL_CTX_use_certificate(s, x) != 1 || SSL_CTX_clear_chain_certs(s) != 1)
+		goto out;
+	while ((ca = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL) {
+		if (SSL_CTX_add0_chain_cert(s, ca) != 1) {
+			X509_free(ca);
+			goto out;
+		}
 	}
-	if (SSL_CTX_use_PrivateKey_file(s, key_file, SSL_FILETYPE_PEM) != 1) {
-		snprintf(what, sizeof(what), "TLS key %s for certificate %s", key_file, cert_file);
-		return tls_fail(err, ERR_INVALID, what);
-	}
-	if (SSL_CTX_check_private_key(s) != 1) {
-		snprintf(what, sizeof(what), "TLS key %s does not match certificate %s", key_file, cert_file);
-		return tls_fail(err, ERR_INVALID, what);
-	}
-	return 0;
+	if (ERR_GET_REASON(ERR_peek_last_error()) != PEM_R_NO_START_LINE)
+		goto out;
+	ERR_clear_error();  /* the end of the chain */
+	BIO_free(b);
+	snprintf(what, sizeof(what), "TLS key %s for certificate %s", p->key_path, p->cert_path);
+	b = BIO_new_mem_buf(p->key, (int)p->key_len);
+	if (b == NULL || (k = PEM_read_bio_PrivateKey(b, NULL, NULL, NULL)) == NULL ||
+	    SSL_CTX_use_PrivateKey(s, k) != 1)
+		goto out;
+	snprintf(what, sizeof(what), "TLS key %s does not match certificate %s", p->key_path, p->cert_path);
+	if (SSL_CTX_check_private_key(s) != 1)
+		goto out;
+	rc = 0;
+out:
+	if (rc < 0)
+		tls_fail(err, ERR_INVALID, what);
+	EVP_PKEY_free(k);
+	X509_free(x);
+	BIO_free(b);
+	return rc;
 }
 
 /* The servername callback: switch to the name's certificate, if any. */
@@ -209,88 +224,14 @@ tls_sni_select(SSL *ssl, int *alert, void *arg)
 	return SSL_TLSEXT_ERR_NOACK;  /* the default certificate */
 }
 
-/* A file name in the SNI directory that names a host: NAME.pem. */
-static bool
-tls_sni_file_name(const char *f, size_t *namelen_r)
-{
-	size_t n = strlen(f);
-
-	if (n <= 4 || n > 4 + 253 || !str_has_suffix(f, ".pem") || f[0] == '.')
-		return false;
-	for (size_t i = 0; i < n - 4; i++) {
-		char c = f[i];
-
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		      c == '.' || c == '-' || c == '_'))
-			return false;
-	}
-	*namelen_r = n - 4;
-	return true;
-}
-
-static int
-tls_sni_cmp(const void *a, const void *b)
-{
-	return strcmp(((const struct tls_sni *)a)->name, ((const struct tls_sni *)b)->name);
-}
-
-/* Load every NAME.pem (chain, then the key unless NAME.key exists) in dir. */
-static int
-tls_sni_load(struct tls_ctx *ctx, const struct tls_server_conf *tc, struct err *err)
-{
-	DIR *d = opendir(tc->sni_dir);
-	struct dirent *de;
-	size_t cap = 0, nlen;
-	int rc = 0;
-
-	if (d == NULL)
-		return err_errno(err, errno == ENOENT ? ERR_NOTFOUND : ERR_PERM, "TLS SNI directory %s",
-		    tc->sni_dir);
-	while (rc == 0 && (de = readdir(d)) != NULL) {
-		char cert[PATH_MAX_TLS], key[PATH_MAX_TLS];
-		struct tls_sni *e;
-
-		if (!tls_sni_file_name(de->d_name, &nlen))
-			continue;
-		if (str_fmt(cert, sizeof(cert), "%s/%s", tc->sni_dir, de->d_name) < 0 ||
-		    str_fmt(key, sizeof(key), "%s/%.*s.key", tc->sni_dir, (int)nlen, de->d_name) < 0) {
-			rc = err_set(err, ERR_INVALID, "TLS SNI directory %s: path too long", tc->sni_dir);
-			break;
-		}
-		if (access(key, F_OK) < 0)
-			str_lcpy(key, cert, sizeof(key));
-		if (ctx->nsni == cap) {
-			cap = cap ? cap * 2 : 8;
-			ctx->sni = xreallocarray(ctx->sni, cap, sizeof(*ctx->sni));
-		}
-		e = &ctx->sni[ctx->nsni];
-		e->ssl_ctx = tls_ssl_ctx_new(true, tc, err);
-		if (e->ssl_ctx == NULL) {
-			rc = -1;
-			break;
-		}
-		e->name = xstrndup(de->d_name, nlen);
-		str_lower(e->name);
-		ctx->nsni++;
-		rc = tls_load_pair(e->ssl_ctx, cert, key, err);
-	}
-	closedir(d);
-	if (rc == 0 && ctx->nsni > 0) {
-		qsort(ctx->sni, ctx->nsni, sizeof(*ctx->sni), tls_sni_cmp);
-		SSL_CTX_set_tlsext_servername_callback(ctx->ssl_ctx, tls_sni_select);
-		SSL_CTX_set_tlsext_servername_arg(ctx->ssl_ctx, ctx);
-	}
-	return rc;
-}
-
 struct tls_ctx *
-tls_server_ctx_new_conf(const struct tls_server_conf *tc, struct err *err)
+tls_server_ctx_from_bundle(const struct tlsbundle *b, const struct tls_server_conf *tc, struct err *err)
 {
 	struct tls_ctx *ctx;
 	SSL_CTX *s;
 
-	if (tc->cert_file == NULL || *tc->cert_file == '\0' || tc->key_file == NULL || *tc->key_file == '\0') {
-		err_set(err, ERR_INVALID, "TLS certificate and key files must be set");
+	if (b->n == 0) {
+		err_set(err, ERR_INVALID, "TLS: no certificate");
 		return NULL;
 	}
 	s = tls_ssl_ctx_new(true, tc, err);
@@ -299,11 +240,41 @@ tls_server_ctx_new_conf(const struct tls_server_conf *tc, struct err *err)
 	ctx = xcalloc(1, sizeof(*ctx));
 	ctx->ssl_ctx = s;
 	ctx->server = true;
-	if (tls_load_pair(s, tc->cert_file, tc->key_file, err) < 0 ||
-	    (tc->sni_dir != NULL && *tc->sni_dir != '\0' && tls_sni_load(ctx, tc, err) < 0)) {
-		tls_ctx_free(&ctx);
-		return NULL;
+	if (tls_use_pair(s, &b->pairs[0], err) < 0)
+		goto fail;
+	if (b->n > 1)
+		ctx->sni = xcalloc(b->n - 1, sizeof(*ctx->sni));
+	for (size_t i = 1; i < b->n; i++) {
+		struct tls_sni *e = &ctx->sni[ctx->nsni];
+
+		e->ssl_ctx = tls_ssl_ctx_new(true, tc, err);
+		if (e->ssl_ctx == NULL)
+			goto fail;
+		e->name = xstrdup(b->pairs[i].name);
+		ctx->nsni++;
+		if (tls_use_pair(e->ssl_ctx, &b->pairs[i], err) < 0)
+			goto fail;
 	}
+	if (ctx->nsni > 0) {
+		SSL_CTX_set_tlsext_servername_callback(s, tls_sni_select);
+		SSL_CTX_set_tlsext_servername_arg(s, ctx);
+	}
+	return ctx;
+fail:
+	tls_ctx_free(&ctx);
+	return NULL;
+}
+
+struct tls_ctx *
+tls_server_ctx_new_conf(const struct tls_server_conf *tc, struct err *err)
+{
+	struct tlsbundle *b = tlsbundle_read(tc, err);
+	struct tls_ctx *ctx;
+
+	if (b == NULL)
+		return NULL;
+	ctx = tls_server_ctx_from_bundle(b, tc, err);
+	tlsbundle_free(&b);
 	return ctx;
 }
 

@@ -56,6 +56,12 @@ struct tls_server_conf {
  * fails the whole context (NULL, err names the file). */
 struct tls_ctx *tls_server_ctx_new_conf(const struct tls_server_conf *tc, struct err *err);
 
+/* The same from certificates already in memory (tlsbundle.h); tc gives
+ * the policy only. */
+struct tlsbundle;
+struct tls_ctx *tls_server_ctx_from_bundle(const struct tlsbundle *b, const struct tls_server_conf *tc,
+	struct err *err);
+
 /* "1.2" / "TLSv1.2" ... to OpenSSL's version number: 0, or -1 if unknown. */
 int tls_parse_version(const char *s, int *version_r);
 

@@ -307,7 +307,8 @@ master_reload(struct master *m)
 	master_reload_events(m, nc);
 	master_conf_free(m->cfg);
 	m->cfg = nc;
-	master_status_reload(m);
+	if (master_tls_load(m, nc->conf, true) == 0)
+		master_status_reload(m);
 	log_notice("reload done services_added=%d services_removed=%d services_changed=%d", added, removed,
 		   changed);
 	master_notify("READY=1");

@@ -41,11 +41,12 @@ static struct {
 	bool retire;          /* castord asked us not to accept again */
 	bool reload;          /* castord reloaded: renew before the next accept */
 	char *conf_path;      /* castor.conf, reread on reload */
+	int tls_new;          /* TLS bundle that came with RELOAD, not yet in place */
 	int listen_fd;
 	int status_fd;
 	unsigned maxuse;
 	unsigned uses;
-} svc = { .listen_fd = -1, .status_fd = -1 };
+} svc = { .listen_fd = -1, .status_fd = -1, .tls_new = -1 };
 
 static void
 service_status(char c)
@@ -59,6 +60,42 @@ service_status(char c)
 	while (w < 0 && errno == EINTR);
 }
 
+/* recv() that also takes a descriptor sent with the bytes (RELOAD). */
+static ssize_t
+service_recv_status(char *b, size_t size)
+{
+	struct iovec iov = { .iov_base = b, .iov_len = size };
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int) * 4)];
+	} u;
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+	struct cmsghdr *cm;
+	ssize_t n;
+
+	msg.msg_control = u.buf;
+	msg.msg_controllen = sizeof(u.buf);
+	n = recvmsg(svc.status_fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	if (n <= 0)
+		return n;
+	for (cm = CMSG_FIRSTHDR(&msg); cm != NULL; cm = CMSG_NXTHDR(&msg, cm)) {
+		size_t nfd, i;
+
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+			continue;
+		nfd = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (i = 0; i < nfd; i++) {
+			int fd;
+
+			memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+			if (svc.tls_new >= 0)
+				close(svc.tls_new);  /* the last one wins */
+			svc.tls_new = fd;
+		}
+	}
+	return n;
+}
+
 /* Read whatever castord sent (non-blocking). */
 static void
 service_read_status(void)
@@ -69,7 +106,7 @@ service_read_status(void)
 	if (svc.status_fd < 0)
 		return;
 	for (;;) {
-		n = recv(svc.status_fd, b, sizeof(b), MSG_DONTWAIT);
+		n = service_recv_status(b, sizeof(b));
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -226,6 +263,25 @@ service_conn_init(struct service_conn *c, int rfd, int wfd)
 		str_lcpy(c->local, "unknown", sizeof(c->local));
 }
 
+/* Put the bundle castord sent where CASTOR_TLS_FD points (proto.h). */
+static void
+service_take_bundle(void)
+{
+	const char *v = getenv("CASTOR_TLS_FD");
+	uint32_t cur;
+	char num[16];
+
+	if (v != NULL && str_to_u32(v, &cur) == 0 && cur <= INT32_MAX && (int)cur != svc.tls_new) {
+		if (dup2(svc.tls_new, (int)cur) < 0) {
+			log_error("reload: cannot take the TLS bundle error=%s", log_q(strerror(errno)));
+		}
+		close(svc.tls_new);
+	} else if (str_fmt(num, sizeof(num), "%d", svc.tls_new) == 0) {
+		setenv("CASTOR_TLS_FD", num, 1);  /* the first bundle: keep its number */
+	}
+	svc.tls_new = -1;
+}
+
 /* A RELOAD from castord: reread castor.conf and let the service renew
  * what it can.  A file that does not load changes nothing. */
 static void
@@ -235,6 +291,8 @@ service_reload(void)
 	struct conf *conf;
 
 	svc.reload = false;
+	if (svc.tls_new >= 0)
+		service_take_bundle();
 	if (svc.ops->reload == NULL || svc.conf_path == NULL)
 		return;
 	conf = conf_load(svc.conf_path, &err);

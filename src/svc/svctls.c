@@ -1,37 +1,45 @@
 /*
  * svctls.c - load and reload the server TLS context of a protocol
- * service (see svctls.h).
+ * service (see svctls.h): from the bundle castord hands down when there
+ * is one (lib/tlsbundle.h), else from the files castor.conf names.
  */
 #include "svc/svctls.h"
 
 #include "lib/log.h"
+#include "lib/str.h"
+#include "lib/tlsbundle.h"
+
+#include <stdint.h>
 
 #include <stdlib.h>
+
+/* castord's bundle descriptor (proto.h CASTOR_TLS_FD), or -1. */
+static int
+svctls_bundle_fd(void)
+{
+	const char *v = getenv("CASTOR_TLS_FD");
+	uint32_t fd;
+
+	if (v == NULL || str_to_u32(v, &fd) < 0 || fd > INT32_MAX)
+		return -1;
+	return (int)fd;
+}
 
 struct tls_ctx *
 svctls_server_ctx(const struct conf *conf, struct err *err)
 {
-	struct tls_server_conf tc = { 0 };
-	char *cert, *key, *sni;
+	struct tlsbundle *b = NULL;
 	struct tls_ctx *ctx;
+	int fd = svctls_bundle_fd();
 
 	if (conf == NULL) {
 		err_set(err, ERR_NOTFOUND, "no castor.conf: no TLS certificate");
 		return NULL;
 	}
-	cert = conf_get_path(conf, "tls_cert_file", "tls/cert.pem");
-	key = conf_get_path(conf, "tls_key_file", "tls/key.pem");
-	sni = conf_get_path(conf, "tls_sni_dir", NULL);
-	tc.cert_file = cert;
-	tc.key_file = key;
-	tc.sni_dir = sni;
-	tc.min_version = conf_get_str(conf, "tls_min_version", NULL);
-	tc.ciphers = conf_get_str(conf, "tls_ciphers", NULL);
-	tc.ciphersuites = conf_get_str(conf, "tls_ciphersuites", NULL);
-	ctx = tls_server_ctx_new_conf(&tc, err);
-	free(cert);
-	free(key);
-	free(sni);
+	if (fd >= 0 && (b = tlsbundle_from_fd(fd, err)) == NULL)
+		return NULL;
+	ctx = tlsbundle_server_ctx(conf, b, err);
+	tlsbundle_free(&b);
 	return ctx;
 }
 
