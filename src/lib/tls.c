@@ -279,6 +279,18 @@ tls_server_ctx_new_conf(const struct tls_server_conf *tc, struct err *err)
 }
 
 struct tls_ctx *
+tls_server_ctx_from_conf(const struct conf *conf, const struct tlsbundle *b, struct err *err)
+{
+	struct tls_server_conf tc;
+	struct tls_ctx *ctx;
+
+	tlsbundle_conf(conf, &tc);
+	ctx = b != NULL ? tls_server_ctx_from_bundle(b, &tc, err) : tls_server_ctx_new_conf(&tc, err);
+	tlsbundle_conf_clear(&tc);
+	return ctx;
+}
+
+struct tls_ctx *
 tls_server_ctx_new(const char *cert_file, const char *key_file, struct err *err)
 {
 	struct tls_server_conf tc = { .cert_file = cert_file, .key_file = key_file };

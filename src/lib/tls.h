@@ -62,6 +62,14 @@ struct tlsbundle;
 struct tls_ctx *tls_server_ctx_from_bundle(const struct tlsbundle *b, const struct tls_server_conf *tc,
 	struct err *err);
 
+/* The server context castor.conf conf describes (tls_cert_file,
+ * tls_key_file, tls_sni_dir, tls_min_version, tls_ciphers,
+ * tls_ciphersuites), with the certificates and keys taken from b when it
+ * is not NULL, else read from the files. */
+struct conf;
+struct tls_ctx *tls_server_ctx_from_conf(const struct conf *conf, const struct tlsbundle *b,
+	struct err *err);
+
 /* "1.2" / "TLSv1.2" ... to OpenSSL's version number: 0, or -1 if unknown. */
 int tls_parse_version(const char *s, int *version_r);
 

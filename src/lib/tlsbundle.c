@@ -19,8 +19,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <openssl/crypto.h>
-
 #define TLSBUNDLE_MAGIC "castor-tls-bundle 1\n"
 #define TLSBUNDLE_PEM_MAX (1024u * 1024)   /* one certificate chain or key file */
 
@@ -150,18 +148,6 @@ tlsbundle_conf_clear(struct tls_server_conf *tc)
 	memset(tc, 0, sizeof(*tc));
 }
 
-struct tls_ctx *
-tlsbundle_server_ctx(const struct conf *conf, const struct tlsbundle *b, struct err *err)
-{
-	struct tls_server_conf tc;
-	struct tls_ctx *ctx;
-
-	tlsbundle_conf(conf, &tc);
-	ctx = b != NULL ? tls_server_ctx_from_bundle(b, &tc, err) : tls_server_ctx_new_conf(&tc, err);
-	tlsbundle_conf_clear(&tc);
-	return ctx;
-}
-
 int
 tlsbundle_memfd(const struct tlsbundle *b, struct err *err)
 {
@@ -189,7 +175,7 @@ tlsbundle_memfd(const struct tlsbundle *b, struct err *err)
 			close(fd);
 		fd = -1;
 	}
-	OPENSSL_cleanse(out.data, out.len);
+	explicit_bzero(out.data, out.len);
 	buf_free(&out);
 	return fd;
 }
@@ -274,7 +260,7 @@ tlsbundle_from_fd(int fd, struct err *err)
 	rc = tlsbundle_parse(b, data, n, err);
 out:
 	if (data != NULL) {
-		OPENSSL_cleanse(data, n);
+		explicit_bzero(data, n);
 		free(data);
 	}
 	if (rc < 0)
@@ -291,7 +277,7 @@ tlsbundle_free(struct tlsbundle **b)
 		struct tlsbundle_pair *p = &(*b)->pairs[i];
 
 		if (p->key != NULL)
-			OPENSSL_cleanse(p->key, p->key_len);
+			explicit_bzero(p->key, p->key_len);
 		free(p->key);
 		free(p->cert);
 		free(p->name);

@@ -5,6 +5,8 @@
  * a sealed memfd (proto.h, CASTOR_TLS_FD).  A child builds its context
  * from that, so a certificate broken on disk never reaches a child and
  * the children never need to read the private key files themselves.
+ * This file does not use OpenSSL (castord does not link it): castord has
+ * `castorctl tls-check` check a bundle (tls.c builds the contexts).
  *
  * Memfd layout (all numbers decimal ASCII):
  *     "castor-tls-bundle 1\n"
@@ -55,9 +57,5 @@ int tlsbundle_memfd(const struct tlsbundle *b, struct err *err);
 struct tlsbundle *tlsbundle_from_fd(int fd, struct err *err);
 /* Free (the keys are wiped first); *b becomes NULL. */
 void tlsbundle_free(struct tlsbundle **b);
-
-/* The server context for castor.conf conf: policy from its tls_* keys,
- * certificates from b when given, else read from the files. */
-struct tls_ctx *tlsbundle_server_ctx(const struct conf *conf, const struct tlsbundle *b, struct err *err);
 
 #endif

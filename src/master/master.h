@@ -177,9 +177,10 @@ bool master_conf_entry_same_cmd(const struct mentry *a, const struct mentry *b);
 char *master_conf_find_program(const struct conf *conf, const char *name, struct err *err);
 
 /* master_tls.c */
-/* Read and check the certificates conf names; on success they replace
- * m->tls_fd (0), else the old set stays and the error is logged (-1). */
-int master_tls_load(struct master *m, const struct conf *conf, bool reload);
+/* Read the certificates conf (at conf_path) names and have castorctl
+ * check them; on success they replace m->tls_fd (0), else the old set
+ * stays and the error is logged (-1). */
+int master_tls_load(struct master *m, const struct conf *conf, const char *conf_path, bool reload);
 
 /* master_spawn.c */
 struct mchild *master_spawn(struct master *m, enum mchild_kind kind, const struct mentry *e,

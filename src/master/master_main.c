@@ -498,7 +498,7 @@ main(int argc, char **argv)
 	master_raise_nofile();
 	log_notice("starting version=%s config=%s services=%s pid=%ld", CASTOR_VERSION, log_q(m.cfg->conf_path),
 		   log_q(m.cfg->svc_path), (long)getpid());
-	master_tls_load(&m, m.cfg->conf, false);
+	master_tls_load(&m, m.cfg->conf, m.cfg->conf_path, false);
 
 	m.phase = PHASE_START;
 	master_loop(&m);

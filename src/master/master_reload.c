@@ -307,7 +307,7 @@ master_reload(struct master *m)
 	master_reload_events(m, nc);
 	master_conf_free(m->cfg);
 	m->cfg = nc;
-	if (master_tls_load(m, nc->conf, true) == 0)
+	if (master_tls_load(m, nc->conf, nc->conf_path, true) == 0)
 		master_status_reload(m);
 	log_notice("reload done services_added=%d services_removed=%d services_changed=%d", added, removed,
 		   changed);

@@ -38,7 +38,7 @@ svctls_server_ctx(const struct conf *conf, struct err *err)
 	}
 	if (fd >= 0 && (b = tlsbundle_from_fd(fd, err)) == NULL)
 		return NULL;
-	ctx = tlsbundle_server_ctx(conf, b, err);
+	ctx = tls_server_ctx_from_conf(conf, b, err);
 	tlsbundle_free(&b);
 	return ctx;
 }

@@ -109,7 +109,7 @@ WEAK_CIPHERS = "tls_ciphers: DEFAULT@SECLEVEL=0"
 
 
 def test_old_protocols_refused_by_default(procs, tmp_path):
-    srv = TlsServer(procs, tmp_path, WEAK_CIPHERS).start()
+    srv = TlsServer(procs, tmp_path / "a", WEAK_CIPHERS).start()
     for flag in ("-tls1", "-tls1_1"):
         ok, out = protocol_ok(srv.imaps, flag)
         assert not ok, out
@@ -124,13 +124,11 @@ def test_old_protocols_refused_by_default(procs, tmp_path):
     ok, out = s_client(srv.lmtp, "-tls1_2", starttls="lmtp")
     assert ok, out
 
-
-def test_min_version_setting_decides(procs, tmp_path):
-    """The control for the test above: with tls_min_version lowered the same
-    clients succeed, so the refusal was the server's setting."""
-    srv = TlsServer(procs, tmp_path, WEAK_CIPHERS + "\ntls_min_version: TLSv1\n").start()
+    # The control: with tls_min_version lowered the same clients succeed,
+    # so the refusal above was the server's setting, not the client's.
+    low = TlsServer(procs, tmp_path / "b", WEAK_CIPHERS + "\ntls_min_version: TLSv1\n").start()
     for flag in ("-tls1", "-tls1_1", "-tls1_2", "-tls1_3"):
-        ok, out = protocol_ok(srv.imaps, flag)
+        ok, out = protocol_ok(low.imaps, flag)
         assert ok, (flag, out)
 
 
@@ -294,3 +292,24 @@ def test_sighup_picks_up_new_sni_name(procs, tmp_path):
     srv.reload(r"tls reloaded sni_names=1")
     assert served_cn(srv.imaps, "mail.c.test") == "mail.c.test"
     assert served_cn(srv.imaps, "x.test") == "default.test"
+
+
+def test_tls_check_command(tmp_path):
+    """`castorctl tls-check`: what castord runs before handing certificates
+    to its children, and what an operator runs before a reload."""
+    srv = TlsServer(None, tmp_path, "tls_sni_dir: tls/sni\n")
+    (srv.root / "tls" / "sni").mkdir()
+    c, k = make_cert(srv.root / "gen", "d", "mail.d.test")
+    (srv.root / "tls" / "sni" / "mail.d.test.pem").write_bytes(c.read_bytes() + k.read_bytes())
+    ctl = [binpath("castorctl"), "-C", srv.conf, "tls-check"]
+    p = subprocess.run(ctl, capture_output=True, text=True, timeout=30 * SLOW)
+    assert p.returncode == 0 and p.stdout.strip() == "tls ok sni_names=1", p
+    (srv.root / "tls" / "sni" / "mail.d.test.pem").write_bytes(c.read_bytes())  # key gone
+    p = subprocess.run(ctl, capture_output=True, text=True, timeout=30 * SLOW)
+    assert p.returncode != 0, p
+    assert "mail.d.test.pem" in p.stderr, p
+    with open(srv.conf, "a") as f:
+        f.write("tls_ciphers: NOT-A-CIPHER\n")
+    (srv.root / "tls" / "sni" / "mail.d.test.pem").unlink()
+    p = subprocess.run(ctl, capture_output=True, text=True, timeout=30 * SLOW)
+    assert p.returncode != 0 and "tls_ciphers" in p.stderr, p
