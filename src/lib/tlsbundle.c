@@ -42,11 +42,11 @@ tlsbundle_read_pair(struct tlsbundle *b, const char *name, const char *cert, con
 	p->cert_path = xstrdup(cert);
 	p->key_path = xstrdup(key);
 	if (file_read_all(cert, TLSBUNDLE_PEM_MAX, &p->cert, &p->cert_len, err) < 0) {
-		err_prefix(err, "TLS certificate %s", cert);
+		err_prefix(err, "TLS certificate");
 		return -1;
 	}
 	if (file_read_all(key, TLSBUNDLE_PEM_MAX, &p->key, &p->key_len, err) < 0) {
-		err_prefix(err, "TLS key %s", key);
+		err_prefix(err, "TLS key");
 		return -1;
 	}
 	return 0;

@@ -2,6 +2,7 @@
 protocol versions refused and accepted (checked with `openssl s_client`, the
 way testssl.sh probes), tls_ciphers, one certificate per SNI name, and
 certificates renewed by castord's SIGHUP without dropping a connection."""
+import os
 import re
 import signal
 import socket
@@ -9,7 +10,7 @@ import ssl
 import subprocess
 from pathlib import Path
 
-from conftest import binpath, free_ports, run
+from conftest import binpath, free_ports, run, wait_for
 from repl_util import SLOW
 import castord_util  # noqa: F401  (patches conftest.Proc.output)
 
@@ -313,3 +314,45 @@ def test_tls_check_command(tmp_path):
     (srv.root / "tls" / "sni" / "mail.d.test.pem").unlink()
     p = subprocess.run(ctl, capture_output=True, text=True, timeout=30 * SLOW)
     assert p.returncode != 0 and "tls_ciphers" in p.stderr, p
+
+
+def test_sync_client_rereads_its_ca_file(procs, tmp_path):
+    """A replica renewed with a new self-signed certificate: once the
+    master's copy in r1_sync_ca_file is replaced, the next connection
+    verifies against it, without restarting sync-client."""
+    from repl_util import converged, pair
+    m, (r,) = pair(procs, tmp_path, conf_extra="r1_sync_tls: yes\nr1_sync_ca_file: ca.pem",
+                   start=False)
+    ca = m.root / "ca.pem"
+    ca.write_bytes((r.root / "tls" / "cert.pem").read_bytes())
+    r.start()
+    m.start()
+    m.drv("useradd tia\nappend tia INBOX 100 one\n")
+    converged(m, r)
+    assert re.search(r"connected channel=r1 .*tls=1", m.log()), m.log()[-2000:]
+
+    # renew the replica's certificate (castord's SIGHUP)
+    d = r.root / "gen"
+    d.mkdir()
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(d / "k"), "-out",
+                    str(d / "c"), "-subj", "/CN=replica-renewed", "-days", "2",
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+                   check=True, capture_output=True, timeout=30 * SLOW)
+    (r.root / "tls" / "key.pem").write_bytes((d / "k").read_bytes())
+    (r.root / "tls" / "cert.pem").write_bytes((d / "c").read_bytes())
+    r.proc.send(signal.SIGHUP)
+    wait_for(lambda: "tls certificates reloaded" in r.log(), timeout=20 * SLOW,
+             what="replica reloaded")
+    ca.write_bytes((d / "c").read_bytes())
+    # drop the channel: the replica's syncd children go, sync-client reconnects
+    connected = len(re.findall(r"connected channel=r1 ", m.log()))
+    for pid in castord_util.children_of(r.pid()):
+        if castord_util.comm(pid) == "syncd":
+            os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: "sync CA file reloaded channel=r1" in m.log(), timeout=30 * SLOW,
+             what="CA file reloaded")
+    wait_for(lambda: len(re.findall(r"connected channel=r1 .*tls=1", m.log())) > connected,
+             timeout=30 * SLOW, what="reconnected with TLS")
+    m.drv("append tia INBOX 100 two\n")
+    converged(m, r)
