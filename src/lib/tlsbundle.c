@@ -12,6 +12,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -195,6 +196,25 @@ tlsbundle_take(const char *data, size_t n, size_t *pos, size_t len)
 	return s;
 }
 
+/* "pair A B C D E": five lengths, each at most TLSBUNDLE_MAX. */
+static int
+tlsbundle_pair_line(char *line, size_t len[5])
+{
+	char *p, *save = NULL;
+	int i = 0;
+
+	if (!str_has_prefix(line, "pair "))
+		return -1;
+	for (p = strtok_r(line + 5, " ", &save); p != NULL; p = strtok_r(NULL, " ", &save)) {
+		uint64_t v;
+
+		if (i == 5 || str_to_u64(p, &v) < 0 || v > TLSBUNDLE_MAX)
+			return -1;
+		len[i++] = (size_t)v;
+	}
+	return i == 5 ? 0 : -1;
+}
+
 static int
 tlsbundle_parse(struct tlsbundle *b, const char *data, size_t n, struct err *err)
 {
@@ -214,7 +234,7 @@ tlsbundle_parse(struct tlsbundle *b, const char *data, size_t n, struct err *err
 		pos = (size_t)(nl - data) + 1;
 		if (str_eq(line, "end"))
 			return b->n > 0 && pos == n ? 0 : err_set(err, ERR_CORRUPT, "TLS bundle: bad end");
-		if (sscanf(line, "pair %zu %zu %zu %zu %zu", &len[0], &len[1], &len[2], &len[3], &len[4]) != 5)
+		if (tlsbundle_pair_line(line, len) < 0)
 			return err_set(err, ERR_CORRUPT, "TLS bundle: bad record");
 		p = tlsbundle_add(b);
 		if ((p->name = tlsbundle_take(data, n, &pos, len[0])) == NULL ||
