@@ -272,9 +272,8 @@ service_take_bundle(void)
 	char num[16];
 
 	if (v != NULL && str_to_u32(v, &cur) == 0 && cur <= INT32_MAX && (int)cur != svc.tls_new) {
-		if (dup2(svc.tls_new, (int)cur) < 0) {
+		if (dup2(svc.tls_new, (int)cur) < 0)
 			log_error("reload: cannot take the TLS bundle error=%s", log_q(strerror(errno)));
-		}
 		close(svc.tls_new);
 	} else if (str_fmt(num, sizeof(num), "%d", svc.tls_new) == 0) {
 		setenv("CASTOR_TLS_FD", num, 1);  /* the first bundle: keep its number */
