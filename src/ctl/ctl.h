@@ -113,6 +113,7 @@ int ctl_cmd_sync_password(struct ctl *c, int argc, char **argv); /* ctl_user.c *
 int ctl_cmd_mailbox(struct ctl *c, int argc, char **argv);
 int ctl_cmd_import(struct ctl *c, int argc, char **argv);
 int ctl_cmd_check(struct ctl *c, int argc, char **argv);
+int ctl_cmd_tls_check(struct ctl *c, int argc, char **argv);     /* ctl_tls.c */
 int ctl_cmd_dump(struct ctl *c, int argc, char **argv);
 
 #endif

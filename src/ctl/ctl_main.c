@@ -50,6 +50,7 @@ ctl_help(FILE *f)
 	    "  promote [--force] [--epoch N]   (a replica whose master is gone becomes the master)\n"
 	    "  demote --epoch N\n"
 	    "  peer-check [--timeout SEC]\n"
+	    "  tls-check [--bundle-fd N]   (do the TLS certificates castor.conf names load?)\n"
 	    "\n"
 	    "-C names the server's castor.conf (default $CASTOR_CONFIG, else ./castor.conf).\n"
 	    "castorctl(8) and docs/castorctl.md describe every command and the exit codes.\n", f);
@@ -364,6 +365,7 @@ main(int argc, char **argv)
 		{ "demote", ctl_cmd_demote },
 		{ "peer-check", ctl_cmd_peer_check },
 		{ "failover", ctl_cmd_failover },    /* ctl_failover.c */
+		{ "tls-check", ctl_cmd_tls_check },  /* ctl_tls.c */
 	};
 	struct ctl c;
 	int i = 1, rc;

@@ -830,12 +830,20 @@ imapd_fini(void)
 	imap_cfg.autocreate = NULL;
 }
 
+/* castord reloaded: a renewed certificate for the next connections. */
+static void
+imapd_reload(const struct conf *conf)
+{
+	svctls_reload(&imap_cfg.tls, conf);
+}
+
 static const struct service_ops imapd_ops = {
 	.name = "imapd",
 	.init = imapd_init,
 	.handle = imapd_handle,
 	.goodbye = imapd_goodbye,
 	.fini = imapd_fini,
+	.reload = imapd_reload,
 };
 
 int

@@ -6,6 +6,7 @@
  */
 #include "lib/tls.h"
 #include "lib/atomicfile.h"
+#include "lib/tlsbundle.h"
 #include "lib/str.h"
 #include "lib/xalloc.h"
 
@@ -25,10 +26,18 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+/* One SNI name and the context holding its certificate. */
+struct tls_sni {
+	char *name;             /* lower case */
+	SSL_CTX *ssl_ctx;
+};
+
 struct tls_ctx {
 	SSL_CTX *ssl_ctx;
 	bool server;
 	bool verify;
+	struct tls_sni *sni;    /* server only: per-name certificates */
+	size_t nsni;
 };
 
 void
@@ -69,21 +78,56 @@ tls_fail(struct err *err, enum err_kind kind, const char *what)
 	return err_set(err, kind, "%s: %s", what, reasons);
 }
 
-static struct tls_ctx *
-tls_ctx_common(bool server, struct err *err)
+int
+tls_parse_version(const char *s, int *version_r)
 {
-	struct tls_ctx *ctx;
+	static const struct { const char *name; int version; } v[] = {
+		{ "1.0", TLS1_VERSION }, { "TLSv1", TLS1_VERSION }, { "TLSv1.0", TLS1_VERSION },
+		{ "1.1", TLS1_1_VERSION }, { "TLSv1.1", TLS1_1_VERSION },
+		{ "1.2", TLS1_2_VERSION }, { "TLSv1.2", TLS1_2_VERSION },
+		{ "1.3", TLS1_3_VERSION }, { "TLSv1.3", TLS1_3_VERSION },
+	};
+
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		if (s != NULL && str_eq(s, v[i].name)) {
+			*version_r = v[i].version;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* An SSL_CTX with Castor's policy, or with the server settings in tc
+ * (NULL: the defaults). */
+static SSL_CTX *
+tls_ssl_ctx_new(bool server, const struct tls_server_conf *tc, struct err *err)
+{
+	const char *ciphers = tc != NULL && tc->ciphers != NULL ? tc->ciphers : TLS_DEFAULT_CIPHERS;
+	int minv = TLS1_2_VERSION;
 	SSL_CTX *s;
 
+	if (tc != NULL && tc->min_version != NULL && tls_parse_version(tc->min_version, &minv) < 0) {
+		err_set(err, ERR_INVALID, "tls_min_version %s: not one of 1.0 1.1 1.2 1.3", tc->min_version);
+		return NULL;
+	}
 	ERR_clear_error();
 	s = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
 	if (s == NULL) {
 		tls_fail(err, ERR_TEMP, "SSL_CTX_new");
 		return NULL;
 	}
-	if (SSL_CTX_set_min_proto_version(s, TLS1_2_VERSION) != 1 ||
-	    SSL_CTX_set_cipher_list(s, TLS_DEFAULT_CIPHERS) != 1) {
+	if (SSL_CTX_set_min_proto_version(s, minv) != 1) {
 		tls_fail(err, ERR_TEMP, "TLS context setup");
+		SSL_CTX_free(s);
+		return NULL;
+	}
+	if (SSL_CTX_set_cipher_list(s, ciphers) != 1) {
+		tls_fail(err, ERR_INVALID, "tls_ciphers");
+		SSL_CTX_free(s);
+		return NULL;
+	}
+	if (tc != NULL && tc->ciphersuites != NULL && SSL_CTX_set_ciphersuites(s, tc->ciphersuites) != 1) {
+		tls_fail(err, ERR_INVALID, "tls_ciphersuites");
 		SSL_CTX_free(s);
 		return NULL;
 	}
@@ -99,50 +143,164 @@ tls_ctx_common(bool server, struct err *err)
 		 * useless; tickets still allow resumption within a process. */
 		SSL_CTX_set_session_cache_mode(s, SSL_SESS_CACHE_OFF);
 	}
+	return s;
+}
+
+static struct tls_ctx *
+tls_ctx_common(bool server, struct err *err)
+{
+	struct tls_ctx *ctx;
+	SSL_CTX *s = tls_ssl_ctx_new(server, NULL, err);
+
+	if (s == NULL)
+		return NULL;
 	ctx = xcalloc(1, sizeof(*ctx));
 	ctx->ssl_ctx = s;
 	ctx->server = server;
 	return ctx;
 }
 
+/* Put one pair of the bundle into s: the certificate, its chain, the key. */
+static int
+tls_use_pair(SSL_CTX *s, const struct tlsbundle_pair *p, struct err *err)
+{
+	char what[600];
+	BIO *b = BIO_new_mem_buf(p->cert, (int)p->cert_len);
+	X509 *x = NULL, *ca;
+	EVP_PKEY *k = NULL;
+	int rc = -1;
+
+	ERR_clear_error();
+	snprintf(what, sizeof(what), "TLS certificate %s", p->cert_path);
+	if (b == NULL || (x = PEM_read_bio_X509_AUX(b, NULL, NULL, NULL)) == NULL ||
+	    SSL_CTX_use_certificate(s, x) != 1 || SSL_CTX_clear_chain_certs(s) != 1)
+		goto out;
+	while ((ca = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL) {
+		if (SSL_CTX_add0_chain_cert(s, ca) != 1) {
+			X509_free(ca);
+			goto out;
+		}
+	}
+	if (ERR_GET_REASON(ERR_peek_last_error()) != PEM_R_NO_START_LINE)
+		goto out;
+	ERR_clear_error();  /* the end of the chain */
+	BIO_free(b);
+	snprintf(what, sizeof(what), "TLS key %s for certificate %s", p->key_path, p->cert_path);
+	b = BIO_new_mem_buf(p->key, (int)p->key_len);
+	if (b == NULL || (k = PEM_read_bio_PrivateKey(b, NULL, NULL, NULL)) == NULL ||
+	    SSL_CTX_use_PrivateKey(s, k) != 1)
+		goto out;
+	snprintf(what, sizeof(what), "TLS key %s does not match certificate %s", p->key_path, p->cert_path);
+	if (SSL_CTX_check_private_key(s) != 1)
+		goto out;
+	rc = 0;
+out:
+	if (rc < 0)
+		tls_fail(err, ERR_INVALID, what);
+	EVP_PKEY_free(k);
+	X509_free(x);
+	BIO_free(b);
+	return rc;
+}
+
+/* The servername callback: switch to the name's certificate, if any. */
+static int
+tls_sni_select(SSL *ssl, int *alert, void *arg)
+{
+	const struct tls_ctx *ctx = arg;
+	const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+
+	(void)alert;
+	if (name == NULL)
+		return SSL_TLSEXT_ERR_NOACK;
+	for (size_t i = 0; i < ctx->nsni; i++) {
+		if (str_eq_ci(name, ctx->sni[i].name)) {
+			if (SSL_set_SSL_CTX(ssl, ctx->sni[i].ssl_ctx) == NULL)
+				return SSL_TLSEXT_ERR_ALERT_FATAL;
+			return SSL_TLSEXT_ERR_OK;
+		}
+	}
+	return SSL_TLSEXT_ERR_NOACK;  /* the default certificate */
+}
+
 struct tls_ctx *
-tls_server_ctx_new(const char *cert_file, const char *key_file, struct err *err)
+tls_server_ctx_from_bundle(const struct tlsbundle *b, const struct tls_server_conf *tc, struct err *err)
 {
 	struct tls_ctx *ctx;
-	char what[600];
+	SSL_CTX *s;
 
-	if (cert_file == NULL || *cert_file == '\0' || key_file == NULL || *key_file == '\0') {
-		err_set(err, ERR_INVALID, "TLS certificate and key files must be set");
+	if (b->n == 0) {
+		err_set(err, ERR_INVALID, "TLS: no certificate");
 		return NULL;
 	}
-	if (access(cert_file, R_OK) < 0) {
-		err_errno(err, errno == ENOENT ? ERR_NOTFOUND : ERR_PERM, "TLS certificate %s", cert_file);
+	s = tls_ssl_ctx_new(true, tc, err);
+	if (s == NULL)
 		return NULL;
-	}
-	if (access(key_file, R_OK) < 0) {
-		err_errno(err, errno == ENOENT ? ERR_NOTFOUND : ERR_PERM, "TLS key %s", key_file);
-		return NULL;
-	}
-	ctx = tls_ctx_common(true, err);
-	if (ctx == NULL)
-		return NULL;
-	if (SSL_CTX_use_certificate_chain_file(ctx->ssl_ctx, cert_file) != 1) {
-		snprintf(what, sizeof(what), "TLS certificate %s", cert_file);
+	ctx = xcalloc(1, sizeof(*ctx));
+	ctx->ssl_ctx = s;
+	ctx->server = true;
+	if (tls_use_pair(s, &b->pairs[0], err) < 0)
 		goto fail;
+	if (b->n > 1)
+		ctx->sni = xcalloc(b->n - 1, sizeof(*ctx->sni));
+	for (size_t i = 1; i < b->n; i++) {
+		struct tls_sni *e = &ctx->sni[ctx->nsni];
+
+		e->ssl_ctx = tls_ssl_ctx_new(true, tc, err);
+		if (e->ssl_ctx == NULL)
+			goto fail;
+		e->name = xstrdup(b->pairs[i].name);
+		ctx->nsni++;
+		if (tls_use_pair(e->ssl_ctx, &b->pairs[i], err) < 0)
+			goto fail;
 	}
-	if (SSL_CTX_use_PrivateKey_file(ctx->ssl_ctx, key_file, SSL_FILETYPE_PEM) != 1) {
-		snprintf(what, sizeof(what), "TLS key %s for certificate %s", key_file, cert_file);
-		goto fail;
-	}
-	if (SSL_CTX_check_private_key(ctx->ssl_ctx) != 1) {
-		snprintf(what, sizeof(what), "TLS key %s does not match certificate %s", key_file, cert_file);
-		goto fail;
+	if (ctx->nsni > 0) {
+		SSL_CTX_set_tlsext_servername_callback(s, tls_sni_select);
+		SSL_CTX_set_tlsext_servername_arg(s, ctx);
 	}
 	return ctx;
 fail:
-	tls_fail(err, ERR_INVALID, what);
 	tls_ctx_free(&ctx);
 	return NULL;
+}
+
+struct tls_ctx *
+tls_server_ctx_new_conf(const struct tls_server_conf *tc, struct err *err)
+{
+	struct tlsbundle *b = tlsbundle_read(tc, err);
+	struct tls_ctx *ctx;
+
+	if (b == NULL)
+		return NULL;
+	ctx = tls_server_ctx_from_bundle(b, tc, err);
+	tlsbundle_free(&b);
+	return ctx;
+}
+
+struct tls_ctx *
+tls_server_ctx_from_conf(const struct conf *conf, const struct tlsbundle *b, struct err *err)
+{
+	struct tls_server_conf tc;
+	struct tls_ctx *ctx;
+
+	tlsbundle_conf(conf, &tc);
+	ctx = b != NULL ? tls_server_ctx_from_bundle(b, &tc, err) : tls_server_ctx_new_conf(&tc, err);
+	tlsbundle_conf_clear(&tc);
+	return ctx;
+}
+
+struct tls_ctx *
+tls_server_ctx_new(const char *cert_file, const char *key_file, struct err *err)
+{
+	struct tls_server_conf tc = { .cert_file = cert_file, .key_file = key_file };
+
+	return tls_server_ctx_new_conf(&tc, err);
+}
+
+size_t
+tls_ctx_sni_count(const struct tls_ctx *ctx)
+{
+	return ctx->nsni;
 }
 
 struct tls_ctx *
@@ -212,6 +370,11 @@ tls_ctx_free(struct tls_ctx **ctx)
 	if (ctx == NULL || *ctx == NULL)
 		return;
 	SSL_CTX_free((*ctx)->ssl_ctx);
+	for (size_t i = 0; i < (*ctx)->nsni; i++) {
+		SSL_CTX_free((*ctx)->sni[i].ssl_ctx);
+		free((*ctx)->sni[i].name);
+	}
+	free((*ctx)->sni);
 	free(*ctx);
 	*ctx = NULL;
 }

@@ -7,9 +7,14 @@
  * the Mozilla "intermediate" list); TLS 1.3 with OpenSSL's default
  * suites; no compression, no renegotiation.  A peer that closes TCP
  * without close_notify is treated as end of input (mail clients do it).
+ * A server context may change the minimum version and the cipher lists
+ * (castor.conf tls_min_version, tls_ciphers, tls_ciphersuites) and hold
+ * one certificate per SNI name besides its default one.
  *
  * A context is made once per process (or before forking) and used for
- * many connections through conn_starttls() (conn.h).
+ * many connections through conn_starttls() (conn.h).  Replacing it (a
+ * reload) does not disturb connections made from the old one: each SSL
+ * holds its own reference.
  */
 #ifndef CASTOR_TLS_H
 #define CASTOR_TLS_H
@@ -33,6 +38,43 @@ struct tls_ctx;
  * Fails (NULL, ERR_NOTFOUND / ERR_INVALID with the path and OpenSSL's
  * reason) when a file is missing or unreadable, or the key does not match. */
 struct tls_ctx *tls_server_ctx_new(const char *cert_file, const char *key_file, struct err *err);
+
+/* What a server context is made of; NULL fields take the policy above. */
+struct tls_server_conf {
+	const char *cert_file;      /* default certificate chain (PEM) */
+	const char *key_file;       /* its private key */
+	const char *min_version;    /* "1.0".."1.3" or "TLSv1".."TLSv1.3"; NULL: 1.2 */
+	const char *ciphers;        /* OpenSSL cipher list for TLS <= 1.2 */
+	const char *ciphersuites;   /* OpenSSL TLS 1.3 suites */
+	const char *sni_dir;        /* NAME.pem files: certificate for server name NAME */
+};
+
+/* Server context from tc.  Every NAME.pem in sni_dir holds the
+ * certificate chain served to clients asking for NAME (SNI, compared
+ * without case), followed by its key unless NAME.key exists beside it;
+ * other names get the default certificate.  Any file that does not load
+ * fails the whole context (NULL, err names the file). */
+struct tls_ctx *tls_server_ctx_new_conf(const struct tls_server_conf *tc, struct err *err);
+
+/* The same from certificates already in memory (tlsbundle.h); tc gives
+ * the policy only. */
+struct tlsbundle;
+struct tls_ctx *tls_server_ctx_from_bundle(const struct tlsbundle *b, const struct tls_server_conf *tc,
+	struct err *err);
+
+/* The server context castor.conf conf describes (tls_cert_file,
+ * tls_key_file, tls_sni_dir, tls_min_version, tls_ciphers,
+ * tls_ciphersuites), with the certificates and keys taken from b when it
+ * is not NULL, else read from the files. */
+struct conf;
+struct tls_ctx *tls_server_ctx_from_conf(const struct conf *conf, const struct tlsbundle *b,
+	struct err *err);
+
+/* "1.2" / "TLSv1.2" ... to OpenSSL's version number: 0, or -1 if unknown. */
+int tls_parse_version(const char *s, int *version_r);
+
+/* How many SNI names a server context holds. */
+size_t tls_ctx_sni_count(const struct tls_ctx *ctx);
 
 /* Client context.  verify=true: the server's certificate must chain to a
  * CA in ca_file (PEM; a self-signed server certificate can be its own CA)

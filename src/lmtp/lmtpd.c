@@ -129,12 +129,20 @@ lmtpd_fini(void)
 	svcstore_close(&lmtpd_g.st);
 }
 
+/* castord reloaded: a renewed certificate for the next connections. */
+static void
+lmtpd_reload(const struct conf *conf)
+{
+	svctls_reload(&lmtpd_g.tls, conf);
+}
+
 static const struct service_ops lmtpd_ops = {
 	.name = "lmtpd",
 	.init = lmtpd_init,
 	.handle = lmtpd_handle,
 	.goodbye = lmtpd_goodbye,
 	.fini = lmtpd_fini,
+	.reload = lmtpd_reload,
 };
 
 int

@@ -156,6 +156,7 @@ struct master {
 	bool foreground;
 	bool log_syslog;
 	bool announced;                 /* READY sent */
+	int tls_fd;                     /* the last TLS bundle that loaded (master_tls.c), or -1 */
 };
 
 /* master_main.c */
@@ -174,6 +175,12 @@ void master_conf_entry_clear(struct mentry *e);
 bool master_conf_entry_same_cmd(const struct mentry *a, const struct mentry *b);
 /* Look a program name up (see docs/signals.md "Finding programs"). */
 char *master_conf_find_program(const struct conf *conf, const char *name, struct err *err);
+
+/* master_tls.c */
+/* Read the certificates conf (at conf_path) names and have castorctl
+ * check them; on success they replace m->tls_fd (0), else the old set
+ * stays and the error is logged (-1). */
+int master_tls_load(struct master *m, const struct conf *conf, const char *conf_path, bool reload);
 
 /* master_spawn.c */
 struct mchild *master_spawn(struct master *m, enum mchild_kind kind, const struct mentry *e,
@@ -203,6 +210,9 @@ void master_listen_close_all(struct master *m);
 /* master_status.c */
 void master_status_read(struct master *m, struct mchild *c);
 void master_status_retire(struct master *m, struct mchild *c);
+/* Tell every kept service child that castord reloaded, handing it the
+ * new TLS bundle m->tls_fd (RELOAD, proto.h). */
+void master_status_reload(struct master *m);
 void master_status_dump(struct master *m);
 
 /* master_sig.c */

@@ -417,6 +417,7 @@ main(int argc, char **argv)
 	memset(&m, 0, sizeof(m));
 	m.ready_fd = -1;
 	m.pidfile_fd = -1;
+	m.tls_fd = -1;
 	buf_init(&m.failed);
 	while ((opt = getopt_long(argc, argv, "C:M:Dp:L:hV", longopts, NULL)) != -1) {
 		switch (opt) {
@@ -497,6 +498,7 @@ main(int argc, char **argv)
 	master_raise_nofile();
 	log_notice("starting version=%s config=%s services=%s pid=%ld", CASTOR_VERSION, log_q(m.cfg->conf_path),
 		   log_q(m.cfg->svc_path), (long)getpid());
+	master_tls_load(&m, m.cfg->conf, m.cfg->conf_path, false);
 
 	m.phase = PHASE_START;
 	master_loop(&m);

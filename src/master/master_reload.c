@@ -17,7 +17,10 @@
  *     command changed gets SIGQUIT and starts again with the new command
  *     when it has exited; a new one starts at once;
  *   - EVENTS are rescheduled (unchanged ones keep their next run time);
- *   - START and SHUTDOWN entries simply replace the old ones.
+ *   - START and SHUTDOWN entries simply replace the old ones;
+ *   - every service child that stays is sent RELOAD: before its next
+ *     accept it rereads castor.conf and renews its TLS certificates
+ *     (docs/security.md, "TLS"); a connection in hand keeps its own.
  */
 #include "master/master.h"
 
@@ -304,6 +307,8 @@ master_reload(struct master *m)
 	master_reload_events(m, nc);
 	master_conf_free(m->cfg);
 	m->cfg = nc;
+	if (master_tls_load(m, nc->conf, nc->conf_path, true) == 0)
+		master_status_reload(m);
 	log_notice("reload done services_added=%d services_removed=%d services_changed=%d", added, removed,
 		   changed);
 	master_notify("READY=1");

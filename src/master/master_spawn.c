@@ -69,7 +69,7 @@ master_spawn_child(struct master *m, pid_t master_pid, enum mchild_kind kind, co
 	static const int dfl[] = { SIGPIPE, SIGHUP, SIGQUIT, SIGTERM, SIGINT, SIGUSR1, SIGCHLD, 0 };
 	char num[32];
 	sigset_t none;
-	int lfd = -1, sfd = -1, devnull;
+	int lfd = -1, sfd = -1, devnull, first;
 
 	signals_reset_child(dfl);
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
@@ -90,7 +90,18 @@ master_spawn_child(struct master *m, pid_t master_pid, enum mchild_kind kind, co
 		sfd = fcntl(status_fd, F_DUPFD_CLOEXEC, 10);
 		if (lfd < 0 || sfd < 0 || dup2(lfd, PROTO_LISTEN_FD) < 0 || dup2(sfd, PROTO_STATUS_FD) < 0)
 			_exit(71);
+		if (m->tls_fd >= 0) {
+			int tfd = fcntl(m->tls_fd, F_DUPFD_CLOEXEC, 10);
+
+			if (tfd < 0 || dup2(tfd, PROTO_TLS_FD) < 0)
+				_exit(71);
+			snprintf(num, sizeof(num), "%d", PROTO_TLS_FD);
+			master_spawn_setenv("CASTOR_TLS_FD", num);
+		} else {
+			master_spawn_setenv("CASTOR_TLS_FD", NULL);
+		}
 	} else {
+		master_spawn_setenv("CASTOR_TLS_FD", NULL);
 		master_spawn_setenv("CASTOR_LISTEN", NULL);
 		master_spawn_setenv("CASTOR_TLS", NULL);
 		master_spawn_setenv("CASTOR_MAXUSE", NULL);
@@ -101,10 +112,11 @@ master_spawn_child(struct master *m, pid_t master_pid, enum mchild_kind kind, co
 		close(devnull);
 	}
 	/* everything above the inherited ones goes */
-	if (close_range(kind == MCHILD_SERVICE ? 5 : 3, ~0U, 0) < 0) {
+	first = kind != MCHILD_SERVICE ? 3 : m->tls_fd >= 0 ? PROTO_TLS_FD + 1 : PROTO_TLS_FD;
+	if (close_range((unsigned)first, ~0U, 0) < 0) {
 		int fd;
 
-		for (fd = kind == MCHILD_SERVICE ? 5 : 3; fd < 1024; fd++)
+		for (fd = first; fd < 1024; fd++)
 			close(fd);
 	}
 	/* a service child gets SIGQUIT blocked: the skeleton unblocks it once

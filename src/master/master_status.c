@@ -1,7 +1,7 @@
 /*
  * master_status.c - what service children tell castord over their
  * status channel (READY, BUSY, EXITING; see proto.h), castord's RETIRE
- * request, and the SIGUSR1 status dump.
+ * request, the RELOAD notice after a reload, and the SIGUSR1 status dump.
  *
  * Every byte from a child is checked: an unknown one is logged and
  * ignored, end of file means the child is on its way out (its exit is
@@ -99,6 +99,48 @@ master_status_retire(struct master *m, struct mchild *c)
 	    errno != EAGAIN)
 		log_warn("cannot retire child pid=%ld service=%s error=%s", (long)c->pid, c->name,
 			 log_q(strerror(errno)));
+}
+
+/* RELOAD with the TLS bundle's descriptor attached. */
+static int
+master_status_send_reload(int sock, int tls_fd)
+{
+	char h = PROTO_RELOAD;
+	struct iovec iov = { .iov_base = &h, .iov_len = 1 };
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} u;
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+	struct cmsghdr *cm;
+
+	memset(&u, 0, sizeof(u));
+	msg.msg_control = u.buf;
+	msg.msg_controllen = sizeof(u.buf);
+	cm = CMSG_FIRSTHDR(&msg);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &tls_fd, sizeof(int));
+	return sendmsg(sock, &msg, MSG_DONTWAIT | MSG_NOSIGNAL) == 1 ? 0 : -1;
+}
+
+void
+master_status_reload(struct master *m)
+{
+	struct mchild *c;
+	int n = 0;
+
+	for (c = m->children; c != NULL; c = c->next) {
+		if (c->kind != MCHILD_SERVICE || c->retired || c->status_fd < 0)
+			continue;
+		if (master_status_send_reload(c->status_fd, m->tls_fd) < 0)
+			log_warn("cannot tell child to reload pid=%ld service=%s error=%s", (long)c->pid,
+				 c->name, log_q(strerror(errno)));  /* it keeps its certificates */
+		else
+			n++;
+	}
+	log_info("reload sent to service children children=%d", n);
 }
 
 static const char *

@@ -39,11 +39,14 @@ static struct {
 	bool quit;            /* sticky: SIGQUIT seen or castord gone */
 	bool master_gone;
 	bool retire;          /* castord asked us not to accept again */
+	bool reload;          /* castord reloaded: renew before the next accept */
+	char *conf_path;      /* castor.conf, reread on reload */
+	int tls_new;          /* TLS bundle that came with RELOAD, not yet in place */
 	int listen_fd;
 	int status_fd;
 	unsigned maxuse;
 	unsigned uses;
-} svc = { .listen_fd = -1, .status_fd = -1 };
+} svc = { .listen_fd = -1, .status_fd = -1, .tls_new = -1 };
 
 static void
 service_status(char c)
@@ -57,6 +60,42 @@ service_status(char c)
 	while (w < 0 && errno == EINTR);
 }
 
+/* recv() that also takes a descriptor sent with the bytes (RELOAD). */
+static ssize_t
+service_recv_status(char *b, size_t size)
+{
+	struct iovec iov = { .iov_base = b, .iov_len = size };
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int) * 4)];
+	} u;
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+	struct cmsghdr *cm;
+	ssize_t n;
+
+	msg.msg_control = u.buf;
+	msg.msg_controllen = sizeof(u.buf);
+	n = recvmsg(svc.status_fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	if (n <= 0)
+		return n;
+	for (cm = CMSG_FIRSTHDR(&msg); cm != NULL; cm = CMSG_NXTHDR(&msg, cm)) {
+		size_t nfd, i;
+
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+			continue;
+		nfd = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (i = 0; i < nfd; i++) {
+			int fd;
+
+			memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+			if (svc.tls_new >= 0)
+				close(svc.tls_new);  /* the last one wins */
+			svc.tls_new = fd;
+		}
+	}
+	return n;
+}
+
 /* Read whatever castord sent (non-blocking). */
 static void
 service_read_status(void)
@@ -67,7 +106,7 @@ service_read_status(void)
 	if (svc.status_fd < 0)
 		return;
 	for (;;) {
-		n = recv(svc.status_fd, b, sizeof(b), MSG_DONTWAIT);
+		n = service_recv_status(b, sizeof(b));
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -84,6 +123,8 @@ service_read_status(void)
 		for (i = 0; i < n; i++) {
 			if (b[i] == PROTO_RETIRE)
 				svc.retire = true;
+			else if (b[i] == PROTO_RELOAD)
+				svc.reload = true;
 			else
 				log_warn("unknown status byte from master byte=%d", (int)(unsigned char)b[i]);
 		}
@@ -222,6 +263,47 @@ service_conn_init(struct service_conn *c, int rfd, int wfd)
 		str_lcpy(c->local, "unknown", sizeof(c->local));
 }
 
+/* Put the bundle castord sent where CASTOR_TLS_FD points (proto.h). */
+static void
+service_take_bundle(void)
+{
+	const char *v = getenv("CASTOR_TLS_FD");
+	uint32_t cur;
+	char num[16];
+
+	if (v != NULL && str_to_u32(v, &cur) == 0 && cur <= INT32_MAX && (int)cur != svc.tls_new) {
+		if (dup2(svc.tls_new, (int)cur) < 0)
+			log_error("reload: cannot take the TLS bundle error=%s", log_q(strerror(errno)));
+		close(svc.tls_new);
+	} else if (str_fmt(num, sizeof(num), "%d", svc.tls_new) == 0) {
+		setenv("CASTOR_TLS_FD", num, 1);  /* the first bundle: keep its number */
+	}
+	svc.tls_new = -1;
+}
+
+/* A RELOAD from castord: reread castor.conf and let the service renew
+ * what it can.  A file that does not load changes nothing. */
+static void
+service_reload(void)
+{
+	struct err err = { 0 };
+	struct conf *conf;
+
+	svc.reload = false;
+	if (svc.tls_new >= 0)
+		service_take_bundle();
+	if (svc.ops->reload == NULL || svc.conf_path == NULL)
+		return;
+	conf = conf_load(svc.conf_path, &err);
+	if (conf == NULL) {
+		log_error("reload: cannot load configuration, running one kept file=%s error=%s",
+			  log_q(svc.conf_path), log_q(err.msg));
+		return;
+	}
+	svc.ops->reload(conf);
+	conf_free(conf);
+}
+
 /* The accept loop under castord.  Returns the exit status. */
 static int
 service_loop(void)
@@ -237,6 +319,8 @@ service_loop(void)
 			service_status(PROTO_EXITING);
 			return 0;
 		}
+		if (svc.reload)
+			service_reload();
 		p[0].fd = svc.listen_fd;
 		p[0].events = POLLIN;
 		p[1].fd = signals_fd();
@@ -254,6 +338,12 @@ service_loop(void)
 		if (p[2].revents != 0)
 			service_read_status();
 		if (service_quit_requested() || svc.retire || (p[0].revents & POLLIN) == 0)
+			continue;
+		/* a RELOAD sent before this client connected is seen before it is accepted */
+		service_read_status();
+		if (svc.reload)
+			service_reload();
+		if (svc.retire || svc.quit)
 			continue;
 		fd = accept4(svc.listen_fd, NULL, NULL, SOCK_CLOEXEC);
 		if (fd < 0) {
@@ -384,6 +474,7 @@ service_main(int argc, char **argv, const struct service_ops *ops)
 	}
 
 	if (conf_path != NULL && conf_path[0] != '\0') {
+		svc.conf_path = xstrdup(conf_path);
 		svc.conf = conf_load(conf_path, &err);
 		if (svc.conf == NULL) {
 			log_error("cannot load configuration file=%s error=%s", log_q(conf_path), log_q(err.msg));
@@ -417,5 +508,7 @@ service_main(int argc, char **argv, const struct service_ops *ops)
 	if (svc.conf != NULL)
 		conf_free(svc.conf);
 	svc.conf = NULL;
+	free(svc.conf_path);
+	svc.conf_path = NULL;
 	return rc;
 }

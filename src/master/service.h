@@ -43,7 +43,9 @@
  *     reports BUSY, calls ops->handle, closes the connection; after
  *     maxuse connections reports EXITING and exits 0; exits 0 on SIGQUIT
  *     while idle, on a RETIRE from castord, or when castord's end of the
- *     channel closes ("master gone");
+ *     channel closes ("master gone"); after a RELOAD from castord it
+ *     rereads castor.conf and calls ops->reload before the next accept
+ *     (a connection in hand is finished first, on what it started with);
  *   - when ops->handle returns SERVICE_END_QUIT, calls ops->goodbye (the
  *     protocol's farewell: IMAP "* BYE", POP3 "-ERR", LMTP "421 4.3.2")
  *     and exits 0.
@@ -104,6 +106,10 @@ struct service_ops {
 	void (*goodbye)(struct service_conn *conn);
 	/* Once, before the process exits normally (may be NULL). */
 	void (*fini)(void);
+	/* castord reloaded: renew what can be renewed in place (the TLS
+	 * context) from conf, castor.conf as it is now, which is freed after
+	 * the call.  Called between connections only.  May be NULL. */
+	void (*reload)(const struct conf *conf);
 };
 
 /* Run the service; returns the process exit status (0 normal, 64 usage,

@@ -97,12 +97,20 @@ pop3d_fini(void)
 	svcstore_close(&pop3d_g.st);
 }
 
+/* castord reloaded: a renewed certificate for the next connections. */
+static void
+pop3d_reload(const struct conf *conf)
+{
+	svctls_reload(&pop3d_g.tls, conf);
+}
+
 static const struct service_ops pop3d_ops = {
 	.name = "pop3d",
 	.init = pop3d_init,
 	.handle = pop3d_handle,
 	.goodbye = pop3d_goodbye,
 	.fini = pop3d_fini,
+	.reload = pop3d_reload,
 };
 
 int

@@ -156,6 +156,7 @@ struct chan {
 	struct store *st;
 	struct syncchan ch;
 	struct tls_ctx *tls;
+	struct stat ca_st;                   /* the CA file c->tls was made from */
 	bool allow_deletes;
 	bool allow_once;                     /* this session uses the allow-deletes marker */
 	struct syncconflict *cf;             /* conflict policy and warned-once memory */
@@ -669,6 +670,8 @@ chan_open(struct chan *c, const struct conf *conf, struct store *st, const char 
 		c->tls = tls_client_ctx_new(c->ch.ca_file != NULL, c->ch.ca_file, err);
 		if (c->tls == NULL)
 			return -1;
+		if (c->ch.ca_file != NULL)
+			(void)stat(c->ch.ca_file, &c->ca_st);
 	}
 	c->verify_ms = (uint64_t)conf_get_duration_ms(conf, "sync_verify_interval", 3600 * 1000);
 	if (chan_liveness_conf(c, conf, err) < 0)
@@ -969,6 +972,35 @@ allow_marker_field(const struct chan *c, const char *key, char *out, size_t size
 
 static int chan_yield(void *ctx, struct err *err);
 
+
+/* A replica's certificate renewed under a new CA: a CA file that changed
+ * since the context was made (inode, size or time) is read again before
+ * the next connection; one that does not load leaves the old context. */
+static void
+chan_tls_refresh(struct chan *c)
+{
+	struct err err = { 0 };
+	struct tls_ctx *fresh;
+	struct stat st;
+
+	if (c->tls == NULL || c->ch.ca_file == NULL || stat(c->ch.ca_file, &st) < 0)
+		return;
+	if (st.st_ino == c->ca_st.st_ino && st.st_size == c->ca_st.st_size &&
+	    st.st_mtim.tv_sec == c->ca_st.st_mtim.tv_sec && st.st_mtim.tv_nsec == c->ca_st.st_mtim.tv_nsec)
+		return;
+	fresh = tls_client_ctx_new(true, c->ch.ca_file, &err);
+	if (fresh == NULL) {
+		log_error("sync CA file reload failed, previous one kept channel=%s error=%s", c->ch.name,
+			  log_q(err.msg));
+		c->ca_st = st;  /* said once per change */
+		return;
+	}
+	tls_ctx_free(&c->tls);
+	c->tls = fresh;
+	c->ca_st = st;
+	log_info("sync CA file reloaded channel=%s file=%s", c->ch.name, log_q(c->ch.ca_file));
+}
+
 static int
 chan_connect(struct chan *c, struct err *err)
 {
@@ -1014,6 +1046,7 @@ chan_connect(struct chan *c, struct err *err)
 	l.channel = c->ch.name;
 	l.servername = conf_get_str(c->conf, "servername", "castor");
 	l.tls = c->ch.tls;
+	chan_tls_refresh(c);
 	l.tls_ctx = c->tls;
 	l.compress = c->ch.compress;
 	c->allow_once = allow_marker_exists(c);

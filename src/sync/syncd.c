@@ -39,6 +39,7 @@
 #include "lib/tls.h"
 #include "lib/xalloc.h"
 #include "store/store.h"
+#include "svc/svctls.h"
 #include "sync/syncapply.h"
 #include "sync/syncchan.h"
 #include "sync/syncsess.h"
@@ -138,13 +139,21 @@ syncd_init(const struct conf *conf, struct err *err)
 	key = conf_get_path(conf, "tls_key_file", "tls/key.pem");
 	if (access(cert, R_OK) == 0 && access(key, R_OK) == 0) {
 		struct err e2;
-		syncd_tls = tls_server_ctx_new(cert, key, &e2);
+		syncd_tls = svctls_server_ctx(conf, &e2);
 		if (syncd_tls == NULL)
 			log_warn("no TLS on the sync service error=%s", log_q(e2.msg));
 	}
 	free(cert);
 	free(key);
 	return 0;
+}
+
+/* castord reloaded: a renewed certificate for the next connections (a
+ * channel already up keeps the one it started with). */
+static void
+syncd_reload(const struct conf *conf)
+{
+	svctls_reload(&syncd_tls, conf);
 }
 
 static void
@@ -342,6 +351,7 @@ static const struct service_ops syncd_ops = {
 	.handle = syncd_handle,
 	.goodbye = syncd_goodbye,
 	.fini = syncd_fini,
+	.reload = syncd_reload,
 };
 
 int

@@ -592,7 +592,7 @@ test_reject_types(void **state)
 	/* 16. enum */
 	expect_reject("sync_conflict: merge\n", 1, 16, "expected one of renumber|keep|replace");
 	expect_reject("sync_mode: sync\n", 1, 12, "expected one of async|semisync");
-	expect_reject("tls_min_version: 1.1\n", 1, 18, "one of 1.2|1.3");
+	expect_reject("tls_min_version: 1.4\n", 1, 18, "one of 1.0|1.1|1.2|1.3|");
 	/* 17. int */
 	expect_reject("sync_delete_limit: 5.5\n", 1, 20, "expected an integer");
 	expect_reject("r1_sync_port: imap\n", 1, 15, "expected an integer");

@@ -2,7 +2,8 @@
  * self-signed certificates, handshakes over a socketpair (the client
  * verifying the server with its certificate as CA), verification
  * failures, TLS 1.2 minimum, STARTTLS discarding pipelined plaintext,
- * handshake timeouts and end of input without close_notify. */
+ * handshake timeouts and end of input without close_notify; the
+ * certificate bundle castord hands to its children (lib/tlsbundle.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -27,6 +28,9 @@
 #include "lib/conn.h"
 #include "lib/err.h"
 #include "lib/tls.h"
+#include "lib/tlsbundle.h"
+
+#include <sys/mman.h>
 
 static char dir[64];
 static char cert[128], key[128], cert2[128], key2[128];
@@ -656,6 +660,104 @@ test_ctx_errors(void **state)
 	tls_ctx_free(&ctx); /* NULL is fine */
 }
 
+/* A memfd holding text, as if castord had sent it. */
+static int
+memfd_with(const char *text, size_t len)
+{
+	int fd = memfd_create("test", MFD_CLOEXEC);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, len), (ssize_t)len);
+	return fd;
+}
+
+static void
+test_bundle_roundtrip(void **state)
+{
+	struct err err = { 0 };
+	char sni[128], path[192], cmd[512];
+	struct tls_server_conf tc = { .cert_file = cert, .key_file = key, .sni_dir = sni };
+	struct tlsbundle *b, *b2;
+	struct tls_ctx *ctx;
+	int fd;
+
+	(void)state;
+	snprintf(sni, sizeof(sni), "%s/sni", dir);
+	snprintf(cmd, sizeof(cmd), "mkdir -p %s && cp %s %s/MX.example.net.pem && cp %s %s/MX.example.net.key"
+		 " && echo hello > %s/README", sni, cert2, sni, key2, sni, sni);
+	assert_int_equal(system(cmd), 0);
+	b = tlsbundle_read(&tc, &err);
+	assert_non_null(b);
+	assert_int_equal(b->n, 2);
+	assert_string_equal(b->pairs[0].name, "");
+	assert_string_equal(b->pairs[1].name, "mx.example.net");
+	fd = tlsbundle_memfd(b, &err);
+	assert_true(fd >= 0);
+	/* sealed: nobody writes into it afterwards */
+	assert_true(write(fd, "x", 1) < 0);
+	b2 = tlsbundle_from_fd(fd, &err);
+	assert_non_null(b2);
+	assert_int_equal(b2->n, 2);
+	assert_int_equal(b2->pairs[1].key_len, b->pairs[1].key_len);
+	assert_memory_equal(b2->pairs[1].key, b->pairs[1].key, b->pairs[1].key_len);
+	ctx = tls_server_ctx_from_bundle(b2, &tc, &err);
+	assert_non_null(ctx);
+	assert_int_equal(tls_ctx_sni_count(ctx), 1);
+	tls_ctx_free(&ctx);
+	tlsbundle_free(&b2);
+	tlsbundle_free(&b);
+	close(fd);
+	/* an SNI file whose key does not match fails the whole set, naming it */
+	snprintf(path, sizeof(path), "%s/MX.example.net.key", sni);
+	snprintf(cmd, sizeof(cmd), "cp %s %s", key, path);
+	assert_int_equal(system(cmd), 0);
+	assert_null(tls_server_ctx_new_conf(&tc, &err));
+	assert_non_null(strstr(err.msg, path));
+	tc.min_version = "1.4";
+	assert_null(tls_server_ctx_new_conf(&tc, &err));
+	assert_non_null(strstr(err.msg, "tls_min_version"));
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", sni);
+	assert_int_equal(system(cmd), 0);
+}
+
+static void
+test_bundle_malformed(void **state)
+{
+	static const char *const bad[] = {
+		"",
+		"castor-tls-bundle 2\n",
+		"castor-tls-bundle 1\n",
+		"castor-tls-bundle 1\nend\n",                       /* no pair */
+		"castor-tls-bundle 1\npair 0 1 1 1 5\nabcd",        /* short record */
+		"castor-tls-bundle 1\npair 0 1 1 1 99999999999999999999\nabcde",
+		"castor-tls-bundle 1\npair 0 1 1 1 18446744073709551615\nabcde",
+		"castor-tls-bundle 1\npair x\n",
+		"castor-tls-bundle 1\npair 0 1 1 1 1\nabcdend\ntrailing",
+		"castor-tls-bundle 1\npair 0 1 1 1 1\nabcd",
+	};
+	struct err err = { 0 };
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		int fd = memfd_with(bad[i], strlen(bad[i]));
+
+		assert_null(tlsbundle_from_fd(fd, &err));
+		close(fd);
+	}
+	/* the smallest good one */
+	{
+		const char *ok = "castor-tls-bundle 1\npair 0 1 1 1 1\nabcdend\n";
+		int fd = memfd_with(ok, strlen(ok));
+		struct tlsbundle *b = tlsbundle_from_fd(fd, &err);
+
+		assert_non_null(b);
+		assert_string_equal(b->pairs[0].cert_path, "a");
+		assert_string_equal(b->pairs[0].key, "d");
+		tlsbundle_free(&b);
+		close(fd);
+	}
+}
+
 int
 main(void)
 {
@@ -672,6 +774,8 @@ main(void)
 		cmocka_unit_test(test_eof_without_close_notify),
 		cmocka_unit_test(test_tls_pending_input),
 		cmocka_unit_test(test_ctx_errors),
+		cmocka_unit_test(test_bundle_roundtrip),
+		cmocka_unit_test(test_bundle_malformed),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
