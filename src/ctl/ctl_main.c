@@ -295,11 +295,7 @@ ctl_open_store(struct ctl *c)
 		fprintf(stderr, "%s: bad configuration: %s\n", c->prog, err.msg);
 		return CTL_EXIT_CONFIG;
 	}
-	store_opts_init(&opts);
-	opts.quota_default_bytes = conf_get_bytes(c->conf, "quota_default_bytes", 0);
-	opts.quota_default_messages = (uint64_t)conf_get_int(c->conf, "quota_default_messages", 0);
-	if (conf_has(c->conf, "blob_inline_max"))
-		opts.inline_max = (size_t)conf_get_bytes(c->conf, "blob_inline_max", STORE_INLINE_MAX_DEFAULT);
+	store_opts_from_conf(&opts, c->conf);
 	c->store = store_open(conf_dir(c->conf), &opts, &err);
 	if (c->store == NULL) {
 		if (err.kind == ERR_NOTFOUND) {

@@ -110,8 +110,10 @@ struct store_opts {
  * inline threshold). */
 void store_opts_init(struct store_opts *opts);
 /* Defaults, then castor.conf's quota_default_bytes,
- * quota_default_messages and blob_inline_max.  read_only is left false:
- * the caller decides it from the stored role (store_server_get). */
+ * quota_default_messages (a negative one is none), blob_inline_max and
+ * blob_compress.  The one builder every program uses (services, syncd,
+ * sync-client, castorctl).  read_only is left false: the caller decides
+ * it from the stored role (store_server_get). */
 struct conf;
 void store_opts_from_conf(struct store_opts *opts, const struct conf *conf);
 

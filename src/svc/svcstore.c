@@ -21,12 +21,7 @@ svcstore_open(const struct conf *conf, struct err *err)
 	struct store_opts opts;
 	struct store *st;
 
-	store_opts_init(&opts);
-	opts.quota_default_bytes = conf_get_bytes(conf, "quota_default_bytes", 0);
-	opts.quota_default_messages = (uint64_t)conf_get_int(conf, "quota_default_messages", 0);
-	if (conf_has(conf, "blob_inline_max"))
-		opts.inline_max = (size_t)conf_get_bytes(conf, "blob_inline_max",
-			STORE_INLINE_MAX_DEFAULT);
+	store_opts_from_conf(&opts, conf);
 	st = store_open(conf_dir(conf), &opts, err);
 	if (st == NULL)
 		return NULL;

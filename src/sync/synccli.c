@@ -1805,7 +1805,7 @@ run_drain(const struct conf *conf, const char *root, const char *only, int64_t t
 			struct store *st;
 			struct err err;
 			int rc;
-			store_opts_init(&o);
+			store_opts_from_conf(&o, conf);
 			o.read_only = true;
 			st = store_open(root, &o, &err);
 			if (st == NULL) {
@@ -2023,7 +2023,7 @@ main(int argc, char **argv)
 	if (mode == 'D') {
 		const char *role;
 		uint64_t epoch;
-		store_opts_init(&o);
+		store_opts_from_conf(&o, conf);
 		o.read_only = true;
 		st = store_open(conf_dir(conf), &o, &err);
 		if (st == NULL) {
@@ -2042,7 +2042,7 @@ main(int argc, char **argv)
 		conf_free(conf);
 		return rc;
 	}
-	store_opts_init(&o);
+	store_opts_from_conf(&o, conf);
 	o.read_only = true;
 	st = store_open(conf_dir(conf), &o, &err);
 	if (st == NULL) {

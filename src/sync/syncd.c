@@ -93,9 +93,10 @@ syncd_init(const struct conf *conf, struct err *err)
 	char *cert, *key, *pwfile;
 	const char *pw;
 
-	store_opts_init(&opts);
-	if (conf_has(conf, "blob_inline_max"))
-		opts.inline_max = (size_t)conf_get_bytes(conf, "blob_inline_max", STORE_INLINE_MAX_DEFAULT);
+	store_opts_from_conf(&opts, conf);
+	/* a replica stores what its master accepted: no quota of its own */
+	opts.quota_default_bytes = 0;
+	opts.quota_default_messages = 0;
 	syncd_store = store_open(conf_dir(conf), &opts, err);
 	if (syncd_store == NULL)
 		return -1;
