@@ -34,6 +34,7 @@ struct tls_ctx;
 #define IMAP_IDLE_TIMEOUT_MS (30 * 60 * 1000)      /* imap_idle_timeout */
 #define IMAP_MAX_LINE_DEFAULT (64 * 1024)          /* imap_max_line */
 #define IMAP_PREAUTH_MAX_DEFAULT (8 * 1024)        /* preauth_max_line */
+#define IMAP_PREAUTH_SKIP_MAX (64 * 1024)          /* a larger refused LITERAL+ ends the session */
 #define IMAP_COMMAND_TIMEOUT_MS (5 * 60 * 1000)    /* imap_command_timeout */
 #define IMAP_LITERAL_MIN_RATE (64 * 1024)          /* bytes/s a literal's deadline allows */
 #define IMAP_WRITE_TIMEOUT_MS (5 * 60 * 1000)

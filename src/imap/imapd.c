@@ -18,7 +18,7 @@
  * maximum): larger literals get NO [TOOBIG] and are skipped unread
  * (LITERAL+) or never invited (synchronising).  Before login every
  * line and literal is held to preauth_max_line (8 KiB), and a LITERAL+
- * over it ends the connection rather than being read.
+ * over 64 KiB ends the connection rather than being read and skipped.
  *
  * Deadlines (absolute: a byte arriving does not push them back): login
  * within imap_preauth_timeout of the greeting; each command, once its
@@ -642,8 +642,8 @@ imapd_read_command(struct imap_session *s)
 			if (s->state == IMAP_NOTAUTH) {
 				log_notice("literal refused before login service=imapd peer=%s size=%llu"
 					" limit=%zu", log_q(s->sc->peer), (unsigned long long)n, maxl);
-				if (!sync) {
-					/* not read at all: the connection ends */
+				if (!sync && n > IMAP_PREAUTH_SKIP_MAX) {
+					/* too large to skip: not read at all, the connection ends */
 					imap_puts(s, "* BYE Literal too large before login\r\n");
 					return IMAPD_READ_FAIL;
 				}

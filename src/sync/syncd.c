@@ -281,13 +281,14 @@ syncd_handle(struct service_conn *c)
 		else if (!syncsess_pending(sc->sess)) {
 			if (syncd_send(sc) < 0)
 				break;
-			rc = service_wait_input(conn_rfd(cn),
-				authed ? syncd_idle_ms : conn_ms_until(login_deadline));
+			int left = authed ? syncd_idle_ms : conn_ms_until(login_deadline);
+
+			rc = service_wait_input(conn_rfd(cn), left < syncd_idle_ms ? left : syncd_idle_ms);
 			if (rc == SERVICE_WAIT_QUIT) {
 				end = SERVICE_END_QUIT;
 				break;
 			}
-			if (rc == SERVICE_WAIT_TIMEOUT && !authed) {
+			if (rc == SERVICE_WAIT_TIMEOUT && !authed && left < syncd_idle_ms) {
 				syncd_deadline_bye(c, sc, "login");
 				break;
 			}

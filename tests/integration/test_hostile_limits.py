@@ -176,9 +176,14 @@ def test_imap_preauth_literal_refused(srv):
     r.send("a3 LOGIN " + "x" * 20000 + "\r\n")
     ln = r.line()
     assert ln == "a3 BAD Command line too long", ln
-    # LITERAL+: the client sends it anyway, so the connection ends unread
-    r.send("a4 LOGIN {20000+}\r\n")
+    # LITERAL+ the client sends anyway: a small one is skipped, a large one
+    # ends the connection unread
+    r.send("a4 LOGIN {9000+}\r\n" + "x" * 9000 + "\r\n")
     assert r.line().startswith("a4 NO [TOOBIG]")
+    r.send("a5 NOOP\r\n")
+    assert r.line().startswith("a5 OK")
+    r.send("a6 AUTHENTICATE PLAIN {268435455+}\r\n")
+    assert r.line().startswith("a6 NO [TOOBIG]")
     assert r.line().startswith("* BYE")
     assert r.closed()
     assert "literal refused before login service=imapd" in srv.log()
