@@ -37,6 +37,7 @@ struct tls_ctx;
 #define IMAP_PREAUTH_SKIP_MAX (64 * 1024)          /* a larger refused LITERAL+ ends the session */
 #define IMAP_COMMAND_TIMEOUT_MS (5 * 60 * 1000)    /* imap_command_timeout */
 #define IMAP_LITERAL_MIN_RATE (64 * 1024)          /* bytes/s a literal's deadline allows */
+#define IMAP_APPEND_STREAM_MIN (1024 * 1024)       /* larger APPEND messages go to a file as they come */
 #define IMAP_WRITE_TIMEOUT_MS (5 * 60 * 1000)
 #define IMAP_SQLITE_HEAP_LIMIT (1024 * 1024)       /* soft limit on SQLite's heap per process */
 
@@ -95,6 +96,8 @@ struct imap_session {
 	int64_t cmd_deadline;           /* the command being read must be in by then */
 	uint64_t cmd_idle_us;           /* the client's idle time before the current command */
 	bool cmd_changes;               /* the current command asks to change the store */
+	/* a large APPEND message, streamed to a file (its literal in cmdbuf is {0}) */
+	struct store_blob_tmp *append_tmp;
 	/* the APPEND of the current command, undone if no replica confirms it */
 	char undo_mailbox[STORE_UNIQUEID_LEN + 1];
 	uint32_t undo_uid;

@@ -26,6 +26,11 @@
  * its literals); after login, autologout after imap_idle_timeout
  * without a command.  A missed deadline gets "* BYE" and a log line
  * "deadline passed service=imapd phase=login|command|idle".
+ *
+ * An APPEND message over IMAP_APPEND_STREAM_MIN (1 MiB) is not read into
+ * the command buffer: it goes piece by piece to an unnamed file of the
+ * store (store_blob_tmp) as it arrives, and the command keeps an empty
+ * literal {0} in its place; imap_cmd_append then stores the file.
  */
 #include "imap/imap_session.h"
 
@@ -587,6 +592,44 @@ imapd_deadline_bye(struct imap_session *s, const char *phase)
 		log_q(s->sc->peer), log_q(s->user));
 }
 
+/* Read the n octets of an APPEND message literal into a file of the
+ * store instead of the command buffer, whose literal becomes {0}.
+ * 1 streamed, 0 not possible (read it as usual), -1 connection lost. */
+static int
+imapd_stream_literal(struct imap_session *s, uint64_t n)
+{
+	struct err err;
+	char *brace;
+
+	if (s->u == NULL || s->append_tmp != NULL || n < IMAP_APPEND_STREAM_MIN)
+		return 0;
+	brace = memrchr(s->cmdbuf.data, '{', s->cmdbuf.len);
+	if (brace == NULL)
+		return 0;
+	if (store_blob_tmp_open(s->u, &s->append_tmp, &err) < 0) {
+		log_warn("large APPEND read into memory user=%s size=%llu error=%s", log_q(s->user),
+			(unsigned long long)n, log_q(err.msg));
+		return 0;
+	}
+	buf_truncate(&s->cmdbuf, (size_t)(brace - s->cmdbuf.data));
+	buf_puts(&s->cmdbuf, "{0}\r\n");
+	while (n > 0) {
+		const char *p;
+		size_t len;
+		int rc = conn_read_some(s->conn, n < CONN_READ_CHUNK * 4 ? (size_t)n : CONN_READ_CHUNK * 4,
+			&p, &len, &err);
+
+		if (rc <= 0) {
+			log_debug("literal read failed peer=%s error=%s", log_q(s->sc->peer),
+				rc == 0 ? "end of input" : log_q(err.msg));
+			return -1;
+		}
+		store_blob_tmp_write(s->append_tmp, p, len);
+		n -= len;
+	}
+	return 1;
+}
+
 static int
 imapd_read_command(struct imap_session *s)
 {
@@ -659,8 +702,13 @@ imapd_read_command(struct imap_session *s)
 			if (!imap_flush(s))
 				return IMAPD_READ_FAIL;
 		}
-		buf_append(&s->cmdbuf, "\r\n", 2);
 		imapd_literal_deadline(s, n);
+		rc = is_append ? imapd_stream_literal(s, n) : 0;
+		if (rc < 0)
+			return IMAPD_READ_FAIL;
+		if (rc > 0)
+			continue;
+		buf_append(&s->cmdbuf, "\r\n", 2);
 		if (conn_read_exact(s->conn, (size_t)n, &s->cmdbuf, &err) < 0) {
 			log_debug("literal read failed peer=%s error=%s", log_q(s->sc->peer),
 				log_q(err.msg));
@@ -677,6 +725,7 @@ imapd_session_free(struct imap_session *s)
 {
 	if (s->state == IMAP_SELECTED)
 		imap_sel_close(s);
+	store_blob_tmp_free(&s->append_tmp);
 	if (s->u != NULL)
 		store_user_close(&s->u);
 	conn_free(&s->conn);
@@ -750,6 +799,7 @@ imapd_handle(struct service_conn *sc)
 
 		if (!imap_flush(s))
 			break;
+		store_blob_tmp_free(&s->append_tmp);   /* the last command's, if any */
 		if (s->cmdbuf.cap > 4 * imap_cfg.max_line) {
 			/* do not keep an APPEND's buffer while idle */
 			buf_free(&s->cmdbuf);

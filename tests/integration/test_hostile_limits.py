@@ -301,7 +301,20 @@ def test_large_append_streams(srv):
     assert got.hexdigest() == hashlib.sha256(msg).hexdigest()
     while not r.line(timeout=60 * SLOW).startswith("a5 OK"):
         pass
+    # BODYSTRUCTURE was computed over the mapping given back a MiB at a time
+    body = msg[msg.index(b"\r\n\r\n") + 4:]
+    r.send("a6 FETCH 1 BODYSTRUCTURE\r\n")
+    ln = r.line(timeout=30 * SLOW)
+    lines = body.count(b"\n")
+    assert f" {len(body)} {lines} " in ln, ln
+    while not r.line().startswith("a6 OK"):
+        pass
     hwm_fetch = proc_kb(pid, "VmHWM")
+    # the body is a file of the store like any other: check finds nothing wrong
+    chk = srv.ctl("check", "alice", check=False)
+    assert chk.returncode == 0, chk.stdout + chk.stderr
+    guid = hashlib.sha1(msg).hexdigest()
+    assert list(srv.root.glob(f"spool/*/alice/blobs/{guid[:2]}/{guid}")), "no body file"
     print(f"imapd VmHWM after APPEND {hwm_append} kB, after FETCH {hwm_fetch} kB")
     if sanitized(binpath("imapd")):
         pytest.skip(f"sanitizer build: VmHWM {hwm_append}/{hwm_fetch} kB not meaningful")
