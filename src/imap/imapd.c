@@ -785,7 +785,12 @@ imapd_handle(struct service_conn *sc)
 			goto out;
 		}
 		if (conn_starttls(s->conn, imap_cfg.tls, NULL, &err) < 0) {
-			log_notice("TLS handshake failed peer=%s error=%s", log_q(sc->peer), log_q(err.msg));
+			if (conn_read_deadline_passed(s->conn))
+				log_notice("deadline passed service=imapd phase=login peer=%s in=tls-handshake",
+					log_q(sc->peer));
+			else
+				log_notice("TLS handshake failed peer=%s error=%s", log_q(sc->peer),
+					log_q(err.msg));
 			goto out;
 		}
 	}

@@ -563,6 +563,7 @@ lmtp_session(struct lmtp_sess *s)
 			return SERVICE_END_DONE;
 		}
 		if (conn_starttls(s->conn, lmtpd_g.tls, NULL, &err) < 0) {
+			/* a passed deadline is logged by lmtpd_handle */
 			log_notice("TLS handshake failed peer=%s error=%s", log_q(s->sc->peer),
 				log_q(err.msg));
 			return SERVICE_END_DONE;

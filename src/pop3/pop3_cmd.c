@@ -508,7 +508,12 @@ pop3_session(struct service_conn *sc, struct conn *conn)
 			return SERVICE_END_DONE;
 		}
 		if (conn_starttls(conn, pop3d_g.tls, NULL, &err) < 0) {
-			log_notice("TLS handshake failed peer=%s error=%s", log_q(sc->peer), log_q(err.msg));
+			if (conn_read_deadline_passed(conn))
+				log_notice("deadline passed service=pop3d phase=login peer=%s in=tls-handshake",
+					log_q(sc->peer));
+			else
+				log_notice("TLS handshake failed peer=%s error=%s", log_q(sc->peer),
+					log_q(err.msg));
 			return SERVICE_END_DONE;
 		}
 	}

@@ -247,7 +247,11 @@ syncd_handle(struct service_conn *c)
 	c->ctx = sc;
 	if (c->tls) {
 		if (syncd_tls == NULL || conn_starttls(cn, syncd_tls, NULL, &err) < 0) {
-			log_info("TLS failed peer=%s", log_q(c->peer));
+			if (conn_read_deadline_passed(cn))
+				log_notice("deadline passed service=syncd phase=login peer=%s in=tls-handshake",
+					log_q(c->peer));
+			else
+				log_info("TLS failed peer=%s", log_q(c->peer));
 			conn_free(&cn);
 			free(sc);
 			c->ctx = NULL;

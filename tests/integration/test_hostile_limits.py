@@ -117,6 +117,18 @@ def test_slowloris_syncd_before_login(srv):
     deadline_logged(srv, "syncd", "login")
 
 
+def test_slowloris_imaps_tls_handshake(srv):
+    """A ClientHello that never completes: the login deadline covers the
+    handshake of an implicit-TLS listener too."""
+    t0 = time.monotonic()
+    r = Raw(srv.base + 4)
+    r.send(b"\x16\x03\x01\x02\x00")   # a handshake record of 512 octets, then a trickle
+    took, said = dribble(r, t0, DL + GRACE)
+    assert took >= DL - 0.5, took
+    wait_for(lambda: re.search(r"deadline passed service=imapd phase=login peer=\S+ in=tls-handshake",
+                               srv.log()), timeout=5 * SLOW, what="handshake deadline in the log")
+
+
 # ---------------------------------------------------------------------------
 # slowloris, after login: the command deadline
 
