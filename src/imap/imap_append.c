@@ -5,7 +5,9 @@
  * The message arrives as a literal that imapd has already read into the
  * command buffer (within the APPENDLIMIT: larger ones are refused before
  * a byte of them is buffered, see imapd.c); it is handed to the store
- * as it is, without a copy.  The store makes it durable before we
+ * as it is, without a copy.  A message over 1 MiB was streamed to a file
+ * instead (s->append_tmp, its literal left empty) and the store takes
+ * that file.  The store makes it durable before we
  * answer OK.  A missing mailbox is NO [TRYCREATE], a full quota
  * NO [OVERQUOTA], a read-only replica NO [READ-ONLY].
  */
@@ -26,7 +28,16 @@ imap_cmd_append(struct imap_session *s, struct imap_cmd *c)
 	struct store_append_result res;
 	uint32_t sys = 0, uidvalidity = 0;
 	struct err err;
+	size_t len = a->len;
 
+	if (s->append_tmp != NULL) {
+		/* the streamed literal must be the message's, left empty */
+		if (a->len != 0) {
+			imap_tagged(s, "BAD", NULL, "Invalid APPEND");
+			goto out;
+		}
+		len = (size_t)store_blob_tmp_size(s->append_tmp);
+	}
 	if (imap_name_decode(s, &a->mailbox, &name, &err) < 0) {
 		imap_tagged(s, "NO", "CANNOT", "%s", err.msg);
 		goto out;
@@ -35,11 +46,11 @@ imap_cmd_append(struct imap_session *s, struct imap_cmd *c)
 		imap_tagged(s, "BAD", NULL, "Invalid flags: %s", err.msg);
 		goto out;
 	}
-	if (a->len == 0) {
+	if (len == 0) {
 		imap_tagged(s, "NO", "CANNOT", "Empty message");
 		goto out;
 	}
-	if (a->len > imap_cfg.appendlimit) {
+	if (len > imap_cfg.appendlimit) {
 		imap_tagged(s, "NO", "TOOBIG", "Message too large");
 		goto out;
 	}
@@ -51,18 +62,20 @@ imap_cmd_append(struct imap_session *s, struct imap_cmd *c)
 		goto out;
 	}
 	msg.data = a->data;
-	msg.len = a->len;
+	msg.len = len;
 	msg.internaldate = a->has_date ? a->date : 0;
 	if (a->has_date && msg.internaldate == 0)
 		msg.internaldate = 1;   /* 0 would mean "now" */
 	msg.sysflags = sys;
 	msg.keywords = kw.len > 0 ? buf_cstr(&kw) : NULL;
-	if (store_append(s->u, mb.uniqueid, &msg, 1, &res, &uidvalidity, &err) < 0) {
+	if ((s->append_tmp != NULL ?
+	     store_append_tmp(s->u, mb.uniqueid, &msg, s->append_tmp, &res, &uidvalidity, &err) :
+	     store_append(s->u, mb.uniqueid, &msg, 1, &res, &uidvalidity, &err)) < 0) {
 		imap_tagged_err(s, &err, "APPEND");
 		goto out;
 	}
 	log_debug("append user=%s mailbox=%s uid=%u size=%zu", log_q(s->user), log_q(mb.name),
-		res.uid, a->len);
+		res.uid, len);
 	{
 		char code[64];
 

@@ -18,6 +18,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include "lib/clock.h"
 #include "lib/log.h"
 #include "lib/str.h"
 
@@ -91,6 +92,8 @@ imap_cmd_idle(struct imap_session *s, struct imap_cmd *c)
 			if (!(conn_wait_readable(s->conn, 0, -1, &err) & CONN_READY_INPUT))
 				continue;   /* only the store changed */
 		}
+		/* DONE is a new line from the client: a fresh command deadline */
+		conn_set_read_deadline(s->conn, clock_mono_ms() + imap_cfg.command_ms);
 		int rc = conn_read_line(s->conn, 64, &line, &len, &err);
 
 		if (rc == 0 || (rc < 0 && err.kind != ERR_TOOBIG)) {

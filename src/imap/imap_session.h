@@ -33,6 +33,11 @@ struct tls_ctx;
 #define IMAP_PREAUTH_TIMEOUT_MS (60 * 1000)        /* imap_preauth_timeout */
 #define IMAP_IDLE_TIMEOUT_MS (30 * 60 * 1000)      /* imap_idle_timeout */
 #define IMAP_MAX_LINE_DEFAULT (64 * 1024)          /* imap_max_line */
+#define IMAP_PREAUTH_MAX_DEFAULT (8 * 1024)        /* preauth_max_line */
+#define IMAP_PREAUTH_SKIP_MAX (64 * 1024)          /* a larger refused LITERAL+ ends the session */
+#define IMAP_COMMAND_TIMEOUT_MS (5 * 60 * 1000)    /* imap_command_timeout */
+#define IMAP_LITERAL_MIN_RATE (64 * 1024)          /* bytes/s a literal's deadline allows */
+#define IMAP_APPEND_STREAM_MIN (1024 * 1024)       /* larger APPEND messages go to a file as they come */
 #define IMAP_WRITE_TIMEOUT_MS (5 * 60 * 1000)
 #define IMAP_SQLITE_HEAP_LIMIT (1024 * 1024)       /* soft limit on SQLite's heap per process */
 
@@ -41,9 +46,11 @@ struct imap_config {
 	const struct conf *conf;
 	struct store *st;
 	struct tls_ctx *tls;            /* NULL: no STARTTLS, implicit TLS refused */
-	int preauth_ms;
+	int preauth_ms;                 /* deadline from the greeting to login */
 	int idle_ms;
+	int command_ms;                 /* deadline of one command's lines and literals */
 	size_t max_line;                /* a command line, and a non-APPEND command in all */
+	size_t preauth_max;             /* the same before login */
 	uint64_t appendlimit;           /* largest APPEND message */
 	char **autocreate;              /* folder names created at login */
 	size_t nautocreate;
@@ -85,8 +92,12 @@ struct imap_session {
 	struct buf tagline;             /* the tagged reply, sent after the untagged updates */
 	const struct imap_cmd *cur;     /* the command running */
 	uint64_t ncommands;
+	int64_t login_deadline;         /* clock_mono_ms(): login by then (NOTAUTH) */
+	int64_t cmd_deadline;           /* the command being read must be in by then */
 	uint64_t cmd_idle_us;           /* the client's idle time before the current command */
 	bool cmd_changes;               /* the current command asks to change the store */
+	/* a large APPEND message, streamed to a file (its literal in cmdbuf is {0}) */
+	struct store_blob_tmp *append_tmp;
 	/* the APPEND of the current command, undone if no replica confirms it */
 	char undo_mailbox[STORE_UNIQUEID_LEN + 1];
 	uint32_t undo_uid;

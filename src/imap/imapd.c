@@ -16,7 +16,21 @@
  * imap_max_line octets of lines and literals together; an APPEND
  * message at most the APPENDLIMIT (maxmessagesize, else the store's
  * maximum): larger literals get NO [TOOBIG] and are skipped unread
- * (LITERAL+) or never invited (synchronising).
+ * (LITERAL+) or never invited (synchronising).  Before login every
+ * line and literal is held to preauth_max_line (8 KiB), and a LITERAL+
+ * over 64 KiB ends the connection rather than being read and skipped.
+ *
+ * Deadlines (absolute: a byte arriving does not push them back): login
+ * within imap_preauth_timeout of the greeting; each command, once its
+ * first byte is in, within imap_command_timeout (plus 1 s per 64 KiB of
+ * its literals); after login, autologout after imap_idle_timeout
+ * without a command.  A missed deadline gets "* BYE" and a log line
+ * "deadline passed service=imapd phase=login|command|idle".
+ *
+ * An APPEND message over IMAP_APPEND_STREAM_MIN (1 MiB) is not read into
+ * the command buffer: it goes piece by piece to an unnamed file of the
+ * store (store_blob_tmp) as it arrives, and the command keeps an empty
+ * literal {0} in its place; imap_cmd_append then stores the file.
  */
 #include "imap/imap_session.h"
 
@@ -30,6 +44,7 @@
 #include <unistd.h>
 
 #include "castor_config.h"
+#include "lib/clock.h"
 #include "lib/log.h"
 #include "lib/str.h"
 #include "lib/tls.h"
@@ -537,6 +552,84 @@ imapd_discard_rest(struct imap_session *s)
 	return -1;
 }
 
+/* The longest line (and non-APPEND command) the session's state allows. */
+static size_t
+imapd_max_line(const struct imap_session *s)
+{
+	return s->state == IMAP_NOTAUTH ? imap_cfg.preauth_max : imap_cfg.max_line;
+}
+
+/* The deadline reads of the current command run under. */
+static int64_t
+imapd_read_deadline(const struct imap_session *s)
+{
+	if (s->state == IMAP_NOTAUTH)
+		return conn_deadline_min(s->login_deadline, s->cmd_deadline);
+	return s->cmd_deadline;
+}
+
+/* A literal of n octets is coming: the command may take longer by what
+ * n needs at IMAP_LITERAL_MIN_RATE (never past the login deadline). */
+static void
+imapd_literal_deadline(struct imap_session *s, uint64_t n)
+{
+	s->cmd_deadline += (int64_t)(n / IMAP_LITERAL_MIN_RATE) * 1000;
+	conn_set_read_deadline(s->conn, imapd_read_deadline(s));
+}
+
+/* A deadline passed (phase login, command or idle): say BYE, log it. */
+static void
+imapd_deadline_bye(struct imap_session *s, const char *phase)
+{
+	if (strcmp(phase, "login") == 0)
+		imap_puts(s, "* BYE Autologout; login not completed in time\r\n");
+	else if (strcmp(phase, "idle") == 0)
+		imap_puts(s, "* BYE Autologout; idle for too long\r\n");
+	else
+		imap_puts(s, "* BYE Command not completed in time\r\n");
+	(void)imap_flush(s);
+	log_notice("deadline passed service=imapd phase=%s peer=%s user=%s", phase,
+		log_q(s->sc->peer), log_q(s->user));
+}
+
+/* Read the n octets of an APPEND message literal into a file of the
+ * store instead of the command buffer, whose literal becomes {0}.
+ * 1 streamed, 0 not possible (read it as usual), -1 connection lost. */
+static int
+imapd_stream_literal(struct imap_session *s, uint64_t n)
+{
+	struct err err;
+	char *brace;
+
+	if (s->u == NULL || s->append_tmp != NULL || n < IMAP_APPEND_STREAM_MIN)
+		return 0;
+	brace = memrchr(s->cmdbuf.data, '{', s->cmdbuf.len);
+	if (brace == NULL)
+		return 0;
+	if (store_blob_tmp_open(s->u, &s->append_tmp, &err) < 0) {
+		log_warn("large APPEND read into memory user=%s size=%llu error=%s", log_q(s->user),
+			(unsigned long long)n, log_q(err.msg));
+		return 0;
+	}
+	buf_truncate(&s->cmdbuf, (size_t)(brace - s->cmdbuf.data));
+	buf_puts(&s->cmdbuf, "{0}\r\n");
+	while (n > 0) {
+		const char *p;
+		size_t len;
+		int rc = conn_read_some(s->conn, n < CONN_READ_CHUNK * 4 ? (size_t)n : CONN_READ_CHUNK * 4,
+			&p, &len, &err);
+
+		if (rc <= 0) {
+			log_debug("literal read failed peer=%s error=%s", log_q(s->sc->peer),
+				rc == 0 ? "end of input" : log_q(err.msg));
+			return -1;
+		}
+		store_blob_tmp_write(s->append_tmp, p, len);
+		n -= len;
+	}
+	return 1;
+}
+
 static int
 imapd_read_command(struct imap_session *s)
 {
@@ -546,11 +639,12 @@ imapd_read_command(struct imap_session *s)
 	bool sync, is_append = false, first = true;
 	char tag[64] = "*";
 	struct err err;
+	size_t maxl = imapd_max_line(s);
 	int rc;
 
 	buf_reset(&s->cmdbuf);
 	for (;;) {
-		rc = conn_read_line(s->conn, imap_cfg.max_line, &line, &len, &err);
+		rc = conn_read_line(s->conn, maxl, &line, &len, &err);
 		if (rc == 0)
 			return IMAPD_READ_EOF;
 		if (rc < 0) {
@@ -582,12 +676,21 @@ imapd_read_command(struct imap_session *s)
 			imap_puts(s, "* BYE Invalid literal size\r\n");
 			return IMAPD_READ_FAIL;
 		}
-		limit = is_append ? imap_cfg.appendlimit : imap_cfg.max_line;
-		total_limit = is_append ? imap_cfg.appendlimit + imap_cfg.max_line : imap_cfg.max_line;
+		limit = is_append ? imap_cfg.appendlimit : maxl;
+		total_limit = is_append ? imap_cfg.appendlimit + maxl : maxl;
 		if (n > limit || s->cmdbuf.len + n > total_limit) {
 			imapd_untagged_reply(s, tag, "NO", "TOOBIG",
 				is_append ? "Message too large" : "Literal too large");
 			buf_reset(&s->cmdbuf);
+			if (s->state == IMAP_NOTAUTH) {
+				log_notice("literal refused before login service=imapd peer=%s size=%llu"
+					" limit=%zu", log_q(s->sc->peer), (unsigned long long)n, maxl);
+				if (!sync && n > IMAP_PREAUTH_SKIP_MAX) {
+					/* too large to skip: not read at all, the connection ends */
+					imap_puts(s, "* BYE Literal too large before login\r\n");
+					return IMAPD_READ_FAIL;
+				}
+			}
 			if (!sync) {
 				if (conn_skip(s->conn, n, &err) < 0 || imapd_discard_rest(s) < 0)
 					return IMAPD_READ_FAIL;
@@ -599,6 +702,12 @@ imapd_read_command(struct imap_session *s)
 			if (!imap_flush(s))
 				return IMAPD_READ_FAIL;
 		}
+		imapd_literal_deadline(s, n);
+		rc = is_append ? imapd_stream_literal(s, n) : 0;
+		if (rc < 0)
+			return IMAPD_READ_FAIL;
+		if (rc > 0)
+			continue;
 		buf_append(&s->cmdbuf, "\r\n", 2);
 		if (conn_read_exact(s->conn, (size_t)n, &s->cmdbuf, &err) < 0) {
 			log_debug("literal read failed peer=%s error=%s", log_q(s->sc->peer),
@@ -616,6 +725,7 @@ imapd_session_free(struct imap_session *s)
 {
 	if (s->state == IMAP_SELECTED)
 		imap_sel_close(s);
+	store_blob_tmp_free(&s->append_tmp);
 	if (s->u != NULL)
 		store_user_close(&s->u);
 	conn_free(&s->conn);
@@ -662,6 +772,9 @@ imapd_handle(struct service_conn *sc)
 	s->conn = conn_new(rfd, wfd);
 	conn_set_write_timeout(s->conn, IMAP_WRITE_TIMEOUT_MS);
 	conn_set_read_timeout(s->conn, imap_cfg.preauth_ms);
+	s->login_deadline = clock_mono_ms() + imap_cfg.preauth_ms;
+	/* the TLS handshake of an implicit-TLS connection counts as login time */
+	conn_set_read_deadline(s->conn, s->login_deadline);
 	svcauth_init(&s->auth, "imapd", sc->peer, sc->loopback);
 
 	if (svcstore_check_role(imap_cfg.st, &err) < 0)
@@ -672,7 +785,12 @@ imapd_handle(struct service_conn *sc)
 			goto out;
 		}
 		if (conn_starttls(s->conn, imap_cfg.tls, NULL, &err) < 0) {
-			log_notice("TLS handshake failed peer=%s error=%s", log_q(sc->peer), log_q(err.msg));
+			if (conn_read_deadline_passed(s->conn))
+				log_notice("deadline passed service=imapd phase=login peer=%s in=tls-handshake",
+					log_q(sc->peer));
+			else
+				log_notice("TLS handshake failed peer=%s error=%s", log_q(sc->peer),
+					log_q(err.msg));
 			goto out;
 		}
 	}
@@ -686,13 +804,16 @@ imapd_handle(struct service_conn *sc)
 
 		if (!imap_flush(s))
 			break;
+		store_blob_tmp_free(&s->append_tmp);   /* the last command's, if any */
 		if (s->cmdbuf.cap > 4 * imap_cfg.max_line) {
 			/* do not keep an APPEND's buffer while idle */
 			buf_free(&s->cmdbuf);
 		}
 		s->cmd_idle_us = 0;
 		if (conn_pending_input(s->conn) == 0) {
-			int w = service_wait_input(conn_rfd(s->conn), imapd_timeout(s));
+			bool notauth = s->state == IMAP_NOTAUTH;
+			int w = service_wait_input(conn_rfd(s->conn),
+				notauth ? conn_ms_until(s->login_deadline) : imap_cfg.idle_ms);
 
 			s->cmd_idle_us = service_last_wait_us();
 			if (w == SERVICE_WAIT_QUIT) {
@@ -700,12 +821,13 @@ imapd_handle(struct service_conn *sc)
 				break;
 			}
 			if (w == SERVICE_WAIT_TIMEOUT) {
-				imap_puts(s, "* BYE Autologout; idle for too long\r\n");
-				imap_flush(s);
-				log_info("autologout user=%s peer=%s", log_q(s->user), log_q(sc->peer));
+				imapd_deadline_bye(s, notauth ? "login" : "idle");
 				break;
 			}
 		}
+		/* the command's first byte is in (or pipelined): its deadline runs */
+		s->cmd_deadline = clock_mono_ms() + imap_cfg.command_ms;
+		conn_set_read_deadline(s->conn, imapd_read_deadline(s));
 		conn_set_read_timeout(s->conn, imapd_timeout(s));
 		rc = imapd_read_command(s);
 		if (rc == IMAPD_READ_EOF || rc == IMAPD_READ_FAIL)
@@ -745,6 +867,9 @@ checkpoint:
 	}
 	if (end == SERVICE_END_QUIT)
 		return end;   /* imapd_goodbye says BYE and frees */
+	if (conn_read_deadline_passed(s->conn))
+		imapd_deadline_bye(s, s->state == IMAP_NOTAUTH &&
+			s->login_deadline <= s->cmd_deadline ? "login" : "command");
 	imap_flush(s);
 out:
 	log_debug("connection closed user=%s peer=%s commands=%llu", log_q(s->user), log_q(sc->peer),
@@ -796,9 +921,18 @@ imapd_init(const struct conf *conf, struct err *err)
 		imap_cfg.preauth_ms = IMAP_PREAUTH_TIMEOUT_MS;
 	if (imap_cfg.idle_ms <= 0)
 		imap_cfg.idle_ms = IMAP_IDLE_TIMEOUT_MS;
+	imap_cfg.command_ms = (int)conf_get_duration_ms(conf, "imap_command_timeout",
+		IMAP_COMMAND_TIMEOUT_MS);
+	if (imap_cfg.command_ms <= 0)
+		imap_cfg.command_ms = IMAP_COMMAND_TIMEOUT_MS;
 	imap_cfg.max_line = (size_t)conf_get_bytes(conf, "imap_max_line", IMAP_MAX_LINE_DEFAULT);
 	if (imap_cfg.max_line < 1024)
 		imap_cfg.max_line = 1024;
+	imap_cfg.preauth_max = (size_t)conf_get_bytes(conf, "preauth_max_line", IMAP_PREAUTH_MAX_DEFAULT);
+	if (imap_cfg.preauth_max < 1024)
+		imap_cfg.preauth_max = 1024;
+	if (imap_cfg.preauth_max > imap_cfg.max_line)
+		imap_cfg.preauth_max = imap_cfg.max_line;
 	maxmsg = conf_get_bytes(conf, "maxmessagesize", 0);
 	imap_cfg.appendlimit = maxmsg == 0 || maxmsg > STORE_MESSAGE_MAX ? STORE_MESSAGE_MAX : maxmsg;
 	if (conf_has(conf, "autocreate_folders")) {

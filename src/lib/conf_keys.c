@@ -49,6 +49,16 @@ const struct conf_key conf_known_keys[] = {
 	{ "imap_idle_timeout", CONF_DURATION, NULL, "IMAP autologout of an authenticated idle session (default 30m)" },
 	{ "imap_preauth_timeout", CONF_DURATION, NULL, "IMAP time allowed before login (default 60s)" },
 	{ "imap_max_line", CONF_BYTES, NULL, "longest IMAP command line, and most octets of lines and literals in one command other than APPEND (default 64k)" },
+	/* limits and deadlines (docs/security.md) */
+	{ "preauth_max_line", CONF_BYTES, NULL, "longest command line or literal a client may send before login, IMAP and syncd (default 8k)" },
+	{ "imap_command_timeout", CONF_DURATION, NULL, "IMAP: a command line with its literals must arrive within this, plus 1s per 64k of literal (default 5min)" },
+	{ "pop3_preauth_timeout", CONF_DURATION, NULL, "POP3: deadline from the greeting to a successful login (default 60s)" },
+	{ "pop3_command_timeout", CONF_DURATION, NULL, "POP3: a command line must arrive within this once it started (default 5min)" },
+	{ "pop3_idle_timeout", CONF_DURATION, NULL, "POP3: autologout after this long without a command (default 10min)" },
+	{ "lmtp_command_timeout", CONF_DURATION, NULL, "LMTP: a command line, or a DATA or BDAT body, must arrive within this (default 5min)" },
+	{ "lmtp_idle_timeout", CONF_DURATION, NULL, "LMTP: close a session with no command for this long (default 5min)" },
+	{ "sync_preauth_timeout", CONF_DURATION, NULL, "replica: syncd's deadline from the greeting to a successful AUTHENTICATE (default 60s)" },
+	{ "sync_command_timeout", CONF_DURATION, NULL, "replica: a sync frame with its literals must arrive within this once it started (default 10min)" },
 
 	/* replication */
 	{ "sync_mode", CONF_ENUM, "async|semisync", "acknowledge after the local commit (async) or after a replica's too (default async)" },

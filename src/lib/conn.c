@@ -46,6 +46,8 @@ struct conn {
 	int rfd, wfd;
 	bool wsock;            /* wfd is a socket: send(MSG_NOSIGNAL) */
 	int rtimeout, wtimeout;
+	int64_t rdeadline;     /* clock_mono_ms() time reads must finish by; 0: none */
+	bool rdeadline_hit;
 	size_t chunk;
 
 	char *ibuf;
@@ -264,6 +266,58 @@ conn_set_write_timeout(struct conn *c, int ms)
 }
 
 void
+conn_set_read_deadline(struct conn *c, int64_t at_ms)
+{
+	c->rdeadline = at_ms > 0 ? at_ms : 0;
+}
+
+bool
+conn_read_deadline_passed(const struct conn *c)
+{
+	return c->rdeadline_hit;
+}
+
+int64_t
+conn_deadline_min(int64_t a, int64_t b)
+{
+	if (a <= 0)
+		return b > 0 ? b : 0;
+	if (b <= 0)
+		return a;
+	return a < b ? a : b;
+}
+
+int
+conn_ms_until(int64_t at_ms)
+{
+	int64_t left;
+
+	if (at_ms <= 0)
+		return -1;
+	left = at_ms - clock_mono_ms();
+	if (left <= 0)
+		return 0;
+	return left > INT_MAX ? INT_MAX : (int)left;
+}
+
+/* How long a read may wait now: the read timeout, cut short by the
+ * deadline; *by_deadline_r tells which one bounds it. */
+static int
+conn_read_wait_ms(const struct conn *c, bool *by_deadline_r)
+{
+	int left = conn_ms_until(c->rdeadline);
+
+	*by_deadline_r = false;
+	if (left < 0)
+		return c->rtimeout;
+	if (c->rtimeout < 0 || left <= c->rtimeout) {
+		*by_deadline_r = true;
+		return left;
+	}
+	return c->rtimeout;
+}
+
+void
 conn_set_read_chunk(struct conn *c, size_t n)
 {
 	c->chunk = n == 0 ? 1 : n;
@@ -321,17 +375,32 @@ conn_wfail(struct conn *c, struct err *err, enum err_kind kind, const char *fmt,
 	return -1;
 }
 
-/* Wait for a TLS want (read or write) with the given timeout; 0 when
+/* The read deadline has passed: the read side dies.  Returns -1. */
+static int
+conn_rdeadline_fail(struct conn *c, struct err *err)
+{
+	c->rdeadline_hit = true;
+	return conn_rfail(c, err, ERR_TEMP, "read deadline passed");
+}
+
+/* Wait for a TLS want (read or write) with the given timeout (when
+ * reading: the read timeout cut short by the read deadline); 0 when
  * ready, -1 with `what` in the message on timeout or poll failure. */
 static int
 conn_wait_io(struct conn *c, bool want_write, int timeout, bool reading, struct err *err)
 {
-	int r = want_write ? conn_poll(c->wfd, POLLOUT, timeout) : conn_poll(c->rfd, POLLIN, timeout);
+	bool by_deadline = false;
+	int r;
 	const char *dir = reading ? "read" : "write";
 
+	if (reading)
+		timeout = conn_read_wait_ms(c, &by_deadline);
+	r = want_write ? conn_poll(c->wfd, POLLOUT, timeout) : conn_poll(c->rfd, POLLIN, timeout);
 	if (r > 0)
 		return 0;
 	if (r == 0) {
+		if (reading && by_deadline)
+			return conn_rdeadline_fail(c, err);
 		if (reading)
 			return conn_rfail(c, err, ERR_TEMP, "%s timeout (%d ms)", dir, timeout);
 		return conn_wfail(c, err, ERR_TEMP, "%s timeout (%d ms)", dir, timeout);
@@ -358,6 +427,10 @@ conn_recv(struct conn *c, void *p, size_t n, struct err *err)
 	if (n > INT_MAX)
 		n = INT_MAX;
 	for (;;) {
+		/* checked before every read, so a peer that keeps the socket
+		 * always readable (a fast trickle) meets it too */
+		if (c->rdeadline > 0 && clock_mono_ms() >= c->rdeadline)
+			return conn_rdeadline_fail(c, err);
 		if (c->ssl == NULL) {
 			ssize_t r = conn_raw_read(c, p, n);
 			if (r > 0)
@@ -877,13 +950,17 @@ conn_starttls(struct conn *c, struct tls_ctx *ctx, const char *peer_host, struct
 			break;
 		e = SSL_get_error(c->ssl, r);
 		if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-			bool w = e == SSL_ERROR_WANT_WRITE;
-			int t = w ? c->wtimeout : c->rtimeout;
+			bool w = e == SSL_ERROR_WANT_WRITE, by_deadline = false;
+			int t = w ? c->wtimeout : conn_read_wait_ms(c, &by_deadline);
 			int pr = w ? conn_poll(c->wfd, POLLOUT, t) : conn_poll(c->rfd, POLLIN, t);
 			if (pr > 0)
 				continue;
 			if (pr == 0) {
 				char msg[64];
+				if (by_deadline) {
+					c->rdeadline_hit = true;
+					return conn_tls_fail(c, err, ERR_TEMP, "read deadline passed");
+				}
 				snprintf(msg, sizeof(msg), "timeout (%d ms)", t);
 				return conn_tls_fail(c, err, ERR_TEMP, msg);
 			}

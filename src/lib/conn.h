@@ -22,6 +22,9 @@
  * Timeouts are "no progress" timeouts: a read (write) fails with ERR_TEMP
  * when no byte at all arrived (left) for the configured time while the
  * call was waiting.  A negative timeout waits forever (the default).
+ * A read deadline is absolute: bytes arriving do not push it back, so a
+ * peer sending one byte at a time cannot hold a read open past it (the
+ * services set one per phase: login, each command, see docs/security.md).
  *
  * The conn owns its fds: conn_new() makes them non-blocking and
  * conn_free() closes them.  Writes never raise SIGPIPE on sockets
@@ -70,6 +73,19 @@ void conn_free(struct conn **c);
 /* Timeouts in milliseconds; negative = wait forever (default). */
 void conn_set_read_timeout(struct conn *c, int ms);
 void conn_set_write_timeout(struct conn *c, int ms);
+/* Absolute deadline for reading, in clock_mono_ms() time (<= 0: none,
+ * the default).  Every read, and the read side of a TLS handshake, fails
+ * with ERR_TEMP "read deadline passed" once it is past, however steadily
+ * bytes arrive; the read side is then dead and
+ * conn_read_deadline_passed() is true.  The read timeout still applies
+ * while the deadline is further away. */
+void conn_set_read_deadline(struct conn *c, int64_t at_ms);
+bool conn_read_deadline_passed(const struct conn *c);
+/* The earlier of two deadlines (<= 0 meaning none; 0 if both are none). */
+int64_t conn_deadline_min(int64_t a, int64_t b);
+/* Milliseconds from now until at_ms: 0 if past, -1 if at_ms <= 0 (none);
+ * a poll() timeout. */
+int conn_ms_until(int64_t at_ms);
 /* Size of one read from the kernel (default CONN_READ_CHUNK, minimum 1).
  * Only tests and fuzzers need a different value. */
 void conn_set_read_chunk(struct conn *c, size_t n);

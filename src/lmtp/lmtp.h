@@ -18,6 +18,7 @@
 
 #define LMTP_RCPT_MAX 1000         /* recipients per transaction */
 #define LMTP_IDLE_MS (300 * 1000)  /* wait for a command (RFC 5321 4.5.3.2.7: 5 min) */
+#define LMTP_COMMAND_MS (300 * 1000) /* lmtp_command_timeout: a command, or a message body */
 #define LMTP_DATA_TIMEOUT_MS (600 * 1000)
 #define LMTP_UCACHE 16             /* open user databases kept per session */
 #define LMTP_REPLY_MAX 300
@@ -35,6 +36,8 @@ struct lmtpd {
 	bool virtdomains;
 	bool dedup;                /* duplicatesuppression */
 	int64_t dedup_days;
+	int idle_ms;               /* lmtp_idle_timeout: no command for this long */
+	int command_ms;            /* lmtp_command_timeout: deadline of a line or a body */
 };
 extern struct lmtpd lmtpd_g;
 

@@ -20,9 +20,16 @@
  * after that, and a client waiting idle, gets "421 4.3.2"
  * (lmtpd_goodbye).  Replies for a message are sent only after the store
  * has committed it.
+ *
+ * Deadlines (absolute, docs/security.md): a command line must be in
+ * within lmtp_command_timeout (RFC 5321's five minutes) of its first
+ * byte, and so must a DATA body counted from the 354, and a BDAT
+ * command with its chunk; a session with no command for
+ * lmtp_idle_timeout is closed.  Both end with "421 4.4.2".
  */
 #include "lmtp/lmtp.h"
 
+#include "lib/clock.h"
 #include "lib/conn.h"
 #include "lib/log.h"
 #include "lib/str.h"
@@ -361,6 +368,8 @@ lmtp_cmd_data(struct lmtp_sess *s)
 	lmtp_say(s, "354 Start mail input; end with <CRLF>.<CRLF>");
 	if (conn_flush(s->conn, &err) < 0)
 		return -1;
+	/* the body has a deadline of its own, from the 354 */
+	conn_set_read_deadline(s->conn, clock_mono_ms() + lmtpd_g.command_ms);
 	lmtp_deliver_prefix(s);
 	if (lmtp_read_data(s) < 0)
 		return -1;
@@ -546,12 +555,15 @@ lmtp_session(struct lmtp_sess *s)
 {
 	struct err err = { 0 };
 
+	/* an implicit-TLS handshake is a command's worth of time */
+	conn_set_read_deadline(s->conn, clock_mono_ms() + lmtpd_g.command_ms);
 	if (s->sc->tls) {
 		if (lmtpd_g.tls == NULL) {
 			log_error("implicit TLS listener but no certificate peer=%s", log_q(s->sc->peer));
 			return SERVICE_END_DONE;
 		}
 		if (conn_starttls(s->conn, lmtpd_g.tls, NULL, &err) < 0) {
+			/* a passed deadline is logged by lmtpd_handle */
 			log_notice("TLS handshake failed peer=%s error=%s", log_q(s->sc->peer),
 				log_q(err.msg));
 			return SERVICE_END_DONE;
@@ -572,15 +584,21 @@ lmtp_session(struct lmtp_sess *s)
 				return SERVICE_END_DONE;
 			/* between BDAT chunks a shutdown waits for the LAST one: the
 			 * read below blocks (read timeout; castord's escalation) */
-			w = s->bdat ? SERVICE_WAIT_INPUT : service_wait_input(conn_rfd(s->conn), LMTP_IDLE_MS);
+			w = s->bdat ? SERVICE_WAIT_INPUT :
+				service_wait_input(conn_rfd(s->conn), lmtpd_g.idle_ms);
 			if (w == SERVICE_WAIT_QUIT)
 				return SERVICE_END_QUIT;
 			s->cmd_idle_us = service_last_wait_us();
 			if (w == SERVICE_WAIT_TIMEOUT) {
 				lmtp_sayf(s, "421 4.4.2 %s Idle for too long, closing", lmtpd_g.servername);
+				log_notice("deadline passed service=lmtpd phase=idle id=%s peer=%s", s->id,
+					log_q(s->sc->peer));
 				return SERVICE_END_DONE;
 			}
 		}
+		/* from its first byte a command (with a BDAT chunk) has its deadline;
+		 * between BDAT chunks the wait above is skipped, so it runs from here */
+		conn_set_read_deadline(s->conn, clock_mono_ms() + lmtpd_g.command_ms);
 		r = lmtp_in_line(s, &line, &len, &err);
 		if (r == 0)
 			return SERVICE_END_DONE;

@@ -5,7 +5,8 @@
  *
  * Settings read from castor.conf: servername, maxmessagesize,
  * virtdomains, duplicatesuppression, duplicate_days, tls_cert_file,
- * tls_key_file, quota_default_*, blob_inline_max.  See docs/lmtp.md.
+ * tls_key_file, quota_default_*, blob_inline_max, lmtp_command_timeout,
+ * lmtp_idle_timeout.  See docs/lmtp.md and docs/security.md.
  */
 #include "lmtp/lmtp.h"
 
@@ -54,6 +55,12 @@ lmtpd_init(const struct conf *conf, struct err *err)
 	if (lmtpd_g.dedup_days <= 0)
 		lmtpd_g.dedup = false;
 
+	lmtpd_g.idle_ms = (int)conf_get_duration_ms(conf, "lmtp_idle_timeout", LMTP_IDLE_MS);
+	lmtpd_g.command_ms = (int)conf_get_duration_ms(conf, "lmtp_command_timeout", LMTP_COMMAND_MS);
+	if (lmtpd_g.idle_ms <= 0)
+		lmtpd_g.idle_ms = LMTP_IDLE_MS;
+	if (lmtpd_g.command_ms <= 0)
+		lmtpd_g.command_ms = LMTP_COMMAND_MS;
 	lmtpd_g.st = svcstore_open(conf, err);
 	if (lmtpd_g.st == NULL)
 		return -1;
@@ -91,6 +98,11 @@ lmtpd_handle(struct service_conn *c)
 		(unsigned long)getpid() & 0xfffff);
 	c->ctx = s;
 	end = lmtp_session(s);
+	if (end != SERVICE_END_QUIT && conn_read_deadline_passed(s->conn)) {
+		conn_printf(s->conn, "421 4.4.2 %s Command not completed in time\r\n", lmtpd_g.servername);
+		log_notice("deadline passed service=lmtpd phase=command id=%s peer=%s", s->id,
+			log_q(c->peer));
+	}
 	lmtp_user_release(s);
 	free(s->rcpts);
 	s->rcpts = NULL;

@@ -17,6 +17,8 @@
 
 #define POP3_IDLE_MS (600 * 1000)        /* RFC 1939: autologout at least 10 minutes */
 #define POP3_IO_TIMEOUT_MS (300 * 1000)
+#define POP3_PREAUTH_MS (60 * 1000)      /* pop3_preauth_timeout */
+#define POP3_COMMAND_MS (300 * 1000)     /* pop3_command_timeout */
 
 struct conn;
 struct tls_ctx;
@@ -26,6 +28,9 @@ struct pop3d {
 	struct store *st;
 	struct tls_ctx *tls;
 	char servername[256];
+	int preauth_ms;     /* deadline from the greeting to login */
+	int command_ms;     /* deadline of a command line once it started */
+	int idle_ms;        /* autologout after login */
 };
 extern struct pop3d pop3d_g;
 

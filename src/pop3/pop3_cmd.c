@@ -9,11 +9,18 @@
  * client gets "-ERR [SYS/TEMP]" (pop3d_goodbye) and nothing DELE'd is
  * removed (there was no UPDATE state).  A connection that ends without
  * QUIT likewise removes nothing.
+ *
+ * Deadlines (absolute; docs/security.md): login within
+ * pop3_preauth_timeout of the greeting, each command line (with an AUTH
+ * continuation) within pop3_command_timeout of its first byte, and
+ * autologout after pop3_idle_timeout without a command.  A missed one
+ * gets "-ERR" and a "deadline passed service=pop3d phase=..." log line.
  */
 #include "pop3/pop3.h"
 #include "pop3/pop3_parse.h"
 
 #include "lib/buf.h"
+#include "lib/clock.h"
 #include "lib/conn.h"
 #include "lib/log.h"
 #include "lib/sasl.h"
@@ -470,9 +477,24 @@ pop3_command(struct pop3_sess *s, const char *line, size_t len)
 	}
 }
 
+/* A deadline passed (phase login, command or idle): say so, log it. */
+static void
+pop3_deadline_end(struct pop3_sess *s, const char *phase)
+{
+	if (strcmp(phase, "idle") == 0)
+		pop3_say(s, "-ERR Autologout; idle for too long");
+	else if (strcmp(phase, "login") == 0)
+		pop3_say(s, "-ERR Login not completed in time");
+	else
+		pop3_say(s, "-ERR Command not completed in time");
+	log_notice("deadline passed service=pop3d phase=%s peer=%s user=%s", phase, log_q(s->sc->peer),
+		log_q(s->have_drop ? s->drop.user : ""));
+}
+
 enum service_end
 pop3_session(struct service_conn *sc, struct conn *conn)
 {
+	int64_t login_deadline = clock_mono_ms() + pop3d_g.preauth_ms, cmd_deadline = 0;
 	struct pop3_sess s;
 	struct err err = { 0 };
 	enum service_end end = SERVICE_END_DONE;
@@ -482,13 +504,19 @@ pop3_session(struct service_conn *sc, struct conn *conn)
 	s.conn = conn;
 	s.drop.lock_fd = -1;
 	svcauth_init(&s.auth, "pop3d", sc->peer, sc->loopback);
+	conn_set_read_deadline(conn, login_deadline);   /* an implicit-TLS handshake too */
 	if (sc->tls) {
 		if (pop3d_g.tls == NULL) {
 			log_error("implicit TLS listener but no certificate peer=%s", log_q(sc->peer));
 			return SERVICE_END_DONE;
 		}
 		if (conn_starttls(conn, pop3d_g.tls, NULL, &err) < 0) {
-			log_notice("TLS handshake failed peer=%s error=%s", log_q(sc->peer), log_q(err.msg));
+			if (conn_read_deadline_passed(conn))
+				log_notice("deadline passed service=pop3d phase=login peer=%s in=tls-handshake",
+					log_q(sc->peer));
+			else
+				log_notice("TLS handshake failed peer=%s error=%s", log_q(sc->peer),
+					log_q(err.msg));
 			return SERVICE_END_DONE;
 		}
 	}
@@ -503,16 +531,20 @@ pop3_session(struct service_conn *sc, struct conn *conn)
 
 			if (conn_flush(conn, &err) < 0)
 				break;
-			w = service_wait_input(conn_rfd(conn), POP3_IDLE_MS);
+			w = service_wait_input(conn_rfd(conn), s.state == POP3_AUTHORIZATION ?
+				conn_ms_until(login_deadline) : pop3d_g.idle_ms);
 			if (w == SERVICE_WAIT_QUIT) {
 				end = SERVICE_END_QUIT;
 				break;
 			}
 			if (w == SERVICE_WAIT_TIMEOUT) {
-				pop3_say(&s, "-ERR Autologout; idle for too long");
+				pop3_deadline_end(&s, s.state == POP3_AUTHORIZATION ? "login" : "idle");
 				break;
 			}
 		}
+		cmd_deadline = clock_mono_ms() + pop3d_g.command_ms;
+		conn_set_read_deadline(conn, s.state == POP3_AUTHORIZATION ?
+			conn_deadline_min(login_deadline, cmd_deadline) : cmd_deadline);
 		r = conn_read_line(conn, POP3_LINE_MAX, &line, &len, &err);
 		if (r == 0)
 			break;
@@ -528,6 +560,9 @@ pop3_session(struct service_conn *sc, struct conn *conn)
 			break;
 		}
 	}
+	if (conn_read_deadline_passed(conn))
+		pop3_deadline_end(&s, s.state == POP3_AUTHORIZATION && login_deadline <= cmd_deadline ?
+			"login" : "command");
 	if (s.have_drop)
 		pop3_drop_close(&s.drop);
 	explicit_bzero(s.user_given, sizeof(s.user_given));

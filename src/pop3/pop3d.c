@@ -5,7 +5,8 @@
  *
  * Settings read from castor.conf: servername, allowplaintext,
  * allowplaintext_loopback, auth_penalty*, virtdomains, tls_cert_file,
- * tls_key_file.  See docs/pop3.md.
+ * tls_key_file, pop3_preauth_timeout, pop3_command_timeout,
+ * pop3_idle_timeout.  See docs/pop3.md and docs/security.md.
  */
 #include "pop3/pop3.h"
 
@@ -36,6 +37,15 @@ pop3d_init(const struct conf *conf, struct err *err)
 	for (char *p = pop3d_g.servername; *p; p++)
 		if ((unsigned char)*p <= ' ' || *p == 0x7f)
 			*p = '-';
+	pop3d_g.preauth_ms = (int)conf_get_duration_ms(conf, "pop3_preauth_timeout", POP3_PREAUTH_MS);
+	pop3d_g.command_ms = (int)conf_get_duration_ms(conf, "pop3_command_timeout", POP3_COMMAND_MS);
+	pop3d_g.idle_ms = (int)conf_get_duration_ms(conf, "pop3_idle_timeout", POP3_IDLE_MS);
+	if (pop3d_g.preauth_ms <= 0)
+		pop3d_g.preauth_ms = POP3_PREAUTH_MS;
+	if (pop3d_g.command_ms <= 0)
+		pop3d_g.command_ms = POP3_COMMAND_MS;
+	if (pop3d_g.idle_ms <= 0)
+		pop3d_g.idle_ms = POP3_IDLE_MS;
 	pop3d_g.st = svcstore_open(conf, err);
 	if (pop3d_g.st == NULL)
 		return -1;

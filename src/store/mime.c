@@ -13,8 +13,11 @@
 
 #include "lib/xalloc.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 /* ---- small helpers ---- */
 
@@ -36,15 +39,52 @@ mime_eq(const char *s, size_t n, const char *lit)
 	return lit[n] == '\0';
 }
 
+static __thread const char *mime_rel_base;
+static __thread size_t mime_rel_len;
+
+void
+mime_release_map(const char *base, size_t len)
+{
+	mime_rel_base = base;
+	mime_rel_len = base != NULL ? len : 0;
+}
+
+/* The scanners are past [from, to): give back its whole pages when it
+ * lies in the declared file mapping. */
+static void
+mime_release(const char *from, const char *to)
+{
+	static uintptr_t pg;
+	uintptr_t a, b;
+
+	if (mime_rel_base == NULL || from < mime_rel_base || to > mime_rel_base + mime_rel_len)
+		return;
+	if (pg == 0)
+		pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+	a = ((uintptr_t)from + pg - 1) & ~(pg - 1);
+	b = (uintptr_t)to & ~(pg - 1);
+	if (b > a)
+		(void)madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
 size_t
 mime_count_lf(const char *p, size_t n)
 {
 	const char *end = p + n, *q;
 	size_t lines = 0;
 
-	while (p < end && (q = memchr(p, '\n', (size_t)(end - p))) != NULL) {
-		lines++;
-		p = q + 1;
+	/* a step at a time, so the pages of a mapped message go back as
+	 * the count passes them (mime_release_map) */
+	while (p < end) {
+		const char *start = p;
+		const char *stop = (size_t)(end - p) > MIME_RELEASE_STEP ? p + MIME_RELEASE_STEP : end;
+
+		while (p < stop && (q = memchr(p, '\n', (size_t)(stop - p))) != NULL) {
+			lines++;
+			p = q + 1;
+		}
+		p = stop;
+		mime_release(start, stop);
 	}
 	return lines;
 }
@@ -512,7 +552,7 @@ mime_content_end(const char *p, size_t from, size_t i)
 static void
 mime_find_delim(const struct mime_scan *sc, size_t pos, struct mime_delim *d)
 {
-	size_t i = pos;
+	size_t i = pos, rel = pos;
 
 	if (sc->nbnd > 0) {
 		while (i < sc->len) {
@@ -521,6 +561,10 @@ mime_find_delim(const struct mime_scan *sc, size_t pos, struct mime_delim *d)
 				return;
 			}
 			i = mime_line_end(sc->p, sc->len, i);
+			if (i - rel >= MIME_RELEASE_STEP) {
+				mime_release(sc->p + rel, sc->p + i);
+				rel = i;
+			}
 		}
 	}
 	d->level = -1;

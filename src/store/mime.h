@@ -213,4 +213,16 @@ bool mime_eq(const char *s, size_t n, const char *lit);
 /* Number of LF octets in p[0..n). */
 size_t mime_count_lf(const char *p, size_t n);
 
+/* A caller that parses a message held in a read-only file mapping (a
+ * large APPEND, store_append_tmp) declares it here; the body scanners
+ * (mime_count_lf and the delimiter search) then give back the pages
+ * behind them every MIME_RELEASE_STEP octets with MADV_DONTNEED, which
+ * on a file mapping only drops them from the process (they are read
+ * again from the page cache if needed), so the resident size stays
+ * bounded whatever the size of the message.  Never declare anonymous
+ * memory: it would be zeroed.  Per thread; mime_release_map(NULL, 0)
+ * ends it. */
+#define MIME_RELEASE_STEP (1024 * 1024)
+void mime_release_map(const char *base, size_t len);
+
 #endif

@@ -474,6 +474,26 @@ int store_append(struct store_user *u, const char *mailbox_id,
 	const struct store_append_msg *msgs, size_t n, struct store_append_result *res,
 	uint32_t *uidvalidity_r, struct err *err);
 
+/* A message body that arrives in pieces (a large APPEND literal): each
+ * piece goes to an unnamed file beside the user's bodies and into the
+ * GUID's hash as it comes, so the whole message is never in memory.
+ * store_blob_tmp_open: 0, or -1 with err (ERR_TEMP; a filesystem without
+ * O_TMPFILE too: the caller then reads the message into memory).
+ * store_blob_tmp_write never fails: a write error is kept and reported
+ * by store_append_tmp (the caller goes on reading the literal). */
+struct store_blob_tmp;
+int store_blob_tmp_open(struct store_user *u, struct store_blob_tmp **t_r, struct err *err);
+void store_blob_tmp_write(struct store_blob_tmp *t, const void *p, size_t n);
+uint64_t store_blob_tmp_size(const struct store_blob_tmp *t);
+void store_blob_tmp_free(struct store_blob_tmp **t);
+/* store_append of one message whose octets are in t (msg->data and
+ * msg->len are not used).  The file becomes the body file without a
+ * copy, and it is parsed through a mapping whose pages are given back as
+ * the parser passes them, so memory stays bounded by a few MiB. */
+int store_append_tmp(struct store_user *u, const char *mailbox_id,
+	const struct store_append_msg *msg, struct store_blob_tmp *t, struct store_append_result *res,
+	uint32_t *uidvalidity_r, struct err *err);
+
 /* Duplicate-delivery suppression (LMTP, issue 5).
  *
  * Every record carries the normalised Message-ID of its message (the
@@ -645,6 +665,12 @@ struct store_blob {
  * bodies).  Only bodies whose blob row is committed are served: an
  * orphan file left by a crash is ERR_NOTFOUND. */
 int store_blob_map(struct store_user *u, const char *guid, struct store_blob *b, struct err *err);
+/* The caller has sent [p, p + n) of b and will not read it soon: the
+ * whole pages of a mapped file body in that range leave the process
+ * (they are read again from the file if needed), so sending a large
+ * body does not make the process as large as the body.  A no-op for an
+ * inline body or a range outside b. */
+void store_blob_done_with(struct store_blob *b, const char *p, size_t n);
 void store_blob_release(struct store_blob *b);
 /* Read the body into out (appended). */
 int store_blob_read(struct store_user *u, const char *guid, struct buf *out, struct err *err);

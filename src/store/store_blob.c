@@ -44,6 +44,11 @@
  * new row adopts it.  A transaction that rolls back keeps its markers (the
  * next check cleans them).
  *
+ * A large APPEND (store_blob_tmp) arrives in an unnamed O_TMPFILE file in
+ * blobs/, hashed as it is written; step 1 is then linkat() of that file
+ * to the marker name instead of writing the octets again.  A crash before
+ * that leaves nothing behind.
+ *
  * Duplicate deliveries (store_append_dedup): a body prewritten for a
  * message that the transaction then finds to be a duplicate is removed
  * inside that transaction, when no row names it (store_blob_drop_unused).
@@ -58,6 +63,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -198,11 +205,13 @@ fsync_path(const char *path, struct err *err)
 	return 0;
 }
 
-/* Write the file durably (steps 1-4).  An existing file of the right
- * size is made durable again rather than rewritten. */
+/* Write the file durably (steps 1-4): the octets data[0..len), or, when
+ * src is not NULL, its unnamed file linked to the marker name.  An
+ * existing file of the right size is made durable again rather than
+ * rewritten. */
 static int
 blob_file_write(struct store_user *u, const char *guid, const void *data, size_t len,
-	struct err *err)
+	struct store_blob_tmp *src, struct err *err)
 {
 	static unsigned long seq;
 	struct buf dir = BUF_INIT, path = BUF_INIT, tmp = BUF_INIT;
@@ -235,14 +244,29 @@ blob_file_write(struct store_user *u, const char *guid, const void *data, size_t
 		goto out;
 	}
 	buf_printf(&tmp, "%s/.tmp.%s.%ld.%lu", buf_cstr(&dir), guid, (long)getpid(), ++seq);
-	fd = open(buf_cstr(&tmp), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
-	if (fd < 0) {
-		err_errno(err, ERR_TEMP, "create %s", buf_cstr(&tmp));
-		goto out;
-	}
-	if (write_all(fd, data, len) < 0) {
-		err_errno(err, ERR_TEMP, "write %s", buf_cstr(&tmp));
-		goto unlink;
+	if (src != NULL) {
+		char proc[64];
+
+		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", src->fd);
+		if (linkat(AT_FDCWD, proc, AT_FDCWD, buf_cstr(&tmp), AT_SYMLINK_FOLLOW) < 0) {
+			err_errno(err, ERR_TEMP, "link %s", buf_cstr(&tmp));
+			goto out;
+		}
+		fd = dup(src->fd);
+		if (fd < 0) {
+			err_errno(err, ERR_TEMP, "dup");
+			goto unlink;
+		}
+	} else {
+		fd = open(buf_cstr(&tmp), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+		if (fd < 0) {
+			err_errno(err, ERR_TEMP, "create %s", buf_cstr(&tmp));
+			goto out;
+		}
+		if (write_all(fd, data, len) < 0) {
+			err_errno(err, ERR_TEMP, "write %s", buf_cstr(&tmp));
+			goto unlink;
+		}
 	}
 	if (FAILPOINT("store.append.after_blob_write") < 0) {
 		err_set(err, ERR_TEMP, "failpoint store.append.after_blob_write");
@@ -371,7 +395,100 @@ store_blob_prewrite(struct store_user *u, const char *guid, const void *data, si
 	r = blob_row_exists(u, guid, err);
 	if (r != 0)
 		return r < 0 ? -1 : 0;
-	return blob_file_write(u, guid, data, len, err);
+	return blob_file_write(u, guid, data, len, NULL, err);
+}
+
+int
+store_blob_prewrite_tmp(struct store_user *u, const char *guid, struct store_blob_tmp *t,
+	struct err *err)
+{
+	int r = blob_row_exists(u, guid, err);
+
+	if (r != 0)
+		return r < 0 ? -1 : 0;
+	return blob_file_write(u, guid, NULL, (size_t)t->len, t, err);
+}
+
+int
+store_blob_tmp_open(struct store_user *u, struct store_blob_tmp **t_r, struct err *err)
+{
+	struct store_blob_tmp *t;
+	struct buf dir = BUF_INIT;
+	int fd;
+
+	*t_r = NULL;
+	buf_printf(&dir, "%s/blobs", u->dir);
+	if (mkdir(buf_cstr(&dir), 0750) < 0 && errno != EEXIST) {
+		err_errno(err, ERR_TEMP, "mkdir %s", buf_cstr(&dir));
+		buf_free(&dir);
+		return -1;
+	}
+	fd = open(buf_cstr(&dir), O_TMPFILE | O_RDWR | O_CLOEXEC, 0640);
+	if (fd < 0) {
+		err_errno(err, ERR_TEMP, "unnamed file in %s", buf_cstr(&dir));
+		buf_free(&dir);
+		return -1;
+	}
+	buf_free(&dir);
+	t = xcalloc(1, sizeof(*t));
+	t->u = u;
+	t->fd = fd;
+	t->md = EVP_MD_CTX_new();
+	if (t->md == NULL || EVP_DigestInit_ex(t->md, EVP_sha1(), NULL) != 1) {
+		log_error("SHA-1 failed");
+		abort();
+	}
+	*t_r = t;
+	return 0;
+}
+
+void
+store_blob_tmp_write(struct store_blob_tmp *t, const void *p, size_t n)
+{
+	if (n == 0)
+		return;
+	if (EVP_DigestUpdate(t->md, p, n) != 1) {
+		log_error("SHA-1 failed");
+		abort();
+	}
+	t->len += n;
+	if (!t->failed && write_all(t->fd, p, n) < 0) {
+		err_errno(&t->err, ERR_TEMP, "write a message body");
+		t->failed = true;
+	}
+}
+
+uint64_t
+store_blob_tmp_size(const struct store_blob_tmp *t)
+{
+	return t->len;
+}
+
+void
+store_blob_tmp_guid(struct store_blob_tmp *t, char *guid)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+
+	if (EVP_DigestFinal_ex(t->md, md, &mdlen) != 1 || mdlen != 20) {
+		log_error("SHA-1 failed");
+		abort();
+	}
+	str_hex(md, 20, guid);
+}
+
+void
+store_blob_tmp_free(struct store_blob_tmp **tp)
+{
+	struct store_blob_tmp *t = *tp;
+
+	if (t == NULL)
+		return;
+	if (t->fd >= 0)
+		close(t->fd);
+	EVP_MD_CTX_free(t->md);
+	free(t);
+	*tp = NULL;
 }
 
 #define BLOB_ZSTD_LEVEL 1
@@ -472,7 +589,7 @@ store_blob_put(struct store_user *u, const char *guid, const void *data, size_t 
 		}
 		if (!prewritten) {
 			if (store_blob_lock(u, false, err) < 0 ||
-			    blob_file_write(u, guid, data, len, err) < 0)
+			    blob_file_write(u, guid, data, len, NULL, err) < 0)
 				return -1;
 		}
 		s = store_user_stmt(u, "INSERT INTO blobs(guid, size, data) VALUES (?, ?, NULL)", err);
@@ -587,6 +704,20 @@ store_blob_map(struct store_user *u, const char *guid, struct store_blob *b, str
 	b->data = b->priv_map;
 	b->len = (size_t)size;
 	return 0;
+}
+
+void
+store_blob_done_with(struct store_blob *b, const char *p, size_t n)
+{
+	const char *map = b->priv_map;
+	uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), a, e;
+
+	if (map == NULL || p < map || n > b->priv_maplen || p - map > (ptrdiff_t)(b->priv_maplen - n))
+		return;
+	a = ((uintptr_t)p + pg - 1) & ~(pg - 1);
+	e = ((uintptr_t)p + n) & ~(pg - 1);
+	if (e > a)
+		(void)madvise((void *)a, e - a, MADV_DONTNEED);
 }
 
 void

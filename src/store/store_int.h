@@ -240,6 +240,21 @@ int store_blob_leftover_clean(struct store_user *u, const char *dir, const char 
 	bool (*named)(void *ctx, const char *guid), void *ctx, struct err *err);
 int store_blob_prewrite(struct store_user *u, const char *guid, const void *data, size_t len,
 	struct err *err);
+/* A body that arrived in pieces (store.h store_blob_tmp). */
+struct store_blob_tmp {
+	struct store_user *u;
+	int fd;                    /* O_TMPFILE in <userdir>/blobs */
+	uint64_t len;
+	void *md;                  /* EVP_MD_CTX of the GUID */
+	bool failed;
+	struct err err;            /* the first write error */
+};
+/* The GUID of what t holds (ends its hash; once). */
+void store_blob_tmp_guid(struct store_blob_tmp *t, char *guid);
+/* store_blob_prewrite for t's octets: the file is linked into place
+ * rather than written again. */
+int store_blob_prewrite_tmp(struct store_user *u, const char *guid, struct store_blob_tmp *t,
+	struct err *err);
 /* Inside the running op: remove the file of a body that no blobs row
  * names (a duplicate delivery's prewritten body).  0 or -1. */
 int store_blob_drop_unused(struct store_user *u, const char *guid, struct err *err);

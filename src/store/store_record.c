@@ -39,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "lib/failpoint.h"
@@ -46,6 +47,7 @@
 #include "lib/str.h"
 #include "lib/xalloc.h"
 #include "store/imapenv.h"
+#include "store/mime.h"
 
 #define REC_COLS "uid, guid, size, internaldate, sysflags, keywords, modseq, expunged_modseq"
 
@@ -619,10 +621,13 @@ append_dup_probe(struct store_user *u, const char *mailbox_id, const struct stor
 	store_user_read_end(u);
 }
 
+/* tmp (store_append_tmp, n == 1): msgs[0].data maps tmp's file; its
+ * GUID is already hashed, the parser gives the mapping's pages back as
+ * it goes, and the file is linked into place rather than written. */
 static int
 append_impl(struct store_user *u, const char *mailbox_id, const struct store_append_msg *msgs,
 	const struct store_dedup *dedup, size_t n, struct store_append_result *res,
-	uint32_t *uidvalidity_r, struct err *err)
+	uint32_t *uidvalidity_r, struct store_blob_tmp *tmp, struct err *err)
 {
 	struct prep *pp;
 	struct store_mbrow row;
@@ -660,8 +665,14 @@ append_impl(struct store_user *u, const char *mailbox_id, const struct store_app
 	/* The expensive part runs before any lock is taken. */
 	for (size_t i = 0; i < n; i++) {
 		const char *data = msgs[i].len ? msgs[i].data : "";
-		store_guid(data, msgs[i].len, pp[i].guid);
+		if (tmp != NULL) {
+			store_blob_tmp_guid(tmp, pp[i].guid);
+			mime_release_map(data, msgs[i].len);
+		} else {
+			store_guid(data, msgs[i].len, pp[i].guid);
+		}
 		imapenv_build(data, msgs[i].len, &pp[i].env);
+		mime_release_map(NULL, 0);
 		store_message_id(data, msgs[i].len, &pp[i].msgid);
 	}
 	append_dup_probe(u, mailbox_id, msgs, dedup, n, pp);
@@ -679,8 +690,11 @@ append_impl(struct store_user *u, const char *mailbox_id, const struct store_app
 		for (size_t i = 0; i < n && rc == 0; i++) {
 			if (pp[i].dup_hint || store_blob_is_inline(u, msgs[i].len))
 				continue;
-			rc = store_blob_prewrite(u, pp[i].guid, msgs[i].len ? msgs[i].data : "",
-				msgs[i].len, err);
+			if (tmp != NULL)
+				rc = store_blob_prewrite_tmp(u, pp[i].guid, tmp, err);
+			else
+				rc = store_blob_prewrite(u, pp[i].guid, msgs[i].len ? msgs[i].data : "",
+					msgs[i].len, err);
 			pp[i].prewritten = rc == 0;
 		}
 		if (rc < 0) {
@@ -792,7 +806,33 @@ int
 store_append(struct store_user *u, const char *mailbox_id, const struct store_append_msg *msgs,
 	size_t n, struct store_append_result *res, uint32_t *uidvalidity_r, struct err *err)
 {
-	return append_impl(u, mailbox_id, msgs, NULL, n, res, uidvalidity_r, err);
+	return append_impl(u, mailbox_id, msgs, NULL, n, res, uidvalidity_r, NULL, err);
+}
+
+int
+store_append_tmp(struct store_user *u, const char *mailbox_id, const struct store_append_msg *msg,
+	struct store_blob_tmp *t, struct store_append_result *res, uint32_t *uidvalidity_r,
+	struct err *err)
+{
+	struct store_append_msg m = *msg;
+	void *map;
+	int rc;
+
+	if (t->failed) {
+		*err = t->err;
+		return -1;
+	}
+	if (t->len == 0 || t->len > STORE_MESSAGE_MAX)
+		return err_set(err, t->len == 0 ? ERR_INVALID : ERR_TOOBIG,
+			"message of %llu bytes", (unsigned long long)t->len);
+	map = mmap(NULL, (size_t)t->len, PROT_READ, MAP_SHARED, t->fd, 0);
+	if (map == MAP_FAILED)
+		return err_errno(err, ERR_TEMP, "mmap a message body");
+	m.data = map;
+	m.len = (size_t)t->len;
+	rc = append_impl(u, mailbox_id, &m, NULL, 1, res, uidvalidity_r, t, err);
+	munmap(map, (size_t)t->len);
+	return rc;
 }
 
 int
@@ -800,7 +840,7 @@ store_append_dedup(struct store_user *u, const char *mailbox_id,
 	const struct store_append_msg *msgs, const struct store_dedup *dedup, size_t n,
 	struct store_append_result *res, uint32_t *uidvalidity_r, struct err *err)
 {
-	return append_impl(u, mailbox_id, msgs, dedup, n, res, uidvalidity_r, err);
+	return append_impl(u, mailbox_id, msgs, dedup, n, res, uidvalidity_r, NULL, err);
 }
 
 /* ------------------------------------------------------------------ */

@@ -24,6 +24,13 @@
  * allowplaintext_loopback: yes; every attempt takes a turn in the
  * shared authentication penalty table (lib/authpen.h) like imapd's and
  * pop3d's, keyed by the authname and the peer's address.
+ *
+ * Limits before login (docs/security.md): frames are held to
+ * preauth_max_line (8 KiB) for a line or a literal, so an unauthenticated
+ * peer announcing a large literal gets "* BYE [TOOBIG]" instead of
+ * "+ go"; the login must complete within sync_preauth_timeout of the
+ * greeting; every frame, once started, within sync_command_timeout.
+ * These deadlines are absolute: bytes arriving do not push them back.
  */
 #include "master/service.h"
 
@@ -33,6 +40,7 @@
 #include <unistd.h>
 
 #include "lib/authpen.h"
+#include "lib/clock.h"
 #include "lib/conn.h"
 #include "lib/log.h"
 #include "lib/str.h"
@@ -49,6 +57,9 @@
 #define SYNCD_OUT_HIGH (256u * 1024)
 #define SYNCD_ZSTD_LEVEL 3
 #define SYNCD_GROUP_WAIT_MS 3    /* input ran dry inside an upload group */
+#define SYNCD_PREAUTH_MS (60 * 1000)          /* sync_preauth_timeout */
+#define SYNCD_COMMAND_MS (10 * 60 * 1000)     /* sync_command_timeout */
+#define SYNCD_PREAUTH_MAX_DEFAULT (8u * 1024) /* preauth_max_line */
 
 static struct store *syncd_store;
 static struct tls_ctx *syncd_tls;
@@ -58,6 +69,9 @@ static const char *syncd_servername = "castor";
 static int syncd_idle_ms = SYNCD_IDLE_MS;
 static struct authpen *syncd_pen;          /* ROOT/run/authpen (NULL: not throttling) */
 static bool syncd_plain_loopback;         /* allowplaintext_loopback */
+static int syncd_preauth_ms = SYNCD_PREAUTH_MS;
+static int syncd_command_ms = SYNCD_COMMAND_MS;
+static struct syncproto_limits syncd_preauth_lim;   /* frames before login */
 static struct syncapply_opts syncd_dl;   /* deletion thresholds from the configuration */
 static char **syncd_channels;            /* sync_channels as NAME=HOST:PORT (HELLO CHANNELS) */
 static size_t syncd_nchannels;
@@ -108,6 +122,26 @@ syncd_init(const struct conf *conf, struct err *err)
 		if (idle < 1000 || idle > 24 * 3600 * 1000)
 			return err_set(err, ERR_INVALID, "sync_idle_timeout must be between 1s and 24h");
 		syncd_idle_ms = (int)idle;
+	}
+	{
+		int64_t pre = conf_get_duration_ms(conf, "sync_preauth_timeout", SYNCD_PREAUTH_MS);
+		int64_t cmd = conf_get_duration_ms(conf, "sync_command_timeout", SYNCD_COMMAND_MS);
+		uint64_t maxl = conf_get_bytes(conf, "preauth_max_line", SYNCD_PREAUTH_MAX_DEFAULT);
+
+		if (pre < 1000 || pre > 24 * 3600 * 1000 || cmd < 1000 || cmd > 24 * 3600 * 1000)
+			return err_set(err, ERR_INVALID,
+				"sync_preauth_timeout and sync_command_timeout must be between 1s and 24h");
+		syncd_preauth_ms = (int)pre;
+		syncd_command_ms = (int)cmd;
+		if (maxl < 1024)
+			maxl = 1024;
+		if (maxl > SYNCPROTO_MAX_LINE_DEFAULT)
+			maxl = SYNCPROTO_MAX_LINE_DEFAULT;
+		syncproto_limits_default(&syncd_preauth_lim);
+		syncd_preauth_lim.max_line = (size_t)maxl;
+		syncd_preauth_lim.max_literal = (size_t)maxl;
+		syncd_preauth_lim.max_frame = 2 * (size_t)maxl;
+		syncd_preauth_lim.max_items = 256;
 	}
 	syncd_dl.set_limits = true;
 	syncd_dl.delete_limit = (uint64_t)conf_get_int(conf, "sync_delete_limit", 50);
@@ -208,9 +242,23 @@ syncd_close(struct service_conn *c, struct syncd_conn *sc)
 	c->ctx = NULL;
 }
 
+/* A deadline passed (phase login or command): BYE, log.  The idle one
+ * is the "master silent" case in the loop. */
+static void
+syncd_deadline_bye(struct service_conn *c, struct syncd_conn *sc, const char *phase)
+{
+	log_notice("deadline passed service=syncd phase=%s peer=%s", phase, log_q(c->peer));
+	buf_puts(syncsess_out(sc->sess), strcmp(phase, "login") == 0 ?
+		"* BYE [TEMP] \"login not completed in time\"\r\n" :
+		"* BYE [TEMP] \"command not completed in time\"\r\n");
+	(void)syncd_send(sc);
+}
+
 static enum service_end
 syncd_handle(struct service_conn *c)
 {
+	int64_t login_deadline = clock_mono_ms() + syncd_preauth_ms, cmd_deadline = 0;
+	bool authed = false;
 	struct syncapply_opts o;
 	static char peer_addr[64];   /* one connection per process; outlives the syncapply */
 	struct syncd_conn *sc = xcalloc(1, sizeof(*sc));
@@ -227,17 +275,22 @@ syncd_handle(struct service_conn *c)
 	cn = conn_new(rfd, wfd);
 	conn_set_read_timeout(cn, SYNCD_IO_MS);
 	conn_set_write_timeout(cn, SYNCD_IO_MS);
+	conn_set_read_deadline(cn, login_deadline);   /* an implicit-TLS handshake too */
 	c->ctx = sc;
 	if (c->tls) {
 		if (syncd_tls == NULL || conn_starttls(cn, syncd_tls, NULL, &err) < 0) {
-			log_info("TLS failed peer=%s", log_q(c->peer));
+			if (conn_read_deadline_passed(cn))
+				log_notice("deadline passed service=syncd phase=login peer=%s in=tls-handshake",
+					log_q(c->peer));
+			else
+				log_info("TLS failed peer=%s", log_q(c->peer));
 			conn_free(&cn);
 			free(sc);
 			c->ctx = NULL;
 			return SERVICE_END_DONE;
 		}
 	}
-	sc->sess = syncsess_new(cn, true, NULL);
+	sc->sess = syncsess_new(cn, true, &syncd_preauth_lim);
 	o = syncd_dl;
 	o.servername = syncd_servername;
 	o.authname = syncd_authname;
@@ -269,22 +322,38 @@ syncd_handle(struct service_conn *c)
 		else if (!syncsess_pending(sc->sess)) {
 			if (syncd_send(sc) < 0)
 				break;
-			rc = service_wait_input(conn_rfd(cn), syncd_idle_ms);
+			int left = authed ? syncd_idle_ms : conn_ms_until(login_deadline);
+
+			rc = service_wait_input(conn_rfd(cn), left < syncd_idle_ms ? left : syncd_idle_ms);
 			if (rc == SERVICE_WAIT_QUIT) {
 				end = SERVICE_END_QUIT;
 				break;
 			}
+			if (rc == SERVICE_WAIT_TIMEOUT && !authed && left < syncd_idle_ms) {
+				syncd_deadline_bye(c, sc, "login");
+				break;
+			}
 			if (rc == SERVICE_WAIT_TIMEOUT) {
 				log_info("master silent peer=%s: no command for %d ms (sync_idle_timeout),"
-					" closing", log_q(c->peer), syncd_idle_ms);
+					" closing service=syncd phase=idle", log_q(c->peer), syncd_idle_ms);
 				buf_puts(syncsess_out(sc->sess), "* BYE [TEMP] \"idle too long\"\r\n");
 				(void)syncd_send(sc);
 				break;
 			}
 		}
+		/* one frame per read: it has its deadline from here */
+		cmd_deadline = clock_mono_ms() + syncd_command_ms;
+		conn_set_read_deadline(cn, authed ? cmd_deadline :
+			conn_deadline_min(login_deadline, cmd_deadline));
 		rc = syncsess_read(sc->sess, &frame, &err);
 		if (rc == 0)
 			break;
+		if (rc < 0 && conn_read_deadline_passed(cn)) {
+			syncapply_sync(sc->app, syncsess_out(sc->sess));
+			syncd_deadline_bye(c, sc, !authed && login_deadline <= cmd_deadline ?
+				"login" : "command");
+			break;
+		}
 		if (rc < 0) {
 			if (err.kind == ERR_INVALID || err.kind == ERR_TOOBIG || err.kind == ERR_CORRUPT) {
 				log_warn("protocol error peer=%s error=%s", log_q(c->peer), log_q(err.msg));
@@ -298,6 +367,14 @@ syncd_handle(struct service_conn *c)
 		}
 		act = syncapply_frame(sc->app, frame, syncsess_out(sc->sess));
 		syncproto_value_free(&frame);
+		if (!authed && syncapply_authenticated(sc->app)) {
+			/* logged in: the protocol's own limits from the next frame on */
+			struct syncproto_limits lim;
+
+			syncproto_limits_default(&lim);
+			syncsess_set_limits(sc->sess, &lim);
+			authed = true;
+		}
 		if (act == SYNCAPPLY_CLOSE) {
 			(void)syncd_send(sc);
 			break;

@@ -160,6 +160,15 @@ struct syncproto_decoder {
 	struct err error;
 };
 
+void
+syncproto_decoder_set_limits(struct syncproto_decoder *d, const struct syncproto_limits *lim)
+{
+	unsigned depth = d->lim.max_depth;
+
+	d->lim = *lim;
+	d->lim.max_depth = depth;
+}
+
 struct syncproto_decoder *
 syncproto_decoder_new(const struct syncproto_limits *lim)
 {

@@ -75,6 +75,9 @@ struct syncproto_decoder;
 /* lim NULL: the defaults.  Never fails. */
 struct syncproto_decoder *syncproto_decoder_new(const struct syncproto_limits *lim);
 void syncproto_decoder_free(struct syncproto_decoder **d);
+/* Change the limits between frames (syncd raises them after login); the
+ * nesting depth stays what the decoder was made with. */
+void syncproto_decoder_set_limits(struct syncproto_decoder *d, const struct syncproto_limits *lim);
 
 enum {
 	SYNCPROTO_MORE = 0,      /* all input consumed, no frame complete yet */

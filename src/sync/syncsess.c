@@ -71,6 +71,12 @@ syncsess_free(struct syncsess **sp)
 	*sp = NULL;
 }
 
+void
+syncsess_set_limits(struct syncsess *s, const struct syncproto_limits *lim)
+{
+	syncproto_decoder_set_limits(s->dec, lim);
+}
+
 struct conn *
 syncsess_conn(struct syncsess *s)
 {

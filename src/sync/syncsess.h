@@ -28,6 +28,9 @@ struct syncsess;
 struct syncsess *syncsess_new(struct conn *c, bool server, const struct syncproto_limits *lim);
 void syncsess_free(struct syncsess **s);
 
+/* Change the decoder's limits; call between frames (syncproto.h). */
+void syncsess_set_limits(struct syncsess *s, const struct syncproto_limits *lim);
+
 struct conn *syncsess_conn(struct syncsess *s);
 /* Where the caller encodes outgoing frames (plain text). */
 struct buf *syncsess_out(struct syncsess *s);

@@ -489,6 +489,59 @@ test_read_timeout(void **state)
 	close(peer);
 }
 
+/* A peer that dribbles a byte every 20 ms never trips the 150 ms read
+ * timeout, but the absolute deadline ends the line read, and a literal
+ * read, all the same. */
+static void
+test_read_deadline(void **state)
+{
+	static const char drip[] = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+	struct writer w;
+	struct conn *c;
+	struct err err = { 0 };
+	struct buf lit = BUF_INIT;
+	const char *line;
+	size_t len;
+	int peer;
+	int64_t t0;
+
+	(void)state;
+	for (int round = 0; round < 2; round++) {
+		c = pair(&peer);
+		conn_set_read_timeout(c, 150);
+		memset(&w, 0, sizeof(w));
+		w.fd = peer;
+		w.data = drip;
+		w.len = sizeof(drip) - 1;
+		w.step = 1;
+		w.pause_us = 20000;
+		assert_int_equal(pthread_create(&w.tid, NULL, writer_main, &w), 0);
+		t0 = now_ms();
+		conn_set_read_deadline(c, t0 + 200);
+		assert_false(conn_read_deadline_passed(c));
+		if (round == 0)
+			assert_int_equal(conn_read_line(c, 100, &line, &len, &err), -1);
+		else
+			assert_int_equal(conn_read_exact(c, 100, &lit, &err), -1);
+		assert_int_equal(err.kind, ERR_TEMP);
+		assert_non_null(strstr(err.msg, "read deadline passed"));
+		assert_true(conn_read_deadline_passed(c));
+		assert_true(now_ms() - t0 >= 190);
+		assert_true(now_ms() - t0 < 600);
+		writer_join(&w);
+		conn_free(&c);
+		close(peer);
+		buf_reset(&lit);
+	}
+	buf_free(&lit);
+	/* helpers */
+	assert_int_equal(conn_deadline_min(0, 0), 0);
+	assert_int_equal(conn_deadline_min(0, 5), 5);
+	assert_int_equal(conn_deadline_min(7, 5), 5);
+	assert_int_equal(conn_ms_until(0), -1);
+	assert_int_equal(conn_ms_until(1), 0);
+}
+
 static void
 test_wait_readable(void **state)
 {
@@ -731,6 +784,7 @@ main(void)
 		cmocka_unit_test(test_literal_skip_and_read_some),
 		cmocka_unit_test(test_eof_in_literal),
 		cmocka_unit_test(test_read_timeout),
+		cmocka_unit_test(test_read_deadline),
 		cmocka_unit_test(test_wait_readable),
 		cmocka_unit_test(test_write_slow_reader),
 		cmocka_unit_test(test_write_timeout),

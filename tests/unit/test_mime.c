@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+#include <sys/mman.h>
 
 #include "lib/buf.h"
 #include "lib/xalloc.h"
@@ -614,6 +616,53 @@ now(void)
 /* 10,000 messages of about 4 KiB: parse only, and the whole append-time
  * work (parse + ENVELOPE + BODYSTRUCTURE + BODY + tree).  Printed as TAP
  * comments; timing is never asserted. */
+/* A message in a file mapping declared with mime_release_map: the
+ * scanners give pages back as they pass them (MADV_DONTNEED), and the
+ * tree and line counts are the same as without; the count crosses many
+ * MIME_RELEASE_STEP boundaries, with a multipart so the delimiter search
+ * runs over the whole body too. */
+static void
+test_release_map(void **state)
+{
+	struct buf m = BUF_INIT;
+	struct mime_tree t1, t2;
+	char path[] = "/tmp/test_mime_XXXXXX";
+	size_t lines1, lines2;
+	int fd;
+	char *map;
+
+	(void)state;
+	buf_puts(&m, "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\n");
+	while (m.len < 3 * MIME_RELEASE_STEP + 12345)
+		buf_puts(&m, "line of text without a delimiter in it, 3 MiB of them\r\n");
+	buf_puts(&m, "\r\n--b\r\nContent-Type: text/plain\r\n\r\nsecond\r\n--b--\r\n");
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	unlink(path);
+	assert_int_equal(write(fd, m.data, m.len), (ssize_t)m.len);
+	map = mmap(NULL, m.len, PROT_READ, MAP_SHARED, fd, 0);
+	assert_true(map != MAP_FAILED);
+	mime_parse(&t1, m.data, m.len);
+	lines1 = mime_count_lf(m.data, m.len);
+	mime_release_map(map, m.len);
+	mime_parse(&t2, map, m.len);
+	lines2 = mime_count_lf(map, m.len);
+	mime_release_map(NULL, 0);
+	assert_int_equal(lines1, lines2);
+	assert_int_equal(t1.nparts, t2.nparts);
+	assert_int_equal(t1.nparts, 3);
+	for (uint32_t i = 0; i < t1.nparts; i++) {
+		assert_int_equal(t1.parts[i].body_start, t2.parts[i].body_start);
+		assert_int_equal(t1.parts[i].body_end, t2.parts[i].body_end);
+	}
+	assert_memory_equal(map, m.data, m.len);
+	mime_tree_free(&t1);
+	mime_tree_free(&t2);
+	munmap(map, m.len);
+	close(fd);
+	buf_free(&m);
+}
+
 static void
 test_speed(void **state)
 {
@@ -676,6 +725,7 @@ main(void)
 		cmocka_unit_test(test_outer_delimiter_closes_inner),
 		cmocka_unit_test(test_parts_cap),
 		cmocka_unit_test(test_ctype_params),
+		cmocka_unit_test(test_release_map),
 		cmocka_unit_test(test_speed),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
