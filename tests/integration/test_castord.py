@@ -9,7 +9,6 @@ import socket
 import subprocess
 import time
 
-import pytest
 
 from conftest import binpath, free_ports, pid_alive, wait_for
 from castord_util import Castord, Client, children_of, comm, refused
