@@ -79,6 +79,7 @@ struct mservice {
 	int nchild;             /* children alive */
 	int nready;             /* children idle or starting (counted as able to accept) */
 	int64_t blocked_until;  /* maxforkrate or crash backoff */
+	int64_t full_until;     /* at maxchild with a child on its way out: wait for it until then */
 	int64_t *forks;         /* ring of the last maxforkrate fork times */
 	int fork_head;
 	int64_t rate_logged;
@@ -128,6 +129,7 @@ struct mchild {
 	bool retired;           /* told to finish and exit (reload) */
 	bool was_ready;         /* reported READY at least once */
 	int64_t idle_since;     /* MCHILD_SERVICE: when it last reported READY */
+	int64_t exiting_at;     /* MCHILD_SERVICE: when it became EXITING */
 	char peer[48];          /* MCHILD_SERVICE: address of the client in hand (maxperip), "" if none */
 	char msg[64];           /* MCHILD_SERVICE: a PEER message being read */
 	size_t msg_len;

@@ -10,7 +10,9 @@
  * costs at most one fork.  At maxchild, with no child available,
  * castord accepts each new client itself, writes the protocol's refusal
  * (mentry.refuse) and closes it, so a client is never left waiting
- * without a word.  With maxperip a child reports its client's address
+ * without a word; only a child that became EXITING less than
+ * AVAIL_EXIT_WAIT_MS ago (maxuse reached, trimmed) makes it wait for
+ * that child's slot instead.  With maxperip a child reports its client's address
  * before serving it (proto.h) and castord admits or denies it by the
  * number of that service's children serving the same address.
  * Refusals are logged at most every 10 seconds per service, with the
@@ -35,6 +37,7 @@
 #include <unistd.h>
 
 #define AVAIL_REFUSE_BATCH 64
+#define AVAIL_EXIT_WAIT_MS 1000
 #define AVAIL_LOG_EVERY_MS 10000
 #define AVAIL_FAILS_BEFORE_BACKOFF 3
 #define AVAIL_BACKOFF_MAX_MS 60000
@@ -126,7 +129,22 @@ master_avail_prefork(struct master *m, int64_t now)
 bool
 master_avail_want_listen(const struct mservice *s, int64_t now)
 {
-	return !s->retired && s->listen_fd >= 0 && s->nready == 0 && now >= s->blocked_until;
+	return !s->retired && s->listen_fd >= 0 && s->nready == 0 && now >= s->blocked_until &&
+	       now >= s->full_until;
+}
+
+/* At maxchild: until when to wait for a child that is on its way out, 0 for none. */
+static int64_t
+master_avail_exit_soon(const struct master *m, const struct mservice *s, int64_t now)
+{
+	const struct mchild *c;
+	int64_t until = 0;
+
+	for (c = m->children; c != NULL; c = c->next)
+		if (c->svc == s && c->state == MCHILD_EXITING && now - c->exiting_at < AVAIL_EXIT_WAIT_MS &&
+		    (until == 0 || c->exiting_at + AVAIL_EXIT_WAIT_MS < until))
+			until = c->exiting_at + AVAIL_EXIT_WAIT_MS;
+	return until;
 }
 
 /* Log a refusal, at most every AVAIL_LOG_EVERY_MS per service. */
@@ -226,7 +244,10 @@ master_avail_listener_ready(struct master *m, struct mservice *s, int64_t now)
 	if (s->nready > 0 || s->retired)
 		return;
 	if (!master_avail_room(s)) {
-		master_avail_refuse(s, now);
+		if ((until = master_avail_exit_soon(m, s, now)) > 0)
+			s->full_until = until;
+		else
+			master_avail_refuse(s, now);
 		return;
 	}
 	if (!master_avail_rate_ok(s, now, &until)) {
@@ -252,10 +273,12 @@ master_avail_next_timer(const struct master *m, int64_t now)
 	const struct mchild *c;
 
 	for (s = m->services; s != NULL; s = s->next) {
-		if (s->retired || s->blocked_until <= now)
+		if (s->retired)
 			continue;
-		if (next < 0 || s->blocked_until < next)
+		if (s->blocked_until > now && (next < 0 || s->blocked_until < next))
 			next = s->blocked_until;
+		if (s->full_until > now && (next < 0 || s->full_until < next))
+			next = s->full_until;
 	}
 	for (c = m->children; c != NULL; c = c->next) {
 		int64_t idle, t;
@@ -295,6 +318,7 @@ master_avail_child_gone(struct master *m, struct mservice *s, struct mchild *c, 
 	s->nchild--;
 	if (c->state == MCHILD_STARTING || c->state == MCHILD_READY)
 		s->nready--;
+	s->full_until = 0;
 	if (failed && !s->retired && m->phase == PHASE_RUN) {
 		s->fails++;
 		if (s->fails >= AVAIL_FAILS_BEFORE_BACKOFF) {

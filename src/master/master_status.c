@@ -33,9 +33,12 @@ master_status_set(struct mchild *c, enum mchild_state st)
 		s->nready++;
 	if (st != MCHILD_BUSY)
 		c->peer[0] = '\0';
+	if (st == MCHILD_EXITING && c->state != MCHILD_EXITING)
+		c->exiting_at = master_now();
 	if (st == MCHILD_READY) {
 		c->idle_since = master_now();
 		c->was_ready = true;
+		s->full_until = 0;
 		s->fails = 0;
 	}
 	if (st == MCHILD_BUSY)
