@@ -245,11 +245,12 @@ service_peer_admitted(int fd)
 		return true;
 	}
 	len = strlen(msg);
-	msg[len++] = '\n';
+	msg[len] = '\n';
 	svc.verdict = 0;
 	do
-		w = write(svc.status_fd, msg, len);
+		w = write(svc.status_fd, msg, len + 1);
 	while (w < 0 && errno == EINTR);
+	msg[len] = '\0';
 	while (svc.verdict == 0 && svc.status_fd >= 0) {
 		struct pollfd p = { svc.status_fd, POLLIN, 0 };
 		int64_t left = deadline - clock_mono_ms();
