@@ -189,6 +189,16 @@ master_avail_refuse(struct mservice *s, int64_t now)
 	}
 }
 
+/* Has child o already said (unread yet) that it is done with its client? */
+static bool
+master_avail_done_unread(const struct mchild *o)
+{
+	char b;
+
+	return o->status_fd >= 0 && recv(o->status_fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 1 &&
+	       (b == PROTO_READY || b == PROTO_EXITING);
+}
+
 bool
 master_avail_peer_admit(struct master *m, struct mservice *s, struct mchild *c, int64_t now)
 {
@@ -198,7 +208,8 @@ master_avail_peer_admit(struct master *m, struct mservice *s, struct mchild *c, 
 	if (s->e.maxperip <= 0 || c->peer[0] == '\0')
 		return true;
 	for (o = m->children; o != NULL; o = o->next)
-		if (o->svc == s && o->peer[0] != '\0' && str_eq(o->peer, c->peer))
+		if (o->svc == s && o->peer[0] != '\0' && str_eq(o->peer, c->peer) &&
+		    (o == c || !master_avail_done_unread(o)))
 			n++;
 	if (n <= s->e.maxperip)
 		return true;

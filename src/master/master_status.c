@@ -31,8 +31,6 @@ master_status_set(struct mchild *c, enum mchild_state st)
 		s->nready--;
 	else if (!was_avail && is_avail)
 		s->nready++;
-	if (st != MCHILD_BUSY)
-		c->peer[0] = '\0';
 	if (st == MCHILD_EXITING && c->state != MCHILD_EXITING)
 		c->exiting_at = master_now();
 	if (st == MCHILD_READY) {
@@ -113,6 +111,7 @@ master_status_read(struct master *m, struct mchild *c)
 		if (n <= 0) {
 			close(c->status_fd);
 			c->status_fd = -1;
+			c->peer[0] = '\0';
 			if (c->state != MCHILD_EXITING)
 				master_status_set(c, MCHILD_EXITING);
 			return;
@@ -129,6 +128,7 @@ master_status_read(struct master *m, struct mchild *c)
 				c->msg_len = 0;
 				break;
 			case PROTO_READY:
+				c->peer[0] = '\0';  /* done with its client (a retired one keeps it) */
 				/* a child that is exiting stays so */
 				if (c->state != MCHILD_EXITING && !c->retired)
 					master_status_set(c, MCHILD_READY);
@@ -139,6 +139,7 @@ master_status_read(struct master *m, struct mchild *c)
 					master_status_set(c, MCHILD_BUSY);
 				break;
 			case PROTO_EXITING:
+				c->peer[0] = '\0';
 				master_status_set(c, MCHILD_EXITING);
 				break;
 			default:

@@ -42,7 +42,10 @@
  * (write CASTOR_REFUSE and CRLF unless the listener is tls=yes, close,
  * report READY again).  A child that has no answer within
  * PROTO_VERDICT_WAIT_MS serves the client.  Other bytes (RETIRE) may
- * arrive before the answer.
+ * arrive before the answer.  A child sends READY or EXITING after a
+ * client *before* it closes that connection, so a client that has seen
+ * the close can rely on castord knowing the slot is free (castord also
+ * peeks for such an unread byte before it counts a child against a cap).
  */
 #ifndef CASTOR_MASTER_PROTO_H
 #define CASTOR_MASTER_PROTO_H

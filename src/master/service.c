@@ -345,15 +345,17 @@ service_loop(void)
 			log_debug("connection service=%s peer=%s use=%u", svc.name, log_q(c.peer), svc.uses);
 			service_serve(&c);
 		}
-		close(fd);
+		/* report before the close: a client that saw it can count on castord knowing */
 		service_read_status();
 		if (svc.maxuse > 0 && svc.uses >= svc.maxuse) {
 			log_debug("maxuse reached service=%s uses=%u", svc.name, svc.uses);
 			service_status(PROTO_EXITING);
+			close(fd);
 			return 0;
 		}
 		if (!service_quit_requested() && !svc.retire)
 			service_status(PROTO_READY);
+		close(fd);
 	}
 }
 

@@ -290,6 +290,7 @@ def test_maxuse_child_exits_after_n_connections(procs, tmp_path):
         cl = Client(port)
         pids.append(cl.greeting())
         assert cl.cmd("QUIT") == "+OK bye"
+        assert cl.closed()  # the child has told castord it is free (or leaving) by now
         cl.close()
     assert pids[0] == pids[1] and pids[2] != pids[0], pids
     wait_for(lambda: not pid_alive(pids[0]), what="used-up child gone")
