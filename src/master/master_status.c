@@ -207,9 +207,9 @@ master_status_dump(struct master *m)
 	log_info("status phase=%s children=%d", master_status_phase_name(m->phase), m->nchildren);
 	for (s = m->services; s != NULL; s = s->next)
 		log_info("status service=%s listen=%s children=%d available=%d prefork=%d maxchild=%d "
-			 "spawned=%llu served=%llu%s", s->e.name, log_q(s->e.addr_key), s->nchild, s->nready,
-			 s->e.prefork, s->e.maxchild, (unsigned long long)s->spawned,
-			 (unsigned long long)s->served, s->retired ? " retired=yes" : "");
+			 "spawned=%llu served=%llu refused=%llu%s", s->e.name, log_q(s->e.addr_key), s->nchild,
+			 s->nready, s->e.prefork, s->e.maxchild, (unsigned long long)s->spawned,
+			 (unsigned long long)s->served, (unsigned long long)s->refused, s->retired ? " retired=yes" : "");
 	for (d = m->daemons; d != NULL; d = d->next)
 		log_info("status daemon=%s pid=%ld restarts=%u%s", d->e.name, (long)d->pid, d->restarts,
 			 d->removed ? " removed=yes" : "");
