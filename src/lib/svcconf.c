@@ -37,12 +37,12 @@
 
 enum svc_key {
 	K_CMD, K_LISTEN, K_TLS, K_PREFORK, K_MAXCHILD, K_MAXFORKRATE, K_MAXUSE,
-	K_PERIOD, K_AT, K_TIMEOUT, K_COUNT
+	K_PERIOD, K_AT, K_TIMEOUT, K_MAXPERIP, K_MAXIDLE, K_PROTO, K_COUNT
 };
 
 static const char *const svc_key_names[K_COUNT] = {
 	"cmd", "listen", "tls", "prefork", "maxchild", "maxforkrate", "maxuse",
-	"period", "at", "timeout",
+	"period", "at", "timeout", "maxperip", "maxidle", "proto",
 };
 
 #define KB(k) (1u << (k))
@@ -52,7 +52,7 @@ static const struct {
 } svc_sections[] = {
 	[SVC_START] = { "START", KB(K_CMD) | KB(K_TIMEOUT) },
 	[SVC_SERVICES] = { "SERVICES", KB(K_CMD) | KB(K_LISTEN) | KB(K_TLS) | KB(K_PREFORK) | KB(K_MAXCHILD) |
-	    KB(K_MAXFORKRATE) | KB(K_MAXUSE) },
+	    KB(K_MAXFORKRATE) | KB(K_MAXUSE) | KB(K_MAXPERIP) | KB(K_MAXIDLE) | KB(K_PROTO) },
 	[SVC_EVENTS] = { "EVENTS", KB(K_CMD) | KB(K_PERIOD) | KB(K_AT) | KB(K_TIMEOUT) },
 	[SVC_DAEMON] = { "DAEMON", KB(K_CMD) },
 	[SVC_SHUTDOWN] = { "SHUTDOWN", KB(K_CMD) | KB(K_TIMEOUT) },
@@ -303,6 +303,9 @@ svc_entry_start(struct svc_parser *ps, const char *p, size_t n, size_t col)
 	e->maxchild = -1;
 	e->maxforkrate = 0;
 	e->maxuse = 250;
+	e->maxperip = 0;
+	e->maxidle = -1;
+	e->proto = SVC_PROTO_AUTO;
 	e->period = 0;
 	e->at = -1;
 	e->timeout = 60;
@@ -423,10 +426,37 @@ svc_apply(struct svc_parser *ps, enum svc_key k, struct svc_val *v, size_t vcol)
 		if (svc_number(v, 0, 86400, &e->timeout) < 0)
 			return svc_fail(ps, vcol, "timeout must be 0..86400 seconds, not '%s'", show);
 		break;
+	case K_MAXPERIP:
+		if (svc_number(v, 0, 100000, &e->maxperip) < 0)
+			return svc_fail(ps, vcol, "maxperip must be an integer 0..100000, not '%s'", show);
+		break;
+	case K_MAXIDLE:
+		if (svc_number(v, 0, 86400, &e->maxidle) < 0)
+			return svc_fail(ps, vcol, "maxidle must be 0..86400 seconds, not '%s'", show);
+		break;
+	case K_PROTO:
+		if ((e->proto = svcconf_proto_parse(v->s)) == SVC_PROTO_AUTO)
+			return svc_fail(ps, vcol, "proto must be imap, pop3, lmtp, sync or none, not '%s'", show);
+		break;
 	case K_COUNT:
 		break;
 	}
 	return 0;
+}
+
+enum svc_proto
+svcconf_proto_parse(const char *s)
+{
+	static const char *const names[] = {
+		[SVC_PROTO_NONE] = "none", [SVC_PROTO_IMAP] = "imap", [SVC_PROTO_POP3] = "pop3",
+		[SVC_PROTO_LMTP] = "lmtp", [SVC_PROTO_SYNC] = "sync",
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (names[i] != NULL && str_eq(s, names[i]))
+			return (enum svc_proto)i;
+	return SVC_PROTO_AUTO;
 }
 
 static void

@@ -45,6 +45,18 @@ enum svc_section {
 	SVC_SHUTDOWN,
 };
 
+/* The protocol a service speaks, for the refusal castord writes itself
+ * (maxchild, maxperip).  AUTO: from the program's name (imapd, pop3d,
+ * lmtpd, syncd); proto= in services.conf overrides it. */
+enum svc_proto {
+	SVC_PROTO_AUTO = 0,
+	SVC_PROTO_NONE,
+	SVC_PROTO_IMAP,
+	SVC_PROTO_POP3,
+	SVC_PROTO_LMTP,
+	SVC_PROTO_SYNC,
+};
+
 struct svc_entry {
 	enum svc_section section;
 	char *name;
@@ -57,6 +69,9 @@ struct svc_entry {
 	int maxchild;       /* SERVICES: max concurrent children (default -1 = unlimited) */
 	int maxforkrate;    /* SERVICES: forks per second (default 0 = unlimited) */
 	int maxuse;         /* SERVICES: connections per child before it exits (default 250) */
+	int maxperip;       /* SERVICES: connections at once from one address (default 0 = unlimited) */
+	int maxidle;        /* SERVICES: seconds an idle child beyond prefork lives (-1 = castor.conf's) */
+	enum svc_proto proto;  /* SERVICES: proto= (default AUTO) */
 	int period;         /* EVENTS: minutes between runs (0 = none) */
 	int at;             /* EVENTS: HHMM (0..2359) or -1 */
 	int timeout;        /* START/SHUTDOWN/EVENTS: seconds before SIGTERM (default 60; 0 = none) */
@@ -70,6 +85,8 @@ struct svc_conf {
 };
 
 const char *svc_section_name(enum svc_section s);
+/* "imap", "pop3", "lmtp", "sync", "none"; SVC_PROTO_AUTO for anything else. */
+enum svc_proto svcconf_proto_parse(const char *s);
 
 /* 0 on success with *conf_r set; -1 with err "FILE:LINE:COL: reason". */
 int svcconf_load(const char *path, struct svc_conf **conf_r, struct err *err);

@@ -53,6 +53,9 @@ struct mentry {
 	char addr_key[300];     /* SERVICES: canonical form, to match listeners across reloads */
 	bool tls;
 	int prefork, maxchild, maxforkrate, maxuse;
+	int maxperip;           /* SERVICES: 0 = no per-address cap */
+	int maxidle;            /* SERVICES: seconds; -1 = castor.conf's service_maxidle */
+	char refuse[96];        /* SERVICES: the refusal line (no CRLF) castord writes; "" = close only */
 	int period, at, timeout;
 	int line;
 };
@@ -65,6 +68,7 @@ struct mconf {
 	struct mentry *entries; /* file order */
 	size_t n;
 	int64_t shutdown_timeout_ms;
+	int64_t maxidle_ms;     /* service_maxidle: idle children beyond prefork exit after this; 0 never */
 };
 
 struct mservice {
@@ -74,11 +78,14 @@ struct mservice {
 	bool retired;           /* removed or replaced: no new children; freed with its last child */
 	int nchild;             /* children alive */
 	int nready;             /* children idle or starting (counted as able to accept) */
-	bool full;              /* maxchild reached with clients waiting: stop polling the listener */
 	int64_t blocked_until;  /* maxforkrate or crash backoff */
+	int64_t full_until;     /* at maxchild with a child on its way out: wait for it until then */
 	int64_t *forks;         /* ring of the last maxforkrate fork times */
 	int fork_head;
-	int64_t maxchild_logged, rate_logged;
+	int64_t rate_logged;
+	int64_t refuse_logged;  /* last "connection refused" line (maxchild, maxperip) */
+	unsigned refused_quiet; /* refusals since that line */
+	uint64_t refused;
 	int fails;              /* consecutive children that died before serving */
 	uint64_t spawned, served;
 	int mark;               /* master_reload() scratch */
@@ -121,6 +128,14 @@ struct mchild {
 	bool escalated;         /* castord had to SIGTERM/SIGKILL it during a stop or timeout */
 	bool retired;           /* told to finish and exit (reload) */
 	bool was_ready;         /* reported READY at least once */
+	int64_t idle_since;     /* MCHILD_SERVICE: when it last reported READY */
+	int64_t exiting_at;     /* MCHILD_SERVICE: when it became EXITING */
+	char peer[48];          /* MCHILD_SERVICE: address of the client in hand (maxperip), "" if none */
+	char msg[64];           /* MCHILD_SERVICE: a PEER message being read */
+	size_t msg_len;
+	bool in_msg;
+	int64_t stop_term_at;   /* graceful stop: SIGTERM then (its own shutdown_timeout after its SIGQUIT) */
+	int64_t stop_kill_at;   /* graceful stop: SIGKILL then */
 };
 
 enum master_phase {
@@ -144,7 +159,7 @@ struct master {
 	size_t start_next;              /* index into cfg->entries */
 	size_t shutdown_next;
 	pid_t step_pid;                 /* the START/SHUTDOWN command running */
-	int64_t drain_started, term_deadline, kill_deadline;
+	int64_t drain_started;
 	int64_t fast_kill_at;
 	bool fast_killed;
 	int exit_code;
@@ -196,6 +211,10 @@ bool master_avail_want_listen(const struct mservice *s, int64_t now);
 void master_avail_listener_ready(struct master *m, struct mservice *s, int64_t now);
 int64_t master_avail_next_timer(const struct master *m, int64_t now);
 void master_avail_child_gone(struct master *m, struct mservice *s, struct mchild *c, bool failed);
+/* A child reported its client's address: true to admit, false over maxperip (logged). */
+bool master_avail_peer_admit(struct master *m, struct mservice *s, struct mchild *c, int64_t now);
+/* Ask idle children beyond prefork that have idled for maxidle to exit. */
+void master_avail_trim(struct master *m, int64_t now);
 /* Free a retired service once its last child is gone. */
 void master_avail_service_release(struct master *m, struct mservice *s);
 struct mservice *master_avail_service_new(const struct mentry *e);

@@ -233,6 +233,37 @@ master_conf_abs(const char *path)
 	return xstrdup(full);
 }
 
+/* The line castord writes when it refuses a client itself (maxchild,
+ * maxperip): the protocol from proto=, else from the program's name. */
+static void
+master_conf_refusal(struct mentry *me, enum svc_proto proto)
+{
+	const char *base = strrchr(me->argv[0], '/'), *line = "";
+
+	base = base != NULL ? base + 1 : me->argv[0];
+	if (proto == SVC_PROTO_AUTO) {
+		if (str_eq(base, "imapd"))
+			proto = SVC_PROTO_IMAP;
+		else if (str_eq(base, "pop3d"))
+			proto = SVC_PROTO_POP3;
+		else if (str_eq(base, "lmtpd"))
+			proto = SVC_PROTO_LMTP;
+		else if (str_eq(base, "syncd"))
+			proto = SVC_PROTO_SYNC;
+		else if (str_eq(base, "echod"))
+			line = "* BYE too many connections";  /* the test service */
+	}
+	switch (proto) {
+	case SVC_PROTO_IMAP: line = "* BYE [UNAVAILABLE] Too many connections, try again later"; break;
+	case SVC_PROTO_POP3: line = "-ERR [SYS/TEMP] Too many connections, try again later"; break;
+	case SVC_PROTO_LMTP: line = "421 4.3.2 Too many connections, try again later"; break;
+	case SVC_PROTO_SYNC: line = "* BYE [TEMP] \"too many connections\""; break;
+	case SVC_PROTO_AUTO:
+	case SVC_PROTO_NONE: break;
+	}
+	str_lcpy(me->refuse, line, sizeof(me->refuse));
+}
+
 static int
 master_conf_entry(struct mconf *c, struct mentry *me, const struct svc_entry *se, struct err *err)
 {
@@ -249,6 +280,8 @@ master_conf_entry(struct mconf *c, struct mentry *me, const struct svc_entry *se
 	me->maxchild = se->maxchild;
 	me->maxforkrate = se->maxforkrate;
 	me->maxuse = se->maxuse;
+	me->maxperip = se->maxperip;
+	me->maxidle = se->maxidle;
 	me->period = se->period;
 	me->at = se->at;
 	me->timeout = se->timeout;
@@ -272,6 +305,7 @@ master_conf_entry(struct mconf *c, struct mentry *me, const struct svc_entry *se
 			str_lcpy(me->addr_key, se->listen, sizeof(me->addr_key));
 		if (me->maxchild >= 0 && me->prefork > me->maxchild)
 			me->prefork = me->maxchild;
+		master_conf_refusal(me, se->proto);
 	}
 	return 0;
 }
@@ -301,6 +335,11 @@ master_conf_load(const char *conf_path, const char *svc_path, struct err *err)
 	c->shutdown_timeout_ms = conf_get_duration_ms(c->conf, "shutdown_timeout", 10000);
 	if (c->shutdown_timeout_ms < 0) {
 		err_set(err, ERR_INVALID, "%s: shutdown_timeout must not be negative", c->conf_path);
+		goto fail;
+	}
+	c->maxidle_ms = conf_get_duration_ms(c->conf, "service_maxidle", 60000);
+	if (c->maxidle_ms < 0) {
+		err_set(err, ERR_INVALID, "%s: service_maxidle must not be negative", c->conf_path);
 		goto fail;
 	}
 	if (svcconf_load(c->svc_path, &sc, err) < 0)

@@ -158,6 +158,7 @@ master_step_phase(struct master *m, int64_t now)
 		master_event_daemons_start(m, now);
 		master_event_run(m, now);
 		master_avail_prefork(m, now);
+		master_avail_trim(m, now);
 		break;
 	case PHASE_DRAIN:
 	case PHASE_SHUTDOWN:

@@ -6,9 +6,10 @@
  * programs, addresses, and every new listener opened); any error
  * rejects the reload with a log line and the running configuration
  * stays as it was.  Then, by entry name:
- *   - a service whose cmd, listen, tls and maxuse are unchanged keeps
- *     its children and listener; prefork, maxchild and maxforkrate take
- *     effect at once;
+ *   - a service whose cmd, listen, tls, maxuse and proto are unchanged
+ *     (and maxperip still on, or still off) keeps its children and
+ *     listener; prefork, maxchild, maxforkrate, maxperip and maxidle
+ *     take effect at once;
  *   - a removed or changed service is retired: its children are told to
  *     finish the connection in hand and exit (RETIRE on the status
  *     channel), no new child is started for it; its listener is handed
@@ -38,7 +39,8 @@ static bool
 master_reload_same_service(const struct mservice *s, const struct mentry *e)
 {
 	return master_conf_entry_same_cmd(&s->e, e) && str_eq(s->e.addr_key, e->addr_key) && s->e.tls == e->tls &&
-	       s->e.maxuse == e->maxuse;
+	       s->e.maxuse == e->maxuse && (s->e.maxperip > 0) == (e->maxperip > 0) &&
+	       str_eq(s->e.refuse, e->refuse);
 }
 
 static struct mservice *
@@ -63,8 +65,9 @@ master_reload_tune(struct mservice *s, const struct mentry *e)
 	s->e.prefork = e->prefork;
 	s->e.maxchild = e->maxchild;
 	s->e.maxforkrate = e->maxforkrate;
+	s->e.maxperip = e->maxperip;
+	s->e.maxidle = e->maxidle;
 	s->e.line = e->line;
-	s->full = false;
 }
 
 static void

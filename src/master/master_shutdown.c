@@ -4,11 +4,16 @@
  * the per-child timeouts of START, EVENTS and SHUTDOWN commands.
  *
  * Graceful stop, in order:
- *   1. every listener is shut down and closed (new clients are refused);
+ *   1. every listener is shut down and closed (new clients are refused),
+ *      all of them before any child is signalled;
  *   2. every child gets SIGQUIT: services finish the command in hand,
  *      say goodbye and exit; daemons and events stop as they see fit;
- *   3. after shutdown_timeout, SIGTERM to each child still alive; 5 s
- *      later SIGKILL; each one logged with its pid and service;
+ *   3. each child's shutdown_timeout starts when that child is sent its
+ *      SIGQUIT (with thousands of children, signalling them all takes
+ *      a while on a loaded machine); a child still alive when its own
+ *      timeout passes gets SIGTERM, and SIGKILL 5 s after that; each
+ *      one logged with its pid and service.  A child that ends within
+ *      its time is never escalated;
  *   4. when the last child is gone, the SHUTDOWN entries run one at a
  *      time in file order, each with its timeout= (SIGTERM, then SIGKILL
  *      5 s later);
@@ -19,6 +24,7 @@
  */
 #include "master/master.h"
 
+#include "lib/failpoint.h"
 #include "lib/log.h"
 #include "lib/signals.h"
 
@@ -62,22 +68,27 @@ master_shutdown_signal_all(struct master *m, int sig, const char *why)
 void
 master_shutdown_begin(struct master *m)
 {
-	int64_t now = master_now();
+	int64_t t0 = master_now(), t1, now;
 	struct mchild *c;
 	int n = 0;
 
 	m->phase = PHASE_DRAIN;
 	master_notify("STOPPING=1");
 	master_listen_close_all(m);
+	t1 = master_now();
+	/* sleep(MS): a machine slowed down by thousands of waking children, for the tests */
+	FAILPOINT("master.shutdown.before_quit");
 	for (c = m->children; c != NULL; c = c->next) {
 		master_spawn_signal(m, c, SIGQUIT, NULL);
+		now = master_now();
+		c->stop_term_at = now + m->cfg->shutdown_timeout_ms;
+		c->stop_kill_at = 0;
 		n++;
 	}
-	m->drain_started = now;
-	m->term_deadline = now + m->cfg->shutdown_timeout_ms;
-	m->kill_deadline = 0;
-	log_notice("graceful stop: listeners closed, SIGQUIT sent children=%d shutdown_timeout_ms=%lld", n,
-		   (long long)m->cfg->shutdown_timeout_ms);
+	m->drain_started = t0;
+	log_notice("graceful stop: listeners closed, SIGQUIT sent children=%d shutdown_timeout_ms=%lld "
+		   "close_ms=%lld signal_ms=%lld", n, (long long)m->cfg->shutdown_timeout_ms,
+		   (long long)(t1 - t0), (long long)(master_now() - t1));
 }
 
 void
@@ -123,6 +134,18 @@ master_shutdown_next(struct master *m)
 	m->phase = PHASE_EXIT;
 }
 
+/* Is a draining child past its own deadline? */
+static bool
+master_shutdown_overdue(const struct master *m, int64_t now)
+{
+	const struct mchild *c;
+
+	for (c = m->children; c != NULL; c = c->next)
+		if ((c->stop_kill_at > 0 && now >= c->stop_kill_at) || (c->stop_term_at > 0 && now >= c->stop_term_at))
+			return true;
+	return false;
+}
+
 void
 master_shutdown_step(struct master *m, int64_t now)
 {
@@ -130,6 +153,9 @@ master_shutdown_step(struct master *m, int64_t now)
 
 	switch (m->phase) {
 	case PHASE_DRAIN:
+		/* a child that ended in time but is not reaped yet is not escalated */
+		if (master_shutdown_overdue(m, now))
+			master_spawn_reap(m);
 		if (m->nchildren == 0) {
 			log_notice("all children gone drain_ms=%lld", (long long)(now - m->drain_started));
 			m->phase = PHASE_SHUTDOWN;
@@ -138,15 +164,16 @@ master_shutdown_step(struct master *m, int64_t now)
 			master_shutdown_next(m);
 			break;
 		}
-		if (m->kill_deadline == 0 && now >= m->term_deadline) {
-			for (c = m->children; c != NULL; c = c->next)
-				master_shutdown_escalate(m, c, SIGTERM, "shutdown_timeout passed: escalating");
-			m->kill_deadline = now + MASTER_KILL_GRACE_MS;
-		} else if (m->kill_deadline > 0 && now >= m->kill_deadline) {
-			for (c = m->children; c != NULL; c = c->next)
+		for (c = m->children; c != NULL; c = c->next) {
+			if (c->stop_kill_at > 0 && now >= c->stop_kill_at) {
+				c->stop_kill_at = 0;
 				if (c->last_signal != SIGKILL)
 					master_shutdown_escalate(m, c, SIGKILL, "SIGTERM ignored: escalating");
-			m->kill_deadline = INT64_MAX;
+			} else if (c->stop_term_at > 0 && now >= c->stop_term_at) {
+				c->stop_term_at = 0;
+				c->stop_kill_at = now + MASTER_KILL_GRACE_MS;
+				master_shutdown_escalate(m, c, SIGTERM, "shutdown_timeout passed: escalating");
+			}
 		}
 		break;
 	case PHASE_SHUTDOWN:
@@ -200,13 +227,15 @@ master_shutdown_next_timer(const struct master *m, int64_t now)
 	int64_t next = -1;
 
 	(void)now;
-	if (m->phase == PHASE_DRAIN)
-		master_shutdown_min(&next, m->kill_deadline == 0 ? m->term_deadline : m->kill_deadline);
 	if (m->phase == PHASE_FAST && !m->fast_killed)
 		master_shutdown_min(&next, m->fast_kill_at);
 	for (c = m->children; c != NULL; c = c->next) {
 		master_shutdown_min(&next, c->term_at);
 		master_shutdown_min(&next, c->kill_at);
+		if (m->phase == PHASE_DRAIN) {
+			master_shutdown_min(&next, c->stop_term_at);
+			master_shutdown_min(&next, c->stop_kill_at);
+		}
 	}
 	return next;
 }

@@ -85,6 +85,9 @@ master_spawn_child(struct master *m, pid_t master_pid, enum mchild_kind kind, co
 		master_spawn_setenv("CASTOR_TLS", e->tls ? "1" : NULL);
 		snprintf(num, sizeof(num), "%d", e->maxuse);
 		master_spawn_setenv("CASTOR_MAXUSE", num);
+		snprintf(num, sizeof(num), "%d", e->maxperip);
+		master_spawn_setenv("CASTOR_MAXPERIP", e->maxperip > 0 ? num : NULL);
+		master_spawn_setenv("CASTOR_REFUSE", e->refuse);
 		/* out of the way of 3 and 4 first, then into place */
 		lfd = fcntl(svc->listen_fd, F_DUPFD_CLOEXEC, 10);
 		sfd = fcntl(status_fd, F_DUPFD_CLOEXEC, 10);
@@ -105,6 +108,8 @@ master_spawn_child(struct master *m, pid_t master_pid, enum mchild_kind kind, co
 		master_spawn_setenv("CASTOR_LISTEN", NULL);
 		master_spawn_setenv("CASTOR_TLS", NULL);
 		master_spawn_setenv("CASTOR_MAXUSE", NULL);
+		master_spawn_setenv("CASTOR_MAXPERIP", NULL);
+		master_spawn_setenv("CASTOR_REFUSE", NULL);
 	}
 	devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (devnull >= 0 && devnull != STDIN_FILENO) {

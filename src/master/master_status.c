@@ -5,7 +5,10 @@
  *
  * Every byte from a child is checked: an unknown one is logged and
  * ignored, end of file means the child is on its way out (its exit is
- * logged when it is reaped).
+ * logged when it is reaped).  A PEER message (maxperip) is read into
+ * the child's record across reads, checked (length, characters), and
+ * answered ADMIT or DENY at once; a malformed one is logged and
+ * admitted uncounted, so a bug costs the cap, never a client.
  */
 #include "master/master.h"
 #include "master/proto.h"
@@ -28,14 +31,68 @@ master_status_set(struct mchild *c, enum mchild_state st)
 		s->nready--;
 	else if (!was_avail && is_avail)
 		s->nready++;
+	if (st == MCHILD_EXITING && c->state != MCHILD_EXITING)
+		c->exiting_at = master_now();
 	if (st == MCHILD_READY) {
+		c->idle_since = master_now();
 		c->was_ready = true;
+		s->full_until = 0;
 		s->fails = 0;
-		s->full = false;
 	}
 	if (st == MCHILD_BUSY)
 		s->served++;
 	c->state = st;
+}
+
+static void
+master_status_send(struct mchild *c, char byte)
+{
+	if (c->status_fd >= 0 && send(c->status_fd, &byte, 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0 && errno != EAGAIN)
+		log_warn("cannot answer child pid=%ld service=%s error=%s", (long)c->pid, c->name,
+			 log_q(strerror(errno)));
+}
+
+static bool
+master_status_peer_ok(const char *p, size_t len)
+{
+	size_t i;
+
+	if (len == 0 || len > PROTO_PEER_MAX)
+		return false;
+	for (i = 0; i < len; i++)
+		if (strchr("0123456789abcdefABCDEF.:", p[i]) == NULL)
+			return false;
+	return true;
+}
+
+/* One byte of a PEER message; at its '\n' the verdict is sent. */
+static void
+master_status_peer_byte(struct master *m, struct mchild *c, char ch)
+{
+	bool ok;
+
+	if (ch != '\n' && c->msg_len < sizeof(c->msg) - 1) {
+		c->msg[c->msg_len++] = ch;
+		return;
+	}
+	c->in_msg = false;
+	ok = ch == '\n' && master_status_peer_ok(c->msg, c->msg_len);
+	if (c->state != MCHILD_EXITING)
+		master_status_set(c, MCHILD_BUSY);
+	if (!ok) {
+		log_warn("bad peer report pid=%ld service=%s length=%zu", (long)c->pid, c->name, c->msg_len);
+		master_status_send(c, PROTO_ADMIT);
+	} else {
+		memcpy(c->peer, c->msg, c->msg_len);
+		c->peer[c->msg_len] = '\0';
+		if (master_avail_peer_admit(m, c->svc, c, master_now())) {
+			master_status_send(c, PROTO_ADMIT);
+		} else {
+			c->peer[0] = '\0';
+			master_status_send(c, PROTO_DENY);
+		}
+	}
+	c->msg_len = 0;
 }
 
 void
@@ -45,7 +102,6 @@ master_status_read(struct master *m, struct mchild *c)
 	ssize_t n, i;
 	int guard;
 
-	(void)m;
 	for (guard = 0; guard < 64 && c->status_fd >= 0; guard++) {
 		n = recv(c->status_fd, b, sizeof(b), MSG_DONTWAIT);
 		if (n < 0 && errno == EINTR)
@@ -55,13 +111,24 @@ master_status_read(struct master *m, struct mchild *c)
 		if (n <= 0) {
 			close(c->status_fd);
 			c->status_fd = -1;
+			c->peer[0] = '\0';
 			if (c->state != MCHILD_EXITING)
 				master_status_set(c, MCHILD_EXITING);
 			return;
 		}
 		for (i = 0; i < n; i++) {
+			if (c->in_msg) {
+				master_status_peer_byte(m, c, b[i]);
+				continue;
+			}
 			switch (b[i]) {
+			case PROTO_PEER:
+				c->was_ready = true;
+				c->in_msg = true;
+				c->msg_len = 0;
+				break;
 			case PROTO_READY:
+				c->peer[0] = '\0';  /* done with its client (a retired one keeps it) */
 				/* a child that is exiting stays so */
 				if (c->state != MCHILD_EXITING && !c->retired)
 					master_status_set(c, MCHILD_READY);
@@ -72,6 +139,7 @@ master_status_read(struct master *m, struct mchild *c)
 					master_status_set(c, MCHILD_BUSY);
 				break;
 			case PROTO_EXITING:
+				c->peer[0] = '\0';
 				master_status_set(c, MCHILD_EXITING);
 				break;
 			default:
@@ -181,9 +249,9 @@ master_status_dump(struct master *m)
 	log_info("status phase=%s children=%d", master_status_phase_name(m->phase), m->nchildren);
 	for (s = m->services; s != NULL; s = s->next)
 		log_info("status service=%s listen=%s children=%d available=%d prefork=%d maxchild=%d "
-			 "spawned=%llu served=%llu%s", s->e.name, log_q(s->e.addr_key), s->nchild, s->nready,
-			 s->e.prefork, s->e.maxchild, (unsigned long long)s->spawned,
-			 (unsigned long long)s->served, s->retired ? " retired=yes" : "");
+			 "spawned=%llu served=%llu refused=%llu%s", s->e.name, log_q(s->e.addr_key), s->nchild,
+			 s->nready, s->e.prefork, s->e.maxchild, (unsigned long long)s->spawned,
+			 (unsigned long long)s->served, (unsigned long long)s->refused, s->retired ? " retired=yes" : "");
 	for (d = m->daemons; d != NULL; d = d->next)
 		log_info("status daemon=%s pid=%ld restarts=%u%s", d->e.name, (long)d->pid, d->restarts,
 			 d->removed ? " removed=yes" : "");

@@ -1,6 +1,8 @@
 /*
  * service.c - the service skeleton: accept loop, status reports to
- * castord, use counting, the quit checkpoint.  See service.h and proto.h.
+ * castord, use counting, the quit checkpoint, and asking castord about
+ * a client's address when the service has maxperip (proto.h).  See
+ * service.h and proto.h.
  */
 #include "master/service.h"
 #include "master/proto.h"
@@ -46,6 +48,8 @@ static struct {
 	int status_fd;
 	unsigned maxuse;
 	unsigned uses;
+	bool maxperip;        /* report each client's address, wait for the verdict */
+	char verdict;         /* PROTO_ADMIT / PROTO_DENY from castord, 0 while none */
 } svc = { .listen_fd = -1, .status_fd = -1, .tls_new = -1 };
 
 static void
@@ -125,6 +129,8 @@ service_read_status(void)
 				svc.retire = true;
 			else if (b[i] == PROTO_RELOAD)
 				svc.reload = true;
+			else if (b[i] == PROTO_ADMIT || b[i] == PROTO_DENY)
+				svc.verdict = b[i];
 			else
 				log_warn("unknown status byte from master byte=%d", (int)(unsigned char)b[i]);
 		}
@@ -304,6 +310,57 @@ service_reload(void)
 	conf_free(conf);
 }
 
+/* maxperip: tell castord the client's address and wait for its verdict.
+ * true to serve the client.  No answer in time (castord busy or gone):
+ * serve it. */
+static bool
+service_peer_admitted(int fd)
+{
+	char msg[PROTO_PEER_MAX + 3];
+	int64_t deadline = clock_mono_ms() + PROTO_VERDICT_WAIT_MS;
+	size_t len;
+	ssize_t w;
+
+	msg[0] = PROTO_PEER;
+	if (svc.status_fd < 0 || proto_peer_addr(fd, msg + 1, PROTO_PEER_MAX + 1) < 0) {
+		service_status(PROTO_BUSY);
+		return true;
+	}
+	len = strlen(msg);
+	msg[len] = '\n';
+	svc.verdict = 0;
+	do
+		w = write(svc.status_fd, msg, len + 1);
+	while (w < 0 && errno == EINTR);
+	msg[len] = '\0';
+	while (svc.verdict == 0 && svc.status_fd >= 0) {
+		struct pollfd p = { svc.status_fd, POLLIN, 0 };
+		int64_t left = deadline - clock_mono_ms();
+
+		if (left <= 0) {
+			log_warn("no answer from master about a client service=%s peer=%s", svc.name, log_q(msg + 1));
+			break;
+		}
+		if (poll(&p, 1, (int)left) > 0)
+			service_read_status();
+	}
+	return svc.verdict != PROTO_DENY;
+}
+
+/* castord said no (maxperip): the protocol's refusal, then close. */
+static void
+service_refuse(int fd)
+{
+	const char *line = getenv("CASTOR_REFUSE"), *tls = getenv("CASTOR_TLS");
+	char out[256];
+	int n;
+
+	if (line != NULL && line[0] != '\0' && !(tls != NULL && str_eq(tls, "1")) &&
+	    (n = str_fmt(out, sizeof(out), "%s\r\n", line)) > 0 && send(fd, out, (size_t)n, MSG_NOSIGNAL) < 0)
+		log_debug("refusal not sent service=%s error=%s", svc.name, log_q(strerror(errno)));
+	close(fd);
+}
+
 /* The accept loop under castord.  Returns the exit status. */
 static int
 service_loop(void)
@@ -362,8 +419,15 @@ service_loop(void)
 			}
 			continue;
 		}
+		if (!svc.maxperip) {
+			service_status(PROTO_BUSY);
+		} else if (!service_peer_admitted(fd)) {
+			service_refuse(fd);
+			if (!service_quit_requested() && !svc.retire)
+				service_status(PROTO_READY);
+			continue;
+		}
 		svc.uses++;
-		service_status(PROTO_BUSY);
 		{
 			struct service_conn c;
 
@@ -371,15 +435,17 @@ service_loop(void)
 			log_debug("connection service=%s peer=%s use=%u", svc.name, log_q(c.peer), svc.uses);
 			service_serve(&c);
 		}
-		close(fd);
+		/* report before the close: a client that saw it can count on castord knowing */
 		service_read_status();
 		if (svc.maxuse > 0 && svc.uses >= svc.maxuse) {
 			log_debug("maxuse reached service=%s uses=%u", svc.name, svc.uses);
 			service_status(PROTO_EXITING);
+			close(fd);
 			return 0;
 		}
 		if (!service_quit_requested() && !svc.retire)
 			service_status(PROTO_READY);
+		close(fd);
 	}
 }
 
@@ -467,6 +533,8 @@ service_main(int argc, char **argv, const struct service_ops *ops)
 		env = getenv("CASTOR_MAXUSE");
 		if (env != NULL && str_to_u32(env, &maxuse) == 0)
 			svc.maxuse = maxuse;
+		env = getenv("CASTOR_MAXPERIP");
+		svc.maxperip = env != NULL && env[0] != '\0' && !str_eq(env, "0");
 	} else if (!stdin_mode) {
 		fprintf(stderr, "%s: not started by castord (no listener on fd 3 and status channel on fd 4); "
 			"use -s to serve stdin/stdout\n", ops->name);

@@ -145,7 +145,7 @@ static const char full_services[] =
     "  imaps     cmd=\"imapd -s\" listen=\"[::1]:1993\" tls=yes maxforkrate=10 maxuse=50\r\n"
     "  pop3      cmd=pop3d listen=127.0.0.1:1110 prefork=0 maxchild=-1   # bare values\n"
     "\tlmtpunix\tcmd=\"lmtpd\"\tlisten=\"/srv/castor/run/lmtp.sock\"\n"
-    "  sync      cmd=\"syncd\" listen=\"*:2004\" tls=no maxuse=0\n"
+    "  sync      cmd=\"syncd\" listen=\"*:2004\" tls=no maxuse=0 maxperip=5 maxidle=30 proto=sync\n"
     "  lmtp      cmd=\"lmtpd -a\" listen=2024   \n"
     "}\n"
     "EVENTS   { purge cmd=\"castorctl purge\" at=0400   checkpoint cmd=\"castorctl checkpoint\" period=30 timeout=0 }\n"
@@ -202,6 +202,9 @@ test_full_file(void **state)
 	assert_true(e->tls);
 	assert_int_equal(e->maxforkrate, 10);
 	assert_int_equal(e->maxuse, 50);
+	assert_int_equal(e->maxperip, 0);
+	assert_int_equal(e->maxidle, -1);
+	assert_int_equal(e->proto, SVC_PROTO_AUTO);
 	assert_int_equal(e->argc, 2);
 	assert_string_equal(e->argv[1], "-s");
 
@@ -219,6 +222,9 @@ test_full_file(void **state)
 	assert_string_equal(e->listen, "*:2004");
 	assert_false(e->tls);
 	assert_int_equal(e->maxuse, 0);
+	assert_int_equal(e->maxperip, 5);
+	assert_int_equal(e->maxidle, 30);
+	assert_int_equal(e->proto, SVC_PROTO_SYNC);
 
 	e = svcconf_find(c, "lmtp");
 	assert_string_equal(e->listen, "2024");
@@ -420,8 +426,9 @@ test_reject_entries(void **state)
 {
 	(void)state;
 	/* 13. unknown key, and a key of another section */
-	expect_reject("SERVICES {\n  imap cmd=a listen=1 proto=tcp\n}\n", 2, 23,
-	    "unknown key 'proto' in SERVICES (expected cmd, listen, tls, prefork, maxchild, maxforkrate, maxuse)");
+	expect_reject("SERVICES {\n  imap cmd=a listen=1 port=tcp\n}\n", 2, 23,
+	    "unknown key 'port' in SERVICES (expected cmd, listen, tls, prefork, maxchild, maxforkrate, maxuse, "
+	    "maxperip, maxidle, proto)");
 	expect_reject("DAEMON { d cmd=x listen=1 }\n", 1, 18, "unknown key 'listen' in DAEMON (expected cmd)");
 	expect_reject("START { s cmd=x CMD=y }\n", 1, 17, "unknown key 'CMD'");
 	/* 14. duplicate entry name, across sections and case */
@@ -492,6 +499,11 @@ test_reject_values(void **state)
 	expect_reject("SERVICES {\n  imap cmd=a listen=1 maxchild=0\n}\n", 2, 32, "maxchild must be -1 (unlimited)");
 	expect_reject("SERVICES {\n  imap cmd=a listen=1 maxforkrate=+5\n}\n", 2, 35, "maxforkrate must be");
 	expect_reject("SERVICES {\n  imap cmd=a listen=1 maxuse=1e3\n}\n", 2, 30, "maxuse must be");
+	expect_reject("SERVICES {\n  imap cmd=a listen=1 maxperip=-1\n}\n", 2, 32, "maxperip must be an integer 0..100000");
+	expect_reject("SERVICES {\n  imap cmd=a listen=1 maxidle=86401\n}\n", 2, 31, "maxidle must be 0..86400 seconds");
+	expect_reject("SERVICES {\n  imap cmd=a listen=1 proto=tcp\n}\n", 2, 29,
+	    "proto must be imap, pop3, lmtp, sync or none, not 'tcp'");
+	expect_reject("DAEMON {\n  d cmd=a maxperip=3\n}\n", 2, 11, "unknown key 'maxperip' in DAEMON");
 	expect_reject("SHUTDOWN {\n  d cmd=a timeout=86401\n}\n", 2, 19, "timeout must be 0..86400 seconds");
 	expect_reject("EVENTS {\n  e cmd=a period=0\n}\n", 2, 18, "period must be 1..525600 minutes");
 	/* 23. prefork above maxchild */
