@@ -607,6 +607,52 @@ hash_password(const char *password, char **hash_r, struct err *err)
 	return 0;
 }
 
+uint32_t
+store_uidvalidity_floor(struct store *st)
+{
+	sqlite3_stmt *s = NULL;
+	int64_t v = 0;
+
+	if (sqlite3_prepare_v2(st->db, "SELECT CAST(value AS INTEGER) FROM meta"
+		" WHERE key = 'uidvalidity_floor'", -1, &s, NULL) == SQLITE_OK &&
+	    sqlite3_step(s) == SQLITE_ROW)
+		v = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	return v > 0 && v < UINT32_MAX ? (uint32_t)v : 0;
+}
+
+/* Before a user's spool goes: raise the floor to the highest UIDVALIDITY
+ * its database handed out (or to now when it cannot be read: values are
+ * creation times, a later one is only a few counts past its second). */
+static void
+uidvalidity_floor_raise(struct store *st, const char *name)
+{
+	struct buf p = BUF_INIT;
+	sqlite3 *db = NULL;
+	sqlite3_stmt *s = NULL;
+	int64_t v = (int64_t)time(NULL);
+
+	store_user_dir(st, name, &p);
+	buf_puts(&p, "/user.db");
+	if (access(buf_cstr(&p), F_OK) == 0 &&
+	    sqlite3_open_v2(buf_cstr(&p), &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+	    sqlite3_prepare_v2(db, "SELECT max(last_uidvalidity, (SELECT coalesce(max(uidvalidity), 0)"
+		" FROM mailboxes)) FROM state", -1, &s, NULL) == SQLITE_OK &&
+	    sqlite3_step(s) == SQLITE_ROW && sqlite3_column_int64(s, 0) > v)
+		v = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	buf_free(&p);
+	if (v <= (int64_t)store_uidvalidity_floor(st))
+		return;
+	if (sqlite3_prepare_v2(st->db, "INSERT OR REPLACE INTO meta(key, value)"
+		" VALUES ('uidvalidity_floor', ?1)", -1, &s, NULL) != SQLITE_OK ||
+	    (sqlite3_bind_int64(s, 1, v), sqlite3_step(s)) != SQLITE_DONE)
+		log_warn("uidvalidity floor not recorded user=%s error=%s", name,
+			log_q(sqlite3_errmsg(st->db)));
+	sqlite3_finalize(s);
+}
+
 /* Move a spool directory away into <root>/deleted/. */
 static int
 spool_retire(struct store *st, const char *name, struct err *err)
@@ -757,6 +803,7 @@ store_user_del(struct store *st, const char *name, struct err *err)
 		name, NULL, 0, 0, err) < 0)
 		return -1;
 	hook_fire(st, name, STORE_CHANGE_UNUSER);
+	uidvalidity_floor_raise(st, name);
 	if (spool_retire(st, name, err) < 0) {
 		err_prefix(err, "user %s deleted but its spool was not moved", name);
 		return -1;

@@ -130,6 +130,12 @@ uint32_t store_crc32(uint32_t crc, const void *p, size_t n);
 int store_quota_limits(struct store *st, const char *user, uint64_t *bytes_r,
 	uint64_t *msgs_r, struct err *err);
 
+/* The server's UIDVALIDITY floor (users.db meta uidvalidity_floor, store.c):
+ * at least every UIDVALIDITY a deleted user's mailboxes had, so a user
+ * deleted and added again never sees one of its old values (RFC 3501
+ * 2.3.1.1).  0 when none was recorded. */
+uint32_t store_uidvalidity_floor(struct store *st);
+
 /* Damage detection (store_damage.c; invariants D1-D3 there). */
 #define STORE_IDENT_LEN 32
 /* Add users.ident and users.damaged unless present (idempotent). */

@@ -10,7 +10,9 @@
  *     deleted_modseq set (the name is free again for a new mailbox,
  *     which gets a new uniqueid and a new uidvalidity).
  *   - uidvalidity: max(now, last_uidvalidity + 1) from state, so a
- *     recreated name never reuses a uidvalidity.
+ *     recreated name never reuses a uidvalidity; a new user.db starts
+ *     from the server's floor (store_uidvalidity_floor), so neither does
+ *     a user deleted and added again.
  *   - every create/rename/delete/special-use change stamps the row's
  *     modseq (and highestmodseq) with the call's modseq.
  */

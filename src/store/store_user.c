@@ -719,6 +719,17 @@ user_create_db(struct store_user *u, const char *ident, struct err *err)
 			rc = store_sql_err(u->db, sqlite3_errcode(u->db), err, "ident");
 	}
 	sqlite3_finalize(s);
+	/* a name used before starts above every UIDVALIDITY it had then */
+	s = NULL;
+	if (rc == 0 && sqlite3_prepare_v2(u->db, "UPDATE state SET last_uidvalidity ="
+		" max(last_uidvalidity, ?1) WHERE id = 1", -1, &s, NULL) != SQLITE_OK)
+		rc = store_sql_err(u->db, SQLITE_ERROR, err, "uidvalidity floor");
+	if (rc == 0) {
+		sqlite3_bind_int64(s, 1, store_uidvalidity_floor(u->st));
+		if (sqlite3_step(s) != SQLITE_DONE)
+			rc = store_sql_err(u->db, sqlite3_errcode(u->db), err, "uidvalidity floor");
+	}
+	sqlite3_finalize(s);
 	if (rc == 0)
 		rc = store_mailbox_create_row(u, "INBOX", NULL, &row, err);
 	u->op_open = false;

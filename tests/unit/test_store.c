@@ -2928,6 +2928,38 @@ sql_int(const char *path, const char *sql)
 	return v;
 }
 
+/* A user deleted and added again within the same second gets UIDVALIDITY
+ * values above every one it had (RFC 3501 2.3.1.1: a reused name whose
+ * UIDs are not kept must not reuse the value). */
+static void
+test_uidvalidity_after_readd(void **state)
+{
+	struct store_user *u = open_user("alice");
+	struct store_mailbox a, b;
+	uint32_t old_max;
+	struct err e;
+
+	(void)state;
+	assert_int_equal(store_mailbox_get(u, "INBOX", &a, &e), 0);
+	for (int i = 0; i < 5; i++) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "F%d", i);
+		assert_int_equal(store_mailbox_create(u, name, NULL, &b, &e), 0);
+	}
+	old_max = b.uidvalidity;          /* five creations in a second: now + 5 */
+	assert_true(old_max > a.uidvalidity);
+	store_user_close(&u);
+	assert_int_equal(store_user_del(st, "alice", &e), 0);
+	assert_int_equal(store_user_add(st, "alice", "secret", &e), 0);
+	u = open_user("alice");
+	assert_int_equal(store_mailbox_get(u, "INBOX", &a, &e), 0);
+	assert_true(a.uidvalidity > old_max);
+	assert_int_equal(store_mailbox_create(u, "F4", NULL, &b, &e), 0);
+	assert_true(b.uidvalidity > old_max);
+	store_user_close(&u);
+}
+
 /* A user.db of schema 3 gets records_snap at open, and the snapshot's
  * query is answered from it (no table row per message). */
 static void
@@ -3353,6 +3385,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_user_hash, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_records_full, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snap_index_upgrade, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_uidvalidity_after_readd, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dedup, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dedup_expunged, setup_files, teardown),
 		cmocka_unit_test_setup_teardown(test_dedup_concurrent, setup, teardown),
