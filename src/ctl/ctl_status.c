@@ -513,6 +513,14 @@ ctl_cmd_status(struct ctl *c, int argc, char **argv)
 		ctl_status_age(ctl_status_now_ms(), append_failed_ms, failed_when, sizeof(failed_when));
 	}
 	ctl_failover_state_text(root, &fo);
+	for (i = 0; i < (size_t)npos; i++) {
+		if (!syncchan_listed(c->conf, pos[i])) {
+			err_set(&err, ERR_NOTFOUND, "no channel %s: it is not in sync_channels (%s)", pos[i],
+				conf_get_str(c->conf, "sync_channels", "none"));
+			free(pos);
+			return ctl_fail(c, &err);
+		}
+	}
 	if (npos > 0) {
 		chans = xcalloc((size_t)npos + 1, sizeof(char *));
 		for (i = 0; i < (size_t)npos; i++)

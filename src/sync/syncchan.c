@@ -18,6 +18,19 @@ syncchan_names(const struct conf *conf, size_t *n_r)
 }
 
 bool
+syncchan_listed(const struct conf *conf, const char *name)
+{
+	size_t n = 0;
+	char **names = syncchan_names(conf, &n);
+	bool found = false;
+
+	for (size_t i = 0; i < n && !found; i++)
+		found = str_eq(names[i], name);
+	conf_list_free(names);
+	return found;
+}
+
+bool
 syncchan_host_is_loopback(const char *host)
 {
 	return str_eq_ci(host, "localhost") || str_has_prefix(host, "127.") || str_eq(host, "::1") ||
@@ -54,6 +67,9 @@ syncchan_load(const struct conf *conf, const char *name, struct syncchan *ch, st
 	memset(ch, 0, sizeof(*ch));
 	if (!cursor_channel_valid(name))
 		return err_set(err, ERR_INVALID, "sync_channels: bad channel name %s", name);
+	if (!syncchan_listed(conf, name))
+		return err_set(err, ERR_NOTFOUND, "no channel %s: it is not in sync_channels (%s)", name,
+			conf_get_str(conf, "sync_channels", "none"));
 	str_lcpy(ch->name, name, sizeof(ch->name));
 	snprintf(key, sizeof(key), "%s_sync_host", name);
 	s = conf_get_str(conf, key, NULL);

@@ -41,6 +41,8 @@ struct syncchan {
 
 /* The channel names of `sync_channels` (conf_list_free()); *n_r the count. */
 char **syncchan_names(const struct conf *conf, size_t *n_r);
+/* Is name one of sync_channels? */
+bool syncchan_listed(const struct conf *conf, const char *name);
 
 /* Load channel `name`.  0, or -1 with ERR_INVALID naming the key. */
 int syncchan_load(const struct conf *conf, const char *name, struct syncchan *ch, struct err *err);

@@ -109,5 +109,12 @@ def test_status_usage_and_json_is_valid(procs, tmp_path):
         assert doc["server"]["castord_running"] is False
         assert doc["channels"][0]["state"] == "never-ran"
         assert ctl(a.conf, "status", "--bogus", check=False).returncode == 2
+        # a channel that is not configured is an error, not an empty row
+        cp = ctl(a.conf, "status", "nosuch", check=False)
+        assert cp.returncode == 4 and cp.stdout == ""
+        assert "no channel nosuch: it is not in sync_channels" in cp.stderr
+        # and failover to one says so, not which key is missing
+        cp = ctl(a.conf, "failover", "--to", "bogus", check=False)
+        assert cp.returncode == 4 and "no channel bogus" in cp.stderr and "_sync_host" not in cp.stderr
     finally:
         p.cleanup()
