@@ -337,6 +337,13 @@ pop3_cmd_dele(struct pop3_sess *s, const struct pop3_cmd *cmd)
 
 	if (!pop3_msg_index(s, cmd->msg, &i))
 		return;
+	/* a replica could only refuse the deletion at QUIT, after the client
+	 * believed it (fetchmail would fetch the message again next time):
+	 * say so now, while the client can still keep it */
+	if (store_is_read_only(pop3d_g.st)) {
+		pop3_say(s, "-ERR [SYS/PERM] This server is a read-only replica: messages cannot be deleted here");
+		return;
+	}
 	s->drop.m[i].deleted = true;
 	s->drop.ndeleted++;
 	s->drop.size_live -= s->drop.m[i].size;

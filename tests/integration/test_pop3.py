@@ -463,3 +463,41 @@ poll 127.0.0.1 service {srv.pop3_port} protocol pop3 auth password timeout 60
                             crlf[:-len(m)]), crlf[:300]
     # fetchmail deleted what it fetched (no "keep"): UPDATE removed all 500
     assert srv.count("carol") == 0
+
+
+def test_dele_on_a_replica_is_refused_at_once(procs, tmp_path):
+    """A replica cannot delete: DELE says so itself (issue 21 item 4), not
+    QUIT after the client believed it, and nothing changes."""
+    import smtplib
+    from conftest import free_ports
+    from repl_util import SLOW, converged, ctl, pair
+
+    m, (r,) = pair(procs, tmp_path, start=False)
+    lport = free_ports(1)
+    m.add_services(f'  lmtp cmd="lmtpd" listen="127.0.0.1:{lport}"', section="SERVICES")
+    pport = free_ports(1)
+    r.add_services(f'  pop3 cmd="pop3d" listen="127.0.0.1:{pport}"', section="SERVICES")
+    r.start()
+    m.start()
+    ctl(m.conf, "-q", "user", "add", "pat", "--password", "pw-pop")
+    c = smtplib.LMTP("127.0.0.1", lport, timeout=20 * SLOW)
+    c.ehlo("mta.test")
+    for n in range(2):
+        assert lmtp_send(c, "s@example.org", ["pat"],
+                         f"Subject: r{n}\r\nMessage-ID: <r{n}@x>\r\n\r\nbody {n}\r\n".encode())[0][0] == 250
+    c.quit()
+    converged(m, r)
+    p = poplib.POP3("127.0.0.1", pport, timeout=20 * SLOW)
+    p.user("pat")
+    p.pass_("pw-pop")
+    assert p.stat()[0] == 2
+    with pytest.raises(poplib.error_proto) as e:
+        p.dele(1)
+    assert e.value.args[0].startswith(b"-ERR [SYS/PERM]")
+    assert p.stat()[0] == 2                     # not marked deleted
+    assert p.quit().startswith(b"+OK")
+    p = poplib.POP3("127.0.0.1", pport, timeout=20 * SLOW)
+    p.user("pat")
+    p.pass_("pw-pop")
+    assert p.stat()[0] == 2
+    p.quit()
