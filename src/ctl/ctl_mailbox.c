@@ -119,7 +119,8 @@ ctl_cmd_mailbox(struct ctl *c, int argc, char **argv)
 		goto fail;
 	if (str_eq(sub, "create")) {
 		struct store_mailbox mb;
-		if (store_mailbox_create(u, norm, specialuse, &mb, &err) < 0)
+		if (store_mailbox_create_parents(u, norm, &err) < 0 ||
+		    store_mailbox_create(u, norm, specialuse, &mb, &err) < 0)
 			goto fail;
 		if (!c->quiet)
 			printf("mailbox %s created uniqueid=%s\n", mb.name, mb.uniqueid);
@@ -129,7 +130,12 @@ ctl_cmd_mailbox(struct ctl *c, int argc, char **argv)
 		if (!c->quiet)
 			printf("mailbox %s deleted\n", norm);
 	} else if (str_eq(sub, "rename")) {
-		if (store_mailbox_rename(u, norm, norm2, &err) < 0)
+		struct store_mailbox from;
+
+		/* the parents only for a rename that can happen */
+		if (store_mailbox_get(u, norm, &from, &err) < 0 ||
+		    store_mailbox_create_parents(u, norm2, &err) < 0 ||
+		    store_mailbox_rename(u, norm, norm2, &err) < 0)
 			goto fail;
 		if (!c->quiet)
 			printf("mailbox %s renamed to %s\n", norm, norm2);

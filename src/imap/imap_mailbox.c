@@ -72,29 +72,6 @@ imap_name_put(struct imap_session *s, struct buf *out, const char *name)
 /* ------------------------------------------------------------------ */
 /* CREATE DELETE RENAME SUBSCRIBE                                      */
 
-/* Create the missing parents of name ("a/b/c": "a", "a/b"). */
-static int
-imap_create_parents(struct imap_session *s, const char *name, struct err *err)
-{
-	char *p = xstrdup(name);
-	struct store_mailbox mb;
-	int rc = 0;
-
-	for (char *sl = strchr(p, '/'); sl != NULL; sl = strchr(sl + 1, '/')) {
-		*sl = '\0';
-		if (p[0] != '\0' && store_mailbox_get(s->u, p, &mb, err) < 0) {
-			if (err->kind != ERR_NOTFOUND ||
-			    (store_mailbox_create(s->u, p, NULL, NULL, err) < 0 && err->kind != ERR_EXISTS)) {
-				rc = -1;
-				break;
-			}
-		}
-		*sl = '/';
-	}
-	free(p);
-	return rc;
-}
-
 void
 imap_cmd_create(struct imap_session *s, struct imap_cmd *c)
 {
@@ -112,7 +89,7 @@ imap_cmd_create(struct imap_session *s, struct imap_cmd *c)
 		imap_tagged(s, "NO", "CANNOT", "Empty mailbox name");
 		goto out;
 	}
-	if (imap_create_parents(s, buf_cstr(&name), &err) < 0 ||
+	if (store_mailbox_create_parents(s->u, buf_cstr(&name), &err) < 0 ||
 	    store_mailbox_create(s->u, buf_cstr(&name), use, NULL, &err) < 0) {
 		if (err.kind == ERR_INVALID && use != NULL && use[0] != '\0')
 			imap_tagged(s, "NO", "USEATTR", "CREATE failed: %s", err.msg);
@@ -167,7 +144,8 @@ imap_cmd_rename(struct imap_session *s, struct imap_cmd *c)
 	}
 	if (to.len > 0 && to.data[to.len - 1] == '/')
 		buf_truncate(&to, to.len - 1);
-	if (imap_create_parents(s, buf_cstr(&to), &err) < 0 ||
+	if (store_mailbox_get(s->u, buf_cstr(&from), &mb, &err) < 0 ||
+	    store_mailbox_create_parents(s->u, buf_cstr(&to), &err) < 0 ||
 	    store_mailbox_rename(s->u, buf_cstr(&from), buf_cstr(&to), &err) < 0) {
 		imap_tagged_err(s, &err, "RENAME");
 		goto out;

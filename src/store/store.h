@@ -337,6 +337,9 @@ int store_mailbox_name_check(const char *name, char *norm, struct err *err);
  * for a live mailbox of the same name. */
 int store_mailbox_create(struct store_user *u, const char *name, const char *specialuse,
 	struct store_mailbox *mb_r, struct err *err);
+/* Create the missing parents of name ("a/b/c": "a" and "a/b"), as IMAP
+ * CREATE and RENAME do (RFC 3501 6.3.3); existing ones are left alone. */
+int store_mailbox_create_parents(struct store_user *u, const char *name, struct err *err);
 /* Look up a live mailbox by name. */
 int store_mailbox_get(struct store_user *u, const char *name, struct store_mailbox *mb_r,
 	struct err *err);

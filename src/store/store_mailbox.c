@@ -384,6 +384,28 @@ store_mailbox_create(struct store_user *u, const char *name, const char *special
 }
 
 int
+store_mailbox_create_parents(struct store_user *u, const char *name, struct err *err)
+{
+	char *p = xstrdup(name);
+	struct store_mailbox mb;
+	int rc = 0;
+
+	for (char *sl = strchr(p, '/'); sl != NULL; sl = strchr(sl + 1, '/')) {
+		*sl = '\0';
+		if (p[0] != '\0' && store_mailbox_get(u, p, &mb, err) < 0) {
+			if (err->kind != ERR_NOTFOUND ||
+			    (store_mailbox_create(u, p, NULL, NULL, err) < 0 && err->kind != ERR_EXISTS)) {
+				rc = -1;
+				break;
+			}
+		}
+		*sl = '/';
+	}
+	free(p);
+	return rc;
+}
+
+int
 store_mailbox_get(struct store_user *u, const char *name, struct store_mailbox *mb_r,
 	struct err *err)
 {

@@ -391,6 +391,11 @@ def test_mailbox_create_rename_delete_list(srv):
     assert "Archive/Work/2024" not in dump(srv, "alice", "--for-compare")
     # bob is untouched
     assert mailbox_names(srv, "bob") == ["INBOX"]
+    # missing parents are created, as IMAP CREATE and RENAME do
+    castorctl("mailbox", "create", "bob", "A/B/C", conf=srv)
+    assert mailbox_names(srv, "bob") == ["A", "A/B", "A/B/C", "INBOX"]
+    castorctl("mailbox", "rename", "bob", "A/B/C", "X/Y/Z", conf=srv)
+    assert mailbox_names(srv, "bob") == ["A", "A/B", "INBOX", "X", "X/Y", "X/Y/Z"]
 
 
 def test_mailbox_errors_change_nothing(srv):
@@ -411,6 +416,7 @@ def test_mailbox_errors_change_nothing(srv):
         (["mailbox", "rename", "alice", "Work", "Work/Sub/Deeper"], EXIT_PERM, ""),
         (["mailbox", "rename", "alice", "Work", "Work/New"], EXIT_PERM, ""),
         (["mailbox", "rename", "alice", "Nope", "Other"], EXIT_NOTFOUND, ""),
+        (["mailbox", "rename", "alice", "Nope", "New/Parent/Other"], EXIT_NOTFOUND, ""),
         (["mailbox", "rename", "alice", "Work/Sub", "Work"], EXIT_EXISTS, ""),
         (["mailbox", "rename", "alice", "Work", "bad//name"], EXIT_INVALID, ""),
         (["mailbox", "delete", "alice", "INBOX"], EXIT_PERM, "INBOX"),
