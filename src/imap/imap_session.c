@@ -51,23 +51,14 @@ imap_put_set(struct buf *out, const uint32_t *v, size_t n)
 bool
 imap_sel_is_recent(const struct imap_session *s, const struct store_snaprec *r)
 {
-	uint32_t fr = s->sel.snap->first_recent;
-
-	return fr != 0 && r->uid >= fr;
+	(void)s;
+	return r->recent;
 }
 
 uint32_t
 imap_sel_recent_count(const struct imap_session *s)
 {
-	const struct store_snapshot *snap = s->sel.snap;
-	uint32_t n = 0;
-
-	if (snap->first_recent == 0)
-		return 0;
-	/* recent records are a tail of the uid-ordered array */
-	for (size_t i = snap->n; i > 0 && snap->recs[i - 1].uid >= snap->first_recent; i--)
-		n++;
-	return n;
+	return s->sel.snap->nrecent;
 }
 
 /* First index whose uid >= uid. */
@@ -436,8 +427,10 @@ imap_cmd_select(struct imap_session *s, struct imap_cmd *c)
 		goto out;
 	}
 	bool readonly = examine || store_is_read_only(imap_cfg.st);
-	if (store_snapshot_open(s->u, mb.uniqueid, readonly ? 0 : STORE_SNAP_CLAIM_RECENT, &snap,
-		&err) < 0) {
+	/* EXAMINE shows what SELECT would take without taking it (RFC 3501
+	 * 6.3.2); a read-only store (a replica) has no \Recent to show */
+	if (store_snapshot_open(s->u, mb.uniqueid, !readonly ? STORE_SNAP_CLAIM_RECENT :
+		store_is_read_only(imap_cfg.st) ? 0 : STORE_SNAP_PEEK_RECENT, &snap, &err) < 0) {
 		imap_tagged_err(s, &err, c->name);
 		goto out;
 	}

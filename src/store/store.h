@@ -664,19 +664,22 @@ struct store_snaprec {
 	char guid[STORE_GUID_LEN + 1];
 	bool expunged;              /* expunged, not yet removed (refresh without EXPUNGE) */
 	bool meta;                  /* guid, size, internaldate are loaded (store_snapshot_meta) */
+	bool recent;                /* \Recent in this session (claimed, or seen by EXAMINE) */
 };
 struct store_snapshot {
 	char mailbox_id[STORE_UNIQUEID_LEN + 1];
 	uint32_t uidvalidity;
 	uint32_t uidnext;
 	uint64_t modseq;            /* highestmodseq this snapshot reflects */
-	uint32_t first_recent;      /* uids >= this are \Recent for this session; 0 = none */
+	uint32_t first_recent;      /* lowest uid this session got as \Recent; 0 = none */
+	uint32_t nrecent;           /* records with recent set */
 	size_t n;                   /* records, ascending uid; seq number = index + 1 */
 	struct store_snaprec *recs;
 	void *priv;
 };
 #define STORE_SNAP_CLAIM_RECENT 0x01  /* SELECT (not EXAMINE): take the \Recent messages */
 #define STORE_SNAP_META 0x02  /* load guid, size, internaldate of every record now */
+#define STORE_SNAP_PEEK_RECENT 0x04  /* EXAMINE: the unclaimed records are \Recent, none taken */
 
 /* Take a consistent snapshot of a mailbox's live records (one read
  * transaction: concurrent appends are either wholly in or out). */
