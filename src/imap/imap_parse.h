@@ -37,7 +37,8 @@
 #include "lib/err.h"
 
 #define IMAP_PARSE_MAX_DEPTH 32
-#define IMAP_STAR UINT32_MAX       /* '*' in a sequence set */
+#define IMAP_STAR 0                /* '*' in a sequence set (numbers are non-zero;
+                                      4294967295 is a number, not '*') */
 #define IMAP_SECTION_MAX_PARTS 64  /* BODY[1.2.3...] depth */
 
 /* ---- arena ---- */

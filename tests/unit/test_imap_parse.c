@@ -438,6 +438,21 @@ test_seqset_resolve(void **state)
 	n = imap_seqset_resolve(&c.u.fetch.set, 0, out);
 	assert_int_equal(n, 0);
 	imap_cmd_free(&c);
+	/* 4294967295 is a number, not '*': "uidnext:4294967295" names nothing new */
+	assert_int_equal(parse("a UID FETCH 101:4294967295 FLAGS", &c), 0);
+	n = imap_seqset_resolve(&c.u.fetch.set, 100, out);
+	assert_int_equal(n, 0);
+	n = imap_seqset_resolve(&c.u.fetch.set, 4294967295u, out);
+	assert_int_equal(n, 1);
+	assert_int_equal(out[0].lo, 101);
+	assert_int_equal(out[0].hi, 4294967295u);
+	imap_cmd_free(&c);
+	assert_int_equal(parse("a UID FETCH 99:4294967295 FLAGS", &c), 0);
+	n = imap_seqset_resolve(&c.u.fetch.set, 100, out);
+	assert_int_equal(n, 1);
+	assert_int_equal(out[0].lo, 99);
+	assert_int_equal(out[0].hi, 100);
+	imap_cmd_free(&c);
 }
 
 static void
