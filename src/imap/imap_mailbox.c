@@ -255,7 +255,7 @@ imap_cmd_status(struct imap_session *s, struct imap_cmd *c)
 		goto out;
 	}
 	if (c->u.status.items & IMAP_ST_HIGHESTMODSEQ)
-		s->condstore = true;
+		imap_condstore_enable(s);
 	buf_puts(&line, "* STATUS ");
 	imap_name_put(s, &line, buf_cstr(&name));
 	buf_putc(&line, ' ');
@@ -358,7 +358,7 @@ imap_cmd_list(struct imap_session *s, struct imap_cmd *c)
 	ctx.lsub = lsub;
 	ctx.dedup = a->npatterns > 1;
 	if ((a->ret & IMAP_LRET_STATUS) && (a->status_items & IMAP_ST_HIGHESTMODSEQ))
-		s->condstore = true;
+		imap_condstore_enable(s);
 	if (imap_name_decode(s, &a->ref, &ref, &ctx.err) < 0) {
 		imap_tagged(s, "NO", "CANNOT", "%s", ctx.err.msg);
 		goto out;

@@ -528,6 +528,7 @@ imap_cmd_search(struct imap_session *s, struct imap_cmd *c)
 	struct store_uids res = { 0 };
 	struct buf line = BUF_INIT;
 	uint64_t maxmodseq = 0;
+	size_t first_i = 0, last_i = 0;
 
 	if (q->charset != NULL && !str_eq_ci(q->charset, "UTF-8") &&
 	    !str_eq_ci(q->charset, "US-ASCII")) {
@@ -535,7 +536,7 @@ imap_cmd_search(struct imap_session *s, struct imap_cmd *c)
 		return;
 	}
 	if (q->has_modseq)
-		s->condstore = true;
+		imap_condstore_enable(s);
 	memset(&x, 0, sizeof(x));
 	x.s = s;
 	imap_search_prepare(s, c, q->key, &x.scratch);
@@ -552,6 +553,9 @@ imap_cmd_search(struct imap_session *s, struct imap_cmd *c)
 	for (size_t i = 0; i < snap->n; i++) {
 		x.i = i;
 		if (imap_search_eval(&x, q->key)) {
+			if (res.n == 0)
+				first_i = i;
+			last_i = i;
 			store_uids_add(&res, c->uid ? snap->recs[i].uid : (uint32_t)i + 1);
 			if (snap->recs[i].modseq > maxmodseq)
 				maxmodseq = snap->recs[i].modseq;
@@ -571,8 +575,18 @@ imap_cmd_search(struct imap_session *s, struct imap_cmd *c)
 			buf_puts(&line, " ALL ");
 			imap_put_set(&line, res.v, res.n);
 		}
-		if (q->has_modseq && res.n > 0)
+		if (q->has_modseq && res.n > 0) {
+			/* only MIN and/or MAX: the modseq of what they return
+			 * (RFC 7162 3.1.5) */
+			if (!(q->ret & (IMAP_SRET_ALL | IMAP_SRET_COUNT))) {
+				maxmodseq = 0;
+				if ((q->ret & IMAP_SRET_MIN))
+					maxmodseq = snap->recs[first_i].modseq;
+				if ((q->ret & IMAP_SRET_MAX) && snap->recs[last_i].modseq > maxmodseq)
+					maxmodseq = snap->recs[last_i].modseq;
+			}
 			buf_printf(&line, " MODSEQ %llu", (unsigned long long)maxmodseq);
+		}
 		buf_puts(&line, "\r\n");
 		imap_write(s, line.data, line.len);
 	} else {

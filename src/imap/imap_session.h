@@ -64,6 +64,7 @@ struct imap_sel {
 	bool readonly;                        /* EXAMINE, or a read-only store */
 	uint32_t exists_sent;                 /* EXISTS count the client knows */
 	uint32_t recent_sent;
+	struct buf kw;                        /* keywords the last FLAGS named, space-separated */
 };
 
 struct imap_session {
@@ -132,6 +133,13 @@ uint32_t imap_sel_recent_count(const struct imap_session *s);
  * changed instead of sending FETCH for them.  -1 when the mailbox is
  * gone (BYE sent, s->fatal). */
 int imap_sel_sync(struct imap_session *s, bool allow_expunge, struct store_uids *changed_r);
+/* Before a FETCH that carries these keywords (space-separated): send
+ * FLAGS and PERMANENTFLAGS again if one of them is new to the session
+ * (RFC 3501 7.2.6: a client trusts FLAGS for the flags in use). */
+void imap_sel_announce(struct imap_session *s, const char *keywords);
+/* CONDSTORE enabled by a command (FETCH MODSEQ, SEARCH MODSEQ ...): with
+ * a mailbox selected, say its HIGHESTMODSEQ once (RFC 7162 3.1). */
+void imap_condstore_enable(struct imap_session *s);
 /* Send "* n FETCH (FLAGS ...)" for snapshot index i (UID/MODSEQ when
  * CONDSTORE/QRESYNC want them). */
 void imap_sel_send_flags(struct imap_session *s, size_t i, bool with_uid);

@@ -164,7 +164,7 @@ def test_flags_announced_before_new_keyword(srv, box):
     matches(u, [
         rf"\* FLAGS \({BASE} \$Label1 Later Work Fresh\)",
         r"\* OK \[PERMANENTFLAGS \(\)\] No permanent flags permitted",
-        r"\* 1 FETCH \(FLAGS \(\$Label1 Work Fresh\)\)",
+        r"\* 1 FETCH \(FLAGS \(\$Label1 Fresh Work\)\)",
     ])
 
 
