@@ -1275,7 +1275,8 @@ imap_p_list(struct imap_p *p, struct imap_list_args *l)
 			else
 				return imap_p_fail(p, "unknown LIST selection option");
 		}
-		if (l->sel == IMAP_LSEL_RECURSIVEMATCH)
+		/* RFC 5258 3.1: not alone, nor with REMOTE only */
+		if ((l->sel & ~(unsigned)IMAP_LSEL_REMOTE) == IMAP_LSEL_RECURSIVEMATCH)
 			return imap_p_fail(p, "RECURSIVEMATCH needs another selection option");
 		if (imap_p_sp(p) < 0)
 			return -1;

@@ -362,12 +362,17 @@ int store_mailbox_set_specialuse(struct store_user *u, const char *name, const c
                                        including subscribed names with no mailbox */
 #define STORE_LIST_DELETED     0x02 /* also tombstones (replication, dump) */
 #define STORE_LIST_NO_PARENTS  0x04 /* do not report missing parents as \NonExistent */
+#define STORE_LIST_CHILDINFO   0x08 /* with SUBSCRIBED: also names matching the pattern with a
+                                     * subscribed descendant the pattern cut off
+                                     * (STORE_MBATTR_CHILDSUBSCRIBED; LSUB's \Noselect
+                                     * parents, RFC 5258 CHILDINFO) */
 
 #define STORE_MBATTR_HASCHILDREN   0x01
 #define STORE_MBATTR_HASNOCHILDREN 0x02
 #define STORE_MBATTR_NONEXISTENT   0x04 /* a parent or subscription without a mailbox */
 #define STORE_MBATTR_SUBSCRIBED    0x08
 #define STORE_MBATTR_DELETED       0x10 /* a tombstone (STORE_LIST_DELETED) */
+#define STORE_MBATTR_CHILDSUBSCRIBED 0x20 /* STORE_LIST_CHILDINFO: such a descendant exists */
 
 /* mb is NULL for \NonExistent entries (then name is in `name`). */
 typedef int (*store_list_fn)(void *ctx, const char *name, unsigned attrs,
