@@ -1524,6 +1524,31 @@ imap_parse_is_append(const char *line, size_t len)
 }
 
 int
+imap_parse_append_mailbox(const char *buf, size_t len, struct imap_arena *a,
+	struct imap_str *mailbox_r)
+{
+	struct err err;
+	struct imap_p p = { buf, len, 0, a, &err, 0, false };
+	const char *flags;
+	struct imap_str d;
+	uint64_t n;
+
+	p.pos = imap_p_span(&p, imap_tag_char);
+	if (p.pos == 0 || imap_p_sp(&p) < 0 || !imap_p_word(&p, "APPEND") || imap_p_sp(&p) < 0 ||
+	    imap_p_astring(&p, mailbox_r) < 0 || imap_p_sp(&p) < 0)
+		return 0;
+	if (imap_p_peek(&p) == '(' && (imap_p_flag_list(&p, &flags) < 0 || imap_p_sp(&p) < 0))
+		return 0;
+	if (imap_p_peek(&p) == '"' && (imap_p_quoted(&p, &d) < 0 || imap_p_sp(&p) < 0))
+		return 0;
+	/* what is left must be the marker itself */
+	if (!imap_p_accept(&p, '{') || imap_p_number64(&p, UINT32_MAX, &n) < 0)
+		return 0;
+	imap_p_accept(&p, '+');
+	return imap_p_accept(&p, '}') && imap_p_eol(&p) ? 1 : 0;
+}
+
+int
 imap_parse_literal_tail(const char *line, size_t len, uint64_t *n_r, bool *sync_r)
 {
 	size_t i, end;

@@ -173,6 +173,10 @@ void imap_cmd_list(struct imap_session *s, struct imap_cmd *c);
 void imap_cmd_status(struct imap_session *s, struct imap_cmd *c);
 void imap_cmd_namespace(struct imap_session *s, struct imap_cmd *c);
 void imap_cmd_append(struct imap_session *s, struct imap_cmd *c);          /* imap_append.c */
+/* s->cmdbuf holds an APPEND up to a synchronising literal: if that is the
+ * message and the mailbox does not exist, answer "tag NO [TRYCREATE]"
+ * now (instead of "+") and return true. */
+bool imap_append_refuse_early(struct imap_session *s, const char *tag);
 void imap_cmd_fetch(struct imap_session *s, struct imap_cmd *c);           /* imap_fetch.c */
 void imap_cmd_search(struct imap_session *s, struct imap_cmd *c);          /* imap_search.c */
 void imap_cmd_store(struct imap_session *s, struct imap_cmd *c);           /* imap_store.c */

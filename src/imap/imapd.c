@@ -594,6 +594,10 @@ imapd_read_command(struct imap_session *s)
 			}
 			return IMAPD_READ_HANDLED;
 		}
+		if (sync && is_append && imap_append_refuse_early(s, tag)) {
+			buf_reset(&s->cmdbuf);
+			return IMAPD_READ_HANDLED;
+		}
 		if (sync) {
 			imap_puts(s, "+ Ready for literal data\r\n");
 			if (!imap_flush(s))
