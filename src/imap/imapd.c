@@ -241,13 +241,13 @@ imapd_cmd_enable(struct imap_session *s, struct imap_cmd *c)
 		const char *cap = c->u.enable.caps[i];
 
 		if (str_eq_ci(cap, "CONDSTORE") && !s->condstore) {
-			s->condstore = true;
+			imap_condstore_enable(s);
 			buf_puts(&b, " CONDSTORE");
 		} else if (str_eq_ci(cap, "QRESYNC") && !s->qresync) {
 			s->qresync = true;
 			if (!s->condstore)
 				buf_puts(&b, " CONDSTORE");
-			s->condstore = true;
+			imap_condstore_enable(s);
 			buf_puts(&b, " QRESYNC");
 		} else if (str_eq_ci(cap, "UTF8=ACCEPT") && !s->utf8) {
 			s->utf8 = true;

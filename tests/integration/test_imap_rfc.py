@@ -320,6 +320,14 @@ def test_condstore_enabled_by_fetch_modseq(srv, box):
     e.ok(f"SELECT {name}")
     u, t = e.ok(f"STORE 1 (UNCHANGEDSINCE {hms}) +FLAGS.SILENT (\\Seen)")
     assert u[0] == f"* OK [HIGHESTMODSEQ {hms}] Highest".encode(), u
+    # ENABLE CONDSTORE while selected, too
+    f = srv.client()
+    u, t = f.ok(f"SELECT {name}")
+    hms = int(re.search(rb"HIGHESTMODSEQ (\d+)", b"\n".join(u)).group(1))
+    u, t = f.ok("ENABLE CONDSTORE")
+    assert u == [f"* OK [HIGHESTMODSEQ {hms}] Highest".encode(), b"* ENABLED CONDSTORE"]
+    u, t = f.ok("ENABLE CONDSTORE")
+    assert u == [b"* ENABLED"]
 
 
 def test_esearch_min_max_modseq(srv, box):
