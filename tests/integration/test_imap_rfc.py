@@ -124,6 +124,46 @@ def test_recent_in_exactly_one_session(srv, box):
     assert sorted(owners) == list(range(1, 23))
 
 
+def test_recent_concurrent_sessions(srv, box):
+    """10 sessions appending, polling and reselecting at once: at the end
+    no uid is \\Recent in two of them."""
+    import random
+    import threading
+    c, name = box
+    sessions = [srv.client() for _ in range(10)]
+    errors = []
+
+    def work(k, s):
+        rnd = random.Random(k)
+        try:
+            s.ok(f"SELECT {name}")
+            for _ in range(30):
+                op = rnd.random()
+                if op < 0.3:
+                    m = msg(k)
+                    s.ok(f"APPEND {name} {{{len(m)}+}}\r\n".encode() + m)
+                elif op < 0.9:
+                    s.ok("NOOP")
+                else:
+                    s.ok(f"SELECT {name}")
+            s.ok("NOOP")
+        except Exception as e:          # reported below, with the session
+            errors.append((k, e))
+
+    threads = [threading.Thread(target=work, args=(k, s)) for k, s in enumerate(sessions)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    owners = {}
+    for k, s in enumerate(sessions):
+        for uid, fl in uid_flags(s).items():
+            if b"\\Recent" in fl:
+                assert uid not in owners, (uid, owners[uid], k)
+                owners[uid] = k
+
+
 # 3 ------------------------------------------------------------------
 
 BASE = r"\\Answered \\Flagged \\Deleted \\Seen \\Draft"
