@@ -9,7 +9,10 @@
  * instead (s->append_tmp, its literal left empty) and the store takes
  * that file.  The store makes it durable before we
  * answer OK.  A missing mailbox is NO [TRYCREATE], a full quota
- * NO [OVERQUOTA], a read-only replica NO [READ-ONLY].
+ * NO [OVERQUOTA], a read-only replica NO [READ-ONLY].  With a
+ * synchronising literal the missing mailbox is found before the "+"
+ * (imap_append_refuse_early), so the message is never sent (RFC 3501
+ * 7.5); a LITERAL+ message arrives anyway and is refused after.
  */
 #include "imap/imap_session.h"
 
@@ -17,6 +20,29 @@
 
 #include "lib/log.h"
 #include "lib/str.h"
+
+bool
+imap_append_refuse_early(struct imap_session *s, const char *tag)
+{
+	struct imap_arena a = { 0 };
+	struct imap_str mbox;
+	struct buf name = BUF_INIT;
+	struct store_mailbox mb;
+	struct err err;
+	bool refused = false;
+
+	if (s->u == NULL || s->state == IMAP_NOTAUTH)
+		return false;
+	if (imap_parse_append_mailbox(s->cmdbuf.data, s->cmdbuf.len, &a, &mbox) == 1 &&
+	    imap_name_decode(s, &mbox, &name, &err) == 0 &&
+	    store_mailbox_get(s->u, buf_cstr(&name), &mb, &err) < 0 && err.kind == ERR_NOTFOUND) {
+		imap_printf(s, "%s NO [TRYCREATE] No such mailbox\r\n", tag);
+		refused = true;
+	}
+	imap_arena_free(&a);
+	buf_free(&name);
+	return refused;
+}
 
 void
 imap_cmd_append(struct imap_session *s, struct imap_cmd *c)

@@ -314,6 +314,8 @@ imap_fetch_one(struct imap_fetch_ctx *fc, size_t i, bool add_flags,
 		}
 	}
 
+	/* a keyword this session was not told of gets FLAGS first */
+	imap_sel_announce(s, r->keywords);
 	buf_reset(&fc->out);
 	buf_printf(&fc->out, "* %zu FETCH (", i + 1);
 	if (fc->auto_uid) {
@@ -553,11 +555,11 @@ imap_cmd_fetch(struct imap_session *s, struct imap_cmd *c)
 			fc.auto_uid = false;
 		if (a->kind == IMAP_FA_MODSEQ) {
 			fc.auto_modseq = false;
-			s->condstore = true;
+			imap_condstore_enable(s);
 		}
 	}
 	if (f->has_changedsince)
-		s->condstore = true;
+		imap_condstore_enable(s);
 	if (need_meta && n > 0) {
 		size_t lo = idx[0].lo, hi = idx[0].hi;
 		struct err err;

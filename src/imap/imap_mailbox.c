@@ -233,7 +233,7 @@ imap_cmd_status(struct imap_session *s, struct imap_cmd *c)
 		goto out;
 	}
 	if (c->u.status.items & IMAP_ST_HIGHESTMODSEQ)
-		s->condstore = true;
+		imap_condstore_enable(s);
 	buf_puts(&line, "* STATUS ");
 	imap_name_put(s, &line, buf_cstr(&name));
 	buf_putc(&line, ' ');
@@ -289,7 +289,10 @@ imap_list_cb(void *vctx, const char *name, unsigned attrs, const struct store_ma
 	}
 	buf_reset(b);
 	buf_puts(b, ctx->lsub ? "* LSUB (" : "* LIST (");
-	if (nonexistent)
+	if (ctx->lsub && !(attrs & STORE_MBATTR_SUBSCRIBED))
+		/* not subscribed, but a subscribed child the pattern cut off (RFC 3501 6.3.9) */
+		imap_list_attr(b, &first, "\\Noselect");
+	else if (nonexistent)
 		imap_list_attr(b, &first, a->extended ? "\\NonExistent" : "\\Noselect");
 	if (!ctx->lsub) {
 		if (attrs & STORE_MBATTR_HASCHILDREN)
@@ -304,6 +307,8 @@ imap_list_cb(void *vctx, const char *name, unsigned attrs, const struct store_ma
 	}
 	buf_puts(b, ") \"/\" ");
 	imap_name_put(s, b, name);
+	if (!ctx->lsub && (attrs & STORE_MBATTR_CHILDSUBSCRIBED))
+		buf_puts(b, " (\"CHILDINFO\" (\"SUBSCRIBED\"))");   /* RFC 5258 3.5 */
 	buf_puts(b, "\r\n");
 	if ((a->ret & IMAP_LRET_STATUS) && mb != NULL && !nonexistent) {
 		struct store_status st;
@@ -336,19 +341,21 @@ imap_cmd_list(struct imap_session *s, struct imap_cmd *c)
 	ctx.lsub = lsub;
 	ctx.dedup = a->npatterns > 1;
 	if ((a->ret & IMAP_LRET_STATUS) && (a->status_items & IMAP_ST_HIGHESTMODSEQ))
-		s->condstore = true;
+		imap_condstore_enable(s);
 	if (imap_name_decode(s, &a->ref, &ref, &ctx.err) < 0) {
 		imap_tagged(s, "NO", "CANNOT", "%s", ctx.err.msg);
 		goto out;
 	}
 	flags = (lsub || (a->sel & IMAP_LSEL_SUBSCRIBED)) ? STORE_LIST_SUBSCRIBED : 0;
 	if (lsub)
-		flags |= STORE_LIST_NO_PARENTS;
+		flags |= STORE_LIST_NO_PARENTS | STORE_LIST_CHILDINFO;
+	if ((a->sel & IMAP_LSEL_SUBSCRIBED) && (a->sel & IMAP_LSEL_RECURSIVEMATCH))
+		flags |= STORE_LIST_CHILDINFO;
 	for (size_t i = 0; i < a->npatterns; i++) {
-		if (imap_name_decode(s, &a->patterns[i], &pat, &ctx.err) < 0) {
-			imap_tagged(s, "NO", "CANNOT", "%s", ctx.err.msg);
-			goto out;
-		}
+		/* a pattern is no name: one that is not modified UTF-7 (or
+		 * UTF-8) matches nothing, and says so with OK */
+		if (imap_name_decode(s, &a->patterns[i], &pat, &ctx.err) < 0)
+			continue;
 		if (pat.len == 0 && !lsub && a->npatterns == 1) {
 			/* the hierarchy delimiter and root (RFC 3501 6.3.8) */
 			imap_puts(s, "* LIST (\\Noselect) \"/\" \"\"\r\n");

@@ -1275,7 +1275,8 @@ imap_p_list(struct imap_p *p, struct imap_list_args *l)
 			else
 				return imap_p_fail(p, "unknown LIST selection option");
 		}
-		if (l->sel == IMAP_LSEL_RECURSIVEMATCH)
+		/* RFC 5258 3.1: not alone, nor with REMOTE only */
+		if ((l->sel & ~(unsigned)IMAP_LSEL_REMOTE) == IMAP_LSEL_RECURSIVEMATCH)
 			return imap_p_fail(p, "RECURSIVEMATCH needs another selection option");
 		if (imap_p_sp(p) < 0)
 			return -1;
@@ -1520,6 +1521,31 @@ imap_parse_is_append(const char *line, size_t len)
 	if (n == 0 || len - n < 8 || line[n] != ' ')
 		return false;
 	return strncasecmp(line + n + 1, "APPEND ", 7) == 0;
+}
+
+int
+imap_parse_append_mailbox(const char *buf, size_t len, struct imap_arena *a,
+	struct imap_str *mailbox_r)
+{
+	struct err err;
+	struct imap_p p = { buf, len, 0, a, &err, 0, false };
+	const char *flags;
+	struct imap_str d;
+	uint64_t n;
+
+	p.pos = imap_p_span(&p, imap_tag_char);
+	if (p.pos == 0 || imap_p_sp(&p) < 0 || !imap_p_word(&p, "APPEND") || imap_p_sp(&p) < 0 ||
+	    imap_p_astring(&p, mailbox_r) < 0 || imap_p_sp(&p) < 0)
+		return 0;
+	if (imap_p_peek(&p) == '(' && (imap_p_flag_list(&p, &flags) < 0 || imap_p_sp(&p) < 0))
+		return 0;
+	if (imap_p_peek(&p) == '"' && (imap_p_quoted(&p, &d) < 0 || imap_p_sp(&p) < 0))
+		return 0;
+	/* what is left must be the marker itself */
+	if (!imap_p_accept(&p, '{') || imap_p_number64(&p, UINT32_MAX, &n) < 0)
+		return 0;
+	imap_p_accept(&p, '+');
+	return imap_p_accept(&p, '}') && imap_p_eol(&p) ? 1 : 0;
 }
 
 int

@@ -37,7 +37,8 @@
 #include "lib/err.h"
 
 #define IMAP_PARSE_MAX_DEPTH 32
-#define IMAP_STAR UINT32_MAX       /* '*' in a sequence set */
+#define IMAP_STAR 0                /* '*' in a sequence set (numbers are non-zero;
+                                      4294967295 is a number, not '*') */
 #define IMAP_SECTION_MAX_PARTS 64  /* BODY[1.2.3...] depth */
 
 /* ---- arena ---- */
@@ -281,6 +282,15 @@ void imap_cmd_free(struct imap_cmd *cmd);
  * *sync_r (false for {n+}), 0 when it does not, -1 when the marker is
  * there but the number is malformed or above UINT32_MAX. */
 int imap_parse_literal_tail(const char *line, size_t len, uint64_t *n_r, bool *sync_r);
+
+/* An APPEND being read: buf[0..len) is the command so far (lines and
+ * literals), ending with a literal marker.  Returns 1 and the mailbox
+ * argument (in a) when that literal is the first message, 0 when it is
+ * something else (the mailbox name itself) or the command does not parse
+ * that far (the full parse will say why).  Lets imapd refuse an APPEND
+ * to a missing mailbox before it asks for the message. */
+int imap_parse_append_mailbox(const char *buf, size_t len, struct imap_arena *a,
+	struct imap_str *mailbox_r);
 
 /* The tag at the start of a line (for BAD replies to lines that do not
  * parse): copies at most size-1 octets of a valid tag into out; returns

@@ -8,6 +8,8 @@
  *     come from the snapshot: no message is opened for them;
  *   - header keys (FROM TO CC BCC SUBJECT HEADER) match a substring of
  *     the unfolded, RFC 2047-decoded value of every field of that name;
+ *     FROM TO CC BCC also match the parsed addresses of the field, as
+ *     "name <mailbox@host>" without comments or folding (imapenv.h);
  *     HEADER with an empty string matches when the field is present;
  *   - BODY matches the decoded text of the message (text parts decoded
  *     from base64 / quoted-printable and converted from their charset to
@@ -33,6 +35,7 @@
 #include "lib/log.h"
 #include "lib/str.h"
 #include "lib/xalloc.h"
+#include "store/imapenv.h"
 #include "store/mime.h"
 #include "store/mimedecode.h"
 #include "store/rfc2047.h"
@@ -296,10 +299,23 @@ imap_smsg_sentday(struct imap_sctx *x)
 	return m->date;
 }
 
-/* Does a header field `name` contain needle (folded)?  Empty needle:
- * present at all. */
+/* Does the folded, decoded text t[0..n) contain needle? */
 static bool
-imap_smsg_header(struct imap_sctx *x, const char *name, const struct imap_str *needle)
+imap_smsg_has(struct imap_sctx *x, const char *t, size_t n, const struct imap_str *needle)
+{
+	buf_reset(&x->scratch);
+	rfc2047_decode(t, n, &x->scratch);
+	buf_reset(&x->folded);
+	imap_fold(x->scratch.data ? x->scratch.data : "", x->scratch.len, &x->folded);
+	return x->folded.len >= needle->len &&
+		memmem(x->folded.data, x->folded.len, needle->s, needle->len) != NULL;
+}
+
+/* Does a header field `name` contain needle (folded)?  Empty needle:
+ * present at all.  addr: an address field, also matched on its parsed
+ * addresses ("a (c) @ b" is found as "a@b"). */
+static bool
+imap_smsg_header(struct imap_sctx *x, const char *name, const struct imap_str *needle, bool addr)
 {
 	struct imap_smsg *m = &x->m;
 	struct mime_field f;
@@ -312,13 +328,18 @@ imap_smsg_header(struct imap_sctx *x, const char *name, const struct imap_str *n
 			continue;
 		if (needle->len == 0)
 			return true;
-		buf_reset(&x->scratch);
-		rfc2047_decode(m->blob.data + f.value_off, f.value_len, &x->scratch);
-		buf_reset(&x->folded);
-		imap_fold(x->scratch.data ? x->scratch.data : "", x->scratch.len, &x->folded);
-		if (x->folded.len >= needle->len &&
-		    memmem(x->folded.data, x->folded.len, needle->s, needle->len) != NULL)
+		if (imap_smsg_has(x, m->blob.data + f.value_off, f.value_len, needle))
 			return true;
+		if (addr) {
+			struct buf a = BUF_INIT;
+			bool hit;
+
+			imapenv_address_text(m->blob.data + f.value_off, f.value_len, &a);
+			hit = imap_smsg_has(x, a.data ? a.data : "", a.len, needle);
+			buf_free(&a);
+			if (hit)
+				return true;
+		}
 	}
 	return false;
 }
@@ -410,12 +431,12 @@ imap_search_eval(struct imap_sctx *x, const struct imap_search_key *k)
 	case IMAP_SK_LARGER: return r->size > k->num;
 	case IMAP_SK_SMALLER: return r->size < k->num;
 	case IMAP_SK_MODSEQ: return r->modseq >= k->num;
-	case IMAP_SK_HEADER: return imap_smsg_header(x, k->field, &k->str);
-	case IMAP_SK_BCC: return imap_smsg_header(x, "bcc", &k->str);
-	case IMAP_SK_CC: return imap_smsg_header(x, "cc", &k->str);
-	case IMAP_SK_FROM: return imap_smsg_header(x, "from", &k->str);
-	case IMAP_SK_SUBJECT: return imap_smsg_header(x, "subject", &k->str);
-	case IMAP_SK_TO: return imap_smsg_header(x, "to", &k->str);
+	case IMAP_SK_HEADER: return imap_smsg_header(x, k->field, &k->str, false);
+	case IMAP_SK_BCC: return imap_smsg_header(x, "bcc", &k->str, true);
+	case IMAP_SK_CC: return imap_smsg_header(x, "cc", &k->str, true);
+	case IMAP_SK_FROM: return imap_smsg_header(x, "from", &k->str, true);
+	case IMAP_SK_SUBJECT: return imap_smsg_header(x, "subject", &k->str, false);
+	case IMAP_SK_TO: return imap_smsg_header(x, "to", &k->str, true);
 	case IMAP_SK_BODY: return imap_smsg_text(x, false, &k->str);
 	case IMAP_SK_TEXT: return imap_smsg_text(x, true, &k->str);
 	}
@@ -528,6 +549,7 @@ imap_cmd_search(struct imap_session *s, struct imap_cmd *c)
 	struct store_uids res = { 0 };
 	struct buf line = BUF_INIT;
 	uint64_t maxmodseq = 0;
+	size_t first_i = 0, last_i = 0;
 
 	if (q->charset != NULL && !str_eq_ci(q->charset, "UTF-8") &&
 	    !str_eq_ci(q->charset, "US-ASCII")) {
@@ -535,7 +557,7 @@ imap_cmd_search(struct imap_session *s, struct imap_cmd *c)
 		return;
 	}
 	if (q->has_modseq)
-		s->condstore = true;
+		imap_condstore_enable(s);
 	memset(&x, 0, sizeof(x));
 	x.s = s;
 	imap_search_prepare(s, c, q->key, &x.scratch);
@@ -552,6 +574,9 @@ imap_cmd_search(struct imap_session *s, struct imap_cmd *c)
 	for (size_t i = 0; i < snap->n; i++) {
 		x.i = i;
 		if (imap_search_eval(&x, q->key)) {
+			if (res.n == 0)
+				first_i = i;
+			last_i = i;
 			store_uids_add(&res, c->uid ? snap->recs[i].uid : (uint32_t)i + 1);
 			if (snap->recs[i].modseq > maxmodseq)
 				maxmodseq = snap->recs[i].modseq;
@@ -571,8 +596,18 @@ imap_cmd_search(struct imap_session *s, struct imap_cmd *c)
 			buf_puts(&line, " ALL ");
 			imap_put_set(&line, res.v, res.n);
 		}
-		if (q->has_modseq && res.n > 0)
+		if (q->has_modseq && res.n > 0) {
+			/* only MIN and/or MAX: the modseq of what they return
+			 * (RFC 7162 3.1.5) */
+			if (!(q->ret & (IMAP_SRET_ALL | IMAP_SRET_COUNT))) {
+				maxmodseq = 0;
+				if ((q->ret & IMAP_SRET_MIN))
+					maxmodseq = snap->recs[first_i].modseq;
+				if ((q->ret & IMAP_SRET_MAX) && snap->recs[last_i].modseq > maxmodseq)
+					maxmodseq = snap->recs[last_i].modseq;
+			}
 			buf_printf(&line, " MODSEQ %llu", (unsigned long long)maxmodseq);
+		}
 		buf_puts(&line, "\r\n");
 		imap_write(s, line.data, line.len);
 	} else {

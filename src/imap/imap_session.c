@@ -51,23 +51,14 @@ imap_put_set(struct buf *out, const uint32_t *v, size_t n)
 bool
 imap_sel_is_recent(const struct imap_session *s, const struct store_snaprec *r)
 {
-	uint32_t fr = s->sel.snap->first_recent;
-
-	return fr != 0 && r->uid >= fr;
+	(void)s;
+	return r->recent;
 }
 
 uint32_t
 imap_sel_recent_count(const struct imap_session *s)
 {
-	const struct store_snapshot *snap = s->sel.snap;
-	uint32_t n = 0;
-
-	if (snap->first_recent == 0)
-		return 0;
-	/* recent records are a tail of the uid-ordered array */
-	for (size_t i = snap->n; i > 0 && snap->recs[i - 1].uid >= snap->first_recent; i--)
-		n++;
-	return n;
+	return s->sel.snap->nrecent;
 }
 
 /* First index whose uid >= uid. */
@@ -156,11 +147,77 @@ imap_sel_uid_ranges(struct imap_session *s, const struct imap_range *idx, size_t
 	return n;
 }
 
+/* Is the keyword k[0..len) in the space-separated list? */
+static bool
+imap_kw_listed(const struct buf *list, const char *k, size_t len)
+{
+	const char *p = list->len > 0 ? list->data : NULL;
+
+	while (p != NULL && *p != '\0') {
+		const char *e = strchr(p, ' ');
+		size_t n = e ? (size_t)(e - p) : strlen(p);
+
+		if (n == len && strncasecmp(p, k, len) == 0)
+			return true;
+		p = e ? e + 1 : NULL;
+	}
+	return false;
+}
+
+/* "* FLAGS (...)" and "* OK [PERMANENTFLAGS (...)]" for s->sel.kw. */
+static void
+imap_sel_put_flags(struct imap_session *s)
+{
+	const char *kw = s->sel.kw.len > 0 ? buf_cstr(&s->sel.kw) : "";
+	const char *sp = kw[0] != '\0' ? " " : "";
+
+	imap_printf(s, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft%s%s)\r\n", sp, kw);
+	if (s->sel.readonly)
+		imap_puts(s, "* OK [PERMANENTFLAGS ()] No permanent flags permitted\r\n");
+	else
+		imap_printf(s, "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft%s%s"
+			" \\*)] Flags permitted\r\n", sp, kw);
+}
+
+void
+imap_sel_announce(struct imap_session *s, const char *keywords)
+{
+	const char *k = keywords;
+	bool added = false;
+
+	while (k != NULL && *k != '\0') {
+		const char *e = strchr(k, ' ');
+		size_t len = e ? (size_t)(e - k) : strlen(k);
+
+		if (len > 0 && !imap_kw_listed(&s->sel.kw, k, len)) {
+			if (s->sel.kw.len > 0)
+				buf_putc(&s->sel.kw, ' ');
+			buf_append(&s->sel.kw, k, len);
+			added = true;
+		}
+		k = e ? e + 1 : NULL;
+	}
+	if (added)
+		imap_sel_put_flags(s);
+}
+
+void
+imap_condstore_enable(struct imap_session *s)
+{
+	if (s->condstore)
+		return;
+	s->condstore = true;
+	if (s->state == IMAP_SELECTED && s->sel.snap != NULL)
+		imap_printf(s, "* OK [HIGHESTMODSEQ %llu] Highest\r\n",
+			(unsigned long long)s->sel.snap->modseq);
+}
+
 void
 imap_sel_send_flags(struct imap_session *s, size_t i, bool with_uid)
 {
 	const struct store_snaprec *r = &s->sel.snap->recs[i];
 
+	imap_sel_announce(s, r->keywords);
 	buf_reset(&s->tmp);
 	buf_printf(&s->tmp, "* %zu FETCH (", i + 1);
 	if (with_uid || s->qresync)
@@ -177,6 +234,7 @@ void
 imap_sel_close(struct imap_session *s)
 {
 	store_snapshot_free(&s->sel.snap);
+	buf_free(&s->sel.kw);
 	memset(&s->sel, 0, sizeof(s->sel));
 	if (s->state == IMAP_SELECTED)
 		s->state = IMAP_AUTH;
@@ -373,15 +431,17 @@ imap_kw_cmp(const void *a, const void *b)
 	return strcasecmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* "* FLAGS (...)" with the keywords in use (at most 64 distinct). */
+/* The keywords in use (at most 64 distinct; any other is announced
+ * when a FETCH first carries it) into s->sel.kw. */
 static void
-imap_select_flags(struct imap_session *s, struct buf *out)
+imap_select_flags(struct imap_session *s)
 {
 	const struct store_snapshot *snap = s->sel.snap;
+	struct buf *out = &s->sel.kw;
 	const char *kw[64];
 	size_t nkw = 0;
 
-	buf_puts(out, "\\Answered \\Flagged \\Deleted \\Seen \\Draft");
+	buf_reset(out);
 	for (size_t i = 0; i < snap->n && nkw < 64; i++) {
 		const char *k = snap->recs[i].keywords;
 
@@ -403,7 +463,8 @@ imap_select_flags(struct imap_session *s, struct buf *out)
 	for (size_t j = 0; j < nkw; j++) {
 		const char *e = strchr(kw[j], ' ');
 
-		buf_putc(out, ' ');
+		if (j > 0)
+			buf_putc(out, ' ');
 		buf_append(out, kw[j], e ? (size_t)(e - kw[j]) : strlen(kw[j]));
 	}
 }
@@ -413,7 +474,7 @@ imap_cmd_select(struct imap_session *s, struct imap_cmd *c)
 {
 	const struct imap_select_args *a = &c->u.select;
 	bool examine = c->kind == IMAP_CMD_EXAMINE;
-	struct buf name = BUF_INIT, flags = BUF_INIT;
+	struct buf name = BUF_INIT;
 	struct store_mailbox mb;
 	struct store_snapshot *snap = NULL;
 	struct err err;
@@ -436,8 +497,10 @@ imap_cmd_select(struct imap_session *s, struct imap_cmd *c)
 		goto out;
 	}
 	bool readonly = examine || store_is_read_only(imap_cfg.st);
-	if (store_snapshot_open(s->u, mb.uniqueid, readonly ? 0 : STORE_SNAP_CLAIM_RECENT, &snap,
-		&err) < 0) {
+	/* EXAMINE shows what SELECT would take without taking it (RFC 3501
+	 * 6.3.2); a read-only store (a replica) has no \Recent to show */
+	if (store_snapshot_open(s->u, mb.uniqueid, !readonly ? STORE_SNAP_CLAIM_RECENT :
+		store_is_read_only(imap_cfg.st) ? 0 : STORE_SNAP_PEEK_RECENT, &snap, &err) < 0) {
 		imap_tagged_err(s, &err, c->name);
 		goto out;
 	}
@@ -449,12 +512,8 @@ imap_cmd_select(struct imap_session *s, struct imap_cmd *c)
 	s->sel.readonly = readonly;
 	s->state = IMAP_SELECTED;
 
-	imap_select_flags(s, &flags);
-	imap_printf(s, "* FLAGS (%s)\r\n", buf_cstr(&flags));
-	if (readonly)
-		imap_puts(s, "* OK [PERMANENTFLAGS ()] No permanent flags permitted\r\n");
-	else
-		imap_printf(s, "* OK [PERMANENTFLAGS (%s \\*)] Flags permitted\r\n", buf_cstr(&flags));
+	imap_select_flags(s);
+	imap_sel_put_flags(s);
 	imap_printf(s, "* %zu EXISTS\r\n", snap->n);
 	s->sel.exists_sent = (uint32_t)snap->n;
 	s->sel.recent_sent = imap_sel_recent_count(s);
@@ -476,7 +535,6 @@ imap_cmd_select(struct imap_session *s, struct imap_cmd *c)
 		examine ? "EXAMINE" : "SELECT");
 out:
 	buf_free(&name);
-	buf_free(&flags);
 }
 
 /* ------------------------------------------------------------------ */

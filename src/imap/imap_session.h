@@ -71,6 +71,7 @@ struct imap_sel {
 	bool readonly;                        /* EXAMINE, or a read-only store */
 	uint32_t exists_sent;                 /* EXISTS count the client knows */
 	uint32_t recent_sent;
+	struct buf kw;                        /* keywords the last FLAGS named, space-separated */
 };
 
 struct imap_session {
@@ -143,6 +144,13 @@ uint32_t imap_sel_recent_count(const struct imap_session *s);
  * changed instead of sending FETCH for them.  -1 when the mailbox is
  * gone (BYE sent, s->fatal). */
 int imap_sel_sync(struct imap_session *s, bool allow_expunge, struct store_uids *changed_r);
+/* Before a FETCH that carries these keywords (space-separated): send
+ * FLAGS and PERMANENTFLAGS again if one of them is new to the session
+ * (RFC 3501 7.2.6: a client trusts FLAGS for the flags in use). */
+void imap_sel_announce(struct imap_session *s, const char *keywords);
+/* CONDSTORE enabled by a command (FETCH MODSEQ, SEARCH MODSEQ ...): with
+ * a mailbox selected, say its HIGHESTMODSEQ once (RFC 7162 3.1). */
+void imap_condstore_enable(struct imap_session *s);
 /* Send "* n FETCH (FLAGS ...)" for snapshot index i (UID/MODSEQ when
  * CONDSTORE/QRESYNC want them). */
 void imap_sel_send_flags(struct imap_session *s, size_t i, bool with_uid);
@@ -176,6 +184,10 @@ void imap_cmd_list(struct imap_session *s, struct imap_cmd *c);
 void imap_cmd_status(struct imap_session *s, struct imap_cmd *c);
 void imap_cmd_namespace(struct imap_session *s, struct imap_cmd *c);
 void imap_cmd_append(struct imap_session *s, struct imap_cmd *c);          /* imap_append.c */
+/* s->cmdbuf holds an APPEND up to a synchronising literal: if that is the
+ * message and the mailbox does not exist, answer "tag NO [TRYCREATE]"
+ * now (instead of "+") and return true. */
+bool imap_append_refuse_early(struct imap_session *s, const char *tag);
 void imap_cmd_fetch(struct imap_session *s, struct imap_cmd *c);           /* imap_fetch.c */
 void imap_cmd_search(struct imap_session *s, struct imap_cmd *c);          /* imap_search.c */
 void imap_cmd_store(struct imap_session *s, struct imap_cmd *c);           /* imap_store.c */

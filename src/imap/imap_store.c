@@ -108,7 +108,7 @@ imap_cmd_store(struct imap_session *s, struct imap_cmd *c)
 	if (imap_sel_indexes(s, &a->set, c->uid, &idx, &n) < 0)
 		goto out;
 	if (a->has_unchangedsince)
-		s->condstore = true;
+		imap_condstore_enable(s);
 	op = a->op == IMAP_STORE_ADD ? STORE_FLAGS_ADD : a->op == IMAP_STORE_REMOVE ?
 		STORE_FLAGS_REMOVE : STORE_FLAGS_REPLACE;
 	if (n > 0) {

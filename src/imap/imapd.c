@@ -256,13 +256,13 @@ imapd_cmd_enable(struct imap_session *s, struct imap_cmd *c)
 		const char *cap = c->u.enable.caps[i];
 
 		if (str_eq_ci(cap, "CONDSTORE") && !s->condstore) {
-			s->condstore = true;
+			imap_condstore_enable(s);
 			buf_puts(&b, " CONDSTORE");
 		} else if (str_eq_ci(cap, "QRESYNC") && !s->qresync) {
 			s->qresync = true;
 			if (!s->condstore)
 				buf_puts(&b, " CONDSTORE");
-			s->condstore = true;
+			imap_condstore_enable(s);
 			buf_puts(&b, " QRESYNC");
 		} else if (str_eq_ci(cap, "UTF8=ACCEPT") && !s->utf8) {
 			s->utf8 = true;
@@ -695,6 +695,10 @@ imapd_read_command(struct imap_session *s)
 				if (conn_skip(s->conn, n, &err) < 0 || imapd_discard_rest(s) < 0)
 					return IMAPD_READ_FAIL;
 			}
+			return IMAPD_READ_HANDLED;
+		}
+		if (sync && is_append && imap_append_refuse_early(s, tag)) {
+			buf_reset(&s->cmdbuf);
 			return IMAPD_READ_HANDLED;
 		}
 		if (sync) {

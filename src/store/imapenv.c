@@ -131,6 +131,7 @@ struct imapenv_lex {
 	bool space_before;   /* white space or a comment before this token */
 	struct buf comment;  /* first comment of the current address */
 	bool have_comment;
+	bool text;           /* emit plain text, not ENVELOPE (imapenv_address_text) */
 };
 
 static void
@@ -295,6 +296,26 @@ imapenv_addr_emit(struct buf *out, const struct buf *name, const struct buf *adl
 	buf_putc(out, ')');
 }
 
+/* The text form: "name <mailbox@host>", after a ", " when out has one. */
+static void
+imapenv_addr_emit_text(struct buf *out, const struct buf *name, const struct buf *mailbox,
+	const struct buf *host)
+{
+	if (out->len > 0)
+		buf_puts(out, ", ");
+	if (name->len > 0) {
+		buf_append(out, name->data, name->len);
+		buf_putc(out, ' ');
+	}
+	buf_putc(out, '<');
+	buf_append(out, mailbox->data, mailbox->len);
+	if (host->len > 0) {
+		buf_putc(out, '@');
+		buf_append(out, host->data, host->len);
+	}
+	buf_putc(out, '>');
+}
+
 /* Emit the pending address, if any; returns 1 if one was emitted. */
 static int
 imapenv_addr_flush(struct buf *out, struct imapenv_addr *a, struct imapenv_lex *lx)
@@ -305,12 +326,18 @@ imapenv_addr_flush(struct buf *out, struct imapenv_addr *a, struct imapenv_lex *
 	if (a->have_addr) {
 		name = (a->angle && a->phrase.len > 0) ? &a->phrase : &lx->comment;
 		if (a->mailbox.len > 0 || a->host.len > 0 || name->len > 0) {
-			imapenv_addr_emit(out, name, &a->adl, &a->mailbox, &a->host);
+			if (lx->text)
+				imapenv_addr_emit_text(out, name, &a->mailbox, &a->host);
+			else
+				imapenv_addr_emit(out, name, &a->adl, &a->mailbox, &a->host);
 			emitted = 1;
 		}
 	} else if (a->nwords > 0) {
 		/* bare words: a local part without a domain */
-		imapenv_addr_emit(out, &lx->comment, &a->adl, &a->local, &a->host);
+		if (lx->text)
+			imapenv_addr_emit_text(out, &lx->comment, &a->local, &a->host);
+		else
+			imapenv_addr_emit(out, &lx->comment, &a->adl, &a->local, &a->host);
 		emitted = 1;
 	}
 	imapenv_addr_reset(a, lx);
@@ -435,9 +462,16 @@ imapenv_address_list(struct imapenv_scratch *sc, const char *s, size_t n, struct
 			break;
 		case ':':
 			if (!in_group && !a.have_addr) {
-				buf_puts(out, "(NIL NIL ");
-				imapenv_put_string(out, buf_cstr(&a.phrase), a.phrase.len);
-				buf_puts(out, " NIL)");
+				if (lx.text) {
+					if (out->len > 0)
+						buf_puts(out, ", ");
+					buf_append(out, a.phrase.data, a.phrase.len);
+					buf_putc(out, ':');
+				} else {
+					buf_puts(out, "(NIL NIL ");
+					imapenv_put_string(out, buf_cstr(&a.phrase), a.phrase.len);
+					buf_puts(out, " NIL)");
+				}
 				count++;
 				in_group = true;
 				imapenv_addr_reset(&a, &lx);
@@ -445,7 +479,7 @@ imapenv_address_list(struct imapenv_scratch *sc, const char *s, size_t n, struct
 			break;
 		case ';':
 			count += imapenv_addr_flush(out, &a, &lx);
-			if (in_group) {
+			if (in_group && !lx.text) {
 				buf_puts(out, "(NIL NIL NIL NIL)");
 				count++;
 				in_group = false;
@@ -460,7 +494,7 @@ imapenv_address_list(struct imapenv_scratch *sc, const char *s, size_t n, struct
 		tk = imapenv_lex_next(&lx);
 	}
 	count += imapenv_addr_flush(out, &a, &lx);
-	if (in_group) {
+	if (in_group && !lx.text) {
 		buf_puts(out, "(NIL NIL NIL NIL)");
 		count++;
 	}
@@ -487,6 +521,19 @@ imapenv_addresses(struct imapenv_scratch *sc, struct buf *out, const char *raw, 
 	buf_append(out, sc->list.data, sc->list.len);
 	buf_putc(out, ')');
 	return true;
+}
+
+void
+imapenv_address_text(const char *v, size_t n, struct buf *out)
+{
+	struct imapenv_scratch sc;
+
+	memset(&sc, 0, sizeof(sc));
+	mime_unfold(v, n, &sc.v);
+	sc.lx.text = true;
+	imapenv_address_list(&sc, buf_cstr(&sc.v), sc.v.len, &sc.list);
+	buf_append(out, sc.list.data, sc.list.len);
+	imapenv_scratch_free(&sc);
 }
 
 void

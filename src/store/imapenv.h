@@ -78,6 +78,12 @@ void imapenv_tree_encode(const struct mime_tree *t, struct buf *out);
  * false (only the structure is stored).  Free with mime_tree_free(). */
 int imapenv_tree_decode(const void *blob, size_t n, struct mime_tree *t, struct err *err);
 
+/* The addresses of a From/To/Cc/Bcc value (raw, possibly folded) as
+ * plain text for SEARCH: "name <mailbox@host>, ..." with comments and
+ * folding removed and quoted strings unquoted ("a (c) @ b" is "<a@b>"),
+ * a group as "name:" before its members.  Encoded words stay encoded. */
+void imapenv_address_text(const char *value, size_t n, struct buf *out);
+
 /* An IMAP string (quoted or literal), NUL octets dropped. */
 void imapenv_put_string(struct buf *out, const char *s, size_t n);
 

@@ -125,11 +125,32 @@ mimedecode_header(const char *raw, size_t off, size_t len, struct buf *out)
 	buf_free(&v);
 }
 
+/* The octets a depth or part-count cap left unsplit (MIME_PF_CAPPED): a
+ * capped leaf's body, or what follows a capped multipart's last part.
+ * Returns false when the part has none. */
+static bool
+mimedecode_capped_range(const struct mime_tree *t, const struct mime_part *p, size_t *off_r,
+	size_t *len_r)
+{
+	size_t start = p->body_start;
+
+	if (!(p->flags & MIME_PF_CAPPED))
+		return false;
+	if (p->kind != MIME_KIND_LEAF && p->last_child != MIME_NONE)
+		start = t->parts[p->last_child].body_end;
+	if (start >= p->body_end)
+		return false;
+	*off_r = start;
+	*len_r = p->body_end - start;
+	return true;
+}
+
 void
 mimedecode_tree_text(const char *raw, const struct mime_tree *t, bool with_header,
 	struct buf *out)
 {
 	uint32_t i;
+	size_t off, len;
 
 	for (i = 0; i < t->nparts; i++) {
 		const struct mime_part *p = &t->parts[i];
@@ -140,6 +161,12 @@ mimedecode_tree_text(const char *raw, const struct mime_tree *t, bool with_heade
 		}
 		if (p->kind == MIME_KIND_LEAF && mimedecode_part(raw, t, i, out))
 			buf_putc(out, '\n');
+		/* beyond the parser's limits the text is still searched, flat:
+		 * the raw octets (inner headers and delimiters included) */
+		if (mimedecode_capped_range(t, p, &off, &len)) {
+			rfc2047_utf8(raw + off, len, out);
+			buf_putc(out, '\n');
+		}
 	}
 }
 

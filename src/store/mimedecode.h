@@ -5,7 +5,10 @@
  * encoding: each text/... part is decoded from base64 or quoted-printable
  * and converted from its charset to UTF-8 (rfc2047_convert), headers
  * are unfolded and their encoded words decoded.  Non-text parts
- * (images, application/...) contribute nothing.  Matching itself
+ * (images, application/...) contribute nothing.  What mime_parse left
+ * unsplit at its depth or part-count cap (MIME_PF_CAPPED) contributes
+ * its raw octets, flat and undecoded: parsing stays bounded, yet text
+ * nested deeper than MIME_MAX_DEPTH is still found.  Matching itself
  * (case-insensitive substring) is the caller's.
  */
 #ifndef CASTOR_STORE_MIMEDECODE_H

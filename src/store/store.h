@@ -367,12 +367,17 @@ int store_mailbox_set_specialuse(struct store_user *u, const char *name, const c
                                        including subscribed names with no mailbox */
 #define STORE_LIST_DELETED     0x02 /* also tombstones (replication, dump) */
 #define STORE_LIST_NO_PARENTS  0x04 /* do not report missing parents as \NonExistent */
+#define STORE_LIST_CHILDINFO   0x08 /* with SUBSCRIBED: also names matching the pattern with a
+                                     * subscribed descendant the pattern cut off
+                                     * (STORE_MBATTR_CHILDSUBSCRIBED; LSUB's \Noselect
+                                     * parents, RFC 5258 CHILDINFO) */
 
 #define STORE_MBATTR_HASCHILDREN   0x01
 #define STORE_MBATTR_HASNOCHILDREN 0x02
 #define STORE_MBATTR_NONEXISTENT   0x04 /* a parent or subscription without a mailbox */
 #define STORE_MBATTR_SUBSCRIBED    0x08
 #define STORE_MBATTR_DELETED       0x10 /* a tombstone (STORE_LIST_DELETED) */
+#define STORE_MBATTR_CHILDSUBSCRIBED 0x20 /* STORE_LIST_CHILDINFO: such a descendant exists */
 
 /* mb is NULL for \NonExistent entries (then name is in `name`). */
 typedef int (*store_list_fn)(void *ctx, const char *name, unsigned attrs,
@@ -695,19 +700,22 @@ struct store_snaprec {
 	char guid[STORE_GUID_LEN + 1];
 	bool expunged;              /* expunged, not yet removed (refresh without EXPUNGE) */
 	bool meta;                  /* guid, size, internaldate are loaded (store_snapshot_meta) */
+	bool recent;                /* \Recent in this session (claimed, or seen by EXAMINE) */
 };
 struct store_snapshot {
 	char mailbox_id[STORE_UNIQUEID_LEN + 1];
 	uint32_t uidvalidity;
 	uint32_t uidnext;
 	uint64_t modseq;            /* highestmodseq this snapshot reflects */
-	uint32_t first_recent;      /* uids >= this are \Recent for this session; 0 = none */
+	uint32_t first_recent;      /* lowest uid this session got as \Recent; 0 = none */
+	uint32_t nrecent;           /* records with recent set */
 	size_t n;                   /* records, ascending uid; seq number = index + 1 */
 	struct store_snaprec *recs;
 	void *priv;
 };
 #define STORE_SNAP_CLAIM_RECENT 0x01  /* SELECT (not EXAMINE): take the \Recent messages */
 #define STORE_SNAP_META 0x02  /* load guid, size, internaldate of every record now */
+#define STORE_SNAP_PEEK_RECENT 0x04  /* EXAMINE: the unclaimed records are \Recent, none taken */
 
 /* Take a consistent snapshot of a mailbox's live records (one read
  * transaction: concurrent appends are either wholly in or out). */

@@ -780,6 +780,59 @@ has_descendant(char **names, size_t n, const char *parent, const char *pattern)
 	return r;
 }
 
+/* STORE_LIST_CHILDINFO: every ancestor of a subscribed name that matches
+ * the pattern while a subscribed descendant does not gets
+ * STORE_MBATTR_CHILDSUBSCRIBED; one not listed yet (not subscribed) is
+ * added, \NonExistent when it is no mailbox.  subs and live are sorted. */
+static void
+list_childinfo(const char *pattern, char **subs, size_t nsubs, char **live, size_t nlive,
+	struct store_mailbox *mbs, size_t nmbs, struct lentry **ents_r, size_t *nents_r,
+	size_t *cap_r)
+{
+	for (size_t i = 0; i < nsubs; i++) {
+		char *p = xstrdup(subs[i]);
+
+		for (char *sl = strchr(p, '/'); sl != NULL; sl = strchr(sl + 1, '/')) {
+			struct store_mailbox *mb = NULL;
+			unsigned a = STORE_MBATTR_CHILDSUBSCRIBED;
+			size_t k;
+
+			*sl = '\0';
+			if (!store_list_match(pattern, p) || !has_descendant(subs, nsubs, p, pattern)) {
+				*sl = '/';
+				continue;
+			}
+			for (k = 0; k < *nents_r; k++)
+				if (str_eq((*ents_r)[k].name, p))
+					break;
+			if (k < *nents_r) {
+				(*ents_r)[k].attrs |= STORE_MBATTR_CHILDSUBSCRIBED;
+				*sl = '/';
+				continue;
+			}
+			for (size_t m = 0; m < nmbs; m++)
+				if (mbs[m].deleted_modseq == 0 && str_eq(mbs[m].name, p))
+					mb = &mbs[m];
+			if (has_descendant(live, nlive, p, NULL))
+				a |= STORE_MBATTR_HASCHILDREN;
+			else if (mb != NULL)
+				a |= STORE_MBATTR_HASNOCHILDREN;
+			if (mb == NULL)
+				a |= STORE_MBATTR_NONEXISTENT;
+			if (*nents_r == *cap_r) {
+				*cap_r = *cap_r ? *cap_r * 2 : 16;
+				*ents_r = xreallocarray(*ents_r, *cap_r, sizeof(**ents_r));
+			}
+			(*ents_r)[*nents_r].name = xstrdup(p);
+			(*ents_r)[*nents_r].attrs = a;
+			(*ents_r)[*nents_r].mb = mb;
+			(*nents_r)++;
+			*sl = '/';
+		}
+		free(p);
+	}
+}
+
 int
 store_mailbox_list(struct store_user *u, const char *pattern, unsigned flags, store_list_fn fn,
 	void *ctx, struct err *err)
@@ -871,6 +924,9 @@ store_mailbox_list(struct store_user *u, const char *pattern, unsigned flags, st
 				STORE_MBATTR_HASNOCHILDREN;
 			ADD_ENT(subs[i], a, mb);
 		}
+		if (flags & STORE_LIST_CHILDINFO)
+			list_childinfo(pattern, subs, nsubs, live, nlive, mbs, nmbs, &ents, &nents,
+				&capents);
 	} else {
 		for (size_t i = 0; i < nmbs; i++) {
 			unsigned a;

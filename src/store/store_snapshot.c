@@ -10,7 +10,12 @@
  * mailbox size.  \Recent: the mailbox row's recentuid is the first uid
  * no session has claimed; a SELECT claims (uids >= recentuid become
  * this session's \Recent) by raising it to uidnext in a small write
- * that is not made durable (it is not replicated state).
+ * that is not made durable (it is not replicated state).  The raise is a
+ * compare-and-swap (WHERE recentuid = the value read), so of two sessions
+ * racing for the same uids exactly one gets them; each record carries its
+ * own recent bit, since a session's \Recent uids need not be a tail (S1
+ * may hold uid 1 and S2 uid 2).  EXAMINE (STORE_SNAP_PEEK_RECENT) shows
+ * the unclaimed records as \Recent without taking them.
  *
  * A SELECT reads only uid, flags, modseq and keywords, from the narrow
  * index records_snap (one scan, no table row per message: the rows also
@@ -111,6 +116,29 @@ snap_reserve(struct store_user *u, struct store_snapshot *snap, int64_t mbid)
 	snap->recs = xreallocarray(snap->recs, p->cap, sizeof(*snap->recs));
 }
 
+static size_t snap_lower(const struct store_snapshot *snap, uint32_t uid);
+
+/* Mark the live records with uid in [from, to) \Recent; returns how many
+ * were not already. */
+static uint32_t
+snap_mark_recent(struct store_snapshot *snap, uint32_t from, uint32_t to)
+{
+	uint32_t n = 0;
+
+	for (size_t i = snap_lower(snap, from); i < snap->n && snap->recs[i].uid < to; i++) {
+		struct store_snaprec *r = &snap->recs[i];
+
+		if (r->recent || r->expunged)
+			continue;
+		r->recent = true;
+		n++;
+		if (snap->first_recent == 0 || r->uid < snap->first_recent)
+			snap->first_recent = r->uid;
+	}
+	snap->nrecent += n;
+	return n;
+}
+
 /* Raise recentuid to uidnext; returns the old value when this session
  * got the claim, 0 otherwise.  Best effort: not durable, not an op. */
 static uint32_t
@@ -189,8 +217,14 @@ store_snapshot_open(struct store_user *u, const char *mailbox_id, unsigned flags
 		store_snapshot_free(&snap);
 		return -1;
 	}
-	if (flags & STORE_SNAP_CLAIM_RECENT)
-		snap->first_recent = claim_recent(u, row.id, row.recentuid, snap->uidnext);
+	if (flags & STORE_SNAP_CLAIM_RECENT) {
+		uint32_t got = claim_recent(u, row.id, row.recentuid, snap->uidnext);
+
+		if (got != 0)
+			snap_mark_recent(snap, got, snap->uidnext);
+	} else if (flags & STORE_SNAP_PEEK_RECENT) {
+		snap_mark_recent(snap, row.recentuid, snap->uidnext);
+	}
 	*snap_r = snap;
 	return 0;
 }
@@ -259,8 +293,9 @@ store_snapshot_meta(struct store_user *u, struct store_snapshot *snap, size_t lo
 	return rc;
 }
 
-static ssize_t
-snap_find(const struct store_snapshot *snap, uint32_t uid)
+/* First index whose uid >= uid. */
+static size_t
+snap_lower(const struct store_snapshot *snap, uint32_t uid)
 {
 	size_t lo = 0, hi = snap->n;
 
@@ -271,6 +306,14 @@ snap_find(const struct store_snapshot *snap, uint32_t uid)
 		else
 			hi = mid;
 	}
+	return lo;
+}
+
+static ssize_t
+snap_find(const struct store_snapshot *snap, uint32_t uid)
+{
+	size_t lo = snap_lower(snap, uid);
+
 	if (lo < snap->n && snap->recs[lo].uid == uid)
 		return (ssize_t)lo;
 	return -1;
@@ -353,14 +396,13 @@ store_snapshot_refresh(struct store_user *u, struct store_snapshot *snap, unsign
 	snap->modseq = row.mb.highestmodseq;
 	if (row.mb.uidnext > snap->uidnext)
 		snap->uidnext = row.mb.uidnext;
-	if (first_new_uid != 0 && (p->flags & STORE_SNAP_CLAIM_RECENT)) {
+	/* Claim what nobody has (new records, or ones a session with an older
+	 * view left unclaimed); only the CAS winner marks them. */
+	if ((p->flags & STORE_SNAP_CLAIM_RECENT) && row.recentuid < snap->uidnext) {
 		uint32_t got = claim_recent(u, row.id, row.recentuid, snap->uidnext);
-		if (got != 0 && got <= first_new_uid) {
-			if (snap->first_recent == 0)
-				snap->first_recent = first_new_uid;
-			for (size_t i = old_n; i < snap->n; i++)
-				d->new_recent++;
-		}
+
+		if (got != 0)
+			d->new_recent = snap_mark_recent(snap, got, snap->uidnext);
 	}
 	if (flags & STORE_REFRESH_EXPUNGE) {
 		size_t k = 0, removed = 0;
@@ -368,6 +410,8 @@ store_snapshot_refresh(struct store_user *u, struct store_snapshot *snap, unsign
 			if (snap->recs[i].expunged) {
 				store_uids_add(&d->expunged_seq, (uint32_t)(i + 1 - removed));
 				removed++;
+				if (snap->recs[i].recent)
+					snap->nrecent--;
 				snaprec_set_kw(&snap->recs[i], NULL);
 				continue;
 			}

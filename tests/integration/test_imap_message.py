@@ -123,6 +123,7 @@ def test_append_and_select_codes(srv, box):
 
 def test_fetch_items(srv, box):
     c, name = box
+    c.ok(f"SELECT {name}")        # takes \Recent, which EXAMINE would show
     c.ok(f"EXAMINE {name}")
     r = fetch1(c, "FETCH 1 (UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE)")
     assert r.startswith(b"* 1 FETCH (UID 1 FLAGS (\\Flagged) ")
@@ -159,6 +160,7 @@ def test_fetch_items(srv, box):
 
 def test_fetch_sections_exact_bytes(srv, box):
     c, name = box
+    c.ok(f"SELECT {name}")        # takes \Recent, which EXAMINE would show
     c.ok(f"EXAMINE {name}")
     r = fetch1(c, "FETCH 1 (BODY.PEEK[] BODY.PEEK[HEADER] BODY.PEEK[TEXT])")
     full = section(r, "BODY[]")
@@ -225,6 +227,11 @@ def test_store(srv, box):
     c, name = box
     c.ok(f"SELECT {name}")
     u, t = c.ok("STORE 1:2 +FLAGS (\\Answered $Label)")
+    # $Label is new to the session: FLAGS names it before a FETCH carries it
+    assert u[:2] == [b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Work $Label)",
+                     b"* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Work $Label"
+                     b" \\*)] Flags permitted"]
+    u = u[2:]
     assert u == [b"* 1 FETCH (FLAGS (\\Answered \\Flagged \\Recent $Label))",
                  b"* 2 FETCH (FLAGS (\\Answered \\Seen \\Recent $Label $Work))"]
     u, t = c.ok("STORE 2 -FLAGS (\\Answered $Work)")

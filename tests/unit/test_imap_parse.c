@@ -438,6 +438,54 @@ test_seqset_resolve(void **state)
 	n = imap_seqset_resolve(&c.u.fetch.set, 0, out);
 	assert_int_equal(n, 0);
 	imap_cmd_free(&c);
+	/* 4294967295 is a number, not '*': "uidnext:4294967295" names nothing new */
+	assert_int_equal(parse("a UID FETCH 101:4294967295 FLAGS", &c), 0);
+	n = imap_seqset_resolve(&c.u.fetch.set, 100, out);
+	assert_int_equal(n, 0);
+	n = imap_seqset_resolve(&c.u.fetch.set, 4294967295u, out);
+	assert_int_equal(n, 1);
+	assert_int_equal(out[0].lo, 101);
+	assert_int_equal(out[0].hi, 4294967295u);
+	imap_cmd_free(&c);
+	assert_int_equal(parse("a UID FETCH 99:4294967295 FLAGS", &c), 0);
+	n = imap_seqset_resolve(&c.u.fetch.set, 100, out);
+	assert_int_equal(n, 1);
+	assert_int_equal(out[0].lo, 99);
+	assert_int_equal(out[0].hi, 100);
+	imap_cmd_free(&c);
+}
+
+/* Which literal of an APPEND is the message (imapd refuses a missing
+ * mailbox before asking for it). */
+static void
+test_append_mailbox(void **state)
+{
+	static const struct {
+		const char *in;
+		int rc;
+		const char *mailbox;
+	} c[] = {
+		{ "a APPEND INBOX {5}", 1, "INBOX" },
+		{ "a append \"Sent Items\" (\\Seen $x) \"01-Jan-2000 00:00:00 +0000\" {5+}", 1,
+		  "Sent Items" },
+		{ "a APPEND {5}", 0, NULL },                       /* the name is the literal */
+		{ "a APPEND {5}\r\nINBOX {7}", 1, "INBOX" },
+		{ "a APPEND INBOX {3}\r\nabc (\\Seen) {7}", 0, NULL }, /* a second message */
+		{ "a APPEND INBOX (\\Seen {5}", 0, NULL },
+		{ "a APPENDX INBOX {5}", 0, NULL },
+		{ "a APPEND INBOX x{5}", 0, NULL },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		struct imap_arena a = { 0 };
+		struct imap_str mb = { NULL, 0 };
+
+		assert_int_equal(imap_parse_append_mailbox(c[i].in, strlen(c[i].in), &a, &mb), c[i].rc);
+		if (c[i].rc == 1)
+			assert_string_equal(mb.s, c[i].mailbox);
+		imap_arena_free(&a);
+	}
 }
 
 static void
@@ -538,6 +586,7 @@ main(void)
 		cmocka_unit_test(test_mailbox_cmds),
 		cmocka_unit_test(test_literal_tail),
 		cmocka_unit_test(test_seqset_resolve),
+		cmocka_unit_test(test_append_mailbox),
 		cmocka_unit_test(test_dates),
 		cmocka_unit_test(test_prefixes),
 		cmocka_unit_test(test_peek),

@@ -735,10 +735,36 @@ test_every_truncation(void **state)
 	}
 }
 
+/* The plain-text addresses SEARCH FROM/TO/CC/BCC match on. */
+static void
+test_address_text(void **state)
+{
+	static const struct {
+		const char *in, *want;
+	} acases[] = {
+		{ "<user-from (comment)@ (comment) domain.org>", "comment <user-from@domain.org>" },
+		{ " \"Some One\" <a@\r\n (folded) b.org>, other (x) @ c.net",
+		  "Some One <a@b.org>, x <other@c.net>" },
+		{ "Group: u (c)@d.org, v@e.org;", "Group:, c <u@d.org>, <v@e.org>" },
+		{ "bare", "<bare>" },
+		{ "", "" },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(acases) / sizeof(acases[0]); i++) {
+		struct buf out = BUF_INIT;
+
+		imapenv_address_text(acases[i].in, strlen(acases[i].in), &out);
+		assert_string_equal(buf_cstr(&out), acases[i].want);
+		buf_free(&out);
+	}
+}
+
 int
 main(void)
 {
 	static const struct CMUnitTest fixed[] = {
+		cmocka_unit_test(test_address_text),
 		cmocka_unit_test(test_deep_nesting),
 		cmocka_unit_test(test_long_string_is_literal),
 		cmocka_unit_test(test_tree_roundtrip),

@@ -208,6 +208,26 @@ test_unterminated_words(void **state)
 	buf_free(&out);
 }
 
+/* Text nested deeper than MIME_MAX_DEPTH is still searchable (flat). */
+static void
+test_deep_text(void **state)
+{
+	struct buf m = BUF_INIT, out = BUF_INIT;
+	int depth = MIME_MAX_DEPTH * 3;
+
+	(void)state;
+	buf_puts(&m, "Subject: deep\n");
+	for (int d = 0; d < depth; d++)
+		buf_printf(&m, "Content-Type: multipart/mixed; boundary=\"b%dz\"\n\n--b%dz\n", d, d);
+	buf_puts(&m, "Content-Type: text/plain\n\nthe deepest words\n");
+	for (int d = depth - 1; d >= 0; d--)
+		buf_printf(&m, "--b%dz--\n", d);
+	mimedecode_text(m.data, m.len, false, &out);
+	assert_non_null(strstr(buf_cstr(&out), "the deepest words"));
+	buf_free(&m);
+	buf_free(&out);
+}
+
 int
 main(void)
 {
@@ -218,6 +238,7 @@ main(void)
 		cmocka_unit_test(test_header),
 		cmocka_unit_test(test_truncations),
 		cmocka_unit_test(test_unterminated_words),
+		cmocka_unit_test(test_deep_text),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
