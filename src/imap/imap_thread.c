@@ -763,17 +763,20 @@ imap_tree_subj(const struct imap_tree *t, size_t c)
 	return m == TNONE ? NULL : &t->m[m];
 }
 
-/* Step 6: gather roots with the same base subject. */
+/* Step 6: gather roots with the same base subject.  A root's subject is
+ * taken once, before any merge changes the first child of a dummy. */
 static size_t
 imap_tree_group(struct imap_tree *t, size_t *roots, size_t nr)
 {
 	struct imap_tree st = { 0 };    /* the subject table (its hash only) */
+	const struct imap_thread_msg **rs = xcalloc(nr + 1, sizeof(*rs));
 	size_t w = 0;
 
 	for (size_t r = 0; r < nr; r++) {
 		const struct imap_thread_msg *m = imap_tree_subj(t, roots[r]);
 		size_t *slot, c = roots[r];
 
+		rs[r] = m;
 		if (m == NULL || m->subject_len == 0)
 			continue;
 		if (st.hcap == 0 || (st.hused + 1) * 2 > st.hcap)
@@ -792,7 +795,7 @@ imap_tree_group(struct imap_tree *t, size_t *roots, size_t nr)
 	}
 	for (size_t r = 0; r < nr; r++) {
 		size_t c = roots[r], o, *slot;
-		const struct imap_thread_msg *m = imap_tree_subj(t, c);
+		const struct imap_thread_msg *m = rs[r];
 
 		if (t->c[c].parent != TNONE || m == NULL || m->subject_len == 0 || st.hcap == 0)
 			continue;
@@ -832,6 +835,7 @@ imap_tree_group(struct imap_tree *t, size_t *roots, size_t nr)
 	free(st.hk);
 	free(st.hl);
 	free(st.hv);
+	free(rs);
 	return w;
 }
 
