@@ -763,15 +763,12 @@ imap_tree_subj(const struct imap_tree *t, size_t c)
 	return m == TNONE ? NULL : &t->m[m];
 }
 
-/* Step 6: gather roots with the same base subject.  A root's subject is
- * taken once, before any merge changes the first child of a dummy. */
-static size_t
-imap_tree_group(struct imap_tree *t, size_t *roots, size_t nr)
+/* Step 6A: the subject table, base subject -> root position + 1.  A
+ * dummy wins over a message, an original over a reply or forward. */
+static void
+imap_tree_subject_table(struct imap_tree *t, const size_t *roots, size_t nr,
+	const struct imap_thread_msg **rs, struct imap_tree *st)
 {
-	struct imap_tree st = { 0 };    /* the subject table (its hash only) */
-	const struct imap_thread_msg **rs = xcalloc(nr + 1, sizeof(*rs));
-	size_t w = 0;
-
 	for (size_t r = 0; r < nr; r++) {
 		const struct imap_thread_msg *m = imap_tree_subj(t, roots[r]);
 		size_t *slot, c = roots[r];
@@ -779,55 +776,76 @@ imap_tree_group(struct imap_tree *t, size_t *roots, size_t nr)
 		rs[r] = m;
 		if (m == NULL || m->subject_len == 0)
 			continue;
-		if (st.hcap == 0 || (st.hused + 1) * 2 > st.hcap)
-			imap_tree_hgrow(&st);
-		slot = imap_tree_hslot(&st, m->subject, m->subject_len);
+		if (st->hcap == 0 || (st->hused + 1) * 2 > st->hcap)
+			imap_tree_hgrow(st);
+		slot = imap_tree_hslot(st, m->subject, m->subject_len);
 		if (*slot == 0) {
-			imap_tree_hput(&st, m->subject, m->subject_len, c + 1);
+			imap_tree_hput(st, m->subject, m->subject_len, r + 1);
 		} else {
-			size_t o = *slot - 1;
-			const struct imap_thread_msg *om = imap_tree_subj(t, o);
+			size_t o = roots[*slot - 1];
+			const struct imap_thread_msg *om = rs[*slot - 1];
 
 			if ((t->c[c].msg == TNONE && t->c[o].msg != TNONE) ||
 			    (om->refwd && !m->refwd && t->c[o].msg != TNONE))
-				*slot = c + 1;
+				*slot = r + 1;
 		}
 	}
-	for (size_t r = 0; r < nr; r++) {
-		size_t c = roots[r], o, *slot;
-		const struct imap_thread_msg *m = rs[r];
+}
 
-		if (t->c[c].parent != TNONE || m == NULL || m->subject_len == 0 || st.hcap == 0)
+/* Step 6B for the root at position r whose table entry is at position k. */
+static void
+imap_tree_merge(struct imap_tree *t, size_t *roots, size_t r, size_t *k,
+	const struct imap_thread_msg *m)
+{
+	size_t c = roots[r], o = roots[*k];
+	bool cd = t->c[c].msg == TNONE, od = t->c[o].msg == TNONE;
+
+	if (cd && od) {
+		size_t g;
+
+		while ((g = t->c[c].child) != TNONE)
+			imap_tree_link(t, o, g);
+		t->c[c].parent = o;    /* gone: no longer a root */
+	} else if (od) {
+		imap_tree_link(t, o, c);
+	} else if (cd) {
+		imap_tree_link(t, c, o);
+		*k = r;
+	} else if (!t->m[t->c[o].msg].refwd && m->refwd) {
+		imap_tree_link(t, o, c);
+	} else {
+		size_t d = imap_tree_new(t, TNONE);
+
+		/* the dummy takes o's place among the roots */
+		roots[*k] = d;
+		imap_tree_link(t, d, o);
+		imap_tree_link(t, d, c);
+	}
+}
+
+/* Step 6: gather roots with the same base subject.  A root's subject is
+ * taken once, before any merge changes the first child of a dummy.
+ * Returns the new root count. */
+static size_t
+imap_tree_group(struct imap_tree *t, size_t *roots, size_t nr)
+{
+	struct imap_tree st = { 0 };    /* the subject table (its hash only) */
+	const struct imap_thread_msg **rs = xcalloc(nr + 1, sizeof(*rs));
+	size_t w = 0;
+
+	imap_tree_subject_table(t, roots, nr, rs, &st);
+	for (size_t r = 0; r < nr; r++) {
+		const struct imap_thread_msg *m = rs[r];
+		size_t *slot, k;
+
+		if (t->c[roots[r]].parent != TNONE || m == NULL || m->subject_len == 0)
 			continue;
 		slot = imap_tree_hslot(&st, m->subject, m->subject_len);
-		if (*slot == 0 || (o = *slot - 1) == c)
+		k = *slot - 1;
+		if (k == r)
 			continue;
-		bool cd = t->c[c].msg == TNONE, od = t->c[o].msg == TNONE;
-
-		if (cd && od) {
-			size_t g;
-
-			while ((g = t->c[c].child) != TNONE)
-				imap_tree_link(t, o, g);
-			t->c[c].parent = o;    /* gone: mark as not a root */
-		} else if (od) {
-			imap_tree_link(t, o, c);
-		} else if (cd) {
-			imap_tree_link(t, c, o);
-			*slot = c + 1;
-		} else if (!t->m[t->c[o].msg].refwd && m->refwd) {
-			imap_tree_link(t, o, c);
-		} else {
-			size_t d = imap_tree_new(t, TNONE);
-
-			/* the dummy takes o's place among the roots */
-			for (size_t k = 0; k < nr; k++)
-				if (roots[k] == o)
-					roots[k] = d;
-			imap_tree_link(t, d, o);
-			imap_tree_link(t, d, c);
-			*slot = d + 1;
-		}
+		imap_tree_merge(t, roots, r, &k, m);
+		*slot = k + 1;
 	}
 	for (size_t r = 0; r < nr; r++)
 		if (t->c[roots[r]].parent == TNONE)
