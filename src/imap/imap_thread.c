@@ -653,7 +653,7 @@ imap_tree_cmp(const void *a, const void *b)
 	return ma < mb ? -1 : (ma > mb ? 1 : 0);
 }
 
-/* Sort a sibling list given as an array v[0..k); relink under p (TNONE: roots). */
+/* Sort siblings v[0..k) by (sent date, sequence number); the caller relinks them. */
 static void
 imap_tree_sort(struct imap_tree *t, size_t *v, size_t k)
 {
