@@ -926,6 +926,130 @@ imap_p_search(struct imap_p *p, struct imap_search *s)
 }
 
 /* ------------------------------------------------------------------ */
+/* sort / thread                                                       */
+
+static const struct {
+	const char *name;
+	enum imap_sort_key key;
+} imap_sort_keys[] = {
+	{ "ARRIVAL", IMAP_SORT_ARRIVAL }, { "CC", IMAP_SORT_CC }, { "DATE", IMAP_SORT_DATE },
+	{ "FROM", IMAP_SORT_FROM }, { "SIZE", IMAP_SORT_SIZE }, { "SUBJECT", IMAP_SORT_SUBJECT },
+	{ "TO", IMAP_SORT_TO }, { "DISPLAYFROM", IMAP_SORT_DISPLAYFROM },
+	{ "DISPLAYTO", IMAP_SORT_DISPLAYTO },
+};
+
+/* sort-criteria: "(" [REVERSE SP] key *(SP [REVERSE SP] key) ")" */
+static int
+imap_p_sort_criteria(struct imap_p *p, struct imap_sort_args *a)
+{
+	if (imap_p_expect(p, '(') < 0)
+		return -1;
+	do {
+		bool rev = false;
+		size_t i, nk = sizeof(imap_sort_keys) / sizeof(imap_sort_keys[0]);
+
+		if (a->nkeys == IMAP_SORT_MAX_KEYS)
+			return imap_p_fail(p, "too many sort keys");
+		if (imap_p_word(p, "REVERSE")) {
+			if (imap_p_sp(p) < 0)
+				return -1;
+			rev = true;
+		}
+		for (i = 0; i < nk; i++)
+			if (imap_p_word(p, imap_sort_keys[i].name))
+				break;
+		if (i == nk)
+			return imap_p_fail(p, "unknown sort key");
+		a->keys[a->nkeys] = (unsigned char)imap_sort_keys[i].key;
+		a->reverse[a->nkeys++] = rev;
+	} while (imap_p_accept(p, ' '));
+	return imap_p_expect(p, ')');
+}
+
+/* RETURN (MIN MAX COUNT ALL PARTIAL lo:hi) of SORT (RFC 5267) */
+static int
+imap_p_sort_return(struct imap_p *p, struct imap_sort_args *a)
+{
+	struct imap_search *s = &a->search;
+
+	s->esearch = true;
+	if (imap_p_sp(p) < 0 || imap_p_expect(p, '(') < 0)
+		return -1;
+	while (!imap_p_accept(p, ')')) {
+		if (s->ret != 0 && imap_p_sp(p) < 0)
+			return -1;
+		if (imap_p_word(p, "MIN"))
+			s->ret |= IMAP_SRET_MIN;
+		else if (imap_p_word(p, "MAX"))
+			s->ret |= IMAP_SRET_MAX;
+		else if (imap_p_word(p, "ALL"))
+			s->ret |= IMAP_SRET_ALL;
+		else if (imap_p_word(p, "COUNT"))
+			s->ret |= IMAP_SRET_COUNT;
+		else if (imap_p_word(p, "PARTIAL")) {
+			if ((s->ret & IMAP_SRET_PARTIAL) || imap_p_sp(p) < 0 ||
+			    imap_p_number(p, &a->partial_lo) < 0 || imap_p_expect(p, ':') < 0 ||
+			    imap_p_number(p, &a->partial_hi) < 0)
+				return imap_p_fail(p, "bad PARTIAL range");
+			if (a->partial_lo == 0 || a->partial_hi == 0)
+				return imap_p_fail(p, "bad PARTIAL range");
+			if (a->partial_lo > a->partial_hi) {
+				uint32_t t = a->partial_lo;
+
+				a->partial_lo = a->partial_hi;
+				a->partial_hi = t;
+			}
+			s->ret |= IMAP_SRET_PARTIAL;
+		} else
+			return imap_p_fail(p, "unknown SORT RETURN option");
+	}
+	if (s->ret == 0)
+		s->ret = IMAP_SRET_ALL;
+	return 0;
+}
+
+/* charset SP search-key *(SP search-key): SORT and THREAD need the charset */
+static int
+imap_p_charset_keys(struct imap_p *p, struct imap_search *s)
+{
+	struct imap_str cs;
+
+	if (imap_p_sp(p) < 0 || imap_p_astring(p, &cs) < 0 || imap_p_sp(p) < 0)
+		return -1;
+	s->charset = cs.s;
+	s->key = imap_p_search_list(p, s, false);
+	return s->key == NULL ? -1 : 0;
+}
+
+static int
+imap_p_sort(struct imap_p *p, struct imap_sort_args *a)
+{
+	if (imap_p_sp(p) < 0)
+		return -1;
+	if (imap_p_word(p, "RETURN")) {
+		if (imap_p_sort_return(p, a) < 0 || imap_p_sp(p) < 0)
+			return -1;
+	}
+	if (imap_p_sort_criteria(p, a) < 0)
+		return -1;
+	return imap_p_charset_keys(p, &a->search);
+}
+
+static int
+imap_p_thread(struct imap_p *p, struct imap_sort_args *a)
+{
+	if (imap_p_sp(p) < 0)
+		return -1;
+	if (imap_p_word(p, "REFERENCES"))
+		a->algo = IMAP_THREAD_REFERENCES;
+	else if (imap_p_word(p, "ORDEREDSUBJECT"))
+		a->algo = IMAP_THREAD_ORDEREDSUBJECT;
+	else
+		return imap_p_fail(p, "unknown THREAD algorithm");
+	return imap_p_charset_keys(p, &a->search);
+}
+
+/* ------------------------------------------------------------------ */
 /* fetch                                                               */
 
 static bool
@@ -1478,13 +1602,14 @@ static const struct {
 	{ "CLOSE", IMAP_CMD_CLOSE }, { "UNSELECT", IMAP_CMD_UNSELECT },
 	{ "EXPUNGE", IMAP_CMD_EXPUNGE }, { "SEARCH", IMAP_CMD_SEARCH },
 	{ "FETCH", IMAP_CMD_FETCH }, { "STORE", IMAP_CMD_STORE }, { "COPY", IMAP_CMD_COPY },
-	{ "MOVE", IMAP_CMD_MOVE },
+	{ "MOVE", IMAP_CMD_MOVE }, { "SORT", IMAP_CMD_SORT }, { "THREAD", IMAP_CMD_THREAD },
 };
 
 static const char *const imap_uid_names[] = {
 	[IMAP_CMD_SEARCH] = "UID SEARCH", [IMAP_CMD_FETCH] = "UID FETCH",
 	[IMAP_CMD_STORE] = "UID STORE", [IMAP_CMD_COPY] = "UID COPY",
 	[IMAP_CMD_MOVE] = "UID MOVE", [IMAP_CMD_UID_EXPUNGE] = "UID EXPUNGE",
+	[IMAP_CMD_SORT] = "UID SORT", [IMAP_CMD_THREAD] = "UID THREAD",
 };
 
 static bool
@@ -1645,6 +1770,10 @@ imap_parse_body(struct imap_p *p, struct imap_cmd *c)
 		return imap_p_enable(p, c);
 	case IMAP_CMD_SEARCH:
 		return imap_p_search(p, &c->u.search);
+	case IMAP_CMD_SORT:
+		return imap_p_sort(p, &c->u.sort);
+	case IMAP_CMD_THREAD:
+		return imap_p_thread(p, &c->u.sort);
 	case IMAP_CMD_FETCH:
 		return imap_p_fetch(p, &c->u.fetch);
 	case IMAP_CMD_STORE:
@@ -1694,6 +1823,10 @@ imap_parse_command(const char *buf, size_t len, struct imap_cmd *cmd, struct err
 			cmd->kind = IMAP_CMD_SEARCH;
 		else if (imap_p_word(&p, "EXPUNGE"))
 			cmd->kind = IMAP_CMD_UID_EXPUNGE;
+		else if (imap_p_word(&p, "SORT"))
+			cmd->kind = IMAP_CMD_SORT;
+		else if (imap_p_word(&p, "THREAD"))
+			cmd->kind = IMAP_CMD_THREAD;
 		else
 			return err_set(err, ERR_INVALID, "unknown UID command");
 		cmd->name = imap_uid_names[cmd->kind];

@@ -15,7 +15,9 @@
  * (LIST selection and return options, CREATE (USE (...))), ESEARCH
  * (SEARCH RETURN (...)), CONDSTORE/QRESYNC (SELECT parameters, FETCH
  * (CHANGEDSINCE n [VANISHED]), STORE (UNCHANGEDSINCE n), SEARCH MODSEQ,
- * STATUS HIGHESTMODSEQ), STATUS SIZE, APPENDLIMIT.
+ * STATUS HIGHESTMODSEQ), STATUS SIZE, APPENDLIMIT, SORT and THREAD
+ * (RFC 5256, DISPLAYFROM/DISPLAYTO of RFC 5957, SORT RETURN (...) of
+ * ESORT, RFC 5267).
  *
  * Everything the result points to lives in the command's arena (or, for
  * literals, in the input buffer, which must outlive the command).
@@ -121,6 +123,26 @@ struct imap_search {
 	const char *charset;   /* NULL when none given */
 	struct imap_search_key *key;   /* an AND node */
 	bool has_modseq;       /* a MODSEQ key occurs (reply carries (MODSEQ n)) */
+};
+
+/* ---- sort / thread (RFC 5256, 5267, 5957) ---- */
+
+enum imap_sort_key {
+	IMAP_SORT_ARRIVAL = 1, IMAP_SORT_CC, IMAP_SORT_DATE, IMAP_SORT_FROM, IMAP_SORT_SIZE,
+	IMAP_SORT_SUBJECT, IMAP_SORT_TO, IMAP_SORT_DISPLAYFROM, IMAP_SORT_DISPLAYTO,
+};
+#define IMAP_SORT_MAX_KEYS 16
+#define IMAP_SRET_PARTIAL 0x10   /* SORT RETURN (PARTIAL lo:hi) only */
+
+enum imap_thread_algo { IMAP_THREAD_ORDEREDSUBJECT = 1, IMAP_THREAD_REFERENCES };
+
+struct imap_sort_args {
+	struct imap_search search;   /* charset (always given), keys; esearch/ret: RETURN */
+	unsigned char keys[IMAP_SORT_MAX_KEYS];   /* enum imap_sort_key */
+	bool reverse[IMAP_SORT_MAX_KEYS];
+	size_t nkeys;
+	uint32_t partial_lo, partial_hi;          /* PARTIAL: 1 <= lo <= hi */
+	enum imap_thread_algo algo;               /* THREAD */
 };
 
 /* ---- fetch ---- */
@@ -243,7 +265,7 @@ enum imap_cmd_kind {
 	IMAP_CMD_APPEND, IMAP_CMD_NAMESPACE, IMAP_CMD_ENABLE, IMAP_CMD_IDLE,
 	IMAP_CMD_CHECK, IMAP_CMD_CLOSE, IMAP_CMD_UNSELECT, IMAP_CMD_EXPUNGE,
 	IMAP_CMD_SEARCH, IMAP_CMD_FETCH, IMAP_CMD_STORE, IMAP_CMD_COPY, IMAP_CMD_MOVE,
-	IMAP_CMD_UID_EXPUNGE,
+	IMAP_CMD_UID_EXPUNGE, IMAP_CMD_SORT, IMAP_CMD_THREAD,
 };
 
 struct imap_cmd {
@@ -251,7 +273,7 @@ struct imap_cmd {
 	const char *tag;
 	enum imap_cmd_kind kind;
 	const char *name;          /* "FETCH", "UID FETCH" ... (upper case, static) */
-	bool uid;                  /* UID FETCH/STORE/COPY/MOVE/SEARCH/EXPUNGE */
+	bool uid;                  /* UID FETCH/STORE/COPY/MOVE/SEARCH/EXPUNGE/SORT/THREAD */
 	union {
 		struct { struct imap_str user, pass; } login;
 		struct { const char *mech; const char *ir; } auth;   /* ir NULL: none */
@@ -269,6 +291,7 @@ struct imap_cmd {
 		struct imap_store_args store;
 		struct { struct imap_seqset set; struct imap_str mailbox; } copy;  /* COPY MOVE */
 		struct imap_seqset expunge;              /* UID EXPUNGE */
+		struct imap_sort_args sort;              /* SORT THREAD */
 	} u;
 };
 

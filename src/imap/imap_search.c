@@ -631,3 +631,45 @@ imap_cmd_search(struct imap_session *s, struct imap_cmd *c)
 	buf_free(&line);
 	store_uids_free(&res);
 }
+
+/* The snapshot indexes of the messages q matches, ascending, for SORT
+ * and THREAD (imap_sort.c); the same evaluation as SEARCH.  0, or -1
+ * with the tagged NO sent. */
+int
+imap_search_indexes(struct imap_session *s, struct imap_cmd *c, struct imap_search *q,
+	struct store_uids *idx_r)
+{
+	const struct store_snapshot *snap = s->sel.snap;
+	struct imap_sctx x;
+
+	if (q->charset != NULL && !str_eq_ci(q->charset, "UTF-8") &&
+	    !str_eq_ci(q->charset, "US-ASCII")) {
+		imap_tagged(s, "NO", "BADCHARSET (UTF-8 US-ASCII)", "Unsupported charset");
+		return -1;
+	}
+	if (q->has_modseq)
+		s->condstore = true;
+	memset(&x, 0, sizeof(x));
+	x.s = s;
+	imap_search_prepare(s, c, q->key, &x.scratch);
+	if (imap_search_needs_meta(q->key)) {
+		struct err err;
+
+		if (store_snapshot_meta(s->u, s->sel.snap, 0, snap->n, &err) < 0) {
+			imap_tagged_err(s, &err, c->name);
+			buf_free(&x.scratch);
+			return -1;
+		}
+	}
+	for (size_t i = 0; i < snap->n; i++) {
+		x.i = i;
+		if (imap_search_eval(&x, q->key))
+			store_uids_add(idx_r, (uint32_t)i);
+		if (x.m.loaded || x.m.have_date)
+			imap_smsg_reset(&x.m);
+	}
+	imap_smsg_reset(&x.m);
+	buf_free(&x.scratch);
+	buf_free(&x.folded);
+	return 0;
+}

@@ -190,6 +190,10 @@ void imap_cmd_append(struct imap_session *s, struct imap_cmd *c);          /* im
 bool imap_append_refuse_early(struct imap_session *s, const char *tag);
 void imap_cmd_fetch(struct imap_session *s, struct imap_cmd *c);           /* imap_fetch.c */
 void imap_cmd_search(struct imap_session *s, struct imap_cmd *c);          /* imap_search.c */
+int imap_search_indexes(struct imap_session *s, struct imap_cmd *c, struct imap_search *q,
+	struct store_uids *idx_r);
+void imap_cmd_sort(struct imap_session *s, struct imap_cmd *c);            /* imap_sort.c */
+void imap_cmd_thread(struct imap_session *s, struct imap_cmd *c);
 void imap_cmd_store(struct imap_session *s, struct imap_cmd *c);           /* imap_store.c */
 void imap_cmd_copy(struct imap_session *s, struct imap_cmd *c);
 void imap_cmd_idle(struct imap_session *s, struct imap_cmd *c);            /* imap_idle.c */

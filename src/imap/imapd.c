@@ -213,6 +213,7 @@ imap_capabilities(struct imap_session *s, struct buf *out)
 	}
 	buf_puts(out, " UIDPLUS MOVE SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED LIST-STATUS"
 		" ESEARCH CONDSTORE QRESYNC STATUS=SIZE UTF8=ACCEPT");
+	buf_puts(out, " SORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES");
 	buf_printf(out, " APPENDLIMIT=%llu", (unsigned long long)imap_cfg.appendlimit);
 }
 
@@ -446,6 +447,8 @@ imapd_dispatch(struct imap_session *s, struct imap_cmd *c)
 	case IMAP_CMD_EXPUNGE:
 	case IMAP_CMD_UID_EXPUNGE: imap_cmd_expunge(s, c); break;
 	case IMAP_CMD_SEARCH: imap_cmd_search(s, c); break;
+	case IMAP_CMD_SORT: imap_cmd_sort(s, c); break;
+	case IMAP_CMD_THREAD: imap_cmd_thread(s, c); break;
 	case IMAP_CMD_FETCH: imap_cmd_fetch(s, c); break;
 	case IMAP_CMD_STORE: imap_cmd_store(s, c); break;
 	case IMAP_CMD_COPY:
@@ -855,7 +858,8 @@ imapd_handle(struct service_conn *sc)
 		imapd_replication_wait(s);
 		if (s->state == IMAP_SELECTED && !s->fatal) {
 			bool restrained = !cmd.uid && (cmd.kind == IMAP_CMD_FETCH ||
-				cmd.kind == IMAP_CMD_STORE || cmd.kind == IMAP_CMD_SEARCH);
+				cmd.kind == IMAP_CMD_STORE || cmd.kind == IMAP_CMD_SEARCH ||
+				cmd.kind == IMAP_CMD_SORT || cmd.kind == IMAP_CMD_THREAD);
 			imap_sel_sync(s, !restrained, NULL);
 		}
 		imap_tagged_send(s);

@@ -557,6 +557,76 @@ test_prefixes(void **state)
 }
 
 static void
+test_sort_thread(void **state)
+{
+	static const char *const cmds[] = {
+		"a UID SORT RETURN (MIN COUNT PARTIAL 5:2) (REVERSE DATE DISPLAYFROM) UTF-8 OR SEEN FROM {1}\r\nx",
+		"b THREAD REFERENCES US-ASCII UID 1:* NOT DELETED",
+	};
+	struct imap_cmd c;
+
+	(void)state;
+	assert_int_equal(parse(cmds[0], &c), 0);
+	assert_int_equal(c.kind, IMAP_CMD_SORT);
+	assert_true(c.uid);
+	assert_string_equal(c.name, "UID SORT");
+	assert_int_equal(c.u.sort.nkeys, 2);
+	assert_int_equal(c.u.sort.keys[0], IMAP_SORT_DATE);
+	assert_true(c.u.sort.reverse[0]);
+	assert_int_equal(c.u.sort.keys[1], IMAP_SORT_DISPLAYFROM);
+	assert_false(c.u.sort.reverse[1]);
+	assert_true(c.u.sort.search.esearch);
+	assert_int_equal(c.u.sort.search.ret, IMAP_SRET_MIN | IMAP_SRET_COUNT | IMAP_SRET_PARTIAL);
+	assert_int_equal(c.u.sort.partial_lo, 2);
+	assert_int_equal(c.u.sort.partial_hi, 5);
+	assert_string_equal(c.u.sort.search.charset, "UTF-8");
+	assert_int_equal(c.u.sort.search.key->nkids, 1);
+	assert_int_equal(c.u.sort.search.key->kids[0]->kind, IMAP_SK_OR);
+	imap_cmd_free(&c);
+	assert_int_equal(parse(cmds[1], &c), 0);
+	assert_int_equal(c.kind, IMAP_CMD_THREAD);
+	assert_false(c.uid);
+	assert_int_equal(c.u.sort.algo, IMAP_THREAD_REFERENCES);
+	assert_string_equal(c.u.sort.search.charset, "US-ASCII");
+	assert_int_equal(c.u.sort.search.key->nkids, 2);
+	imap_cmd_free(&c);
+	assert_int_equal(parse("c SORT (SUBJECT) UTF-8 ALL", &c), 0);
+	assert_false(c.u.sort.search.esearch);
+	imap_cmd_free(&c);
+	assert_int_equal(parse("d THREAD orderedsubject UTF-8 ALL", &c), 0);
+	assert_int_equal(c.u.sort.algo, IMAP_THREAD_ORDEREDSUBJECT);
+	imap_cmd_free(&c);
+	expect_bad("e SORT (SUBJECT) ALL", NULL);          /* charset required */
+	expect_bad("e SORT () UTF-8 ALL", "unknown sort key");
+	expect_bad("e SORT (REVERSE) UTF-8 ALL", NULL);
+	expect_bad("e SORT (DATE  SIZE) UTF-8 ALL", "unknown sort key");
+	expect_bad("e SORT (FOO) UTF-8 ALL", "unknown sort key");
+	expect_bad("e SORT RETURN (SAVE) (DATE) UTF-8 ALL", "unknown SORT RETURN option");
+	expect_bad("e SORT RETURN (PARTIAL 0:3) (DATE) UTF-8 ALL", "PARTIAL");
+	expect_bad("e SORT RETURN (PARTIAL 1:2 PARTIAL 3:4) (DATE) UTF-8 ALL", "PARTIAL");
+	expect_bad("e SORT (A A A A A A A A A A A A A A A A A) UTF-8 ALL", NULL);
+	expect_bad("e SORT (DATE DATE DATE DATE DATE DATE DATE DATE DATE DATE DATE DATE DATE "
+		"DATE DATE DATE DATE) UTF-8 ALL", "too many sort keys");
+	expect_bad("e THREAD FOO UTF-8 ALL", "unknown THREAD algorithm");
+	expect_bad("e THREAD REFERENCES UTF-8", NULL);
+	expect_bad("e UID THREAD", NULL);
+	/* every prefix fails cleanly (or is a shorter valid command) */
+	for (size_t k = 0; k < sizeof(cmds) / sizeof(cmds[0]); k++) {
+		size_t len = strlen(cmds[k]);
+		char *copy = malloc(len + 1);
+		struct err err;
+
+		for (size_t i = 0; i < len; i++) {
+			memcpy(copy, cmds[k], i);
+			if (imap_parse_command(copy, i, &c, &err) < 0)
+				assert_int_equal(err.kind, ERR_INVALID);
+			imap_cmd_free(&c);
+		}
+		free(copy);
+	}
+}
+
+static void
 test_peek(void **state)
 {
 	char tag[16];
@@ -590,6 +660,7 @@ main(void)
 		cmocka_unit_test(test_dates),
 		cmocka_unit_test(test_prefixes),
 		cmocka_unit_test(test_peek),
+		cmocka_unit_test(test_sort_thread),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
