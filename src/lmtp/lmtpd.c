@@ -94,8 +94,16 @@ lmtpd_handle(struct service_conn *c)
 	s->conn = conn_new(rfd, wfd);
 	conn_set_read_timeout(s->conn, LMTP_DATA_TIMEOUT_MS);
 	conn_set_write_timeout(s->conn, LMTP_DATA_TIMEOUT_MS);
-	snprintf(s->id, sizeof(s->id), "%lx%05lx", (unsigned long)time(NULL),
-		(unsigned long)getpid() & 0xfffff);
+	{
+		/* microseconds and pid: one process serves many connections
+		 * (maxuse), so seconds alone repeated within a second */
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		snprintf(s->id, sizeof(s->id), "%llx%05lx",
+			(unsigned long long)ts.tv_sec * 1000000ULL + (unsigned long long)(ts.tv_nsec / 1000),
+			(unsigned long)getpid() & 0xfffff);
+	}
 	c->ctx = s;
 	end = lmtp_session(s);
 	if (end != SERVICE_END_QUIT && conn_read_deadline_passed(s->conn)) {

@@ -174,6 +174,23 @@ def test_deliver_headers_and_exact_bytes(srv):
     assert guid == sha1(msg) and size == len(msg)
 
 
+def test_transaction_ids_never_repeat(srv):
+    """Each delivery's id (Received: ... id X, the log's id=) is its own,
+    even over several connections to one lmtpd within one second (issue 21
+    item 4: seconds + pid + a per-connection counter repeated)."""
+    for n in range(4):
+        c = srv.lmtp("lhlo.name.test")
+        assert lmtp_send(c, "s@example.org", ["alice@example.org"],
+                         MSG.replace(b"<m1@", b"<m1-%d@" % n, 1))[0][0] == 250
+        c.quit()
+    ids = []
+    for msg in srv.fetch_all("alice"):
+        m = re.search(rb"\tby mx\.test \(Castor\) with LMTP id (\S+)\r\n", msg)
+        assert m, msg[:300]
+        ids.append(m.group(1))
+    assert len(ids) == 4 and len(set(ids)) == 4, ids
+
+
 def test_message_bytes_as_received(srv):
     """Dot-stuffing is undone; long lines, bare CR, bare LF, NUL and 8-bit
     bytes are kept exactly; '.' after a bare LF is not an end marker."""
