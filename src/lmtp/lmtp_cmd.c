@@ -65,6 +65,16 @@ lmtp_sayf(struct lmtp_sess *s, const char *fmt, ...)
 	lmtp_say(s, line);
 }
 
+/* The reply for a store error: the one mapper (lmtp_store_reply). */
+static void
+lmtp_say_err(struct lmtp_sess *s, const struct err *err)
+{
+	char reply[LMTP_REPLY_MAX];
+
+	lmtp_store_reply(err, reply, sizeof(reply));
+	lmtp_say(s, reply);
+}
+
 /* ------------------------------------------------------------------ */
 /* Input                                                               */
 
@@ -223,7 +233,7 @@ lmtp_cmd_mail(struct lmtp_sess *s, const struct lmtp_cmd *cmd)
 	role = svcstore_check_role(lmtpd_g.st, &err);
 	if (role < 0) {
 		log_error("role check failed error=%s", log_q(err.msg));
-		lmtp_say(s, "451 4.3.0 Temporary server error, try again later");
+		lmtp_say_err(s, &err);
 		return;
 	}
 	if (role == 1) {
@@ -286,14 +296,14 @@ lmtp_cmd_rcpt(struct lmtp_sess *s, const struct lmtp_cmd *cmd)
 		} else {
 			log_error("recipient check failed id=%s user=%s error=%s", s->id, log_q(user),
 				log_q(err.msg));
-			lmtp_say(s, "451 4.3.0 Temporary server error, try again later");
+			lmtp_say_err(s, &err);
 		}
 		return;
 	}
 	q = lmtp_quota_check(u, s->has_size, s->declared_size, &err);
 	if (q < 0) {
 		log_error("quota check failed id=%s user=%s error=%s", s->id, log_q(user), log_q(err.msg));
-		lmtp_say(s, "451 4.3.0 Temporary server error, try again later");
+		lmtp_say_err(s, &err);
 		return;
 	}
 	if (q > 0) {
