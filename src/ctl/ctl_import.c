@@ -2,7 +2,7 @@
  * ctl_import.c - castorctl import USER MBOX-FILE|MAILDIR [--mailbox NAME].
  *
  * A regular file is read as an mbox (mboxrd unquoting by default,
- * --mboxo for the older convention), a directory as a Maildir (cur/ and
+ * --format mboxo (or --mboxo) for the older convention), a directory as a Maildir (cur/ and
  * new/, flags from the ":2,FLAGS" suffix, internal date from the file's
  * mtime).  Messages are stored with CRLF line ends, so a message's GUID
  * is the SHA-1 of what IMAP serves and of what LMTP would have stored.
@@ -220,12 +220,13 @@ ctl_import_maildir_check(struct ctl_import *im, struct maildir *md, struct err *
 int
 ctl_cmd_import(struct ctl *c, int argc, char **argv)
 {
-	const char *mailbox = "INBOX", *batch = NULL;
+	const char *mailbox = "INBOX", *batch = NULL, *format = NULL;
 	bool mboxo = false;
 	const struct ctl_opt opts[] = {
 		{ "mailbox", 'm', &mailbox, NULL, NULL },
 		{ "batch", 'b', &batch, NULL, NULL },
-		{ "mboxo", 0, NULL, NULL, &mboxo },
+		{ "format", 0, &format, NULL, NULL },
+		{ "mboxo", 0, NULL, NULL, &mboxo },     /* = --format mboxo */
 		{ NULL, 0, NULL, NULL, NULL },
 	};
 	char norm[STORE_MBOX_NAME_MAX + 1];
@@ -244,7 +245,8 @@ ctl_cmd_import(struct ctl *c, int argc, char **argv)
 
 	rc = ctl_parse(c, argc, argv, opts, &pos, &npos);
 	if (rc < 0) {
-		printf("usage: castorctl import USER MBOX-FILE|MAILDIR [--mailbox NAME] [--mboxo] [--batch N]\n");
+		printf("usage: castorctl import USER MBOX-FILE|MAILDIR [--mailbox NAME] [--format mboxrd|mboxo]"
+		    " [--batch N]\n");
 		return 0;
 	}
 	if (rc > 0)
@@ -256,6 +258,12 @@ ctl_cmd_import(struct ctl *c, int argc, char **argv)
 	user = pos[0];
 	src = pos[1];
 	free(pos);
+	if (format != NULL) {
+		if (str_eq(format, "mboxo"))
+			mboxo = true;
+		else if (!str_eq(format, "mboxrd"))
+			return ctl_usage_error(c, "--format wants mboxrd or mboxo");
+	}
 	if (batch != NULL && (str_to_u32(batch, &nbatch) < 0 || nbatch < 1 || nbatch > 100000))
 		return ctl_usage_error(c, "--batch wants a number from 1 to 100000");
 	if (ctl_check_user_name(user, &err) < 0)

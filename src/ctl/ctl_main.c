@@ -39,7 +39,7 @@ ctl_help(FILE *f)
 	    "  mailbox create|delete|rename|list ...\n"
 	    "  undelete USER MAILBOX\n"
 	    "  purge-deleted [--now SECONDS] USER|--all\n"
-	    "  import USER MBOX-FILE|MAILDIR [--mailbox NAME] [--mboxo] [--batch N]\n"
+	    "  import USER MBOX-FILE|MAILDIR [--mailbox NAME] [--format mboxrd|mboxo] [--batch N]\n"
 	    "  check [--repair] USER|--all\n"
 	    "  dump [--for-compare] USER|--all\n"
 	    "  verify [USER | --all] [--channel CHAN]\n"

@@ -341,7 +341,10 @@ mboxread_line(struct mboxread *r, const char *p, size_t n, uint64_t off, struct 
 		char sender[8];
 		time_t d;
 
-		if (r->pending_blank || mboxread_parse_from(p + 5, n - 5, sender, sizeof(sender), &d) == 0) {
+		/* a separator is a well-formed "From SENDER DATE" line, as mutt
+		 * and Dovecot read it: "From here on ..." after a blank line is
+		 * body text of a message written without quoting */
+		if (mboxread_parse_from(p + 5, n - 5, sender, sizeof(sender), &d) == 0) {
 			if (mboxread_end_msg(r, err) < 0)
 				return -1;
 			mboxread_start_msg(r, p, n, off);

@@ -10,10 +10,10 @@
  *   - a message starts with a separator line "From SENDER DATE";
  *     leading blank lines before the first separator are skipped, any
  *     other first line makes the file "not an mbox";
- *   - a later line starting with "From " is a separator when the line
- *     before it is blank, or when it parses as "From SENDER DATE"
- *     (asctime date); otherwise it is body text (an unquoted "From " in
- *     a body written by a careless program);
+ *   - a later line starting with "From " is a separator when it parses
+ *     as "From SENDER DATE" (asctime date), blank line before it or not;
+ *     otherwise it is body text (an unquoted "From " in a body written
+ *     by a careless program), as mutt and Dovecot read it;
  *   - the one blank line just before a separator, and the one at the
  *     end of the file, belong to the mbox framing, not the message;
  *   - quoting: mboxrd removes one '>' from lines matching ^>+From ;

@@ -519,7 +519,28 @@ def test_import_quoting_and_line_ends(tmp_path, srv):
     recs = records(dump(srv, "bob"))
     older = [r["guid"] for mb, r in recs if mb == "Older"]
     assert older[0] == hashlib.sha1(msgs[0].replace(b"\r\n>From two", b"\r\n>>From two")).hexdigest()
+    # so does --format mboxo; a bad --format is a usage error that imports nothing
+    castorctl("import", "bob", path, "--mailbox", "Oldest", "--format", "mboxo", conf=srv)
+    recs = records(dump(srv, "bob"))
+    assert [r["guid"] for mb, r in recs if mb == "Oldest"] == older
+    cp = castorctl("import", "bob", path, "--mailbox", "Bad", "--format", "mbox", conf=srv, check=False)
+    assert cp.returncode == 2 and "--format" in cp.stderr
+    assert "Bad" not in mailbox_names(srv, "bob")
     assert castorctl("check", "bob", conf=srv).returncode == 0
+
+
+def test_import_from_line_after_blank_is_body(tmp_path, srv):
+    """A message ends only at a well-formed "From SENDER DATE" line (as mutt
+    and Dovecot read mbox): an unquoted "From " sentence after a blank line
+    is body text (issue 21 item 4; it used to split the message)."""
+    body = b"Subject: one\n\nfirst paragraph\n\nFrom here on, the plan changes.\nend\n"
+    path = tmp_path / "b.mbox"
+    path.write_bytes(b"From a@b Mon Jan  5 01:02:03 2015\n" + body + b"\n"
+                     b"From c@d Tue Jan  6 01:02:03 2015\nSubject: two\n\nx\n")
+    castorctl("import", "bob", path, "--mailbox", "Plan", conf=srv)
+    recs = [r for mb, r in records(dump(srv, "bob")) if mb == "Plan"]
+    assert len(recs) == 2
+    assert recs[0]["guid"] == hashlib.sha1(body.replace(b"\n", b"\r\n")).hexdigest()
 
 
 def test_import_bad_input_changes_nothing(tmp_path, srv):

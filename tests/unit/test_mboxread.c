@@ -126,7 +126,7 @@ test_byte_by_byte(void **state)
 {
 	static const char in[] =
 	    "\n\nFrom a Mon Jan  5 01:02:03 2015\r\n"
-	    "X: y\r\n\r\n>From quoted\n>>From deeper\n\n\nFrom nodate but blank before\n"
+	    "X: y\r\n\r\n>From quoted\n>>From deeper\n\n\nFrom b Tue Jan  6 01:02:03 2015\n"
 	    "line\nFrom not-a-separator here\nlast line without newline";
 	struct coll whole = { .fail_at = 0 }, part = { .fail_at = 0 };
 	struct err err;
@@ -146,7 +146,7 @@ test_byte_by_byte(void **state)
 	    "a|1420419723|3|2\n"
 	    "X: y\r\n\r\nFrom quoted\r\n>From deeper\r\n\r\n"
 	    "\n--\n"
-	    "nodate|-1|10|72\n"
+	    "b|1420506123|10|72\n"
 	    "line\r\nFrom not-a-separator here\r\nlast line without newline\r\n"
 	    "\n--\n");
 	buf_free(&whole.out);
@@ -168,8 +168,9 @@ test_mboxo_vs_mboxrd(void **state)
 	buf_free(&c.out);
 }
 
-/* An unquoted "From " in a body splits only after a blank line or when it
- * looks like a real separator; trailing blank lines: only one is framing. */
+/* An unquoted "From " in a body splits only when it is a well-formed
+ * separator line, blank line before it or not; trailing blank lines: only
+ * one is framing. */
 static void
 test_separator_rules(void **state)
 {
@@ -177,6 +178,8 @@ test_separator_rules(void **state)
 	    "From x Mon Jan  5 01:02:03 2015\n"
 	    "a\n"
 	    "From here we go\n"                           /* body: no blank, no date */
+	    "\n"
+	    "From here on, a blank line before\n"         /* body: no date, blank or not */
 	    "From y Tue Jan  6 01:02:03 2015\n"           /* separator: valid date */
 	    "b\n\n\n\n"
 	    "From z Wed Jan  7 01:02:03 2015\n"
@@ -187,8 +190,9 @@ test_separator_rules(void **state)
 	(void)state;
 	assert_int_equal(parse(in, strlen(in), 0, MBOXREAD_MBOXRD, 0, &c, &err), 0);
 	assert_int_equal(c.n, 3);
-	assert_non_null(strstr(buf_cstr(&c.out), "|1|0\na\r\nFrom here we go\r\n\n--\n"));
-	assert_non_null(strstr(buf_cstr(&c.out), "|4|"));
+	assert_non_null(strstr(buf_cstr(&c.out),
+	    "|1|0\na\r\nFrom here we go\r\n\r\nFrom here on, a blank line before\r\n\n--\n"));
+	assert_non_null(strstr(buf_cstr(&c.out), "|6|"));
 	assert_non_null(strstr(buf_cstr(&c.out), "\nb\r\n\r\n\r\n\n--\n"));
 	buf_free(&c.out);
 }
