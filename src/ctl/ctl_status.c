@@ -54,6 +54,7 @@
 #include "sync/syncpark.h"
 #include "sync/syncstat.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -387,6 +388,74 @@ ctl_status_age(uint64_t now, uint64_t then, char *out, size_t size)
 		snprintf(out, size, "%" PRIu64 " h %" PRIu64 " min", d / 3600000, d / 60000 % 60);
 }
 
+/* What this server receives: one run/sync-in-<CHAN>.status per channel a
+ * master feeds it through syncd (syncd.c).  JSON: objects of an array the
+ * caller opened; text: one paragraph each.  Returns how many there were. */
+static size_t
+ctl_status_incoming(const char *root, bool json, uint64_t now, struct buf *b)
+{
+	struct buf dir = BUF_INIT;
+	DIR *d;
+	struct dirent *e;
+	size_t n = 0;
+
+	buf_printf(&dir, "%s/run", root);
+	d = opendir(buf_cstr(&dir));
+	buf_free(&dir);
+	while (d != NULL && (e = readdir(d)) != NULL) {
+		size_t len = strlen(e->d_name);
+		char name[128], since[64], change[64], upd[64];
+		struct ctl_kv kv;
+		struct err err;
+		bool alive, f = true;
+
+		if (!str_has_prefix(e->d_name, "sync-in-") || len < 16 || len - 12 >= sizeof(name) ||
+		    strcmp(e->d_name + len - 7, ".status") != 0)
+			continue;
+		memcpy(name, e->d_name + 5, len - 12);      /* "in-CHAN" */
+		name[len - 12] = '\0';
+		memset(&kv, 0, sizeof(kv));
+		if (syncstat_read_kv(root, name, ctl_kv_add, &kv, &err) < 0)
+			continue;
+		alive = str_eq(ctl_kv_get(&kv, "state") ? ctl_kv_get(&kv, "state") : "", "connected") &&
+			ctl_status_pid_alive(ctl_kv_u64(&kv, "pid"));
+		if (json) {
+			buf_puts(b, n > 0 ? ",{" : "{");
+			ctl_json_key(b, &f, "channel"); ctl_json_str(b, name + 3);
+			ctl_json_key(b, &f, "master"); ctl_json_str(b, ctl_kv_get(&kv, "master"));
+			ctl_json_key(b, &f, "peer"); ctl_json_str(b, ctl_kv_get(&kv, "peer"));
+			ctl_json_key(b, &f, "epoch"); buf_printf(b, "%" PRIu64, ctl_kv_u64(&kv, "epoch"));
+			ctl_json_key(b, &f, "connected"); buf_puts(b, alive ? "true" : "false");
+			static const char *const nums[] = { "pid", "session_start_ms", "last_change_ms",
+				"applied", "records", "uploads", "refused", "conflicts", "updated_ms" };
+			for (size_t k = 0; k < sizeof(nums) / sizeof(nums[0]); k++) {
+				ctl_json_key(b, &f, nums[k]);
+				buf_printf(b, "%" PRIu64, ctl_kv_u64(&kv, nums[k]));
+			}
+			buf_putc(b, '}');
+		} else {
+			ctl_status_age(now, ctl_kv_u64(&kv, "session_start_ms"), since, sizeof(since));
+			ctl_status_age(now, ctl_kv_u64(&kv, "last_change_ms"), change, sizeof(change));
+			ctl_status_age(now, ctl_kv_u64(&kv, "updated_ms"), upd, sizeof(upd));
+			buf_printf(b, "incoming %s <- %s (peer %s)  epoch %" PRIu64 "\n", name + 3,
+				ctl_kv_get(&kv, "master") ? ctl_kv_get(&kv, "master") : "?",
+				ctl_kv_get(&kv, "peer") ? ctl_kv_get(&kv, "peer") : "?", ctl_kv_u64(&kv, "epoch"));
+			buf_printf(b, "  %s (syncd pid %" PRIu64 "), session started %s ago;"
+				" last change applied %s%s\n", alive ? "connected" : "NOT connected",
+				ctl_kv_u64(&kv, "pid"), since, change, ctl_kv_u64(&kv, "last_change_ms") ? " ago" : "");
+			buf_printf(b, "  received: %" PRIu64 " applies, %" PRIu64 " records, %" PRIu64
+				" uploads; refused %" PRIu64 ", conflicts %" PRIu64 "; status file %s old\n",
+				ctl_kv_u64(&kv, "applied"), ctl_kv_u64(&kv, "records"), ctl_kv_u64(&kv, "uploads"),
+				ctl_kv_u64(&kv, "refused"), ctl_kv_u64(&kv, "conflicts"), upd);
+		}
+		ctl_kv_free(&kv);
+		n++;
+	}
+	if (d != NULL)
+		closedir(d);
+	return n;
+}
+
 struct ctl_damaged {
 	struct buf *b;
 	bool json;
@@ -555,6 +624,10 @@ ctl_cmd_status(struct ctl *c, int argc, char **argv)
 		buf_putc(&b, ']');
 		ctl_json_key(&b, &f2, "now_ms"); buf_printf(&b, "%" PRIu64, now);
 		buf_putc(&b, '}');
+		ctl_json_key(&b, &f, "incoming");
+		buf_putc(&b, '[');
+		(void)ctl_status_incoming(root, true, now, &b);
+		buf_putc(&b, ']');
 		ctl_json_key(&b, &f, "channels");
 		buf_putc(&b, '[');
 	} else {
@@ -574,6 +647,8 @@ ctl_cmd_status(struct ctl *c, int argc, char **argv)
 			    buf_cstr(&fo));
 		if (ctl_status_damaged(c, false, &b))
 			exit_rc = CTL_EXIT_PROBLEMS;
+		if (ctl_status_incoming(root, false, now, &b) == 0 && !master)
+			buf_puts(&b, "incoming: none yet (no master has connected to this replica)\n");
 		if (nchan == 0)
 			buf_puts(&b, "  no sync channels\n");
 		else if (!master)

@@ -236,6 +236,14 @@ syncapply_stats(const struct syncapply *a, struct syncapply_stats *s)
 	*s = a->stats;
 }
 
+bool
+syncapply_client(const struct syncapply *a, const char **id_r, uint64_t *epoch_r)
+{
+	*id_r = a->client_id;
+	*epoch_r = a->client_epoch;
+	return a->hello;
+}
+
 void
 syncapply_greeting(struct syncapply *a, struct buf *out)
 {

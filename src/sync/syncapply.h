@@ -124,6 +124,9 @@ void syncapply_tls_started(struct syncapply *a, struct buf *out);
 /* Is the session authenticated / past HELLO (for logs and tests). */
 bool syncapply_authenticated(const struct syncapply *a);
 void syncapply_stats(const struct syncapply *a, struct syncapply_stats *s);
+/* After a successful HELLO: true, the client's "SERVERID/CHANNEL" and
+ * epoch; false before. */
+bool syncapply_client(const struct syncapply *a, const char **id_r, uint64_t *epoch_r);
 
 /* Render a flag word list for FLAGS: store's canonical string split into
  * values (shared with the client side). */

@@ -37,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lib/authpen.h"
@@ -49,6 +50,7 @@
 #include "store/store.h"
 #include "svc/svctls.h"
 #include "sync/syncapply.h"
+#include "sync/syncstat.h"
 #include "sync/syncchan.h"
 #include "sync/syncsess.h"
 
@@ -206,7 +208,62 @@ syncd_fini(void)
 struct syncd_conn {
 	struct syncsess *sess;
 	struct syncapply *app;
+	const char *peer;
+	int64_t started_ms;          /* wall clock, unix ms */
+	int64_t status_ms;           /* monotonic: last incoming status written */
+	int64_t last_change_ms;      /* wall clock: last APPLY or upload that committed */
+	uint64_t seen_changes;       /* applied + uploads at the last look */
 };
+
+static int64_t
+syncd_wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The incoming side of replication, for castorctl status on a replica:
+ * run/sync-in-<CHANNEL>.status (key=value lines, syncstat's format),
+ * rewritten at most once a second while changes arrive, and at the end
+ * of the session.  Not durable: a report, not state. */
+static void
+syncd_incoming_status(struct syncd_conn *sc, bool ended)
+{
+	struct syncapply_stats st;
+	const char *id, *chan;
+	uint64_t epoch;
+	int64_t now = clock_mono_ms();
+	char name[160];
+	struct buf t = BUF_INIT;
+	struct err err;
+
+	if (!syncapply_client(sc->app, &id, &epoch))
+		return;
+	syncapply_stats(sc->app, &st);
+	if (st.applied + st.uploads != sc->seen_changes) {
+		sc->seen_changes = st.applied + st.uploads;
+		sc->last_change_ms = syncd_wall_ms();
+	}
+	if (!ended && sc->status_ms != 0 && now - sc->status_ms < 1000)
+		return;
+	sc->status_ms = now;
+	chan = strrchr(id, '/');
+	chan = chan != NULL && chan[1] != '\0' && chan[1] != '?' ? chan + 1 : "unknown";
+	snprintf(name, sizeof(name), "in-%s", chan);
+	buf_printf(&t, "master=%s\nepoch=%llu\npeer=%s\npid=%ld\nstate=%s\nsession_start_ms=%lld\n"
+		"last_change_ms=%lld\napplied=%llu\nrecords=%llu\nuploads=%llu\nrefused=%llu\n"
+		"conflicts=%llu\nupdated_ms=%lld\n", id, (unsigned long long)epoch, sc->peer,
+		(long)getpid(), ended ? "ended" : "connected", (long long)sc->started_ms,
+		(long long)sc->last_change_ms, (unsigned long long)st.applied,
+		(unsigned long long)st.records, (unsigned long long)st.uploads,
+		(unsigned long long)st.refused, (unsigned long long)st.conflicts,
+		(long long)syncd_wall_ms());
+	if (syncstat_status_write(store_root(syncd_store), name, buf_cstr(&t), &err) < 0)
+		log_debug("incoming status not written error=%s", log_q(err.msg));
+	buf_free(&t);
+}
 
 static int
 syncd_send(struct syncd_conn *sc)
@@ -226,6 +283,7 @@ syncd_close(struct service_conn *c, struct syncd_conn *sc)
 {
 	struct syncapply_stats st;
 
+	syncd_incoming_status(sc, true);
 	syncapply_stats(sc->app, &st);
 	log_info("session end peer=%s commands=%llu applied=%llu records=%llu uploads=%llu"
 		" upload_bytes=%llu group_commits=%llu refused=%llu conflicts=%llu wire_in=%llu wire_out=%llu",
@@ -291,6 +349,8 @@ syncd_handle(struct service_conn *c)
 		}
 	}
 	sc->sess = syncsess_new(cn, true, &syncd_preauth_lim);
+	sc->peer = c->peer;
+	sc->started_ms = syncd_wall_ms();
 	o = syncd_dl;
 	o.servername = syncd_servername;
 	o.authname = syncd_authname;
@@ -367,6 +427,7 @@ syncd_handle(struct service_conn *c)
 		}
 		act = syncapply_frame(sc->app, frame, syncsess_out(sc->sess));
 		syncproto_value_free(&frame);
+		syncd_incoming_status(sc, false);
 		if (!authed && syncapply_authenticated(sc->app)) {
 			/* logged in: the protocol's own limits from the next frame on */
 			struct syncproto_limits lim;

@@ -118,3 +118,42 @@ def test_status_usage_and_json_is_valid(procs, tmp_path):
         assert cp.returncode == 4 and "no channel bogus" in cp.stderr and "_sync_host" not in cp.stderr
     finally:
         p.cleanup()
+
+
+def test_replica_status_shows_incoming_replication(procs, tmp_path):
+    """castorctl status on a replica says what it receives: from which
+    master and channel, at which epoch, connected or not, when the last
+    change was applied (issue 21 item 4: it said nothing of this)."""
+    import smtplib
+
+    from castor_mail import lmtp_send
+    from conftest import free_ports
+    from repl_util import converged, pair
+
+    m, (r,) = pair(procs, tmp_path, start=False)
+    lport = free_ports(1)
+    m.add_services(f'  lmtp cmd="lmtpd" listen="127.0.0.1:{lport}"', section="SERVICES")
+    cp = ctl(r.conf, "status", check=False)
+    assert "incoming: none yet" in cp.stdout
+    r.start()
+    m.start()
+    ctl(m.conf, "-q", "user", "add", "ivy", "--password", "pw-in")
+    c = smtplib.LMTP("127.0.0.1", lport, timeout=20 * SLOW)
+    c.ehlo("mta.test")
+    assert lmtp_send(c, "s@example.org", ["ivy"], b"Subject: in\r\n\r\nx\r\n")[0][0] == 250
+    c.quit()
+    converged(m, r)
+
+    def incoming():
+        doc = json.loads(ctl(r.conf, "status", "--json", check=False).stdout)
+        inc = doc["incoming"]
+        return inc[0] if len(inc) == 1 and inc[0]["connected"] and inc[0]["uploads"] >= 1 else None
+    wait_for(incoming, timeout=20 * SLOW, what="incoming status with the upload")
+    inc = incoming()
+    assert inc["channel"] == "r1" and inc["master"].endswith("/r1")
+    assert inc["epoch"] == 1 and inc["last_change_ms"] > 0 and inc["applied"] >= 1
+    text = ctl(r.conf, "status", check=False).stdout
+    assert "incoming r1 <- " in text and "  connected (syncd pid" in text
+    assert "last change applied" in text and "incoming: none yet" not in text
+    # the master's own status has no incoming side
+    assert json.loads(ctl(m.conf, "status", "--json", check=False).stdout)["incoming"] == []
