@@ -41,7 +41,11 @@ for tree in "$@"; do
 			printf '%s\n' "$out" | sed 's/^/    /'
 			failures="$failures\n  $name"
 		fi
-		echo "  $name: $ok passed, $nok failed"
+		if [ $rc -ne 0 ] && [ "$nok" -eq 0 ]; then
+			echo "  $name: $ok passed, 1 failed (the program ended with exit $rc)"
+		else
+			echo "  $name: $ok passed, $nok failed"
+		fi
 	done
 	if [ -d "$tree/fuzz" ]; then
 		echo "== fuzz targets over their seed corpora ($tree)"

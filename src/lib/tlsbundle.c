@@ -230,7 +230,9 @@ tlsbundle_parse(struct tlsbundle *b, const char *data, size_t n, struct err *err
 
 		if (nl == NULL || (size_t)(nl - (data + pos)) >= sizeof(line))
 			return err_set(err, ERR_CORRUPT, "TLS bundle: truncated");
-		str_lcpy(line, data + pos, (size_t)(nl - (data + pos)) + 1);
+		/* not str_lcpy: it measures the whole source, which has no NUL */
+		memcpy(line, data + pos, (size_t)(nl - (data + pos)));
+		line[nl - (data + pos)] = '\0';
 		pos = (size_t)(nl - data) + 1;
 		if (str_eq(line, "end"))
 			return b->n > 0 && pos == n ? 0 : err_set(err, ERR_CORRUPT, "TLS bundle: bad end");
