@@ -217,7 +217,7 @@ ctl_init_services(struct buf *b, const char *root, const char *role, const char 
 
 	buf_printf(b,
 	    "# services.conf for the server root %s (role %s), written by castorctl init.\n"
-	    "# The processes castord runs, in the grammar of Cyrus's cyrus.conf (docs/services.md).\n"
+	    "# The processes castord runs, in the grammar of Cyrus's cyrus.conf (services.conf(5), docs/config.md).\n"
 	    "# Entries whose program was not built when this file was written are commented out.\n"
 	    "\n"
 	    "START {\n", root, role);
