@@ -69,6 +69,7 @@ struct mconf {
 	size_t n;
 	int64_t shutdown_timeout_ms;
 	int64_t maxidle_ms;     /* service_maxidle: idle children beyond prefork exit after this; 0 never */
+	uint32_t conf_crc;      /* CRC-32C of castor.conf's bytes: a reload that changes it recycles children */
 };
 
 struct mservice {

@@ -18,6 +18,8 @@
 #include "master/master.h"
 
 #include "castor_config.h"
+#include "lib/atomicfile.h"
+#include "lib/crc32c.h"
 #include "lib/log.h"
 #include "lib/str.h"
 #include "lib/xalloc.h"
@@ -322,6 +324,15 @@ master_conf_load(const char *conf_path, const char *svc_path, struct err *err)
 	c->conf = conf_load(c->conf_path, err);
 	if (c->conf == NULL)
 		goto fail;
+	{
+		char *data = NULL;
+		size_t len = 0;
+		struct err e2;
+
+		if (file_read_all(c->conf_path, 16u << 20, &data, &len, &e2) == 0)
+			c->conf_crc = crc32c(0, data, len);
+		free(data);
+	}
 	if (svc_path != NULL)
 		c->svc_path = master_conf_abs(svc_path);
 	else if ((p = conf_get_path(c->conf, "services_conf", NULL)) != NULL)

@@ -19,6 +19,10 @@
  *     when it has exited; a new one starts at once;
  *   - EVENTS are rescheduled (unchanged ones keep their next run time);
  *   - START and SHUTDOWN entries simply replace the old ones;
+ *   - when castor.conf's bytes changed, every service child is retired
+ *     (it finishes its connection and exits; prefork starts new ones,
+ *     which read the new file), so every later connection sees the new
+ *     settings;
  *   - every service child that stays is sent RELOAD: before its next
  *     accept it rereads castor.conf and renews its TLS certificates
  *     (docs/security.md, "TLS"); a connection in hand keeps its own.
@@ -286,6 +290,26 @@ master_reload_events(struct master *m, const struct mconf *nc)
 	master_event_schedule(m);
 }
 
+/* castor.conf changed: every service child finishes the connection in
+ * hand and exits (RETIRE), so every later connection is served by a
+ * child that read the new file; prefork refills at once.  A child reads
+ * its status channel before each accept, so none takes a client after
+ * the RETIRE is queued. */
+static void
+master_reload_recycle(struct master *m)
+{
+	struct mchild *c;
+	int n = 0;
+
+	for (c = m->children; c != NULL; c = c->next) {
+		if (c->kind != MCHILD_SERVICE || c->retired)
+			continue;
+		master_status_retire(m, c);
+		n++;
+	}
+	log_info("castor.conf changed: service children recycled children=%d", n);
+}
+
 void
 master_reload(struct master *m)
 {
@@ -308,6 +332,8 @@ master_reload(struct master *m)
 	}
 	master_reload_daemons(m, nc);
 	master_reload_events(m, nc);
+	if (nc->conf_crc != m->cfg->conf_crc)
+		master_reload_recycle(m);
 	master_conf_free(m->cfg);
 	m->cfg = nc;
 	if (master_tls_load(m, nc->conf, nc->conf_path, true) == 0)

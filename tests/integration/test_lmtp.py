@@ -3,6 +3,7 @@ castord started on a `castorctl init` root: every command and reply code,
 per-recipient replies, +detail, virtual domains, size and quota limits,
 PIPELINING, CHUNKING, STARTTLS, store failures and what is stored, byte for
 byte (the GUID castorctl dump shows is the SHA-1 of the stored message)."""
+import os
 import re
 import smtplib
 import socket
@@ -12,6 +13,8 @@ import time
 import pytest
 
 from castor_mail import MailServer, Raw, fresh, lmtp_send, no_verify_ctx, sha1
+from conftest import wait_for
+from repl_util import SLOW
 
 MSG = (b"From: Sender <sender@example.org>\r\nTo: alice@example.org\r\nSubject: test\r\n"
        b"Message-ID: <m1@example.org>\r\n\r\nHello Alice.\r\n")
@@ -818,3 +821,33 @@ def test_dedup_concurrent_deliveries_store_once(srv):
     assert [code for code, _ in results] == [250] * 4
     assert sum("duplicate suppressed" in lines[0] for _, lines in results) == 3
     assert srv.count("alice") == 1
+
+
+def test_sighup_applies_castor_conf_to_new_connections(procs, tmp_path):
+    """A reload that changes castor.conf reaches every later connection
+    (issue 21 item 2: quota_default_messages added and removed by SIGHUP
+    had no effect until a restart)."""
+    import signal
+
+    srv = MailServer(procs, tmp_path)
+    base_conf = srv.conf.read_text()
+
+    def deliver_one():
+        c = srv.lmtp()
+        rep = lmtp_send(c, "s@x.y", ["alice"], fresh(MSG))[0]
+        c.quit()
+        return rep[0]
+
+    def reload(text, n):
+        srv.conf.write_text(text)
+        os.kill(srv.pid, signal.SIGHUP)
+        wait_for(lambda: srv.log().count("reload done") >= n, timeout=10 * SLOW, what="reload done")
+
+    for _ in range(3):
+        assert deliver_one() == 250
+    reload(base_conf + "\nquota_default_messages: 3\n", 1)
+    assert "castor.conf changed: service children recycled" in srv.log()
+    assert deliver_one() == 452            # 3 stored: the new limit holds at once
+    reload(base_conf, 2)
+    assert deliver_one() == 250            # and is gone again
+    assert srv.count("alice") == 4
