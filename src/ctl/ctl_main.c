@@ -15,6 +15,7 @@
 #include "castor_config.h"
 #include "lib/failpoint.h"
 #include "lib/log.h"
+#include "lib/priv.h"
 #include "lib/str.h"
 #include "lib/xalloc.h"
 #include "store/store.h"
@@ -34,6 +35,7 @@ ctl_help(FILE *f)
 	    "\n"
 	    "  init ROOT --port-base N [--role master|replica] [--channel NAME=HOST:PORT ...]\n"
 	    "       [--sync-password PW | --sync-password-file F] [--listen ADDR] [--servername NAME]\n"
+	    "       [--user NAME]   (as root: the user the server runs as, default castor)\n"
 	    "  user add USER [--password PW | --password-file F]\n"
 	    "  user passwd USER [--password PW | --password-file F]\n"
 	    "  user del USER\n"
@@ -294,6 +296,12 @@ ctl_open_store(struct ctl *c)
 		fprintf(stderr, "%s: bad configuration: %s\n", c->prog, err.msg);
 		return CTL_EXIT_CONFIG;
 	}
+	/* as root: act as run_user, so what castorctl creates (user databases,
+	 * the sync log) belongs to the user castord's children run as */
+	if (priv_drop_for_conf(c->conf, &err) < 0) {
+		fprintf(stderr, "%s: cannot switch to the server's user: %s\n", c->prog, err.msg);
+		return CTL_EXIT_CONFIG;
+	}
 	store_opts_init(&opts);
 	opts.quota_default_bytes = conf_get_bytes(c->conf, "quota_default_bytes", 0);
 	opts.quota_default_messages = (uint64_t)conf_get_int(c->conf, "quota_default_messages", 0);
@@ -371,6 +379,7 @@ main(int argc, char **argv)
 
 	memset(&c, 0, sizeof(c));
 	c.prog = "castorctl";
+	priv_umask();
 	log_init("castorctl", LOG_DEST_STDERR);
 	if (getenv("CASTOR_LOG_LEVEL") == NULL)
 		log_set_level(LOG_LVL_WARN);

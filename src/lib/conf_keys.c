@@ -21,6 +21,7 @@ const struct conf_key conf_known_keys[] = {
 	{ "pidfile", CONF_PATH, NULL, "castord's pid file (default run/castord.pid)" },
 	{ "log_level", CONF_ENUM, "debug|info|notice|warn|error", "lowest level logged (default info)" },
 	{ "shutdown_timeout", CONF_DURATION, NULL, "graceful stop: time children get after SIGQUIT before SIGTERM (default 10s)" },
+	{ "run_user", CONF_STRING, NULL, "user castord runs its children as when started as root; root only when named (default: the owner of the server root)" },
 
 	/* store and delivery */
 	{ "blob_inline_max", CONF_BYTES, NULL, "message bodies up to this size are kept inside the user database (default 64k)" },
