@@ -59,10 +59,9 @@ master_priv_init(const struct mconf *cfg, struct err *err)
 	if (priv_resolve(cfg->conf, u, err) < 0)
 		return -1;
 	if (u->uid == 0 && !u->explicit_)
-		return err_set(err, ERR_PERM, "castord runs as root and the server root %s belongs to root: its "
-			       "children would run as root. Give the root to an unprivileged user (chown -R "
-			       "castor:castor %s) and set run_user: castor, or set run_user: root to accept it",
-			       root, root);
+		return err_set(err, ERR_PERM, "castord runs as root and the server root %s is root's: its children "
+			       "would run as root. Set run_user: root to accept that, or chown -R castor: the root "
+			       "and set run_user: castor", root);
 	if (u->uid == 0) {
 		log_warn("children run as root (run_user: root); docs/security.md");
 		return 0;
@@ -70,8 +69,8 @@ master_priv_init(const struct mconf *cfg, struct err *err)
 	if (stat(root, &st) < 0)
 		return err_errno(err, ERR_TEMP, "server root %s", root);
 	if (st.st_uid != u->uid)
-		return err_set(err, ERR_PERM, "server root %s belongs to uid %lu, not to run_user %s: "
-			       "chown -R %s: %s", root, (unsigned long)st.st_uid, u->name, u->name, root);
+		return err_set(err, ERR_PERM, "server root %s belongs to uid %lu, not to run_user %s "
+			       "(chown -R %s: the root)", root, (unsigned long)st.st_uid, u->name, u->name);
 	master_priv_switch = true;
 	log_notice("children run as user=%s uid=%lu gid=%lu", u->name, (unsigned long)u->uid,
 		   (unsigned long)u->gid);
