@@ -28,9 +28,11 @@ SANITIZER_MARKS = ("ERROR: AddressSanitizer", "runtime error:", "ERROR: LeakSani
 # user castor, and castord runs its children as that user
 # (docs/security.md "Privileges"): the user must be able to walk down to the
 # root.  pytest makes /tmp/pytest-of-root and every temporary directory 0700,
-# so a root session gets its own base directory instead, and every directory
-# pytest makes in it is opened for search (0711: no listing).  A session that
-# passes --basetemp keeps it; its parents must be searchable by castor.
+# so a root session gets its own base directory instead (0711: searchable, not
+# listable), and every directory pytest makes in it is open to every user, as
+# /tmp is (1777: a child running as castor may write a test's files there).
+# A session that passes --basetemp keeps it; its parents must be searchable
+# by castor.
 _own_base = None
 
 
@@ -54,7 +56,7 @@ def _searchable_mktemp(self, basename, numbered=True):
     p = _orig_mktemp(self, basename, numbered)
     if os.geteuid() == 0:
         os.chmod(self.getbasetemp(), 0o711)
-        os.chmod(p, 0o711)
+        os.chmod(p, 0o1777)
     return p
 
 
