@@ -297,8 +297,9 @@ ctl_open_store(struct ctl *c)
 		return CTL_EXIT_CONFIG;
 	}
 	/* as root: act as run_user, so what castorctl creates (user databases,
-	 * the sync log) belongs to the user castord's children run as */
-	if (priv_drop_for_conf(c->conf, &err) < 0) {
+	 * the sync log) belongs to the user castord's children run as; failover
+	 * keeps root in reserve to start castord again (ctl_server_start) */
+	if (priv_drop_for_conf(c->conf, c->keep_root, &err) < 0) {
 		fprintf(stderr, "%s: cannot switch to the server's user: %s\n", c->prog, err.msg);
 		return CTL_EXIT_CONFIG;
 	}

@@ -121,17 +121,43 @@ priv_switch(const struct priv_user *u, struct err *err)
 	return 0;
 }
 
+/* Real and effective ids the user's, saved ids root's. */
+static int
+priv_switch_keep(const struct priv_user *u, struct err *err)
+{
+	if (setgroups((size_t)u->ngroups, u->groups) < 0)
+		return err_errno(err, ERR_PERM, "setgroups for user %s", u->name);
+	if (setresgid(u->gid, u->gid, 0) < 0)
+		return err_errno(err, ERR_PERM, "setgid %lu for user %s", (unsigned long)u->gid, u->name);
+	if (setresuid(u->uid, u->uid, 0) < 0)
+		return err_errno(err, ERR_PERM, "setuid %lu for user %s", (unsigned long)u->uid, u->name);
+	return 0;
+}
+
 int
-priv_drop_for_conf(const struct conf *conf, struct err *err)
+priv_drop_for_conf(const struct conf *conf, bool keep_root, struct err *err)
 {
 	struct priv_user u;
-	int rc;
+	int rc = 0;
 
 	if (geteuid() != 0)
 		return 0;
 	if (priv_resolve(conf, &u, err) < 0)
 		return -1;
-	rc = u.uid == 0 ? 0 : priv_switch(&u, err) < 0 ? -1 : 1;
+	if (u.uid != 0)
+		rc = (keep_root ? priv_switch_keep(&u, err) : priv_switch(&u, err)) < 0 ? -1 : 1;
 	priv_user_free(&u);
 	return rc;
+}
+
+int
+priv_regain_root(struct err *err)
+{
+	uid_t r, e, s;
+
+	if (getresuid(&r, &e, &s) < 0 || s != 0 || (r == 0 && e == 0))
+		return 0;
+	if (setresuid(0, 0, 0) < 0 || setresgid(0, 0, 0) < 0 || setgroups(0, NULL) < 0)
+		return err_errno(err, ERR_PERM, "cannot become root again");
+	return 0;
 }

@@ -41,7 +41,13 @@ int priv_switch(const struct priv_user *u, struct err *err);
 /* For tools started by hand (castorctl, sync-client, a service run with -s):
  * when running as root and the configured user is not root, become that
  * user, so what they create belongs to the same owner as the rest of the
- * root.  0 when nothing was needed, 1 after a switch, -1 with err. */
-int priv_drop_for_conf(const struct conf *conf, struct err *err);
+ * root.  0 when nothing was needed, 1 after a switch, -1 with err.
+ * keep_root keeps root as the saved uid and gid only (real and effective
+ * ids are the user's), for a tool that may have to start castord as root
+ * again (castorctl failover): priv_regain_root() takes it back. */
+int priv_drop_for_conf(const struct conf *conf, bool keep_root, struct err *err);
+/* After priv_drop_for_conf(..., true): become root again (in a child that
+ * execs castord).  0 also when there is no root to take back. */
+int priv_regain_root(struct err *err);
 
 #endif

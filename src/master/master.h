@@ -245,6 +245,8 @@ void master_notify(const char *state);
 int master_priv_init(const struct mconf *cfg, struct err *err);
 /* In a child after fork(): become the run user, or _exit(71). */
 void master_priv_child(void);
+/* The pidfile just opened: readable by the run user's group (castorctl). */
+void master_priv_pidfile(int fd);
 /* On SIGHUP: log that a changed run_user waits for a restart. */
 void master_priv_reload_check(const struct conf *conf);
 

@@ -14,6 +14,14 @@
  *
  * run_user is read at start-up only: a reload that changes it is logged
  * and takes effect at the next restart.
+ *
+ * castorctl run as root becomes the run user too, and must still be able
+ * to stop castord (failover, promote): a root castord keeps real and
+ * effective uid 0 but takes the run user as its saved uid, which lets the
+ * run user signal it (kill(2) compares the sender's uid with the target's
+ * real and saved ones), and gives its pidfile to the run user's group.
+ * The run user owns every child and all the data already; signalling the
+ * master adds nothing it could not do before.
  */
 #include "master/master.h"
 
@@ -21,6 +29,7 @@
 #include "lib/priv.h"
 #include "lib/str.h"
 
+#include <errno.h>
 #include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +80,8 @@ master_priv_init(const struct mconf *cfg, struct err *err)
 	if (st.st_uid != u->uid)
 		return err_set(err, ERR_PERM, "server root %s belongs to uid %lu, not to run_user %s "
 			       "(chown -R %s: the root)", root, (unsigned long)st.st_uid, u->name, u->name);
+	if (setresuid(0, 0, u->uid) < 0)
+		return err_errno(err, ERR_PERM, "setresuid(0, 0, %s)", u->name);
 	master_priv_switch = true;
 	log_notice("children run as user=%s uid=%lu gid=%lu", u->name, (unsigned long)u->uid,
 		   (unsigned long)u->gid);
@@ -88,6 +99,13 @@ master_priv_child(void)
 		log_error("cannot switch user, child not started error=%s", log_q(err.msg));
 		_exit(71);
 	}
+}
+
+void
+master_priv_pidfile(int fd)
+{
+	if (master_priv_switch && fchown(fd, (uid_t)-1, master_priv_user.gid) < 0)
+		log_warn("pidfile: chgrp to run_user's group failed error=%s", log_q(strerror(errno)));
 }
 
 void

@@ -393,7 +393,7 @@ service_main(int argc, char **argv, const struct service_ops *ops)
 			return SERVICE_EX_CONFIG;
 		}
 		/* run by hand as root (-s): become run_user, as castord's children are */
-		if (priv_drop_for_conf(svc.conf, &err) < 0) {
+		if (priv_drop_for_conf(svc.conf, false, &err) < 0) {
 			log_error("cannot switch user service=%s error=%s", svc.name, log_q(err.msg));
 			service_status(PROTO_EXITING);
 			return SERVICE_EX_CONFIG;

@@ -1974,7 +1974,7 @@ main(int argc, char **argv)
 		return EXIT_CONFIG;
 	}
 	/* run by hand as root: become run_user, as castord's children are */
-	if (priv_drop_for_conf(conf, &err) < 0) {
+	if (priv_drop_for_conf(conf, false, &err) < 0) {
 		log_error("cannot switch user: %s", err.msg);
 		conf_free(conf);
 		return EXIT_CONFIG;

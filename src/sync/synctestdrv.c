@@ -479,7 +479,7 @@ main(int argc, char **argv)
 	}
 	priv_umask();
 	conf = conf_load(confpath, &err);
-	if (conf == NULL || priv_drop_for_conf(conf, &err) < 0) {
+	if (conf == NULL || priv_drop_for_conf(conf, false, &err) < 0) {
 		fprintf(stderr, "sync-testdrv: %s\n", err.msg);
 		return 78;
 	}
