@@ -191,3 +191,30 @@ def test_init_user_root_and_mismatch(tmp_path):
               "no-such-user-here"], check=False)
     assert cp.returncode == 4 and "no such user" in cp.stderr, cp.stderr
     assert not (tmp_path / "nouser").exists()
+
+
+def test_failover_as_root_restarts_castord_as_root(procs, tmp_path):
+    """castorctl failover run as root acts as the run user, yet stops the root
+    castord (which the run user may signal) and starts it again as root, whose
+    children run as the run user."""
+    from test_failover import deliver, failover, setup_users
+    from test_failover_util import Pair, converged
+    p = Pair(procs, tmp_path)
+    try:
+        a, b = p.start().nodes()
+        setup_users(p)
+        assert deliver(a, "before")[0] == 250
+        converged(a, b)
+        pidfile = a.root / "run" / "castord.pid"
+        assert pidfile.stat().st_uid == 0 and pidfile.stat().st_gid == pwd.getpwnam(RUN_USER).pw_gid
+        assert stat.S_IMODE(pidfile.stat().st_mode) == 0o640
+        failover(a, "--to", "b", "--castord-log", str(a.log_path))
+        assert a.server_row() == ("replica", 2) and b.server_row() == ("master", 2)
+        pid = a.castord_pid()
+        assert pid is not None and pid != a.proc.pid
+        assert Path(f"/proc/{pid}/status").read_text().split("Uid:\t")[1].split("\t")[0] == "0"
+        assert_not_root(pid, want_min=2)
+        assert deliver(b, "after")[0] == 250
+        converged(b, a)
+    finally:
+        p.cleanup()
