@@ -550,8 +550,15 @@ ctl_cmd_init(struct ctl *c, int argc, char **argv)
 		goto out;
 	}
 	if (state == 0) {
-		/* like initdb: missing parent directories are created too */
-		if (mkdir_p(root, 0755, &err) < 0) {
+		/* like initdb: missing parent directories are created too, 0755
+		 * (searchable by the run user), the root itself 0750 */
+		mode_t old = umask(022);
+
+		rc = mkdir_p(root, 0755, &err);
+		umask(old);
+		if (rc < 0 || chmod(root, 0750) < 0) {
+			if (rc == 0)
+				err_errno(&err, ERR_PERM, "chmod %s", root);
 			rc = ctl_fail(c, &err);
 			goto out;
 		}

@@ -191,6 +191,16 @@ def test_init_user_root_and_mismatch(tmp_path):
               "no-such-user-here"], check=False)
     assert cp.returncode == 4 and "no such user" in cp.stderr, cp.stderr
     assert not (tmp_path / "nouser").exists()
+    # a root below a directory the run user cannot search is refused and removed
+    hidden = tmp_path / "hidden"
+    hidden.mkdir(mode=0o700)
+    cp = run([binpath("castorctl"), "init", hidden / "root", "--port-base", free_ports(5)], check=False)
+    assert cp.returncode == 7 and "cannot reach" in cp.stderr, cp.stderr
+    assert not (hidden / "root").exists()
+    # missing parents are made searchable (0755), the root itself 0750
+    run([binpath("castorctl"), "-q", "init", tmp_path / "p1" / "p2" / "root", "--port-base", free_ports(5)])
+    assert stat.S_IMODE((tmp_path / "p1" / "p2").stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "p1" / "p2" / "root").stat().st_mode) == 0o750
 
 
 def test_failover_as_root_restarts_castord_as_root(procs, tmp_path):
