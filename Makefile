@@ -64,8 +64,20 @@ fuzz: $(FUZZBUILD)/build.ninja
 	ninja -C $(FUZZBUILD)
 	@sh scripts/fuzz.sh $(FUZZBUILD) $(FUZZ_SECONDS)
 
+# install also puts the systemd unit and the sysusers.d entry for the user
+# castor in place, and (installing for real, as root) creates that user now
 install: all
 	meson install -C $(BUILD) --destdir "$(DESTDIR)"
+	install -D -m 0644 contrib/castor.service "$(DESTDIR)/usr/lib/systemd/system/castor.service"
+	install -D -m 0644 contrib/castor-sysusers.conf "$(DESTDIR)/usr/lib/sysusers.d/castor.conf"
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && ! getent passwd castor >/dev/null; then \
+	    if command -v systemd-sysusers >/dev/null 2>&1; then \
+	        systemd-sysusers /usr/lib/sysusers.d/castor.conf; \
+	    else \
+	        useradd --system --user-group --home-dir /srv/castor --no-create-home \
+	            --shell /usr/sbin/nologin --comment "Castor mail server" castor; \
+	    fi; \
+	fi
 
 clean:
 	rm -rf $(BUILD) $(ASAN) $(FUZZBUILD)

@@ -39,6 +39,7 @@ struct ctl {
 	struct conf *conf;       /* loaded by ctl_open_store() */
 	struct store *store;
 	bool quiet;              /* -q: no progress lines */
+	bool keep_root;          /* run as root: keep root to start castord (failover) */
 };
 
 /* Options.  An option with an argument stores it in *value (the last one

@@ -580,6 +580,7 @@ ctl_cmd_failover(struct ctl *c, int argc, char **argv)
 	free(pos);
 	if (npos != 0 || (to != NULL) + resume + abort_ != 1)
 		return ctl_usage_error(c, "failover --to CHAN | --resume | --abort");
+	c->keep_root = true;  /* castord is started again as root, to bind what it binds */
 	rc = ctl_open_store(c);
 	if (rc != 0)
 		return rc;

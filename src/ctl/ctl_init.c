@@ -3,7 +3,7 @@
  *
  *     castorctl init ROOT --port-base N [--role master|replica]
  *         [--channel NAME=HOST:PORT ...] [--sync-password PW | --sync-password-file F]
- *         [--listen ADDR] [--servername NAME]
+ *         [--listen ADDR] [--servername NAME] [--user NAME]
  *
  * writes, in this order:
  *     ROOT/                      created (an existing ROOT must be empty)
@@ -25,12 +25,20 @@
  * syncd checks while it is a replica), and a replica given it gets the
  * credential its master's channel logs in with (authname "sync") in
  * users.db sync_auth: never a mail user.
+ *
+ * Run as root, init gives the server to an unprivileged user (docs/security.md
+ * "Privileges"): --user NAME, else "castor", created with useradd --system
+ * (home ROOT, no login shell) when it does not exist yet; everything init
+ * wrote is chowned to it, castor.conf names it in run_user, and init checks
+ * that the user can reach ROOT (every parent directory searchable).
+ * --user root keeps the server root's files root's and says run_user: root.
  */
 #include "ctl/ctl.h"
 
 #include "castor_config.h"
 #include "lib/atomicfile.h"
 #include "lib/netaddr.h"
+#include "lib/priv.h"
 #include "lib/str.h"
 #include "lib/svcconf.h"
 #include "lib/tls.h"
@@ -41,12 +49,14 @@
 #include <errno.h>
 #include <ftw.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #define CTL_SYNC_AUTHNAME "sync"
 
@@ -254,9 +264,87 @@ ctl_init_services(struct buf *b, const char *root, const char *role, const char 
 	return 0;
 }
 
+/* ---- the run user (as root) ---- */
+
+static uid_t ctl_init_chown_uid;
+static gid_t ctl_init_chown_gid;
+
+static int
+ctl_init_chown_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return lchown(path, ctl_init_chown_uid, ctl_init_chown_gid) < 0 ? -1 : 0;
+}
+
+/* useradd --system NAME, home ROOT, no login shell, its own group. */
+static int
+ctl_init_useradd(const char *name, const char *home, struct err *err)
+{
+	const char *shell = access("/usr/sbin/nologin", X_OK) == 0 ? "/usr/sbin/nologin" : "/bin/false";
+	int status;
+	pid_t pid;
+
+	pid = fork();
+	if (pid < 0)
+		return err_errno(err, ERR_TEMP, "fork");
+	if (pid == 0) {
+		execlp("useradd", "useradd", "--system", "--user-group", "--home-dir", home, "--no-create-home",
+		    "--shell", shell, "--comment", "Castor mail server", name, (char *)NULL);
+		_exit(127);
+	}
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return err_errno(err, ERR_TEMP, "waitpid");
+	if (getpwnam(name) != NULL)
+		return 0;  /* made now, or by someone else meanwhile */
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
+		return err_set(err, ERR_TEMP, "useradd not found: create the user %s yourself "
+		    "(useradd --system --home-dir %s --shell %s %s) or give --user", name, home, shell, name);
+	return err_set(err, ERR_TEMP, "useradd %s failed (status %d)", name,
+	    WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+}
+
+/* Can u read castor.conf and write db/ under root?  Checked by a child that
+ * becomes u, so every parent directory's permissions count. */
+static int
+ctl_init_reachable(const struct priv_user *u, const char *root, struct err *err)
+{
+	char conf[PATH_MAX + 16], db[PATH_MAX + 16];
+	int status;
+	pid_t pid;
+
+	str_fmt(conf, sizeof(conf), "%s/castor.conf", root);
+	str_fmt(db, sizeof(db), "%s/db", root);
+	pid = fork();
+	if (pid < 0)
+		return err_errno(err, ERR_TEMP, "fork");
+	if (pid == 0)
+		_exit(priv_switch(u, NULL) == 0 && access(conf, R_OK) == 0 && access(db, W_OK | X_OK) == 0 ? 0 : 1);
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return err_errno(err, ERR_TEMP, "waitpid");
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return 0;
+	return err_set(err, ERR_PERM, "user %s cannot reach %s (a parent directory is not searchable by it): "
+	    "choose a root it can reach, or --user", u->name, root);
+}
+
+/* Give everything under root to u, and check u can use it. */
+static int
+ctl_init_give(const struct priv_user *u, const char *root, struct err *err)
+{
+	ctl_init_chown_uid = u->uid;
+	ctl_init_chown_gid = u->gid;
+	if (nftw(root, ctl_init_chown_one, 16, FTW_PHYS) != 0)
+		return err_errno(err, ERR_PERM, "chown -R %s %s", u->name, root);
+	return ctl_init_reachable(u, root, err);
+}
+
 static void
 ctl_init_castor_conf(struct buf *b, const char *servername, const char *role,
-    const struct ctl_channel *chans, size_t nchan, const char *sync_pw)
+    const struct ctl_channel *chans, size_t nchan, const char *sync_pw, const char *run_user)
 {
 	char when[32] = "";
 	time_t now = time(NULL);
@@ -280,6 +368,9 @@ ctl_init_castor_conf(struct buf *b, const char *servername, const char *role,
 	    "# TLS from this machine: handy for a demo, wrong behind a local proxy or\n"
 	    "# port forward, which makes remote clients look local (docs/security.md).\n"
 	    "allowplaintext_loopback: yes\n", when, servername, role);
+	if (run_user != NULL)
+		buf_printf(b, "\n# castord started as root runs every child as this user (docs/security.md).\n"
+		    "run_user: %s\n", run_user);
 	/* A replica checks the users.db sync_auth credential init creates; a master gets
 	 * the password here, for the day a failover makes it a replica. */
 	if (sync_pw != NULL && str_eq(role, "master"))
@@ -333,7 +424,7 @@ int
 ctl_cmd_init(struct ctl *c, int argc, char **argv)
 {
 	const char *port_base = NULL, *role = "master", *sync_pw_opt = NULL, *sync_pw_file = NULL;
-	const char *listen_host = "127.0.0.1", *servername = NULL;
+	const char *listen_host = "127.0.0.1", *servername = NULL, *user_opt = NULL, *run_user = NULL;
 	char **chan_specs = NULL;
 	const struct ctl_opt opts[] = {
 		{ "port-base", 'p', &port_base, NULL, NULL },
@@ -343,6 +434,7 @@ ctl_cmd_init(struct ctl *c, int argc, char **argv)
 		{ "sync-password-file", 0, &sync_pw_file, NULL, NULL },
 		{ "listen", 'l', &listen_host, NULL, NULL },
 		{ "servername", 0, &servername, NULL, NULL },
+		{ "user", 'u', &user_opt, NULL, NULL },
 		{ NULL, 0, NULL, NULL, NULL },
 	};
 	struct ctl_channel *chans = NULL;
@@ -354,7 +446,8 @@ ctl_cmd_init(struct ctl *c, int argc, char **argv)
 	struct buf conf = BUF_INIT, svc = BUF_INIT, path = BUF_INIT, path2 = BUF_INIT, pw = BUF_INIT;
 	char host[256], listen_check[300], rootabs[PATH_MAX] = "";
 	const char *root;
-	bool created = false;
+	bool created = false, make_user = false;
+	struct priv_user ru = { 0 };
 	struct store *st = NULL;
 	struct conf *check = NULL;
 	struct svc_conf *scheck = NULL;
@@ -363,7 +456,7 @@ ctl_cmd_init(struct ctl *c, int argc, char **argv)
 	if (rc < 0) {
 		printf("usage: castorctl init ROOT --port-base N [--role master|replica]\n"
 		    "           [--channel NAME=HOST:PORT ...] [--sync-password-file F | --sync-password PW]\n"
-		    "           [--listen ADDR] [--servername NAME]\n");
+		    "           [--listen ADDR] [--servername NAME] [--user NAME]\n");
 		return 0;
 	}
 	if (rc > 0)
@@ -437,14 +530,39 @@ ctl_cmd_init(struct ctl *c, int argc, char **argv)
 		goto out;
 	}
 
+	/* the run user: as root, --user or castor (made below if missing) */
+	if (geteuid() != 0) {
+		if (user_opt != NULL && (priv_user_by_name(user_opt, &ru, &err) < 0 || ru.uid != geteuid())) {
+			rc = ctl_usage_error(c, "--user %s: only root can give a server root to another user", user_opt);
+			goto out;
+		}
+		run_user = user_opt;
+	} else {
+		run_user = user_opt != NULL ? user_opt : "castor";
+		if (priv_user_by_name(run_user, &ru, &err) < 0) {
+			if (user_opt != NULL) {
+				rc = ctl_fail(c, &err);
+				goto out;
+			}
+			make_user = true;
+		}
+	}
+
 	state = ctl_init_root_state(root, &err);
 	if (state < 0) {
 		rc = ctl_fail(c, &err);
 		goto out;
 	}
 	if (state == 0) {
-		/* like initdb: missing parent directories are created too */
-		if (mkdir_p(root, 0755, &err) < 0) {
+		/* like initdb: missing parent directories are created too, 0755
+		 * (searchable by the run user), the root itself 0750 */
+		mode_t old = umask(022);
+
+		rc = mkdir_p(root, 0755, &err);
+		umask(old);
+		if (rc < 0 || chmod(root, 0750) < 0) {
+			if (rc == 0)
+				err_errno(&err, ERR_PERM, "chmod %s", root);
 			rc = ctl_fail(c, &err);
 			goto out;
 		}
@@ -454,6 +572,10 @@ ctl_cmd_init(struct ctl *c, int argc, char **argv)
 		err_errno(&err, ERR_PERM, "%s", root);
 		goto fail;
 	}
+
+	if (make_user && (ctl_init_useradd(run_user, rootabs, &err) < 0 ||
+	    priv_user_by_name(run_user, &ru, &err) < 0))
+		goto fail;
 
 	/* the databases: role and epoch live in users.db */
 	if (store_create(rootabs, role, &err) < 0)
@@ -468,7 +590,7 @@ ctl_cmd_init(struct ctl *c, int argc, char **argv)
 	if (tls_make_selfsigned(buf_cstr(&path), buf_cstr(&path2), servername, &err) < 0)
 		goto fail;
 	/* castor.conf */
-	ctl_init_castor_conf(&conf, servername, role, chans, nchan, pw.len ? buf_cstr(&pw) : NULL);
+	ctl_init_castor_conf(&conf, servername, role, chans, nchan, pw.len ? buf_cstr(&pw) : NULL, run_user);
 	buf_reset(&path);
 	buf_printf(&path, "%s/castor.conf", rootabs);
 	if (atomicfile_write(buf_cstr(&path), conf.data, conf.len, pw.len ? 0600 : 0644, &err) < 0)
@@ -494,12 +616,18 @@ ctl_cmd_init(struct ctl *c, int argc, char **argv)
 			goto fail;
 		store_close(&st);
 	}
+	/* last: the files become the run user's */
+	if (geteuid() == 0 && ru.uid != 0 && ctl_init_give(&ru, rootabs, &err) < 0)
+		goto fail;
 	if (!c->quiet) {
 		printf("created server root %s (role %s, epoch 1)\n", rootabs, role);
 		printf("  imap %s:%u  pop3 :%u  lmtp :%u  syncd :%u  imaps :%u\n", listen_host, base,
 		    base + 1, base + 2, base + 3, base + 4);
 		for (i = 0; i < nchan; i++)
 			printf("  channel %s -> %s:%u\n", chans[i].name, chans[i].host, chans[i].port);
+		if (geteuid() == 0 && ru.uid != 0)
+			printf("  owned by user %s (run_user): castord started as root runs its children as %s\n",
+			    ru.name, ru.name);
 		printf("start it with: castord -C %s/castor.conf\n", rootabs);
 	}
 	rc = 0;
@@ -518,6 +646,7 @@ out:
 	if (scheck != NULL)
 		svcconf_free(scheck);
 	ctl_list_free(chan_specs);
+	priv_user_free(&ru);
 	free(chans);
 	buf_free(&conf);
 	buf_free(&svc);

@@ -15,6 +15,7 @@
 #include "castor_config.h"
 #include "lib/failpoint.h"
 #include "lib/log.h"
+#include "lib/priv.h"
 #include "lib/str.h"
 #include "lib/xalloc.h"
 #include "store/store.h"
@@ -295,6 +296,13 @@ ctl_open_store(struct ctl *c)
 		fprintf(stderr, "%s: bad configuration: %s\n", c->prog, err.msg);
 		return CTL_EXIT_CONFIG;
 	}
+	/* as root: act as run_user, so what castorctl creates (user databases,
+	 * the sync log) belongs to the user castord's children run as; failover
+	 * keeps root in reserve to start castord again (ctl_server_start) */
+	if (priv_drop_for_conf(c->conf, c->keep_root, &err) < 0) {
+		fprintf(stderr, "%s: cannot switch to the server's user: %s\n", c->prog, err.msg);
+		return CTL_EXIT_CONFIG;
+	}
 	store_opts_from_conf(&opts, c->conf);
 	c->store = store_open(conf_dir(c->conf), &opts, &err);
 	if (c->store == NULL) {
@@ -369,6 +377,7 @@ main(int argc, char **argv)
 
 	memset(&c, 0, sizeof(c));
 	c.prog = "castorctl";
+	priv_umask();
 	log_init("castorctl", LOG_DEST_STDERR);
 	if (getenv("CASTOR_LOG_LEVEL") == NULL)
 		log_set_level(LOG_LVL_WARN);

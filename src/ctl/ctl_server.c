@@ -20,6 +20,7 @@
 #include "castor_config.h"
 #include "lib/clock.h"
 #include "lib/log.h"
+#include "lib/priv.h"
 #include "lib/str.h"
 #include "lib/xalloc.h"
 
@@ -242,6 +243,9 @@ ctl_server_start(const struct conf *conf, const char *log_file, int timeout_ms, 
 			dup2(nul, 2);
 		}
 		fcntl(pfd[1], F_SETFD, 0);
+		/* castorctl failover run as root starts castord as root (it binds,
+		 * then runs its children as run_user) */
+		(void)priv_regain_root(NULL);
 		execv(path, (char *const *)argv);
 		_exit(127);
 	}

@@ -22,6 +22,7 @@ const struct conf_key conf_known_keys[] = {
 	{ "log_level", CONF_ENUM, "debug|info|notice|warn|error", "lowest level logged (default info)" },
 	{ "shutdown_timeout", CONF_DURATION, NULL, "graceful stop: time children get after SIGQUIT before SIGTERM (default 10s)" },
 	{ "service_maxidle", CONF_DURATION, NULL, "idle service children beyond prefork exit after this long; 0 never (default 60s)" },
+	{ "run_user", CONF_STRING, NULL, "user castord runs its children as when started as root; root only when named (default: the owner of the server root)" },
 
 	/* store and delivery */
 	{ "blob_inline_max", CONF_BYTES, NULL, "message bodies up to this size are kept inside the user database (default 64k)" },

@@ -13,6 +13,7 @@
  *   master_event.c     EVENTS schedule and DAEMON restarts with backoff
  *   master_reload.c    SIGHUP: apply a new configuration without dropping clients
  *   master_notify.c    pidfile, --ready-fd, sd_notify
+ *   master_priv.c      run_user: the user every child runs as
  *
  * Times are milliseconds on CLOCK_MONOTONIC (master_now()) except EVENTS
  * at=, which follows the wall clock.
@@ -268,5 +269,15 @@ int master_notify_pidfile_open(struct master *m, struct err *err);
 void master_notify_pidfile_remove(struct master *m);
 void master_notify_ready(struct master *m);
 void master_notify(const char *state);
+
+/* master_priv.c */
+/* At start-up: decide who children run as (run_user); -1 with err refuses to start. */
+int master_priv_init(const struct mconf *cfg, struct err *err);
+/* In a child after fork(): become the run user, or _exit(71). */
+void master_priv_child(void);
+/* The pidfile just opened: readable by the run user's group (castorctl). */
+void master_priv_pidfile(int fd);
+/* On SIGHUP: log that a changed run_user waits for a restart. */
+void master_priv_reload_check(const struct conf *conf);
 
 #endif

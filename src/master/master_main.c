@@ -26,6 +26,7 @@
 #include "lib/clock.h"
 #include "lib/failpoint.h"
 #include "lib/log.h"
+#include "lib/priv.h"
 #include "lib/signals.h"
 #include "lib/str.h"
 #include "lib/xalloc.h"
@@ -359,6 +360,7 @@ master_damaged_users(struct master *m)
 		return 0;
 	}
 	if (pid == 0) {
+		master_priv_child();
 		dup2(fds[1], STDOUT_FILENO);
 		execl(prog, "castorctl", "-q", "-C", m->cfg->conf_path, "status", "--damaged",
 			(char *)NULL);
@@ -460,6 +462,7 @@ main(int argc, char **argv)
 	if (failpoint_init() < 0)
 		return 64;
 	master_conf_set_self();
+	priv_umask();
 
 	m.cfg = master_conf_load(conf_path, svc_path, &err);
 	if (m.cfg == NULL)
@@ -486,6 +489,8 @@ main(int argc, char **argv)
 			m.pidfile = p;
 		}
 	}
+	if (master_priv_init(m.cfg, &err) < 0)
+		log_fatal(MASTER_EX_CONFIG, "cannot start error=%s", log_q(err.msg));
 	master_build(&m);
 
 	if (!m.foreground)

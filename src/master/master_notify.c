@@ -42,9 +42,11 @@ master_notify_pidfile_open(struct master *m, struct err *err)
 
 	if (m->pidfile == NULL)
 		return 0;
-	fd = open(m->pidfile, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	/* no symlink: run/ belongs to run_user, and castord may be root */
+	fd = open(m->pidfile, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
 	if (fd < 0)
 		return err_errno(err, ERR_PERM, "pidfile %s", m->pidfile);
+	master_priv_pidfile(fd);
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
 		ssize_t r = read(fd, line, sizeof(line) - 1);
 

@@ -330,6 +330,7 @@ master_reload(struct master *m)
 		master_notify("READY=1");
 		return;
 	}
+	master_priv_reload_check(nc->conf);
 	master_reload_daemons(m, nc);
 	master_reload_events(m, nc);
 	if (nc->conf_crc != m->cfg->conf_crc)

@@ -72,6 +72,7 @@ master_spawn_child(struct master *m, pid_t master_pid, enum mchild_kind kind, co
 	int lfd = -1, sfd = -1, devnull, first;
 
 	signals_reset_child(dfl);
+	master_priv_child();  /* first: a uid change clears the parent-death signal */
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
 	if (getppid() != master_pid)
 		_exit(0);

@@ -10,6 +10,7 @@
 #include "lib/clock.h"
 #include "lib/failpoint.h"
 #include "lib/log.h"
+#include "lib/priv.h"
 #include "lib/signals.h"
 #include "lib/str.h"
 #include "lib/xalloc.h"
@@ -473,6 +474,7 @@ service_main(int argc, char **argv, const struct service_ops *ops)
 
 	svc.ops = ops;
 	xalloc_tune();
+	priv_umask();
 	env = getenv("CASTOR_SERVICE");
 	str_lcpy(svc.name, env != NULL && env[0] ? env : ops->name, sizeof(svc.name));
 	logdest = getenv("CASTOR_LOG");
@@ -546,6 +548,12 @@ service_main(int argc, char **argv, const struct service_ops *ops)
 		svc.conf = conf_load(conf_path, &err);
 		if (svc.conf == NULL) {
 			log_error("cannot load configuration file=%s error=%s", log_q(conf_path), log_q(err.msg));
+			service_status(PROTO_EXITING);
+			return SERVICE_EX_CONFIG;
+		}
+		/* run by hand as root (-s): become run_user, as castord's children are */
+		if (priv_drop_for_conf(svc.conf, false, &err) < 0) {
+			log_error("cannot switch user service=%s error=%s", svc.name, log_q(err.msg));
 			service_status(PROTO_EXITING);
 			return SERVICE_EX_CONFIG;
 		}

@@ -88,6 +88,7 @@
 #include "lib/log.h"
 #include "lib/net.h"
 #include "lib/netaddr.h"
+#include "lib/priv.h"
 #include "lib/signals.h"
 #include "lib/str.h"
 #include "lib/tls.h"
@@ -1999,9 +2000,16 @@ main(int argc, char **argv)
 		confpath = getenv("CASTOR_CONFIG");
 	if (confpath == NULL)
 		confpath = "castor.conf";
+	priv_umask();
 	conf = conf_load(confpath, &err);
 	if (conf == NULL) {
 		log_error("bad configuration: %s", err.msg);
+		return EXIT_CONFIG;
+	}
+	/* run by hand as root: become run_user, as castord's children are */
+	if (priv_drop_for_conf(conf, false, &err) < 0) {
+		log_error("cannot switch user: %s", err.msg);
+		conf_free(conf);
 		return EXIT_CONFIG;
 	}
 	if (verbose)

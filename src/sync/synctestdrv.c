@@ -36,6 +36,7 @@
 #include "lib/conf.h"
 #include "lib/failpoint.h"
 #include "lib/log.h"
+#include "lib/priv.h"
 #include "lib/str.h"
 #include "lib/xalloc.h"
 #include "store/store.h"
@@ -476,8 +477,9 @@ main(int argc, char **argv)
 		fprintf(stderr, "usage: sync-testdrv -C castor.conf [COMMAND ARGS...]\n");
 		return 64;
 	}
+	priv_umask();
 	conf = conf_load(confpath, &err);
-	if (conf == NULL) {
+	if (conf == NULL || priv_drop_for_conf(conf, false, &err) < 0) {
 		fprintf(stderr, "sync-testdrv: %s\n", err.msg);
 		return 78;
 	}

@@ -26,9 +26,14 @@ conftest.Proc.output = _proc_output
 
 
 def write_root(root, services, conf=""):
-    """castor.conf and services.conf in root (a Path); returns castor.conf's path."""
+    """castor.conf and services.conf in root (a Path); returns castor.conf's path.
+    Run as root, the root made here is root's, so castord would refuse to run
+    its children as root without `run_user: root` (docs/security.md): say it,
+    unless the conf names a run_user itself."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0 and not re.search(r"(?m)^\s*run_user\s*:", conf):
+        conf = conf + ("" if conf.endswith("\n") or not conf else "\n") + "run_user: root\n"
     (root / "castor.conf").write_text(conf)
     (root / "services.conf").write_text(services)
     return root / "castor.conf"

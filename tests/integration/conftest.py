@@ -7,9 +7,11 @@ pass or fail.  Every log a process writes is scanned for sanitizer
 reports at teardown: an ASan/UBSan report fails the test.
 """
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -20,6 +22,45 @@ BUILD = Path(os.environ.get("CASTOR_BUILD") or TOP / "build").resolve()
 
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "runtime error:", "ERROR: LeakSanitizer",
                    "ERROR: UndefinedBehaviorSanitizer")
+
+
+# Run as root, `castorctl init` gives each server root to the unprivileged
+# user castor, and castord runs its children as that user
+# (docs/security.md "Privileges"): the user must be able to walk down to the
+# root.  pytest makes /tmp/pytest-of-root and every temporary directory 0700,
+# so a root session gets its own base directory instead (0711: searchable, not
+# listable), and every directory pytest makes in it is open to every user, as
+# /tmp is (1777: a child running as castor may write a test's files there).
+# A session that passes --basetemp keeps it; its parents must be searchable
+# by castor.
+_own_base = None
+
+
+def pytest_configure(config):
+    global _own_base
+    if os.geteuid() == 0 and not config.option.basetemp:
+        _own_base = tempfile.mkdtemp(prefix="castor-pytest-")
+        os.chmod(_own_base, 0o711)
+        config.option.basetemp = os.path.join(_own_base, "t")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _own_base is not None and exitstatus == 0:
+        shutil.rmtree(_own_base, ignore_errors=True)
+
+
+_orig_mktemp = pytest.TempPathFactory.mktemp
+
+
+def _searchable_mktemp(self, basename, numbered=True):
+    p = _orig_mktemp(self, basename, numbered)
+    if os.geteuid() == 0:
+        os.chmod(self.getbasetemp(), 0o711)
+        os.chmod(p, 0o1777)
+    return p
+
+
+pytest.TempPathFactory.mktemp = _searchable_mktemp
 
 
 def binpath(name):

@@ -634,6 +634,10 @@ def test_check_finds_and_repairs_an_orphan_blob(tmp_path, srv):
     orphan = spool(srv, "alice") / "blobs" / "ab" / orphan_guid
     orphan.parent.mkdir(exist_ok=True)
     orphan.write_text("left by a crash")
+    # left by the server: its run user's, as the spool is (docs/security.md)
+    owner = spool(srv, "alice").stat()
+    os.chown(orphan.parent, owner.st_uid, owner.st_gid)
+    os.chown(orphan, owner.st_uid, owner.st_gid)
     cp = castorctl("check", "alice", conf=srv, check=False)
     assert cp.returncode == EXIT_PROBLEMS, cp.stdout + cp.stderr
     assert re.search(rf"^alice: .*{orphan_guid}", cp.stdout, re.M), cp.stdout
