@@ -74,16 +74,24 @@ ctl_init_is_exec(const char *path)
 	return stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, X_OK) == 0;
 }
 
-/* Is the program `name` built or installed where castord would look? */
+/* Is the program `name` built or installed where castord would look?
+ * $CASTOR_LIBEXECDIR first (then written as libexec_dir, so castord finds
+ * the programs without the variable), the compiled-in libexec
+ * directory, ../libexec/castor beside castorctl (a moved or staged
+ * install), castorctl's directory and the build tree's. */
 static bool
 ctl_init_find_prog(const char *name)
 {
 	static const char *const siblings[] = { "master", "imap", "pop3", "lmtp", "sync" };
 	char self[PATH_MAX], path[PATH_MAX + 64];
+	const char *env = getenv("CASTOR_LIBEXECDIR");
 	ssize_t n;
 	char *slash;
 	size_t i;
 
+	if (env != NULL && env[0] != '\0' && str_fmt(path, sizeof(path), "%s/%s", env, name) > 0 &&
+	    ctl_init_is_exec(path))
+		return true;
 	if (str_fmt(path, sizeof(path), "%s/%s", CASTOR_LIBEXECDIR, name) > 0 && ctl_init_is_exec(path))
 		return true;
 	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
@@ -95,6 +103,9 @@ ctl_init_find_prog(const char *name)
 		return false;
 	*slash = '\0';
 	if (str_fmt(path, sizeof(path), "%s/%s", self, name) > 0 && ctl_init_is_exec(path))
+		return true;
+	if (str_fmt(path, sizeof(path), "%s/../libexec/castor/%s", self, name) > 0 &&
+	    ctl_init_is_exec(path))
 		return true;
 	for (i = 0; i < sizeof(siblings) / sizeof(siblings[0]); i++)
 		if (str_fmt(path, sizeof(path), "%s/../%s/%s", self, siblings[i], name) > 0 &&
@@ -371,6 +382,14 @@ ctl_init_castor_conf(struct buf *b, const char *servername, const char *role,
 	if (run_user != NULL)
 		buf_printf(b, "\n# castord started as root runs every child as this user (docs/security.md).\n"
 		    "run_user: %s\n", run_user);
+	{
+		const char *env = getenv("CASTOR_LIBEXECDIR");
+		char abs[PATH_MAX];
+
+		if (env != NULL && env[0] != '\0' && realpath(env, abs) != NULL)
+			buf_printf(b, "\n# Where the service programs are ($CASTOR_LIBEXECDIR when init ran).\n"
+			    "libexec_dir: %s\n", abs);
+	}
 	/* A replica checks the users.db sync_auth credential init creates; a master gets
 	 * the password here, for the day a failover makes it a replica. */
 	if (sync_pw != NULL && str_eq(role, "master"))

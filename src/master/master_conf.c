@@ -8,8 +8,11 @@
  *   3. when castord runs uninstalled from a build tree (its directory's
  *      grandparent holds build.ninja): every sibling directory ../<x>/
  *      of castord's directory, in name order (build/src/imap/imapd ...),
- *   4. CASTOR_LIBEXECDIR (compiled in: <prefix>/libexec/castor),
- *   5. $PATH.
+ *   4. ../libexec/castor beside castord's directory (an installed tree
+ *      that was moved or staged whole),
+ *   5. $CASTOR_LIBEXECDIR from the environment,
+ *   6. CASTOR_LIBEXECDIR (compiled in: <prefix>/libexec/castor),
+ *   7. $PATH.
  * A cmd= program with a '/' is used as written, relative to the server
  * root when not absolute.  An entry whose program is not found makes
  * the whole file fail to load (at start-up: castord exits; on SIGHUP:
@@ -143,6 +146,16 @@ master_conf_find_program(const struct conf *conf, const char *name, struct err *
 		hit = master_conf_try(self_dir, name);
 	if (hit == NULL && self_uninstalled)
 		hit = master_conf_try_siblings(name);
+	if (hit == NULL && self_dir != NULL) {
+		/* an installed tree moved as a whole (a staged DESTDIR, a package
+		 * root): bin/castord beside libexec/castor/ */
+		char rel[PATH_MAX];
+
+		if (str_fmt(rel, sizeof(rel), "%s/../libexec/castor", self_dir) > 0)
+			hit = master_conf_try(rel, name);
+	}
+	if (hit == NULL && getenv("CASTOR_LIBEXECDIR") != NULL && getenv("CASTOR_LIBEXECDIR")[0] != '\0')
+		hit = master_conf_try(getenv("CASTOR_LIBEXECDIR"), name);
 	if (hit == NULL)
 		hit = master_conf_try(CASTOR_LIBEXECDIR, name);
 	path = getenv("PATH");
