@@ -35,7 +35,7 @@ ctl_help(FILE *f)
 	    "       castorctl help [COMMAND]   (the command's synopsis, as in castorctl(8))\n"
 	    "\n"
 	    "  init ROOT --port-base N [--role master|replica] [--channel NAME=HOST:PORT ...] ...\n"
-	    "  user add|passwd|del|reset|list ...\n"
+	    "  user add|passwd|del|reset|list|quota ...\n"
 	    "  sync-password [--authname NAME] [--password-file F | --password PW]\n"
 	    "  mailbox create|delete|rename|list ...\n"
 	    "  undelete USER MAILBOX\n"

@@ -1561,6 +1561,27 @@ imap_p_enable(struct imap_p *p, struct imap_cmd *c)
 	return 0;
 }
 
+/* SETQUOTA root (resource limit ...), RFC 9208 section 4.1.3: the list
+ * is checked (atoms and number64s) but not kept. */
+static int
+imap_p_setquota(struct imap_p *p, struct imap_cmd *c)
+{
+	struct imap_str res;
+	uint64_t limit;
+
+	if (imap_p_sp(p) < 0 || imap_p_astring(p, &c->u.mailbox) < 0 || imap_p_sp(p) < 0 ||
+	    imap_p_expect(p, '(') < 0)
+		return -1;
+	if (imap_p_accept(p, ')'))
+		return 0;
+	do {
+		if (imap_p_atom(p, &res) == NULL || imap_p_sp(p) < 0 ||
+		    imap_p_number64(p, (uint64_t)INT64_MAX, &limit) < 0)
+			return -1;
+	} while (imap_p_accept(p, ' '));
+	return imap_p_expect(p, ')');
+}
+
 static int
 imap_p_authenticate(struct imap_p *p, struct imap_cmd *c)
 {
@@ -1603,6 +1624,8 @@ static const struct {
 	{ "EXPUNGE", IMAP_CMD_EXPUNGE }, { "SEARCH", IMAP_CMD_SEARCH },
 	{ "FETCH", IMAP_CMD_FETCH }, { "STORE", IMAP_CMD_STORE }, { "COPY", IMAP_CMD_COPY },
 	{ "MOVE", IMAP_CMD_MOVE }, { "SORT", IMAP_CMD_SORT }, { "THREAD", IMAP_CMD_THREAD },
+	{ "GETQUOTA", IMAP_CMD_GETQUOTA }, { "GETQUOTAROOT", IMAP_CMD_GETQUOTAROOT },
+	{ "SETQUOTA", IMAP_CMD_SETQUOTA },
 };
 
 static const char *const imap_uid_names[] = {
@@ -1740,9 +1763,13 @@ imap_parse_body(struct imap_p *p, struct imap_cmd *c)
 	case IMAP_CMD_DELETE:
 	case IMAP_CMD_SUBSCRIBE:
 	case IMAP_CMD_UNSUBSCRIBE:
+	case IMAP_CMD_GETQUOTA:
+	case IMAP_CMD_GETQUOTAROOT:
 		if (imap_p_sp(p) < 0 || imap_p_astring(p, &c->u.mailbox) < 0)
 			return -1;
 		return 0;
+	case IMAP_CMD_SETQUOTA:
+		return imap_p_setquota(p, c);
 	case IMAP_CMD_RENAME:
 		if (imap_p_sp(p) < 0 || imap_p_astring(p, &c->u.rename.from) < 0 || imap_p_sp(p) < 0 ||
 		    imap_p_astring(p, &c->u.rename.to) < 0)

@@ -17,7 +17,7 @@
  * (CHANGEDSINCE n [VANISHED]), STORE (UNCHANGEDSINCE n), SEARCH MODSEQ,
  * STATUS HIGHESTMODSEQ), STATUS SIZE, APPENDLIMIT, SORT and THREAD
  * (RFC 5256, DISPLAYFROM/DISPLAYTO of RFC 5957, SORT RETURN (...) of
- * ESORT, RFC 5267).
+ * ESORT, RFC 5267), GETQUOTA/GETQUOTAROOT/SETQUOTA (RFC 9208).
  *
  * Everything the result points to lives in the command's arena (or, for
  * literals, in the input buffer, which must outlive the command).
@@ -266,6 +266,7 @@ enum imap_cmd_kind {
 	IMAP_CMD_CHECK, IMAP_CMD_CLOSE, IMAP_CMD_UNSELECT, IMAP_CMD_EXPUNGE,
 	IMAP_CMD_SEARCH, IMAP_CMD_FETCH, IMAP_CMD_STORE, IMAP_CMD_COPY, IMAP_CMD_MOVE,
 	IMAP_CMD_UID_EXPUNGE, IMAP_CMD_SORT, IMAP_CMD_THREAD,
+	IMAP_CMD_GETQUOTA, IMAP_CMD_GETQUOTAROOT, IMAP_CMD_SETQUOTA,   /* RFC 9208 */
 };
 
 struct imap_cmd {
@@ -279,7 +280,9 @@ struct imap_cmd {
 		struct { const char *mech; const char *ir; } auth;   /* ir NULL: none */
 		struct imap_select_args select;
 		struct { struct imap_str mailbox; const char *specialuse; } create;
-		struct imap_str mailbox;                 /* DELETE SUBSCRIBE UNSUBSCRIBE */
+		struct imap_str mailbox;                 /* DELETE SUBSCRIBE UNSUBSCRIBE GETQUOTAROOT;
+		                                            GETQUOTA SETQUOTA: the quota root (SETQUOTA's
+		                                            resource list is checked, not kept) */
 		struct { struct imap_str from, to; } rename;
 		struct imap_list_args list;              /* LIST and LSUB */
 		struct { struct imap_str mailbox; unsigned items; } status;

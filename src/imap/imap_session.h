@@ -197,6 +197,9 @@ void imap_cmd_thread(struct imap_session *s, struct imap_cmd *c);
 void imap_cmd_store(struct imap_session *s, struct imap_cmd *c);           /* imap_store.c */
 void imap_cmd_copy(struct imap_session *s, struct imap_cmd *c);
 void imap_cmd_idle(struct imap_session *s, struct imap_cmd *c);            /* imap_idle.c */
+void imap_cmd_getquota(struct imap_session *s, struct imap_cmd *c);        /* imap_quota.c */
+void imap_cmd_getquotaroot(struct imap_session *s, struct imap_cmd *c);
+void imap_cmd_setquota(struct imap_session *s, struct imap_cmd *c);
 
 /* Login done: open the user, autocreate folders (imap_auth.c). */
 int imap_auth_finish(struct imap_session *s, const char *user, struct err *err);

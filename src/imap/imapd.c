@@ -214,6 +214,7 @@ imap_capabilities(struct imap_session *s, struct buf *out)
 	buf_puts(out, " UIDPLUS MOVE SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED LIST-STATUS"
 		" ESEARCH CONDSTORE QRESYNC STATUS=SIZE UTF8=ACCEPT");
 	buf_puts(out, " SORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES");
+	buf_puts(out, " QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE");
 	buf_printf(out, " APPENDLIMIT=%llu", (unsigned long long)imap_cfg.appendlimit);
 }
 
@@ -330,6 +331,9 @@ imapd_cmd_state(enum imap_cmd_kind k)
 	case IMAP_CMD_NAMESPACE:
 	case IMAP_CMD_ENABLE:
 	case IMAP_CMD_IDLE:
+	case IMAP_CMD_GETQUOTA:
+	case IMAP_CMD_GETQUOTAROOT:
+	case IMAP_CMD_SETQUOTA:
 		return IMAPD_AUTH;
 	default:
 		return IMAPD_SEL;
@@ -453,6 +457,9 @@ imapd_dispatch(struct imap_session *s, struct imap_cmd *c)
 	case IMAP_CMD_STORE: imap_cmd_store(s, c); break;
 	case IMAP_CMD_COPY:
 	case IMAP_CMD_MOVE: imap_cmd_copy(s, c); break;
+	case IMAP_CMD_GETQUOTA: imap_cmd_getquota(s, c); break;
+	case IMAP_CMD_GETQUOTAROOT: imap_cmd_getquotaroot(s, c); break;
+	case IMAP_CMD_SETQUOTA: imap_cmd_setquota(s, c); break;
 	}
 }
 

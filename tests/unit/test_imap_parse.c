@@ -627,6 +627,58 @@ test_sort_thread(void **state)
 }
 
 static void
+test_quota(void **state)
+{
+	static const char *const cmds[] = {
+		"a SETQUOTA \"\" (STORAGE 512 MESSAGE 1000)",
+		"b GETQUOTAROOT {5}\r\nINBOX",
+	};
+	struct imap_cmd c;
+
+	(void)state;
+	assert_int_equal(parse("a getquota \"\"", &c), 0);
+	assert_int_equal(c.kind, IMAP_CMD_GETQUOTA);
+	assert_string_equal(c.name, "GETQUOTA");
+	assert_int_equal(c.u.mailbox.len, 0);
+	imap_cmd_free(&c);
+	assert_int_equal(parse("a GETQUOTAROOT Work", &c), 0);
+	assert_int_equal(c.kind, IMAP_CMD_GETQUOTAROOT);
+	assert_string_equal(c.u.mailbox.s, "Work");
+	imap_cmd_free(&c);
+	assert_int_equal(parse(cmds[0], &c), 0);
+	assert_int_equal(c.kind, IMAP_CMD_SETQUOTA);
+	assert_int_equal(c.u.mailbox.len, 0);
+	imap_cmd_free(&c);
+	assert_int_equal(parse(cmds[1], &c), 0);
+	assert_string_equal(c.u.mailbox.s, "INBOX");
+	imap_cmd_free(&c);
+	assert_int_equal(parse("a SETQUOTA root ()", &c), 0);
+	assert_string_equal(c.u.mailbox.s, "root");
+	imap_cmd_free(&c);
+	expect_bad("a GETQUOTA", NULL);
+	expect_bad("a GETQUOTA \"\" x", "unexpected characters");
+	expect_bad("a GETQUOTAROOTS INBOX", "unknown command");
+	expect_bad("a SETQUOTA \"\" (STORAGE)", NULL);
+	expect_bad("a SETQUOTA \"\" (STORAGE x)", "expected a number");
+	expect_bad("a SETQUOTA \"\" STORAGE 5", "expected '('");
+	expect_bad("a SETQUOTA \"\" (STORAGE 5 )", NULL);
+	expect_bad("a SETQUOTA \"\" (STORAGE 99999999999999999999)", "number too large");
+	for (size_t k = 0; k < sizeof(cmds) / sizeof(cmds[0]); k++) {
+		size_t len = strlen(cmds[k]);
+		char *copy = malloc(len + 1);
+		struct err err;
+
+		for (size_t i = 0; i < len; i++) {
+			memcpy(copy, cmds[k], i);
+			if (imap_parse_command(copy, i, &c, &err) < 0)
+				assert_int_equal(err.kind, ERR_INVALID);
+			imap_cmd_free(&c);
+		}
+		free(copy);
+	}
+}
+
+static void
 test_peek(void **state)
 {
 	char tag[16];
@@ -661,6 +713,7 @@ main(void)
 		cmocka_unit_test(test_prefixes),
 		cmocka_unit_test(test_peek),
 		cmocka_unit_test(test_sort_thread),
+		cmocka_unit_test(test_quota),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
