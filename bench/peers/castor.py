@@ -28,7 +28,8 @@ from common import dir_bytes, free_port_block, log, pid_alive, try_status, wait_
 from peers.base import Peer, PeerError, run, wait_until
 
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SUBDIRS = ("src/master", "src/ctl", "src/sync", "src/lmtp", "src/imap", "src/pop3", "src/store")
+SUBDIRS = ("src/master", "src/ctl", "src/sync", "src/lmtp", "src/imap", "src/pop3", "src/store", "tests/helpers",
+           "bench/drivers")
 SYNC_PASSWORD = "bench-sync-secret"
 
 

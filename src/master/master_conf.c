@@ -8,6 +8,7 @@
  *   3. when castord runs uninstalled from a build tree (its directory's
  *      grandparent holds build.ninja): every sibling directory ../<x>/
  *      of castord's directory, in name order (build/src/imap/imapd ...),
+ *      then build/tests/helpers (the tests' echod),
  *   4. ../libexec/castor beside castord's directory (an installed tree
  *      that was moved or staged whole),
  *   5. $CASTOR_LIBEXECDIR from the environment,
@@ -117,6 +118,12 @@ master_conf_try_siblings(const char *name)
 		free(names[i]);
 	}
 	free(names);
+	/* the programs the tests drive (echod, ...): <build>/tests/helpers */
+	if (hit == NULL && strrchr(parent, '/') != NULL) {
+		*strrchr(parent, '/') = '\0';
+		if (str_fmt(sub, sizeof(sub), "%s/tests/helpers", parent) > 0)
+			hit = master_conf_try(sub, name);
+	}
 	return hit;
 }
 

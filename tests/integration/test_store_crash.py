@@ -1,6 +1,6 @@
 """Crash test of the mail store (issue 3, "Done when").
 
-A driver (src/store/store_crashdrv) appends and expunges in a loop and
+A driver (tests/helpers/store_crashdrv) appends and expunges in a loop and
 prints, flushed, what it attempts and what succeeded.  For each failpoint
 on the append and expunge paths it is killed with SIGKILL (failpoint
 action `crash`) 20 times at a varying hit.  After every crash the store is
