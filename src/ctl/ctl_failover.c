@@ -78,15 +78,6 @@ struct ctl_fo {
 	struct ctl_peer *peer;      /* step 3's session, reused by step 4 */
 };
 
-static uint64_t
-ctl_fo_wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static void
 ctl_fo_path(const char *root, struct buf *out)
 {
@@ -633,7 +624,7 @@ ctl_cmd_failover(struct ctl *c, int argc, char **argv)
 		fo.nostart = nostart;
 		if (log_file != NULL)
 			str_lcpy(fo.log, log_file, sizeof(fo.log));
-		fo.started_ms = ctl_fo_wall_ms();
+		fo.started_ms = clock_wall_ms();
 		ctl_server_info(c->conf, &si);
 		fo.was_running = si.running;
 		/* 0: preflight, nothing changes when it fails */

@@ -43,6 +43,7 @@
 #include "ctl/ctl.h"
 
 #include "ctl/ctl_failover.h"
+#include "lib/clock.h"
 #include "lib/log.h"
 #include "lib/str.h"
 #include "lib/xalloc.h"
@@ -130,15 +131,6 @@ ctl_kv_free(struct ctl_kv *kv)
 	memset(kv, 0, sizeof(*kv));
 }
 
-static uint64_t
-ctl_status_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static bool
 ctl_status_pid_alive(uint64_t pid)
 {
@@ -224,7 +216,7 @@ struct ctl_chan_status {
 static void
 ctl_status_liveness(const struct ctl_kv *kv, struct ctl_chan_status *cs)
 {
-	uint64_t now = ctl_status_now_ms(), stale_ms;
+	uint64_t now = clock_wall_ms(), stale_ms;
 
 	cs->last_ack_ms = ctl_kv_u64(kv, "last_ack_ms");
 	cs->dead_after_ms = ctl_kv_u64(kv, "dead_after_ms");
@@ -579,7 +571,7 @@ ctl_cmd_status(struct ctl *c, int argc, char **argv)
 	synchook_failed_marker(root, &p);
 	if (stat(buf_cstr(&p), &sb) == 0) {
 		append_failed_ms = (uint64_t)sb.st_mtim.tv_sec * 1000 + (uint64_t)sb.st_mtim.tv_nsec / 1000000;
-		ctl_status_age(ctl_status_now_ms(), append_failed_ms, failed_when, sizeof(failed_when));
+		ctl_status_age(clock_wall_ms(), append_failed_ms, failed_when, sizeof(failed_when));
 	}
 	ctl_failover_state_text(root, &fo);
 	for (i = 0; i < (size_t)npos; i++) {
@@ -599,7 +591,7 @@ ctl_cmd_status(struct ctl *c, int argc, char **argv)
 		chans = syncchan_names(c->conf, &nchan);
 	}
 	free(pos);
-	now = ctl_status_now_ms();
+	now = clock_wall_ms();
 
 	if (json) {
 		bool f = true, f2;

@@ -3,6 +3,7 @@
  * file format and the invariants are in authpen.h).
  */
 #include "lib/authpen.h"
+#include "lib/clock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -49,15 +50,6 @@ struct authpen {
 	int64_t max_ms, decay_ms;
 };
 
-static int64_t
-authpen_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int
 authpen_lock(int fd, short type)
 {
@@ -93,7 +85,7 @@ authpen_check(int fd, const char *path, struct err *err)
 	h.version = AUTHPEN_VERSION;
 	h.nslots = AUTHPEN_SLOTS;
 	if (getrandom(&h.salt, sizeof(h.salt), 0) != (ssize_t)sizeof(h.salt))
-		h.salt = (uint64_t)authpen_now_ms() ^ ((uint64_t)getpid() << 32);
+		h.salt = (uint64_t)(int64_t)clock_wall_ms() ^ ((uint64_t)getpid() << 32);
 	if (ftruncate(fd, 0) < 0 || ftruncate(fd, (off_t)AUTHPEN_SIZE) < 0 ||
 	    pwrite(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h))
 		return err_errno(err, ERR_TEMP, "rebuild %s", path);
@@ -236,7 +228,7 @@ authpen_begin(struct authpen *p, const char *user, const char *addr, struct auth
 	struct err *err)
 {
 	struct authpen_slot *su = NULL, *sa = NULL;
-	int64_t now = authpen_now_ms(), turn, na;
+	int64_t now = (int64_t)clock_wall_ms(), turn, na;
 
 	memset(t, 0, sizeof(*t));
 	if (authpen_lock(p->fd, F_WRLCK) < 0)
@@ -277,7 +269,7 @@ void
 authpen_end(struct authpen *p, const char *user, const char *addr, bool ok)
 {
 	struct authpen_slot *s;
-	int64_t now = authpen_now_ms();
+	int64_t now = (int64_t)clock_wall_ms();
 
 	if (!ok || authpen_lock(p->fd, F_WRLCK) < 0)
 		return;          /* a failure was counted when it began */
@@ -297,7 +289,7 @@ void
 authpen_note(struct authpen *p, const char *addr)
 {
 	struct authpen_slot *s;
-	int64_t now = authpen_now_ms();
+	int64_t now = (int64_t)clock_wall_ms();
 
 	if (addr == NULL || authpen_lock(p->fd, F_WRLCK) < 0)
 		return;

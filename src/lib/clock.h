@@ -14,5 +14,8 @@
 int64_t clock_mono_ms(void);    /* milliseconds */
 uint64_t clock_mono_us(void);   /* microseconds */
 double clock_mono_s(void);      /* seconds, with the fraction */
+/* The wall clock (CLOCK_REALTIME) in unix milliseconds: for times that are
+ * stored or shown (log records, status files), never for durations. */
+uint64_t clock_wall_ms(void);
 
 #endif

@@ -178,7 +178,6 @@ struct master {
 
 /* master_main.c */
 int64_t master_now(void);       /* CLOCK_MONOTONIC, ms */
-int64_t master_wall_ms(void);   /* CLOCK_REALTIME, ms since the epoch */
 
 /* master_conf.c */
 void master_conf_set_self(void);

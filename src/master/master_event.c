@@ -15,6 +15,7 @@
  */
 #include "master/master.h"
 
+#include "lib/clock.h"
 #include "lib/log.h"
 #include "lib/xalloc.h"
 
@@ -162,7 +163,7 @@ void
 master_event_schedule(struct master *m)
 {
 	struct mevent *ev;
-	int64_t wall = master_wall_ms();
+	int64_t wall = (int64_t)clock_wall_ms();
 
 	for (ev = m->events; ev != NULL; ev = ev->next)
 		if (ev->next_run == 0)
@@ -173,7 +174,7 @@ void
 master_event_run(struct master *m, int64_t now)
 {
 	struct mevent *ev;
-	int64_t wall = master_wall_ms();
+	int64_t wall = (int64_t)clock_wall_ms();
 
 	(void)now;
 	for (ev = m->events; ev != NULL; ev = ev->next) {
@@ -214,7 +215,7 @@ master_event_next_timer(const struct master *m, int64_t now)
 {
 	const struct mevent *ev;
 	const struct mdaemon *d;
-	int64_t next = -1, wall = master_wall_ms(), t;
+	int64_t next = -1, wall = (int64_t)clock_wall_ms(), t;
 
 	for (ev = m->events; ev != NULL; ev = ev->next) {
 		if (ev->next_run <= 0)

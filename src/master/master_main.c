@@ -53,15 +53,6 @@ master_now(void)
 	return clock_mono_ms();
 }
 
-int64_t
-master_wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void
 master_usage(FILE *f)
 {

@@ -13,6 +13,7 @@
 #include "master/master.h"
 #include "master/proto.h"
 
+#include "lib/clock.h"
 #include "lib/log.h"
 
 #include <errno.h>
@@ -244,7 +245,7 @@ master_status_dump(struct master *m)
 	const struct mdaemon *d;
 	const struct mevent *ev;
 	const struct mchild *c;
-	int64_t now = master_now(), wall = master_wall_ms();
+	int64_t now = master_now(), wall = (int64_t)clock_wall_ms();
 
 	log_info("status phase=%s children=%d", master_status_phase_name(m->phase), m->nchildren);
 	for (s = m->services; s != NULL; s = s->next)

@@ -29,6 +29,7 @@
 #include "sync/cursor.h"
 
 #include "lib/atomicfile.h"
+#include "lib/bigend.h"
 #include "lib/buf.h"
 #include "lib/crc32c.h"
 #include "lib/log.h"
@@ -44,36 +45,6 @@
 #define CURSOR_MAGIC "\xF7SCU"
 #define CURSOR_VERSION 1
 #define CURSOR_SIZE 48
-
-static void
-put64(unsigned char *p, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--, v >>= 8)
-		p[i] = (unsigned char)v;
-}
-
-static uint64_t
-get64(const unsigned char *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < 8; i++)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-static void
-put32(unsigned char *p, uint32_t v)
-{
-	for (int i = 3; i >= 0; i--, v >>= 8)
-		p[i] = (unsigned char)v;
-}
-
-static uint32_t
-get32(const unsigned char *p)
-{
-	return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
 
 bool
 cursor_channel_valid(const char *channel)
@@ -132,7 +103,7 @@ cursor_load(const char *root, const char *channel, struct cursor *c, struct err 
 		err_set(err, ERR_CORRUPT, "cursor %s: bad magic", buf_cstr(&path));
 		goto out;
 	}
-	if (get32(p + 44) != crc32c(0, p, 44)) {
+	if (bigend_get32(p + 44) != crc32c(0, p, 44)) {
 		err_set(err, ERR_CORRUPT, "cursor %s: checksum mismatch", buf_cstr(&path));
 		goto out;
 	}
@@ -146,10 +117,10 @@ cursor_load(const char *root, const char *channel, struct cursor *c, struct err 
 		err_set(err, ERR_CORRUPT, "cursor %s: unknown flags 0x%x", buf_cstr(&path), c->flags);
 		goto out;
 	}
-	c->pos.seg = get64(p + 8);
-	c->pos.off = get64(p + 16);
-	c->log_id = get64(p + 24);
-	c->saved_ms = get64(p + 32);
+	c->pos.seg = bigend_get64(p + 8);
+	c->pos.off = bigend_get64(p + 16);
+	c->log_id = bigend_get64(p + 24);
+	c->saved_ms = bigend_get64(p + 32);
 	rc = 1;
 out:
 	if (rc < 0)
@@ -175,11 +146,11 @@ cursor_save(const char *root, const char *channel, const struct cursor *c, struc
 	p[5] = CURSOR_VERSION;
 	p[6] = (unsigned char)((c->flags & CURSOR_DETACHED) >> 8);
 	p[7] = (unsigned char)(c->flags & CURSOR_DETACHED);
-	put64(p + 8, c->pos.seg);
-	put64(p + 16, c->pos.off);
-	put64(p + 24, c->log_id);
-	put64(p + 32, (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u);
-	put32(p + 44, crc32c(0, p, 44));
+	bigend_put64(p + 8, c->pos.seg);
+	bigend_put64(p + 16, c->pos.off);
+	bigend_put64(p + 24, c->log_id);
+	bigend_put64(p + 32, (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u);
+	bigend_put32(p + 44, crc32c(0, p, 44));
 
 	buf_printf(&path, "%s/sync/cursor", root);
 	rc = mkdir_p(buf_cstr(&path), 0750, err);

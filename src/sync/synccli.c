@@ -82,6 +82,7 @@
 #include <unistd.h>
 
 #include "lib/atomicfile.h"
+#include "lib/clock.h"
 #include "lib/conf.h"
 #include "lib/conn.h"
 #include "lib/failpoint.h"
@@ -131,15 +132,6 @@
 #define PARK_RETRY_MAX_MS (3600 * 1000)
 
 static const char *prog = "sync-client";
-
-static uint64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static bool
 quit_requested(void)
@@ -231,7 +223,7 @@ chan_heard(struct chan *c)
 	w = syncsess_wire_in(c->sess);
 	if (w != c->heard_wire) {
 		c->heard_wire = w;
-		c->heard_ms = now_ms();
+		c->heard_ms = clock_wall_ms();
 	}
 }
 
@@ -244,7 +236,7 @@ static void
 chan_answered(void *ctx)
 {
 	struct chan *c = ctx;
-	uint64_t now = now_ms();
+	uint64_t now = clock_wall_ms();
 
 	c->heard_ms = now;
 	c->heard_wire = syncsess_wire_in(c->sess);
@@ -266,7 +258,7 @@ chan_state(struct chan *c, const char *state)
 {
 	if (c->state == NULL || !str_eq(c->state, state)) {
 		c->state = state;
-		c->state_since = now_ms();
+		c->state_since = clock_wall_ms();
 		c->status_ms = 0;
 	}
 }
@@ -335,7 +327,7 @@ static void
 chan_error(struct chan *c, const struct err *err)
 {
 	str_lcpy(c->last_error, err->msg, sizeof(c->last_error));
-	c->last_error_ms = now_ms();
+	c->last_error_ms = clock_wall_ms();
 }
 
 static void
@@ -434,7 +426,7 @@ status_write(struct chan *c, bool force)
 	struct buf b = BUF_INIT;
 	struct syncpush_stats t;
 	struct synclog_pos end = { 0, 0 };
-	uint64_t behind = 0, now = now_ms(), conflicts = 0, oldest = 0;
+	uint64_t behind = 0, now = clock_wall_ms(), conflicts = 0, oldest = 0;
 	char p1[48], p2[48], p3[48];
 	struct err err;
 
@@ -557,7 +549,7 @@ static int
 chan_save_every(struct chan *c, bool force, uint64_t every, struct err *err)
 {
 	struct cursor nc;
-	uint64_t now = now_ms();
+	uint64_t now = clock_wall_ms();
 
 	if (!c->dirty)
 		return 0;
@@ -575,7 +567,7 @@ chan_save_every(struct chan *c, bool force, uint64_t every, struct err *err)
 	c->save_backoff_ms = c->save_backoff_ms == 0 ? SAVE_BACKOFF_MIN_MS : 2 * c->save_backoff_ms;
 	if (c->save_backoff_ms > SAVE_BACKOFF_MAX_MS)
 		c->save_backoff_ms = SAVE_BACKOFF_MAX_MS;
-	c->next_save_ms = now_ms() + c->save_backoff_ms;
+	c->next_save_ms = clock_wall_ms() + c->save_backoff_ms;
 	return -1;
 saved:
 	if (c->save_failures > 0)
@@ -584,7 +576,7 @@ saved:
 	c->save_failures = c->save_backoff_ms = c->next_save_ms = c->save_unlogged = 0;
 	c->cur = nc;
 	c->dirty = false;
-	c->last_save_ms = now_ms();
+	c->last_save_ms = clock_wall_ms();
 	reclaim(c);
 	return 0;
 }
@@ -594,7 +586,7 @@ saved:
 static void
 chan_save_failed(struct chan *c, const char *when, const struct err *err)
 {
-	uint64_t now = now_ms();
+	uint64_t now = clock_wall_ms();
 
 	chan_error(c, err);
 	if (c->save_log_ms != 0 && now - c->save_log_ms < SAVE_LOG_EVERY_MS) {
@@ -677,7 +669,7 @@ chan_open(struct chan *c, const struct conf *conf, struct store *st, const char 
 	c->verify_ms = (uint64_t)conf_get_duration_ms(conf, "sync_verify_interval", 3600 * 1000);
 	if (chan_liveness_conf(c, conf, err) < 0)
 		return -1;
-	c->next_verify_ms = now_ms() + c->verify_ms;
+	c->next_verify_ms = clock_wall_ms() + c->verify_ms;
 	peer_load(c);
 	c->max_behind = conf_get_bytes(conf, "sync_log_max_bytes", 4ull * 1024 * 1024 * 1024);
 	c->park_retry_ms = (uint64_t)conf_get_duration_ms(conf, "sync_park_retry", PARK_RETRY_MIN_MS);
@@ -698,7 +690,7 @@ chan_open(struct chan *c, const struct conf *conf, struct store *st, const char 
 		chan_want_ae(c, "detached");
 	c->acked = c->cur.pos;
 	c->acked_log_id = c->cur.log_id;
-	c->last_save_ms = now_ms();
+	c->last_save_ms = clock_wall_ms();
 	if (syncpark_load(c->root, name, &c->park, err) < 0) {
 		/* its users are caught by the anti-entropy pass after connecting */
 		log_error("parked-users file unreadable channel=%s error=%s: starting with none",
@@ -759,14 +751,14 @@ chan_close(struct chan *c)
 static int
 chan_lock(struct chan *c, int64_t wait_ms, struct err *err)
 {
-	uint64_t until = wait_ms < 0 ? UINT64_MAX : now_ms() + (uint64_t)wait_ms;
+	uint64_t until = wait_ms < 0 ? UINT64_MAX : clock_wall_ms() + (uint64_t)wait_ms;
 
 	for (;;) {
 		if (flock(c->lockfd, LOCK_EX | LOCK_NB) == 0)
 			return 0;
 		if (errno != EWOULDBLOCK && errno != EINTR)
 			return err_errno(err, ERR_TEMP, "lock of channel %s", c->ch.name);
-		if (now_ms() >= until || quit_requested())
+		if (clock_wall_ms() >= until || quit_requested())
 			return err_set(err, ERR_TEMP, "channel %s is driven by another sync-client",
 				c->ch.name);
 		{
@@ -858,7 +850,7 @@ static void
 chan_park_user(void *ctx, const char *user, const char *reason)
 {
 	struct chan *c = ctx;
-	uint64_t now = now_ms();
+	uint64_t now = clock_wall_ms();
 	bool added;
 	struct syncpark_entry *e = syncpark_add(&c->park, user, reason, now, c->park_retry_ms, &added);
 
@@ -899,7 +891,7 @@ chan_unpark(struct chan *c, const char *only, bool all, struct err *err)
 {
 	struct syncpush_batch *b = syncpush_batch_new();
 	struct syncpush_stats s;
-	uint64_t now = now_ms(), errors;
+	uint64_t now = clock_wall_ms(), errors;
 	size_t n = 0;
 	int rc;
 
@@ -931,14 +923,14 @@ chan_unpark(struct chan *c, const char *only, bool all, struct err *err)
 		e->trying = false;
 		if (rc == 0 && s.errors == errors) {
 			log_notice("user unparked channel=%s user=%s parked_ms=%llu: re-synced in full",
-				c->ch.name, e->user, (unsigned long long)(now_ms() - e->since_ms));
+				c->ch.name, e->user, (unsigned long long)(clock_wall_ms() - e->since_ms));
 			syncpark_remove(&c->park, e->user);
 			continue;
 		}
 		/* an error (not a refusal): the usual backoff, without a log line of ours */
 		e->backoff_ms = e->backoff_ms >= PARK_RETRY_MAX_MS / 2 ? PARK_RETRY_MAX_MS :
 			2 * e->backoff_ms;
-		e->retry_ms = now_ms() + e->backoff_ms;
+		e->retry_ms = clock_wall_ms() + e->backoff_ms;
 		i++;
 	}
 	chan_park_save(c);
@@ -972,7 +964,6 @@ allow_marker_field(const struct chan *c, const char *key, char *out, size_t size
 }
 
 static int chan_yield(void *ctx, struct err *err);
-
 
 /* A replica's certificate renewed under a new CA: a CA file that changed
  * since the context was made (inode, size or time) is read again before
@@ -1086,7 +1077,7 @@ chan_connect(struct chan *c, struct err *err)
 	log_info("connected channel=%s replica=%s tls=%d compress=%d", c->ch.name, spec,
 		conn_is_tls(cn) ? 1 : 0, syncsess_compressed(c->sess) ? 1 : 0);
 	chan_state(c, "connected");
-	c->last_io_ms = now_ms();
+	c->last_io_ms = clock_wall_ms();
 	c->backoff_ms = BACKOFF_MIN_MS;
 	return 0;
 }
@@ -1099,7 +1090,7 @@ chan_anti_entropy(struct chan *c, struct err *err)
 	uint64_t log_id = 0, errors_before;
 	struct syncpush_stats s;
 	size_t differ = 0;
-	uint64_t t0 = now_ms();
+	uint64_t t0 = clock_wall_ms();
 
 	if (synclog_end(c->root, &e0, err) < 0)
 		return -1;
@@ -1125,7 +1116,7 @@ chan_anti_entropy(struct chan *c, struct err *err)
 		return -1;
 	}
 	syncpush_stats(c->push, &s);
-	c->last_ae_ms = now_ms();
+	c->last_ae_ms = clock_wall_ms();
 	c->next_verify_ms = c->last_ae_ms + c->verify_ms;
 	{
 		size_t compared = 0, opened = 0;
@@ -1212,7 +1203,7 @@ chan_push(struct chan *c, struct err *err)
 	if (rc < 0)
 		return -1;
 	c->batches++;
-	c->last_io_ms = now_ms();
+	c->last_io_ms = clock_wall_ms();
 	c->acked = c->batch_end;
 	c->acked_log_id = synclog_reader_log_id(c->rd);
 	c->acked_count += c->nrecs;
@@ -1244,7 +1235,7 @@ static int
 chan_heartbeat(struct chan *c, struct err *err)
 {
 	struct conn *cn = syncsess_conn(c->sess);
-	uint64_t t0 = now_ms(), left;
+	uint64_t t0 = clock_wall_ms(), left;
 	int rc;
 
 	chan_heard(c);
@@ -1256,7 +1247,7 @@ chan_heartbeat(struct chan *c, struct err *err)
 	rc = syncpush_noop(c->push, err);
 	conn_set_read_timeout(cn, (int)c->answer_ms);
 	conn_set_write_timeout(cn, (int)c->answer_ms);
-	c->last_io_ms = now_ms();
+	c->last_io_ms = clock_wall_ms();
 	if (rc < 0) {
 		if (err->kind == ERR_TEMP && c->last_io_ms - t0 + 50 >= left) {
 			log_warn("replica silent channel=%s: no answer to a heartbeat for %llu ms"
@@ -1338,7 +1329,7 @@ chan_catchup(struct chan *c, struct err *err)
 		return -1;
 	}
 	c->batches++;
-	c->last_io_ms = now_ms();
+	c->last_io_ms = clock_wall_ms();
 	c->acked = c->batch_end;
 	c->acked_log_id = synclog_reader_log_id(c->rd);
 	c->dirty = true;
@@ -1362,13 +1353,13 @@ chan_fail(struct chan *c, const struct err *err)
 	if (err->kind == ERR_PERM) {
 		log_error("channel refused channel=%s error=%s", c->ch.name, log_q(err->msg));
 		chan_state(c, "refused");
-		c->next_connect_ms = now_ms() + BACKOFF_PERM_MS;
+		c->next_connect_ms = clock_wall_ms() + BACKOFF_PERM_MS;
 		return;
 	}
 	log_warn("channel down channel=%s error=%s retry_ms=%llu", c->ch.name, log_q(err->msg),
 		(unsigned long long)c->backoff_ms);
 	chan_state(c, "disconnected");
-	c->next_connect_ms = now_ms() + c->backoff_ms;
+	c->next_connect_ms = clock_wall_ms() + c->backoff_ms;
 	c->backoff_ms *= 2;
 	if (c->backoff_ms > BACKOFF_MAX_MS)
 		c->backoff_ms = BACKOFF_MAX_MS;
@@ -1471,7 +1462,7 @@ run_rolling(const struct conf *conf, struct store *st, const char *name, bool al
 
 		if (quit_requested())
 			break;
-		now = now_ms();
+		now = clock_wall_ms();
 		if (!c.allow_once && (c.push != NULL || (c.state != NULL && str_eq(c.state, "refused") &&
 		    c.next_connect_ms != UINT64_MAX)) && allow_marker_exists(&c)) {
 			/* castorctl sync --allow-deletes: a session that allows
@@ -1511,7 +1502,7 @@ run_rolling(const struct conf *conf, struct store *st, const char *name, bool al
 			allow_marker_done(&c);
 			chan_disconnect(&c, true);
 			chan_state(&c, "disconnected");
-			c.next_connect_ms = now_ms();
+			c.next_connect_ms = clock_wall_ms();
 			continue;
 		}
 		if (c.push != NULL && !c.need_ae && now >= c.next_verify_ms)
@@ -1559,19 +1550,19 @@ run_rolling(const struct conf *conf, struct store *st, const char *name, bool al
 		if (chan_save_every(&c, false, SAVE_IDLE_MS, &err) < 0)
 			chan_save_failed(&c, "", &err);
 		status_write(&c, false);
-		if (c.push != NULL && chan_heartbeat_due(&c, now_ms()) == 0 &&
+		if (c.push != NULL && chan_heartbeat_due(&c, clock_wall_ms()) == 0 &&
 		    chan_heartbeat(&c, &err) < 0) {
 			chan_fail(&c, &err);
 			continue;
 		}
 		timeout = STATUS_EVERY_MS;
 		if (c.push != NULL) {
-			uint64_t w = chan_heartbeat_due(&c, now_ms());
+			uint64_t w = chan_heartbeat_due(&c, clock_wall_ms());
 			if (w < (uint64_t)timeout)
 				timeout = (int)w;
 		}
 		if (c.dirty) {
-			uint64_t due = c.last_save_ms + SAVE_IDLE_MS, t = now_ms();
+			uint64_t due = c.last_save_ms + SAVE_IDLE_MS, t = clock_wall_ms();
 			if (due < c.next_save_ms)
 				due = c.next_save_ms;   /* backing off after a failed save */
 			if (due <= t)
@@ -1686,7 +1677,7 @@ drain_channel(const struct conf *conf, struct store *st, const char *name, uint6
 	}
 	c.allow_deletes = allow_deletes;
 	c.parking = true;
-	if (chan_lock(&c, (int64_t)(deadline - now_ms()), &err) < 0) {
+	if (chan_lock(&c, (int64_t)(deadline - clock_wall_ms()), &err) < 0) {
 		log_error("drain: %s", err.msg);
 		chan_close(&c);
 		return EXIT_UNAVAILABLE;
@@ -1696,11 +1687,11 @@ drain_channel(const struct conf *conf, struct store *st, const char *name, uint6
 			(unsigned long long)c.acked.seg, (unsigned long long)c.acked.off);
 		rc = drain_parked(&c, name, 0);
 	}
-	while (rc == EXIT_UNAVAILABLE && now_ms() < deadline && !quit_requested()) {
+	while (rc == EXIT_UNAVAILABLE && clock_wall_ms() < deadline && !quit_requested()) {
 		struct synclog_pos end;
 
 		if (c.push == NULL) {
-			if (now_ms() < c.next_connect_ms) {
+			if (clock_wall_ms() < c.next_connect_ms) {
 				struct timespec ts = { 0, 20 * 1000 * 1000 };
 				nanosleep(&ts, NULL);
 				continue;
@@ -1784,7 +1775,7 @@ run_drain(const struct conf *conf, const char *root, const char *only, int64_t t
 	char **names = syncchan_names(conf, &n);
 	pid_t *pids;
 	int worst = 0;
-	uint64_t deadline = now_ms() + (uint64_t)timeout_s * 1000;
+	uint64_t deadline = clock_wall_ms() + (uint64_t)timeout_s * 1000;
 
 	if (only != NULL) {
 		conf_list_free(names);

@@ -50,9 +50,9 @@
 #include "store/store.h"
 #include "svc/svctls.h"
 #include "sync/syncapply.h"
-#include "sync/syncstat.h"
 #include "sync/syncchan.h"
 #include "sync/syncsess.h"
+#include "sync/syncstat.h"
 
 #define SYNCD_IDLE_MS (5 * 60 * 1000)
 #define SYNCD_IO_MS (5 * 60 * 1000)
@@ -215,15 +215,6 @@ struct syncd_conn {
 	uint64_t seen_changes;       /* applied + uploads at the last look */
 };
 
-static int64_t
-syncd_wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* The incoming side of replication, for castorctl status on a replica:
  * run/sync-in-<CHANNEL>.status (key=value lines, syncstat's format),
  * rewritten at most once a second while changes arrive, and at the end
@@ -244,7 +235,7 @@ syncd_incoming_status(struct syncd_conn *sc, bool ended)
 	syncapply_stats(sc->app, &st);
 	if (st.applied + st.uploads != sc->seen_changes) {
 		sc->seen_changes = st.applied + st.uploads;
-		sc->last_change_ms = syncd_wall_ms();
+		sc->last_change_ms = (int64_t)clock_wall_ms();
 	}
 	if (!ended && sc->status_ms != 0 && now - sc->status_ms < 1000)
 		return;
@@ -259,7 +250,7 @@ syncd_incoming_status(struct syncd_conn *sc, bool ended)
 		(long long)sc->last_change_ms, (unsigned long long)st.applied,
 		(unsigned long long)st.records, (unsigned long long)st.uploads,
 		(unsigned long long)st.refused, (unsigned long long)st.conflicts,
-		(long long)syncd_wall_ms());
+		(long long)(int64_t)clock_wall_ms());
 	if (syncstat_status_write(store_root(syncd_store), name, buf_cstr(&t), &err) < 0)
 		log_debug("incoming status not written error=%s", log_q(err.msg));
 	buf_free(&t);
@@ -350,7 +341,7 @@ syncd_handle(struct service_conn *c)
 	}
 	sc->sess = syncsess_new(cn, true, &syncd_preauth_lim);
 	sc->peer = c->peer;
-	sc->started_ms = syncd_wall_ms();
+	sc->started_ms = (int64_t)clock_wall_ms();
 	o = syncd_dl;
 	o.servername = syncd_servername;
 	o.authname = syncd_authname;

@@ -75,15 +75,6 @@ hook_find(const struct store *st)
 	return NULL;
 }
 
-static uint64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 void
 synchook_failed_marker(const char *root, struct buf *out)
 {
@@ -101,7 +92,7 @@ mark_failed(struct synchook *h)
 	synchook_failed_marker(h->root, &p);
 	fd = open(buf_cstr(&p), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd >= 0) {
-		int n = snprintf(line, sizeof(line), "%llu\n", (unsigned long long)now_ms());
+		int n = snprintf(line, sizeof(line), "%llu\n", (unsigned long long)clock_wall_ms());
 		if (write_all(fd, line, (size_t)n) < 0)
 			log_warn("cannot write path=%s", log_q(buf_cstr(&p)));
 		close(fd);
@@ -293,7 +284,7 @@ ack_state(struct synchook *h, size_t i, uint64_t now, struct synclog_pos *pos_r,
 static int
 acked(struct synchook *h, bool *live_r)
 {
-	uint64_t now = now_ms();
+	uint64_t now = clock_wall_ms();
 
 	*live_r = false;
 	h->silent = false;
@@ -318,7 +309,7 @@ acked(struct synchook *h, bool *live_r)
 static bool
 semisync_live(struct synchook *h)
 {
-	uint64_t now = now_ms();
+	uint64_t now = clock_wall_ms();
 
 	for (size_t i = 0; i < h->nchans; i++) {
 		struct synclog_pos pos;
@@ -365,7 +356,7 @@ set_degraded(struct synchook *h, bool on, const char *why)
 	if (on) {
 		fd = open(buf_cstr(&p), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 		if (fd >= 0) {
-			n = snprintf(line, sizeof(line), "%llu %s\n", (unsigned long long)now_ms(), why);
+			n = snprintf(line, sizeof(line), "%llu %s\n", (unsigned long long)clock_wall_ms(), why);
 			if (n > 0 && write_all(fd, line, (size_t)n) < 0)
 				log_warn("cannot write path=%s", log_q(buf_cstr(&p)));
 			close(fd);

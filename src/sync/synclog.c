@@ -82,6 +82,7 @@
 #include "sync/synclog.h"
 
 #include "lib/atomicfile.h"
+#include "lib/bigend.h"
 #include "lib/buf.h"
 #include "lib/clock.h"
 #include "lib/crc32c.h"
@@ -122,58 +123,6 @@
 
 /* ------------------------------------------------------------------ */
 /* Small helpers                                                       */
-
-static void
-put16(unsigned char *p, uint16_t v)
-{
-	p[0] = (unsigned char)(v >> 8);
-	p[1] = (unsigned char)v;
-}
-
-static void
-put32(unsigned char *p, uint32_t v)
-{
-	for (int i = 3; i >= 0; i--, v >>= 8)
-		p[i] = (unsigned char)v;
-}
-
-static void
-put64(unsigned char *p, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--, v >>= 8)
-		p[i] = (unsigned char)v;
-}
-
-static uint16_t
-get16(const unsigned char *p)
-{
-	return (uint16_t)((p[0] << 8) | p[1]);
-}
-
-static uint32_t
-get32(const unsigned char *p)
-{
-	return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
-
-static uint64_t
-get64(const unsigned char *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < 8; i++)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-static uint64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static const char *const type_names[] = {
 	NULL, "USER", "MAILBOX", "SEEN", "SUB", "UNUSER", "PASSWORD", "QUOTA", "SIEVE",
@@ -327,11 +276,11 @@ read_header(int fd, uint64_t seg, uint64_t *id_r)
 	while (r < 0 && errno == EINTR);
 	if (r != (ssize_t)sizeof(h))
 		return 0;
-	if (memcmp(h, SEG_MAGIC, 4) != 0 || get16(h + 4) != SEG_VERSION ||
-	    get16(h + 6) != SYNCLOG_SEGMENT_HEADER || get64(h + 8) != seg ||
-	    get32(h + 36) != crc32c(0, h, 36))
+	if (memcmp(h, SEG_MAGIC, 4) != 0 || bigend_get16(h + 4) != SEG_VERSION ||
+	    bigend_get16(h + 6) != SYNCLOG_SEGMENT_HEADER || bigend_get64(h + 8) != seg ||
+	    bigend_get32(h + 36) != crc32c(0, h, 36))
 		return 0;
-	*id_r = get64(h + 16);
+	*id_r = bigend_get64(h + 16);
 	return 1;
 }
 
@@ -408,7 +357,7 @@ random_id(void)
 	uint64_t id = 0;
 
 	if (getrandom(&id, sizeof(id), 0) != (ssize_t)sizeof(id))
-		id = now_ms() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)&id;
+		id = clock_wall_ms() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)&id;
 	return id ? id : 1;
 }
 
@@ -423,12 +372,12 @@ create_segment(const char *dir, uint64_t seg, uint64_t log_id, struct err *err)
 
 	memset(h, 0, sizeof(h));
 	memcpy(h, SEG_MAGIC, 4);
-	put16(h + 4, SEG_VERSION);
-	put16(h + 6, SYNCLOG_SEGMENT_HEADER);
-	put64(h + 8, seg);
-	put64(h + 16, log_id);
-	put64(h + 24, now_ms());
-	put32(h + 36, crc32c(0, h, 36));
+	bigend_put16(h + 4, SEG_VERSION);
+	bigend_put16(h + 6, SYNCLOG_SEGMENT_HEADER);
+	bigend_put64(h + 8, seg);
+	bigend_put64(h + 16, log_id);
+	bigend_put64(h + 24, clock_wall_ms());
+	bigend_put32(h + 36, crc32c(0, h, 36));
 
 	snprintf(tmp, sizeof(tmp), "%s/.tmp.%ld.%016" PRIx64, dir, (long)getpid(), seg);
 	seg_path(dir, seg, path, sizeof(path));
@@ -587,7 +536,7 @@ encode_record(unsigned char *rec, unsigned type, const char *user, const char *u
 		return err_set(err, ERR_INVALID, "sync log: MAILBOX record without uniqueid");
 	*p++ = PAYLOAD_VERSION;
 	*p++ = (unsigned char)type;
-	put64(p, now_ms());
+	bigend_put64(p, clock_wall_ms());
 	p += 8;
 	*p++ = (unsigned char)ulen;
 	memcpy(p, user, ulen);
@@ -601,10 +550,10 @@ encode_record(unsigned char *rec, unsigned type, const char *user, const char *u
 	}
 	len = (uint32_t)(p - rec - REC_HDR);
 	memcpy(rec, REC_MAGIC, 4);
-	put32(rec + 4, len);
+	bigend_put32(rec + 4, len);
 	crc = crc32c(0, rec, 8);
 	crc = crc32c(crc, rec + REC_HDR, len);
-	put32(rec + 8, crc);
+	bigend_put32(rec + 8, crc);
 	return (int)(REC_HDR + len);
 }
 
@@ -954,7 +903,7 @@ decode_payload(const unsigned char *p, uint32_t len, struct synclog_record *rec)
 		if (!hex_ok(p[12 + ulen + i]))
 			return false;
 	rec->type = p[1];
-	rec->time_ms = get64(p + 2);
+	rec->time_ms = bigend_get64(p + 2);
 	memcpy(rec->user, p + 11, ulen);
 	rec->user[ulen] = '\0';
 	memcpy(rec->uniqueid, p + 12 + ulen, klen);
@@ -975,14 +924,14 @@ parse_one(const unsigned char *p, size_t avail, struct synclog_record *rec, size
 		return P_BAD;
 	if (avail < REC_HDR)
 		return P_INCOMPLETE;
-	len = get32(p + 4);
+	len = bigend_get32(p + 4);
 	if (len < PAYLOAD_MIN || len > PAYLOAD_MAX)
 		return P_BAD;
 	if (avail < REC_HDR + (size_t)len)
 		return P_INCOMPLETE;
 	crc = crc32c(0, p, 8);
 	crc = crc32c(crc, p + REC_HDR, len);
-	if (crc != get32(p + 8))
+	if (crc != bigend_get32(p + 8))
 		return P_BAD;
 	*reclen_r = REC_HDR + (size_t)len;
 	return decode_payload(p + REC_HDR, len, rec) ? P_VALID : P_SKIP;

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "lib/atomicfile.h"
+#include "lib/bigend.h"
 #include "lib/crc32c.h"
 #include "lib/str.h"
 
@@ -47,36 +48,6 @@ void
 syncstat_pos_format(const struct synclog_pos *pos, char *out, size_t size)
 {
 	snprintf(out, size, "%" PRIu64 ":%" PRIu64, pos->seg, pos->off);
-}
-
-static void
-put64(unsigned char *p, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--, v >>= 8)
-		p[i] = (unsigned char)v;
-}
-
-static uint64_t
-get64(const unsigned char *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < 8; i++)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-static void
-put32(unsigned char *p, uint32_t v)
-{
-	for (int i = 3; i >= 0; i--, v >>= 8)
-		p[i] = (unsigned char)v;
-}
-
-static uint32_t
-get32(const unsigned char *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
 int
@@ -114,15 +85,15 @@ syncstat_ack_write_heard(int fd, const struct synclog_pos *pos, uint64_t log_id,
 
 	memset(b, 0, sizeof(b));
 	memcpy(b, ACK_MAGIC, 4);
-	put32(b + 4, live ? 1u : 0u);
-	put64(b + 8, pos->seg);
-	put64(b + 16, pos->off);
-	put64(b + 24, log_id);
-	put32(b + 32, (uint32_t)getpid());
-	put32(b + 36, crc32c(0, b, 36));
-	put64(b + 40, heard_ms);
-	put32(b + 48, dead_ms);
-	put32(b + 52, crc32c(0, b, 52));
+	bigend_put32(b + 4, live ? 1u : 0u);
+	bigend_put64(b + 8, pos->seg);
+	bigend_put64(b + 16, pos->off);
+	bigend_put64(b + 24, log_id);
+	bigend_put32(b + 32, (uint32_t)getpid());
+	bigend_put32(b + 36, crc32c(0, b, 36));
+	bigend_put64(b + 40, heard_ms);
+	bigend_put32(b + 48, dead_ms);
+	bigend_put32(b + 52, crc32c(0, b, 52));
 	return pwrite(fd, b, sizeof(b), 0) == (ssize_t)sizeof(b) ? 0 : -1;
 }
 
@@ -152,22 +123,22 @@ syncstat_ack_read_heard(int fd, struct synclog_pos *pos, uint64_t *log_id, bool 
 			return 0;
 		if (memcmp(b, ACK_MAGIC, 4) != 0)
 			return 0;
-		if (get32(b + 36) != crc32c(0, b, 36))
+		if (bigend_get32(b + 36) != crc32c(0, b, 36))
 			continue;   /* torn: a write was in progress */
 		*heard_ms = 0;
 		*dead_ms = 0;
 		if (n == ACK_SIZE) {
-			if (get32(b + 52) != crc32c(0, b, 52))
+			if (bigend_get32(b + 52) != crc32c(0, b, 52))
 				continue;
-			*heard_ms = get64(b + 40);
-			*dead_ms = get32(b + 48);
+			*heard_ms = bigend_get64(b + 40);
+			*dead_ms = bigend_get32(b + 48);
 		}
-		*live = (get32(b + 4) & 1u) != 0;
-		if (*live && get32(b + 32) != 0 && kill((pid_t)get32(b + 32), 0) < 0 && errno == ESRCH)
+		*live = (bigend_get32(b + 4) & 1u) != 0;
+		if (*live && bigend_get32(b + 32) != 0 && kill((pid_t)bigend_get32(b + 32), 0) < 0 && errno == ESRCH)
 			*live = false;   /* its client died without saying so */
-		pos->seg = get64(b + 8);
-		pos->off = get64(b + 16);
-		*log_id = get64(b + 24);
+		pos->seg = bigend_get64(b + 8);
+		pos->off = bigend_get64(b + 16);
+		*log_id = bigend_get64(b + 24);
 		return 1;
 	}
 	return 0;
