@@ -311,3 +311,23 @@ def test_multiappend_reaches_replica(procs, tmp_path):
     # and the replica refuses to take one itself
     _, t = rc.cmd(b"APPEND INBOX " + lit(M1) + b" " + lit(M2))
     assert b" NO [READ-ONLY] " in t, t
+
+
+def test_multiappend_not_confirmed_is_undone_whole(procs, tmp_path):
+    """Strict semisync with a replica that confirms nothing: every message
+    of the MULTIAPPEND is taken back and the answer is NO [UNAVAILABLE]."""
+    import signal
+    from test_replication_strict import seed, strict_pair
+    m, r = strict_pair(procs, tmp_path, timeout="500ms")
+    seed(m, r)
+    r.stop_group(signal.SIGSTOP)
+    try:
+        c = Raw(m.imap_port, timeout=30 * SLOW)
+        c.ok('LOGIN ann "pw"')
+        before = messages(c, "INBOX")
+        _, t = c.cmd(b"APPEND INBOX " + lit(M1) + b" " + lit(M2) + b" " + lit(M3))
+        assert t.startswith(f"t{c.n} NO [UNAVAILABLE] Not stored: ".encode()), t
+        assert messages(c, "INBOX") == before
+        assert "append not confirmed, undone user=ann uid=4 count=3" in m.log(), m.log()[-3000:]
+    finally:
+        r.stop_group(signal.SIGCONT)
