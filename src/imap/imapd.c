@@ -602,6 +602,17 @@ imapd_deadline_bye(struct imap_session *s, const char *phase)
  * over IMAP_APPEND_STREAM_MIN, or any once the buffer holds
  * IMAP_APPEND_MEM_MAX (MULTIAPPEND), but not a CATENATE TEXT part.
  * 1 streamed, 0 not possible (read it as usual), -1 connection lost. */
+static bool
+imapd_stream_wanted(const struct imap_session *s, uint64_t n)
+{
+	uint64_t mem_max = imap_cfg.appendlimit < IMAP_APPEND_MEM_MAX ? imap_cfg.appendlimit :
+		IMAP_APPEND_MEM_MAX;
+
+	return s->u != NULL && s->append_ntmp < IMAP_APPEND_TMP_MAX &&
+	       (n >= IMAP_APPEND_STREAM_MIN || s->cmdbuf.len + n > mem_max) &&
+	       !imap_parse_is_cat_text(s->cmdbuf.data, s->cmdbuf.len);
+}
+
 static int
 imapd_stream_literal(struct imap_session *s, uint64_t n)
 {
@@ -609,9 +620,7 @@ imapd_stream_literal(struct imap_session *s, uint64_t n)
 	struct store_blob_tmp *t = NULL;
 	char *brace;
 
-	if (s->u == NULL || s->append_ntmp >= IMAP_APPEND_TMP_MAX ||
-	    (n < IMAP_APPEND_STREAM_MIN && s->cmdbuf.len + n <= IMAP_APPEND_MEM_MAX) ||
-	    imap_parse_is_cat_text(s->cmdbuf.data, s->cmdbuf.len))
+	if (!imapd_stream_wanted(s, n))
 		return 0;
 	brace = memrchr(s->cmdbuf.data, '{', s->cmdbuf.len);
 	if (brace == NULL)
@@ -692,7 +701,8 @@ imapd_read_command(struct imap_session *s)
 		}
 		limit = is_append ? imap_cfg.appendlimit : maxl;
 		total_limit = is_append ? imap_cfg.appendlimit + maxl : maxl;
-		if (n > limit || s->cmdbuf.len + n > total_limit) {
+		if (n > limit ||
+		    (s->cmdbuf.len + n > total_limit && !(is_append && imapd_stream_wanted(s, n)))) {
 			imapd_untagged_reply(s, tag, "NO", "TOOBIG",
 				is_append ? "Message too large" : "Literal too large");
 			buf_reset(&s->cmdbuf);
@@ -726,6 +736,14 @@ imapd_read_command(struct imap_session *s)
 			return IMAPD_READ_FAIL;
 		if (rc > 0)
 			continue;
+		if (s->cmdbuf.len + n > total_limit) {
+			/* meant for a file that could not be opened: not held either */
+			imapd_untagged_reply(s, tag, "NO", "TOOBIG", "Message too large");
+			buf_reset(&s->cmdbuf);
+			if (conn_skip(s->conn, n, &err) < 0 || imapd_discard_rest(s) < 0)
+				return IMAPD_READ_FAIL;
+			return IMAPD_READ_HANDLED;
+		}
 		buf_append(&s->cmdbuf, "\r\n", 2);
 		if (conn_read_exact(s->conn, (size_t)n, &s->cmdbuf, &err) < 0) {
 			log_debug("literal read failed peer=%s error=%s", log_q(s->sc->peer),

@@ -331,3 +331,23 @@ def test_multiappend_not_confirmed_is_undone_whole(procs, tmp_path):
         assert "append not confirmed, undone user=ann uid=4 count=3" in m.log(), m.log()[-3000:]
     finally:
         r.stop_group(signal.SIGCONT)
+
+
+def test_multiappend_many_messages_under_small_appendlimit(tmp_path):
+    """Each message within the APPENDLIMIT, all of them far over it and
+    over imap_max_line: they go to files, none is refused."""
+    s = ImapServer(tmp_path, conf_extra="maxmessagesize: 10k\nimap_max_line: 16k")
+    try:
+        c = s.client()
+        c.ok("CREATE many")
+        uv = uidvalidity(c, "many")
+        msgs = [literal(f"Subject: m{i}\n\n") + b"x" * 5000 + b"\r\n" for i in range(30)]
+        _, t = c.cmd(b"APPEND many " + b" ".join(lit(m) for m in msgs))
+        assert t == f"t{c.n} OK [APPENDUID {uv} 1:30] APPEND completed".encode(), t
+        assert [body(c, "many", i) for i in (1, 17, 30)] == [msgs[0], msgs[16], msgs[29]]
+        # one over the limit still refuses the whole command
+        _, t = c.cmd(b"APPEND many " + lit(msgs[0]) + b" " + lit(b"y" * 11000))
+        assert t == f"t{c.n} NO [TOOBIG] Message too large".encode(), t
+        assert messages(c, "many") == 30
+    finally:
+        s.stop()
