@@ -245,6 +245,13 @@ def test_binary_fetch(c):
     assert (u, t) == ([], f"t{c.n} NO [UNKNOWN-CTE] Cannot decode the content transfer encoding".encode())
     u, t = c.cmd("FETCH 1 BINARY.SIZE[3]")
     assert t.startswith(f"t{c.n} NO [UNKNOWN-CTE] ".encode())
+    # a single-part message: part 1 is its body, decoded by its own header
+    one = literal("Subject: single\nContent-Transfer-Encoding: base64\n\nAAECAw==\n")
+    c.cmd(f"APPEND {c.box} ".encode() + lit(one))
+    c.ok("NOOP")
+    u, t = c.ok("FETCH 2 (BINARY.SIZE[1] BINARY.PEEK[1] BINARY.SIZE[])")
+    assert u == [b"* 2 FETCH (BINARY.SIZE[1] 4 BINARY[1] ~{4}\r\n\x00\x01\x02\x03 BINARY.SIZE[] %d)"
+                 % len(one)]
     # grammar: a BINARY section is part numbers only
     c.bad("FETCH 1 BINARY[1.TEXT]")
     c.bad("FETCH 1 BINARY.SIZE[1]<0.5>")
