@@ -6,7 +6,8 @@
  * follow as the literal and reading goes on with the next line.  Each
  * assembled command is parsed; an accepted one is checked against the
  * parser's promises (sequence sets resolve into sorted disjoint ranges
- * within bounds, an APPEND message points into the input, mailbox names
+ * within bounds, an APPEND message or CATENATE TEXT part points into the
+ * input (MULTIAPPEND: each of them), mailbox names
  * survive a modified UTF-7 round trip when they decode). */
 #include <stdint.h>
 #include <stdlib.h>
@@ -77,7 +78,21 @@ check_cmd(const struct imap_cmd *c, const char *buf, size_t len)
 		check_name(&c->u.copy.mailbox);
 		break;
 	case IMAP_CMD_APPEND:
-		CHECK(c->u.append.data >= buf && c->u.append.data + c->u.append.len <= buf + len);
+		CHECK(c->u.append.nmsgs >= 1 && c->u.append.nmsgs <= IMAP_APPEND_MAX_MSGS);
+		for (size_t i = 0; i < c->u.append.nmsgs; i++) {
+			const struct imap_append_msg *m = &c->u.append.msgs[i];
+
+			if (m->parts == NULL) {
+				CHECK(m->data >= buf && m->data + m->len <= buf + len);
+				continue;
+			}
+			CHECK(m->nparts >= 1 && m->nparts <= IMAP_CATENATE_MAX_PARTS);
+			for (size_t k = 0; k < m->nparts; k++) {
+				CHECK(m->parts[k].s.s != NULL);
+				if (!m->parts[k].url)   /* TEXT literals point into the input */
+					CHECK(m->parts[k].s.s >= buf && m->parts[k].s.s + m->parts[k].s.len <= buf + len);
+			}
+		}
 		check_name(&c->u.append.mailbox);
 		break;
 	case IMAP_CMD_SELECT:
@@ -137,6 +152,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 			imap_parse_peek_tag(cmd.data ? cmd.data : "", cmd.len, tag, sizeof(tag));
 			(void)imap_parse_is_append(cmd.data ? cmd.data : "", cmd.len);
+			(void)imap_parse_is_cat_text(cmd.data ? cmd.data : "", cmd.len);
+			{
+				struct imap_arena a = { 0 };
+				struct imap_fetch_att att;
+
+				/* CATENATE URL sections go through this */
+				(void)imap_parse_section(cmd.data ? cmd.data : "", cmd.len, &a, &att);
+				imap_arena_free(&a);
+			}
 			if (imap_parse_command(cmd.data ? cmd.data : "", cmd.len, &c, &err) == 0)
 				check_cmd(&c, cmd.data, cmd.len);
 			else

@@ -11,6 +11,13 @@
  * from the mapped body.  Only when a record lacks those (the MIME code
  * was unavailable at append) is the message parsed here.
  *
+ * BINARY[part]<partial>, BINARY.PEEK and BINARY.SIZE (RFC 3516) are the
+ * same byte range as BODY[part] with its Content-Transfer-Encoding undone
+ * (base64 and quoted-printable; 7bit, 8bit and binary as they are; a
+ * multipart or message part, or the whole message, as stored).  Any
+ * other encoding fails the FETCH with NO [UNKNOWN-CTE] before that
+ * message's response; content with a NUL goes out as a literal8 ~{n}.
+ *
  * \Seen: a non-PEEK body item on a read-write mailbox sets \Seen first
  * (one store transaction for the whole set) and the FETCH responses of
  * those messages then carry FLAGS as well.
@@ -21,7 +28,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "lib/base64.h"
 #include "lib/log.h"
+#include "lib/qp.h"
 #include "lib/str.h"
 #include "lib/xalloc.h"
 #include "store/imapenv.h"
@@ -158,6 +167,8 @@ imap_att_needs_record(const struct imap_fetch_att *a)
 	case IMAP_FA_RFC822:
 	case IMAP_FA_RFC822_HEADER:
 	case IMAP_FA_RFC822_TEXT:
+	case IMAP_FA_BINARY:
+	case IMAP_FA_BINARY_SIZE:
 		return true;
 	default:
 		return false;
@@ -176,7 +187,91 @@ static bool
 imap_att_sets_seen(const struct imap_fetch_att *a)
 {
 	return a->kind == IMAP_FA_RFC822 || a->kind == IMAP_FA_RFC822_TEXT ||
-	       (a->kind == IMAP_FA_SECTION && !a->peek);
+	       ((a->kind == IMAP_FA_SECTION || a->kind == IMAP_FA_BINARY) && !a->peek);
+}
+
+/* Does the item read the message body (and its part tree)? */
+static bool
+imap_att_needs_body(enum imap_fatt_kind kind)
+{
+	return kind == IMAP_FA_SECTION || kind == IMAP_FA_RFC822 || kind == IMAP_FA_RFC822_HEADER ||
+	       kind == IMAP_FA_RFC822_TEXT || kind == IMAP_FA_BINARY || kind == IMAP_FA_BINARY_SIZE;
+}
+
+enum imap_cte { IMAP_CTE_NONE, IMAP_CTE_BASE64, IMAP_CTE_QP, IMAP_CTE_UNKNOWN };
+
+/* The transfer encoding BINARY[path] must undo (tree loaded); *range
+ * the part's body, or false when there is no such part. */
+static bool
+imap_binary_cte(struct imap_fmsg *m, const struct imap_fetch_att *a, struct mime_range *range,
+	enum imap_cte *cte)
+{
+	const struct mime_part *pt;
+	const char *hdr;
+	size_t hlen, pos = 0;
+	struct mime_field f;
+
+	*cte = IMAP_CTE_NONE;
+	if (mime_section(&m->tree, a->path, a->npath, MIME_SEC_BODY, range) < 0 ||
+	    range->off > m->blob.len || range->len > m->blob.len - range->off)
+		return false;
+	if (a->npath == 0 || range->part >= m->tree.nparts)
+		return true;
+	pt = &m->tree.parts[range->part];
+	if (pt->kind != MIME_KIND_LEAF || pt->body_start < pt->hdr_start || pt->body_start > m->blob.len)
+		return true;
+	hdr = m->blob.data + pt->hdr_start;
+	hlen = pt->body_start - pt->hdr_start;
+	while (mime_header_next(hdr, hlen, &pos, &f)) {
+		size_t off = f.value_off, n = f.value_len;
+
+		if (f.name_len != 25 || strncasecmp(hdr + f.name_off, "Content-Transfer-Encoding", 25) != 0)
+			continue;
+		while (n > 0 && (hdr[off] == ' ' || hdr[off] == '\t' || hdr[off] == '\r' || hdr[off] == '\n')) {
+			off++;
+			n--;
+		}
+		while (n > 0 && (hdr[off + n - 1] == ' ' || hdr[off + n - 1] == '\t' ||
+		       hdr[off + n - 1] == '\r' || hdr[off + n - 1] == '\n'))
+			n--;
+		if (n == 6 && strncasecmp(hdr + off, "base64", 6) == 0)
+			*cte = IMAP_CTE_BASE64;
+		else if (n == 16 && strncasecmp(hdr + off, "quoted-printable", 16) == 0)
+			*cte = IMAP_CTE_QP;
+		else if (!((n == 4 && (strncasecmp(hdr + off, "7bit", 4) == 0 ||
+		                       strncasecmp(hdr + off, "8bit", 4) == 0)) ||
+		           (n == 6 && strncasecmp(hdr + off, "binary", 6) == 0) || n == 0))
+			*cte = IMAP_CTE_UNKNOWN;
+		break;
+	}
+	return true;
+}
+
+/* The decoded octets of a BINARY item: *p, *len (into the blob or
+ * scratch), before any partial. */
+static void
+imap_fetch_binary(struct imap_fmsg *m, const struct imap_fetch_att *a, const char **p,
+	size_t *len, struct buf *scratch)
+{
+	struct mime_range range;
+	enum imap_cte cte;
+
+	*p = "";
+	*len = 0;
+	if (!imap_binary_cte(m, a, &range, &cte))
+		return;
+	if (cte == IMAP_CTE_NONE || cte == IMAP_CTE_UNKNOWN) {
+		*p = m->blob.data + range.off;
+		*len = range.len;
+		return;
+	}
+	buf_reset(scratch);
+	if (cte == IMAP_CTE_BASE64)
+		base64_decode_mime(scratch, m->blob.data + range.off, range.len);
+	else
+		qp_decode(scratch, m->blob.data + range.off, range.len);
+	*p = scratch->data != NULL ? scratch->data : "";
+	*len = scratch->len;
 }
 
 /* The bytes of a body item: p_r, len_r (into the blob or into scratch). */
@@ -264,6 +359,7 @@ struct imap_fetch_ctx {
 	struct buf out;
 	struct buf scratch;
 	unsigned failed;
+	unsigned unknown_cte;   /* BINARY of a part in an encoding we cannot undo */
 };
 
 /* Send everything out holds, then empty it. */
@@ -304,13 +400,24 @@ imap_fetch_one(struct imap_fetch_ctx *fc, size_t i, bool add_flags,
 	for (size_t k = 0; k < f->natts; k++) {
 		enum imap_fatt_kind kind = f->atts[k].kind;
 
-		if ((kind == IMAP_FA_SECTION || kind == IMAP_FA_RFC822 || kind == IMAP_FA_RFC822_HEADER ||
-		     kind == IMAP_FA_RFC822_TEXT) && imap_fmsg_tree(s, &m, r, &err) < 0) {
+		if (imap_att_needs_body(kind) && imap_fmsg_tree(s, &m, r, &err) < 0) {
 			log_warn("fetch: message body unavailable user=%s uid=%u error=%s", log_q(s->user),
 				r->uid, log_q(err.msg));
 			fc->failed++;
 			imap_fmsg_free(&m);
 			return;
+		}
+		if (kind == IMAP_FA_BINARY || kind == IMAP_FA_BINARY_SIZE) {
+			struct mime_range range;
+			enum imap_cte cte;
+
+			if (imap_binary_cte(&m, &f->atts[k], &range, &cte) && cte == IMAP_CTE_UNKNOWN) {
+				log_debug("fetch: unknown transfer encoding user=%s uid=%u item=%s",
+					log_q(s->user), r->uid, f->atts[k].name);
+				fc->unknown_cte++;
+				imap_fmsg_free(&m);
+				return;
+			}
 		}
 	}
 
@@ -357,20 +464,42 @@ imap_fetch_one(struct imap_fetch_ctx *fc, size_t i, bool add_flags,
 			buf_puts(&fc->out, v != NULL ? v : "NIL");
 			break;
 		}
+		case IMAP_FA_BINARY_SIZE: {
+			const char *p;
+			size_t len;
+
+			imap_fetch_binary(&m, a, &p, &len, &fc->scratch);
+			buf_printf(&fc->out, "%s %zu", a->name, len);
+			break;
+		}
 		case IMAP_FA_RFC822:
 		case IMAP_FA_RFC822_HEADER:
 		case IMAP_FA_RFC822_TEXT:
+		case IMAP_FA_BINARY:
 		case IMAP_FA_SECTION: {
 			const char *p = "";
 			size_t len = 0;
 
-			imap_fetch_section(s, &m, r, a, &p, &len, &fc->scratch, &err);
+			if (a->kind == IMAP_FA_BINARY) {
+				imap_fetch_binary(&m, a, &p, &len, &fc->scratch);
+				if (a->partial) {
+					size_t off = a->p_off < len ? a->p_off : len;
+
+					p += off;
+					len -= off;
+					if (len > a->p_len)
+						len = a->p_len;
+				}
+			} else {
+				imap_fetch_section(s, &m, r, a, &p, &len, &fc->scratch, &err);
+			}
 			buf_puts(&fc->out, a->name);
 			if (len == 0) {
 				buf_puts(&fc->out, " \"\"");
 				break;
 			}
-			buf_printf(&fc->out, " {%zu}\r\n", len);
+			buf_printf(&fc->out, " %s{%zu}\r\n",
+				a->kind == IMAP_FA_BINARY && memchr(p, '\0', len) != NULL ? "~" : "", len);
 			if (len < 4096) {
 				buf_append(&fc->out, p, len);
 			} else {
@@ -548,8 +677,7 @@ imap_cmd_fetch(struct imap_session *s, struct imap_cmd *c)
 			need_meta = true;
 		if (imap_att_sets_seen(a))
 			set_seen = true;
-		if (a->kind == IMAP_FA_SECTION || a->kind == IMAP_FA_RFC822 ||
-		    a->kind == IMAP_FA_RFC822_HEADER || a->kind == IMAP_FA_RFC822_TEXT)
+		if (imap_att_needs_body(a->kind))
 			with_parts = true;
 		if (a->kind == IMAP_FA_UID)
 			fc.auto_uid = false;
@@ -640,7 +768,9 @@ imap_cmd_fetch(struct imap_session *s, struct imap_cmd *c)
 		for (size_t i = 0; i < s->sel.snap->n; i++)
 			if (extra[i])
 				imap_sel_send_flags(s, i, c->uid);
-	if (fc.failed > 0)
+	if (fc.unknown_cte > 0)
+		imap_tagged(s, "NO", "UNKNOWN-CTE", "Cannot decode the content transfer encoding");
+	else if (fc.failed > 0)
 		imap_tagged(s, "NO", "EXPUNGEISSUED", "Some messages could not be fetched (%u)",
 			fc.failed);
 	else

@@ -1160,6 +1160,71 @@ partial:
 	return 0;
 }
 
+/* BINARY[part]<partial>, BINARY.PEEK[part]<partial>, BINARY.SIZE[part]
+ * (RFC 3516; section-binary = "[" [section-part] "]").  0 parsed, -1
+ * error, 1 not a BINARY item. */
+static int
+imap_p_binary_att(struct imap_p *p, struct imap_fetch_att *a)
+{
+	struct imap_vec path = { NULL, 0, 0, sizeof(uint32_t) };
+	struct imap_vec name = { NULL, 0, 0, 1 };
+	const char *echo;
+
+	if (imap_p_word(p, "BINARY.PEEK")) {
+		a->kind = IMAP_FA_BINARY;
+		a->peek = true;
+		echo = "BINARY[";
+	} else if (imap_p_word(p, "BINARY.SIZE")) {
+		a->kind = IMAP_FA_BINARY_SIZE;
+		echo = "BINARY.SIZE[";
+	} else if (imap_p_word(p, "BINARY")) {
+		a->kind = IMAP_FA_BINARY;
+		echo = "BINARY[";
+	} else {
+		return 1;
+	}
+	if (imap_p_expect(p, '[') < 0)
+		return -1;
+	for (const char *e = echo; *e; e++)
+		*(char *)imap_vec_push(p->a, &name) = *e;
+	while (imap_p_peek(p) != ']') {
+		uint32_t v;
+		char tmp[16];
+		int n;
+
+		if (path.n >= IMAP_SECTION_MAX_PARTS)
+			return imap_p_fail(p, "section nested too deeply");
+		if (path.n > 0 && imap_p_expect(p, '.') < 0)
+			return -1;
+		if (imap_p_peek(p) < '1' || imap_p_peek(p) > '9' || imap_p_nznumber(p, &v) < 0)
+			return imap_p_fail(p, "bad BINARY section (part numbers only)");
+		*(uint32_t *)imap_vec_push(p->a, &path) = v;
+		n = snprintf(tmp, sizeof(tmp), "%s%u", path.n > 1 ? "." : "", v);
+		for (int i = 0; i < n; i++)
+			*(char *)imap_vec_push(p->a, &name) = tmp[i];
+	}
+	p->pos++;
+	*(char *)imap_vec_push(p->a, &name) = ']';
+	a->sec = IMAP_SEC_BODY;
+	a->path = path.v;
+	a->npath = path.n;
+	if (a->kind == IMAP_FA_BINARY && imap_p_accept(p, '<')) {
+		char tmp[16];
+		int n;
+
+		if (imap_p_peek(p) < '0' || imap_p_peek(p) > '9' || imap_p_number(p, &a->p_off) < 0 ||
+		    !imap_p_accept(p, '.') || imap_p_peek(p) < '0' || imap_p_peek(p) > '9' ||
+		    imap_p_nznumber(p, &a->p_len) < 0 || !imap_p_accept(p, '>'))
+			return imap_p_fail(p, "bad partial <offset.length>");
+		a->partial = true;
+		n = snprintf(tmp, sizeof(tmp), "<%u>", a->p_off);
+		for (int i = 0; i < n; i++)
+			*(char *)imap_vec_push(p->a, &name) = tmp[i];
+	}
+	a->name = imap_vec_cstr(p->a, &name);
+	return 0;
+}
+
 static int
 imap_p_fetch_att(struct imap_p *p, struct imap_vec *atts)
 {
@@ -1190,6 +1255,12 @@ imap_p_fetch_att(struct imap_p *p, struct imap_vec *atts)
 			a->name = simple[i].word;
 			return 0;
 		}
+	}
+	if (imap_p_peek(p) == 'B' || imap_p_peek(p) == 'b') {
+		int rc = imap_p_binary_att(p, a);
+
+		if (rc <= 0)
+			return rc;
 	}
 	if (imap_p_word(p, "BODY.PEEK")) {
 		a->peek = true;
@@ -1317,34 +1388,102 @@ imap_p_store(struct imap_p *p, struct imap_store_args *s)
 	return 0;
 }
 
+/* literal / literal8 (RFC 3516 "~{n}"): a pointer into the input */
+static int
+imap_p_literal_or8(struct imap_p *p, struct imap_str *s, bool *lit8_r)
+{
+	*lit8_r = imap_p_accept(p, '~');
+	if (imap_p_peek(p) != '{')
+		return imap_p_fail(p, "expected a literal");
+	return imap_p_literal(p, s, false);
+}
+
+/* "CATENATE" SP "(" cat-part *(SP cat-part) ")" (RFC 4469);
+ * cat-part = "TEXT" SP literal / "URL" SP astring */
+static int
+imap_p_catenate(struct imap_p *p, struct imap_append_msg *m)
+{
+	struct imap_vec parts = { NULL, 0, 0, sizeof(struct imap_cat_part) };
+
+	if (imap_p_sp(p) < 0 || imap_p_expect(p, '(') < 0)
+		return -1;
+	do {
+		struct imap_cat_part *cp;
+		bool lit8;
+
+		if (parts.n >= IMAP_CATENATE_MAX_PARTS)
+			return imap_p_fail(p, "too many CATENATE parts");
+		cp = imap_vec_push(p->a, &parts);
+		if (imap_p_word(p, "TEXT")) {
+			if (imap_p_sp(p) < 0 || imap_p_literal_or8(p, &cp->s, &lit8) < 0)
+				return -1;
+		} else if (imap_p_word(p, "URL")) {
+			cp->url = true;
+			if (imap_p_sp(p) < 0 || imap_p_astring(p, &cp->s) < 0)
+				return -1;
+		} else {
+			return imap_p_fail(p, "expected TEXT or URL");
+		}
+	} while (imap_p_accept(p, ' '));
+	if (imap_p_expect(p, ')') < 0)
+		return -1;
+	m->parts = parts.v;
+	m->nparts = parts.n;
+	return 0;
+}
+
+/* append = "APPEND" SP mailbox 1*(SP [flag-list SP] [date-time SP]
+ * (literal / literal8 / catenate))  (RFC 3502, 4469, 3516) */
 static int
 imap_p_append(struct imap_p *p, struct imap_append_args *ap)
 {
-	struct imap_str msg;
+	struct imap_vec msgs = { NULL, 0, 0, sizeof(struct imap_append_msg) };
 
-	if (imap_p_sp(p) < 0 || imap_p_astring(p, &ap->mailbox) < 0 || imap_p_sp(p) < 0)
+	if (imap_p_sp(p) < 0 || imap_p_astring(p, &ap->mailbox) < 0)
 		return -1;
-	if (imap_p_peek(p) == '(') {
-		if (imap_p_flag_list(p, &ap->flags) < 0 || imap_p_sp(p) < 0)
-			return -1;
-	}
-	if (imap_p_peek(p) == '"') {
-		struct imap_str d;
+	while (imap_p_accept(p, ' ')) {
+		struct imap_append_msg *m;
+		struct imap_str msg;
 
-		if (imap_p_quoted(p, &d) < 0)
+		if (msgs.n >= IMAP_APPEND_MAX_MSGS)
+			return imap_p_fail(p, "too many messages in one APPEND");
+		m = imap_vec_push(p->a, &msgs);
+		if (imap_p_peek(p) == '(') {
+			if (imap_p_flag_list(p, &m->flags) < 0 || imap_p_sp(p) < 0)
+				return -1;
+		}
+		if (imap_p_peek(p) == '"') {
+			struct imap_str d;
+
+			if (imap_p_quoted(p, &d) < 0)
+				return -1;
+			if (imap_parse_datetime(d.s, d.len, &m->date) < 0)
+				return imap_p_fail(p, "bad date-time (expected \"dd-Mon-yyyy hh:mm:ss +zzzz\")");
+			m->has_date = true;
+			if (imap_p_sp(p) < 0)
+				return -1;
+		}
+		if (imap_p_word(p, "CATENATE")) {
+			if (imap_p_catenate(p, m) < 0)
+				return -1;
+			continue;
+		}
+		if (imap_p_peek(p) != '{' && imap_p_peek(p) != '~')
+			return imap_p_fail(p, "APPEND needs the message as a literal");
+		if (imap_p_literal_or8(p, &msg, &m->literal8) < 0)
 			return -1;
-		if (imap_parse_datetime(d.s, d.len, &ap->date) < 0)
-			return imap_p_fail(p, "bad date-time (expected \"dd-Mon-yyyy hh:mm:ss +zzzz\")");
-		ap->has_date = true;
-		if (imap_p_sp(p) < 0)
-			return -1;
+		m->data = msg.s;
+		m->len = msg.len;
 	}
-	if (imap_p_peek(p) != '{')
-		return imap_p_fail(p, "APPEND needs the message as a literal");
-	if (imap_p_literal(p, &msg, false) < 0)
-		return -1;
-	ap->data = msg.s;
-	ap->len = msg.len;
+	if (msgs.n == 0)
+		return imap_p_fail(p, "APPEND needs a message");
+	ap->msgs = msgs.v;
+	ap->nmsgs = msgs.n;
+	ap->flags = ap->msgs[0].flags;
+	ap->date = ap->msgs[0].date;
+	ap->has_date = ap->msgs[0].has_date;
+	ap->data = ap->msgs[0].data;
+	ap->len = ap->msgs[0].len;
 	return 0;
 }
 
@@ -1672,6 +1811,37 @@ imap_parse_is_append(const char *line, size_t len)
 }
 
 int
+imap_parse_section(const char *spec, size_t n, struct imap_arena *a, struct imap_fetch_att *att)
+{
+	struct err err;
+	struct imap_p p = { spec, n, 0, a, &err, 0, false };
+	struct imap_vec name = { NULL, 0, 0, 1 };
+
+	memset(att, 0, sizeof(*att));
+	att->kind = IMAP_FA_SECTION;
+	att->peek = true;
+	if (imap_p_section(&p, att, &name) < 0 || !imap_p_eol(&p) || att->partial)
+		return -1;
+	return 0;
+}
+
+bool
+imap_parse_is_cat_text(const char *line, size_t len)
+{
+	size_t i = len;
+
+	while (i > 0 && line[i - 1] != '{')
+		i--;
+	if (i == 0)
+		return false;
+	i--;
+	if (i > 0 && line[i - 1] == '~')
+		i--;
+	return i >= 5 && strncasecmp(line + i - 5, "TEXT ", 5) == 0 &&
+	       (i == 5 || !imap_atom_char((unsigned char)line[i - 6]));
+}
+
+int
 imap_parse_append_mailbox(const char *buf, size_t len, struct imap_arena *a,
 	struct imap_str *mailbox_r)
 {
@@ -1689,6 +1859,10 @@ imap_parse_append_mailbox(const char *buf, size_t len, struct imap_arena *a,
 		return 0;
 	if (imap_p_peek(&p) == '"' && (imap_p_quoted(&p, &d) < 0 || imap_p_sp(&p) < 0))
 		return 0;
+	if (imap_p_word(&p, "CATENATE") && (!imap_p_accept(&p, ' ') || !imap_p_accept(&p, '(') ||
+	    !imap_p_word(&p, "TEXT") || !imap_p_accept(&p, ' ')))
+		return 0;
+	imap_p_accept(&p, '~');
 	/* what is left must be the marker itself */
 	if (!imap_p_accept(&p, '{') || imap_p_number64(&p, UINT32_MAX, &n) < 0)
 		return 0;

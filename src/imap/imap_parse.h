@@ -17,7 +17,9 @@
  * (CHANGEDSINCE n [VANISHED]), STORE (UNCHANGEDSINCE n), SEARCH MODSEQ,
  * STATUS HIGHESTMODSEQ), STATUS SIZE, APPENDLIMIT, SORT and THREAD
  * (RFC 5256, DISPLAYFROM/DISPLAYTO of RFC 5957, SORT RETURN (...) of
- * ESORT, RFC 5267), GETQUOTA/GETQUOTAROOT/SETQUOTA (RFC 9208).
+ * ESORT, RFC 5267), GETQUOTA/GETQUOTAROOT/SETQUOTA (RFC 9208), MULTIAPPEND
+ * (RFC 3502), CATENATE (RFC 4469) and BINARY (RFC 3516: literal8 in APPEND,
+ * FETCH BINARY[...], BINARY.SIZE).
  *
  * Everything the result points to lives in the command's arena (or, for
  * literals, in the input buffer, which must outlive the command).
@@ -160,6 +162,8 @@ enum imap_fatt_kind {
 	IMAP_FA_RFC822_HEADER,   /* = BODY.PEEK[HEADER] */
 	IMAP_FA_RFC822_TEXT,     /* = BODY[TEXT], sets \Seen */
 	IMAP_FA_SECTION,         /* BODY[...] / BODY.PEEK[...] */
+	IMAP_FA_BINARY,          /* BINARY[part] / BINARY.PEEK[part] (RFC 3516): path, partial */
+	IMAP_FA_BINARY_SIZE,     /* BINARY.SIZE[part] */
 };
 
 enum imap_sec {
@@ -206,13 +210,37 @@ struct imap_store_args {
 	const char *flags;       /* space-separated flags as given ("\Seen $Junk") */
 };
 
+/* CATENATE (RFC 4469): a part is TEXT (a literal or literal8, pointing
+ * into the input buffer) or URL (the IMAP URL as given, copied). */
+struct imap_cat_part {
+	bool url;
+	struct imap_str s;
+};
+#define IMAP_APPEND_MAX_MSGS 1000     /* messages in one MULTIAPPEND */
+#define IMAP_CATENATE_MAX_PARTS 256   /* parts of one CATENATE */
+
+/* One message of an APPEND (MULTIAPPEND, RFC 3502: one or more). */
+struct imap_append_msg {
+	const char *flags;       /* NULL: none given */
+	int64_t date;            /* unix time */
+	bool has_date;
+	const char *data;        /* the literal: points into the input buffer */
+	size_t len;
+	bool literal8;           /* ~{n} (RFC 3516) */
+	struct imap_cat_part *parts;   /* CATENATE: non-NULL, nparts >= 1 */
+	size_t nparts;
+};
+
 struct imap_append_args {
 	struct imap_str mailbox;
+	/* the first message, as before MULTIAPPEND (= msgs[0]) */
 	const char *flags;       /* NULL: none given */
 	int64_t date;            /* unix time; 0: none given */
 	bool has_date;
 	const char *data;        /* points into the input buffer */
 	size_t len;
+	struct imap_append_msg *msgs;   /* every message, in order */
+	size_t nmsgs;
 };
 
 #define IMAP_LSEL_SUBSCRIBED     0x01
@@ -311,7 +339,8 @@ int imap_parse_literal_tail(const char *line, size_t len, uint64_t *n_r, bool *s
 
 /* An APPEND being read: buf[0..len) is the command so far (lines and
  * literals), ending with a literal marker.  Returns 1 and the mailbox
- * argument (in a) when that literal is the first message, 0 when it is
+ * argument (in a) when that literal is the first message (or the first
+ * TEXT part of its CATENATE), 0 when it is
  * something else (the mailbox name itself) or the command does not parse
  * that far (the full parse will say why).  Lets imapd refuse an APPEND
  * to a missing mailbox before it asks for the message. */
@@ -324,6 +353,13 @@ int imap_parse_append_mailbox(const char *buf, size_t len, struct imap_arena *a,
 bool imap_parse_peek_tag(const char *line, size_t len, char *out, size_t size);
 /* Does the line look like "tag APPEND ..."? (chooses the literal limit) */
 bool imap_parse_is_append(const char *line, size_t len);
+/* A section as in BODY[...], brackets included ("[1.2.HEADER]"), for
+ * CATENATE URLs: 0 and *att (kind IMAP_FA_SECTION, in a), or -1. */
+int imap_parse_section(const char *spec, size_t n, struct imap_arena *a,
+	struct imap_fetch_att *att);
+/* Does the line, ending with a literal marker, announce a CATENATE TEXT
+ * part ("TEXT {n}", "TEXT ~{n+}" ...)? (such a literal is not streamed) */
+bool imap_parse_is_cat_text(const char *line, size_t len);
 
 /* Sequence sets: resolve '*' to star, order each range, clip to
  * [1, star] (a range entirely above star is dropped; "n:*" with n > star

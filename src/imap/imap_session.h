@@ -38,6 +38,8 @@ struct tls_ctx;
 #define IMAP_COMMAND_TIMEOUT_MS (5 * 60 * 1000)    /* imap_command_timeout */
 #define IMAP_LITERAL_MIN_RATE (64 * 1024)          /* bytes/s a literal's deadline allows */
 #define IMAP_APPEND_STREAM_MIN (1024 * 1024)       /* larger APPEND messages go to a file as they come */
+#define IMAP_APPEND_MEM_MAX (4 * 1024 * 1024)      /* MULTIAPPEND: buffered octets past which messages are streamed */
+#define IMAP_APPEND_TMP_MAX 256                    /* streamed messages of one APPEND (open files) */
 #define IMAP_WRITE_TIMEOUT_MS (5 * 60 * 1000)
 #define IMAP_SQLITE_HEAP_LIMIT (1024 * 1024)       /* soft limit on SQLite's heap per process */
 
@@ -97,11 +99,14 @@ struct imap_session {
 	int64_t cmd_deadline;           /* the command being read must be in by then */
 	uint64_t cmd_idle_us;           /* the client's idle time before the current command */
 	bool cmd_changes;               /* the current command asks to change the store */
-	/* a large APPEND message, streamed to a file (its literal in cmdbuf is {0}) */
-	struct store_blob_tmp *append_tmp;
-	/* the APPEND of the current command, undone if no replica confirms it */
+	/* APPEND messages streamed to files: each literal in cmdbuf is {0},
+	 * its (empty) data at cmdbuf offset off */
+	struct imap_append_tmp { struct store_blob_tmp *tmp; size_t off; } *append_tmp;
+	size_t append_ntmp;
+	/* the APPEND of the current command (all its messages), undone if no
+	 * replica confirms it */
 	char undo_mailbox[STORE_UNIQUEID_LEN + 1];
-	uint32_t undo_uid;
+	struct store_uids undo_uids;
 };
 
 /* ---- output (imapd.c) ---- */
@@ -188,6 +193,8 @@ void imap_cmd_append(struct imap_session *s, struct imap_cmd *c);          /* im
  * message and the mailbox does not exist, answer "tag NO [TRYCREATE]"
  * now (instead of "+") and return true. */
 bool imap_append_refuse_early(struct imap_session *s, const char *tag);
+/* Drop the streamed messages of the last APPEND (s->append_tmp). */
+void imap_append_tmp_free(struct imap_session *s);
 void imap_cmd_fetch(struct imap_session *s, struct imap_cmd *c);           /* imap_fetch.c */
 void imap_cmd_search(struct imap_session *s, struct imap_cmd *c);          /* imap_search.c */
 int imap_search_indexes(struct imap_session *s, struct imap_cmd *c, struct imap_search *q,

@@ -213,6 +213,7 @@ imap_capabilities(struct imap_session *s, struct buf *out)
 	}
 	buf_puts(out, " UIDPLUS MOVE SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED LIST-STATUS"
 		" ESEARCH CONDSTORE QRESYNC STATUS=SIZE UTF8=ACCEPT");
+	buf_puts(out, " MULTIAPPEND CATENATE BINARY");
 	buf_puts(out, " SORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES");
 	buf_puts(out, " QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE");
 	buf_printf(out, " APPENDLIMIT=%llu", (unsigned long long)imap_cfg.appendlimit);
@@ -403,6 +404,7 @@ imapd_dispatch(struct imap_session *s, struct imap_cmd *c)
 	int need = imapd_cmd_state(c->kind);
 
 	s->undo_mailbox[0] = '\0';
+	s->undo_uids.n = 0;
 	s->cmd_changes = false;
 	if (need == IMAPD_NOTAUTH && s->state != IMAP_NOTAUTH) {
 		imap_tagged(s, "BAD", NULL, "Already logged in");
@@ -470,15 +472,15 @@ imapd_append_undo(struct imap_session *s, const struct err *why)
 {
 	struct err err;
 
-	if (store_append_undo(s->u, s->undo_mailbox, &s->undo_uid, 1, &err) < 0) {
-		log_error("append not confirmed, undo failed user=%s uid=%u error=%s", log_q(s->user),
-			s->undo_uid, log_q(err.msg));
+	if (store_append_undo(s->u, s->undo_mailbox, s->undo_uids.v, s->undo_uids.n, &err) < 0) {
+		log_error("append not confirmed, undo failed user=%s uid=%u count=%zu error=%s",
+			log_q(s->user), s->undo_uids.v[0], s->undo_uids.n, log_q(err.msg));
 		imap_tagged(s, "NO", "UNAVAILABLE", "Stored here but not confirmed by a replica: %s",
 			why->msg);
 		return;
 	}
-	log_warn("append not confirmed, undone user=%s uid=%u error=%s", log_q(s->user),
-		s->undo_uid, log_q(why->msg));
+	log_warn("append not confirmed, undone user=%s uid=%u count=%zu error=%s", log_q(s->user),
+		s->undo_uids.v[0], s->undo_uids.n, log_q(why->msg));
 	imap_tagged(s, "NO", "UNAVAILABLE", "Not stored: %s, try again later", why->msg);
 }
 
@@ -510,7 +512,7 @@ imapd_replication_wait(struct imap_session *s)
 	synchook_idle_hint(imap_cfg.st, s->cmd_idle_us);
 	if (synchook_wait(imap_cfg.st, &err) == 0)
 		return;
-	if (s->undo_mailbox[0] != '\0') {
+	if (s->undo_mailbox[0] != '\0' && s->undo_uids.n > 0) {
 		imapd_append_undo(s, &err);
 		return;
 	}
@@ -603,26 +605,44 @@ imapd_deadline_bye(struct imap_session *s, const char *phase)
 }
 
 /* Read the n octets of an APPEND message literal into a file of the
- * store instead of the command buffer, whose literal becomes {0}.
+ * store instead of the command buffer, whose literal becomes {0}: one
+ * over IMAP_APPEND_STREAM_MIN, or any once the buffer holds
+ * IMAP_APPEND_MEM_MAX (MULTIAPPEND), but not a CATENATE TEXT part.
  * 1 streamed, 0 not possible (read it as usual), -1 connection lost. */
+static bool
+imapd_stream_wanted(const struct imap_session *s, uint64_t n)
+{
+	uint64_t mem_max = imap_cfg.appendlimit < IMAP_APPEND_MEM_MAX ? imap_cfg.appendlimit :
+		IMAP_APPEND_MEM_MAX;
+
+	return s->u != NULL && s->append_ntmp < IMAP_APPEND_TMP_MAX &&
+	       (n >= IMAP_APPEND_STREAM_MIN || s->cmdbuf.len + n > mem_max) &&
+	       !imap_parse_is_cat_text(s->cmdbuf.data, s->cmdbuf.len);
+}
+
 static int
 imapd_stream_literal(struct imap_session *s, uint64_t n)
 {
 	struct err err;
+	struct store_blob_tmp *t = NULL;
 	char *brace;
 
-	if (s->u == NULL || s->append_tmp != NULL || n < IMAP_APPEND_STREAM_MIN)
+	if (!imapd_stream_wanted(s, n))
 		return 0;
 	brace = memrchr(s->cmdbuf.data, '{', s->cmdbuf.len);
 	if (brace == NULL)
 		return 0;
-	if (store_blob_tmp_open(s->u, &s->append_tmp, &err) < 0) {
+	if (store_blob_tmp_open(s->u, &t, &err) < 0) {
 		log_warn("large APPEND read into memory user=%s size=%llu error=%s", log_q(s->user),
 			(unsigned long long)n, log_q(err.msg));
 		return 0;
 	}
 	buf_truncate(&s->cmdbuf, (size_t)(brace - s->cmdbuf.data));
 	buf_puts(&s->cmdbuf, "{0}\r\n");
+	if (s->append_tmp == NULL)
+		s->append_tmp = xcalloc(IMAP_APPEND_TMP_MAX, sizeof(*s->append_tmp));
+	s->append_tmp[s->append_ntmp].tmp = t;
+	s->append_tmp[s->append_ntmp++].off = s->cmdbuf.len;
 	while (n > 0) {
 		const char *p;
 		size_t len;
@@ -634,7 +654,7 @@ imapd_stream_literal(struct imap_session *s, uint64_t n)
 				rc == 0 ? "end of input" : log_q(err.msg));
 			return -1;
 		}
-		store_blob_tmp_write(s->append_tmp, p, len);
+		store_blob_tmp_write(t, p, len);
 		n -= len;
 	}
 	return 1;
@@ -688,7 +708,8 @@ imapd_read_command(struct imap_session *s)
 		}
 		limit = is_append ? imap_cfg.appendlimit : maxl;
 		total_limit = is_append ? imap_cfg.appendlimit + maxl : maxl;
-		if (n > limit || s->cmdbuf.len + n > total_limit) {
+		if (n > limit ||
+		    (s->cmdbuf.len + n > total_limit && !(is_append && imapd_stream_wanted(s, n)))) {
 			imapd_untagged_reply(s, tag, "NO", "TOOBIG",
 				is_append ? "Message too large" : "Literal too large");
 			buf_reset(&s->cmdbuf);
@@ -722,6 +743,14 @@ imapd_read_command(struct imap_session *s)
 			return IMAPD_READ_FAIL;
 		if (rc > 0)
 			continue;
+		if (s->cmdbuf.len + n > total_limit) {
+			/* meant for a file that could not be opened: not held either */
+			imapd_untagged_reply(s, tag, "NO", "TOOBIG", "Message too large");
+			buf_reset(&s->cmdbuf);
+			if (conn_skip(s->conn, n, &err) < 0 || imapd_discard_rest(s) < 0)
+				return IMAPD_READ_FAIL;
+			return IMAPD_READ_HANDLED;
+		}
 		buf_append(&s->cmdbuf, "\r\n", 2);
 		if (conn_read_exact(s->conn, (size_t)n, &s->cmdbuf, &err) < 0) {
 			log_debug("literal read failed peer=%s error=%s", log_q(s->sc->peer),
@@ -739,7 +768,8 @@ imapd_session_free(struct imap_session *s)
 {
 	if (s->state == IMAP_SELECTED)
 		imap_sel_close(s);
-	store_blob_tmp_free(&s->append_tmp);
+	imap_append_tmp_free(s);
+	store_uids_free(&s->undo_uids);
 	if (s->u != NULL)
 		store_user_close(&s->u);
 	conn_free(&s->conn);
@@ -818,7 +848,7 @@ imapd_handle(struct service_conn *sc)
 
 		if (!imap_flush(s))
 			break;
-		store_blob_tmp_free(&s->append_tmp);   /* the last command's, if any */
+		imap_append_tmp_free(s);   /* the last command's, if any */
 		if (s->cmdbuf.cap > 4 * imap_cfg.max_line) {
 			/* do not keep an APPEND's buffer while idle */
 			buf_free(&s->cmdbuf);

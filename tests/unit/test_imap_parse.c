@@ -474,6 +474,10 @@ test_append_mailbox(void **state)
 		{ "a APPEND INBOX (\\Seen {5}", 0, NULL },
 		{ "a APPENDX INBOX {5}", 0, NULL },
 		{ "a APPEND INBOX x{5}", 0, NULL },
+		{ "a APPEND INBOX ~{5}", 1, "INBOX" },             /* literal8 */
+		{ "a APPEND Drafts CATENATE (TEXT {5}", 1, "Drafts" },
+		{ "a APPEND Drafts (\\Seen) CATENATE (TEXT ~{5+}", 1, "Drafts" },
+		{ "a APPEND Drafts CATENATE (URL \"/x;UID=1\" TEXT {5}", 0, NULL },
 	};
 
 	(void)state;
@@ -626,6 +630,70 @@ test_sort_thread(void **state)
 	}
 }
 
+/* MULTIAPPEND, CATENATE, literal8 and FETCH BINARY (RFC 3502, 4469, 3516) */
+static void
+test_append_ext(void **state)
+{
+	struct imap_cmd c;
+	struct err err;
+	const char multi[] = "a APPEND INBOX (\\Seen) {3}\r\nabc \"01-Jan-2000 00:00:00 +0000\" ~{4+}\r\nd\0ef"
+		" CATENATE (TEXT {2}\r\nxy URL \"/INBOX;UIDVALIDITY=7/;UID=3/;SECTION=1.2\" TEXT ~{1}\r\nz)";
+
+	(void)state;
+	assert_int_equal(imap_parse_command(multi, sizeof(multi) - 1, &c, &err), 0);
+	assert_int_equal(c.u.append.nmsgs, 3);
+	assert_string_equal(c.u.append.msgs[0].flags, "\\Seen");
+	assert_int_equal(c.u.append.msgs[0].len, 3);
+	assert_ptr_equal(c.u.append.data, c.u.append.msgs[0].data);
+	assert_false(c.u.append.msgs[0].literal8);
+	assert_true(c.u.append.msgs[1].has_date);
+	assert_true(c.u.append.msgs[1].literal8);
+	assert_int_equal(c.u.append.msgs[1].len, 4);
+	assert_memory_equal(c.u.append.msgs[1].data, "d\0ef", 4);
+	assert_int_equal(c.u.append.msgs[2].nparts, 3);
+	assert_false(c.u.append.msgs[2].parts[0].url);
+	assert_int_equal(c.u.append.msgs[2].parts[0].s.len, 2);
+	assert_true(c.u.append.msgs[2].parts[1].url);
+	assert_string_equal(c.u.append.msgs[2].parts[1].s.s, "/INBOX;UIDVALIDITY=7/;UID=3/;SECTION=1.2");
+	assert_int_equal(c.u.append.msgs[2].parts[2].s.len, 1);
+	imap_cmd_free(&c);
+	assert_int_equal(parse("a APPEND INBOX CATENATE ()", &c), -1);
+	imap_cmd_free(&c);
+	assert_int_equal(parse("a APPEND INBOX CATENATE (FOO x)", &c), -1);
+	imap_cmd_free(&c);
+	assert_int_equal(parse("a APPEND INBOX {1}\r\nx ", &c), -1);
+	imap_cmd_free(&c);
+	assert_int_equal(parse("a APPEND INBOX", &c), -1);
+	imap_cmd_free(&c);
+
+	assert_int_equal(parse("f FETCH 1 (BINARY[1.2]<5.10> BINARY.PEEK[] BINARY.SIZE[3])", &c), 0);
+	assert_int_equal(c.u.fetch.natts, 3);
+	assert_int_equal(c.u.fetch.atts[0].kind, IMAP_FA_BINARY);
+	assert_false(c.u.fetch.atts[0].peek);
+	assert_int_equal(c.u.fetch.atts[0].npath, 2);
+	assert_true(c.u.fetch.atts[0].partial);
+	assert_string_equal(c.u.fetch.atts[0].name, "BINARY[1.2]<5>");
+	assert_true(c.u.fetch.atts[1].peek);
+	assert_int_equal(c.u.fetch.atts[1].npath, 0);
+	assert_string_equal(c.u.fetch.atts[1].name, "BINARY[]");
+	assert_int_equal(c.u.fetch.atts[2].kind, IMAP_FA_BINARY_SIZE);
+	assert_string_equal(c.u.fetch.atts[2].name, "BINARY.SIZE[3]");
+	imap_cmd_free(&c);
+	assert_int_equal(parse("f FETCH 1 BINARY[1.TEXT]", &c), -1);
+	imap_cmd_free(&c);
+	assert_int_equal(parse("f FETCH 1 BINARY[0]", &c), -1);
+	imap_cmd_free(&c);
+	assert_int_equal(parse("f FETCH 1 BINARY.SIZE[1]<0.1>", &c), -1);
+	imap_cmd_free(&c);
+	assert_int_equal(parse("f FETCH 1 BINARY", &c), -1);
+	imap_cmd_free(&c);
+
+	assert_true(imap_parse_is_cat_text("a APPEND x CATENATE (TEXT {5}", 29));
+	assert_true(imap_parse_is_cat_text("a APPEND x CATENATE (TEXT ~{5+}", 31));
+	assert_false(imap_parse_is_cat_text("a APPEND x {5}", 14));
+	assert_false(imap_parse_is_cat_text("a APPEND CONTEXT {5}", 20));
+}
+
 static void
 test_quota(void **state)
 {
@@ -709,6 +777,7 @@ main(void)
 		cmocka_unit_test(test_literal_tail),
 		cmocka_unit_test(test_seqset_resolve),
 		cmocka_unit_test(test_append_mailbox),
+		cmocka_unit_test(test_append_ext),
 		cmocka_unit_test(test_dates),
 		cmocka_unit_test(test_prefixes),
 		cmocka_unit_test(test_peek),
