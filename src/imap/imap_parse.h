@@ -17,7 +17,7 @@
  * (CHANGEDSINCE n [VANISHED]), STORE (UNCHANGEDSINCE n), SEARCH MODSEQ,
  * STATUS HIGHESTMODSEQ), STATUS SIZE, APPENDLIMIT, SORT and THREAD
  * (RFC 5256, DISPLAYFROM/DISPLAYTO of RFC 5957, SORT RETURN (...) of
- * ESORT, RFC 5267).
+ * ESORT, RFC 5267), COMPRESS (RFC 4978).
  *
  * Everything the result points to lives in the command's arena (or, for
  * literals, in the input buffer, which must outlive the command).
@@ -266,6 +266,7 @@ enum imap_cmd_kind {
 	IMAP_CMD_CHECK, IMAP_CMD_CLOSE, IMAP_CMD_UNSELECT, IMAP_CMD_EXPUNGE,
 	IMAP_CMD_SEARCH, IMAP_CMD_FETCH, IMAP_CMD_STORE, IMAP_CMD_COPY, IMAP_CMD_MOVE,
 	IMAP_CMD_UID_EXPUNGE, IMAP_CMD_SORT, IMAP_CMD_THREAD,
+	IMAP_CMD_COMPRESS,
 };
 
 struct imap_cmd {
@@ -292,6 +293,7 @@ struct imap_cmd {
 		struct { struct imap_seqset set; struct imap_str mailbox; } copy;  /* COPY MOVE */
 		struct imap_seqset expunge;              /* UID EXPUNGE */
 		struct imap_sort_args sort;              /* SORT THREAD */
+		struct { const char *mech; } compress;   /* COMPRESS (RFC 4978) */
 	} u;
 };
 
