@@ -20,7 +20,7 @@ import zlib
 import pytest
 
 from imap_helpers import PASSWORD, ImapServer, Raw, append, literal, one
-from repl_util import SLOW
+from repl_util import SLOW, converged, ctl, pair
 
 
 @pytest.fixture(scope="module")
@@ -209,6 +209,38 @@ def test_compress_inside_tls(srv, how):
 
 
 # ---------------------------------------------------------------- IMAP4rev2
+
+
+def test_pair_master_writes_replica_reads_compressed_rev2(procs, tmp_path):
+    """On a pair: an APPEND and a STORE made over COMPRESS on the master
+    replicate; the read-only replica serves COMPRESS and IMAP4rev2."""
+    m, (r,) = pair(procs, tmp_path, start=False)
+    for srvr in (m, r):
+        srvr.add_services(f'  imap cmd="imapd" listen="127.0.0.1:{srvr.base}" prefork=1',
+                          section="SERVICES")
+    r.start()
+    m.start()
+    pw = tmp_path / "pw"
+    pw.write_text(PASSWORD + "\n")
+    ctl(m.conf, "user", "add", "alice", "--password-file", pw)
+    c = zclient(None, port=m.base, timeout=20 * SLOW)
+    c.compress()
+    msg = literal("From: p@example.com\nSubject: pair\n\n" + "pair " * 5000 + "\n")
+    append(c, "INBOX", msg)
+    c.ok("SELECT INBOX")
+    c.ok("STORE 1 +FLAGS (\\Flagged)")
+    c.ok("LOGOUT")
+    converged(m, r)
+    c = zclient(None, port=r.base, timeout=20 * SLOW)
+    c.compress()
+    c.ok("ENABLE IMAP4rev2")
+    u, t = c.cmd("SELECT INBOX")
+    assert b"[READ-ONLY]" in t and not [l for l in u if b"RECENT" in l], (u, t)
+    u, t = c.cmd("SEARCH FLAGGED")
+    assert u == [f'* ESEARCH (TAG "t{c.n}") ALL 1'.encode()]
+    u, t = c.cmd("FETCH 1 (FLAGS BODY.PEEK[])")
+    assert u[0] == b"* 1 FETCH (FLAGS (\\Flagged) BODY[] {%d}\r\n" % len(msg) + msg + b")"
+    c.ok("LOGOUT")
 
 
 def test_rev2_advertised_and_enabled(srv):
