@@ -620,7 +620,7 @@ conn_recv_inflate(struct conn *c, char *p, size_t n, struct err *err)
 		if (c->zend)
 			return 0;
 		if (c->zipos < c->zilen) {
-			size_t got;
+			size_t got, before = c->zipos;
 			int zr;
 
 			z->next_in = (unsigned char *)c->zibuf + c->zipos;
@@ -652,6 +652,8 @@ conn_recv_inflate(struct conn *c, char *p, size_t n, struct err *err)
 				return (ssize_t)got;
 			if (c->zend)
 				return 0;
+			if (c->zipos == before)   /* zlib promises progress; never loop */
+				return conn_rfail(c, err, ERR_TEMP, "inflate made no progress");
 			if (c->zipos < c->zilen)
 				continue;
 		}
