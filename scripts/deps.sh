@@ -6,7 +6,7 @@ set -eu
 what=${1:-test}
 
 build="meson ninja-build pkg-config gcc make libc6-dev libsqlite3-dev libssl-dev
-libcrypt-dev libzstd-dev libgmime-3.0-dev libcmocka-dev openssl sqlite3 scdoc"
+libcrypt-dev libzstd-dev zlib1g-dev libgmime-3.0-dev libcmocka-dev openssl sqlite3 scdoc"
 test="python3 python3-pytest clang libclang-rt-14-dev swaks libnet-ssleay-perl fetchmail isync
 procps iproute2 man-db fail2ban"
 bench="python3-matplotlib linux-perf"

@@ -39,8 +39,8 @@ imap_name_decode(struct imap_session *s, const struct imap_str *wire, struct buf
 	for (size_t i = 0; i < wire->len; i++)
 		if ((unsigned char)wire->s[i] >= 0x80)
 			eight = true;
-	if (s->utf8 || eight) {
-		/* UTF8=ACCEPT, or a client that sends raw UTF-8 */
+	if (s->utf8 || s->rev2 || eight) {
+		/* UTF8=ACCEPT or IMAP4rev2, or a client that sends raw UTF-8 */
 		if (!rfc2047_is_utf8(wire->s, wire->len))
 			return err_set(err, ERR_INVALID, "mailbox name is not valid UTF-8");
 		buf_append(out, wire->s, wire->len);
@@ -56,7 +56,7 @@ imap_name_put(struct imap_session *s, struct buf *out, const char *name)
 {
 	size_t n = strlen(name);
 
-	if (s->utf8) {
+	if (s->utf8 || s->rev2) {
 		imap_put_string(out, name, n);
 		return;
 	}

@@ -1765,6 +1765,7 @@ static const struct {
 	{ "MOVE", IMAP_CMD_MOVE }, { "SORT", IMAP_CMD_SORT }, { "THREAD", IMAP_CMD_THREAD },
 	{ "GETQUOTA", IMAP_CMD_GETQUOTA }, { "GETQUOTAROOT", IMAP_CMD_GETQUOTAROOT },
 	{ "SETQUOTA", IMAP_CMD_SETQUOTA },
+	{ "COMPRESS", IMAP_CMD_COMPRESS },
 };
 
 static const char *const imap_uid_names[] = {
@@ -1924,6 +1925,14 @@ imap_parse_body(struct imap_p *p, struct imap_cmd *c)
 		return imap_p_id(p, c);
 	case IMAP_CMD_AUTHENTICATE:
 		return imap_p_authenticate(p, c);
+	case IMAP_CMD_COMPRESS: {
+		struct imap_str mech;
+
+		if (imap_p_sp(p) < 0 || imap_p_atom(p, &mech) == NULL)
+			return -1;
+		c->u.compress.mech = mech.s;
+		return 0;
+	}
 	case IMAP_CMD_LOGIN:
 		if (imap_p_sp(p) < 0 || imap_p_astring(p, &c->u.login.user) < 0 || imap_p_sp(p) < 0 ||
 		    imap_p_astring(p, &c->u.login.pass) < 0)

@@ -18,8 +18,8 @@
  * STATUS HIGHESTMODSEQ), STATUS SIZE, APPENDLIMIT, SORT and THREAD
  * (RFC 5256, DISPLAYFROM/DISPLAYTO of RFC 5957, SORT RETURN (...) of
  * ESORT, RFC 5267), GETQUOTA/GETQUOTAROOT/SETQUOTA (RFC 9208), MULTIAPPEND
- * (RFC 3502), CATENATE (RFC 4469) and BINARY (RFC 3516: literal8 in APPEND,
- * FETCH BINARY[...], BINARY.SIZE).
+ * (RFC 3502), CATENATE (RFC 4469), BINARY (RFC 3516: literal8 in APPEND,
+ * FETCH BINARY[...], BINARY.SIZE) and COMPRESS (RFC 4978).
  *
  * Everything the result points to lives in the command's arena (or, for
  * literals, in the input buffer, which must outlive the command).
@@ -295,6 +295,7 @@ enum imap_cmd_kind {
 	IMAP_CMD_SEARCH, IMAP_CMD_FETCH, IMAP_CMD_STORE, IMAP_CMD_COPY, IMAP_CMD_MOVE,
 	IMAP_CMD_UID_EXPUNGE, IMAP_CMD_SORT, IMAP_CMD_THREAD,
 	IMAP_CMD_GETQUOTA, IMAP_CMD_GETQUOTAROOT, IMAP_CMD_SETQUOTA,   /* RFC 9208 */
+	IMAP_CMD_COMPRESS,
 };
 
 struct imap_cmd {
@@ -323,6 +324,7 @@ struct imap_cmd {
 		struct { struct imap_seqset set; struct imap_str mailbox; } copy;  /* COPY MOVE */
 		struct imap_seqset expunge;              /* UID EXPUNGE */
 		struct imap_sort_args sort;              /* SORT THREAD */
+		struct { const char *mech; } compress;   /* COMPRESS (RFC 4978) */
 	} u;
 };
 

@@ -584,6 +584,11 @@ imap_cmd_search(struct imap_session *s, struct imap_cmd *c)
 		if (x.m.loaded || x.m.have_date)
 			imap_smsg_reset(&x.m);
 	}
+	if (s->rev2 && !q->esearch) {
+		/* IMAP4rev2: SEARCH answers with ESEARCH, as RETURN (ALL) */
+		q->esearch = true;
+		q->ret = IMAP_SRET_ALL;
+	}
 	if (q->esearch) {
 		buf_printf(&line, "* ESEARCH (TAG \"%s\")%s", c->tag, c->uid ? " UID" : "");
 		if (res.n > 0 && (q->ret & IMAP_SRET_MIN))

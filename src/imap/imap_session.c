@@ -51,8 +51,8 @@ imap_put_set(struct buf *out, const uint32_t *v, size_t n)
 bool
 imap_sel_is_recent(const struct imap_session *s, const struct store_snaprec *r)
 {
-	(void)s;
-	return r->recent;
+	/* IMAP4rev2 has no \Recent (RFC 9051 appendix E) */
+	return r->recent && !s->rev2;
 }
 
 uint32_t
@@ -304,7 +304,8 @@ imap_sel_sync(struct imap_session *s, bool allow_expunge, struct store_uids *cha
 	}
 	recent = imap_sel_recent_count(s);
 	if (recent != s->sel.recent_sent) {
-		imap_printf(s, "* %u RECENT\r\n", recent);
+		if (!s->rev2)
+			imap_printf(s, "* %u RECENT\r\n", recent);
 		s->sel.recent_sent = recent;
 	}
 	for (size_t k = 0; k < d.changed_seq.n; k++) {
@@ -517,7 +518,10 @@ imap_cmd_select(struct imap_session *s, struct imap_cmd *c)
 	imap_printf(s, "* %zu EXISTS\r\n", snap->n);
 	s->sel.exists_sent = (uint32_t)snap->n;
 	s->sel.recent_sent = imap_sel_recent_count(s);
-	imap_printf(s, "* %u RECENT\r\n", s->sel.recent_sent);
+	if (s->rev2)
+		imap_rev2_select_list(s);
+	else
+		imap_printf(s, "* %u RECENT\r\n", s->sel.recent_sent);
 	for (size_t i = 0; i < snap->n; i++) {
 		if (!(snap->recs[i].sysflags & STORE_FLAG_SEEN)) {
 			first_unseen = i + 1;

@@ -87,6 +87,7 @@ struct imap_session {
 	bool condstore;                 /* CONDSTORE enabled (RFC 7162 3.1) */
 	bool qresync;                   /* QRESYNC enabled */
 	bool utf8;                      /* UTF8=ACCEPT enabled */
+	bool rev2;                      /* IMAP4rev2 enabled (RFC 9051; docs/imap.md) */
 	bool idle_timeout;              /* set by IDLE when it hit the autologout */
 	bool quit;                      /* a quit was requested inside a command */
 	bool fatal;                     /* the connection is unusable: end it */
@@ -139,6 +140,10 @@ void imap_name_put(struct imap_session *s, struct buf *out, const char *name);
 /* ---- flags (imap_store.c) ---- */
 /* "(\Seen \Recent kw ...)" */
 void imap_flags_put(struct buf *out, uint32_t sys, const char *keywords, bool recent);
+
+/* ---- IMAP4rev2 (imap_rev2.c) ---- */
+/* The untagged LIST of the mailbox just selected (RFC 9051 6.3.2). */
+void imap_rev2_select_list(struct imap_session *s);
 
 /* ---- selected state (imap_session.c) ---- */
 bool imap_sel_is_recent(const struct imap_session *s, const struct store_snaprec *r);

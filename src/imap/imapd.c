@@ -201,7 +201,7 @@ imapd_plaintext_ok(struct imap_session *s)
 void
 imap_capabilities(struct imap_session *s, struct buf *out)
 {
-	buf_puts(out, "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT CHILDREN");
+	buf_puts(out, "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT CHILDREN");
 	if (s->state == IMAP_NOTAUTH) {
 		if (imap_cfg.tls != NULL && !conn_is_tls(s->conn))
 			buf_puts(out, " STARTTLS");
@@ -216,6 +216,8 @@ imap_capabilities(struct imap_session *s, struct buf *out)
 	buf_puts(out, " MULTIAPPEND CATENATE BINARY");
 	buf_puts(out, " SORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES");
 	buf_puts(out, " QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE");
+	if (!conn_is_compressed(s->conn))
+		buf_puts(out, " COMPRESS=DEFLATE");
 	buf_printf(out, " APPENDLIMIT=%llu", (unsigned long long)imap_cfg.appendlimit);
 }
 
@@ -270,6 +272,9 @@ imapd_cmd_enable(struct imap_session *s, struct imap_cmd *c)
 		} else if (str_eq_ci(cap, "UTF8=ACCEPT") && !s->utf8) {
 			s->utf8 = true;
 			buf_puts(&b, " UTF8=ACCEPT");
+		} else if (str_eq_ci(cap, "IMAP4rev2") && !s->rev2) {
+			s->rev2 = true;
+			buf_puts(&b, " IMAP4rev2");
 		}
 	}
 	imap_printf(s, "* ENABLED%s\r\n", buf_cstr(&b));
@@ -298,6 +303,32 @@ imapd_cmd_starttls(struct imap_session *s)
 		return;
 	}
 	log_debug("starttls peer=%s tls=%s", log_q(s->sc->peer), log_q(conn_tls_desc(s->conn)));
+}
+
+/* COMPRESS DEFLATE (RFC 4978): the tagged OK goes out uncompressed,
+ * everything after it in both directions is raw DEFLATE (conn.h). */
+static void
+imapd_cmd_compress(struct imap_session *s, struct imap_cmd *c)
+{
+	struct err err;
+
+	if (!str_eq_ci(c->u.compress.mech, "DEFLATE")) {
+		imap_tagged(s, "NO", "CANNOT", "Unknown compression mechanism");
+		return;
+	}
+	if (conn_is_compressed(s->conn)) {
+		imap_tagged(s, "NO", "COMPRESSIONACTIVE", "DEFLATE is already active");
+		return;
+	}
+	imap_tagged(s, "OK", NULL, "DEFLATE active");
+	imap_tagged_send(s);
+	if (conn_compress_start(s->conn, &err) < 0) {
+		log_notice("compress failed user=%s peer=%s error=%s", log_q(s->user),
+			log_q(s->sc->peer), log_q(err.msg));
+		s->fatal = true;
+		return;
+	}
+	log_debug("compress user=%s peer=%s", log_q(s->user), log_q(s->sc->peer));
 }
 
 /* ------------------------------------------------------------------ */
@@ -335,6 +366,7 @@ imapd_cmd_state(enum imap_cmd_kind k)
 	case IMAP_CMD_GETQUOTA:
 	case IMAP_CMD_GETQUOTAROOT:
 	case IMAP_CMD_SETQUOTA:
+	case IMAP_CMD_COMPRESS:
 		return IMAPD_AUTH;
 	default:
 		return IMAPD_SEL;
@@ -448,6 +480,7 @@ imapd_dispatch(struct imap_session *s, struct imap_cmd *c)
 	case IMAP_CMD_NAMESPACE: imap_cmd_namespace(s, c); break;
 	case IMAP_CMD_ENABLE: imapd_cmd_enable(s, c); break;
 	case IMAP_CMD_IDLE: imap_cmd_idle(s, c); break;
+	case IMAP_CMD_COMPRESS: imapd_cmd_compress(s, c); break;
 	case IMAP_CMD_CLOSE: imap_cmd_close(s, c); break;
 	case IMAP_CMD_UNSELECT: imap_cmd_unselect(s, c); break;
 	case IMAP_CMD_EXPUNGE:

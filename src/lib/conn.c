@@ -14,6 +14,18 @@
  * MSG_NOSIGNAL, and the rfd/wfd pair works under TLS too.  All fds are
  * non-blocking; every wait is a poll() bounded by the read or write
  * timeout.
+ *
+ * Layers, bottom up: the fds; TLS (optional); DEFLATE (optional,
+ * conn_compress_start); the line/literal reader and the output buffer.
+ * conn_recv_xport/conn_send_xport move bytes through the fds or TLS;
+ * conn_recv/conn_send_all add the DEFLATE layer when it is on.
+ * Compressed input waits in zibuf; inflate writes straight into the
+ * caller's buffer.  When that buffer fills, one more byte is inflated
+ * into `zstash`, so whether decompressed input is pending is always
+ * known exactly (conn_pending_input must not claim input a read would
+ * then wait for).  Output is deflated with Z_SYNC_FLUSH on every send,
+ * i.e. at every conn_flush (a response boundary) and every large direct
+ * write, so the peer never waits for bytes held in the compressor.
  */
 #include "lib/conn.h"
 #include "lib/clock.h"
@@ -29,6 +41,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +54,8 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+
+#include <zlib.h>
 
 struct conn {
 	int rfd, wfd;
@@ -66,7 +81,19 @@ struct conn {
 
 	SSL *ssl;
 	char tlsdesc[96];
+
+	/* DEFLATE layer (RFC 4978), NULL when off */
+	z_stream *zin, *zout;
+	char *zibuf;           /* compressed input: [zipos, zilen) not yet inflated */
+	size_t zipos, zilen, zicap;
+	char zstash;           /* one inflated byte not yet handed out */
+	bool zhave_stash;
+	bool zend;             /* the peer ended its deflate stream: end of input */
+	char *zobuf;           /* deflate output, CONN_ZOUT_CHUNK bytes */
+	size_t zmem;           /* bytes zlib holds (its windows and tables) */
 };
+
+#define CONN_ZOUT_CHUNK 16384
 
 /* ---- raw fd I/O ---------------------------------------------------------- */
 
@@ -199,6 +226,94 @@ conn_bio_init_method(void)
 	conn_bio_method = m;
 }
 
+/* ---- DEFLATE layer -------------------------------------------------------- */
+
+/* zlib allocates through these so conn_memory() can count its windows. */
+struct conn_zblock {
+	size_t size;
+	max_align_t align[];
+};
+
+static void *
+conn_zalloc(void *opaque, unsigned items, unsigned size)
+{
+	struct conn *c = opaque;
+	struct conn_zblock *b = xmalloc(sizeof(*b) + (size_t)items * size);
+
+	b->size = (size_t)items * size;
+	c->zmem += b->size;
+	return b->align;
+}
+
+static void
+conn_zfree(void *opaque, void *p)
+{
+	struct conn *c = opaque;
+	struct conn_zblock *b;
+
+	if (p == NULL)
+		return;
+	b = (struct conn_zblock *)((char *)p - offsetof(struct conn_zblock, align));
+	c->zmem -= b->size;
+	free(b);
+}
+
+static void
+conn_compress_end(struct conn *c)
+{
+	if (c->zin != NULL) {
+		inflateEnd(c->zin);
+		free(c->zin);
+		c->zin = NULL;
+	}
+	if (c->zout != NULL) {
+		deflateEnd(c->zout);
+		free(c->zout);
+		c->zout = NULL;
+	}
+	free(c->zibuf);
+	free(c->zobuf);
+	c->zibuf = c->zobuf = NULL;
+	c->zipos = c->zilen = c->zicap = 0;
+}
+
+int
+conn_compress_start(struct conn *c, struct err *err)
+{
+	size_t pending;
+
+	if (c->zin != NULL)
+		return err_set(err, ERR_INVALID, "compression is already active");
+	if (conn_flush(c, err) < 0)
+		return -1;
+	c->zin = xcalloc(1, sizeof(*c->zin));
+	c->zout = xcalloc(1, sizeof(*c->zout));
+	c->zin->zalloc = c->zout->zalloc = conn_zalloc;
+	c->zin->zfree = c->zout->zfree = conn_zfree;
+	c->zin->opaque = c->zout->opaque = c;
+	if (inflateInit2(c->zin, -15) != Z_OK ||
+	    deflateInit2(c->zout, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -15, 8,
+		Z_DEFAULT_STRATEGY) != Z_OK) {
+		conn_compress_end(c);
+		return err_set(err, ERR_TEMP, "zlib initialisation failed");
+	}
+	/* what the peer sent after the command is compressed already */
+	pending = c->ilen - c->ipos;
+	c->zicap = pending > c->chunk ? pending : c->chunk;
+	c->zibuf = xmalloc(c->zicap);
+	c->zobuf = xmalloc(CONN_ZOUT_CHUNK);
+	memcpy(c->zibuf, c->ibuf + c->ipos, pending);
+	c->zilen = pending;
+	c->ipos = c->ilen = c->iscan = 0;
+	return 0;
+}
+
+bool
+conn_is_compressed(const struct conn *c)
+{
+	return c->zin != NULL;
+}
+
 /* ---- life cycle ---------------------------------------------------------- */
 
 static void
@@ -246,6 +361,7 @@ conn_free(struct conn **cp)
 		close(c->rfd);
 	if (c->wfd >= 0 && c->wfd != c->rfd)
 		close(c->wfd);
+	conn_compress_end(c);
 	free(c->ibuf);
 	buf_free(&c->out);
 	buf_free(&c->toobig);
@@ -410,10 +526,11 @@ conn_wait_io(struct conn *c, bool want_write, int timeout, bool reading, struct 
 	return conn_wfail(c, err, ERR_TEMP, "poll: %s", strerror(errno));
 }
 
-/* Receive up to n bytes into p (plaintext or TLS), waiting up to the read
- * timeout.  >0 bytes, 0 end of input, -1 error (read side now dead). */
+/* Receive up to n bytes into p from the transport (plaintext or TLS),
+ * waiting up to the read timeout.  >0 bytes, 0 end of input, -1 error
+ * (read side now dead). */
 static ssize_t
-conn_recv(struct conn *c, void *p, size_t n, struct err *err)
+conn_recv_xport(struct conn *c, void *p, size_t n, struct err *err)
 {
 	if (c->rdead) {
 		if (err != NULL)
@@ -475,6 +592,86 @@ conn_recv(struct conn *c, void *p, size_t n, struct err *err)
 			}
 		}
 	}
+}
+
+/* Inflate into p[0..n) what zibuf holds; refill zibuf from the
+ * transport when it yields nothing.  >0 bytes, 0 end of input, -1 error
+ * (a corrupt stream kills the read side). */
+static ssize_t
+conn_recv_inflate(struct conn *c, char *p, size_t n, struct err *err)
+{
+	z_stream *z = c->zin;
+
+	if (c->rdead) {
+		if (err != NULL)
+			*err = c->rerr;
+		return -1;
+	}
+	if (c->zhave_stash) {
+		c->zhave_stash = false;
+		p[0] = c->zstash;
+		return 1;
+	}
+	if (n > UINT_MAX)
+		n = UINT_MAX;
+	for (;;) {
+		ssize_t r;
+
+		if (c->zend)
+			return 0;
+		if (c->zipos < c->zilen) {
+			size_t got, before = c->zipos;
+			int zr;
+
+			z->next_in = (unsigned char *)c->zibuf + c->zipos;
+			z->avail_in = (unsigned)(c->zilen - c->zipos);
+			z->next_out = (unsigned char *)p;
+			z->avail_out = (unsigned)n;
+			zr = inflate(z, Z_SYNC_FLUSH);
+			c->zipos = c->zilen - z->avail_in;
+			got = n - z->avail_out;
+			if (zr == Z_STREAM_END)
+				c->zend = true;
+			else if (zr != Z_OK && zr != Z_BUF_ERROR)
+				return conn_rfail(c, err, ERR_TEMP, "inflate: %s",
+				    z->msg != NULL ? z->msg : "corrupt stream");
+			if (got == n && !c->zend) {
+				/* the buffer is full: is there more?  Keep one byte. */
+				z->next_out = (unsigned char *)&c->zstash;
+				z->avail_out = 1;
+				zr = inflate(z, Z_SYNC_FLUSH);
+				c->zipos = c->zilen - z->avail_in;
+				c->zhave_stash = z->avail_out == 0;
+				if (zr == Z_STREAM_END)
+					c->zend = true;
+				else if (zr != Z_OK && zr != Z_BUF_ERROR)
+					(void)conn_rfail(c, NULL, ERR_TEMP, "inflate: %s",
+					    z->msg != NULL ? z->msg : "corrupt stream");
+			}
+			if (got > 0)
+				return (ssize_t)got;
+			if (c->zend)
+				return 0;
+			if (c->zipos == before)   /* zlib promises progress; never loop */
+				return conn_rfail(c, err, ERR_TEMP, "inflate made no progress");
+			if (c->zipos < c->zilen)
+				continue;
+		}
+		c->zipos = c->zilen = 0;
+		r = conn_recv_xport(c, c->zibuf, c->zicap, err);
+		if (r <= 0)
+			return r;
+		c->zilen = (size_t)r;
+	}
+}
+
+/* Receive up to n (plaintext) bytes into p through every layer. */
+static ssize_t
+conn_recv(struct conn *c, void *p, size_t n, struct err *err)
+{
+	if (c->zin != NULL)
+		return conn_recv_inflate(c, p, n, err);
+	return conn_recv_xport(c, p, n, err);
 }
 
 /* Read more input into ibuf.  1 got bytes, 0 end of input, -1 error. */
@@ -693,6 +890,8 @@ conn_pending_input(const struct conn *c)
 
 	if (c->ssl != NULL)
 		n += (size_t)SSL_pending(c->ssl);
+	if (c->zin != NULL)
+		n += (c->zilen - c->zipos) + (c->zhave_stash ? 1 : 0);
 	return n;
 }
 
@@ -703,7 +902,8 @@ conn_wait_readable(struct conn *c, int timeout_ms, int extra_fd, struct err *err
 	nfds_t nfds = 0;
 	int r, mask = 0;
 	bool have_input = c->rdead || c->ieof || c->ilen > c->ipos ||
-	    (c->ssl != NULL && SSL_has_pending(c->ssl));
+	    (c->ssl != NULL && SSL_has_pending(c->ssl)) ||
+	    (c->zin != NULL && (c->zhave_stash || c->zend || c->zilen > c->zipos));
 
 	if (!have_input) {
 		pfd[nfds].fd = c->rfd;
@@ -736,9 +936,10 @@ conn_wait_readable(struct conn *c, int timeout_ms, int extra_fd, struct err *err
 
 /* ---- writing ------------------------------------------------------------- */
 
-/* Send n bytes from p, waiting as needed.  0 or -1 (write side dead). */
+/* Send n bytes from p through the transport (plaintext or TLS), waiting
+ * as needed.  0 or -1 (write side dead). */
 static int
-conn_send_all(struct conn *c, const char *p, size_t n, struct err *err)
+conn_send_xport(struct conn *c, const char *p, size_t n, struct err *err)
 {
 	if (FAILPOINT("conn.write") < 0)
 		return conn_wfail(c, err, ERR_TEMP, "failpoint conn.write");
@@ -782,6 +983,47 @@ conn_send_all(struct conn *c, const char *p, size_t n, struct err *err)
 		}
 	}
 	return 0;
+}
+
+/* Deflate n bytes from p and send them, ending with a sync flush so
+ * that everything given so far reaches the peer.  0 or -1. */
+static int
+conn_send_deflate(struct conn *c, const char *p, size_t n, struct err *err)
+{
+	z_stream *z = c->zout;
+
+	do {
+		size_t step = n > (1u << 30) ? (1u << 30) : n;
+
+		z->next_in = (unsigned char *)(uintptr_t)p;
+		z->avail_in = (unsigned)step;
+		do {
+			size_t have;
+			int zr;
+
+			z->next_out = (unsigned char *)c->zobuf;
+			z->avail_out = CONN_ZOUT_CHUNK;
+			zr = deflate(z, Z_SYNC_FLUSH);
+			if (zr != Z_OK && zr != Z_BUF_ERROR)
+				return conn_wfail(c, err, ERR_TEMP, "deflate: %s",
+				    z->msg != NULL ? z->msg : "error");
+			have = CONN_ZOUT_CHUNK - z->avail_out;
+			if (have > 0 && conn_send_xport(c, c->zobuf, have, err) < 0)
+				return -1;
+		} while (z->avail_out == 0);
+		p += step;
+		n -= step;
+	} while (n > 0);
+	return 0;
+}
+
+/* Send n bytes from p through every layer.  0 or -1 (write side dead). */
+static int
+conn_send_all(struct conn *c, const char *p, size_t n, struct err *err)
+{
+	if (c->zout != NULL)
+		return conn_send_deflate(c, p, n, err);
+	return conn_send_xport(c, p, n, err);
 }
 
 int
@@ -858,7 +1100,11 @@ conn_bytes_out(const struct conn *c)
 size_t
 conn_memory(const struct conn *c)
 {
-	return sizeof(*c) + c->icap + c->out.cap + c->toobig.cap;
+	size_t z = 0;
+
+	if (c->zin != NULL)
+		z = 2 * sizeof(z_stream) + c->zicap + CONN_ZOUT_CHUNK + c->zmem;
+	return sizeof(*c) + c->icap + c->out.cap + c->toobig.cap + z;
 }
 
 /* ---- TLS ----------------------------------------------------------------- */
@@ -893,6 +1139,8 @@ conn_starttls(struct conn *c, struct tls_ctx *ctx, const char *peer_host, struct
 
 	if (c->ssl != NULL)
 		return err_set(err, ERR_INVALID, "TLS is already active");
+	if (c->zin != NULL)
+		return err_set(err, ERR_INVALID, "TLS cannot start under compression");
 	if (conn_flush(c, err) < 0)
 		return -1;
 	discard = c->ilen - c->ipos;

@@ -17,7 +17,8 @@
  *   - a wait that also wakes on an extra fd (the signal self-pipe), for
  *     IDLE and for the main-loop checkpoint;
  *   - STARTTLS / implicit TLS through OpenSSL (see tls.h), discarding any
- *     plaintext the peer pipelined behind the STARTTLS command.
+ *     plaintext the peer pipelined behind the STARTTLS command;
+ *   - DEFLATE compression (IMAP COMPRESS, RFC 4978) above TLS.
  *
  * Timeouts are "no progress" timeouts: a read (write) fails with ERR_TEMP
  * when no byte at all arrived (left) for the configured time while the
@@ -195,5 +196,19 @@ bool conn_is_tls(const struct conn *c);
 /* "TLSv1.3 TLS_AES_256_GCM_SHA384" once TLS is up, else "" (for logs:
  * log_info("login user=%s tls=%s", u, log_q(conn_tls_desc(c)))). */
 const char *conn_tls_desc(const struct conn *c);
+
+/*
+ * Switch both directions to raw DEFLATE (RFC 1951, zlib windowBits -15),
+ * above TLS when TLS is on.  Pending output is flushed uncompressed
+ * first (the tagged OK of COMPRESS); input already buffered came after
+ * the command and is taken as compressed.  From then on every send ends
+ * with a sync flush (Z_SYNC_FLUSH), so each conn_flush() delivers whole
+ * responses.  A corrupt input stream is a read error (ERR_TEMP); the end
+ * of the peer's deflate stream is end of input.  TLS cannot start after
+ * this.  0, or -1 with ERR_INVALID when compression is already on,
+ * ERR_TEMP on a flush failure.
+ */
+int conn_compress_start(struct conn *c, struct err *err);
+bool conn_is_compressed(const struct conn *c);
 
 #endif

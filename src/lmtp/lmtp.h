@@ -74,6 +74,7 @@ struct lmtp_sess {
 	uint64_t txn_idle_us;      /* the client's idle time before MAIL (synchook_idle_hint) */
 	char sender[LMTP_PATH_MAX + 1];
 	enum lmtp_body body;
+	bool smtputf8;             /* MAIL SMTPUTF8 (RFC 6531): Received: says UTF8LMTP */
 	bool has_size;
 	uint64_t declared_size;
 	struct lmtp_rcpt *rcpts;

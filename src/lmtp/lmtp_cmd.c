@@ -2,7 +2,8 @@
  * lmtp_cmd.c - one LMTP session: the input buffer, the command loop,
  * each command's checks and replies (RFC 2033, 5321, 2920 PIPELINING,
  * 2034 ENHANCEDSTATUSCODES, 6152 8BITMIME, 1870 SIZE, 3030 CHUNKING,
- * 3207 STARTTLS).
+ * 3207 STARTTLS, 6531 SMTPUTF8: UTF-8 in addresses and headers is
+ * delivered as received; the Received: field then says "with UTF8LMTP").
  *
  * Input goes through our own buffer (s->in) rather than conn's line
  * reader, because the DATA decoder must stop exactly after the end
@@ -159,6 +160,7 @@ lmtp_txn_reset(struct lmtp_sess *s)
 	s->mail = false;
 	s->sender[0] = '\0';
 	s->body = LMTP_BODY_NONE;
+	s->smtputf8 = false;
 	s->has_size = false;
 	s->declared_size = 0;
 	s->nrcpt = 0;
@@ -207,6 +209,7 @@ lmtp_cmd_lhlo(struct lmtp_sess *s, const struct lmtp_cmd *cmd)
 	lmtp_say(s, "250-8BITMIME");
 	lmtp_sayf(s, "250-SIZE %llu", (unsigned long long)lmtpd_g.maxsize);
 	lmtp_say(s, "250-CHUNKING");
+	lmtp_say(s, "250-SMTPUTF8");
 	if (lmtpd_g.tls != NULL && !conn_is_tls(s->conn))
 		lmtp_say(s, "250-STARTTLS");
 	lmtp_say(s, "250 HELP");
@@ -252,6 +255,7 @@ lmtp_cmd_mail(struct lmtp_sess *s, const struct lmtp_cmd *cmd)
 	s->txn_idle_us = s->ntxn == 0 ? SYNCHOOK_IDLE_UNKNOWN : s->cmd_idle_us;
 	str_lcpy(s->sender, cmd->path, sizeof(s->sender));
 	s->body = cmd->body;
+	s->smtputf8 = cmd->smtputf8;
 	s->has_size = cmd->has_size;
 	s->declared_size = cmd->size;
 	lmtp_say(s, "250 2.1.0 Sender OK");

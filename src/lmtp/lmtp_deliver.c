@@ -184,7 +184,8 @@ lmtp_deliver_prefix(struct lmtp_sess *s)
 	buf_printf(&s->msg, "Return-Path: <%s>\r\n", s->sender);
 	buf_printf(&s->msg, "Received: from %s (%s%s%s)\r\n\tby %s (Castor) with %s id %s.%u\r\n",
 		s->helo[0] ? s->helo : "unknown", ip ? "[" : "", addr, ip ? "]" : "", lmtpd_g.servername,
-		conn_is_tls(s->conn) ? "LMTPS" : "LMTP", s->id, s->ntxn + 1);
+		s->smtputf8 ? (conn_is_tls(s->conn) ? "UTF8LMTPS" : "UTF8LMTP") :
+		(conn_is_tls(s->conn) ? "LMTPS" : "LMTP"), s->id, s->ntxn + 1);
 	if (s->nrcpt == 1)
 		buf_printf(&s->msg, "\tfor <%s>; %s\r\n", s->rcpts[0].path, date);
 	else

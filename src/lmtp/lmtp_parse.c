@@ -62,6 +62,50 @@ lmtp_is_domain_c(unsigned char c)
 	       (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_';
 }
 
+/* Is p[0..n) valid UTF-8 (no overlong forms, surrogates or values past
+ * U+10FFFF)?  Addresses with 8-bit bytes must be (RFC 6531 3.3). */
+static bool
+lmtp_utf8_ok(const char *p, size_t n)
+{
+	const unsigned char *s = (const unsigned char *)p;
+	size_t i = 0;
+
+	while (i < n) {
+		unsigned char c = s[i];
+		size_t len;
+		uint32_t v;
+
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf) {
+			len = 2;
+			v = c & 0x1f;
+		} else if (c >= 0xe0 && c <= 0xef) {
+			len = 3;
+			v = c & 0x0f;
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			len = 4;
+			v = c & 0x07;
+		} else {
+			return false;
+		}
+		if (n - i < len)
+			return false;
+		for (size_t k = 1; k < len; k++) {
+			if ((s[i + k] & 0xc0) != 0x80)
+				return false;
+			v = (v << 6) | (s[i + k] & 0x3f);
+		}
+		if ((len == 3 && (v < 0x800 || (v >= 0xd800 && v <= 0xdfff))) ||
+		    (len == 4 && (v < 0x10000 || v > 0x10ffff)))
+			return false;
+		i += len;
+	}
+	return true;
+}
+
 /*
  * Parse "<...>" at p (p < end).  On success *next is the first byte
  * after '>'.  is_mail selects the error text and allows the null path.
@@ -170,7 +214,7 @@ lmtp_parse_path(const char *p, const char *end, const char **next, struct lmtp_c
 	}
 	if (p >= end || *p != '>')
 		return lmtp_reply(reply, rsize, bad);
-	if ((size_t)(p - start) > LMTP_PATH_MAX)
+	if ((size_t)(p - start) > LMTP_PATH_MAX || !lmtp_utf8_ok(start, (size_t)(p - start)))
 		return lmtp_reply(reply, rsize, bad);
 	memcpy(cmd->path, start, (size_t)(p - start));
 	cmd->path[p - start] = '\0';
@@ -216,7 +260,7 @@ lmtp_parse_params(const char *p, const char *end, struct lmtp_cmd *cmd, bool is_
 {
 	const char *syntax = is_mail ? "501 5.5.4 Syntax: MAIL FROM:<address> [SIZE=n] [BODY=7BIT|8BITMIME]" :
 				       "501 5.5.4 Syntax: RCPT TO:<address>";
-	bool seen_body = false;
+	bool seen_body = false, seen_utf8 = false;
 
 	while (p < end) {
 		const char *k, *eq = NULL, *v;
@@ -273,6 +317,11 @@ lmtp_parse_params(const char *p, const char *end, struct lmtp_cmd *cmd, bool is_
 				cmd->body = LMTP_BODY_8BITMIME;
 			else
 				return lmtp_reply(reply, rsize, "555 5.5.4 Unsupported BODY type");
+		} else if (is_mail && lmtp_word_eq(k, kn, "SMTPUTF8")) {
+			if (seen_utf8 || eq != NULL)
+				return lmtp_reply(reply, rsize, syntax);
+			seen_utf8 = true;
+			cmd->smtputf8 = true;
 		} else {
 			char r[128];
 

@@ -1,11 +1,11 @@
 /*
  * lmtp_parse.h - the LMTP command parser (RFC 2033 / 5321 / 1870 /
- * 6152 / 3030), the DATA decoder and recipient-address splitting.
+ * 6152 / 3030 / 6531), the DATA decoder and recipient-address splitting.
  * Pure functions without I/O, so they can be unit tested byte by byte
  * and fuzzed (fuzz/fuzz_lmtp.c).
  *
  * Commands are case-insensitive verbs followed by arguments:
- *     LHLO domain            MAIL FROM:<path> [SIZE=n] [BODY=7BIT|8BITMIME]
+ *     LHLO domain            MAIL FROM:<path> [SIZE=n] [BODY=7BIT|8BITMIME] [SMTPUTF8]
  *     RCPT TO:<path>         DATA   BDAT n [LAST]   RSET   NOOP [x]
  *     QUIT   VRFY x   STARTTLS   HELP [x]   (HELO/EHLO/EXPN are recognised
  *     so they can be refused with the right reply)
@@ -60,6 +60,7 @@ struct lmtp_cmd {
 	bool has_size;
 	uint64_t size;                    /* MAIL SIZE= */
 	enum lmtp_body body;              /* MAIL BODY= */
+	bool smtputf8;                    /* MAIL SMTPUTF8 (RFC 6531) */
 	/* BDAT */
 	uint64_t chunk;
 	bool last;
@@ -67,6 +68,9 @@ struct lmtp_cmd {
 
 /*
  * Parse one command line (without CRLF; it may hold any bytes).
+ * Addresses may hold UTF-8 (RFC 6531, with or without SMTPUTF8 on MAIL:
+ * we accept what a legacy client sends); 8-bit bytes that are not valid
+ * UTF-8 make the address bad (501 5.1.7 / 5.1.3).
  * Returns 0 with *cmd filled, or -1 with the whole reply to send in
  * reply (code, enhanced code and text, no CRLF), e.g.
  *     500 5.5.2 Syntax error, command unrecognized

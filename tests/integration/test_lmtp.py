@@ -851,3 +851,55 @@ def test_sighup_applies_castor_conf_to_new_connections(procs, tmp_path):
     reload(base_conf, 2)
     assert deliver_one() == 250            # and is gone again
     assert srv.count("alice") == 4
+
+
+# ---------------------------------------------------------------------------
+# SMTPUTF8 (RFC 6531)
+
+def test_smtputf8_delivery_stored_exactly_and_fetchable(srv):
+    """Postfix sends UTF-8 envelopes and headers only to a server that
+    offers SMTPUTF8 (else it bounces with 5.6.7): offered in LHLO, MAIL
+    ... SMTPUTF8 accepted, a UTF-8 sender and a UTF-8 +detail delivered
+    byte for byte, and the message is read back over IMAP with UTF8=ACCEPT."""
+    from imap_helpers import Raw as ImapRaw
+
+    srv.ctl("mailbox", "create", "alice", "B\u00fccher")
+    c = srv.lmtp()
+    assert c.has_extn("smtputf8")
+    sender = "j\u00fcrgen@b\u00fccher.example"
+    rcpt = "alice+B\u00fccher@example.org"
+    msg = ("From: J\u00fcrgen <" + sender + ">\r\nTo: " + rcpt + "\r\n"
+           "Subject: Gr\u00fc\u00dfe aus K\u00f6ln\r\nMessage-ID: <utf8-1@example.org>\r\n"
+           "\r\nTsch\u00fc\u00df.\r\n").encode()
+    assert c.sendmail(sender, [rcpt], msg, mail_options=["SMTPUTF8"]) == {}
+    c.quit()
+    d = srv.dump("alice")
+    assert len(d["B\u00fccher"]) == 1 and not d.get("INBOX")
+    r = ImapRaw(srv.base)
+    r.ok('LOGIN alice "pw-alice"')
+    r.ok("ENABLE UTF8=ACCEPT")
+    r.ok('SELECT "B\u00fccher"'.encode())
+    u, t = r.cmd("FETCH 1 BODY.PEEK[]")
+    assert t.endswith(b"OK FETCH completed"), t
+    m = re.match(rb"\* 1 FETCH \(BODY\[\] \{(\d+)\}\r\n", u[0])
+    stored_msg = u[0][m.end():m.end() + int(m.group(1))]
+    pre = prefix_of(stored_msg)
+    assert stored_msg == pre + msg
+    lines = pre.decode().split("\r\n")
+    assert lines[0] == "Return-Path: <" + sender + ">"
+    assert re.match(r"\tby mx\.test \(Castor\) with UTF8LMTP id \S+$", lines[2]), lines
+    assert lines[3].startswith("\tfor <" + rcpt + ">; ")
+    [(guid, size)] = [(x["guid"], x["size"]) for x in d["B\u00fccher"]]
+    assert guid == sha1(stored_msg) and size == len(stored_msg)
+
+
+def test_smtputf8_bad_utf8_address_refused(srv):
+    r = Raw(srv.lmtp_port)
+    r.reply()
+    r.send(b"LHLO c\r\nMAIL FROM:<j\xfcrgen@example.org> SMTPUTF8\r\n"
+           b"MAIL FROM:<a@example.org> SMTPUTF8=1\r\nQUIT\r\n")
+    assert r.reply()[0] == 250
+    code, lines = r.reply()
+    assert code == 501 and lines[0].startswith("501 5.1.7"), lines
+    code, lines = r.reply()
+    assert code == 501 and lines[0].startswith("501 5.5.4"), lines

@@ -1,6 +1,7 @@
 /* test_conn.c - unit tests for lib/conn.c (plaintext streams): the line
  * reader fed byte by byte, line-length limits, literals, EOF, timeouts,
- * the wait primitive and output flushing against a slow or stuck peer.
+ * the wait primitive and output flushing against a slow or stuck peer;
+ * the DEFLATE layer against zlib on the peer's side.
  * The peer is the other end of a socketpair (or pipes) driven by a thread. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -22,6 +23,8 @@
 #include "lib/conn.h"
 #include "lib/err.h"
 #include "lib/failpoint.h"
+
+#include <zlib.h>
 
 /* ---- a peer thread that writes a script, step bytes at a time ---------- */
 
@@ -769,6 +772,106 @@ test_failpoints(void **state)
 	close(peer);
 }
 
+/* ---- DEFLATE layer ------------------------------------------------------ */
+
+/* Raw-deflate n bytes of p into out with a sync flush; returns its length. */
+static size_t
+zpack(z_stream *z, const char *p, size_t n, unsigned char *out, size_t cap)
+{
+	z->next_in = (unsigned char *)(uintptr_t)p;
+	z->avail_in = (unsigned)n;
+	z->next_out = out;
+	z->avail_out = (unsigned)cap;
+	assert_int_equal(deflate(z, Z_SYNC_FLUSH), Z_OK);
+	assert_int_equal(z->avail_in, 0);
+	assert_true(z->avail_out > 0);
+	return cap - z->avail_out;
+}
+
+static void
+test_compress(void **state)
+{
+	static unsigned char wire[300000], back[300000];
+	static char big[200000];
+	int peer;
+	struct conn *c = pair(&peer);
+	struct err err;
+	z_stream zo, zi;
+	size_t n, mem0, got = 0;
+
+	(void)state;
+	memset(&zo, 0, sizeof(zo));
+	memset(&zi, 0, sizeof(zi));
+	assert_int_equal(deflateInit2(&zo, 6, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY), Z_OK);
+	assert_int_equal(inflateInit2(&zi, -15), Z_OK);
+	/* a plain line, then compressed ones in the same write: what follows
+	 * the command in the input buffer is taken as compressed */
+	memcpy(wire, "C\r\n", 3);
+	n = 3 + zpack(&zo, "one\r\ntwo\r\n", 10, wire + 3, sizeof(wire) - 3);
+	assert_int_equal(write(peer, wire, n), (ssize_t)n);
+	expect_line(c, 100, "C", 1);
+	mem0 = conn_memory(c);
+	assert_false(conn_is_compressed(c));
+	assert_int_equal(conn_compress_start(c, &err), 0);
+	assert_true(conn_is_compressed(c));
+	assert_true(conn_memory(c) > mem0 + 200 * 1024);   /* zlib's windows are counted */
+	assert_int_equal(conn_compress_start(c, &err), -1);
+	assert_int_equal(err.kind, ERR_INVALID);
+	expect_line(c, 100, "one", 3);
+	expect_line(c, 100, "two", 3);
+	/* nothing left: no pending input claimed, a wait times out */
+	assert_int_equal(conn_pending_input(c), 0);
+	assert_int_equal(conn_wait_readable(c, 0, -1, &err), 0);
+	/* a line dribbled in one compressed byte at a time */
+	n = zpack(&zo, "three\r\n", 7, wire, sizeof(wire));
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(write(peer, wire + i, 1), 1);
+	expect_line(c, 100, "three", 5);
+	/* output: each flush is a complete sync-flushed block */
+	conn_puts(c, "* OK hello\r\n");
+	assert_int_equal(conn_flush(c, &err), 0);
+	n = (size_t)read(peer, wire, sizeof(wire));
+	zi.next_in = wire;
+	zi.avail_in = (unsigned)n;
+	zi.next_out = back;
+	zi.avail_out = sizeof(back);
+	assert_int_equal(inflate(&zi, Z_SYNC_FLUSH), Z_OK);
+	assert_int_equal(sizeof(back) - zi.avail_out, 12);
+	assert_memory_equal(back, "* OK hello\r\n", 12);
+	/* a large direct write, read back whole after the flush */
+	for (size_t i = 0; i < sizeof(big); i++)
+		big[i] = (char)('a' + (i * 7919) % 26);
+	conn_write(c, big, sizeof(big));
+	assert_int_equal(conn_flush(c, &err), 0);
+	zi.next_out = back;
+	zi.avail_out = sizeof(back);
+	while (got < sizeof(big)) {
+		ssize_t r = read(peer, wire, sizeof(wire));
+
+		assert_true(r > 0);
+		zi.next_in = wire;
+		zi.avail_in = (unsigned)r;
+		assert_int_equal(inflate(&zi, Z_SYNC_FLUSH), Z_OK);
+		got = sizeof(back) - zi.avail_out;
+	}
+	assert_int_equal(got, sizeof(big));
+	assert_memory_equal(back, big, sizeof(big));
+	/* a corrupt stream kills the read side */
+	assert_int_equal(write(peer, "\xff\xff\xff\xff\xff\xff\r\n", 8), 8);
+	{
+		const char *line;
+		size_t len;
+
+		assert_int_equal(conn_read_line(c, 100, &line, &len, &err), -1);
+		assert_int_equal(err.kind, ERR_TEMP);
+		assert_non_null(strstr(err.msg, "inflate"));
+	}
+	deflateEnd(&zo);
+	inflateEnd(&zi);
+	close(peer);
+	conn_free(&c);
+}
+
 int
 main(void)
 {
@@ -791,6 +894,7 @@ main(void)
 		cmocka_unit_test(test_write_peer_closed),
 		cmocka_unit_test(test_fd_pair_pipes),
 		cmocka_unit_test(test_failpoints),
+		cmocka_unit_test(test_compress),
 	};
 
 	/* SIGPIPE is left at its default: a socket write must never raise it */

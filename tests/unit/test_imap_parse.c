@@ -71,6 +71,14 @@ test_simple(void **state)
 	imap_cmd_free(&c);
 	assert_int_equal(parse("t ID NIL", &c), 0);
 	imap_cmd_free(&c);
+	assert_int_equal(parse("z compress deflate", &c), 0);
+	assert_int_equal(c.kind, IMAP_CMD_COMPRESS);
+	assert_string_equal(c.name, "COMPRESS");
+	assert_string_equal(c.u.compress.mech, "deflate");
+	imap_cmd_free(&c);
+	expect_bad("z COMPRESS", NULL);
+	expect_bad("z COMPRESS DEFLATE x", NULL);
+	expect_bad("z COMPRESS \"DEFLATE\"", NULL);
 	assert_int_equal(parse("t AUTHENTICATE PLAIN AGFsaWNlAHNlY3JldA==", &c), 0);
 	assert_string_equal(c.u.auth.mech, "PLAIN");
 	assert_string_equal(c.u.auth.ir, "AGFsaWNlAHNlY3JldA==");

@@ -160,7 +160,21 @@ test_mail(void **state)
 	expect_reply("MAIL FROM:<a@b.c> BODY=8BITMIME BODY=7BIT", "501 5.5.4");
 	expect_reply("MAIL FROM:<a@b.c> BODY=BINARYMIME", "555 5.5.4");
 	expect_reply("MAIL FROM:<a@b.c> AUTH=<>", "555 5.5.4 Unsupported parameter AUTH");
-	expect_reply("MAIL FROM:<a@b.c> SMTPUTF8", "555 5.5.4");
+	expect_ok("MAIL FROM:<a@b.c> SMTPUTF8", LMTP_MAIL, &c);
+	assert_true(c.smtputf8);
+	expect_ok("MAIL FROM:<j\xc3\xbcrgen@b\xc3\xbc" "cher.example> BODY=8BITMIME smtputf8", LMTP_MAIL, &c);
+	assert_true(c.smtputf8 && c.body == LMTP_BODY_8BITMIME);
+	assert_string_equal(c.local, "j\xc3\xbcrgen");
+	expect_ok("MAIL FROM:<a@b.c>", LMTP_MAIL, &c);
+	assert_false(c.smtputf8);
+	expect_reply("MAIL FROM:<a@b.c> SMTPUTF8=yes", "501 5.5.4");
+	expect_reply("MAIL FROM:<a@b.c> SMTPUTF8 SMTPUTF8", "501 5.5.4");
+	expect_reply("RCPT TO:<a@b.c> SMTPUTF8", "555 5.5.4");
+	/* 8-bit bytes that are not UTF-8: latin-1, overlong, surrogate, truncated */
+	expect_reply("MAIL FROM:<j\xfcrgen@example.org> SMTPUTF8", "501 5.1.7");
+	expect_reply("MAIL FROM:<\xc0\xafx@example.org>", "501 5.1.7");
+	expect_reply("MAIL FROM:<\xed\xa0\x80x@example.org>", "501 5.1.7");
+	expect_reply("RCPT TO:<alice@b\xc3>", "501 5.1.3");
 	expect_reply("MAIL FROM:<a@b.c> =x", "501 5.5.4");
 	expect_reply("MAIL FROM:<a@b.c> -X=1", "501 5.5.4");
 }
