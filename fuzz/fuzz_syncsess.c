@@ -48,7 +48,7 @@
 
 #define FUZZ_PW "fuzz-sync-pw"
 
-static char tmpl[256], work[256];
+static char top[256], tmpl[256], work[256];
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -111,6 +111,14 @@ copy_tree(const char *from, const char *to)
 	closedir(d);
 }
 
+/* At exit: leave nothing behind in /dev/shm. */
+static void
+cleanup(void)
+{
+	rm_tree(work);
+	rm_tree(top);
+}
+
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -121,11 +129,12 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	(void)argc;
 	(void)argv;
 	log_set_level(LOG_LVL_FATAL);
-	snprintf(tmpl, sizeof(tmpl), "%s/castor-fuzz-syncsess-XXXXXX", base);
-	if (mkdtemp(tmpl) == NULL)
+	snprintf(top, sizeof(top), "%s/castor-fuzz-syncsess-XXXXXX", base);
+	if (mkdtemp(top) == NULL)
 		abort();
-	snprintf(work, sizeof(work), "%s.work", tmpl);
-	strncat(tmpl, "/root", sizeof(tmpl) - strlen(tmpl) - 1);
+	snprintf(work, sizeof(work), "%s.work", top);
+	snprintf(tmpl, sizeof(tmpl), "%s/root", top);
+	atexit(cleanup);
 	if (store_create(tmpl, "replica", &err) < 0)
 		abort();
 	st = store_open(tmpl, NULL, &err);
