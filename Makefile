@@ -6,15 +6,19 @@
 #   make bench      run the benchmarks against Cyrus 3.6 (bench/run; BENCH_ARGS=--quick,
 #                   or make bench-quick)
 #   make fuzz       fuzz every parser for FUZZ_SECONDS each (default 60)
+#   make soak       the fault matrix at full size: SOAK_SECONDS of load per fault
+#                   (default 300), gcc tree (docs/reliability.md)
 #   make install DESTDIR=...
 
 BUILD     ?= build
 ASAN      ?= build-asan
 FUZZBUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
+SOAK_SECONDS ?= 300
+SOAK_RATE    ?= 10
 MESON_FLAGS ?=
 
-.PHONY: all deps check check-fast demo demo-stop bench bench-quick fuzz install clean
+.PHONY: all deps check check-fast demo demo-stop bench bench-quick fuzz soak install clean
 
 all: $(BUILD)/build.ninja
 	ninja -C $(BUILD)
@@ -63,6 +67,14 @@ bench-quick:
 fuzz: $(FUZZBUILD)/build.ninja
 	ninja -C $(FUZZBUILD)
 	@sh scripts/fuzz.sh $(FUZZBUILD) $(FUZZ_SECONDS)
+
+# The fault matrix (crash soak, disk full on either side, blackhole / reset /
+# refuse on the sync path, replica restarts) at full size; CI runs the same
+# tests in reduced form.  CASTOR_SOAK_SEED=n replays a run.
+soak: all
+	CASTOR_BUILD=$(abspath $(BUILD)) CASTOR_SOAK_SECONDS=$(SOAK_SECONDS) CASTOR_SOAK_RATE=$(SOAK_RATE) \
+	    /usr/bin/python3 -m pytest tests/integration/test_crash_soak.py \
+	    tests/integration/test_fault_matrix.py -v -s -p no:cacheprovider $(PYTEST_ARGS)
 
 # install also puts the systemd unit and the sysusers.d entry for the user
 # castor in place, and (installing for real, as root) creates that user now

@@ -9,97 +9,18 @@ greets fails the login within sync_connect_timeout, and the client tries
 again."""
 import json
 import re
-import selectors
 import socket
 import threading
 import time
 
 from conftest import free_ports, wait_for
 from repl_util import SLOW, Server, converged, ctl
+from tcp_proxy import Proxy
 
 # short heartbeats, scaled like every other bound (a sanitizer build must
 # not miss a heartbeat for being slow)
 HB = (f"sync_heartbeat: {500 * SLOW}ms\nsync_heartbeat_timeout: {1500 * SLOW}ms\n"
       f"sync_connect_timeout: {1000 * SLOW}ms\nsync_timeout: {3000 * SLOW}ms\n")
-
-
-class Proxy:
-    """127.0.0.1:port -> 127.0.0.1:upstream, one thread.  blackhole():
-    nothing is forwarded either way and new connections are accepted and
-    held (the sockets stay open); resume(): forwarding again, including
-    what queued meanwhile."""
-
-    def __init__(self, upstream):
-        self.upstream = upstream
-        self.port = free_ports(1)
-        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind(("127.0.0.1", self.port))
-        self.lsock.listen(16)
-        self.sel = selectors.DefaultSelector()
-        self.sel.register(self.lsock, selectors.EVENT_READ, None)
-        self.peer = {}
-        self.holes = threading.Event()
-        self.stop = threading.Event()
-        self.accepted = 0
-        self.lock = threading.Lock()
-        self.t = threading.Thread(target=self._run, daemon=True)
-        self.t.start()
-
-    def blackhole(self):
-        self.holes.set()
-
-    def resume(self):
-        self.holes.clear()
-
-    def close(self):
-        self.stop.set()
-        self.t.join(5)
-        for s in list(self.peer):
-            s.close()
-        self.lsock.close()
-
-    def _drop(self, s):
-        o = self.peer.pop(s, None)
-        for x in (s, o):
-            if x is None:
-                continue
-            try:
-                self.sel.unregister(x)
-            except (KeyError, ValueError):
-                pass
-            x.close()
-        if o is not None:
-            self.peer.pop(o, None)
-
-    def _run(self):
-        while not self.stop.is_set():
-            for key, _ in self.sel.select(0.05):
-                s = key.fileobj
-                if s is self.lsock:
-                    c, _ = self.lsock.accept()
-                    with self.lock:
-                        self.accepted += 1
-                    u = socket.create_connection(("127.0.0.1", self.upstream))
-                    self.peer[c], self.peer[u] = u, c
-                    self.sel.register(c, selectors.EVENT_READ, None)
-                    self.sel.register(u, selectors.EVENT_READ, None)
-                    continue
-                if self.holes.is_set() or s not in self.peer:
-                    continue   # leave it unread: it queues in the kernel
-                try:
-                    data = s.recv(65536)
-                except OSError:
-                    data = b""
-                if not data:
-                    self._drop(s)
-                    continue
-                try:
-                    self.peer[s].sendall(data)
-                except OSError:
-                    self._drop(s)
-            if self.holes.is_set():
-                time.sleep(0.02)   # readable sockets stay readable: do not spin
 
 
 def proxied_pair(procs, tmp, conf_extra="", replica_extra=""):
