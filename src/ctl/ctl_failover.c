@@ -92,7 +92,7 @@ ctl_fo_save(const char *root, const struct ctl_fo *fo, struct err *err)
 	int rc;
 
 	buf_printf(&d, "%s/run", root);
-	if (mkdir_p(buf_cstr(&d), 0755, err) < 0) {
+	if (atomicfile_mkdir_p(buf_cstr(&d), 0755, err) < 0) {
 		buf_free(&d);
 		return -1;
 	}
@@ -126,7 +126,7 @@ ctl_fo_load(const char *root, struct ctl_fo *fo, struct err *err)
 		buf_free(&p);
 		return 0;
 	}
-	rc = file_read_all(buf_cstr(&p), 65536, &text, &len, err);
+	rc = atomicfile_read_all(buf_cstr(&p), 65536, &text, &len, err);
 	buf_free(&p);
 	if (rc < 0)
 		return -1;
@@ -176,7 +176,7 @@ ctl_fo_remove(const char *root)
 
 	ctl_fo_path(root, &p);
 	(void)unlink(buf_cstr(&p));
-	(void)fsync_parent_dir(buf_cstr(&p), &err);
+	(void)atomicfile_fsync_parent_dir(buf_cstr(&p), &err);
 	buf_free(&p);
 }
 

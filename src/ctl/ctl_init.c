@@ -577,7 +577,7 @@ ctl_cmd_init(struct ctl *c, int argc, char **argv)
 		 * (searchable by the run user), the root itself 0750 */
 		mode_t old = umask(022);
 
-		rc = mkdir_p(root, 0755, &err);
+		rc = atomicfile_mkdir_p(root, 0755, &err);
 		umask(old);
 		if (rc < 0 || chmod(root, 0750) < 0) {
 			if (rc == 0)
@@ -601,7 +601,7 @@ ctl_cmd_init(struct ctl *c, int argc, char **argv)
 		goto fail;
 	/* certificate */
 	buf_printf(&path, "%s/tls", rootabs);
-	if (mkdir_p(buf_cstr(&path), 0755, &err) < 0)
+	if (atomicfile_mkdir_p(buf_cstr(&path), 0755, &err) < 0)
 		goto fail;
 	buf_reset(&path);
 	buf_printf(&path, "%s/tls/cert.pem", rootabs);

@@ -241,7 +241,7 @@ ctl_peer_open(const struct conf *conf, const char *chan, const char *my_role, ui
 	buf_puts(&b, "AUTHENTICATE PLAIN ");
 	sasl_plain_encode(&b, NULL, ch.authname, ch.password);
 	rc = ctl_peer_cmd(p, buf_cstr(&b), NULL, NULL, NULL, NULL, err);
-	memset(b.data, 0, b.len);
+	explicit_bzero(b.data, b.len);
 	buf_reset(&b);
 	if (rc == 0)
 		err_set(err, ERR_PERM, "the peer refused the sync credentials (authname %s)", ch.authname);

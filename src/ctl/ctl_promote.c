@@ -63,7 +63,7 @@ ctl_promote_nudge_clients(const struct conf *conf)
 		uint64_t pid = 0;
 
 		syncstat_status_path(conf_dir(conf), chans[i], &p);
-		if (file_read_all(buf_cstr(&p), 65536, &text, &len, &err) == 0) {
+		if (atomicfile_read_all(buf_cstr(&p), 65536, &text, &len, &err) == 0) {
 			for (line = strtok_r(text, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save))
 				if (str_has_prefix(line, "pid="))
 					(void)str_to_u64(line + 4, &pid);

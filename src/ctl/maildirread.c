@@ -246,7 +246,7 @@ maildirread_open(const char *dir, struct maildir **md_r, struct err *err)
 		char *text = NULL;
 		size_t len = 0;
 		struct err e2;
-		if (file_read_all(buf_cstr(&p), 1 << 20, &text, &len, &e2) == 0) {
+		if (atomicfile_read_all(buf_cstr(&p), 1 << 20, &text, &len, &e2) == 0) {
 			maildirread_parse_keywords(text, len, md->keywords);
 			free(text);
 		}

@@ -17,7 +17,7 @@
 #include <sys/stat.h>
 
 int
-write_all(int fd, const void *p, size_t n)
+atomicfile_write_all(int fd, const void *p, size_t n)
 {
 	const char *c = p;
 
@@ -35,7 +35,7 @@ write_all(int fd, const void *p, size_t n)
 }
 
 int
-fsync_dir(const char *dir, struct err *err)
+atomicfile_fsync_dir(const char *dir, struct err *err)
 {
 	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
@@ -51,7 +51,7 @@ fsync_dir(const char *dir, struct err *err)
 }
 
 int
-fsync_parent_dir(const char *path, struct err *err)
+atomicfile_fsync_parent_dir(const char *path, struct err *err)
 {
 	char dir[PATH_MAX];
 	char *slash;
@@ -60,12 +60,12 @@ fsync_parent_dir(const char *path, struct err *err)
 		return err_set(err, ERR_INVALID, "path too long: %s", path);
 	slash = strrchr(dir, '/');
 	if (slash == NULL)
-		return fsync_dir(".", err);
+		return atomicfile_fsync_dir(".", err);
 	if (slash == dir)
 		slash[1] = '\0';
 	else
 		*slash = '\0';
-	return fsync_dir(dir, err);
+	return atomicfile_fsync_dir(dir, err);
 }
 
 int
@@ -79,7 +79,7 @@ atomicfile_write(const char *path, const void *data, size_t len, mode_t mode, st
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
 	if (fd < 0)
 		return err_errno(err, ERR_TEMP, "create %s", tmp);
-	if (write_all(fd, data, len) < 0) {
+	if (atomicfile_write_all(fd, data, len) < 0) {
 		err_errno(err, ERR_TEMP, "write %s", tmp);
 		goto fail;
 	}
@@ -103,7 +103,7 @@ atomicfile_write(const char *path, const void *data, size_t len, mode_t mode, st
 	}
 	if (FAILPOINT("atomicfile.before_dirsync") < 0)
 		return err_set(err, ERR_TEMP, "failpoint atomicfile.before_dirsync");
-	return fsync_parent_dir(path, err);
+	return atomicfile_fsync_parent_dir(path, err);
 fail:
 	if (fd >= 0)
 		close(fd);
@@ -112,7 +112,7 @@ fail:
 }
 
 int
-file_read_all(const char *path, size_t max, char **data_r, size_t *len_r, struct err *err)
+atomicfile_read_all(const char *path, size_t max, char **data_r, size_t *len_r, struct err *err)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	struct stat st;
@@ -159,7 +159,7 @@ file_read_all(const char *path, size_t max, char **data_r, size_t *len_r, struct
 }
 
 int
-mkdir_p(const char *path, mode_t mode, struct err *err)
+atomicfile_mkdir_p(const char *path, mode_t mode, struct err *err)
 {
 	char tmp[PATH_MAX];
 	char *p;

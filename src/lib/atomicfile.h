@@ -20,14 +20,14 @@
 
 int atomicfile_write(const char *path, const void *data, size_t len, mode_t mode, struct err *err);
 /* fsync a directory by path. */
-int fsync_dir(const char *dir, struct err *err);
+int atomicfile_fsync_dir(const char *dir, struct err *err);
 /* fsync the directory containing path. */
-int fsync_parent_dir(const char *path, struct err *err);
+int atomicfile_fsync_parent_dir(const char *path, struct err *err);
 /* Read a whole file (up to max bytes) into a malloc'd NUL-terminated buffer. */
-int file_read_all(const char *path, size_t max, char **data_r, size_t *len_r, struct err *err);
+int atomicfile_read_all(const char *path, size_t max, char **data_r, size_t *len_r, struct err *err);
 /* mkdir -p with mode; existing directories are fine. */
-int mkdir_p(const char *path, mode_t mode, struct err *err);
+int atomicfile_mkdir_p(const char *path, mode_t mode, struct err *err);
 /* write(2) all of it, retrying on EINTR and short writes. */
-int write_all(int fd, const void *p, size_t n);
+int atomicfile_write_all(int fd, const void *p, size_t n);
 
 #endif

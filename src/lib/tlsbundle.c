@@ -42,11 +42,11 @@ tlsbundle_read_pair(struct tlsbundle *b, const char *name, const char *cert, con
 	str_lower(p->name);
 	p->cert_path = xstrdup(cert);
 	p->key_path = xstrdup(key);
-	if (file_read_all(cert, TLSBUNDLE_PEM_MAX, &p->cert, &p->cert_len, err) < 0) {
+	if (atomicfile_read_all(cert, TLSBUNDLE_PEM_MAX, &p->cert, &p->cert_len, err) < 0) {
 		err_prefix(err, "TLS certificate");
 		return -1;
 	}
-	if (file_read_all(key, TLSBUNDLE_PEM_MAX, &p->key, &p->key_len, err) < 0) {
+	if (atomicfile_read_all(key, TLSBUNDLE_PEM_MAX, &p->key, &p->key_len, err) < 0) {
 		err_prefix(err, "TLS key");
 		return -1;
 	}
@@ -169,7 +169,7 @@ tlsbundle_memfd(const struct tlsbundle *b, struct err *err)
 	}
 	buf_puts(&out, "end\n");
 	fd = memfd_create("castor-tls", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	if (fd < 0 || write_all(fd, out.data, out.len) < 0 ||
+	if (fd < 0 || atomicfile_write_all(fd, out.data, out.len) < 0 ||
 	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0) {
 		err_errno(err, ERR_TEMP, "TLS bundle memfd");
 		if (fd >= 0)

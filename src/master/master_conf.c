@@ -349,7 +349,7 @@ master_conf_load(const char *conf_path, const char *svc_path, struct err *err)
 		size_t len = 0;
 		struct err e2;
 
-		if (file_read_all(c->conf_path, 16u << 20, &data, &len, &e2) == 0)
+		if (atomicfile_read_all(c->conf_path, 16u << 20, &data, &len, &e2) == 0)
 			c->conf_crc = crc32c(0, data, len);
 		free(data);
 	}

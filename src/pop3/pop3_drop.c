@@ -44,7 +44,7 @@ pop3_drop_lock(struct pop3_drop *d, struct store *st, const char *user, struct e
 	int fd;
 
 	buf_printf(&p, "%s/run/pop3", store_root(st));
-	if (mkdir_p(buf_cstr(&p), 0750, err) < 0) {
+	if (atomicfile_mkdir_p(buf_cstr(&p), 0750, err) < 0) {
 		buf_free(&p);
 		return -1;
 	}

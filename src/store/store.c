@@ -285,12 +285,12 @@ store_create(const char *root, const char *role, struct err *err)
 	if (!role_valid(role))
 		return err_set(err, ERR_INVALID, "role must be master or replica, not %s",
 			role ? role : "(null)");
-	if (mkdir_p(root, 0750, err) < 0)
+	if (atomicfile_mkdir_p(root, 0750, err) < 0)
 		return -1;
 	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
 		buf_reset(&p);
 		buf_printf(&p, "%s/%s", root, dirs[i]);
-		if (mkdir_p(buf_cstr(&p), 0750, err) < 0)
+		if (atomicfile_mkdir_p(buf_cstr(&p), 0750, err) < 0)
 			goto out;
 	}
 	buf_reset(&p);
@@ -322,7 +322,7 @@ store_create(const char *root, const char *role, struct err *err)
 		goto out;
 	buf_reset(&p);
 	buf_printf(&p, "%s/db", root);
-	if (fsync_dir(buf_cstr(&p), err) < 0)
+	if (atomicfile_fsync_dir(buf_cstr(&p), err) < 0)
 		goto out;
 	rc = 0;
 	goto out;
@@ -666,7 +666,7 @@ spool_retire(struct store *st, const char *name, struct err *err)
 		return 0;
 	}
 	buf_printf(&d, "%s/deleted", st->root);
-	if (mkdir_p(buf_cstr(&d), 0750, err) < 0) {
+	if (atomicfile_mkdir_p(buf_cstr(&d), 0750, err) < 0) {
 		rc = -1;
 		goto out;
 	}
@@ -680,8 +680,15 @@ spool_retire(struct store *st, const char *name, struct err *err)
 		rc = err_errno(err, ERR_TEMP, "rename %s", buf_cstr(&from));
 		goto out;
 	}
-	(void)fsync_parent_dir(buf_cstr(&from), NULL);
-	(void)fsync_dir(buf_cstr(&d), NULL);
+	/* the rename is durable only with both directories: a failure is
+	 * reported (the user's row is already gone; the spool may come back
+	 * at its old place after a crash, where check --all reports it) */
+	if (atomicfile_fsync_parent_dir(buf_cstr(&from), err) < 0 || atomicfile_fsync_dir(buf_cstr(&d), err) < 0) {
+		log_error("user spool moved but not made durable user=%s to=%s error=%s", name,
+			log_q(buf_cstr(&to)), log_q(err != NULL ? err->msg : ""));
+		rc = -1;
+		goto out;
+	}
 	log_info("user spool retired user=%s to=%s", name, log_q(buf_cstr(&to)));
 out:
 	buf_free(&from);

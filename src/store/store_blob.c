@@ -224,7 +224,7 @@ blob_file_write(struct store_user *u, const char *guid, const void *data, size_t
 	if (stat(buf_cstr(&path), &sb) == 0 && S_ISREG(sb.st_mode) && (size_t)sb.st_size == len) {
 		/* Left by a crash or written by a concurrent appender: make sure
 		 * it is durable before a row names it. */
-		if (fsync_path(buf_cstr(&path), err) < 0 || fsync_dir(buf_cstr(&dir), err) < 0)
+		if (fsync_path(buf_cstr(&path), err) < 0 || atomicfile_fsync_dir(buf_cstr(&dir), err) < 0)
 			goto out;
 		store_stats_g.dir_syncs++;
 		rc = 0;
@@ -233,7 +233,7 @@ blob_file_write(struct store_user *u, const char *guid, const void *data, size_t
 	if (mkdir(buf_cstr(&dir), 0750) == 0) {
 		struct buf parent = BUF_INIT;
 		buf_printf(&parent, "%s/blobs", u->dir);
-		rc = fsync_dir(buf_cstr(&parent), err);
+		rc = atomicfile_fsync_dir(buf_cstr(&parent), err);
 		buf_free(&parent);
 		store_stats_g.dir_syncs++;
 		if (rc < 0)
@@ -263,7 +263,7 @@ blob_file_write(struct store_user *u, const char *guid, const void *data, size_t
 			err_errno(err, ERR_TEMP, "create %s", buf_cstr(&tmp));
 			goto out;
 		}
-		if (write_all(fd, data, len) < 0) {
+		if (atomicfile_write_all(fd, data, len) < 0) {
 			err_errno(err, ERR_TEMP, "write %s", buf_cstr(&tmp));
 			goto unlink;
 		}
@@ -294,7 +294,7 @@ blob_file_write(struct store_user *u, const char *guid, const void *data, size_t
 		if (fsync_path(buf_cstr(&path), err) < 0)
 			goto out;
 	}
-	if (fsync_dir(buf_cstr(&dir), err) < 0)
+	if (atomicfile_fsync_dir(buf_cstr(&dir), err) < 0)
 		goto out;
 	store_stats_g.dir_syncs++;
 	if (linked) {   /* our marker stays until the COMMIT */
@@ -452,7 +452,7 @@ store_blob_tmp_write(struct store_blob_tmp *t, const void *p, size_t n)
 		abort();
 	}
 	t->len += n;
-	if (!t->failed && write_all(t->fd, p, n) < 0) {
+	if (!t->failed && atomicfile_write_all(t->fd, p, n) < 0) {
 		err_errno(&t->err, ERR_TEMP, "write a message body");
 		t->failed = true;
 	}

@@ -453,7 +453,7 @@ store_repl_quarantine(struct store_user *u, const char *mailbox_id, uint32_t uid
 	if (store_mailbox_get_id(u, mailbox_id, true, &mb, err) < 0)
 		goto out;
 	buf_printf(&dir, "%s/quarantine/%s", u->st->root, u->name);
-	if (mkdir_p(buf_cstr(&dir), 0700, err) < 0)
+	if (atomicfile_mkdir_p(buf_cstr(&dir), 0700, err) < 0)
 		goto out;
 	buf_printf(&path, "%s/%s", buf_cstr(&dir), old.rec.guid);
 	if (store_blob_read(u, old.rec.guid, &body, err) < 0)
@@ -473,11 +473,11 @@ store_repl_quarantine(struct store_user *u, const char *mailbox_id, uint32_t uid
 		err_errno(err, ERR_TEMP, "open %s", buf_cstr(&path));
 		goto out;
 	}
-	if (write_all(fd, line.data, line.len) < 0 || fsync(fd) < 0) {
+	if (atomicfile_write_all(fd, line.data, line.len) < 0 || fsync(fd) < 0) {
 		err_errno(err, ERR_TEMP, "write %s", buf_cstr(&path));
 		goto out;
 	}
-	if (fsync_parent_dir(buf_cstr(&path), err) < 0)
+	if (atomicfile_fsync_parent_dir(buf_cstr(&path), err) < 0)
 		goto out;
 	log_warn("message quarantined user=%s mailbox=%s name=%s uid=%u guid=%s reason=%s path=%s/%s",
 		u->name, mailbox_id, log_q(mb.name), uid, old.rec.guid, reason, buf_cstr(&dir),
@@ -667,7 +667,7 @@ store_deleted_note(struct store_user *u, const struct store_mailbox *mb, int64_t
 
 	buf_printf(&d, "%s/deleted/%s", u->st->root, u->name);
 	deleted_path(u, mb->uniqueid, &p);
-	if (mkdir_p(buf_cstr(&d), 0700, err) < 0)
+	if (atomicfile_mkdir_p(buf_cstr(&d), 0700, err) < 0)
 		goto out;
 	buf_printf(&line, "time=%lld user=%s mailbox=%s name=", (long long)when, u->name,
 		mb->uniqueid);
@@ -781,7 +781,7 @@ store_purge_deleted(struct store_user *u, int64_t hold_seconds, int64_t now, siz
 		struct err e2;
 
 		deleted_path(u, h.v[i].uniqueid, &p);
-		if (file_read_all(buf_cstr(&p), 4096, &data, &len, &e2) < 0 ||
+		if (atomicfile_read_all(buf_cstr(&p), 4096, &data, &len, &e2) < 0 ||
 		    sscanf(data, "time=%lld", &t) != 1) {
 			/* deleted before notes were written (or the note is
 			 * damaged): the hold starts now */

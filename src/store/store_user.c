@@ -741,7 +741,7 @@ user_create_db(struct store_user *u, const char *ident, struct err *err)
 	if (commit_durable(u, true, NULL, err) < 0)
 		return -1;
 	/* The database file's directory entry must be durable too. */
-	return fsync_dir(u->dir, err);
+	return atomicfile_fsync_dir(u->dir, err);
 }
 
 /* Add state.ident if missing and, when ident is not NULL, set a NULL one
@@ -940,7 +940,7 @@ user_open(struct store *st, const char *name, const char *create_ident, struct e
 	}
 	if (!st->opts.read_only || create_ident != NULL) {
 		buf_printf(&p, "%s/blobs", u->dir);
-		if (mkdir_p(buf_cstr(&p), 0750, err) < 0)
+		if (atomicfile_mkdir_p(buf_cstr(&p), 0750, err) < 0)
 			goto fail;
 		buf_reset(&p);
 	}

@@ -83,7 +83,7 @@ cursor_load(const char *root, const char *channel, struct cursor *c, struct err 
 	if (!cursor_channel_valid(channel))
 		return err_set(err, ERR_INVALID, "bad channel name %s", log_q(channel));
 	cursor_path(root, channel, &path);
-	if (file_read_all(buf_cstr(&path), CURSOR_SIZE, &data, &len, &e) < 0) {
+	if (atomicfile_read_all(buf_cstr(&path), CURSOR_SIZE, &data, &len, &e) < 0) {
 		if (e.kind == ERR_NOTFOUND)
 			rc = 0;
 		else if (e.kind == ERR_TOOBIG)
@@ -153,7 +153,7 @@ cursor_save(const char *root, const char *channel, const struct cursor *c, struc
 	bigend_put32(p + 44, crc32c(0, p, 44));
 
 	buf_printf(&path, "%s/sync/cursor", root);
-	rc = mkdir_p(buf_cstr(&path), 0750, err);
+	rc = atomicfile_mkdir_p(buf_cstr(&path), 0750, err);
 	if (rc == 0) {
 		cursor_path(root, channel, &path);
 		rc = atomicfile_write(buf_cstr(&path), p, sizeof(p), 0640, err);
@@ -188,7 +188,7 @@ cursor_remove(const char *root, const char *channel, struct err *err)
 	cursor_path(root, channel, &path);
 	if (unlink(buf_cstr(&path)) < 0 && errno != ENOENT)
 		rc = err_errno(err, ERR_TEMP, "remove %s", buf_cstr(&path));
-	else if (fsync_parent_dir(buf_cstr(&path), NULL) < 0)
+	else if (atomicfile_fsync_parent_dir(buf_cstr(&path), NULL) < 0)
 		log_warn("cursor removed but directory not synced path=%s", log_q(buf_cstr(&path)));
 	buf_free(&path);
 	return rc;

@@ -44,7 +44,7 @@ syncchan_read_password_file(const char *path, char **pw_r, struct err *err)
 	size_t len = 0, n;
 
 	*pw_r = NULL;
-	if (file_read_all(path, 64 * 1024, &data, &len, err) < 0)
+	if (atomicfile_read_all(path, 64 * 1024, &data, &len, err) < 0)
 		return -1;
 	n = strcspn(data, "\r\n");
 	data[n] = '\0';
@@ -114,7 +114,7 @@ void
 syncchan_free(struct syncchan *ch)
 {
 	if (ch->password != NULL) {
-		memset(ch->password, 0, strlen(ch->password));
+		explicit_bzero(ch->password, strlen(ch->password));
 		free(ch->password);
 	}
 	free(ch->ca_file);

@@ -290,7 +290,7 @@ peer_load(struct chan *c)
 	unsigned long long ep, gen;
 
 	peer_path(c, &p);
-	if (file_read_all(buf_cstr(&p), 256, &data, &len, &e2) == 0 &&
+	if (atomicfile_read_all(buf_cstr(&p), 256, &data, &len, &e2) == 0 &&
 	    sscanf(data, "%llu %llu", &ep, &gen) == 2) {
 		c->peer_known = true;
 		c->peer_epoch = ep;
@@ -715,7 +715,7 @@ chan_open(struct chan *c, const struct conf *conf, struct store *st, const char 
 		return -1;
 	chan_ack_write(c);
 	buf_printf(&p, "%s/sync/cursor", c->root);
-	if (mkdir_p(buf_cstr(&p), 0755, err) < 0) {
+	if (atomicfile_mkdir_p(buf_cstr(&p), 0755, err) < 0) {
 		buf_free(&p);
 		return -1;
 	}
@@ -952,7 +952,7 @@ allow_marker_field(const struct chan *c, const char *key, char *out, size_t size
 	out[0] = '\0';
 	allow_marker_path(c, &p);
 	buf_printf(&k, "\n%s=", key);
-	if (file_read_all(buf_cstr(&p), 4096, &data, &len, &err) == 0 &&
+	if (atomicfile_read_all(buf_cstr(&p), 4096, &data, &len, &err) == 0 &&
 	    (u = strstr(data, buf_cstr(&k))) != NULL) {
 		u += k.len;
 		u[strcspn(u, "\r\n")] = '\0';

@@ -93,7 +93,7 @@ mark_failed(struct synchook *h)
 	fd = open(buf_cstr(&p), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd >= 0) {
 		int n = snprintf(line, sizeof(line), "%llu\n", (unsigned long long)clock_wall_ms());
-		if (write_all(fd, line, (size_t)n) < 0)
+		if (atomicfile_write_all(fd, line, (size_t)n) < 0)
 			log_warn("cannot write path=%s", log_q(buf_cstr(&p)));
 		close(fd);
 	}
@@ -357,7 +357,7 @@ set_degraded(struct synchook *h, bool on, const char *why)
 		fd = open(buf_cstr(&p), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 		if (fd >= 0) {
 			n = snprintf(line, sizeof(line), "%llu %s\n", (unsigned long long)clock_wall_ms(), why);
-			if (n > 0 && write_all(fd, line, (size_t)n) < 0)
+			if (n > 0 && atomicfile_write_all(fd, line, (size_t)n) < 0)
 				log_warn("cannot write path=%s", log_q(buf_cstr(&p)));
 			close(fd);
 		}

@@ -302,7 +302,7 @@ synclog_open(const char *root, uint64_t segment_size, struct err *err)
 	struct buf dir = BUF_INIT;
 
 	log_dir(root, &dir);
-	if (mkdir_p(buf_cstr(&dir), 0750, err) < 0) {
+	if (atomicfile_mkdir_p(buf_cstr(&dir), 0750, err) < 0) {
 		buf_free(&dir);
 		return NULL;
 	}
@@ -384,7 +384,7 @@ create_segment(const char *dir, uint64_t seg, uint64_t log_id, struct err *err)
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, SEG_MODE_LIVE);
 	if (fd < 0)
 		return err_errno(err, ERR_TEMP, "create %s", tmp);
-	if (write_all(fd, h, sizeof(h)) < 0 || fchmod(fd, SEG_MODE_LIVE) < 0) {
+	if (atomicfile_write_all(fd, h, sizeof(h)) < 0 || fchmod(fd, SEG_MODE_LIVE) < 0) {
 		err_errno(err, ERR_TEMP, "write %s", tmp);
 		close(fd);
 		unlink(tmp);
@@ -417,7 +417,7 @@ rollover(struct synclog *log, uint64_t from, struct err *err)
 	lfd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
 	if (lfd < 0 && errno == ENOENT) {
 		/* the directory was removed by hand: make it again */
-		if (mkdir_p(log->dir, 0750, err) < 0)
+		if (atomicfile_mkdir_p(log->dir, 0750, err) < 0)
 			return -1;
 		lfd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
 	}
@@ -1004,7 +1004,7 @@ synclog_reader_open(const char *root, const struct synclog_pos *start, uint64_t 
 		log_warn("sync log: no inotify instance dir=%s error=%s (polling every 5 ms instead;"
 			" raise fs.inotify.max_user_instances)", log_q(r->dir), strerror(errno));
 	if (r->ino_fd >= 0) {
-		if (mkdir_p(r->dir, 0750, NULL) < 0 ||
+		if (atomicfile_mkdir_p(r->dir, 0750, NULL) < 0 ||
 		    inotify_add_watch(r->ino_fd, r->dir, WATCH_MASK) < 0) {
 			log_warn("sync log: inotify watch failed dir=%s error=%s (polling instead)",
 				log_q(r->dir), strerror(errno));
@@ -1332,7 +1332,7 @@ synclog_reader_wait(struct synclog_reader *r, int timeout_ms, struct err *err)
 			i += (ssize_t)sizeof(*ev) + ev->len;
 		}
 	}
-	if (lost && (mkdir_p(r->dir, 0750, NULL) < 0 || inotify_add_watch(r->ino_fd, r->dir,
+	if (lost && (atomicfile_mkdir_p(r->dir, 0750, NULL) < 0 || inotify_add_watch(r->ino_fd, r->dir,
 	    WATCH_MASK) < 0))
 		log_warn("sync log: inotify watch lost dir=%s", log_q(r->dir));
 	return 1;

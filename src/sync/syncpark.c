@@ -139,7 +139,7 @@ syncpark_load(const char *root, const char *chan, struct syncpark *pk, struct er
 
 	memset(pk, 0, sizeof(*pk));
 	syncpark_path(root, chan, &p);
-	if (file_read_all(buf_cstr(&p), PARK_FILE_MAX, &data, &len, err) < 0) {
+	if (atomicfile_read_all(buf_cstr(&p), PARK_FILE_MAX, &data, &len, err) < 0) {
 		rc = access(buf_cstr(&p), F_OK) < 0 && errno == ENOENT ? 0 : -1;
 		buf_free(&p);
 		return rc;
@@ -181,12 +181,12 @@ syncpark_save(const char *root, const char *chan, const struct syncpark *pk, str
 		if (unlink(buf_cstr(&p)) < 0 && errno != ENOENT)
 			rc = err_errno(err, ERR_TEMP, "%s", buf_cstr(&p));
 		else
-			(void)fsync_parent_dir(buf_cstr(&p), err);
+			(void)atomicfile_fsync_parent_dir(buf_cstr(&p), err);
 		buf_free(&p);
 		return rc;
 	}
 	buf_printf(&b, "%s/sync/parked", root);
-	if (mkdir_p(buf_cstr(&b), 0755, err) < 0) {
+	if (atomicfile_mkdir_p(buf_cstr(&b), 0755, err) < 0) {
 		buf_free(&b);
 		buf_free(&p);
 		return -1;

@@ -497,7 +497,7 @@ syncpush_login(struct syncpush *p, const struct syncpush_login *l, struct err *e
 	buf_puts(&b, "AUTHENTICATE PLAIN ");
 	sasl_plain_encode(&b, NULL, l->authname, l->password);
 	rc = syncpush_sess_simple(p, buf_cstr(&b), &f, &r, NULL, err);
-	memset(b.data, 0, b.len);
+	explicit_bzero(b.data, b.len);
 	buf_free(&b);
 	if (rc == 0) {
 		syncproto_value_free(&f);

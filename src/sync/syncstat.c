@@ -58,7 +58,7 @@ syncstat_ack_open(const char *root, const char *channel, bool create, struct err
 
 	if (create) {
 		buf_printf(&p, "%s/run", root);
-		if (mkdir_p(buf_cstr(&p), 0755, err) < 0) {
+		if (atomicfile_mkdir_p(buf_cstr(&p), 0755, err) < 0) {
 			buf_free(&p);
 			return -1;
 		}
@@ -158,7 +158,7 @@ syncstat_status_write(const char *root, const char *channel, const char *text, s
 		err_errno(err, ERR_TEMP, "%s", buf_cstr(&tmp));
 		goto out;
 	}
-	if (write_all(fd, text, len) < 0) {
+	if (atomicfile_write_all(fd, text, len) < 0) {
 		err_errno(err, ERR_TEMP, "%s", buf_cstr(&tmp));
 		close(fd);
 		unlink(buf_cstr(&tmp));
@@ -186,7 +186,7 @@ syncstat_read_kv(const char *root, const char *channel, syncstat_kv_fn fn, void 
 	size_t len = 0;
 
 	syncstat_status_path(root, channel, &p);
-	if (file_read_all(buf_cstr(&p), 1024 * 1024, &data, &len, err) < 0) {
+	if (atomicfile_read_all(buf_cstr(&p), 1024 * 1024, &data, &len, err) < 0) {
 		if (access(buf_cstr(&p), F_OK) < 0 && errno == ENOENT)
 			err->kind = ERR_NOTFOUND;
 		buf_free(&p);

@@ -46,11 +46,11 @@ test_write_replace_read(void **state)
 	snprintf(path, sizeof(path), "%s/cursor", dir);
 	assert_int_equal(atomicfile_write(path, "one", 3, 0600, &e), 0);
 	assert_int_equal(atomicfile_write(path, "second", 6, 0600, &e), 0);
-	assert_int_equal(file_read_all(path, 100, &data, &len, &e), 0);
+	assert_int_equal(atomicfile_read_all(path, 100, &data, &len, &e), 0);
 	assert_int_equal(len, 6);
 	assert_string_equal(data, "second");
 	free(data);
-	assert_int_equal(file_read_all(path, 3, &data, &len, &e), -1);
+	assert_int_equal(atomicfile_read_all(path, 3, &data, &len, &e), -1);
 	assert_int_equal(e.kind, ERR_TOOBIG);
 }
 
@@ -69,7 +69,7 @@ test_failure_keeps_old(void **state)
 	assert_int_equal(atomicfile_write(path, "new", 3, 0600, &e), -1);
 	assert_int_equal(e.kind, ERR_TEMP);
 	failpoint_set("");
-	assert_int_equal(file_read_all(path, 100, &data, &len, &e), 0);
+	assert_int_equal(atomicfile_read_all(path, 100, &data, &len, &e), 0);
 	assert_string_equal(data, "old");
 	free(data);
 }
@@ -84,15 +84,15 @@ test_missing_and_mkdir(void **state)
 
 	(void)state;
 	snprintf(path, sizeof(path), "%s/none", dir);
-	assert_int_equal(file_read_all(path, 100, &data, NULL, &e), -1);
+	assert_int_equal(atomicfile_read_all(path, 100, &data, NULL, &e), -1);
 	assert_int_equal(e.kind, ERR_NOTFOUND);
 	snprintf(path, sizeof(path), "%s/a/b/c", dir);
-	assert_int_equal(mkdir_p(path, 0700, &e), 0);
-	assert_int_equal(mkdir_p(path, 0700, &e), 0);
+	assert_int_equal(atomicfile_mkdir_p(path, 0700, &e), 0);
+	assert_int_equal(atomicfile_mkdir_p(path, 0700, &e), 0);
 	assert_int_equal(stat(path, &st), 0);
 	assert_true(S_ISDIR(st.st_mode));
-	assert_int_equal(fsync_dir(path, &e), 0);
-	assert_int_equal(fsync_dir("/nonexistent/dir", &e), -1);
+	assert_int_equal(atomicfile_fsync_dir(path, &e), 0);
+	assert_int_equal(atomicfile_fsync_dir("/nonexistent/dir", &e), -1);
 }
 
 int

@@ -111,11 +111,11 @@ test_replace_with_quarantine(void **state)
 	/* quarantine first, then replace */
 	assert_int_equal(store_repl_quarantine(u, mb.uniqueid, a.uid, "uid-replaced", &e), 0);
 	snprintf(path, sizeof(path), "%s/quarantine/kim/%s", root, a.guid);
-	assert_int_equal(file_read_all(path, 4096, &data, &len, &e), 0);
+	assert_int_equal(atomicfile_read_all(path, 4096, &data, &len, &e), 0);
 	assert_string_equal(data, "Subject: loser\r\n\r\nthe replica's message\r\n");
 	free(data);
 	snprintf(path, sizeof(path), "%s/quarantine/manifest", root);
-	assert_int_equal(file_read_all(path, 4096, &data, &len, &e), 0);
+	assert_int_equal(atomicfile_read_all(path, 4096, &data, &len, &e), 0);
 	assert_non_null(strstr(data, " user=kim "));
 	assert_non_null(strstr(data, a.guid));
 	assert_non_null(strstr(data, " reason=uid-replaced\n"));

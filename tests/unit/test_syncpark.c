@@ -103,7 +103,7 @@ test_damaged_file_is_reported(void **state)
 
 	(void)state;
 	buf_printf(&d, "%s/sync/parked", root);
-	assert_int_equal(mkdir_p(buf_cstr(&d), 0755, &err), 0);
+	assert_int_equal(atomicfile_mkdir_p(buf_cstr(&d), 0755, &err), 0);
 	syncpark_path(root, "r1", &p);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		assert_int_equal(atomicfile_write(buf_cstr(&p), bad[i], strlen(bad[i]), 0644, &err), 0);
