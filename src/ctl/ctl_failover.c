@@ -52,7 +52,7 @@
 #include "lib/failpoint.h"
 #include "lib/log.h"
 #include "lib/str.h"
-#include "lib/svcconf.h"
+#include "lib/servicesconf.h"
 #include "lib/xalloc.h"
 #include "store/store.h"
 #include "sync/cursor.h"
@@ -469,16 +469,16 @@ static unsigned
 ctl_fo_syncd_port(const struct conf *conf)
 {
 	char *path = conf_get_path(conf, "services_conf", "services.conf");
-	struct svc_conf *sc = NULL;
+	struct servicesconf *sc = NULL;
 	struct err e2;
 	unsigned port = 0;
 
-	if (path != NULL && svcconf_load(path, &sc, &e2) == 0) {
+	if (path != NULL && servicesconf_load(path, &sc, &e2) == 0) {
 		for (size_t i = 0; i < sc->n && port == 0; i++) {
-			const struct svc_entry *se = &sc->entries[i];
+			const struct servicesconf_entry *se = &sc->entries[i];
 			const char *prog, *colon;
 			uint32_t v;
-			if (se->section != SVC_SERVICES || se->argc < 1 || se->listen == NULL)
+			if (se->section != SCONF_SERVICES || se->argc < 1 || se->listen == NULL)
 				continue;
 			prog = strrchr(se->argv[0], '/');
 			prog = prog != NULL ? prog + 1 : se->argv[0];
@@ -487,7 +487,7 @@ ctl_fo_syncd_port(const struct conf *conf)
 			    v > 0 && v < 65536)
 				port = v;
 		}
-		svcconf_free(sc);
+		servicesconf_free(sc);
 	}
 	free(path);
 	return port;

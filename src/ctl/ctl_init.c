@@ -40,7 +40,7 @@
 #include "lib/netaddr.h"
 #include "lib/priv.h"
 #include "lib/str.h"
-#include "lib/svcconf.h"
+#include "lib/servicesconf.h"
 #include "lib/tls.h"
 #include "lib/xalloc.h"
 #include "store/store.h"
@@ -469,7 +469,7 @@ ctl_cmd_init(struct ctl *c, int argc, char **argv)
 	struct priv_user ru = { 0 };
 	struct store *st = NULL;
 	struct conf *check = NULL;
-	struct svc_conf *scheck = NULL;
+	struct servicesconf *scheck = NULL;
 
 	rc = ctl_parse(c, argc, argv, opts, &pos, &npos);
 	if (rc < 0) {
@@ -623,7 +623,7 @@ ctl_cmd_init(struct ctl *c, int argc, char **argv)
 		goto fail;
 	/* what we wrote must load */
 	check = conf_load(buf_cstr(&path), &err);
-	if (check == NULL || svcconf_load(buf_cstr(&path2), &scheck, &err) < 0) {
+	if (check == NULL || servicesconf_load(buf_cstr(&path2), &scheck, &err) < 0) {
 		err_prefix(&err, "internal error: castorctl init wrote a file that does not load");
 		goto fail;
 	}
@@ -663,7 +663,7 @@ out:
 	if (check != NULL)
 		conf_free(check);
 	if (scheck != NULL)
-		svcconf_free(scheck);
+		servicesconf_free(scheck);
 	ctl_list_free(chan_specs);
 	priv_user_free(&ru);
 	free(chans);

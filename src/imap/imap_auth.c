@@ -4,7 +4,7 @@
  * folders of autocreate_folders are created when missing.
  *
  * The plaintext rule, name folding, verification and the growing delay
- * after failures are svcauth's (src/svc/svcauth.h), shared with pop3d.
+ * after failures are session_auth's (src/session/session_auth.h), shared with pop3d.
  * Plaintext passwords are refused on connections that are not TLS
  * unless allowplaintext is on, or allowplaintext_loopback is on and the
  * peer is local: LOGIN then answers NO [PRIVACYREQUIRED] and CAPABILITY
@@ -130,14 +130,14 @@ imap_auth_try(struct imap_session *s, const char *authzid, const char *login, co
 	struct buf caps = BUF_INIT;
 	int rc;
 
-	rc = svcauth_login(&s->auth, imap_cfg.st, imap_cfg.conf, authzid, login, pass, user,
+	rc = session_auth_login(&s->auth, imap_cfg.st, imap_cfg.conf, authzid, login, pass, user,
 		sizeof(user), &err);
 	if (rc < 0) {
 		imap_tagged(s, "NO", "UNAVAILABLE", "Temporary failure, try again later");
 		return;
 	}
 	if (rc == 0) {
-		if (svcauth_give_up(&s->auth)) {
+		if (session_auth_give_up(&s->auth)) {
 			imap_puts(s, "* BYE Too many failed logins\r\n");
 			s->state = IMAP_LOGOUT;   /* ends the connection after the reply */
 		}
@@ -162,13 +162,13 @@ imap_auth_try(struct imap_session *s, const char *authzid, const char *login, co
 void
 imap_cmd_login(struct imap_session *s, struct imap_cmd *c)
 {
-	if (!svcauth_plaintext_ok(&s->auth, imap_cfg.conf, conn_is_tls(s->conn))) {
+	if (!session_auth_plaintext_ok(&s->auth, imap_cfg.conf, conn_is_tls(s->conn))) {
 		imap_tagged(s, "NO", "PRIVACYREQUIRED", "Plaintext login is disabled: use STARTTLS");
 		return;
 	}
 	if (strlen(c->u.login.user.s) != c->u.login.user.len ||
 	    strlen(c->u.login.pass.s) != c->u.login.pass.len) {
-		svcauth_failed(&s->auth, "", "NUL in LOGIN arguments");
+		session_auth_failed(&s->auth, "", "NUL in LOGIN arguments");
 		imap_tagged(s, "NO", "AUTHENTICATIONFAILED", "Authentication failed");
 		return;
 	}
@@ -187,7 +187,7 @@ imap_cmd_authenticate(struct imap_session *s, struct imap_cmd *c)
 		imap_tagged(s, "NO", "CANNOT", "Unsupported authentication mechanism");
 		return;
 	}
-	if (!svcauth_plaintext_ok(&s->auth, imap_cfg.conf, conn_is_tls(s->conn))) {
+	if (!session_auth_plaintext_ok(&s->auth, imap_cfg.conf, conn_is_tls(s->conn))) {
 		imap_tagged(s, "NO", "PRIVACYREQUIRED", "Plaintext authentication is disabled: use STARTTLS");
 		return;
 	}
@@ -220,8 +220,8 @@ imap_cmd_authenticate(struct imap_session *s, struct imap_cmd *c)
 	if (rlen == 1 && resp[0] == '=')
 		rlen = 0;
 	if (sasl_plain_decode(resp, rlen, &sp, &err) < 0) {
-		svcauth_failed(&s->auth, "", err.msg);
-		if (svcauth_give_up(&s->auth)) {
+		session_auth_failed(&s->auth, "", err.msg);
+		if (session_auth_give_up(&s->auth)) {
 			imap_puts(s, "* BYE Too many failed logins\r\n");
 			s->state = IMAP_LOGOUT;
 		}

@@ -1,7 +1,7 @@
 /*
  * imap_idle.c - IDLE (RFC 2177).
  *
- * While idling the session sleeps in service_wait_input() on an epoll
+ * While idling the session sleeps in child_wait_input() on an epoll
  * descriptor that holds the client socket and the user's change
  * notification fd (store_user_watch_fd: inotify on a file every
  * committer touches after a durable commit).  A delivery, flag change or
@@ -77,12 +77,12 @@ imap_cmd_idle(struct imap_session *s, struct imap_cmd *c)
 		if (!imap_flush(s))
 			break;
 		if (conn_pending_input(s->conn) == 0) {
-			w = service_wait_input(ep, imap_cfg.idle_ms);
-			if (w == SERVICE_WAIT_QUIT) {
+			w = child_wait_input(ep, imap_cfg.idle_ms);
+			if (w == CHILD_WAIT_QUIT) {
 				s->quit = true;
 				break;
 			}
-			if (w == SERVICE_WAIT_TIMEOUT) {
+			if (w == CHILD_WAIT_TIMEOUT) {
 				imap_puts(s, "* BYE Autologout; idle for too long\r\n");
 				s->idle_timeout = true;
 				log_info("autologout in IDLE user=%s", log_q(s->user));

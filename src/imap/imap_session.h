@@ -23,9 +23,9 @@
 #include "lib/conf.h"
 #include "lib/conn.h"
 #include "lib/err.h"
-#include "master/service.h"
+#include "master/child.h"
 #include "store/store.h"
-#include "svc/svcauth.h"
+#include "session/session_auth.h"
 
 struct tls_ctx;
 
@@ -77,10 +77,10 @@ struct imap_sel {
 };
 
 struct imap_session {
-	struct service_conn *sc;
+	struct child_conn *sc;
 	struct conn *conn;
 	enum imap_state state;
-	struct svcauth auth;
+	struct session_auth auth;
 	char user[STORE_USER_NAME_MAX + 1];
 	struct store_user *u;
 	struct imap_sel sel;

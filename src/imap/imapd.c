@@ -3,8 +3,8 @@
  * docs/imap.md): service-skeleton glue, reading commands with their
  * literals, dispatching by state, reply helpers.
  *
- * One process serves one connection at a time (master/service.h).  The
- * main loop: flush, wait for input with service_wait_input() (pre-auth
+ * One process serves one connection at a time (master/child.h).  The
+ * main loop: flush, wait for input with child_wait_input() (pre-auth
  * timeout before login, autologout after), read one command with its
  * literals (imapd_read_command: synchronising literals get "+", LITERAL+
  * ones do not; anything over the limits is refused without buffering
@@ -49,8 +49,8 @@
 #include "lib/str.h"
 #include "lib/tls.h"
 #include "lib/xalloc.h"
-#include "svc/svcstore.h"
-#include "svc/svctls.h"
+#include "session/session_store.h"
+#include "session/session_tls.h"
 #include "sync/synchook.h"
 
 struct imap_config imap_cfg;
@@ -195,7 +195,7 @@ imap_put_string(struct buf *out, const char *str, size_t n)
 static bool
 imapd_plaintext_ok(struct imap_session *s)
 {
-	return svcauth_plaintext_ok(&s->auth, imap_cfg.conf, conn_is_tls(s->conn));
+	return session_auth_plaintext_ok(&s->auth, imap_cfg.conf, conn_is_tls(s->conn));
 }
 
 void
@@ -825,13 +825,13 @@ imapd_trim(void)
 	malloc_trim(0);
 }
 
-static enum service_end
-imapd_handle(struct service_conn *sc)
+static enum child_end
+imapd_handle(struct child_conn *sc)
 {
 	struct imap_session *s = xcalloc(1, sizeof(*s));
 	struct err err;
 	struct buf caps = BUF_INIT;
-	enum service_end end = SERVICE_END_DONE;
+	enum child_end end = CHILD_END_DONE;
 	int rfd, wfd;
 
 	/* the skeleton closes sc's fds; the conn owns duplicates */
@@ -842,7 +842,7 @@ imapd_handle(struct service_conn *sc)
 		if (rfd >= 0)
 			close(rfd);
 		free(s);
-		return SERVICE_END_DONE;
+		return CHILD_END_DONE;
 	}
 	s->sc = sc;
 	sc->ctx = s;
@@ -852,9 +852,9 @@ imapd_handle(struct service_conn *sc)
 	s->login_deadline = clock_mono_ms() + imap_cfg.preauth_ms;
 	/* the TLS handshake of an implicit-TLS connection counts as login time */
 	conn_set_read_deadline(s->conn, s->login_deadline);
-	svcauth_init(&s->auth, "imapd", sc->peer, sc->loopback);
+	session_auth_init(&s->auth, "imapd", sc->peer, sc->loopback);
 
-	if (svcstore_check_role(imap_cfg.st, &err) < 0)
+	if (session_store_check_role(imap_cfg.st, &err) < 0)
 		log_warn("cannot read the server role error=%s", log_q(err.msg));
 	if (sc->tls) {
 		if (imap_cfg.tls == NULL) {
@@ -889,15 +889,15 @@ imapd_handle(struct service_conn *sc)
 		s->cmd_idle_us = 0;
 		if (conn_pending_input(s->conn) == 0) {
 			bool notauth = s->state == IMAP_NOTAUTH;
-			int w = service_wait_input(conn_rfd(s->conn),
+			int w = child_wait_input(conn_rfd(s->conn),
 				notauth ? conn_ms_until(s->login_deadline) : imap_cfg.idle_ms);
 
-			s->cmd_idle_us = service_last_wait_us();
-			if (w == SERVICE_WAIT_QUIT) {
-				end = SERVICE_END_QUIT;
+			s->cmd_idle_us = child_last_wait_us();
+			if (w == CHILD_WAIT_QUIT) {
+				end = CHILD_END_QUIT;
 				break;
 			}
-			if (w == SERVICE_WAIT_TIMEOUT) {
+			if (w == CHILD_WAIT_TIMEOUT) {
 				imapd_deadline_bye(s, notauth ? "login" : "idle");
 				break;
 			}
@@ -938,12 +938,12 @@ imapd_handle(struct service_conn *sc)
 		if (s->idle_timeout)
 			break;
 checkpoint:
-		if (s->quit || service_quit_requested()) {
-			end = SERVICE_END_QUIT;
+		if (s->quit || child_quit_requested()) {
+			end = CHILD_END_QUIT;
 			break;
 		}
 	}
-	if (end == SERVICE_END_QUIT)
+	if (end == CHILD_END_QUIT)
 		return end;   /* imapd_goodbye says BYE and frees */
 	if (conn_read_deadline_passed(s->conn))
 		imapd_deadline_bye(s, s->state == IMAP_NOTAUTH &&
@@ -959,7 +959,7 @@ out:
 }
 
 static void
-imapd_goodbye(struct service_conn *sc)
+imapd_goodbye(struct child_conn *sc)
 {
 	struct imap_session *s = sc->ctx;
 
@@ -1023,10 +1023,10 @@ imapd_init(const struct conf *conf, struct err *err)
 			imap_cfg.autocreate[i] = xstrdup(def[i]);
 		imap_cfg.nautocreate = 5;
 	}
-	imap_cfg.st = svcstore_open(conf, err);
+	imap_cfg.st = session_store_open(conf, err);
 	if (imap_cfg.st == NULL)
 		return -1;
-	imap_cfg.tls = svctls_server_ctx(conf, &terr);
+	imap_cfg.tls = session_tls_server_ctx(conf, &terr);
 	if (imap_cfg.tls == NULL)
 		log_warn("no TLS for imapd (STARTTLS not offered) error=%s", log_q(terr.msg));
 	return 0;
@@ -1046,10 +1046,10 @@ imapd_fini(void)
 static void
 imapd_reload(const struct conf *conf)
 {
-	svctls_reload(&imap_cfg.tls, conf);
+	session_tls_reload(&imap_cfg.tls, conf);
 }
 
-static const struct service_ops imapd_ops = {
+static const struct child_ops imapd_ops = {
 	.name = "imapd",
 	.init = imapd_init,
 	.handle = imapd_handle,
@@ -1061,5 +1061,5 @@ static const struct service_ops imapd_ops = {
 int
 main(int argc, char **argv)
 {
-	return service_main(argc, argv, &imapd_ops);
+	return child_main(argc, argv, &imapd_ops);
 }

@@ -97,7 +97,7 @@ void conf_list_free(char **list);
  * then "*_suffix" rows), or NULL for an unknown key. */
 const struct conf_key *conf_key_lookup(const char *key);
 
-/* Limits and helpers shared by the config readers (conf.c, svcconf.c). */
+/* Limits and helpers shared by the config readers (conf.c, servicesconf.c). */
 #define CONF_LINE_MAX 4096              /* bytes per line, without the newline */
 #define CONF_FILE_MAX (16u * 1024 * 1024)
 /* Check the bytes of one line (without its newline): no NUL, no control

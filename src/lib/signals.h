@@ -18,7 +18,7 @@
  * SIGNALS_RESTART installs the handler with SA_RESTART, so slow system
  * calls (read(2) on a socket, SQLite, OpenSSL) are not interrupted with
  * EINTR; a program that must wake up on a signal while it waits polls
- * signals_fd() (see service_wait_input() in master/service.h).  Without
+ * signals_fd() (see child_wait_input() in master/child.h).  Without
  * it, blocking calls fail with EINTR when the signal arrives.
  *
  * Pending marks coalesce: a signal delivered twice before it is taken is

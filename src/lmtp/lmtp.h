@@ -13,7 +13,7 @@
 #include "lib/buf.h"
 #include "lib/conf.h"
 #include "lmtp/lmtp_parse.h"
-#include "master/service.h"
+#include "master/child.h"
 #include "store/store.h"
 
 #define LMTP_RCPT_MAX 1000         /* recipients per transaction */
@@ -59,7 +59,7 @@ struct lmtp_ucache {
 };
 
 struct lmtp_sess {
-	struct service_conn *sc;
+	struct child_conn *sc;
 	struct conn *conn;
 	struct buf in;             /* received, not yet used */
 	size_t in_used;            /* bytes of `in` the current line occupies */
@@ -89,7 +89,7 @@ struct lmtp_sess {
 };
 
 /* lmtp_cmd.c: serve one connection. */
-enum service_end lmtp_session(struct lmtp_sess *s);
+enum child_end lmtp_session(struct lmtp_sess *s);
 
 /* lmtp_deliver.c */
 /* An open handle for user (cached for the session); NULL with err

@@ -14,7 +14,7 @@
  * (so pipelined commands get their replies in one write), before
  * reading a message (the client waits for 354), and before STARTTLS.
  *
- * Shutdown (service_quit_requested): checked after every command.  A
+ * Shutdown (child_quit_requested): checked after every command.  A
  * transaction whose DATA or first BDAT has been accepted runs to its
  * per-recipient replies before the check (between BDAT chunks the
  * session keeps reading instead of waiting on the quit flag); anything
@@ -35,8 +35,8 @@
 #include "lib/log.h"
 #include "lib/str.h"
 #include "lib/xalloc.h"
-#include "svc/svcauth.h"
-#include "svc/svcstore.h"
+#include "session/session_auth.h"
+#include "session/session_store.h"
 #include "sync/synchook.h"
 
 #include <stdarg.h>
@@ -233,7 +233,7 @@ lmtp_cmd_mail(struct lmtp_sess *s, const struct lmtp_cmd *cmd)
 		lmtp_say(s, "552 5.3.4 Message size exceeds fixed maximum message size");
 		return;
 	}
-	role = svcstore_check_role(lmtpd_g.st, &err);
+	role = session_store_check_role(lmtpd_g.st, &err);
 	if (role < 0) {
 		log_error("role check failed error=%s", log_q(err.msg));
 		lmtp_say_err(s, &err);
@@ -285,7 +285,7 @@ lmtp_cmd_rcpt(struct lmtp_sess *s, const struct lmtp_cmd *cmd)
 	}
 	if (lmtp_parse_rcpt_split(cmd->local, cmd->domain, login, sizeof(login), detail,
 		sizeof(detail)) < 0 ||
-	    svcauth_user_canon(login, lmtpd_g.virtdomains, user, sizeof(user), &err) < 0) {
+	    session_auth_user_canon(login, lmtpd_g.virtdomains, user, sizeof(user), &err) < 0) {
 		log_info("recipient refused id=%s rcpt=%s reason=bad_user", s->id, log_q(cmd->path));
 		lmtp_sayf(s, "550 5.1.1 <%.200s>: Recipient address rejected: User unknown", cmd->path);
 		return;
@@ -564,7 +564,7 @@ lmtp_command(struct lmtp_sess *s, const char *line, size_t len)
 	return 1;
 }
 
-enum service_end
+enum child_end
 lmtp_session(struct lmtp_sess *s)
 {
 	struct err err = { 0 };
@@ -574,13 +574,13 @@ lmtp_session(struct lmtp_sess *s)
 	if (s->sc->tls) {
 		if (lmtpd_g.tls == NULL) {
 			log_error("implicit TLS listener but no certificate peer=%s", log_q(s->sc->peer));
-			return SERVICE_END_DONE;
+			return CHILD_END_DONE;
 		}
 		if (conn_starttls(s->conn, lmtpd_g.tls, NULL, &err) < 0) {
 			/* a passed deadline is logged by lmtpd_handle */
 			log_notice("TLS handshake failed peer=%s error=%s", log_q(s->sc->peer),
 				log_q(err.msg));
-			return SERVICE_END_DONE;
+			return CHILD_END_DONE;
 		}
 	}
 	log_debug("connect id=%s peer=%s", s->id, log_q(s->sc->peer));
@@ -595,19 +595,19 @@ lmtp_session(struct lmtp_sess *s)
 			int w;
 
 			if (conn_flush(s->conn, &err) < 0)
-				return SERVICE_END_DONE;
+				return CHILD_END_DONE;
 			/* between BDAT chunks a shutdown waits for the LAST one: the
 			 * read below blocks (read timeout; castord's escalation) */
-			w = s->bdat ? SERVICE_WAIT_INPUT :
-				service_wait_input(conn_rfd(s->conn), lmtpd_g.idle_ms);
-			if (w == SERVICE_WAIT_QUIT)
-				return SERVICE_END_QUIT;
-			s->cmd_idle_us = service_last_wait_us();
-			if (w == SERVICE_WAIT_TIMEOUT) {
+			w = s->bdat ? CHILD_WAIT_INPUT :
+				child_wait_input(conn_rfd(s->conn), lmtpd_g.idle_ms);
+			if (w == CHILD_WAIT_QUIT)
+				return CHILD_END_QUIT;
+			s->cmd_idle_us = child_last_wait_us();
+			if (w == CHILD_WAIT_TIMEOUT) {
 				lmtp_sayf(s, "421 4.4.2 %s Idle for too long, closing", lmtpd_g.servername);
 				log_notice("deadline passed service=lmtpd phase=idle id=%s peer=%s", s->id,
 					log_q(s->sc->peer));
-				return SERVICE_END_DONE;
+				return CHILD_END_DONE;
 			}
 		}
 		/* from its first byte a command (with a BDAT chunk) has its deadline;
@@ -615,20 +615,20 @@ lmtp_session(struct lmtp_sess *s)
 		conn_set_read_deadline(s->conn, clock_mono_ms() + lmtpd_g.command_ms);
 		r = lmtp_in_line(s, &line, &len, &err);
 		if (r == 0)
-			return SERVICE_END_DONE;
+			return CHILD_END_DONE;
 		if (r < 0) {
 			log_debug("read failed id=%s error=%s", s->id, log_q(err.msg));
-			return SERVICE_END_DONE;
+			return CHILD_END_DONE;
 		}
 		if (r == 2) {
 			lmtp_say(s, "500 5.5.6 Line too long");
 		} else {
 			r = lmtp_command(s, line, len);
 			if (r <= 0)
-				return SERVICE_END_DONE;
+				return CHILD_END_DONE;
 		}
 		/* the checkpoint; a BDAT transaction runs to its LAST chunk first */
-		if (!s->bdat && service_quit_requested())
-			return SERVICE_END_QUIT;
+		if (!s->bdat && child_quit_requested())
+			return CHILD_END_QUIT;
 	}
 }

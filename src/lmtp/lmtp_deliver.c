@@ -33,7 +33,7 @@
 #include "lib/log.h"
 #include "lib/str.h"
 #include "lib/xalloc.h"
-#include "svc/svcstore.h"
+#include "session/session_store.h"
 #include "sync/synchook.h"
 
 #include <stdio.h>
@@ -485,7 +485,7 @@ lmtp_deliver_confirm(struct lmtp_sess *s)
 	if (!any)
 		return;
 	synchook_idle_hint(lmtpd_g.st, s->txn_idle_us);
-	if (svcstore_wait(lmtpd_g.st, &err) == 0)
+	if (session_store_wait(lmtpd_g.st, &err) == 0)
 		return;
 	log_warn("replication not confirmed id=%s.%u error=%s", s->id, s->ntxn, log_q(err.msg));
 	(void)lmtp_deliver_undo(s);

@@ -109,7 +109,7 @@ size_t lmtp_data_feed(struct lmtp_data *d, const char *p, size_t n, struct buf *
  * "alice+lists" and domain "example.com" give login
  * "alice@example.com" and detail "lists" (the first '+' separates; no
  * '+' gives detail "").  The login then goes through
- * svcauth_user_canon(), which applies virtdomains and case folding, as
+ * session_auth_user_canon(), which applies virtdomains and case folding, as
  * for a password login.  0, or -1 when a result does not fit.
  */
 int lmtp_parse_rcpt_split(const char *local, const char *domain, char *login, size_t login_size,

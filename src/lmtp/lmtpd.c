@@ -16,8 +16,8 @@
 #include "lib/str.h"
 #include "lib/tls.h"
 #include "lib/xalloc.h"
-#include "svc/svcstore.h"
-#include "svc/svctls.h"
+#include "session/session_store.h"
+#include "session/session_tls.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,32 +61,32 @@ lmtpd_init(const struct conf *conf, struct err *err)
 		lmtpd_g.idle_ms = LMTP_IDLE_MS;
 	if (lmtpd_g.command_ms <= 0)
 		lmtpd_g.command_ms = LMTP_COMMAND_MS;
-	lmtpd_g.st = svcstore_open(conf, err);
+	lmtpd_g.st = session_store_open(conf, err);
 	if (lmtpd_g.st == NULL)
 		return -1;
-	lmtpd_g.tls = svctls_server_ctx(conf, &terr);
+	lmtpd_g.tls = session_tls_server_ctx(conf, &terr);
 	if (lmtpd_g.tls == NULL)
 		log_warn("no TLS: STARTTLS not offered error=%s", log_q(terr.msg));
 	return 0;
 }
 
-static enum service_end
-lmtpd_handle(struct service_conn *c)
+static enum child_end
+lmtpd_handle(struct child_conn *c)
 {
 	struct lmtp_sess *s = xcalloc(1, sizeof(*s));
-	enum service_end end;
+	enum child_end end;
 	int rfd = dup(c->rfd), wfd;
 
 	if (rfd < 0) {
 		log_error("dup failed peer=%s", log_q(c->peer));
 		free(s);
-		return SERVICE_END_DONE;
+		return CHILD_END_DONE;
 	}
 	wfd = c->wfd == c->rfd ? rfd : dup(c->wfd);
 	if (wfd < 0) {
 		close(rfd);
 		free(s);
-		return SERVICE_END_DONE;
+		return CHILD_END_DONE;
 	}
 	/* replies are small writes: no Nagle delay against the client's delayed ACK */
 	(void)net_set_nodelay(wfd);
@@ -106,7 +106,7 @@ lmtpd_handle(struct service_conn *c)
 	}
 	c->ctx = s;
 	end = lmtp_session(s);
-	if (end != SERVICE_END_QUIT && conn_read_deadline_passed(s->conn)) {
+	if (end != CHILD_END_QUIT && conn_read_deadline_passed(s->conn)) {
 		conn_printf(s->conn, "421 4.4.2 %s Command not completed in time\r\n", lmtpd_g.servername);
 		log_notice("deadline passed service=lmtpd phase=command id=%s peer=%s", s->id,
 			log_q(c->peer));
@@ -116,7 +116,7 @@ lmtpd_handle(struct service_conn *c)
 	s->rcpts = NULL;
 	buf_free(&s->msg);
 	buf_free(&s->in);
-	if (end != SERVICE_END_QUIT) {
+	if (end != CHILD_END_QUIT) {
 		struct err err = { 0 };
 
 		conn_flush(s->conn, &err);
@@ -128,7 +128,7 @@ lmtpd_handle(struct service_conn *c)
 }
 
 static void
-lmtpd_goodbye(struct service_conn *c)
+lmtpd_goodbye(struct child_conn *c)
 {
 	struct lmtp_sess *s = c->ctx;
 	struct err err = { 0 };
@@ -146,17 +146,17 @@ static void
 lmtpd_fini(void)
 {
 	tls_ctx_free(&lmtpd_g.tls);
-	svcstore_close(&lmtpd_g.st);
+	session_store_close(&lmtpd_g.st);
 }
 
 /* castord reloaded: a renewed certificate for the next connections. */
 static void
 lmtpd_reload(const struct conf *conf)
 {
-	svctls_reload(&lmtpd_g.tls, conf);
+	session_tls_reload(&lmtpd_g.tls, conf);
 }
 
-static const struct service_ops lmtpd_ops = {
+static const struct child_ops lmtpd_ops = {
 	.name = "lmtpd",
 	.init = lmtpd_init,
 	.handle = lmtpd_handle,
@@ -168,5 +168,5 @@ static const struct service_ops lmtpd_ops = {
 int
 main(int argc, char **argv)
 {
-	return service_main(argc, argv, &lmtpd_ops);
+	return child_main(argc, argv, &lmtpd_ops);
 }

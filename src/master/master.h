@@ -30,7 +30,7 @@
 #include "lib/conf.h"
 #include "lib/err.h"
 #include "lib/netaddr.h"
-#include "lib/svcconf.h"
+#include "lib/servicesconf.h"
 
 #define MASTER_EX_SOFTWARE 70
 #define MASTER_EX_UNAVAILABLE 69

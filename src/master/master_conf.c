@@ -263,31 +263,31 @@ master_conf_refusal(struct mentry *me, enum svc_proto proto)
 	const char *base = strrchr(me->argv[0], '/'), *line = "";
 
 	base = base != NULL ? base + 1 : me->argv[0];
-	if (proto == SVC_PROTO_AUTO) {
+	if (proto == SCONF_PROTO_AUTO) {
 		if (str_eq(base, "imapd"))
-			proto = SVC_PROTO_IMAP;
+			proto = SCONF_PROTO_IMAP;
 		else if (str_eq(base, "pop3d"))
-			proto = SVC_PROTO_POP3;
+			proto = SCONF_PROTO_POP3;
 		else if (str_eq(base, "lmtpd"))
-			proto = SVC_PROTO_LMTP;
+			proto = SCONF_PROTO_LMTP;
 		else if (str_eq(base, "syncd"))
-			proto = SVC_PROTO_SYNC;
+			proto = SCONF_PROTO_SYNC;
 		else if (str_eq(base, "echod"))
 			line = "* BYE too many connections";  /* the test service */
 	}
 	switch (proto) {
-	case SVC_PROTO_IMAP: line = "* BYE [UNAVAILABLE] Too many connections, try again later"; break;
-	case SVC_PROTO_POP3: line = "-ERR [SYS/TEMP] Too many connections, try again later"; break;
-	case SVC_PROTO_LMTP: line = "421 4.3.2 Too many connections, try again later"; break;
-	case SVC_PROTO_SYNC: line = "* BYE [TEMP] \"too many connections\""; break;
-	case SVC_PROTO_AUTO:
-	case SVC_PROTO_NONE: break;
+	case SCONF_PROTO_IMAP: line = "* BYE [UNAVAILABLE] Too many connections, try again later"; break;
+	case SCONF_PROTO_POP3: line = "-ERR [SYS/TEMP] Too many connections, try again later"; break;
+	case SCONF_PROTO_LMTP: line = "421 4.3.2 Too many connections, try again later"; break;
+	case SCONF_PROTO_SYNC: line = "* BYE [TEMP] \"too many connections\""; break;
+	case SCONF_PROTO_AUTO:
+	case SCONF_PROTO_NONE: break;
 	}
 	str_lcpy(me->refuse, line, sizeof(me->refuse));
 }
 
 static int
-master_conf_entry(struct mconf *c, struct mentry *me, const struct svc_entry *se, struct err *err)
+master_conf_entry(struct mconf *c, struct mentry *me, const struct servicesconf_entry *se, struct err *err)
 {
 	int i;
 
@@ -315,7 +315,7 @@ master_conf_entry(struct mconf *c, struct mentry *me, const struct svc_entry *se
 		err_prefix(err, "%s:%d: %s", c->svc_path, se->line, se->name);
 		return -1;
 	}
-	if (se->section == SVC_SERVICES) {
+	if (se->section == SCONF_SERVICES) {
 		if (se->listen == NULL)
 			return err_set(err, ERR_INVALID, "%s:%d: %s: no listen=", c->svc_path, se->line, se->name);
 		me->listen = xstrdup(se->listen);
@@ -336,7 +336,7 @@ struct mconf *
 master_conf_load(const char *conf_path, const char *svc_path, struct err *err)
 {
 	struct mconf *c = xcalloc(1, sizeof(*c));
-	struct svc_conf *sc = NULL;
+	struct servicesconf *sc = NULL;
 	char *p;
 	size_t i, j;
 
@@ -373,15 +373,15 @@ master_conf_load(const char *conf_path, const char *svc_path, struct err *err)
 		err_set(err, ERR_INVALID, "%s: service_maxidle must not be negative", c->conf_path);
 		goto fail;
 	}
-	if (svcconf_load(c->svc_path, &sc, err) < 0)
+	if (servicesconf_load(c->svc_path, &sc, err) < 0)
 		goto fail;
 	c->entries = xcalloc(sc->n ? sc->n : 1, sizeof(*c->entries));
 	for (i = 0; i < sc->n; i++) {
 		c->n = i + 1;
 		if (master_conf_entry(c, &c->entries[i], &sc->entries[i], err) < 0)
 			goto fail;
-		for (j = 0; c->entries[i].section == SVC_SERVICES && j < i; j++) {
-			if (c->entries[j].section == SVC_SERVICES &&
+		for (j = 0; c->entries[i].section == SCONF_SERVICES && j < i; j++) {
+			if (c->entries[j].section == SCONF_SERVICES &&
 			    str_eq(c->entries[j].addr_key, c->entries[i].addr_key)) {
 				err_set(err, ERR_INVALID, "%s:%d: %s: listen=%s is already used by %s", c->svc_path,
 					c->entries[i].line, c->entries[i].name, c->entries[i].listen,
@@ -390,11 +390,11 @@ master_conf_load(const char *conf_path, const char *svc_path, struct err *err)
 			}
 		}
 	}
-	svcconf_free(sc);
+	servicesconf_free(sc);
 	return c;
 fail:
 	if (sc != NULL)
-		svcconf_free(sc);
+		servicesconf_free(sc);
 	master_conf_free(c);
 	return NULL;
 }

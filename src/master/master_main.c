@@ -81,15 +81,15 @@ master_build(struct master *m)
 		const struct mentry *e = &m->cfg->entries[i];
 
 		switch (e->section) {
-		case SVC_SERVICES:
+		case SCONF_SERVICES:
 			*st = master_avail_service_new(e);
 			st = &(*st)->next;
 			break;
-		case SVC_DAEMON:
+		case SCONF_DAEMON:
 			*dt = master_event_daemon_new(e);
 			dt = &(*dt)->next;
 			break;
-		case SVC_EVENTS:
+		case SCONF_EVENTS:
 			*et = master_event_new(e);
 			et = &(*et)->next;
 			break;
@@ -122,7 +122,7 @@ master_start_next(struct master *m)
 		const struct mentry *e = &m->cfg->entries[m->start_next++];
 		struct mchild *c;
 
-		if (e->section != SVC_START)
+		if (e->section != SCONF_START)
 			continue;
 		log_info("START entry starting name=%s", e->name);
 		c = master_spawn(m, MCHILD_START, e, NULL);

@@ -104,7 +104,7 @@ master_reload_services(struct master *m, const struct mconf *nc, int *added, int
 	for (i = 0; i < nc->n; i++) {
 		const struct mentry *e = &nc->entries[i];
 
-		if (e->section != SVC_SERVICES)
+		if (e->section != SCONF_SERVICES)
 			continue;
 		s = master_reload_find_service(m, e->name);
 		if (s != NULL && master_reload_same_service(s, e))
@@ -114,7 +114,7 @@ master_reload_services(struct master *m, const struct mconf *nc, int *added, int
 		const struct mentry *e = &nc->entries[i];
 		struct mservice *old = master_reload_find_service(m, e->name);
 
-		if (e->section != SVC_SERVICES || (old != NULL && old->mark == MARK_KEEP))
+		if (e->section != SCONF_SERVICES || (old != NULL && old->mark == MARK_KEEP))
 			continue;
 		fresh[i] = master_avail_service_new(e);
 		for (s = m->services; s != NULL; s = s->next) {
@@ -149,7 +149,7 @@ master_reload_services(struct master *m, const struct mconf *nc, int *added, int
 			continue;
 		if (s->mark == MARK_KEEP) {
 			for (i = 0; i < nc->n; i++)
-				if (nc->entries[i].section == SVC_SERVICES && str_eq(nc->entries[i].name, s->e.name))
+				if (nc->entries[i].section == SCONF_SERVICES && str_eq(nc->entries[i].name, s->e.name))
 					master_reload_tune(s, &nc->entries[i]);
 			continue;
 		}
@@ -203,7 +203,7 @@ master_reload_daemons(struct master *m, const struct mconf *nc)
 		next = d->next;
 		if (d->removed)
 			continue;
-		e = master_reload_find_entry(nc, SVC_DAEMON, d->e.name);
+		e = master_reload_find_entry(nc, SCONF_DAEMON, d->e.name);
 		c = d->pid ? master_spawn_find(m, d->pid) : NULL;
 		if (e == NULL) {
 			d->removed = true;
@@ -236,7 +236,7 @@ master_reload_daemons(struct master *m, const struct mconf *nc)
 		const struct mentry *e = &nc->entries[i];
 		bool have = false;
 
-		if (e->section != SVC_DAEMON)
+		if (e->section != SCONF_DAEMON)
 			continue;
 		for (d = m->daemons; d != NULL; d = d->next)
 			if (!d->removed && str_eq(d->e.name, e->name))
@@ -258,7 +258,7 @@ master_reload_events(struct master *m, const struct mconf *nc)
 		const struct mentry *e = &nc->entries[i];
 		struct mevent *ev = NULL;
 
-		if (e->section != SVC_EVENTS)
+		if (e->section != SCONF_EVENTS)
 			continue;
 		for (pp = &m->events; *pp != NULL; pp = &(*pp)->next) {
 			if (str_eq((*pp)->e.name, e->name)) {

@@ -119,7 +119,7 @@ master_shutdown_next(struct master *m)
 		struct mchild *c;
 
 		e = &m->cfg->entries[m->shutdown_next++];
-		if (e->section != SVC_SHUTDOWN)
+		if (e->section != SCONF_SHUTDOWN)
 			continue;
 		log_info("SHUTDOWN entry starting name=%s timeout_s=%d", e->name, e->timeout);
 		c = master_spawn(m, MCHILD_SHUTDOWN, e, NULL);

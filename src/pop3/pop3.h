@@ -12,7 +12,7 @@
 
 #include "lib/conf.h"
 #include "lib/err.h"
-#include "master/service.h"
+#include "master/child.h"
 #include "store/store.h"
 
 #define POP3_IDLE_MS (600 * 1000)        /* RFC 1939: autologout at least 10 minutes */
@@ -67,6 +67,6 @@ void pop3_drop_uidl(const struct pop3_drop *d, size_t i, char *out, size_t size)
 
 /* pop3_cmd.c: serve one connection. */
 struct pop3_sess;
-enum service_end pop3_session(struct service_conn *sc, struct conn *conn);
+enum child_end pop3_session(struct child_conn *sc, struct conn *conn);
 
 #endif

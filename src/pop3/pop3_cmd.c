@@ -25,8 +25,8 @@
 #include "lib/log.h"
 #include "lib/sasl.h"
 #include "lib/str.h"
-#include "svc/svcauth.h"
-#include "svc/svcstore.h"
+#include "session/session_auth.h"
+#include "session/session_store.h"
 #include "sync/synchook.h"
 
 #include <stdarg.h>
@@ -36,10 +36,10 @@
 enum pop3_state { POP3_AUTHORIZATION, POP3_TRANSACTION };
 
 struct pop3_sess {
-	struct service_conn *sc;
+	struct child_conn *sc;
 	struct conn *conn;
 	enum pop3_state state;
-	struct svcauth auth;
+	struct session_auth auth;
 	char user_given[POP3_ARG_MAX + 1];   /* after USER, before PASS */
 	bool have_user;
 	struct pop3_drop drop;
@@ -65,7 +65,7 @@ pop3_say(struct pop3_sess *s, const char *fmt, ...)
 static bool
 pop3_plaintext_ok(struct pop3_sess *s)
 {
-	return svcauth_plaintext_ok(&s->auth, pop3d_g.conf, conn_is_tls(s->conn));
+	return session_auth_plaintext_ok(&s->auth, pop3d_g.conf, conn_is_tls(s->conn));
 }
 
 static void
@@ -97,7 +97,7 @@ pop3_enter_transaction(struct pop3_sess *s, const char *user)
 	struct err err = { 0 };
 	int rc;
 
-	if (svcstore_check_role(pop3d_g.st, &err) < 0) {
+	if (session_store_check_role(pop3d_g.st, &err) < 0) {
 		log_error("role check failed error=%s", log_q(err.msg));
 		pop3_say(s, "-ERR [SYS/TEMP] Temporary server error, try again later");
 		return;
@@ -127,7 +127,7 @@ pop3_login(struct pop3_sess *s, const char *authzid, const char *login, const ch
 	struct err err = { 0 };
 	int rc;
 
-	rc = svcauth_login(&s->auth, pop3d_g.st, pop3d_g.conf, authzid, login, password, user,
+	rc = session_auth_login(&s->auth, pop3d_g.st, pop3d_g.conf, authzid, login, password, user,
 		sizeof(user), &err);
 	if (rc < 0) {
 		pop3_say(s, "-ERR [SYS/TEMP] Temporary server error, try again later");
@@ -136,8 +136,8 @@ pop3_login(struct pop3_sess *s, const char *authzid, const char *login, const ch
 	if (rc == 0) {
 		if (s->auth.throttled) {    /* the password was not checked */
 			pop3_say(s, "-ERR [SYS/TEMP] Too many failed logins, try again later");
-			s->done = svcauth_give_up(&s->auth);
-		} else if (svcauth_give_up(&s->auth)) {
+			s->done = session_auth_give_up(&s->auth);
+		} else if (session_auth_give_up(&s->auth)) {
 			pop3_say(s, "-ERR [AUTH] Too many authentication failures");
 			s->done = true;
 		} else {
@@ -216,8 +216,8 @@ pop3_cmd_auth(struct pop3_sess *s, const struct pop3_cmd *cmd)
 		resp_len = 0;  /* RFC 5034: "=" is an empty initial response */
 	}
 	if (sasl_plain_decode(resp, resp_len, &sp, &err) < 0) {
-		svcauth_failed(&s->auth, NULL, err.msg);
-		if (svcauth_give_up(&s->auth)) {
+		session_auth_failed(&s->auth, NULL, err.msg);
+		if (session_auth_give_up(&s->auth)) {
 			pop3_say(s, "-ERR [AUTH] Too many authentication failures");
 			s->done = true;
 		} else {
@@ -386,7 +386,7 @@ pop3_cmd_quit_update(struct pop3_sess *s)
 			pop3_say(s, "-ERR [SYS/TEMP] Messages not deleted, try again later");
 		return;
 	}
-	if (n > 0 && svcstore_wait(pop3d_g.st, &err) < 0) {
+	if (n > 0 && session_store_wait(pop3d_g.st, &err) < 0) {
 		/* strict semisync, the replica was live but did not confirm in
 		 * time: the deletion stays (losing it on a failover loses no
 		 * mail) and is answered +OK, never -ERR over a change made
@@ -498,24 +498,24 @@ pop3_deadline_end(struct pop3_sess *s, const char *phase)
 		log_q(s->have_drop ? s->drop.user : ""));
 }
 
-enum service_end
-pop3_session(struct service_conn *sc, struct conn *conn)
+enum child_end
+pop3_session(struct child_conn *sc, struct conn *conn)
 {
 	int64_t login_deadline = clock_mono_ms() + pop3d_g.preauth_ms, cmd_deadline = 0;
 	struct pop3_sess s;
 	struct err err = { 0 };
-	enum service_end end = SERVICE_END_DONE;
+	enum child_end end = CHILD_END_DONE;
 
 	memset(&s, 0, sizeof(s));
 	s.sc = sc;
 	s.conn = conn;
 	s.drop.lock_fd = -1;
-	svcauth_init(&s.auth, "pop3d", sc->peer, sc->loopback);
+	session_auth_init(&s.auth, "pop3d", sc->peer, sc->loopback);
 	conn_set_read_deadline(conn, login_deadline);   /* an implicit-TLS handshake too */
 	if (sc->tls) {
 		if (pop3d_g.tls == NULL) {
 			log_error("implicit TLS listener but no certificate peer=%s", log_q(sc->peer));
-			return SERVICE_END_DONE;
+			return CHILD_END_DONE;
 		}
 		if (conn_starttls(conn, pop3d_g.tls, NULL, &err) < 0) {
 			if (conn_read_deadline_passed(conn))
@@ -524,7 +524,7 @@ pop3_session(struct service_conn *sc, struct conn *conn)
 			else
 				log_notice("TLS handshake failed peer=%s error=%s", log_q(sc->peer),
 					log_q(err.msg));
-			return SERVICE_END_DONE;
+			return CHILD_END_DONE;
 		}
 	}
 	pop3_say(&s, "+OK %s Castor POP3 server ready", pop3d_g.servername);
@@ -538,13 +538,13 @@ pop3_session(struct service_conn *sc, struct conn *conn)
 
 			if (conn_flush(conn, &err) < 0)
 				break;
-			w = service_wait_input(conn_rfd(conn), s.state == POP3_AUTHORIZATION ?
+			w = child_wait_input(conn_rfd(conn), s.state == POP3_AUTHORIZATION ?
 				conn_ms_until(login_deadline) : pop3d_g.idle_ms);
-			if (w == SERVICE_WAIT_QUIT) {
-				end = SERVICE_END_QUIT;
+			if (w == CHILD_WAIT_QUIT) {
+				end = CHILD_END_QUIT;
 				break;
 			}
-			if (w == SERVICE_WAIT_TIMEOUT) {
+			if (w == CHILD_WAIT_TIMEOUT) {
 				pop3_deadline_end(&s, s.state == POP3_AUTHORIZATION ? "login" : "idle");
 				break;
 			}
@@ -562,8 +562,8 @@ pop3_session(struct service_conn *sc, struct conn *conn)
 		} else {
 			pop3_command(&s, line, len);
 		}
-		if (!s.done && service_quit_requested()) {
-			end = SERVICE_END_QUIT;
+		if (!s.done && child_quit_requested()) {
+			end = CHILD_END_QUIT;
 			break;
 		}
 	}

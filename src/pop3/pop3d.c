@@ -15,8 +15,8 @@
 #include "lib/net.h"
 #include "lib/str.h"
 #include "lib/tls.h"
-#include "svc/svcstore.h"
-#include "svc/svctls.h"
+#include "session/session_store.h"
+#include "session/session_tls.h"
 
 #include <stdlib.h>
 #include <unistd.h>
@@ -46,28 +46,28 @@ pop3d_init(const struct conf *conf, struct err *err)
 		pop3d_g.command_ms = POP3_COMMAND_MS;
 	if (pop3d_g.idle_ms <= 0)
 		pop3d_g.idle_ms = POP3_IDLE_MS;
-	pop3d_g.st = svcstore_open(conf, err);
+	pop3d_g.st = session_store_open(conf, err);
 	if (pop3d_g.st == NULL)
 		return -1;
-	pop3d_g.tls = svctls_server_ctx(conf, &terr);
+	pop3d_g.tls = session_tls_server_ctx(conf, &terr);
 	if (pop3d_g.tls == NULL)
 		log_warn("no TLS: STLS not offered error=%s", log_q(terr.msg));
 	return 0;
 }
 
-static enum service_end
-pop3d_handle(struct service_conn *c)
+static enum child_end
+pop3d_handle(struct child_conn *c)
 {
 	struct conn *conn;
-	enum service_end end;
+	enum child_end end;
 	int rfd = dup(c->rfd), wfd;
 
 	if (rfd < 0)
-		return SERVICE_END_DONE;
+		return CHILD_END_DONE;
 	wfd = c->wfd == c->rfd ? rfd : dup(c->wfd);
 	if (wfd < 0) {
 		close(rfd);
-		return SERVICE_END_DONE;
+		return CHILD_END_DONE;
 	}
 	/* replies are small writes: no Nagle delay against the client's delayed ACK */
 	(void)net_set_nodelay(wfd);
@@ -76,7 +76,7 @@ pop3d_handle(struct service_conn *c)
 	conn_set_write_timeout(conn, POP3_IO_TIMEOUT_MS);
 	c->ctx = conn;
 	end = pop3_session(c, conn);
-	if (end != SERVICE_END_QUIT) {
+	if (end != CHILD_END_QUIT) {
 		struct err err = { 0 };
 
 		conn_flush(conn, &err);
@@ -87,7 +87,7 @@ pop3d_handle(struct service_conn *c)
 }
 
 static void
-pop3d_goodbye(struct service_conn *c)
+pop3d_goodbye(struct child_conn *c)
 {
 	struct conn *conn = c->ctx;
 	struct err err = { 0 };
@@ -104,17 +104,17 @@ static void
 pop3d_fini(void)
 {
 	tls_ctx_free(&pop3d_g.tls);
-	svcstore_close(&pop3d_g.st);
+	session_store_close(&pop3d_g.st);
 }
 
 /* castord reloaded: a renewed certificate for the next connections. */
 static void
 pop3d_reload(const struct conf *conf)
 {
-	svctls_reload(&pop3d_g.tls, conf);
+	session_tls_reload(&pop3d_g.tls, conf);
 }
 
-static const struct service_ops pop3d_ops = {
+static const struct child_ops pop3d_ops = {
 	.name = "pop3d",
 	.init = pop3d_init,
 	.handle = pop3d_handle,
@@ -126,5 +126,5 @@ static const struct service_ops pop3d_ops = {
 int
 main(int argc, char **argv)
 {
-	return service_main(argc, argv, &pop3d_ops);
+	return child_main(argc, argv, &pop3d_ops);
 }

@@ -9,7 +9,7 @@
  *
  * The loop: answer every frame that is already buffered, then make the
  * answers final (syncapply_sync: commits the upload group), send them,
- * and only then wait for more input, in service_wait_input() so a SIGQUIT
+ * and only then wait for more input, in child_wait_input() so a SIGQUIT
  * from castord is seen at once.  A SIGQUIT while a burst is being
  * processed is honoured after the command in hand (the checkpoint): the
  * client gets "* BYE" and reconnects after its backoff.
@@ -32,7 +32,7 @@
  * greeting; every frame, once started, within sync_command_timeout.
  * These deadlines are absolute: bytes arriving do not push them back.
  */
-#include "master/service.h"
+#include "master/child.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,7 +48,7 @@
 #include "lib/tls.h"
 #include "lib/xalloc.h"
 #include "store/store.h"
-#include "svc/svctls.h"
+#include "session/session_tls.h"
 #include "sync/syncapply.h"
 #include "sync/syncchan.h"
 #include "sync/syncsess.h"
@@ -176,7 +176,7 @@ syncd_init(const struct conf *conf, struct err *err)
 	key = conf_get_path(conf, "tls_key_file", "tls/key.pem");
 	if (access(cert, R_OK) == 0 && access(key, R_OK) == 0) {
 		struct err e2;
-		syncd_tls = svctls_server_ctx(conf, &e2);
+		syncd_tls = session_tls_server_ctx(conf, &e2);
 		if (syncd_tls == NULL)
 			log_warn("no TLS on the sync service error=%s", log_q(e2.msg));
 	}
@@ -190,7 +190,7 @@ syncd_init(const struct conf *conf, struct err *err)
 static void
 syncd_reload(const struct conf *conf)
 {
-	svctls_reload(&syncd_tls, conf);
+	session_tls_reload(&syncd_tls, conf);
 }
 
 static void
@@ -270,7 +270,7 @@ syncd_send(struct syncd_conn *sc)
 }
 
 static void
-syncd_close(struct service_conn *c, struct syncd_conn *sc)
+syncd_close(struct child_conn *c, struct syncd_conn *sc)
 {
 	struct syncapply_stats st;
 
@@ -294,7 +294,7 @@ syncd_close(struct service_conn *c, struct syncd_conn *sc)
 /* A deadline passed (phase login or command): BYE, log.  The idle one
  * is the "master silent" case in the loop. */
 static void
-syncd_deadline_bye(struct service_conn *c, struct syncd_conn *sc, const char *phase)
+syncd_deadline_bye(struct child_conn *c, struct syncd_conn *sc, const char *phase)
 {
 	log_notice("deadline passed service=syncd phase=%s peer=%s", phase, log_q(c->peer));
 	buf_puts(syncsess_out(sc->sess), strcmp(phase, "login") == 0 ?
@@ -303,8 +303,8 @@ syncd_deadline_bye(struct service_conn *c, struct syncd_conn *sc, const char *ph
 	(void)syncd_send(sc);
 }
 
-static enum service_end
-syncd_handle(struct service_conn *c)
+static enum child_end
+syncd_handle(struct child_conn *c)
 {
 	int64_t login_deadline = clock_mono_ms() + syncd_preauth_ms, cmd_deadline = 0;
 	bool authed = false;
@@ -313,13 +313,13 @@ syncd_handle(struct service_conn *c)
 	struct syncd_conn *sc = xcalloc(1, sizeof(*sc));
 	struct conn *cn;
 	struct err err;
-	enum service_end end = SERVICE_END_DONE;
+	enum child_end end = CHILD_END_DONE;
 	int rfd = dup(c->rfd), wfd = c->wfd == c->rfd ? rfd : dup(c->wfd);
 
 	if (rfd < 0 || wfd < 0) {
 		log_error("dup failed");
 		free(sc);
-		return SERVICE_END_DONE;
+		return CHILD_END_DONE;
 	}
 	cn = conn_new(rfd, wfd);
 	conn_set_read_timeout(cn, SYNCD_IO_MS);
@@ -336,7 +336,7 @@ syncd_handle(struct service_conn *c)
 			conn_free(&cn);
 			free(sc);
 			c->ctx = NULL;
-			return SERVICE_END_DONE;
+			return CHILD_END_DONE;
 		}
 	}
 	sc->sess = syncsess_new(cn, true, &syncd_preauth_lim);
@@ -368,23 +368,23 @@ syncd_handle(struct service_conn *c)
 		int rc;
 
 		if (!syncsess_pending(sc->sess) && syncapply_group_open(sc->app) &&
-		    service_wait_input(conn_rfd(cn), SYNCD_GROUP_WAIT_MS) == SERVICE_WAIT_INPUT)
+		    child_wait_input(conn_rfd(cn), SYNCD_GROUP_WAIT_MS) == CHILD_WAIT_INPUT)
 			; /* more UPLOADs on their way: keep the group open */
 		else if (!syncsess_pending(sc->sess)) {
 			if (syncd_send(sc) < 0)
 				break;
 			int left = authed ? syncd_idle_ms : conn_ms_until(login_deadline);
 
-			rc = service_wait_input(conn_rfd(cn), left < syncd_idle_ms ? left : syncd_idle_ms);
-			if (rc == SERVICE_WAIT_QUIT) {
-				end = SERVICE_END_QUIT;
+			rc = child_wait_input(conn_rfd(cn), left < syncd_idle_ms ? left : syncd_idle_ms);
+			if (rc == CHILD_WAIT_QUIT) {
+				end = CHILD_END_QUIT;
 				break;
 			}
-			if (rc == SERVICE_WAIT_TIMEOUT && !authed && left < syncd_idle_ms) {
+			if (rc == CHILD_WAIT_TIMEOUT && !authed && left < syncd_idle_ms) {
 				syncd_deadline_bye(c, sc, "login");
 				break;
 			}
-			if (rc == SERVICE_WAIT_TIMEOUT) {
+			if (rc == CHILD_WAIT_TIMEOUT) {
 				log_info("master silent peer=%s: no command for %d ms (sync_idle_timeout),"
 					" closing service=syncd phase=idle", log_q(c->peer), syncd_idle_ms);
 				buf_puts(syncsess_out(sc->sess), "* BYE [TEMP] \"idle too long\"\r\n");
@@ -449,12 +449,12 @@ syncd_handle(struct service_conn *c)
 		}
 		if (syncsess_out(sc->sess)->len >= SYNCD_OUT_HIGH && syncd_send(sc) < 0)
 			break;
-		if (service_quit_requested()) {
-			end = SERVICE_END_QUIT;
+		if (child_quit_requested()) {
+			end = CHILD_END_QUIT;
 			break;
 		}
 	}
-	if (end == SERVICE_END_QUIT) {
+	if (end == CHILD_END_QUIT) {
 		/* commit and send what is answered; goodbye() adds the BYE */
 		(void)syncd_send(sc);
 		return end;
@@ -464,7 +464,7 @@ syncd_handle(struct service_conn *c)
 }
 
 static void
-syncd_goodbye(struct service_conn *c)
+syncd_goodbye(struct child_conn *c)
 {
 	struct syncd_conn *sc = c->ctx;
 
@@ -475,7 +475,7 @@ syncd_goodbye(struct service_conn *c)
 	syncd_close(c, sc);
 }
 
-static const struct service_ops syncd_ops = {
+static const struct child_ops syncd_ops = {
 	.name = "syncd",
 	.init = syncd_init,
 	.handle = syncd_handle,
@@ -487,5 +487,5 @@ static const struct service_ops syncd_ops = {
 int
 main(int argc, char **argv)
 {
-	return service_main(argc, argv, &syncd_ops);
+	return child_main(argc, argv, &syncd_ops);
 }

@@ -15,7 +15,7 @@
  * Options: -i ignore SIGQUIT and SIGTERM (a "crazy child" for the
  * escalation tests); -t SECONDS idle timeout (default 600).
  */
-#include "master/service.h"
+#include "master/child.h"
 
 #include "lib/log.h"
 #include "lib/signals.h"
@@ -71,10 +71,10 @@ echod_init(const struct conf *conf, struct err *err)
 }
 
 static int
-echod_write(struct service_conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+echod_write(struct child_conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static int
-echod_write(struct service_conn *c, const char *fmt, ...)
+echod_write(struct child_conn *c, const char *fmt, ...)
 {
 	char line[ECHOD_LINE_MAX + 64];
 	va_list ap;
@@ -121,7 +121,7 @@ echod_sleep(int64_t ms)
 
 /* One line into line[] (without CR LF).  1 got one, 0 EOF/error, -1 too long. */
 static int
-echod_read_line(struct service_conn *c, struct echod_conn *e, char *line, size_t size, bool *need_wait)
+echod_read_line(struct child_conn *c, struct echod_conn *e, char *line, size_t size, bool *need_wait)
 {
 	for (;;) {
 		char *nl = memchr(e->in, '\n', e->len);
@@ -156,8 +156,8 @@ echod_read_line(struct service_conn *c, struct echod_conn *e, char *line, size_t
 	}
 }
 
-static enum service_end
-echod_handle(struct service_conn *c)
+static enum child_end
+echod_handle(struct child_conn *c)
 {
 	struct echod_conn e;
 	char line[ECHOD_LINE_MAX];
@@ -166,31 +166,31 @@ echod_handle(struct service_conn *c)
 
 	memset(&e, 0, sizeof(e));
 	if (echod_write(c, "+OK echod ready pid=%ld", (long)getpid()) < 0)
-		return SERVICE_END_DONE;
+		return CHILD_END_DONE;
 	for (;;) {
 		int r = echod_read_line(c, &e, line, sizeof(line), &need_wait);
 
 		if (r == 2) {
-			int w = service_wait_input(c->rfd, echod_idle_ms);
+			int w = child_wait_input(c->rfd, echod_idle_ms);
 
-			if (w == SERVICE_WAIT_QUIT)
-				return SERVICE_END_QUIT;
-			if (w == SERVICE_WAIT_TIMEOUT) {
+			if (w == CHILD_WAIT_QUIT)
+				return CHILD_END_QUIT;
+			if (w == CHILD_WAIT_TIMEOUT) {
 				echod_write(c, "* BYE idle for too long");
-				return SERVICE_END_DONE;
+				return CHILD_END_DONE;
 			}
 			need_wait = false;
 			continue;
 		}
 		if (r == 0)
-			return SERVICE_END_DONE;
+			return CHILD_END_DONE;
 		if (r < 0) {
 			echod_write(c, "-ERR line too long");
-			return SERVICE_END_DONE;
+			return CHILD_END_DONE;
 		}
 		if (str_eq_ci(line, "QUIT")) {
 			echod_write(c, "+OK bye");
-			return SERVICE_END_DONE;
+			return CHILD_END_DONE;
 		} else if (str_eq_ci(line, "PING")) {
 			echod_write(c, "+OK PONG");
 		} else if (str_eq_ci(line, "PID")) {
@@ -212,18 +212,18 @@ echod_handle(struct service_conn *c)
 		} else {
 			echod_write(c, "+OK %s", line);
 		}
-		if (service_quit_requested())
-			return SERVICE_END_QUIT;
+		if (child_quit_requested())
+			return CHILD_END_QUIT;
 	}
 }
 
 static void
-echod_goodbye(struct service_conn *c)
+echod_goodbye(struct child_conn *c)
 {
 	echod_write(c, "* BYE echod shutting down");
 }
 
-static const struct service_ops echod_ops = {
+static const struct child_ops echod_ops = {
 	.name = "echod",
 	.optstring = "it:",
 	.option = echod_option,
@@ -236,5 +236,5 @@ static const struct service_ops echod_ops = {
 int
 main(int argc, char **argv)
 {
-	return service_main(argc, argv, &echod_ops);
+	return child_main(argc, argv, &echod_ops);
 }

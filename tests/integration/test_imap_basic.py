@@ -253,7 +253,7 @@ def test_preauth_and_idle_timeouts(limits):
 def remote(tmp_path_factory):
     """Every peer counts as remote (failpoint), plaintext not allowed."""
     s = ImapServer(tmp_path_factory.mktemp("imapremote"))
-    s.restart(env={"CASTOR_FAILPOINTS": "svcauth.not_loopback=error"})
+    s.restart(env={"CASTOR_FAILPOINTS": "session_auth.not_loopback=error"})
     yield s
     s.stop()
 

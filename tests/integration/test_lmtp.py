@@ -589,7 +589,7 @@ def test_concurrent_clients_one_user(srv):
 
 
 def test_delivery_goes_into_the_sync_log(procs, tmp_path):
-    """lmtpd attaches the sync hook (svcstore_open): a master with a channel
+    """lmtpd attaches the sync hook (session_store_open): a master with a channel
     logs a MAILBOX record naming the user and the mailbox it delivered to."""
     from conftest import free_ports
     srv = MailServer(procs, tmp_path, init_args=["--channel", f"r1=127.0.0.1:{free_ports(1)}",

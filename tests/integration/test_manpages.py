@@ -98,9 +98,9 @@ def test_castor_conf_page_is_generated_and_complete():
 
 
 def test_services_conf_page_names_every_key():
-    src = (TOP / "src" / "lib" / "svcconf.c").read_text()
+    src = (TOP / "src" / "lib" / "servicesconf.c").read_text()
     m = re.search(r'\{\s*("cmd",[^}]*)\}', src)
-    assert m, "key name table not found in svcconf.c"
+    assert m, "key name table not found in servicesconf.c"
     keys = re.findall(r'"([a-z_]+)"', m.group(1))
     assert "listen" in keys and "timeout" in keys
     page = render("services.conf.5")

@@ -305,7 +305,7 @@ def test_dot_stuffing_in_retr(srv):
 
 
 def test_plaintext_refused_off_loopback(procs, tmp_path):
-    srv = MailServer(procs, tmp_path, env={"CASTOR_FAILPOINTS": "svcauth.not_loopback=error"})
+    srv = MailServer(procs, tmp_path, env={"CASTOR_FAILPOINTS": "session_auth.not_loopback=error"})
     deliver(srv, "alice", [msg(1)])
     p = srv.pop3()
     caps = p.capa()
@@ -325,7 +325,7 @@ def test_plaintext_refused_off_loopback(procs, tmp_path):
 
 def test_allowplaintext_yes(procs, tmp_path):
     srv = MailServer(procs, tmp_path, conf="allowplaintext: yes\n",
-                     env={"CASTOR_FAILPOINTS": "svcauth.not_loopback=error"})
+                     env={"CASTOR_FAILPOINTS": "session_auth.not_loopback=error"})
     p = srv.pop3()
     assert "USER" in p.capa()
     p.user("alice")

@@ -1,30 +1,30 @@
 /*
- * service.h - the skeleton every protocol service (imapd, pop3d, lmtpd,
+ * child.h - the skeleton every protocol service (imapd, pop3d, lmtpd,
  * syncd) runs on: a service is a few callbacks, the skeleton owns the
  * process.
  *
- *     static enum service_end
- *     pop3_handle(struct service_conn *c)
+ *     static enum child_end
+ *     pop3_handle(struct child_conn *c)
  *     {
  *             greet(c);
  *             for (;;) {
  *                     if (nothing buffered) {
- *                             int w = service_wait_input(c->rfd, 600 * 1000);
- *                             if (w == SERVICE_WAIT_QUIT)
- *                                     return SERVICE_END_QUIT;   // goodbye() follows
- *                             if (w == SERVICE_WAIT_TIMEOUT)
- *                                     return SERVICE_END_DONE;   // say so first
+ *                             int w = child_wait_input(c->rfd, 600 * 1000);
+ *                             if (w == CHILD_WAIT_QUIT)
+ *                                     return CHILD_END_QUIT;   // goodbye() follows
+ *                             if (w == CHILD_WAIT_TIMEOUT)
+ *                                     return CHILD_END_DONE;   // say so first
  *                     }
- *                     read and run one command; if it was QUIT return SERVICE_END_DONE;
- *                     if (service_quit_requested())          // the checkpoint
- *                             return SERVICE_END_QUIT;
+ *                     read and run one command; if it was QUIT return CHILD_END_DONE;
+ *                     if (child_quit_requested())          // the checkpoint
+ *                             return CHILD_END_QUIT;
  *             }
  *     }
- *     static const struct service_ops ops = {
+ *     static const struct child_ops ops = {
  *             .name = "pop3d", .init = pop3_init, .handle = pop3_handle,
  *             .goodbye = pop3_goodbye,    // "-ERR server shutting down\r\n"
  *     };
- *     int main(int argc, char **argv) { return service_main(argc, argv, &ops); }
+ *     int main(int argc, char **argv) { return child_main(argc, argv, &ops); }
  *
  * What the skeleton does (see proto.h for the contract with castord):
  *   - options: -C FILE (castor.conf; default $CASTOR_CONFIG), -s (serve
@@ -46,22 +46,22 @@
  *     channel closes ("master gone"); after a RELOAD from castord it
  *     rereads castor.conf and calls ops->reload before the next accept
  *     (a connection in hand is finished first, on what it started with);
- *   - when ops->handle returns SERVICE_END_QUIT, calls ops->goodbye (the
+ *   - when ops->handle returns CHILD_END_QUIT, calls ops->goodbye (the
  *     protocol's farewell: IMAP "* BYE", POP3 "-ERR", LMTP "421 4.3.2")
  *     and exits 0.
  *
  * Rules for a service:
  *   - never block in read(2) for the *next command* without
- *     service_wait_input() first (check your own input buffer and
+ *     child_wait_input() first (check your own input buffer and
  *     SSL_pending() before calling it): that is how an idle client gets
  *     its goodbye at once when castord asks the service to stop;
- *   - call service_quit_requested() after each command (the checkpoint)
- *     and return SERVICE_END_QUIT when it is true;
+ *   - call child_quit_requested() after each command (the checkpoint)
+ *     and return CHILD_END_QUIT when it is true;
  *   - a command in progress is finished, whatever arrives meanwhile;
  *   - write to conn->wfd, read from conn->rfd (equal on a socket).
  */
-#ifndef CASTOR_MASTER_SERVICE_H
-#define CASTOR_MASTER_SERVICE_H
+#ifndef CASTOR_MASTER_CHILD_H
+#define CASTOR_MASTER_CHILD_H
 
 #include <stdbool.h>
 
@@ -69,7 +69,7 @@
 #include "lib/err.h"
 #include "lib/net.h"
 
-struct service_conn {
+struct child_conn {
 	int rfd;                        /* read the client here */
 	int wfd;                        /* write to the client here (== rfd on a socket) */
 	char peer[NET_ADDRSTR_MAX];     /* "127.0.0.1:40312", "[::1]:40312", "unix", "stdin" */
@@ -80,19 +80,19 @@ struct service_conn {
 	void *ctx;                      /* the service's own state, NULL at start */
 };
 
-enum service_end {
-	SERVICE_END_DONE = 0,   /* the client logged out or went away (or idle timeout) */
-	SERVICE_END_QUIT = 1,   /* stopped at a checkpoint because a quit was requested */
+enum child_end {
+	CHILD_END_DONE = 0,   /* the client logged out or went away (or idle timeout) */
+	CHILD_END_QUIT = 1,   /* stopped at a checkpoint because a quit was requested */
 };
 
-/* service_wait_input() results */
+/* child_wait_input() results */
 enum {
-	SERVICE_WAIT_QUIT = -1,    /* a quit was requested (SIGQUIT, or castord is gone) */
-	SERVICE_WAIT_TIMEOUT = 0,
-	SERVICE_WAIT_INPUT = 1,    /* readable (data, EOF or an error for read(2) to report) */
+	CHILD_WAIT_QUIT = -1,    /* a quit was requested (SIGQUIT, or castord is gone) */
+	CHILD_WAIT_TIMEOUT = 0,
+	CHILD_WAIT_INPUT = 1,    /* readable (data, EOF or an error for read(2) to report) */
 };
 
-struct service_ops {
+struct child_ops {
 	const char *name;              /* program name for the log ("imapd") */
 	const char *optstring;         /* the service's own getopt letters, or NULL */
 	/* One of the service's own options; 0, or -1 with err (usage error, exit 64). */
@@ -101,9 +101,9 @@ struct service_ops {
 	/* Once, before any connection.  0, or -1 with err (exit 78). */
 	int (*init)(const struct conf *conf, struct err *err);
 	/* Serve one client to the end. */
-	enum service_end (*handle)(struct service_conn *conn);
-	/* Say the protocol's goodbye; called after handle returned SERVICE_END_QUIT. */
-	void (*goodbye)(struct service_conn *conn);
+	enum child_end (*handle)(struct child_conn *conn);
+	/* Say the protocol's goodbye; called after handle returned CHILD_END_QUIT. */
+	void (*goodbye)(struct child_conn *conn);
 	/* Once, before the process exits normally (may be NULL). */
 	void (*fini)(void);
 	/* castord reloaded: renew what can be renewed in place (the TLS
@@ -114,23 +114,23 @@ struct service_ops {
 
 /* Run the service; returns the process exit status (0 normal, 64 usage,
  * 78 configuration, 71 system error).  main() returns it. */
-int service_main(int argc, char **argv, const struct service_ops *ops);
+int child_main(int argc, char **argv, const struct child_ops *ops);
 
 /* The checkpoint: true once a quit has been requested (SIGQUIT, or
  * castord gone).  Sticky.  Cheap: call it after every command. */
-bool service_quit_requested(void);
+bool child_quit_requested(void);
 /* Wait until fd is readable, timeout_ms passes (< 0: no limit) or a quit
- * is requested: SERVICE_WAIT_INPUT / _TIMEOUT / _QUIT.  A quit already
+ * is requested: CHILD_WAIT_INPUT / _TIMEOUT / _QUIT.  A quit already
  * requested returns _QUIT at once. */
-int service_wait_input(int fd, int timeout_ms);
-/* How long the last service_wait_input() blocked, in microseconds: the
+int child_wait_input(int fd, int timeout_ms);
+/* How long the last child_wait_input() blocked, in microseconds: the
  * client's idle time before the input it returned for. */
-uint64_t service_last_wait_us(void);
+uint64_t child_last_wait_us(void);
 /* castor.conf as loaded at start (NULL when conf_optional and none given). */
-const struct conf *service_conf(void);
+const struct conf *child_conf(void);
 /* The entry name from services.conf (CASTOR_SERVICE), or ops->name. */
-const char *service_name(void);
+const char *child_name(void);
 /* true when running under castord (not -s). */
-bool service_under_master(void);
+bool child_under_master(void);
 
 #endif

@@ -1,9 +1,9 @@
 /*
- * svctls.c - load and reload the server TLS context of a protocol
- * service (see svctls.h): from the bundle castord hands down when there
+ * session_tls.c - load and reload the server TLS context of a protocol
+ * service (see session_tls.h): from the bundle castord hands down when there
  * is one (lib/tlsbundle.h), else from the files castor.conf names.
  */
-#include "svc/svctls.h"
+#include "session/session_tls.h"
 
 #include "lib/log.h"
 #include "lib/str.h"
@@ -15,7 +15,7 @@
 
 /* castord's bundle descriptor (proto.h CASTOR_TLS_FD), or -1. */
 static int
-svctls_bundle_fd(void)
+session_tls_bundle_fd(void)
 {
 	const char *v = getenv("CASTOR_TLS_FD");
 	uint32_t fd;
@@ -26,11 +26,11 @@ svctls_bundle_fd(void)
 }
 
 struct tls_ctx *
-svctls_server_ctx(const struct conf *conf, struct err *err)
+session_tls_server_ctx(const struct conf *conf, struct err *err)
 {
 	struct tlsbundle *b = NULL;
 	struct tls_ctx *ctx;
-	int fd = svctls_bundle_fd();
+	int fd = session_tls_bundle_fd();
 
 	if (conf == NULL) {
 		err_set(err, ERR_NOTFOUND, "no castor.conf: no TLS certificate");
@@ -44,10 +44,10 @@ svctls_server_ctx(const struct conf *conf, struct err *err)
 }
 
 int
-svctls_reload(struct tls_ctx **ctx, const struct conf *conf)
+session_tls_reload(struct tls_ctx **ctx, const struct conf *conf)
 {
 	struct err err = { 0 };
-	struct tls_ctx *fresh = svctls_server_ctx(conf, &err);
+	struct tls_ctx *fresh = session_tls_server_ctx(conf, &err);
 
 	if (fresh == NULL) {
 		log_error("tls reload failed, previous certificate kept%s error=%s",

@@ -1,10 +1,10 @@
 /*
- * service.c - the service skeleton: accept loop, status reports to
+ * child.c - the service skeleton: accept loop, status reports to
  * castord, use counting, the quit checkpoint, and asking castord about
  * a client's address when the service has maxperip (proto.h).  See
- * service.h and proto.h.
+ * child.h and proto.h.
  */
-#include "master/service.h"
+#include "master/child.h"
 #include "master/proto.h"
 
 #include "lib/clock.h"
@@ -30,12 +30,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SERVICE_EX_USAGE 64
-#define SERVICE_EX_OSERR 71
-#define SERVICE_EX_CONFIG 78
+#define CHILD_EX_USAGE 64
+#define CHILD_EX_OSERR 71
+#define CHILD_EX_CONFIG 78
 
 static struct {
-	const struct service_ops *ops;
+	const struct child_ops *ops;
 	struct conf *conf;
 	char name[64];
 	bool under_master;
@@ -54,7 +54,7 @@ static struct {
 } svc = { .listen_fd = -1, .status_fd = -1, .tls_new = -1 };
 
 static void
-service_status(char c)
+child_status(char c)
 {
 	ssize_t w;
 
@@ -67,7 +67,7 @@ service_status(char c)
 
 /* recv() that also takes a descriptor sent with the bytes (RELOAD). */
 static ssize_t
-service_recv_status(char *b, size_t size)
+child_recv_status(char *b, size_t size)
 {
 	struct iovec iov = { .iov_base = b, .iov_len = size };
 	union {
@@ -103,7 +103,7 @@ service_recv_status(char *b, size_t size)
 
 /* Read whatever castord sent (non-blocking). */
 static void
-service_read_status(void)
+child_read_status(void)
 {
 	char b[16];
 	ssize_t n, i;
@@ -111,7 +111,7 @@ service_read_status(void)
 	if (svc.status_fd < 0)
 		return;
 	for (;;) {
-		n = service_recv_status(b, sizeof(b));
+		n = child_recv_status(b, sizeof(b));
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -139,7 +139,7 @@ service_read_status(void)
 }
 
 bool
-service_quit_requested(void)
+child_quit_requested(void)
 {
 	if (signals_poll() && signals_pending(SIGQUIT))
 		svc.quit = true;
@@ -154,7 +154,7 @@ service_quit_requested(void)
 static uint64_t last_wait_us;
 
 uint64_t
-service_last_wait_us(void)
+child_last_wait_us(void)
 {
 	return last_wait_us;
 }
@@ -162,7 +162,7 @@ service_last_wait_us(void)
 static int service_wait_input_1(int fd, int timeout_ms);
 
 int
-service_wait_input(int fd, int timeout_ms)
+child_wait_input(int fd, int timeout_ms)
 {
 	uint64_t t0 = clock_mono_us();
 	int w = service_wait_input_1(fd, timeout_ms);
@@ -179,8 +179,8 @@ service_wait_input_1(int fd, int timeout_ms)
 	int n, rc;
 
 	for (;;) {
-		if (service_quit_requested())
-			return SERVICE_WAIT_QUIT;
+		if (child_quit_requested())
+			return CHILD_WAIT_QUIT;
 		if (deadline >= 0) {
 			int64_t left = deadline - clock_mono_ms();
 
@@ -202,43 +202,43 @@ service_wait_input_1(int fd, int timeout_ms)
 		if (rc < 0 && errno == EINTR)
 			continue;
 		if (rc < 0)
-			return SERVICE_WAIT_INPUT;  /* let read(2) report the trouble */
+			return CHILD_WAIT_INPUT;  /* let read(2) report the trouble */
 		if (rc == 0)
-			return SERVICE_WAIT_TIMEOUT;
+			return CHILD_WAIT_TIMEOUT;
 		if (n > 2 && p[2].revents != 0)
-			service_read_status();
-		if (service_quit_requested())
-			return SERVICE_WAIT_QUIT;
+			child_read_status();
+		if (child_quit_requested())
+			return CHILD_WAIT_QUIT;
 		if (p[0].revents != 0)
-			return SERVICE_WAIT_INPUT;
+			return CHILD_WAIT_INPUT;
 	}
 }
 
 const struct conf *
-service_conf(void)
+child_conf(void)
 {
 	return svc.conf;
 }
 
 const char *
-service_name(void)
+child_name(void)
 {
 	return svc.name;
 }
 
 bool
-service_under_master(void)
+child_under_master(void)
 {
 	return svc.under_master;
 }
 
 static void
-service_serve(struct service_conn *c)
+child_serve(struct child_conn *c)
 {
-	enum service_end end;
+	enum child_end end;
 
 	end = svc.ops->handle(c);
-	if (end == SERVICE_END_QUIT || service_quit_requested()) {
+	if (end == CHILD_END_QUIT || child_quit_requested()) {
 		if (svc.ops->goodbye != NULL)
 			svc.ops->goodbye(c);
 		log_info("goodbye sent on quit service=%s peer=%s", svc.name, log_q(c->peer));
@@ -246,7 +246,7 @@ service_serve(struct service_conn *c)
 }
 
 static void
-service_conn_init(struct service_conn *c, int rfd, int wfd)
+child_conn_init(struct child_conn *c, int rfd, int wfd)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
@@ -272,7 +272,7 @@ service_conn_init(struct service_conn *c, int rfd, int wfd)
 
 /* Put the bundle castord sent where CASTOR_TLS_FD points (proto.h). */
 static void
-service_take_bundle(void)
+child_take_bundle(void)
 {
 	const char *v = getenv("CASTOR_TLS_FD");
 	uint32_t cur;
@@ -291,14 +291,14 @@ service_take_bundle(void)
 /* A RELOAD from castord: reread castor.conf and let the service renew
  * what it can.  A file that does not load changes nothing. */
 static void
-service_reload(void)
+child_reload(void)
 {
 	struct err err = { 0 };
 	struct conf *conf;
 
 	svc.reload = false;
 	if (svc.tls_new >= 0)
-		service_take_bundle();
+		child_take_bundle();
 	if (svc.ops->reload == NULL || svc.conf_path == NULL)
 		return;
 	conf = conf_load(svc.conf_path, &err);
@@ -315,7 +315,7 @@ service_reload(void)
  * true to serve the client.  No answer in time (castord busy or gone):
  * serve it. */
 static bool
-service_peer_admitted(int fd)
+child_peer_admitted(int fd)
 {
 	char msg[PROTO_PEER_MAX + 3];
 	int64_t deadline = clock_mono_ms() + PROTO_VERDICT_WAIT_MS;
@@ -324,7 +324,7 @@ service_peer_admitted(int fd)
 
 	msg[0] = PROTO_PEER;
 	if (svc.status_fd < 0 || proto_peer_addr(fd, msg + 1, PROTO_PEER_MAX + 1) < 0) {
-		service_status(PROTO_BUSY);
+		child_status(PROTO_BUSY);
 		return true;
 	}
 	len = strlen(msg);
@@ -343,14 +343,14 @@ service_peer_admitted(int fd)
 			break;
 		}
 		if (poll(&p, 1, (int)left) > 0)
-			service_read_status();
+			child_read_status();
 	}
 	return svc.verdict != PROTO_DENY;
 }
 
 /* castord said no (maxperip): the protocol's refusal, then close. */
 static void
-service_refuse(int fd)
+child_refuse(int fd)
 {
 	const char *line = getenv("CASTOR_REFUSE"), *tls = getenv("CASTOR_TLS");
 	char out[256];
@@ -364,21 +364,21 @@ service_refuse(int fd)
 
 /* The accept loop under castord.  Returns the exit status. */
 static int
-service_loop(void)
+child_loop(void)
 {
 	struct pollfd p[3];
 	int rc, fd;
 
-	service_status(PROTO_READY);
+	child_status(PROTO_READY);
 	for (;;) {
-		if (service_quit_requested() || svc.retire) {
+		if (child_quit_requested() || svc.retire) {
 			log_debug("idle child exiting service=%s uses=%u reason=%s", svc.name, svc.uses,
 				  svc.retire ? "retire" : svc.master_gone ? "master_gone" : "quit");
-			service_status(PROTO_EXITING);
+			child_status(PROTO_EXITING);
 			return 0;
 		}
 		if (svc.reload)
-			service_reload();
+			child_reload();
 		p[0].fd = svc.listen_fd;
 		p[0].events = POLLIN;
 		p[1].fd = signals_fd();
@@ -389,18 +389,18 @@ service_loop(void)
 		rc = poll(p, 3, -1);
 		if (rc < 0 && errno != EINTR) {
 			log_error("poll failed service=%s error=%s", svc.name, log_q(strerror(errno)));
-			return SERVICE_EX_OSERR;
+			return CHILD_EX_OSERR;
 		}
 		if (rc <= 0)
 			continue;
 		if (p[2].revents != 0)
-			service_read_status();
-		if (service_quit_requested() || svc.retire || (p[0].revents & POLLIN) == 0)
+			child_read_status();
+		if (child_quit_requested() || svc.retire || (p[0].revents & POLLIN) == 0)
 			continue;
 		/* a RELOAD sent before this client connected is seen before it is accepted */
-		service_read_status();
+		child_read_status();
 		if (svc.reload)
-			service_reload();
+			child_reload();
 		if (svc.retire || svc.quit)
 			continue;
 		fd = accept4(svc.listen_fd, NULL, NULL, SOCK_CLOEXEC);
@@ -415,56 +415,56 @@ service_loop(void)
 			}
 			log_error("accept failed service=%s error=%s", svc.name, log_q(strerror(errno)));
 			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-				service_status(PROTO_EXITING);
-				return SERVICE_EX_OSERR;
+				child_status(PROTO_EXITING);
+				return CHILD_EX_OSERR;
 			}
 			continue;
 		}
 		if (!svc.maxperip) {
-			service_status(PROTO_BUSY);
-		} else if (!service_peer_admitted(fd)) {
-			service_refuse(fd);
-			if (!service_quit_requested() && !svc.retire)
-				service_status(PROTO_READY);
+			child_status(PROTO_BUSY);
+		} else if (!child_peer_admitted(fd)) {
+			child_refuse(fd);
+			if (!child_quit_requested() && !svc.retire)
+				child_status(PROTO_READY);
 			continue;
 		}
 		svc.uses++;
 		{
-			struct service_conn c;
+			struct child_conn c;
 
-			service_conn_init(&c, fd, fd);
+			child_conn_init(&c, fd, fd);
 			log_debug("connection service=%s peer=%s use=%u", svc.name, log_q(c.peer), svc.uses);
-			service_serve(&c);
+			child_serve(&c);
 		}
 		/* report before the close: a client that saw it can count on castord knowing */
-		service_read_status();
+		child_read_status();
 		if (svc.maxuse > 0 && svc.uses >= svc.maxuse) {
 			log_debug("maxuse reached service=%s uses=%u", svc.name, svc.uses);
-			service_status(PROTO_EXITING);
+			child_status(PROTO_EXITING);
 			close(fd);
 			return 0;
 		}
-		if (!service_quit_requested() && !svc.retire)
-			service_status(PROTO_READY);
+		if (!child_quit_requested() && !svc.retire)
+			child_status(PROTO_READY);
 		close(fd);
 	}
 }
 
 static void
-service_usage(const struct service_ops *ops)
+child_usage(const struct child_ops *ops)
 {
 	fprintf(stderr, "usage: %s [-C castor.conf] [-s]%s%s\n", ops->name,
 		ops->optstring ? " [service options: " : "", ops->optstring ? "]" : "");
 }
 
 static bool
-service_fd_open(int fd)
+child_fd_open(int fd)
 {
 	return fcntl(fd, F_GETFD) >= 0;
 }
 
 int
-service_main(int argc, char **argv, const struct service_ops *ops)
+child_main(int argc, char **argv, const struct child_ops *ops)
 {
 	struct err err = { 0 };
 	char optstring[128];
@@ -480,10 +480,10 @@ service_main(int argc, char **argv, const struct service_ops *ops)
 	logdest = getenv("CASTOR_LOG");
 	log_init(svc.name, logdest != NULL && str_eq(logdest, "syslog") ? LOG_DEST_SYSLOG : LOG_DEST_STDERR);
 	if (failpoint_init() < 0)
-		return SERVICE_EX_USAGE;
+		return CHILD_EX_USAGE;
 	conf_path = getenv("CASTOR_CONFIG");
 	if (str_fmt(optstring, sizeof(optstring), "+C:s%s", ops->optstring ? ops->optstring : "") < 0)
-		return SERVICE_EX_USAGE;
+		return CHILD_EX_USAGE;
 	while ((opt = getopt(argc, argv, optstring)) != -1) {
 		if (opt == 'C') {
 			conf_path = optarg;
@@ -492,22 +492,22 @@ service_main(int argc, char **argv, const struct service_ops *ops)
 		} else if (opt != '?' && ops->option != NULL) {
 			if (ops->option(opt, optarg, &err) < 0) {
 				fprintf(stderr, "%s: %s\n", ops->name, err.msg);
-				return SERVICE_EX_USAGE;
+				return CHILD_EX_USAGE;
 			}
 		} else {
-			service_usage(ops);
-			return SERVICE_EX_USAGE;
+			child_usage(ops);
+			return CHILD_EX_USAGE;
 		}
 	}
 	if (optind < argc) {
-		service_usage(ops);
-		return SERVICE_EX_USAGE;
+		child_usage(ops);
+		return CHILD_EX_USAGE;
 	}
 
 	if (signals_catch(SIGQUIT, SIGNALS_RESTART, &err) < 0 || signals_ignore(SIGPIPE, &err) < 0 ||
 	    signals_ignore(SIGHUP, &err) < 0) {
 		log_error("signal setup failed error=%s", log_q(err.msg));
-		return SERVICE_EX_OSERR;
+		return CHILD_EX_OSERR;
 	}
 	{
 		/* castord starts us with SIGQUIT blocked (proto.h): the handler is in place now */
@@ -519,7 +519,7 @@ service_main(int argc, char **argv, const struct service_ops *ops)
 	}
 
 	svc.under_master = !stdin_mode && getenv("CASTOR_MASTER_PID") != NULL &&
-			   service_fd_open(PROTO_LISTEN_FD) && service_fd_open(PROTO_STATUS_FD);
+			   child_fd_open(PROTO_LISTEN_FD) && child_fd_open(PROTO_STATUS_FD);
 	if (svc.under_master) {
 		uint32_t mpid = 0, maxuse = 0;
 
@@ -540,7 +540,7 @@ service_main(int argc, char **argv, const struct service_ops *ops)
 	} else if (!stdin_mode) {
 		fprintf(stderr, "%s: not started by castord (no listener on fd 3 and status channel on fd 4); "
 			"use -s to serve stdin/stdout\n", ops->name);
-		return SERVICE_EX_USAGE;
+		return CHILD_EX_USAGE;
 	}
 
 	if (conf_path != NULL && conf_path[0] != '\0') {
@@ -548,36 +548,36 @@ service_main(int argc, char **argv, const struct service_ops *ops)
 		svc.conf = conf_load(conf_path, &err);
 		if (svc.conf == NULL) {
 			log_error("cannot load configuration file=%s error=%s", log_q(conf_path), log_q(err.msg));
-			service_status(PROTO_EXITING);
-			return SERVICE_EX_CONFIG;
+			child_status(PROTO_EXITING);
+			return CHILD_EX_CONFIG;
 		}
 		/* run by hand as root (-s): become run_user, as castord's children are */
 		if (priv_drop_for_conf(svc.conf, false, &err) < 0) {
 			log_error("cannot switch user service=%s error=%s", svc.name, log_q(err.msg));
-			service_status(PROTO_EXITING);
-			return SERVICE_EX_CONFIG;
+			child_status(PROTO_EXITING);
+			return CHILD_EX_CONFIG;
 		}
 	} else if (!ops->conf_optional) {
 		log_error("no configuration: give -C castor.conf or set CASTOR_CONFIG service=%s", svc.name);
-		service_status(PROTO_EXITING);
-		return SERVICE_EX_CONFIG;
+		child_status(PROTO_EXITING);
+		return CHILD_EX_CONFIG;
 	}
 	if (ops->init != NULL && ops->init(svc.conf, &err) < 0) {
 		log_error("service init failed service=%s error=%s", svc.name, log_q(err.msg));
-		service_status(PROTO_EXITING);
+		child_status(PROTO_EXITING);
 		if (svc.conf != NULL)
 			conf_free(svc.conf);
-		return SERVICE_EX_CONFIG;
+		return CHILD_EX_CONFIG;
 	}
 
 	if (stdin_mode) {
-		struct service_conn c;
+		struct child_conn c;
 
 		svc.uses = 1;
-		service_conn_init(&c, STDIN_FILENO, STDOUT_FILENO);
-		service_serve(&c);
+		child_conn_init(&c, STDIN_FILENO, STDOUT_FILENO);
+		child_serve(&c);
 	} else {
-		rc = service_loop();
+		rc = child_loop();
 	}
 	if (ops->fini != NULL)
 		ops->fini();

@@ -1,9 +1,9 @@
 /*
- * svcauth.c - the plaintext rule, login-name folding, password
+ * session_auth.c - the plaintext rule, login-name folding, password
  * verification, the failed-login delay and the shared penalty table
- * (lib/authpen.h) as the protocol services use them (see svcauth.h).
+ * (lib/authpen.h) as the protocol services use them (see session_auth.h).
  */
-#include "svc/svcauth.h"
+#include "session/session_auth.h"
 
 #include "lib/authpen.h"
 #include "lib/buf.h"
@@ -16,45 +16,45 @@
 #include <time.h>
 
 /* This process's handle on ROOT/run/authpen, opened at first need. */
-static struct authpen *svcauth_pen_g;
-static bool svcauth_pen_tried;
+static struct authpen *session_auth_pen_g;
+static bool session_auth_pen_tried;
 
 static struct authpen *
-svcauth_pen(const struct conf *conf)
+session_auth_pen(const struct conf *conf)
 {
 	struct buf path = BUF_INIT;
 	struct err err;
 
-	if (svcauth_pen_tried || conf == NULL)
-		return svcauth_pen_g;
-	svcauth_pen_tried = true;
+	if (session_auth_pen_tried || conf == NULL)
+		return session_auth_pen_g;
+	session_auth_pen_tried = true;
 	if (!conf_get_bool(conf, "auth_penalty", true))
 		return NULL;
 	buf_printf(&path, "%s/run/authpen", conf_dir(conf));
-	svcauth_pen_g = authpen_open(buf_cstr(&path),
+	session_auth_pen_g = authpen_open(buf_cstr(&path),
 		conf_get_duration_ms(conf, "auth_penalty_max", SVCAUTH_PENALTY_MAX_MS),
 		conf_get_duration_ms(conf, "auth_penalty_decay", SVCAUTH_PENALTY_DECAY_MS), &err);
-	if (svcauth_pen_g == NULL)
+	if (session_auth_pen_g == NULL)
 		log_warn("authentication penalty table unavailable, failed logins are not throttled"
 			" across connections (fail open) error=%s", log_q(err.msg));
 	buf_free(&path);
-	return svcauth_pen_g;
+	return session_auth_pen_g;
 }
 
 void
-svcauth_init(struct svcauth *a, const char *service, const char *peer, bool loopback)
+session_auth_init(struct session_auth *a, const char *service, const char *peer, bool loopback)
 {
 	memset(a, 0, sizeof(*a));
 	str_lcpy(a->service, service, sizeof(a->service));
 	str_lcpy(a->peer, peer, sizeof(a->peer));
 	authpen_peer_addr(peer, a->rip, sizeof(a->rip));
-	a->loopback = loopback && FAILPOINT("svcauth.not_loopback") == 0;
+	a->loopback = loopback && FAILPOINT("session_auth.not_loopback") == 0;
 }
 
 bool
-svcauth_plaintext_ok(struct svcauth *a, const struct conf *conf, bool tls)
+session_auth_plaintext_ok(struct session_auth *a, const struct conf *conf, bool tls)
 {
-	(void)svcauth_pen(conf);   /* open the table before the first failure */
+	(void)session_auth_pen(conf);   /* open the table before the first failure */
 	if (tls)
 		a->rule = "tls";
 	else if (a->loopback && conf != NULL && conf_get_bool(conf, "allowplaintext_loopback", false))
@@ -67,7 +67,7 @@ svcauth_plaintext_ok(struct svcauth *a, const struct conf *conf, bool tls)
 }
 
 int
-svcauth_user_canon(const char *login, bool virtdomains, char *out, size_t size, struct err *err)
+session_auth_user_canon(const char *login, bool virtdomains, char *out, size_t size, struct err *err)
 {
 	size_t n = strlen(login);
 	const char *at;
@@ -90,7 +90,7 @@ svcauth_user_canon(const char *login, bool virtdomains, char *out, size_t size, 
 }
 
 int
-svcauth_delay_ms(unsigned n)
+session_auth_delay_ms(unsigned n)
 {
 	int64_t d = SVCAUTH_DELAY_BASE_MS;
 
@@ -103,7 +103,7 @@ svcauth_delay_ms(unsigned n)
 
 /* Sleep ms whatever signals arrive (SA_RESTART does not restart nanosleep). */
 static void
-svcauth_sleep(int ms)
+session_auth_sleep(int ms)
 {
 	struct timespec until;
 
@@ -120,53 +120,53 @@ svcauth_sleep(int ms)
 
 /* Count, log (the line contrib/fail2ban matches) and sleep a refusal. */
 static void
-svcauth_refused(struct svcauth *a, const char *login, const char *reason, int64_t penalty_ms)
+session_auth_refused(struct session_auth *a, const char *login, const char *reason, int64_t penalty_ms)
 {
 	int ms;
 
 	a->failures++;
-	ms = svcauth_delay_ms(a->failures);
+	ms = session_auth_delay_ms(a->failures);
 	log_notice("auth failed service=%s rip=%s user=%s peer=%s failures=%u penalty_ms=%lld"
 		" delay_ms=%d reason=%s", a->service, log_q(a->rip),
 		log_q(login != NULL ? login : ""), log_q(a->peer), a->failures,
 		(long long)penalty_ms, ms, log_q(reason));
-	svcauth_sleep(ms);
+	session_auth_sleep(ms);
 }
 
 void
-svcauth_failed(struct svcauth *a, const char *login, const char *reason)
+session_auth_failed(struct session_auth *a, const char *login, const char *reason)
 {
-	if (svcauth_pen_g != NULL)
-		authpen_note(svcauth_pen_g, a->rip);
-	svcauth_refused(a, login, reason, 0);
+	if (session_auth_pen_g != NULL)
+		authpen_note(session_auth_pen_g, a->rip);
+	session_auth_refused(a, login, reason, 0);
 }
 
 bool
-svcauth_give_up(const struct svcauth *a)
+session_auth_give_up(const struct session_auth *a)
 {
 	return a->failures >= SVCAUTH_MAX_FAILURES;
 }
 
 int
-svcauth_login(struct svcauth *a, struct store *st, const struct conf *conf, const char *authzid,
+session_auth_login(struct session_auth *a, struct store *st, const struct conf *conf, const char *authzid,
 	const char *login, const char *password, char *user_r, size_t size, struct err *err)
 {
 	bool virtdomains = conf != NULL && conf_get_bool(conf, "virtdomains", false);
 	char user[STORE_USER_NAME_MAX + 1], zuser[STORE_USER_NAME_MAX + 1];
 	struct err e2 = { 0 };
-	struct authpen *pen = svcauth_pen(conf);
+	struct authpen *pen = session_auth_pen(conf);
 	struct authpen_turn turn = { 0 };
 	int rc;
 
 	a->throttled = false;
-	if (svcauth_user_canon(login, virtdomains, user, sizeof(user), &e2) < 0) {
-		svcauth_failed(a, login, "invalid user name");
+	if (session_auth_user_canon(login, virtdomains, user, sizeof(user), &e2) < 0) {
+		session_auth_failed(a, login, "invalid user name");
 		return 0;
 	}
 	if (authzid != NULL && authzid[0] != '\0') {
-		if (svcauth_user_canon(authzid, virtdomains, zuser, sizeof(zuser), &e2) < 0 ||
+		if (session_auth_user_canon(authzid, virtdomains, zuser, sizeof(zuser), &e2) < 0 ||
 		    !str_eq(zuser, user)) {
-			svcauth_failed(a, login, "proxy login (authzid) not allowed");
+			session_auth_failed(a, login, "proxy login (authzid) not allowed");
 			return 0;
 		}
 	}
@@ -177,12 +177,12 @@ svcauth_login(struct svcauth *a, struct store *st, const struct conf *conf, cons
 	}
 	if (pen != NULL && turn.throttled) {
 		a->throttled = true;
-		svcauth_refused(a, user, "throttled: too many failures for this user or address",
+		session_auth_refused(a, user, "throttled: too many failures for this user or address",
 			turn.wait_ms);
 		return 0;
 	}
 	if (pen != NULL && turn.wait_ms > 0)
-		svcauth_sleep((int)turn.wait_ms);
+		session_auth_sleep((int)turn.wait_ms);
 	rc = store_user_verify(st, user, password, err);
 	if (pen != NULL)
 		authpen_end(pen, user, a->rip, rc == 1);
@@ -192,7 +192,7 @@ svcauth_login(struct svcauth *a, struct store *st, const struct conf *conf, cons
 		return -1;
 	}
 	if (rc == 0) {
-		svcauth_refused(a, user, "bad password or unknown user", pen != NULL ? turn.wait_ms : 0);
+		session_auth_refused(a, user, "bad password or unknown user", pen != NULL ? turn.wait_ms : 0);
 		return 0;
 	}
 	if (str_lcpy(user_r, user, size) >= size)

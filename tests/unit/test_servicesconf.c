@@ -1,4 +1,4 @@
-/* test_svcconf.c - unit tests for lib/svcconf.c (services.conf) */
+/* test_servicesconf.c - unit tests for lib/servicesconf.c (services.conf) */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,7 +13,7 @@
 #include "lib/conf.h"
 #include "lib/err.h"
 #include "lib/str.h"
-#include "lib/svcconf.h"
+#include "lib/servicesconf.h"
 
 #define NAME "/srv/castor/services.conf"
 
@@ -24,13 +24,13 @@ static int mismatches;
 static void
 expect_reject_n(const char *text, size_t len, int line, int col, const char *reason)
 {
-	struct svc_conf *c = (struct svc_conf *)1;
+	struct servicesconf *c = (struct servicesconf *)1;
 	struct err err;
 	char want[128];
 
 	err_clear(&err);
-	if (svcconf_parse(text, len, NAME, &c, &err) == 0) {
-		svcconf_free(c);
+	if (servicesconf_parse(text, len, NAME, &c, &err) == 0) {
+		servicesconf_free(c);
 		fail_msg("accepted: %.80s", text);
 	}
 	assert_null(c);     /* rejected whole: nothing half-built is returned */
@@ -59,14 +59,14 @@ expect_reject(const char *text, int line, int col, const char *reason)
 	expect_reject_n(text, strlen(text), line, col, reason);
 }
 
-static struct svc_conf *
+static struct servicesconf *
 parse_ok(const char *text)
 {
-	struct svc_conf *c = NULL;
+	struct servicesconf *c = NULL;
 	struct err err;
 
 	err_clear(&err);
-	if (svcconf_parse(text, strlen(text), NAME, &c, &err) != 0)
+	if (servicesconf_parse(text, strlen(text), NAME, &c, &err) != 0)
 		fail_msg("rejected: %s", err.msg);
 	assert_non_null(c);
 	return c;
@@ -82,7 +82,7 @@ expect_argv(const char *cmd, int argc, ...)
 	struct err err;
 	va_list ap;
 
-	if (svcconf_split_argv(cmd, &argv, &n, NULL, &err) != 0)
+	if (servicesconf_split_argv(cmd, &argv, &n, NULL, &err) != 0)
 		fail_msg("'%s' rejected: %s", cmd, err.msg);
 	if (n != argc)
 		fail_msg("'%s': %d words, expected %d", cmd, n, argc);
@@ -94,7 +94,7 @@ expect_argv(const char *cmd, int argc, ...)
 	}
 	va_end(ap);
 	assert_null(argv[argc]);
-	svcconf_argv_free(argv);
+	servicesconf_argv_free(argv);
 }
 
 static void
@@ -105,7 +105,7 @@ expect_argv_error(const char *cmd, size_t pos, const char *reason)
 	size_t p = 999;
 	struct err err;
 
-	assert_int_equal(svcconf_split_argv(cmd, &argv, &n, &p, &err), -1);
+	assert_int_equal(servicesconf_split_argv(cmd, &argv, &n, &p, &err), -1);
 	assert_null(argv);
 	assert_int_equal(p, pos);
 	assert_non_null(strstr(err.msg, reason));
@@ -159,8 +159,8 @@ static const char full_services[] =
 static void
 test_full_file(void **state)
 {
-	struct svc_conf *c;
-	const struct svc_entry *e;
+	struct servicesconf *c;
+	const struct servicesconf_entry *e;
 
 	(void)state;
 	c = parse_ok(full_services);
@@ -169,7 +169,7 @@ test_full_file(void **state)
 
 	e = &c->entries[0];
 	assert_string_equal(e->name, "recover");
-	assert_int_equal(e->section, SVC_START);
+	assert_int_equal(e->section, SCONF_START);
 	assert_string_equal(e->cmd, "castorctl -C /srv/castor/castor.conf check --quick");
 	assert_int_equal(e->argc, 5);
 	assert_string_equal(e->argv[0], "castorctl");
@@ -179,9 +179,9 @@ test_full_file(void **state)
 	assert_null(e->listen);
 	assert_int_equal(e->line, 3);
 
-	e = svcconf_find(c, "imap");
+	e = servicesconf_find(c, "imap");
 	assert_ptr_equal(e, &c->entries[1]);
-	assert_int_equal(e->section, SVC_SERVICES);
+	assert_int_equal(e->section, SCONF_SERVICES);
 	assert_string_equal(e->cmd, "imapd");
 	assert_int_equal(e->argc, 1);
 	assert_string_equal(e->listen, "127.0.0.1:1143");
@@ -195,7 +195,7 @@ test_full_file(void **state)
 	assert_int_equal(e->period, 0);
 	assert_int_equal(e->line, 7);
 
-	e = svcconf_find(c, "IMAPS");      /* names are case-insensitive */
+	e = servicesconf_find(c, "IMAPS");      /* names are case-insensitive */
 	assert_non_null(e);
 	assert_string_equal(e->name, "imaps");
 	assert_string_equal(e->listen, "[::1]:1993");
@@ -204,51 +204,51 @@ test_full_file(void **state)
 	assert_int_equal(e->maxuse, 50);
 	assert_int_equal(e->maxperip, 0);
 	assert_int_equal(e->maxidle, -1);
-	assert_int_equal(e->proto, SVC_PROTO_AUTO);
+	assert_int_equal(e->proto, SCONF_PROTO_AUTO);
 	assert_int_equal(e->argc, 2);
 	assert_string_equal(e->argv[1], "-s");
 
-	e = svcconf_find(c, "pop3");
+	e = servicesconf_find(c, "pop3");
 	assert_string_equal(e->cmd, "pop3d");
 	assert_string_equal(e->listen, "127.0.0.1:1110");
 	assert_int_equal(e->prefork, 0);
 	assert_int_equal(e->maxchild, -1);
 
-	e = svcconf_find(c, "lmtpunix");
+	e = servicesconf_find(c, "lmtpunix");
 	assert_string_equal(e->listen, "/srv/castor/run/lmtp.sock");
 	assert_int_equal(e->line, 10);
 
-	e = svcconf_find(c, "sync");
+	e = servicesconf_find(c, "sync");
 	assert_string_equal(e->listen, "*:2004");
 	assert_false(e->tls);
 	assert_int_equal(e->maxuse, 0);
 	assert_int_equal(e->maxperip, 5);
 	assert_int_equal(e->maxidle, 30);
-	assert_int_equal(e->proto, SVC_PROTO_SYNC);
+	assert_int_equal(e->proto, SCONF_PROTO_SYNC);
 
-	e = svcconf_find(c, "lmtp");
+	e = servicesconf_find(c, "lmtp");
 	assert_string_equal(e->listen, "2024");
 	assert_int_equal(e->argc, 2);
 
-	e = svcconf_find(c, "purge");
-	assert_int_equal(e->section, SVC_EVENTS);
+	e = servicesconf_find(c, "purge");
+	assert_int_equal(e->section, SCONF_EVENTS);
 	assert_int_equal(e->at, 400);
 	assert_int_equal(e->period, 0);
 	assert_int_equal(e->timeout, 60);
 	assert_int_equal(e->line, 14);
-	e = svcconf_find(c, "checkpoint");
-	assert_int_equal(e->section, SVC_EVENTS);
+	e = servicesconf_find(c, "checkpoint");
+	assert_int_equal(e->section, SCONF_EVENTS);
 	assert_int_equal(e->period, 30);
 	assert_int_equal(e->at, -1);
 	assert_int_equal(e->timeout, 0);
 	assert_int_equal(e->line, 14);
 
-	e = svcconf_find(c, "syncr1");
-	assert_int_equal(e->section, SVC_DAEMON);
+	e = servicesconf_find(c, "syncr1");
+	assert_int_equal(e->section, SCONF_DAEMON);
 	assert_int_equal(e->argc, 4);
 	assert_string_equal(e->argv[3], "r1");
 
-	e = svcconf_find(c, "shell");
+	e = servicesconf_find(c, "shell");
 	assert_string_equal(e->cmd, "sh -c \"echo 'h\xc3\xa9 there'\" x\\\\y");
 	assert_int_equal(e->argc, 4);
 	assert_string_equal(e->argv[0], "sh");
@@ -256,50 +256,50 @@ test_full_file(void **state)
 	assert_string_equal(e->argv[2], "echo 'h\xc3\xa9 there'");
 	assert_string_equal(e->argv[3], "x\\y");
 
-	e = svcconf_find(c, "drain");
-	assert_int_equal(e->section, SVC_SHUTDOWN);
+	e = servicesconf_find(c, "drain");
+	assert_int_equal(e->section, SCONF_SHUTDOWN);
 	assert_int_equal(e->timeout, 120);
 	assert_int_equal(e->argc, 2);
 
 	/* a section may appear more than once */
-	e = svcconf_find(c, "pop3s");
+	e = servicesconf_find(c, "pop3s");
 	assert_ptr_equal(e, &c->entries[12]);
-	assert_int_equal(e->section, SVC_SERVICES);
+	assert_int_equal(e->section, SCONF_SERVICES);
 	assert_true(e->tls);
 	assert_string_equal(e->listen, "localhost:1995");
 
-	assert_null(svcconf_find(c, "nosuch"));
-	svcconf_free(c);
+	assert_null(servicesconf_find(c, "nosuch"));
+	servicesconf_free(c);
 }
 
 static void
 test_section_names(void **state)
 {
 	(void)state;
-	assert_string_equal(svc_section_name(SVC_START), "START");
-	assert_string_equal(svc_section_name(SVC_SERVICES), "SERVICES");
-	assert_string_equal(svc_section_name(SVC_EVENTS), "EVENTS");
-	assert_string_equal(svc_section_name(SVC_DAEMON), "DAEMON");
-	assert_string_equal(svc_section_name(SVC_SHUTDOWN), "SHUTDOWN");
+	assert_string_equal(svc_section_name(SCONF_START), "START");
+	assert_string_equal(svc_section_name(SCONF_SERVICES), "SERVICES");
+	assert_string_equal(svc_section_name(SCONF_EVENTS), "EVENTS");
+	assert_string_equal(svc_section_name(SCONF_DAEMON), "DAEMON");
+	assert_string_equal(svc_section_name(SCONF_SHUTDOWN), "SHUTDOWN");
 }
 
 static void
 test_empty_and_minimal(void **state)
 {
-	struct svc_conf *c;
+	struct servicesconf *c;
 
 	(void)state;
 	c = parse_ok("");
 	assert_int_equal(c->n, 0);
-	svcconf_free(c);
+	servicesconf_free(c);
 	c = parse_ok("# nothing\n\nSERVICES {\n}\nEVENTS {}\n");
 	assert_int_equal(c->n, 0);
-	svcconf_free(c);
+	servicesconf_free(c);
 	c = parse_ok("DAEMON { d cmd=x }");      /* no newline at the end */
 	assert_int_equal(c->n, 1);
 	assert_int_equal(c->entries[0].timeout, 60);
-	svcconf_free(c);
-	svcconf_free(NULL);
+	servicesconf_free(c);
+	servicesconf_free(NULL);
 }
 
 /* Every prefix of the real file: at a line boundary it either loads or
@@ -314,13 +314,13 @@ test_every_prefix(void **state)
 
 	(void)state;
 	for (cut = 0; cut <= len; cut++) {
-		struct svc_conf *c = NULL;
+		struct servicesconf *c = NULL;
 		struct err err;
 		int eline = 0;
 
 		err_clear(&err);
-		if (svcconf_parse(text, cut, NAME, &c, &err) == 0) {
-			svcconf_free(c);
+		if (servicesconf_parse(text, cut, NAME, &c, &err) == 0) {
+			servicesconf_free(c);
 		} else {
 			assert_null(c);
 			assert_int_equal(sscanf(err.msg, NAME ":%d:", &eline), 1);
@@ -350,14 +350,14 @@ test_every_byte_mutated(void **state)
 	assert_non_null(copy);
 	for (i = 0; i < len; i++) {
 		for (s = 0; s < sizeof(subst); s++) {
-			struct svc_conf *c = NULL;
+			struct servicesconf *c = NULL;
 			struct err err;
 			int eline = 0;
 
 			memcpy(copy, full_services, len);
 			copy[i] = subst[s];
-			if (svcconf_parse(copy, len, NAME, &c, &err) == 0) {
-				svcconf_free(c);
+			if (servicesconf_parse(copy, len, NAME, &c, &err) == 0) {
+				servicesconf_free(c);
 				continue;
 			}
 			rejected++;
@@ -469,15 +469,15 @@ test_reject_entries(void **state)
 	}
 	{
 		struct buf b = BUF_INIT;
-		struct svc_conf *c = NULL;
+		struct servicesconf *c = NULL;
 		int i;
 		buf_puts(&b, "DAEMON {\n");
 		for (i = 0; i < 10000; i++)
 			buf_printf(&b, "  d%d cmd=x\n", i);
 		buf_puts(&b, "}\n");
-		assert_int_equal(svcconf_parse(b.data, b.len, NAME, &c, NULL), 0);  /* 10000 is fine */
+		assert_int_equal(servicesconf_parse(b.data, b.len, NAME, &c, NULL), 0);  /* 10000 is fine */
 		assert_int_equal(c->n, 10000);
-		svcconf_free(c);
+		servicesconf_free(c);
 		buf_truncate(&b, b.len - 2);
 		buf_puts(&b, "  one_more cmd=x\n}\n");
 		expect_reject_n(b.data, b.len, 10002, 3, "too many entries (more than 10000)");
@@ -535,7 +535,7 @@ static void
 test_load_file(void **state)
 {
 	char path[64];
-	struct svc_conf *c = NULL;
+	struct servicesconf *c = NULL;
 	struct err err;
 	FILE *f;
 	int fd;
@@ -549,22 +549,22 @@ test_load_file(void **state)
 	assert_non_null(f);
 	fputs("SERVICES {\n  imap cmd=imapd listen=\"127.0.0.1:1143\"\n}\n", f);
 	fclose(f);
-	assert_int_equal(svcconf_load(path, &c, &err), 0);
+	assert_int_equal(servicesconf_load(path, &c, &err), 0);
 	assert_string_equal(c->filename, path);
 	assert_int_equal(c->n, 1);
-	svcconf_free(c);
+	servicesconf_free(c);
 
 	f = fopen(path, "w");
 	assert_non_null(f);
 	fputs("SERVICES {\n  imap cmd=imapd listen=\"127.0.0.1:1143\"\n", f);
 	fclose(f);
-	assert_int_equal(svcconf_load(path, &c, &err), -1);
+	assert_int_equal(servicesconf_load(path, &c, &err), -1);
 	assert_null(c);
 	assert_true(str_has_prefix(err.msg, path));
 	assert_non_null(strstr(err.msg, ":3:1: missing '}'"));
 
 	unlink(path);
-	assert_int_equal(svcconf_load(path, &c, &err), -1);
+	assert_int_equal(servicesconf_load(path, &c, &err), -1);
 	assert_int_equal(err.kind, ERR_NOTFOUND);
 	assert_null(c);
 }

@@ -1,5 +1,5 @@
 /*
- * svcconf.h - services.conf: the process table castord runs, in the
+ * servicesconf.h - services.conf: the process table castord runs, in the
  * grammar of Cyrus's cyrus.conf.
  *
  *     # comment
@@ -29,8 +29,8 @@
  * EVENTS without period or at, non-numeric or out-of-range numbers,
  * at= not a valid HHMM, malformed listen address, tls= not a boolean.
  */
-#ifndef CASTOR_SVCCONF_H
-#define CASTOR_SVCCONF_H
+#ifndef CASTOR_LIB_SERVICESCONF_H
+#define CASTOR_LIB_SERVICESCONF_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -38,26 +38,26 @@
 #include "lib/err.h"
 
 enum svc_section {
-	SVC_START = 0,
-	SVC_SERVICES,
-	SVC_EVENTS,
-	SVC_DAEMON,
-	SVC_SHUTDOWN,
+	SCONF_START = 0,
+	SCONF_SERVICES,
+	SCONF_EVENTS,
+	SCONF_DAEMON,
+	SCONF_SHUTDOWN,
 };
 
 /* The protocol a service speaks, for the refusal castord writes itself
  * (maxchild, maxperip).  AUTO: from the program's name (imapd, pop3d,
  * lmtpd, syncd); proto= in services.conf overrides it. */
 enum svc_proto {
-	SVC_PROTO_AUTO = 0,
-	SVC_PROTO_NONE,
-	SVC_PROTO_IMAP,
-	SVC_PROTO_POP3,
-	SVC_PROTO_LMTP,
-	SVC_PROTO_SYNC,
+	SCONF_PROTO_AUTO = 0,
+	SCONF_PROTO_NONE,
+	SCONF_PROTO_IMAP,
+	SCONF_PROTO_POP3,
+	SCONF_PROTO_LMTP,
+	SCONF_PROTO_SYNC,
 };
 
-struct svc_entry {
+struct servicesconf_entry {
 	enum svc_section section;
 	char *name;
 	char *cmd;          /* as written */
@@ -78,34 +78,34 @@ struct svc_entry {
 	int line;           /* where it was defined */
 };
 
-struct svc_conf {
-	struct svc_entry *entries;  /* in file order */
+struct servicesconf {
+	struct servicesconf_entry *entries;  /* in file order */
 	size_t n;
 	char *filename;
 };
 
 const char *svc_section_name(enum svc_section s);
-/* "imap", "pop3", "lmtp", "sync", "none"; SVC_PROTO_AUTO for anything else. */
-enum svc_proto svcconf_proto_parse(const char *s);
+/* "imap", "pop3", "lmtp", "sync", "none"; SCONF_PROTO_AUTO for anything else. */
+enum svc_proto servicesconf_proto_parse(const char *s);
 
 /* 0 on success with *conf_r set; -1 with err "FILE:LINE:COL: reason". */
-int svcconf_load(const char *path, struct svc_conf **conf_r, struct err *err);
-int svcconf_parse(const char *text, size_t len, const char *name, struct svc_conf **conf_r, struct err *err);
-void svcconf_free(struct svc_conf *conf);
+int servicesconf_load(const char *path, struct servicesconf **conf_r, struct err *err);
+int servicesconf_parse(const char *text, size_t len, const char *name, struct servicesconf **conf_r, struct err *err);
+void servicesconf_free(struct servicesconf *conf);
 /* Find an entry by name, NULL if none. */
-const struct svc_entry *svcconf_find(const struct svc_conf *conf, const char *name);
+const struct servicesconf_entry *servicesconf_find(const struct servicesconf *conf, const char *name);
 
 /* --- additions --- */
 
-/* Split a command line into words as svcconf does for cmd=: blanks (space,
+/* Split a command line into words as servicesconf does for cmd=: blanks (space,
  * tab) separate words; "..." groups (inside it \" and \\ are escapes,
  * any other backslash is literal); '...' groups literally; outside quotes
  * a backslash makes the next character literal.  No expansion of any
  * kind.  0 with a malloc'd NULL-terminated *argv_r (free with
- * svcconf_argv_free) and *argc_r >= 1; -1 with err and *pos_r (if not
+ * servicesconf_argv_free) and *argc_r >= 1; -1 with err and *pos_r (if not
  * NULL) the byte offset of the problem (an unterminated quote, a trailing
  * backslash, or 0 for an empty command). */
-int svcconf_split_argv(const char *cmd, char ***argv_r, int *argc_r, size_t *pos_r, struct err *err);
-void svcconf_argv_free(char **argv);
+int servicesconf_split_argv(const char *cmd, char ***argv_r, int *argc_r, size_t *pos_r, struct err *err);
+void servicesconf_argv_free(char **argv);
 
 #endif

@@ -1,6 +1,6 @@
 /*
- * svcconf.c - services.conf reader (the grammar of Cyrus's cyrus.conf).
- * See svcconf.h for the grammar and docs/config.md for the keys.
+ * servicesconf.c - services.conf reader (the grammar of Cyrus's cyrus.conf).
+ * See servicesconf.h for the grammar and docs/config.md for the keys.
  *
  * The file is read line by line; an entry never spans lines, so the
  * only state carried from one line to the next is the open section.
@@ -19,7 +19,7 @@
  * quoted value (a bad listen address, an unterminated quote in cmd) each
  * decoded value keeps the source column of every byte.
  */
-#include "lib/svcconf.h"
+#include "lib/servicesconf.h"
 #include "lib/buf.h"
 #include "lib/conf.h"
 #include "lib/netaddr.h"
@@ -32,8 +32,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SVC_NAME_MAX 64
-#define SVC_ENTRIES_MAX 10000     /* duplicate detection is quadratic */
+#define SCONF_NAME_MAX 64
+#define SCONF_ENTRIES_MAX 10000     /* duplicate detection is quadratic */
 
 enum svc_key {
 	K_CMD, K_LISTEN, K_TLS, K_PREFORK, K_MAXCHILD, K_MAXFORKRATE, K_MAXUSE,
@@ -50,19 +50,19 @@ static const struct {
 	const char *name;
 	unsigned keys;        /* bit set of enum svc_key */
 } svc_sections[] = {
-	[SVC_START] = { "START", KB(K_CMD) | KB(K_TIMEOUT) },
-	[SVC_SERVICES] = { "SERVICES", KB(K_CMD) | KB(K_LISTEN) | KB(K_TLS) | KB(K_PREFORK) | KB(K_MAXCHILD) |
+	[SCONF_START] = { "START", KB(K_CMD) | KB(K_TIMEOUT) },
+	[SCONF_SERVICES] = { "SERVICES", KB(K_CMD) | KB(K_LISTEN) | KB(K_TLS) | KB(K_PREFORK) | KB(K_MAXCHILD) |
 	    KB(K_MAXFORKRATE) | KB(K_MAXUSE) | KB(K_MAXPERIP) | KB(K_MAXIDLE) | KB(K_PROTO) },
-	[SVC_EVENTS] = { "EVENTS", KB(K_CMD) | KB(K_PERIOD) | KB(K_AT) | KB(K_TIMEOUT) },
-	[SVC_DAEMON] = { "DAEMON", KB(K_CMD) },
-	[SVC_SHUTDOWN] = { "SHUTDOWN", KB(K_CMD) | KB(K_TIMEOUT) },
+	[SCONF_EVENTS] = { "EVENTS", KB(K_CMD) | KB(K_PERIOD) | KB(K_AT) | KB(K_TIMEOUT) },
+	[SCONF_DAEMON] = { "DAEMON", KB(K_CMD) },
+	[SCONF_SHUTDOWN] = { "SHUTDOWN", KB(K_CMD) | KB(K_TIMEOUT) },
 };
-#define SVC_NSECTIONS (sizeof(svc_sections) / sizeof(svc_sections[0]))
+#define SCONF_NSECTIONS (sizeof(svc_sections) / sizeof(svc_sections[0]))
 
 const char *
 svc_section_name(enum svc_section s)
 {
-	if ((size_t)s < SVC_NSECTIONS)
+	if ((size_t)s < SCONF_NSECTIONS)
 		return svc_sections[s].name;
 	return "?";
 }
@@ -77,7 +77,7 @@ struct svc_val {
 
 struct svc_parser {
 	const char *name;
-	struct svc_conf *conf;
+	struct servicesconf *conf;
 	struct err *err;
 	size_t cap;
 	int line;
@@ -143,7 +143,7 @@ svc_is_bare_char(char c)
 /* ---- argv splitting ---- */
 
 void
-svcconf_argv_free(char **argv)
+servicesconf_argv_free(char **argv)
 {
 	size_t i;
 
@@ -155,7 +155,7 @@ svcconf_argv_free(char **argv)
 }
 
 int
-svcconf_split_argv(const char *cmd, char ***argv_r, int *argc_r, size_t *pos_r, struct err *err)
+servicesconf_split_argv(const char *cmd, char ***argv_r, int *argc_r, size_t *pos_r, struct err *err)
 {
 	struct buf w = BUF_INIT;
 	char **argv = xcalloc(1, sizeof(*argv));
@@ -223,7 +223,7 @@ svcconf_split_argv(const char *cmd, char ***argv_r, int *argc_r, size_t *pos_r, 
 	if (argc == 0) {
 		if (pos_r != NULL)
 			*pos_r = 0;
-		svcconf_argv_free(argv);
+		servicesconf_argv_free(argv);
 		return err_set(err, ERR_INVALID, "empty cmd");
 	}
 	*argv_r = argv;
@@ -231,23 +231,23 @@ svcconf_split_argv(const char *cmd, char ***argv_r, int *argc_r, size_t *pos_r, 
 	return 0;
 fail:
 	buf_free(&w);
-	svcconf_argv_free(argv);
+	servicesconf_argv_free(argv);
 	return -1;
 }
 
 /* ---- entries ---- */
 
 static void
-svc_entry_free(struct svc_entry *e)
+svc_entry_free(struct servicesconf_entry *e)
 {
 	free(e->name);
 	free(e->cmd);
-	svcconf_argv_free(e->argv);
+	servicesconf_argv_free(e->argv);
 	free(e->listen);
 }
 
 void
-svcconf_free(struct svc_conf *conf)
+servicesconf_free(struct servicesconf *conf)
 {
 	size_t i;
 
@@ -260,8 +260,8 @@ svcconf_free(struct svc_conf *conf)
 	free(conf);
 }
 
-const struct svc_entry *
-svcconf_find(const struct svc_conf *conf, const char *name)
+const struct servicesconf_entry *
+servicesconf_find(const struct servicesconf *conf, const char *name)
 {
 	size_t i;
 
@@ -277,14 +277,14 @@ svcconf_find(const struct svc_conf *conf, const char *name)
 static int
 svc_entry_start(struct svc_parser *ps, const char *p, size_t n, size_t col)
 {
-	struct svc_entry *e;
+	struct servicesconf_entry *e;
 	char show[200];
 	size_t i;
 
-	if (n > SVC_NAME_MAX)
-		return svc_fail(ps, col, "entry name longer than %d bytes", SVC_NAME_MAX);
-	if (ps->conf->n == SVC_ENTRIES_MAX)
-		return svc_fail(ps, col, "too many entries (more than %d)", SVC_ENTRIES_MAX);
+	if (n > SCONF_NAME_MAX)
+		return svc_fail(ps, col, "entry name longer than %d bytes", SCONF_NAME_MAX);
+	if (ps->conf->n == SCONF_ENTRIES_MAX)
+		return svc_fail(ps, col, "too many entries (more than %d)", SCONF_ENTRIES_MAX);
 	for (i = 0; i < ps->conf->n; i++) {
 		const char *o = ps->conf->entries[i].name;
 		if (strlen(o) == n && svc_ncase_eq(o, p, n))
@@ -305,7 +305,7 @@ svc_entry_start(struct svc_parser *ps, const char *p, size_t n, size_t col)
 	e->maxuse = 250;
 	e->maxperip = 0;
 	e->maxidle = -1;
-	e->proto = SVC_PROTO_AUTO;
+	e->proto = SCONF_PROTO_AUTO;
 	e->period = 0;
 	e->at = -1;
 	e->timeout = 60;
@@ -323,7 +323,7 @@ svc_entry_start(struct svc_parser *ps, const char *p, size_t n, size_t col)
 static int
 svc_entry_end(struct svc_parser *ps)
 {
-	struct svc_entry *e;
+	struct servicesconf_entry *e;
 	size_t k;
 
 	if (ps->cur < 0)
@@ -337,16 +337,16 @@ svc_entry_end(struct svc_parser *ps)
 	}
 	if (!ps->have[K_CMD])
 		return svc_fail(ps, ps->name_col, "entry '%s' has no cmd=", e->name);
-	if (e->section == SVC_SERVICES && !ps->have[K_LISTEN])
+	if (e->section == SCONF_SERVICES && !ps->have[K_LISTEN])
 		return svc_fail(ps, ps->name_col, "service '%s' has no listen=", e->name);
-	if (e->section == SVC_EVENTS) {
+	if (e->section == SCONF_EVENTS) {
 		if (!ps->have[K_PERIOD] && !ps->have[K_AT])
 			return svc_fail(ps, ps->name_col, "event '%s' needs period= or at=", e->name);
 		if (ps->have[K_PERIOD] && ps->have[K_AT])
 			return svc_fail(ps, ps->key_col[K_AT] > ps->key_col[K_PERIOD] ? ps->key_col[K_AT] : ps->key_col[K_PERIOD],
 			    "event '%s' has both period= and at=; give one", e->name);
 	}
-	if (e->section == SVC_SERVICES && e->maxchild > 0 && e->prefork > e->maxchild)
+	if (e->section == SCONF_SERVICES && e->maxchild > 0 && e->prefork > e->maxchild)
 		return svc_fail(ps, ps->val_col[K_PREFORK], "prefork=%d exceeds maxchild=%d", e->prefork, e->maxchild);
 	return 0;
 }
@@ -369,7 +369,7 @@ svc_number(const struct svc_val *v, long min, long max, int *out)
 static int
 svc_apply(struct svc_parser *ps, enum svc_key k, struct svc_val *v, size_t vcol)
 {
-	struct svc_entry *e = &ps->conf->entries[ps->cur];
+	struct servicesconf_entry *e = &ps->conf->entries[ps->cur];
 	char show[200], why[ERR_MSG_MAX];
 	struct err e2;
 	struct netaddr na;
@@ -379,7 +379,7 @@ svc_apply(struct svc_parser *ps, enum svc_key k, struct svc_val *v, size_t vcol)
 	conf_show(v->s, v->len, show, sizeof(show));
 	switch (k) {
 	case K_CMD:
-		if (svcconf_split_argv(v->s, &e->argv, &e->argc, &pos, &e2) < 0)
+		if (servicesconf_split_argv(v->s, &e->argv, &e->argc, &pos, &e2) < 0)
 			return svc_fail(ps, v->len == 0 ? vcol : v->cols[pos], "%s", e2.msg);
 		e->cmd = xstrdup(v->s);
 		break;
@@ -435,7 +435,7 @@ svc_apply(struct svc_parser *ps, enum svc_key k, struct svc_val *v, size_t vcol)
 			return svc_fail(ps, vcol, "maxidle must be 0..86400 seconds, not '%s'", show);
 		break;
 	case K_PROTO:
-		if ((e->proto = svcconf_proto_parse(v->s)) == SVC_PROTO_AUTO)
+		if ((e->proto = servicesconf_proto_parse(v->s)) == SCONF_PROTO_AUTO)
 			return svc_fail(ps, vcol, "proto must be imap, pop3, lmtp, sync or none, not '%s'", show);
 		break;
 	case K_COUNT:
@@ -445,18 +445,18 @@ svc_apply(struct svc_parser *ps, enum svc_key k, struct svc_val *v, size_t vcol)
 }
 
 enum svc_proto
-svcconf_proto_parse(const char *s)
+servicesconf_proto_parse(const char *s)
 {
 	static const char *const names[] = {
-		[SVC_PROTO_NONE] = "none", [SVC_PROTO_IMAP] = "imap", [SVC_PROTO_POP3] = "pop3",
-		[SVC_PROTO_LMTP] = "lmtp", [SVC_PROTO_SYNC] = "sync",
+		[SCONF_PROTO_NONE] = "none", [SCONF_PROTO_IMAP] = "imap", [SCONF_PROTO_POP3] = "pop3",
+		[SCONF_PROTO_LMTP] = "lmtp", [SCONF_PROTO_SYNC] = "sync",
 	};
 	size_t i;
 
 	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		if (names[i] != NULL && str_eq(s, names[i]))
 			return (enum svc_proto)i;
-	return SVC_PROTO_AUTO;
+	return SCONF_PROTO_AUTO;
 }
 
 static void
@@ -525,7 +525,7 @@ svc_pair(struct svc_parser *ps, const char *p, size_t n, size_t k0, size_t k1, s
 {
 	unsigned allowed = svc_sections[ps->sec].keys;
 	struct svc_val v = { NULL, 0, NULL };
-	char key[SVC_NAME_MAX + 1], show[200], list[200];
+	char key[SCONF_NAME_MAX + 1], show[200], list[200];
 	size_t vcol;
 	int k, r;
 
@@ -589,11 +589,11 @@ svc_line(struct svc_parser *ps, const char *p, size_t n)
 				i++;
 			w1 = i;
 			conf_show(p + w0, w1 - w0, show, sizeof(show));
-			for (s = 0; s < SVC_NSECTIONS; s++)
+			for (s = 0; s < SCONF_NSECTIONS; s++)
 				if (strlen(svc_sections[s].name) == w1 - w0 && memcmp(svc_sections[s].name, p + w0, w1 - w0) == 0)
 					break;
-			if (s == SVC_NSECTIONS) {
-				for (s = 0; s < SVC_NSECTIONS; s++)
+			if (s == SCONF_NSECTIONS) {
+				for (s = 0; s < SCONF_NSECTIONS; s++)
 					if (strlen(svc_sections[s].name) == w1 - w0 &&
 					    svc_ncase_eq(svc_sections[s].name, p + w0, w1 - w0))
 						return svc_fail(ps, w0 + 1, "section names are upper case: '%s'", svc_sections[s].name);
@@ -646,7 +646,7 @@ svc_line(struct svc_parser *ps, const char *p, size_t n)
 }
 
 int
-svcconf_parse(const char *text, size_t len, const char *name, struct svc_conf **conf_r, struct err *err)
+servicesconf_parse(const char *text, size_t len, const char *name, struct servicesconf **conf_r, struct err *err)
 {
 	struct svc_parser ps;
 	size_t pos = 0, off, eof_col = 1;
@@ -692,12 +692,12 @@ svcconf_parse(const char *text, size_t len, const char *name, struct svc_conf **
 	*conf_r = ps.conf;
 	return 0;
 fail:
-	svcconf_free(ps.conf);
+	servicesconf_free(ps.conf);
 	return -1;
 }
 
 int
-svcconf_load(const char *path, struct svc_conf **conf_r, struct err *err)
+servicesconf_load(const char *path, struct servicesconf **conf_r, struct err *err)
 {
 	char *data;
 	size_t len;
@@ -706,7 +706,7 @@ svcconf_load(const char *path, struct svc_conf **conf_r, struct err *err)
 	*conf_r = NULL;
 	if (conf_read_file(path, &data, &len, err) < 0)
 		return -1;
-	r = svcconf_parse(data, len, path, conf_r, err);
+	r = servicesconf_parse(data, len, path, conf_r, err);
 	free(data);
 	return r;
 }

@@ -1,8 +1,8 @@
 /*
- * svcstore.c - open the store for a protocol service, with the sync
- * hook attached (see svcstore.h).
+ * session_store.c - open the store for a protocol service, with the sync
+ * hook attached (see session_store.h).
  */
-#include "svc/svcstore.h"
+#include "session/session_store.h"
 
 #include "lib/log.h"
 #include "lib/str.h"
@@ -10,13 +10,13 @@
 
 #include <stdint.h>
 
-/* The configuration the store was opened with: svcstore_check_role()
+/* The configuration the store was opened with: session_store_check_role()
  * needs it to attach the sync hook when a promotion makes this server a
  * master while the process runs (failover engineer, docs/failover.md). */
-static const struct conf *svcstore_conf;
+static const struct conf *session_store_conf;
 
 struct store *
-svcstore_open(const struct conf *conf, struct err *err)
+session_store_open(const struct conf *conf, struct err *err)
 {
 	struct store_opts opts;
 	struct store *st;
@@ -25,22 +25,22 @@ svcstore_open(const struct conf *conf, struct err *err)
 	st = store_open(conf_dir(conf), &opts, err);
 	if (st == NULL)
 		return NULL;
-	svcstore_conf = conf;
+	session_store_conf = conf;
 	/* SYNCHOOK: the one place every protocol service attaches the
 	 * replication hook (a no-op on a replica or without channels). */
 	if (synchook_attach(st, conf, err) < 0) {
 		store_close(&st);
 		return NULL;
 	}
-	if (svcstore_check_role(st, err) < 0) {
-		svcstore_close(&st);
+	if (session_store_check_role(st, err) < 0) {
+		session_store_close(&st);
 		return NULL;
 	}
 	return st;
 }
 
 void
-svcstore_close(struct store **st)
+session_store_close(struct store **st)
 {
 	if (*st == NULL)
 		return;
@@ -49,13 +49,13 @@ svcstore_close(struct store **st)
 }
 
 int
-svcstore_wait(struct store *st, struct err *err)
+session_store_wait(struct store *st, struct err *err)
 {
 	return synchook_wait(st, err);
 }
 
 int
-svcstore_check_role(struct store *st, struct err *err)
+session_store_check_role(struct store *st, struct err *err)
 {
 	const char *role = NULL;
 	uint64_t epoch = 0;
@@ -72,8 +72,8 @@ svcstore_check_role(struct store *st, struct err *err)
 	/* promoted while this process ran (it opened the store as a replica,
 	 * when attaching was a no-op): from now on its changes go into the
 	 * sync log like every master's */
-	if (!replica && svcstore_conf != NULL && !synchook_active(st) &&
-	    synchook_attach(st, svcstore_conf, err) < 0)
+	if (!replica && session_store_conf != NULL && !synchook_active(st) &&
+	    synchook_attach(st, session_store_conf, err) < 0)
 		return -1;
 	return replica ? 1 : 0;
 }
