@@ -332,3 +332,79 @@ def test_large_append_streams(srv):
         pytest.skip(f"sanitizer build: VmHWM {hwm_append}/{hwm_fetch} kB not meaningful")
     assert hwm_append < 32 * 1024, hwm_append
     assert hwm_fetch < 32 * 1024, hwm_fetch
+
+
+# ---------------------------------------------------------------------------
+# memory while many hostile clients run
+
+def test_rss_under_50_hostile_clients(srv):
+    """50 clients at once, each hostile in its own way (a pre-login literal
+    announced far over the limit, a line that never ends, garbage, a
+    pipelined flood of commands, a huge LMTP recipient list) on IMAP, POP3,
+    LMTP and syncd: every Castor process stays under 32 MB resident
+    (issue 20), and a well-behaved client is served afterwards."""
+    import socket
+    import threading
+
+    from castord_util import children_of
+
+    if sanitized(binpath("imapd")):
+        pytest.skip("sanitizer build: resident sizes are not meaningful")
+    ports = {"imap": srv.base, "pop3": srv.pop3_port, "lmtp": srv.lmtp_port, "syncd": srv.base + 3}
+    payloads = [
+        ("imap", b"a1 LOGIN {99999999}\r\n" + b"x" * 1000000),
+        ("imap", b"a1 " + b"X" * 60000),
+        ("imap", b"".join(b"a%d NOOP\r\n" % i for i in range(2000))),
+        ("pop3", b"USER " + b"y" * 60000),
+        ("pop3", bytes(range(256)) * 200),
+        ("lmtp", b"LHLO x\r\nMAIL FROM:<a@b>\r\n" + b"RCPT TO:<nobody@x>\r\n" * 1500),
+        ("lmtp", b"LHLO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<alice>\r\nDATA\r\n" + b"z" * 200000),
+        ("syncd", b"p1 AUTHENTICATE PLAIN {268435455}\r\n" + b"x" * 1000000),
+        ("syncd", b"\x00\xff" * 30000),
+    ]
+    stop = time.monotonic() + 6 * SLOW
+    peak = {}
+    errors = []
+
+    def hostile(i):
+        svc, data = payloads[i % len(payloads)]
+        try:
+            s = socket.create_connection(("127.0.0.1", ports[svc]), timeout=10 * SLOW)
+            s.settimeout(0.2)
+            while time.monotonic() < stop:
+                try:
+                    s.sendall(data)
+                except OSError:
+                    break
+                try:
+                    if s.recv(65536) == b"":
+                        break
+                except socket.timeout:
+                    pass
+                except OSError:
+                    break
+            s.close()
+        except OSError as e:
+            errors.append(f"{svc}: {e}")
+
+    threads = [threading.Thread(target=hostile, args=(i,), daemon=True) for i in range(50)]
+    for t in threads:
+        t.start()
+    while time.monotonic() < stop:
+        for pid in [srv.pid] + children_of(srv.pid):
+            try:
+                kb = proc_kb(pid, "VmRSS")
+            except (OSError, KeyError):
+                continue
+            peak[pid] = max(peak.get(pid, 0), kb)
+        time.sleep(0.1)     # the sampling rate, not a synchronisation
+    for t in threads:
+        t.join(30 * SLOW)
+    assert len(peak) >= 10, f"only {len(peak)} processes seen: {peak}"
+    worst = max(peak.values())
+    print(f"{len(peak)} processes, peak VmRSS {worst} kB")
+    assert worst < 32 * 1024, f"a process reached {worst} kB: {sorted(peak.values())[-5:]}"
+    import imaplib
+    m = imaplib.IMAP4("127.0.0.1", srv.base, timeout=30 * SLOW)
+    assert m.login("alice", "pw-alice")[0] == "OK"
+    m.logout()
