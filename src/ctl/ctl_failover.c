@@ -282,184 +282,229 @@ ctl_fo_failpoint(int step, struct err *err)
 	return 0;
 }
 
+/* Step 1: SIGQUIT castord and wait until it has exited. */
 static int
-ctl_fo_run(struct ctl *c, struct ctl_fo *fo)
+ctl_fo_stop(struct ctl *c, struct ctl_fo *fo)
 {
 	const char *root = conf_dir(c->conf);
+	struct ctl_server_info si;
 	struct err err;
 	double t;
 
-	/* 1: stop */
-	if (fo->done < 1) {
-		struct ctl_server_info si;
+	if (ctl_fo_failpoint(1, &err) < 0)
+		return ctl_fo_fail(c, fo, 1, &err);
+	t = clock_mono_s();
+	ctl_server_info(c->conf, &si);
+	fo->refused_from = t;
+	if (ctl_server_stop(c->conf, fo->stop_timeout_s * 1000, &err) < 0)
+		return ctl_fo_fail(c, fo, 1, &err);
+	fo->done = 1;
+	if (ctl_fo_save(root, fo, &err) < 0)
+		return ctl_fo_fail(c, fo, 1, &err);
+	if (si.running)
+		ctl_fo_say(c, "[1/5] stop: SIGQUIT to castord pid %ld; listeners closed, children finished,"
+		    " SHUTDOWN section ran; castord gone: %.2f s", (long)si.pid, clock_mono_s() - t);
+	else
+		ctl_fo_say(c, "[1/5] stop: castord was not running: %.2f s", clock_mono_s() - t);
+	return 0;
+}
 
-		if (ctl_fo_failpoint(1, &err) < 0)
-			return ctl_fo_fail(c, fo, 1, &err);
-		t = clock_mono_s();
-		ctl_server_info(c->conf, &si);
-		fo->refused_from = t;
-		if (ctl_server_stop(c->conf, fo->stop_timeout_s * 1000, &err) < 0)
-			return ctl_fo_fail(c, fo, 1, &err);
-		fo->done = 1;
-		if (ctl_fo_save(root, fo, &err) < 0)
-			return ctl_fo_fail(c, fo, 1, &err);
-		if (si.running)
-			ctl_fo_say(c, "[1/5] stop: SIGQUIT to castord pid %ld; listeners closed, children finished,"
-			    " SHUTDOWN section ran; castord gone: %.2f s", (long)si.pid, clock_mono_s() - t);
-		else
-			ctl_fo_say(c, "[1/5] stop: castord was not running: %.2f s", clock_mono_s() - t);
+/* Step 2: drain the target channel (confirms castord's SHUTDOWN drain). */
+static int
+ctl_fo_drain(struct ctl *c, struct ctl_fo *fo)
+{
+	const char *root = conf_dir(c->conf);
+	char tmo[16], conf_path[4096];
+	char *argv[9];
+	struct err err;
+	double t;
+	int rc;
+
+	if (ctl_fo_failpoint(2, &err) < 0)
+		return ctl_fo_fail(c, fo, 2, &err);
+
+	t = clock_mono_s();
+	snprintf(tmo, sizeof(tmo), "%d", fo->drain_timeout_s);
+	str_lcpy(conf_path, conf_filename(c->conf), sizeof(conf_path));
+	argv[0] = (char *)"sync-client";
+	argv[1] = (char *)"-C";
+	argv[2] = conf_path;
+	argv[3] = (char *)"--drain";
+	argv[4] = (char *)"-n";
+	argv[5] = fo->target;
+	argv[6] = (char *)"--timeout";
+	argv[7] = tmo;
+	argv[8] = NULL;
+	rc = ctl_run_program(argv, &err);
+	if (rc != 0) {
+		if (rc > 0)
+			err_set(&err, rc == 2 ? ERR_FENCED : ERR_TEMP,
+			    "sync-client --drain -n %s exited %d: the replica does not hold everything yet",
+			    fo->target, rc);
+		return ctl_fo_fail(c, fo, 2, &err);
 	}
-	/* 2: drain the target channel (confirms castord's SHUTDOWN drain) */
-	if (fo->done < 2) {
-		char tmo[16], conf_path[4096];
-		char *argv[9];
+	fo->done = 2;
+	if (ctl_fo_save(root, fo, &err) < 0)
+		return ctl_fo_fail(c, fo, 2, &err);
+	ctl_fo_say(c, "[2/5] drain: channel %s cursor at the end of the sync log: %.2f s", fo->target,
+	    clock_mono_s() - t);
+	return 0;
+}
+
+/* Step 3: every user's digest equal on the peer, or abort (master again);
+ * on success the session is kept in fo->peer for step 4. */
+static int
+ctl_fo_verify(struct ctl *c, struct ctl_fo *fo)
+{
+	const char *root = conf_dir(c->conf);
+	struct ctl_peer_hello h;
+	struct ctl_compare cmp;
+	struct ctl_peer *p;
+	struct err err;
+	double t;
+
+	if (ctl_fo_failpoint(3, &err) < 0)
+		return ctl_fo_fail(c, fo, 3, &err);
+	t = clock_mono_s();
+	p = ctl_fo_peer(c, fo, &h, &err);
+	if (p == NULL)
+		return ctl_fo_fail(c, fo, 3, &err);
+	if (h.fenced || !str_eq(h.role, "replica")) {
+		ctl_peer_close(&p);
+		err_set(&err, ERR_FENCED, "the peer is %s at epoch %llu%s", h.role[0] ? h.role : "?",
+		    (unsigned long long)h.epoch, h.fenced ? " and fenced us" : "");
+		return ctl_fo_fail(c, fo, 3, &err);
+	}
+	if (ctl_compare_with_peer(c->store, p, NULL, &cmp, &err) < 0) {
+		ctl_peer_close(&p);
+		return ctl_fo_fail(c, fo, 3, &err);
+	}
+	if (cmp.differ > 0) {
+		ctl_peer_close(&p);
 		int rc;
-
-		if (ctl_fo_failpoint(2, &err) < 0)
-			return ctl_fo_fail(c, fo, 2, &err);
-
-		t = clock_mono_s();
-		snprintf(tmo, sizeof(tmo), "%d", fo->drain_timeout_s);
-		str_lcpy(conf_path, conf_filename(c->conf), sizeof(conf_path));
-		argv[0] = (char *)"sync-client";
-		argv[1] = (char *)"-C";
-		argv[2] = conf_path;
-		argv[3] = (char *)"--drain";
-		argv[4] = (char *)"-n";
-		argv[5] = fo->target;
-		argv[6] = (char *)"--timeout";
-		argv[7] = tmo;
-		argv[8] = NULL;
-		rc = ctl_run_program(argv, &err);
-		if (rc != 0) {
-			if (rc > 0)
-				err_set(&err, rc == 2 ? ERR_FENCED : ERR_TEMP,
-				    "sync-client --drain -n %s exited %d: the replica does not hold everything yet",
-				    fo->target, rc);
-			return ctl_fo_fail(c, fo, 2, &err);
-		}
-		fo->done = 2;
-		if (ctl_fo_save(root, fo, &err) < 0)
-			return ctl_fo_fail(c, fo, 2, &err);
-		ctl_fo_say(c, "[2/5] drain: channel %s cursor at the end of the sync log: %.2f s", fo->target,
-		    clock_mono_s() - t);
+		fprintf(stderr, "%s: [3/5] verify: %zu users differ on the replica (%s): the failover is"
+		    " aborted\n", c->prog, cmp.differ, cmp.first);
+		rc = ctl_fo_abort_now(c, fo);
+		return rc != 0 ? rc : CTL_EXIT_CONFLICT;
 	}
-	/* 3: verify */
-	if (fo->done < 3) {
-		struct ctl_peer_hello h;
-		struct ctl_compare cmp;
-		struct ctl_peer *p;
+	if (h.epoch > fo->old_epoch)
+		fo->old_epoch = h.epoch;
+	fo->new_epoch = fo->old_epoch + 1;
+	fo->done = 3;
+	if (ctl_fo_save(root, fo, &err) < 0) {
+		ctl_peer_close(&p);
+		return ctl_fo_fail(c, fo, 3, &err);
+	}
+	fo->peer = p;   /* step 4 promotes on this session: one login less */
+	ctl_fo_say(c, "[3/5] verify: %zu users identical on %s (per-user digests of every mailbox): %.2f s",
+	    cmp.users, fo->target, clock_mono_s() - t);
+	return 0;
+}
 
-		if (ctl_fo_failpoint(3, &err) < 0)
-			return ctl_fo_fail(c, fo, 3, &err);
-		t = clock_mono_s();
+/* Step 4: PROMOTE new_epoch on the peer (once promote_sent=1 is durable). */
+static int
+ctl_fo_promote(struct ctl *c, struct ctl_fo *fo)
+{
+	const char *root = conf_dir(c->conf);
+	struct ctl_peer_hello h;
+	struct ctl_peer *p;
+	struct err err;
+	double t;
+
+	if (ctl_fo_failpoint(4, &err) < 0) {
+		ctl_peer_close(&fo->peer);
+		return ctl_fo_fail(c, fo, 4, &err);
+	}
+	t = clock_mono_s();
+	fo->promote_sent = true;
+	if (ctl_fo_save(root, fo, &err) < 0) {
+		ctl_peer_close(&fo->peer);
+		return ctl_fo_fail(c, fo, 4, &err);
+	}
+	if (fo->peer != NULL) {
+		/* verified a moment ago on this session: a replica */
+		p = fo->peer;
+		fo->peer = NULL;
+		memset(&h, 0, sizeof(h));
+		str_lcpy(h.role, "replica", sizeof(h.role));
+	} else {
 		p = ctl_fo_peer(c, fo, &h, &err);
-		if (p == NULL)
-			return ctl_fo_fail(c, fo, 3, &err);
-		if (h.fenced || !str_eq(h.role, "replica")) {
-			ctl_peer_close(&p);
-			err_set(&err, ERR_FENCED, "the peer is %s at epoch %llu%s", h.role[0] ? h.role : "?",
-			    (unsigned long long)h.epoch, h.fenced ? " and fenced us" : "");
-			return ctl_fo_fail(c, fo, 3, &err);
-		}
-		if (ctl_compare_with_peer(c->store, p, NULL, &cmp, &err) < 0) {
-			ctl_peer_close(&p);
-			return ctl_fo_fail(c, fo, 3, &err);
-		}
-		if (cmp.differ > 0) {
-			ctl_peer_close(&p);
-			int rc;
-			fprintf(stderr, "%s: [3/5] verify: %zu users differ on the replica (%s): the failover is"
-			    " aborted\n", c->prog, cmp.differ, cmp.first);
-			rc = ctl_fo_abort_now(c, fo);
-			return rc != 0 ? rc : CTL_EXIT_CONFLICT;
-		}
-		if (h.epoch > fo->old_epoch)
-			fo->old_epoch = h.epoch;
-		fo->new_epoch = fo->old_epoch + 1;
-		fo->done = 3;
-		if (ctl_fo_save(root, fo, &err) < 0) {
-			ctl_peer_close(&p);
-			return ctl_fo_fail(c, fo, 3, &err);
-		}
-		fo->peer = p;   /* step 4 promotes on this session: one login less */
-		ctl_fo_say(c, "[3/5] verify: %zu users identical on %s (per-user digests of every mailbox): %.2f s",
-		    cmp.users, fo->target, clock_mono_s() - t);
 	}
-	/* 4: promote */
-	if (fo->done < 4) {
-		struct ctl_peer_hello h;
-		struct ctl_peer *p;
+	if (p == NULL)
+		return ctl_fo_fail(c, fo, 4, &err);
+	if (str_eq(h.role, "master") && h.epoch == fo->new_epoch) {
+		/* a resumed failover whose PROMOTE arrived */
+		ctl_peer_close(&p);
+	} else if (h.fenced || !str_eq(h.role, "replica")) {
+		ctl_peer_close(&p);
+		err_set(&err, ERR_FENCED, "the peer is %s at epoch %llu", h.role[0] ? h.role : "?",
+		    (unsigned long long)h.epoch);
+		return ctl_fo_fail(c, fo, 4, &err);
+	} else if (ctl_peer_promote(p, fo->new_epoch, &err) < 0) {
+		ctl_peer_close(&p);
+		return ctl_fo_fail(c, fo, 4, &err);
+	} else {
+		ctl_peer_close(&p);
+	}
+	fo->refused_until = clock_mono_s();
+	fo->done = 4;
+	if (ctl_fo_save(root, fo, &err) < 0)
+		return ctl_fo_fail(c, fo, 4, &err);
+	ctl_fo_say(c, "[4/5] promote: %s is the master now, epoch %llu; it accepts mail: %.2f s", fo->target,
+	    (unsigned long long)fo->new_epoch, clock_mono_s() - t);
+	return 0;
+}
 
-		if (ctl_fo_failpoint(4, &err) < 0) {
-			ctl_peer_close(&fo->peer);
-			return ctl_fo_fail(c, fo, 4, &err);
-		}
-		t = clock_mono_s();
-		fo->promote_sent = true;
-		if (ctl_fo_save(root, fo, &err) < 0) {
-			ctl_peer_close(&fo->peer);
-			return ctl_fo_fail(c, fo, 4, &err);
-		}
-		if (fo->peer != NULL) {
-			/* verified a moment ago on this session: a replica */
-			p = fo->peer;
-			fo->peer = NULL;
-			memset(&h, 0, sizeof(h));
-			str_lcpy(h.role, "replica", sizeof(h.role));
-		} else {
-			p = ctl_fo_peer(c, fo, &h, &err);
-		}
-		if (p == NULL)
-			return ctl_fo_fail(c, fo, 4, &err);
-		if (str_eq(h.role, "master") && h.epoch == fo->new_epoch) {
-			/* a resumed failover whose PROMOTE arrived */
-			ctl_peer_close(&p);
-		} else if (h.fenced || !str_eq(h.role, "replica")) {
-			ctl_peer_close(&p);
-			err_set(&err, ERR_FENCED, "the peer is %s at epoch %llu", h.role[0] ? h.role : "?",
-			    (unsigned long long)h.epoch);
-			return ctl_fo_fail(c, fo, 4, &err);
-		} else if (ctl_peer_promote(p, fo->new_epoch, &err) < 0) {
-			ctl_peer_close(&p);
-			return ctl_fo_fail(c, fo, 4, &err);
-		} else {
-			ctl_peer_close(&p);
-		}
-		fo->refused_until = clock_mono_s();
+/* Step 5: this server becomes the new master's replica, castord started. */
+static int
+ctl_fo_rejoin(struct ctl *c, struct ctl_fo *fo)
+{
+	const char *root = conf_dir(c->conf);
+	const char *role;
+	uint64_t epoch;
+	struct err err;
+	double t;
+
+	if (ctl_fo_failpoint(5, &err) < 0)
+		return ctl_fo_fail(c, fo, 5, &err);
+	t = clock_mono_s();
+	if (store_server_get(c->store, &role, &epoch, &err) < 0)
+		return ctl_fo_fail(c, fo, 5, &err);
+	if (!str_eq(role, "replica") || epoch < fo->new_epoch) {
+		if (store_server_set(c->store, "replica", fo->new_epoch > epoch ? fo->new_epoch : epoch,
+		    &err) < 0)
+			return ctl_fo_fail(c, fo, 5, &err);
+	}
+	store_set_read_only(c->store, true);
+	log_notice("failover: demoted to replica epoch=%llu new_master_channel=%s",
+	    (unsigned long long)fo->new_epoch, fo->target);
+	if (ctl_fo_start(c, fo, "as a replica", &err) < 0) {
 		fo->done = 4;
-		if (ctl_fo_save(root, fo, &err) < 0)
-			return ctl_fo_fail(c, fo, 4, &err);
-		ctl_fo_say(c, "[4/5] promote: %s is the master now, epoch %llu; it accepts mail: %.2f s", fo->target,
-		    (unsigned long long)fo->new_epoch, clock_mono_s() - t);
+		return ctl_fo_fail(c, fo, 5, &err);
 	}
-	/* 5: this server becomes the new master's replica */
-	if (fo->done < 5) {
-		const char *role;
-		uint64_t epoch;
+	fo->done = 5;
+	ctl_fo_remove(root);
+	ctl_fo_say(c, "[5/5] rejoin: this server is a replica of %s at epoch %llu: %.2f s", fo->target,
+	    (unsigned long long)fo->new_epoch, clock_mono_s() - t);
+	return 0;
+}
 
-		if (ctl_fo_failpoint(5, &err) < 0)
-			return ctl_fo_fail(c, fo, 5, &err);
-		t = clock_mono_s();
-		if (store_server_get(c->store, &role, &epoch, &err) < 0)
-			return ctl_fo_fail(c, fo, 5, &err);
-		if (!str_eq(role, "replica") || epoch < fo->new_epoch) {
-			if (store_server_set(c->store, "replica", fo->new_epoch > epoch ? fo->new_epoch : epoch,
-			    &err) < 0)
-				return ctl_fo_fail(c, fo, 5, &err);
-		}
-		store_set_read_only(c->store, true);
-		log_notice("failover: demoted to replica epoch=%llu new_master_channel=%s",
-		    (unsigned long long)fo->new_epoch, fo->target);
-		if (ctl_fo_start(c, fo, "as a replica", &err) < 0) {
-			fo->done = 4;
-			return ctl_fo_fail(c, fo, 5, &err);
-		}
-		fo->done = 5;
-		ctl_fo_remove(root);
-		ctl_fo_say(c, "[5/5] rejoin: this server is a replica of %s at epoch %llu: %.2f s", fo->target,
-		    (unsigned long long)fo->new_epoch, clock_mono_s() - t);
-	}
+/* Steps 1..5, from the first not done yet; 0 done, else the exit code. */
+static int
+ctl_fo_run(struct ctl *c, struct ctl_fo *fo)
+{
+	int rc;
+
+	if (fo->done < 1 && (rc = ctl_fo_stop(c, fo)) != 0)
+		return rc;
+	if (fo->done < 2 && (rc = ctl_fo_drain(c, fo)) != 0)
+		return rc;
+	if (fo->done < 3 && (rc = ctl_fo_verify(c, fo)) != 0)
+		return rc;
+	if (fo->done < 4 && (rc = ctl_fo_promote(c, fo)) != 0)
+		return rc;
+	if (fo->done < 5 && (rc = ctl_fo_rejoin(c, fo)) != 0)
+		return rc;
 	return 0;
 }
 
@@ -533,27 +578,188 @@ ctl_fo_check_channel_back(const struct conf *conf, const char *to, const struct 
 	    " restart it, and try again; nothing was changed (--force skips this check)", to, theirs, port);
 }
 
+/* castorctl failover's command line. */
+struct ctl_fo_args {
+	const char *to, *log_file, *stop_s, *drain_s;
+	bool resume, abort_, nostart, force;
+};
+
+/* --stop-timeout and --drain-timeout (defaults 300 and 120 s) into fo;
+ * 0, or the usage error's exit code. */
+static int
+ctl_fo_timeouts(struct ctl *c, const struct ctl_fo_args *a, struct ctl_fo *fo)
+{
+	uint32_t v;
+
+	fo->stop_timeout_s = 300;
+	fo->drain_timeout_s = 120;
+	if (a->stop_s != NULL) {
+		if (str_to_u32(a->stop_s, &v) < 0 || v < 1)
+			return ctl_usage_error(c, "--stop-timeout %s: seconds", a->stop_s);
+		fo->stop_timeout_s = (int)v;
+	}
+	if (a->drain_s != NULL) {
+		if (str_to_u32(a->drain_s, &v) < 0 || v < 1)
+			return ctl_usage_error(c, "--drain-timeout %s: seconds", a->drain_s);
+		fo->drain_timeout_s = (int)v;
+	}
+	return 0;
+}
+
+/* Step 0: the peer of `to` answers as a replica and has a channel back
+ * to us (unless --force); the state file is written.  Nothing changes
+ * when it fails.  t: when the command started its checks. */
+static int
+ctl_fo_preflight(struct ctl *c, struct ctl_fo *fo, const char *to, bool force, double t)
+{
+	struct ctl_peer_hello h;
+	struct ctl_peer *p;
+	struct err err;
+
+	p = ctl_fo_peer(c, fo, &h, &err);
+	if (p == NULL) {
+		err_prefix(&err, "preflight: the replica is not reachable, nothing was changed");
+		return ctl_fail(c, &err);
+	}
+	ctl_peer_close(&p);
+	if (h.fenced || !str_eq(h.role, "replica")) {
+		err_set(&err, ERR_FENCED, "preflight: the peer of %s is %s at epoch %llu%s; nothing was changed",
+		    to, h.role[0] ? h.role : "?", (unsigned long long)h.epoch,
+		    h.fenced ? " and fences us" : "");
+		return ctl_fail(c, &err);
+	}
+	if (ctl_fo_check_channel_back(c->conf, to, &h, &err) < 0) {
+		if (!force)
+			return ctl_fail(c, &err);
+		ctl_fo_say(c, "[0/5] --force: going on although %s", err.msg);
+	}
+	if (ctl_fo_save(conf_dir(c->conf), fo, &err) < 0)
+		return ctl_fail(c, &err);
+	ctl_fo_say(c, "[0/5] preflight: %s (%s) is a replica at epoch %llu, we are master at %llu: %.2f s",
+	    to, h.serverid[0] ? h.serverid : "?", (unsigned long long)h.epoch,
+	    (unsigned long long)fo->old_epoch, clock_mono_s() - t);
+	return 0;
+}
+
+/* --to CHAN: a new failover from this master (role at epoch), none in
+ * progress (have == 0); fills fo and runs the preflight. */
+static int
+ctl_fo_begin(struct ctl *c, struct ctl_fo *fo, const struct ctl_fo_args *a, int have, const char *role,
+    uint64_t epoch)
+{
+	struct syncchan ch;
+	struct ctl_server_info si;
+	struct err err;
+	double t = clock_mono_s();
+
+	if (have == 1) {
+		err_set(&err, ERR_PERM, "a failover to %s is in progress (steps 1..%d done):"
+		    " castorctl failover --resume or --abort", fo->target, fo->done);
+		return ctl_fail(c, &err);
+	}
+	if (!str_eq(role, "master")) {
+		err_set(&err, ERR_PERM, "this server is a %s (epoch %llu): failover runs on the master",
+		    role, (unsigned long long)epoch);
+		return ctl_fail(c, &err);
+	}
+	memset(&ch, 0, sizeof(ch));
+	if (syncchan_load(c->conf, a->to, &ch, &err) < 0)
+		return ctl_fail(c, &err);
+	str_lcpy(fo->target, a->to, sizeof(fo->target));
+	str_lcpy(fo->sync_account, ch.authname, sizeof(fo->sync_account));
+	syncchan_free(&ch);
+	fo->old_epoch = epoch;
+	fo->done = 0;
+	fo->nostart = a->nostart;
+	if (a->log_file != NULL)
+		str_lcpy(fo->log, a->log_file, sizeof(fo->log));
+	fo->started_ms = clock_wall_ms();
+	ctl_server_info(c->conf, &si);
+	fo->was_running = si.running;
+	return ctl_fo_preflight(c, fo, a->to, a->force, t);
+}
+
+/* --resume / --abort: the loaded state fo gets what the state file does
+ * not keep (the sync account, --castord-log), and says where it stands. */
+static void
+ctl_fo_reload(struct ctl *c, struct ctl_fo *fo, const struct ctl_fo_args *a)
+{
+	char sa[256] = "sync";
+	struct syncchan ch;
+	struct err err;
+
+	memset(&ch, 0, sizeof(ch));
+	if (syncchan_load(c->conf, fo->target, &ch, &err) == 0) {
+		str_lcpy(sa, ch.authname, sizeof(sa));
+		syncchan_free(&ch);
+	}
+	str_lcpy(fo->sync_account, sa, sizeof(fo->sync_account));
+	if (a->log_file != NULL)
+		str_lcpy(fo->log, a->log_file, sizeof(fo->log));
+	ctl_fo_say(c, "failover to %s: steps 1..%d were done%s", fo->target, fo->done,
+	    fo->promote_sent && fo->done < 4 ? "; PROMOTE may have been sent" : "");
+}
+
+/* --abort: refused once the peer is (or may be) the master; else this
+ * server is started again as the master. */
+static int
+ctl_fo_abort(struct ctl *c, struct ctl_fo *fo)
+{
+	struct err err;
+
+	if (fo->done >= 4) {
+		err_set(&err, ERR_PERM, "the peer %s was promoted (epoch %llu): too late to abort;"
+		    " castorctl failover --resume makes this server its replica", fo->target,
+		    (unsigned long long)fo->new_epoch);
+		return ctl_fail(c, &err);
+	}
+	if (fo->promote_sent) {
+		struct ctl_peer_hello h;
+		struct ctl_peer *p = ctl_fo_peer(c, fo, &h, &err);
+		if (p == NULL) {
+			err_prefix(&err, "cannot tell whether %s was promoted (abort needs to know)", fo->target);
+			return ctl_fail(c, &err);
+		}
+		ctl_peer_close(&p);
+		if (str_eq(h.role, "master") || h.fenced) {
+			err_set(&err, ERR_PERM, "the peer %s is the master now (epoch %llu): too late to abort;"
+			    " castorctl failover --resume", fo->target, (unsigned long long)h.epoch);
+			return ctl_fail(c, &err);
+		}
+	}
+	return ctl_fo_abort_now(c, fo);
+}
+
+/* The last lines of a failover that went through: totals since t_all. */
+static void
+ctl_fo_say_done(const struct ctl *c, const struct ctl_fo *fo, double t_all)
+{
+	ctl_fo_say(c, "failover done: %s is the master (epoch %llu), this server its replica; total %.2f s",
+	    fo->target, (unsigned long long)fo->new_epoch, clock_mono_s() - t_all);
+	if (fo->refused_from > 0 && fo->refused_until > fo->refused_from)
+		ctl_fo_say(c, "deliveries were refused for %.2f s (from the stop of castord to the promotion)",
+		    fo->refused_until - fo->refused_from);
+}
+
 int
 ctl_cmd_failover(struct ctl *c, int argc, char **argv)
 {
-	const char *to = NULL, *log_file = NULL, *stop_s = NULL, *drain_s = NULL;
-	bool resume = false, abort_ = false, nostart = false, force = false;
+	struct ctl_fo_args a = { 0 };
 	const struct ctl_opt opts[] = {
-		{ "to", 't', &to, NULL, NULL },
-		{ "resume", 0, NULL, NULL, &resume },
-		{ "abort", 0, NULL, NULL, &abort_ },
-		{ "castord-log", 0, &log_file, NULL, NULL },
-		{ "no-start", 0, NULL, NULL, &nostart },
-		{ "force", 0, NULL, NULL, &force },
-		{ "stop-timeout", 0, &stop_s, NULL, NULL },
-		{ "drain-timeout", 0, &drain_s, NULL, NULL },
+		{ "to", 't', &a.to, NULL, NULL },
+		{ "resume", 0, NULL, NULL, &a.resume },
+		{ "abort", 0, NULL, NULL, &a.abort_ },
+		{ "castord-log", 0, &a.log_file, NULL, NULL },
+		{ "no-start", 0, NULL, NULL, &a.nostart },
+		{ "force", 0, NULL, NULL, &a.force },
+		{ "stop-timeout", 0, &a.stop_s, NULL, NULL },
+		{ "drain-timeout", 0, &a.drain_s, NULL, NULL },
 		{ NULL, 0, NULL, NULL, NULL },
 	};
 	char **pos = NULL;
 	int npos = 0, rc;
 	const char *role, *root;
 	uint64_t epoch;
-	uint32_t v;
 	struct err err;
 	struct ctl_fo fo;
 	int have;
@@ -569,7 +775,7 @@ ctl_cmd_failover(struct ctl *c, int argc, char **argv)
 	if (rc > 0)
 		return rc;
 	free(pos);
-	if (npos != 0 || (to != NULL) + resume + abort_ != 1)
+	if (npos != 0 || (a.to != NULL) + a.resume + a.abort_ != 1)
 		return ctl_usage_error(c, "failover --to CHAN | --resume | --abort");
 	c->keep_root = true;  /* castord is started again as root, to bind what it binds */
 	rc = ctl_open_store(c);
@@ -583,124 +789,26 @@ ctl_cmd_failover(struct ctl *c, int argc, char **argv)
 		return ctl_fail(c, &err);
 	t_all = clock_mono_s();
 	fo.t0 = t_all;
-	fo.stop_timeout_s = 300;
-	fo.drain_timeout_s = 120;
-	if (stop_s != NULL) {
-		if (str_to_u32(stop_s, &v) < 0 || v < 1)
-			return ctl_usage_error(c, "--stop-timeout %s: seconds", stop_s);
-		fo.stop_timeout_s = (int)v;
-	}
-	if (drain_s != NULL) {
-		if (str_to_u32(drain_s, &v) < 0 || v < 1)
-			return ctl_usage_error(c, "--drain-timeout %s: seconds", drain_s);
-		fo.drain_timeout_s = (int)v;
-	}
+	rc = ctl_fo_timeouts(c, &a, &fo);
+	if (rc != 0)
+		return rc;
 
-	if (to != NULL) {
-		struct syncchan ch;
-		struct ctl_peer_hello h;
-		struct ctl_peer *p;
-		struct ctl_server_info si;
-		double t = clock_mono_s();
-
-		if (have == 1) {
-			err_set(&err, ERR_PERM, "a failover to %s is in progress (steps 1..%d done):"
-			    " castorctl failover --resume or --abort", fo.target, fo.done);
-			return ctl_fail(c, &err);
-		}
-		if (!str_eq(role, "master")) {
-			err_set(&err, ERR_PERM, "this server is a %s (epoch %llu): failover runs on the master",
-			    role, (unsigned long long)epoch);
-			return ctl_fail(c, &err);
-		}
-		memset(&ch, 0, sizeof(ch));
-		if (syncchan_load(c->conf, to, &ch, &err) < 0)
-			return ctl_fail(c, &err);
-		str_lcpy(fo.target, to, sizeof(fo.target));
-		str_lcpy(fo.sync_account, ch.authname, sizeof(fo.sync_account));
-		syncchan_free(&ch);
-		fo.old_epoch = epoch;
-		fo.done = 0;
-		fo.nostart = nostart;
-		if (log_file != NULL)
-			str_lcpy(fo.log, log_file, sizeof(fo.log));
-		fo.started_ms = clock_wall_ms();
-		ctl_server_info(c->conf, &si);
-		fo.was_running = si.running;
-		/* 0: preflight, nothing changes when it fails */
-		p = ctl_fo_peer(c, &fo, &h, &err);
-		if (p == NULL) {
-			err_prefix(&err, "preflight: the replica is not reachable, nothing was changed");
-			return ctl_fail(c, &err);
-		}
-		ctl_peer_close(&p);
-		if (h.fenced || !str_eq(h.role, "replica")) {
-			err_set(&err, ERR_FENCED, "preflight: the peer of %s is %s at epoch %llu%s; nothing was changed",
-			    to, h.role[0] ? h.role : "?", (unsigned long long)h.epoch, h.fenced ? " and fences us" : "");
-			return ctl_fail(c, &err);
-		}
-		if (ctl_fo_check_channel_back(c->conf, to, &h, &err) < 0) {
-			if (!force)
-				return ctl_fail(c, &err);
-			ctl_fo_say(c, "[0/5] --force: going on although %s", err.msg);
-		}
-		if (ctl_fo_save(root, &fo, &err) < 0)
-			return ctl_fail(c, &err);
-		ctl_fo_say(c, "[0/5] preflight: %s (%s) is a replica at epoch %llu, we are master at %llu: %.2f s", to,
-		    h.serverid[0] ? h.serverid : "?", (unsigned long long)h.epoch, (unsigned long long)epoch,
-		    clock_mono_s() - t);
+	if (a.to != NULL) {
+		rc = ctl_fo_begin(c, &fo, &a, have, role, epoch);
+		if (rc != 0)
+			return rc;
 	} else if (have == 0) {
 		err_set(&err, ERR_NOTFOUND, "no failover in progress (%s/run/failover.state)", root);
 		return ctl_fail(c, &err);
 	} else {
-		char sa[256] = "sync";
-		struct syncchan ch;
-		memset(&ch, 0, sizeof(ch));
-		if (syncchan_load(c->conf, fo.target, &ch, &err) == 0) {
-			str_lcpy(sa, ch.authname, sizeof(sa));
-			syncchan_free(&ch);
-		}
-		str_lcpy(fo.sync_account, sa, sizeof(fo.sync_account));
-		fo.t0 = t_all;
-		fo.stop_timeout_s = stop_s ? fo.stop_timeout_s : 300;
-		fo.drain_timeout_s = drain_s ? fo.drain_timeout_s : 120;
-		if (log_file != NULL)
-			str_lcpy(fo.log, log_file, sizeof(fo.log));
-		ctl_fo_say(c, "failover to %s: steps 1..%d were done%s", fo.target, fo.done,
-		    fo.promote_sent && fo.done < 4 ? "; PROMOTE may have been sent" : "");
+		ctl_fo_reload(c, &fo, &a);
 	}
-	if (abort_) {
-		if (fo.done >= 4) {
-			err_set(&err, ERR_PERM, "the peer %s was promoted (epoch %llu): too late to abort;"
-			    " castorctl failover --resume makes this server its replica", fo.target,
-			    (unsigned long long)fo.new_epoch);
-			return ctl_fail(c, &err);
-		}
-		if (fo.promote_sent) {
-			struct ctl_peer_hello h;
-			struct ctl_peer *p = ctl_fo_peer(c, &fo, &h, &err);
-			if (p == NULL) {
-				err_prefix(&err, "cannot tell whether %s was promoted (abort needs to know)", fo.target);
-				return ctl_fail(c, &err);
-			}
-			ctl_peer_close(&p);
-			if (str_eq(h.role, "master") || h.fenced) {
-				err_set(&err, ERR_PERM, "the peer %s is the master now (epoch %llu): too late to abort;"
-				    " castorctl failover --resume", fo.target, (unsigned long long)h.epoch);
-				return ctl_fail(c, &err);
-			}
-		}
-		return ctl_fo_abort_now(c, &fo);
-	}
+	if (a.abort_)
+		return ctl_fo_abort(c, &fo);
 	fo.peer = NULL;
 	rc = ctl_fo_run(c, &fo);
 	ctl_peer_close(&fo.peer);
-	if (rc == 0) {
-		ctl_fo_say(c, "failover done: %s is the master (epoch %llu), this server its replica; total %.2f s",
-		    fo.target, (unsigned long long)fo.new_epoch, clock_mono_s() - t_all);
-		if (fo.refused_from > 0 && fo.refused_until > fo.refused_from)
-			ctl_fo_say(c, "deliveries were refused for %.2f s (from the stop of castord to the promotion)",
-			    fo.refused_until - fo.refused_from);
-	}
+	if (rc == 0)
+		ctl_fo_say_done(c, &fo, t_all);
 	return rc;
 }

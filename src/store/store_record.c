@@ -621,20 +621,28 @@ append_dup_probe(struct store_user *u, const char *mailbox_id, const struct stor
 	store_user_read_end(u);
 }
 
-/* tmp (store_append_tmp, n == 1): msgs[0].data maps tmp's file; its
- * GUID is already hashed, the parser gives the mapping's pages back as
- * it goes, and the file is linked into place rather than written. */
-static int
-append_impl(struct store_user *u, const char *mailbox_id, const struct store_append_msg *msgs,
-	const struct store_dedup *dedup, size_t n, struct store_append_result *res,
-	uint32_t *uidvalidity_r, struct store_blob_tmp *tmp, struct err *err)
-{
+/* One append call: its arguments, the per-message preparation, and what
+ * the transaction has done so far. */
+struct append_op {
+	struct store_user *u;
+	const struct store_append_msg *msgs;
+	const struct store_dedup *dedup;
+	size_t n;
+	struct store_append_result *res;
+	struct store_blob_tmp *tmp;
 	struct prep *pp;
 	struct store_mbrow row;
-	uint64_t m = 0, total = 0, added = 0, nadded = 0;
-	size_t ntmps;
-	int rc = 0;
-	bool any_file = false, any_dup = false;
+	uint64_t m;               /* the op's modseq, 0 until a record is added */
+	uint64_t added, nadded;   /* bytes and records added */
+	bool any_dup;
+};
+
+/* The arguments are sane (no lock, nothing changed); *total_r = their bytes. */
+static int
+append_check(const struct store_user *u, const struct store_append_msg *msgs, size_t n,
+	uint64_t *total_r, struct err *err)
+{
+	uint64_t total = 0;
 
 	if (u->st->opts.read_only)
 		return err_set(err, ERR_PERM, "read-only replica");
@@ -652,21 +660,27 @@ append_impl(struct store_user *u, const char *mailbox_id, const struct store_app
 			return err_set(err, ERR_INVALID, "negative internal date");
 		total += msgs[i].len;
 	}
-	/* In flight from here (store_commit.c): a group-commit leader waits
-	 * briefly for appenders that are hashing and parsing, so that one
-	 * fsync covers them too. */
-	if (!u->in_txn)
-		store_commit_enter(&u->commit);
-	pp = xcalloc(n, sizeof(*pp));
-	for (size_t i = 0; i < n && rc == 0; i++)
+	*total_r = total;
+	return 0;
+}
+
+/* Before any lock: canonical keywords, then each message's GUID, IMAP
+ * envelope and body structure, and Message-ID (the expensive part). */
+static int
+append_prepare(struct append_op *op, struct err *err)
+{
+	const struct store_append_msg *msgs = op->msgs;
+	struct prep *pp = op->pp;
+	int rc = 0;
+
+	for (size_t i = 0; i < op->n && rc == 0; i++)
 		rc = store_keywords_canon(msgs[i].keywords, &pp[i].kw, err);
 	if (rc < 0)
-		goto out;
-	/* The expensive part runs before any lock is taken. */
-	for (size_t i = 0; i < n; i++) {
+		return rc;
+	for (size_t i = 0; i < op->n; i++) {
 		const char *data = msgs[i].len ? msgs[i].data : "";
-		if (tmp != NULL) {
-			store_blob_tmp_guid(tmp, pp[i].guid);
+		if (op->tmp != NULL) {
+			store_blob_tmp_guid(op->tmp, pp[i].guid);
 			mime_release_map(data, msgs[i].len);
 		} else {
 			store_guid(data, msgs[i].len, pp[i].guid);
@@ -675,35 +689,197 @@ append_impl(struct store_user *u, const char *mailbox_id, const struct store_app
 		mime_release_map(NULL, 0);
 		store_message_id(data, msgs[i].len, &pp[i].msgid);
 	}
-	append_dup_probe(u, mailbox_id, msgs, dedup, n, pp);
-	for (size_t i = 0; i < n; i++)
+	return rc;
+}
+
+/* Large bodies (not likely duplicates) written and fsynced before the
+ * transaction, under blobs.lock shared; on failure the shared lock is
+ * given back (outside a caller's transaction) and the markers from
+ * ntmps on are kept. */
+static int
+append_prewrite(struct append_op *op, size_t ntmps, struct err *err)
+{
+	struct store_user *u = op->u;
+	const struct store_append_msg *msgs = op->msgs;
+	struct prep *pp = op->pp;
+	bool any_file = false;
+	int rc = 0;
+
+	for (size_t i = 0; i < op->n; i++)
 		if (!pp[i].dup_hint && !store_blob_is_inline(u, msgs[i].len))
 			any_file = true;
-	ntmps = u->nblob_tmps;
-	if (any_file) {
-		/* Large bodies are written and fsynced before the transaction,
-		 * so concurrent appenders sync their files in parallel. */
-		if (store_blob_lock(u, false, err) < 0) {
-			rc = -1;
-			goto out;
-		}
-		for (size_t i = 0; i < n && rc == 0; i++) {
-			if (pp[i].dup_hint || store_blob_is_inline(u, msgs[i].len))
-				continue;
-			if (tmp != NULL)
-				rc = store_blob_prewrite_tmp(u, pp[i].guid, tmp, err);
-			else
-				rc = store_blob_prewrite(u, pp[i].guid, msgs[i].len ? msgs[i].data : "",
-					msgs[i].len, err);
-			pp[i].prewritten = rc == 0;
-		}
-		if (rc < 0) {
-			if (!u->in_txn)
-				store_blob_unlock_shared(u);
-			store_blob_markers_keep(u, ntmps);
-			goto out;
-		}
+	if (!any_file)
+		return 0;
+	/* Large bodies are written and fsynced before the transaction,
+	 * so concurrent appenders sync their files in parallel. */
+	if (store_blob_lock(u, false, err) < 0)
+		return -1;
+	for (size_t i = 0; i < op->n && rc == 0; i++) {
+		if (pp[i].dup_hint || store_blob_is_inline(u, msgs[i].len))
+			continue;
+		if (op->tmp != NULL)
+			rc = store_blob_prewrite_tmp(u, pp[i].guid, op->tmp, err);
+		else
+			rc = store_blob_prewrite(u, pp[i].guid, msgs[i].len ? msgs[i].data : "",
+				msgs[i].len, err);
+		pp[i].prewritten = rc == 0;
 	}
+	if (rc < 0) {
+		if (!u->in_txn)
+			store_blob_unlock_shared(u);
+		store_blob_markers_keep(u, ntmps);
+	}
+	return rc;
+}
+
+/* In the transaction: is message i a duplicate (1, its result names the
+ * record found), or not (0), or -1 error? */
+static int
+append_dup_found(struct append_op *op, size_t i, struct err *err)
+{
+	const struct store_dedup *d = &op->dedup[i];
+	struct store_append_result *r = op->res != NULL ? &op->res[i] : NULL;
+	struct msgid_hit hit;
+	int rc;
+
+	rc = msgid_lookup(op->u, op->row.id, d->msgid, d->since, true, &hit, err);
+	if (rc != 1)
+		return rc;
+	op->any_dup = true;
+	op->pp[i].dup = true;
+	if (r != NULL) {
+		r->uid = hit.uid;
+		r->modseq = hit.modseq;
+		memcpy(r->guid, hit.guid, sizeof(r->guid));
+		r->duplicate = true;
+	}
+	return 1;
+}
+
+/* In the transaction: message i's blob row and record at the mailbox's
+ * uidnext, with the op's modseq (taken at the first record). */
+static int
+append_record(struct append_op *op, size_t i, struct err *err)
+{
+	struct store_user *u = op->u;
+	const struct store_append_msg *msg = &op->msgs[i];
+	struct prep *p = &op->pp[i];
+	struct store_mbrow *row = &op->row;
+	const char *data = msg->len ? msg->data : "";
+	struct store_record r;
+	int rc;
+
+	if (op->m == 0 && (rc = store_user_op_modseq(u, &op->m, err)) < 0)
+		return rc;
+	if (row->mb.uidnext == 0 || row->mb.uidnext == UINT32_MAX)
+		return err_set(err, ERR_PERM, "mailbox %s has run out of uids", log_q(row->mb.name));
+	rc = store_blob_put(u, p->guid, data, msg->len, p->prewritten, err);
+	if (rc < 0)
+		return rc;
+	memset(&r, 0, sizeof(r));
+	r.uid = row->mb.uidnext;
+	memcpy(r.guid, p->guid, sizeof(r.guid));
+	r.size = msg->len;
+	r.internaldate = msg->internaldate ? msg->internaldate : (int64_t)time(NULL);
+	r.sysflags = msg->sysflags;
+	r.keywords = buf_cstr(&p->kw);
+	r.modseq = op->m;
+	rc = store_record_insert(u, row, &r, buf_cstr(&p->env.envelope),
+		buf_cstr(&p->env.bodystructure), p->env.tree.data, p->env.tree.len, buf_cstr(&p->msgid), err);
+	if (rc == 0 && op->res != NULL) {
+		op->res[i].uid = r.uid;
+		op->res[i].modseq = op->m;
+		memcpy(op->res[i].guid, r.guid, sizeof(op->res[i].guid));
+	}
+	op->added += msg->len;
+	op->nadded++;
+	return rc;
+}
+
+/* In the transaction: each message, in order, found as a duplicate or
+ * added; stops at the first error. */
+static int
+append_records(struct append_op *op, struct err *err)
+{
+	int rc = 0;
+
+	for (size_t i = 0; i < op->n && rc == 0; i++) {
+		if (op->res != NULL)
+			memset(&op->res[i], 0, sizeof(op->res[i]));
+		if (dedup_wanted(op->dedup, i)) {
+			rc = append_dup_found(op, i, err);
+			if (rc < 0)
+				break;
+			if (rc == 1) {
+				rc = 0;
+				continue;
+			}
+		}
+		rc = append_record(op, i, err);
+	}
+	return rc;
+}
+
+/* In the transaction, after the records: orphan bodies dropped, quota,
+ * usage, mailbox counters, the change event, and the commit ticket a
+ * duplicate needs. */
+static int
+append_settle(struct append_op *op, struct err *err)
+{
+	struct store_user *u = op->u;
+	struct prep *pp = op->pp;
+	int rc = 0;
+
+	/* A body prewritten for what turned out to be a duplicate (another
+	 * process's delivery won the race) would be an orphan file. */
+	for (size_t i = 0; i < op->n && rc == 0 && op->any_dup; i++)
+		if (pp[i].prewritten && pp[i].dup)
+			rc = store_blob_drop_unused(u, pp[i].guid, err);
+	if (rc == 0 && op->dedup != NULL && op->nadded > 0)
+		rc = store_user_quota_check(u, op->added, op->nadded, err);
+	if (rc == 0 && op->nadded > 0)
+		rc = store_user_usage_add(u, (int64_t)op->added, (int64_t)op->nadded, err);
+	if (rc == 0 && op->nadded > 0)
+		rc = store_mailbox_save_counters(u, &op->row, err);
+	if (rc == 0 && op->nadded > 0)
+		store_user_event(u, STORE_CHANGE_MAILBOX, op->row.mb.uniqueid);
+	/* A duplicate is acknowledged only once the record it names is
+	 * durable: take a ticket and pass the group-commit barrier. */
+	if (rc == 0 && op->any_dup)
+		u->dirty = true;
+	return rc;
+}
+
+/* tmp (store_append_tmp, n == 1): msgs[0].data maps tmp's file; its
+ * GUID is already hashed, the parser gives the mapping's pages back as
+ * it goes, and the file is linked into place rather than written. */
+static int
+append_impl(struct store_user *u, const char *mailbox_id, const struct store_append_msg *msgs,
+	const struct store_dedup *dedup, size_t n, struct store_append_result *res,
+	uint32_t *uidvalidity_r, struct store_blob_tmp *tmp, struct err *err)
+{
+	struct append_op op = { .u = u, .msgs = msgs, .dedup = dedup, .n = n, .res = res, .tmp = tmp };
+	uint64_t total = 0;
+	size_t ntmps;
+	int rc;
+
+	rc = append_check(u, msgs, n, &total, err);
+	if (rc < 0)
+		return rc;
+	/* In flight from here (store_commit.c): a group-commit leader waits
+	 * briefly for appenders that are hashing and parsing, so that one
+	 * fsync covers them too. */
+	if (!u->in_txn)
+		store_commit_enter(&u->commit);
+	op.pp = xcalloc(n, sizeof(*op.pp));
+	rc = append_prepare(&op, err);
+	if (rc < 0)
+		goto out;
+	append_dup_probe(u, mailbox_id, msgs, dedup, n, op.pp);
+	ntmps = u->nblob_tmps;
+	rc = append_prewrite(&op, ntmps, err);
+	if (rc < 0)
+		goto out;
 	if (store_user_op_begin(u, err) < 0) {
 		if (!u->in_txn)
 			store_blob_unlock_shared(u);
@@ -712,93 +888,29 @@ append_impl(struct store_user *u, const char *mailbox_id, const struct store_app
 		goto out;
 	}
 	u->op_ntmps = ntmps;   /* this op's markers include its prewritten bodies */
-	rc = store_mailbox_load_id(u, mailbox_id, false, &row, err);
+	rc = store_mailbox_load_id(u, mailbox_id, false, &op.row, err);
 	/* Without duplicate checks the quota is checked first, as always. */
 	if (rc == 0 && dedup == NULL)
 		rc = store_user_quota_check(u, total, n, err);
-	for (size_t i = 0; i < n && rc == 0; i++) {
-		struct store_record r;
-		struct msgid_hit hit;
-		const char *data = msgs[i].len ? msgs[i].data : "";
-
-		if (res != NULL)
-			memset(&res[i], 0, sizeof(res[i]));
-		if (dedup_wanted(dedup, i)) {
-			rc = msgid_lookup(u, row.id, dedup[i].msgid, dedup[i].since, true, &hit, err);
-			if (rc < 0)
-				break;
-			if (rc == 1) {
-				rc = 0;
-				any_dup = true;
-				pp[i].dup = true;
-				if (res != NULL) {
-					res[i].uid = hit.uid;
-					res[i].modseq = hit.modseq;
-					memcpy(res[i].guid, hit.guid, sizeof(res[i].guid));
-					res[i].duplicate = true;
-				}
-				continue;
-			}
-		}
-		if (m == 0 && (rc = store_user_op_modseq(u, &m, err)) < 0)
-			break;
-		if (row.mb.uidnext == 0 || row.mb.uidnext == UINT32_MAX) {
-			rc = err_set(err, ERR_PERM, "mailbox %s has run out of uids", log_q(row.mb.name));
-			break;
-		}
-		rc = store_blob_put(u, pp[i].guid, data, msgs[i].len, pp[i].prewritten, err);
-		if (rc < 0)
-			break;
-		memset(&r, 0, sizeof(r));
-		r.uid = row.mb.uidnext;
-		memcpy(r.guid, pp[i].guid, sizeof(r.guid));
-		r.size = msgs[i].len;
-		r.internaldate = msgs[i].internaldate ? msgs[i].internaldate : (int64_t)time(NULL);
-		r.sysflags = msgs[i].sysflags;
-		r.keywords = buf_cstr(&pp[i].kw);
-		r.modseq = m;
-		rc = store_record_insert(u, &row, &r, buf_cstr(&pp[i].env.envelope),
-			buf_cstr(&pp[i].env.bodystructure), pp[i].env.tree.data, pp[i].env.tree.len, buf_cstr(&pp[i].msgid), err);
-		if (rc == 0 && res != NULL) {
-			res[i].uid = r.uid;
-			res[i].modseq = m;
-			memcpy(res[i].guid, r.guid, sizeof(res[i].guid));
-		}
-		added += msgs[i].len;
-		nadded++;
-	}
-	/* A body prewritten for what turned out to be a duplicate (another
-	 * process's delivery won the race) would be an orphan file. */
-	for (size_t i = 0; i < n && rc == 0 && any_dup; i++)
-		if (pp[i].prewritten && pp[i].dup)
-			rc = store_blob_drop_unused(u, pp[i].guid, err);
-	if (rc == 0 && dedup != NULL && nadded > 0)
-		rc = store_user_quota_check(u, added, nadded, err);
-	if (rc == 0 && nadded > 0)
-		rc = store_user_usage_add(u, (int64_t)added, (int64_t)nadded, err);
-	if (rc == 0 && nadded > 0)
-		rc = store_mailbox_save_counters(u, &row, err);
-	if (rc == 0 && nadded > 0)
-		store_user_event(u, STORE_CHANGE_MAILBOX, row.mb.uniqueid);
-	/* A duplicate is acknowledged only once the record it names is
-	 * durable: take a ticket and pass the group-commit barrier. */
-	if (rc == 0 && any_dup)
-		u->dirty = true;
+	if (rc == 0)
+		rc = append_records(&op, err);
+	if (rc == 0)
+		rc = append_settle(&op, err);
 	rc = store_user_op_end(u, rc, "store.append.before_commit", "store.append.after_commit", err);
 	if (rc == 0) {
-		store_stats_g.appended += nadded;
+		store_stats_g.appended += op.nadded;
 		if (uidvalidity_r)
-			*uidvalidity_r = row.mb.uidvalidity;
+			*uidvalidity_r = op.row.mb.uidvalidity;
 	}
 out:
 	if (!u->in_txn)
 		store_commit_leave(&u->commit);  /* no-op once the ticket was taken */
 	for (size_t i = 0; i < n; i++) {
-		buf_free(&pp[i].kw);
-		buf_free(&pp[i].msgid);
-		imapenv_free(&pp[i].env);
+		buf_free(&op.pp[i].kw);
+		buf_free(&op.pp[i].msgid);
+		imapenv_free(&op.pp[i].env);
 	}
-	free(pp);
+	free(op.pp);
 	return rc;
 }
 
