@@ -195,18 +195,58 @@ sweep_markers(struct ck *c, const char *sub, char **rows, size_t nrows, struct e
 	return rc;
 }
 
+/* Remember a path to remove once the repair has committed. */
+static void
+unlink_after_commit(struct ck *c, char *path)
+{
+	c->unlink = xreallocarray(c->unlink, c->nunlink + 1, sizeof(*c->unlink));
+	c->unlink[c->nunlink++] = path;
+}
+
+/* Add a copy of guid to the list of blobs rows. */
+static void
+rows_add(char ***rows, size_t *nrows, const char *guid)
+{
+	*rows = xreallocarray(*rows, *nrows + 1, sizeof(**rows));
+	(*rows)[(*nrows)++] = xstrdup(guid);
+}
+
+/* 2a, an inline body: the row's data (inflated if compressed) has the
+ * row's size and the SHA-1 its guid names. */
+static void
+check_blob_inline(struct ck *c, sqlite3_stmt *s, const char *g, uint64_t size)
+{
+	int n = sqlite3_column_bytes(s, 4);
+	char *octets = NULL;
+	char sha[STORE_GUID_LEN + 1];
+	struct err zerr;
+
+	if ((uint64_t)n != size) {
+		/* a compressed body (store_blob.c) */
+		if (store_blob_inflate(sqlite3_column_blob(s, 4), (size_t)n, size, &octets,
+			&zerr) < 0) {
+			problem_nofix(c, "inline body %s is damaged (%s)", g, zerr.msg);
+			return;
+		}
+		store_guid(octets, (size_t)size, sha);
+		free(octets);
+		n = (int)size;
+	} else {
+		store_guid(n ? sqlite3_column_blob(s, 4) : "", (size_t)n, sha);
+	}
+	if ((uint64_t)n != size || !str_eq(sha, g))
+		problem_nofix(c, "inline body %s is damaged (size %d, sha1 %s)", g, n, sha);
+}
+
+/* 2a: each blobs row, inline or a file, is intact; every row's guid is
+ * added to rows.  0, or -1 with err. */
 static int
-check_blobs(struct ck *c, struct err *err)
+check_blob_rows(struct ck *c, char ***rows, size_t *nrows, struct err *err)
 {
 	struct store_user *u = c->u;
 	sqlite3_stmt *s = NULL;
-	char **rows = NULL;
-	size_t nrows = 0;
 	struct buf p = BUF_INIT;
-	DIR *d = NULL;
-	int rc = 0;
 
-	/* 2a: each blobs row */
 	if (sqlite3_prepare_v2(u->db, "SELECT guid, size, data IS NULL, length(data), data FROM blobs"
 		" ORDER BY guid", -1, &s, NULL) != SQLITE_OK)
 		return store_sql_err(u->db, SQLITE_ERROR, err, "blobs");
@@ -215,32 +255,13 @@ check_blobs(struct ck *c, struct err *err)
 		uint64_t size = (uint64_t)sqlite3_column_int64(s, 1);
 		char sha[STORE_GUID_LEN + 1];
 
-		rows = xreallocarray(rows, nrows + 1, sizeof(*rows));
-		rows[nrows++] = xstrdup(g ? g : "");
+		rows_add(rows, nrows, g ? g : "");
 		if (!store_guid_valid(g)) {
 			problem_nofix(c, "body row with malformed guid %s", log_q(g ? g : ""));
 			continue;
 		}
 		if (!sqlite3_column_int(s, 2)) {
-			int n = sqlite3_column_bytes(s, 4);
-			char *octets = NULL;
-			struct err zerr;
-
-			if ((uint64_t)n != size) {
-				/* a compressed body (store_blob.c) */
-				if (store_blob_inflate(sqlite3_column_blob(s, 4), (size_t)n, size, &octets,
-					&zerr) < 0) {
-					problem_nofix(c, "inline body %s is damaged (%s)", g, zerr.msg);
-					continue;
-				}
-				store_guid(octets, (size_t)size, sha);
-				free(octets);
-				n = (int)size;
-			} else {
-				store_guid(n ? sqlite3_column_blob(s, 4) : "", (size_t)n, sha);
-			}
-			if ((uint64_t)n != size || !str_eq(sha, g))
-				problem_nofix(c, "inline body %s is damaged (size %d, sha1 %s)", g, n, sha);
+			check_blob_inline(c, s, g, size);
 			continue;
 		}
 		buf_reset(&p);
@@ -253,14 +274,23 @@ check_blobs(struct ck *c, struct err *err)
 				(unsigned long long)fsize, (unsigned long long)size, sha);
 	}
 	sqlite3_finalize(s);
-	s = NULL;
+	buf_free(&p);
+	return 0;
+}
 
-	/* 2b: records whose guid has no row */
+/* 2b: records whose guid has no row.  An intact file gets its row back
+ * (with repair; its guid joins rows), a missing body is reported and
+ * kept.  0, or -1 with err. */
+static int
+check_blob_norow(struct ck *c, char ***rows, size_t *nrows, struct err *err)
+{
+	struct store_user *u = c->u;
+	sqlite3_stmt *s = NULL;
+	struct buf p = BUF_INIT;
+
 	if (sqlite3_prepare_v2(u->db, "SELECT DISTINCT guid, size FROM records r WHERE NOT EXISTS"
-		" (SELECT 1 FROM blobs b WHERE b.guid = r.guid)", -1, &s, NULL) != SQLITE_OK) {
-		rc = store_sql_err(u->db, SQLITE_ERROR, err, "records");
-		goto out;
-	}
+		" (SELECT 1 FROM blobs b WHERE b.guid = r.guid)", -1, &s, NULL) != SQLITE_OK)
+		return store_sql_err(u->db, SQLITE_ERROR, err, "records");
 	while (sqlite3_step(s) == SQLITE_ROW) {
 		const char *g = (const char *)sqlite3_column_text(s, 0);
 		uint64_t size = (uint64_t)sqlite3_column_int64(s, 1), fsize = 0;
@@ -288,107 +318,142 @@ check_blobs(struct ck *c, struct err *err)
 				sqlite3_step(ins);
 			}
 			sqlite3_finalize(ins);
-			rows = xreallocarray(rows, nrows + 1, sizeof(*rows));
-			rows[nrows++] = xstrdup(g);
+			rows_add(rows, nrows, g);
 		}
 	}
 	sqlite3_finalize(s);
-	s = NULL;
+	buf_free(&p);
+	return 0;
+}
 
-	/* 2c: rows no record names */
+/* 2c: rows no record names; repair drops them (their files go after
+ * the commit).  0, or -1 with err. */
+static int
+check_blob_unnamed(struct ck *c, struct err *err)
+{
+	struct store_user *u = c->u;
+	sqlite3_stmt *s = NULL;
+	struct buf p = BUF_INIT;
+
 	if (sqlite3_prepare_v2(u->db, "SELECT guid, data IS NULL FROM blobs b WHERE NOT EXISTS"
-		" (SELECT 1 FROM records r WHERE r.guid = b.guid)", -1, &s, NULL) != SQLITE_OK) {
-		rc = store_sql_err(u->db, SQLITE_ERROR, err, "blobs");
-		goto out;
-	}
+		" (SELECT 1 FROM records r WHERE r.guid = b.guid)", -1, &s, NULL) != SQLITE_OK)
+		return store_sql_err(u->db, SQLITE_ERROR, err, "blobs");
 	while (sqlite3_step(s) == SQLITE_ROW) {
 		const char *g = (const char *)sqlite3_column_text(s, 0);
 		problem(c, "body %s is named by no record", log_q(g ? g : ""));
 		if (c->repair && g != NULL && store_guid_valid(g) && sqlite3_column_int(s, 1)) {
 			buf_reset(&p);
 			store_blob_path(u, g, &p);
-			c->unlink = xreallocarray(c->unlink, c->nunlink + 1, sizeof(*c->unlink));
-			c->unlink[c->nunlink++] = buf_steal(&p);
+			unlink_after_commit(c, buf_steal(&p));
 		}
 	}
 	sqlite3_finalize(s);
-	s = NULL;
+	buf_free(&p);
 	if (c->repair && exec_sql(c, "DELETE FROM blobs WHERE NOT EXISTS"
-		" (SELECT 1 FROM records r WHERE r.guid = blobs.guid)", err) < 0) {
-		rc = -1;
-		goto out;
-	}
+		" (SELECT 1 FROM records r WHERE r.guid = blobs.guid)", err) < 0)
+		return -1;
+	return 0;
+}
 
-	/* 2d: files no row names */
+/* 2d, one blobs/<gg>/ directory (markers already swept): stray
+ * temporaries, orphan bodies (no row in the sorted rows), and files
+ * that have no business there. */
+static void
+check_blob_subdir(struct ck *c, const char *sub, const char *gg, char **rows, size_t nrows)
+{
+	DIR *sd = opendir(sub);
+
+	if (sd == NULL) {
+		problem_nofix(c, "unexpected entry blobs/%s", gg);
+		return;
+	}
+	for (struct dirent *f; (f = readdir(sd)) != NULL; ) {
+		const char *nm = f->d_name;
+		char *key = (char *)nm;
+		bool orphan = false, tmp = false;
+
+		if (str_eq(nm, ".") || str_eq(nm, ".."))
+			continue;
+		if (str_has_prefix(nm, ".tmp."))
+			tmp = true;
+		else if (store_guid_valid(nm) && strncmp(nm, gg, 2) == 0 && strlen(gg) == 2)
+			orphan = nrows == 0 ||
+				bsearch(&key, rows, nrows, sizeof(*rows), guid_cmp) == NULL;
+		else {
+			problem_nofix(c, "unexpected file blobs/%s/%s", gg, nm);
+			continue;
+		}
+		if (!tmp && !orphan)
+			continue;
+		if (tmp)
+			problem(c, "stray temporary file blobs/%s/%s", gg, nm);
+		else
+			problem(c, "orphan body file blobs/%s/%s (no record names it)", gg, nm);
+		if (c->repair) {
+			struct buf fp = BUF_INIT;
+			buf_printf(&fp, "%s/%s", sub, nm);
+			unlink_after_commit(c, buf_steal(&fp));
+		}
+	}
+	closedir(sd);
+}
+
+/* 2d: files under blobs/ no row names, each subdirectory's crash
+ * leftovers swept first.  Sorts rows.  0, or -1 with err. */
+static int
+check_blob_files(struct ck *c, char **rows, size_t nrows, struct err *err)
+{
+	struct buf p = BUF_INIT;
+	DIR *d;
+	int rc = 0;
+
 	if (nrows > 0)
 		qsort(rows, nrows, sizeof(*rows), guid_cmp);
-	buf_reset(&p);
-	buf_printf(&p, "%s/blobs", u->dir);
+	buf_printf(&p, "%s/blobs", c->u->dir);
 	d = opendir(buf_cstr(&p));
 	if (d == NULL) {
 		if (errno != ENOENT)
 			problem_nofix(c, "cannot read %s: %s", buf_cstr(&p), strerror(errno));
-		goto out;
+		buf_free(&p);
+		return 0;
 	}
 	for (struct dirent *e; (e = readdir(d)) != NULL; ) {
 		struct buf sub = BUF_INIT;
-		DIR *sd;
 
 		if (e->d_name[0] == '.')
 			continue;
 		buf_printf(&sub, "%s/%s", buf_cstr(&p), e->d_name);
 		if (sweep_markers(c, buf_cstr(&sub), rows, nrows, err) < 0) {
 			buf_free(&sub);
-			closedir(d);
 			rc = -1;
-			goto out;
+			break;
 		}
-		sd = opendir(buf_cstr(&sub));
-		if (sd == NULL) {
-			problem_nofix(c, "unexpected entry blobs/%s", e->d_name);
-			buf_free(&sub);
-			continue;
-		}
-		for (struct dirent *f; (f = readdir(sd)) != NULL; ) {
-			const char *nm = f->d_name;
-			char *key = (char *)nm;
-			bool orphan = false, tmp = false;
-
-			if (str_eq(nm, ".") || str_eq(nm, ".."))
-				continue;
-			if (str_has_prefix(nm, ".tmp."))
-				tmp = true;
-			else if (store_guid_valid(nm) && strncmp(nm, e->d_name, 2) == 0 &&
-			    strlen(e->d_name) == 2)
-				orphan = nrows == 0 ||
-					bsearch(&key, rows, nrows, sizeof(*rows), guid_cmp) == NULL;
-			else {
-				problem_nofix(c, "unexpected file blobs/%s/%s", e->d_name, nm);
-				continue;
-			}
-			if (!tmp && !orphan)
-				continue;
-			if (tmp)
-				problem(c, "stray temporary file blobs/%s/%s", e->d_name, nm);
-			else
-				problem(c, "orphan body file blobs/%s/%s (no record names it)", e->d_name, nm);
-			if (c->repair) {
-				struct buf fp = BUF_INIT;
-				buf_printf(&fp, "%s/%s", buf_cstr(&sub), nm);
-				c->unlink = xreallocarray(c->unlink, c->nunlink + 1, sizeof(*c->unlink));
-				c->unlink[c->nunlink++] = buf_steal(&fp);
-			}
-		}
-		closedir(sd);
+		check_blob_subdir(c, buf_cstr(&sub), e->d_name, rows, nrows);
 		buf_free(&sub);
 	}
 	closedir(d);
-out:
-	sqlite3_finalize(s);
+	buf_free(&p);
+	return rc;
+}
+
+/* Check 2, the bodies, in its four steps; stops at the first error. */
+static int
+check_blobs(struct ck *c, struct err *err)
+{
+	char **rows = NULL;   /* the guids of the blobs rows */
+	size_t nrows = 0;
+	int rc;
+
+	rc = check_blob_rows(c, &rows, &nrows, err);
+	if (rc == 0)
+		rc = check_blob_norow(c, &rows, &nrows, err);
+	if (rc == 0)
+		rc = check_blob_unnamed(c, err);
+	if (rc == 0)
+		rc = check_blob_files(c, rows, nrows, err);
 	for (size_t i = 0; i < nrows; i++)
 		free(rows[i]);
 	free(rows);
-	buf_free(&p);
 	return rc;
 }
 

@@ -1343,218 +1343,320 @@ apply_rollback(struct syncapply *a, struct store_user *u, bool adopt, struct buf
 		grp_abort(a, out, "the APPLY that followed was refused");
 }
 
-static void
-cmd_apply_mailbox(struct syncapply *a, const struct syncproto_command *cmd, struct buf *out)
-{
-	const char *user = cmd_user(cmd);
+/* One APPLY MAILBOX in hand: what its steps share. */
+struct apply_mb_run {
+	struct syncapply *a;
+	const struct syncproto_command *cmd;
+	struct buf *out;
+	const char *user;
 	struct apply_mb m;
-	struct store_mailbox cur, mb, after;
+	struct store_mailbox cur, after;   /* our copy before, and after the write */
 	struct store_user *u;
 	struct apply_rec ar;
 	struct err err;
 	char detail[STORE_MBOX_NAME_MAX * 2 + 64];
 	bool exists, adopt;
-	struct buf d = BUF_INIT;
+	struct buf d;
+};
 
-	memset(&ar, 0, sizeof(ar));
-	if (parse_apply_mailbox(&cmd->args[1], &m, &err) < 0) {
-		syncapply_sync(a, out);
-		reply(a, out, cmd->tag, "BAD", ERR_INVALID, NULL, err.msg);
-		return;
+/* How a step of APPLY MAILBOX ended. */
+enum apply_step {
+	APPLY_NEXT,        /* go on with the next step */
+	APPLY_ANSWERED,    /* rolled back and answered: stop */
+	APPLY_CONFLICT,    /* refuse with NO [CONFLICT detail]: err and detail set */
+	APPLY_FAIL,        /* refuse with err */
+};
+
+/* Parse, check fencing, then join this user's upload group or open a
+ * transaction.  0 with the transaction open, or -1 answered. */
+static int
+apply_mb_begin(struct apply_mb_run *run)
+{
+	struct syncapply *a = run->a;
+
+	if (parse_apply_mailbox(&run->cmd->args[1], &run->m, &run->err) < 0) {
+		syncapply_sync(a, run->out);
+		reply(a, run->out, run->cmd->tag, "BAD", ERR_INVALID, NULL, run->err.msg);
+		return -1;
 	}
-	if (writable(a, &err) < 0) {
-		syncapply_sync(a, out);
-		reply_fenced(a, out, cmd->tag, &err);
-		return;
+	if (writable(a, &run->err) < 0) {
+		syncapply_sync(a, run->out);
+		reply_fenced(a, run->out, run->cmd->tag, &run->err);
+		return -1;
 	}
 	/* UPLOADs for this user just before: one transaction, one fsync */
-	adopt = a->grp_open && str_eq(a->uname, user);
-	if (!adopt)
-		syncapply_sync(a, out);
-	if ((u = user_get(a, user, &err)) == NULL) {
-		reply_err(a, out, cmd->tag, &err);
-		return;
+	run->adopt = a->grp_open && str_eq(a->uname, run->user);
+	if (!run->adopt)
+		syncapply_sync(a, run->out);
+	if ((run->u = user_get(a, run->user, &run->err)) == NULL) {
+		reply_err(a, run->out, run->cmd->tag, &run->err);
+		return -1;
 	}
-	if (!adopt && store_txn_begin(u, &err) < 0) {
+	if (!run->adopt && store_txn_begin(run->u, &run->err) < 0) {
 		user_forget(a);
-		reply_err(a, out, cmd->tag, &err);
-		return;
+		reply_err(a, run->out, run->cmd->tag, &run->err);
+		return -1;
 	}
-	a->grp_marked = adopt && store_txn_mark(u, &err) == 0;
-	if (store_mailbox_get_id(u, m.uniqueid, true, &cur, &err) == 0) {
-		exists = true;
-	} else if (err.kind == ERR_NOTFOUND) {
-		exists = false;
-	} else {
-		goto fail;
+	a->grp_marked = run->adopt && store_txn_mark(run->u, &run->err) == 0;
+	return 0;
+}
+
+/* Our copy exists and is neither undeleted nor reset: it must be the
+ * state the master's change starts from (same uidvalidity, name,
+ * modseq and checksum). */
+static enum apply_step
+apply_mb_check_base(struct apply_mb_run *run)
+{
+	const struct apply_mb *m = &run->m;
+	const struct store_mailbox *cur = &run->cur;
+
+	if (m->since_crc_nil) {
+		err_set(&run->err, ERR_CONFLICT, "mailbox %s exists here", m->uniqueid);
+		str_lcpy(run->detail, "exists", sizeof(run->detail));
+		return APPLY_CONFLICT;
 	}
-	if (!exists) {
-		if (!m.since_crc_nil || m.since_modseq != 0) {
-			err_set(&err, ERR_NOTFOUND, "no mailbox %s here", m.uniqueid);
-			goto fail;
+	if (cur->deleted_modseq != 0) {
+		err_set(&run->err, ERR_CONFLICT, "mailbox %s is deleted here", m->uniqueid);
+		str_lcpy(run->detail, "deleted", sizeof(run->detail));
+		return APPLY_CONFLICT;
+	}
+	if (cur->uidvalidity != m->uidvalidity) {
+		err_set(&run->err, ERR_CONFLICT, "uidvalidity %u here", cur->uidvalidity);
+		snprintf(run->detail, sizeof(run->detail), "uidvalidity %u", cur->uidvalidity);
+		return APPLY_CONFLICT;
+	}
+	if (!str_eq(cur->name, m->name) && !(m->have_oldname && str_eq(cur->name, m->oldname))) {
+		char norm[STORE_MBOX_NAME_MAX + 1];
+		struct err e3;
+		if (!(store_mailbox_name_check(m->name, norm, &e3) == 0 && str_eq(norm, cur->name))) {
+			err_set(&run->err, ERR_CONFLICT, "mailbox %s is named %s here", m->uniqueid,
+				log_q(cur->name));
+			buf_puts(&run->d, "name ");
+			buf_put_quoted(&run->d, cur->name, strlen(cur->name));
+			str_lcpy(run->detail, buf_cstr(&run->d), sizeof(run->detail));
+			return APPLY_CONFLICT;
 		}
-	} else if (m.undelete == 1 && m.since_crc_nil && m.since_modseq == 0 &&
-		   cur.deleted_modseq != 0 && m.modseq > cur.deleted_modseq &&
-		   cur.uidvalidity == m.uidvalidity) {
+	}
+	if (cur->highestmodseq != m->since_modseq ||
+	    (m->have_since_crc && cur->sync_crc != m->since_crc)) {
+		err_set(&run->err, ERR_CONFLICT, "mailbox %s is at modseq %llu checksum %u here",
+			m->uniqueid, (unsigned long long)cur->highestmodseq, cur->sync_crc);
+		snprintf(run->detail, sizeof(run->detail), "checksum %u %llu", cur->sync_crc,
+			(unsigned long long)cur->highestmodseq);
+		return APPLY_CONFLICT;
+	}
+	return APPLY_NEXT;
+}
+
+/* Read our copy of the mailbox and decide whether the change applies to
+ * it: a creation, an undeletion, a uidvalidity reset, or a change from
+ * the state we hold. */
+static enum apply_step
+apply_mb_check(struct apply_mb_run *run)
+{
+	const struct apply_mb *m = &run->m;
+	struct store_mailbox *cur = &run->cur;
+
+	if (store_mailbox_get_id(run->u, m->uniqueid, true, cur, &run->err) == 0)
+		run->exists = true;
+	else if (run->err.kind == ERR_NOTFOUND)
+		run->exists = false;
+	else
+		return APPLY_FAIL;
+	if (!run->exists) {
+		if (!m->since_crc_nil || m->since_modseq != 0) {
+			err_set(&run->err, ERR_NOTFOUND, "no mailbox %s here", m->uniqueid);
+			return APPLY_FAIL;
+		}
+	} else if (m->undelete == 1 && m->since_crc_nil && m->since_modseq == 0 &&
+		   cur->deleted_modseq != 0 && m->modseq > cur->deleted_modseq &&
+		   cur->uidvalidity == m->uidvalidity) {
 		/* the master undeleted it after the deletion we hold: the
 		 * tombstone comes back to life with every record it is sent */
-		log_info("mailbox undeleted by the master user=%s mailbox=%s name=%s", user,
-			m.uniqueid, log_q(m.name));
-		store_deleted_forget(u, m.uniqueid);
-	} else if (m.reset == 1 && m.since_crc_nil && m.since_modseq == 0 &&
-		   cur.deleted_modseq == 0 && cur.uidvalidity != m.uidvalidity) {
+		log_info("mailbox undeleted by the master user=%s mailbox=%s name=%s", run->user,
+			m->uniqueid, log_q(m->name));
+		store_deleted_forget(run->u, m->uniqueid);
+	} else if (m->reset == 1 && m->since_crc_nil && m->since_modseq == 0 &&
+		   cur->deleted_modseq == 0 && cur->uidvalidity != m->uidvalidity) {
 		/* split brain case 4: the master's uidvalidity wins; ours is
 		 * quarantined message by message, then the master's records
 		 * arrive as for a creation */
-		if (store_repl_mailbox_reset(u, m.uniqueid, "uidvalidity-reset", &err) < 0)
-			goto fail;
-		cur.uidnext = 1;
+		if (store_repl_mailbox_reset(run->u, m->uniqueid, "uidvalidity-reset", &run->err) < 0)
+			return APPLY_FAIL;
+		cur->uidnext = 1;
 	} else {
-		if (m.since_crc_nil) {
-			err_set(&err, ERR_CONFLICT, "mailbox %s exists here", m.uniqueid);
-			str_lcpy(detail, "exists", sizeof(detail));
-			goto conflict;
-		}
-		if (cur.deleted_modseq != 0) {
-			err_set(&err, ERR_CONFLICT, "mailbox %s is deleted here", m.uniqueid);
-			str_lcpy(detail, "deleted", sizeof(detail));
-			goto conflict;
-		}
-		if (cur.uidvalidity != m.uidvalidity) {
-			err_set(&err, ERR_CONFLICT, "uidvalidity %u here", cur.uidvalidity);
-			snprintf(detail, sizeof(detail), "uidvalidity %u", cur.uidvalidity);
-			goto conflict;
-		}
-		if (!str_eq(cur.name, m.name) && !(m.have_oldname && str_eq(cur.name, m.oldname))) {
-			char norm[STORE_MBOX_NAME_MAX + 1];
-			struct err e3;
-			if (!(store_mailbox_name_check(m.name, norm, &e3) == 0 && str_eq(norm, cur.name))) {
-				err_set(&err, ERR_CONFLICT, "mailbox %s is named %s here", m.uniqueid,
-					log_q(cur.name));
-				buf_puts(&d, "name ");
-				buf_put_quoted(&d, cur.name, strlen(cur.name));
-				str_lcpy(detail, buf_cstr(&d), sizeof(detail));
-				goto conflict;
-			}
-		}
-		if (cur.highestmodseq != m.since_modseq ||
-		    (m.have_since_crc && cur.sync_crc != m.since_crc)) {
-			err_set(&err, ERR_CONFLICT, "mailbox %s is at modseq %llu checksum %u here",
-				m.uniqueid, (unsigned long long)cur.highestmodseq, cur.sync_crc);
-			snprintf(detail, sizeof(detail), "checksum %u %llu", cur.sync_crc,
-				(unsigned long long)cur.highestmodseq);
-			goto conflict;
-		}
+		return apply_mb_check_base(run);
 	}
+	return APPLY_NEXT;
+}
+
+/* Write the mailbox row: the master's values, but uidnext never lowered
+ * (but by a reset) and what the command leaves out kept from our copy. */
+static enum apply_step
+apply_mb_write(struct apply_mb_run *run)
+{
+	const struct apply_mb *m = &run->m;
+	const struct store_mailbox *cur = &run->cur;
+	bool exists = run->exists;
+	struct store_mailbox mb;
+
 	memset(&mb, 0, sizeof(mb));
-	str_lcpy(mb.uniqueid, m.uniqueid, sizeof(mb.uniqueid));
-	str_lcpy(mb.name, m.name, sizeof(mb.name));
-	mb.uidvalidity = (uint32_t)m.uidvalidity;
-	mb.uidnext = (uint32_t)m.uidnext;
-	if (exists && cur.uidnext > mb.uidnext && m.reset != 1)
-		mb.uidnext = cur.uidnext;    /* never lowered (but by a reset) */
-	mb.highestmodseq = m.hms;
-	mb.createdmodseq = m.createdmodseq ? m.createdmodseq : (exists ? cur.createdmodseq : m.hms);
-	mb.modseq = m.modseq ? m.modseq : (exists ? cur.modseq : m.hms);
-	if (mb.modseq > m.hms)
-		mb.modseq = m.hms;
+	str_lcpy(mb.uniqueid, m->uniqueid, sizeof(mb.uniqueid));
+	str_lcpy(mb.name, m->name, sizeof(mb.name));
+	mb.uidvalidity = (uint32_t)m->uidvalidity;
+	mb.uidnext = (uint32_t)m->uidnext;
+	if (exists && cur->uidnext > mb.uidnext && m->reset != 1)
+		mb.uidnext = cur->uidnext;    /* never lowered (but by a reset) */
+	mb.highestmodseq = m->hms;
+	mb.createdmodseq = m->createdmodseq ? m->createdmodseq : (exists ? cur->createdmodseq : m->hms);
+	mb.modseq = m->modseq ? m->modseq : (exists ? cur->modseq : m->hms);
+	if (mb.modseq > m->hms)
+		mb.modseq = m->hms;
 	mb.deleted_modseq = 0;
-	str_lcpy(mb.specialuse, m.specialuse != NULL ? m.specialuse : (exists ? cur.specialuse : ""),
+	str_lcpy(mb.specialuse, m->specialuse != NULL ? m->specialuse : (exists ? cur->specialuse : ""),
 		sizeof(mb.specialuse));
-	if (store_repl_mailbox(u, &mb, &err) < 0) {
-		if (err.kind == ERR_EXISTS) {
-			buf_reset(&d);
-			buf_puts(&d, "name ");
-			buf_put_quoted(&d, m.name, strlen(m.name));
-			str_lcpy(detail, buf_cstr(&d), sizeof(detail));
-			apply_rollback(a, u, adopt, out);
-			reply(a, out, cmd->tag, "NO", ERR_EXISTS, detail, err.msg);
-			buf_free(&d);
-			return;
-		}
-		if (err.kind == ERR_CONFLICT)
-			goto conflict_plain;
-		goto fail;
+	if (store_repl_mailbox(run->u, &mb, &run->err) == 0)
+		return APPLY_NEXT;
+	if (run->err.kind == ERR_EXISTS) {
+		buf_reset(&run->d);
+		buf_puts(&run->d, "name ");
+		buf_put_quoted(&run->d, m->name, strlen(m->name));
+		str_lcpy(run->detail, buf_cstr(&run->d), sizeof(run->detail));
+		apply_rollback(run->a, run->u, run->adopt, run->out);
+		reply(run->a, run->out, run->cmd->tag, "NO", ERR_EXISTS, run->detail, run->err.msg);
+		return APPLY_ANSWERED;
 	}
-	for (size_t i = 0; i < m.records->n; i++) {
-		if (parse_record(&m.records->items[i], &ar, &err) < 0) {
-			apply_rollback(a, u, adopt, out);
-			reply(a, out, cmd->tag, "BAD", ERR_INVALID, NULL, err.msg);
-			buf_free(&ar.kw);
-			buf_free(&d);
-			return;
+	if (run->err.kind == ERR_CONFLICT) {
+		str_lcpy(run->detail, "state", sizeof(run->detail));
+		return APPLY_CONFLICT;
+	}
+	return APPLY_FAIL;
+}
+
+/* Parse and apply each record; a malformed one is answered BAD, a body
+ * we lack NO [NOTFOUND guid G]. */
+static enum apply_step
+apply_mb_records(struct apply_mb_run *run)
+{
+	struct syncapply *a = run->a;
+	struct apply_rec *ar = &run->ar;
+
+	for (size_t i = 0; i < run->m.records->n; i++) {
+		if (parse_record(&run->m.records->items[i], ar, &run->err) < 0) {
+			apply_rollback(a, run->u, run->adopt, run->out);
+			reply(a, run->out, run->cmd->tag, "BAD", ERR_INVALID, NULL, run->err.msg);
+			return APPLY_ANSWERED;
 		}
-		if (apply_record(u, m.uniqueid, &ar, m.hms, &err) < 0) {
-			if (err.kind == ERR_CONFLICT) {
-				snprintf(detail, sizeof(detail), "guid %u", ar.r.uid);
-				goto conflict;
+		if (apply_record(run->u, run->m.uniqueid, ar, run->m.hms, &run->err) < 0) {
+			if (run->err.kind == ERR_CONFLICT) {
+				snprintf(run->detail, sizeof(run->detail), "guid %u", ar->r.uid);
+				return APPLY_CONFLICT;
 			}
-			if (err.kind == ERR_NOTFOUND) {
-				snprintf(detail, sizeof(detail), "guid %s", ar.r.guid);
-				apply_rollback(a, u, adopt, out);
-				reply(a, out, cmd->tag, "NO", ERR_NOTFOUND, detail, err.msg);
-				buf_free(&ar.kw);
-				buf_free(&d);
-				return;
+			if (run->err.kind == ERR_NOTFOUND) {
+				snprintf(run->detail, sizeof(run->detail), "guid %s", ar->r.guid);
+				apply_rollback(a, run->u, run->adopt, run->out);
+				reply(a, run->out, run->cmd->tag, "NO", ERR_NOTFOUND, run->detail,
+					run->err.msg);
+				return APPLY_ANSWERED;
 			}
-			if (err.kind == ERR_INVALID) {
-				apply_rollback(a, u, adopt, out);
-				reply(a, out, cmd->tag, "BAD", ERR_INVALID, NULL, err.msg);
-				buf_free(&ar.kw);
-				buf_free(&d);
-				return;
+			if (run->err.kind == ERR_INVALID) {
+				apply_rollback(a, run->u, run->adopt, run->out);
+				reply(a, run->out, run->cmd->tag, "BAD", ERR_INVALID, NULL, run->err.msg);
+				return APPLY_ANSWERED;
 			}
-			goto fail;
+			return APPLY_FAIL;
 		}
 		a->stats.records++;
 	}
-	if (store_mailbox_get_id(u, m.uniqueid, true, &after, &err) < 0)
-		goto fail;
-	if (m.have_crc_after && after.sync_crc != m.crc_after) {
-		err_set(&err, ERR_CONFLICT, "checksum after the change is %u, not %llu", after.sync_crc,
-			(unsigned long long)m.crc_after);
-		snprintf(detail, sizeof(detail), "checksum-after %u", after.sync_crc);
-		goto conflict;
+	return APPLY_NEXT;
+}
+
+/* Read the mailbox back and compare its checksum with the one the
+ * master expects after the change. */
+static enum apply_step
+apply_mb_verify(struct apply_mb_run *run)
+{
+	if (store_mailbox_get_id(run->u, run->m.uniqueid, true, &run->after, &run->err) < 0)
+		return APPLY_FAIL;
+	if (run->m.have_crc_after && run->after.sync_crc != run->m.crc_after) {
+		err_set(&run->err, ERR_CONFLICT, "checksum after the change is %u, not %llu",
+			run->after.sync_crc, (unsigned long long)run->m.crc_after);
+		snprintf(run->detail, sizeof(run->detail), "checksum-after %u", run->after.sync_crc);
+		return APPLY_CONFLICT;
 	}
 	if (FAILPOINT("syncd.apply.before_commit") < 0) {
-		err_set(&err, ERR_TEMP, "failpoint syncd.apply.before_commit");
-		goto fail;
+		err_set(&run->err, ERR_TEMP, "failpoint syncd.apply.before_commit");
+		return APPLY_FAIL;
 	}
-	if (store_txn_commit(u, &err) < 0) {
-		if (adopt)
-			grp_abort(a, out, "commit failed");
+	return APPLY_NEXT;
+}
+
+/* Commit (with the upload group, if joined), then answer OK with the
+ * mailbox's new state: never before the commit returned. */
+static void
+apply_mb_commit(struct apply_mb_run *run)
+{
+	struct syncapply *a = run->a;
+
+	if (store_txn_commit(run->u, &run->err) < 0) {
+		if (run->adopt)
+			grp_abort(a, run->out, "commit failed");
 		user_forget(a);
-		reply_err(a, out, cmd->tag, &err);
-		buf_free(&ar.kw);
-		buf_free(&d);
+		reply_err(a, run->out, run->cmd->tag, &run->err);
 		return;
 	}
-	if (adopt) {
+	if (run->adopt) {
 		a->stats.group_commits++;
 		grp_clear(a);
 	}
 	(void)FAILPOINT("syncd.apply.after_commit");
 	a->stats.applied++;
-	buf_printf(out, "%s OK [MAILBOX HIGHESTMODSEQ %llu UIDNEXT %u CHECKSUM %u]\r\n", cmd->tag,
-		(unsigned long long)after.highestmodseq, after.uidnext, after.sync_crc);
-	buf_free(&ar.kw);
-	buf_free(&d);
-	return;
-conflict_plain:
-	str_lcpy(detail, "state", sizeof(detail));
-conflict:
-	apply_rollback(a, u, adopt, out);
-	log_notice("apply refused user=%s mailbox=%s conflict=%s error=%s", user, m.uniqueid,
-		log_q(detail), log_q(err.msg));
-	reply(a, out, cmd->tag, "NO", ERR_CONFLICT, detail, err.msg);
-	buf_free(&ar.kw);
-	buf_free(&d);
-	return;
-fail:
-	apply_rollback(a, u, adopt, out);
-	reply_err(a, out, cmd->tag, &err);
-	buf_free(&ar.kw);
-	buf_free(&d);
+	buf_printf(run->out, "%s OK [MAILBOX HIGHESTMODSEQ %llu UIDNEXT %u CHECKSUM %u]\r\n",
+		run->cmd->tag, (unsigned long long)run->after.highestmodseq, run->after.uidnext,
+		run->after.sync_crc);
+}
+
+/* Roll back a refused APPLY MAILBOX and answer it: NO [CONFLICT detail]
+ * (logged) or the error err carries. */
+static void
+apply_mb_refuse(struct apply_mb_run *run, enum apply_step why)
+{
+	struct syncapply *a = run->a;
+
+	apply_rollback(a, run->u, run->adopt, run->out);
+	if (why == APPLY_CONFLICT) {
+		log_notice("apply refused user=%s mailbox=%s conflict=%s error=%s", run->user,
+			run->m.uniqueid, log_q(run->detail), log_q(run->err.msg));
+		reply(a, run->out, run->cmd->tag, "NO", ERR_CONFLICT, run->detail, run->err.msg);
+	} else {
+		reply_err(a, run->out, run->cmd->tag, &run->err);
+	}
+}
+
+/* APPLY MAILBOX: one mailbox's state and records, all or nothing in one
+ * transaction (rules 1, 2 and 4 above). */
+static void
+cmd_apply_mailbox(struct syncapply *a, const struct syncproto_command *cmd, struct buf *out)
+{
+	struct apply_mb_run run = { .a = a, .cmd = cmd, .out = out, .user = cmd_user(cmd),
+		.d = BUF_INIT };
+	enum apply_step s;
+
+	if (apply_mb_begin(&run) < 0)
+		return;
+	s = apply_mb_check(&run);
+	if (s == APPLY_NEXT)
+		s = apply_mb_write(&run);
+	if (s == APPLY_NEXT)
+		s = apply_mb_records(&run);
+	if (s == APPLY_NEXT)
+		s = apply_mb_verify(&run);
+	if (s == APPLY_NEXT)
+		apply_mb_commit(&run);
+	else if (s != APPLY_ANSWERED)
+		apply_mb_refuse(&run, s);
+	buf_free(&run.ar.kw);
+	buf_free(&run.d);
 }
 
 /* ------------------------------------------------------------------ */
