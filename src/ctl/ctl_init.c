@@ -438,38 +438,322 @@ ctl_init_root_state(const char *root, struct err *err)
 		return err_set(err, ERR_EXISTS, "%s exists and is not empty: refusing to overwrite it", root);
 	return 1;
 }
+/* What `castorctl init` was asked for, checked before the disk is touched. */
+struct ctl_init_req {
+	const char *root, *port_base, *role, *sync_pw_opt, *sync_pw_file;
+	const char *listen_host, *servername, *user_opt, *run_user;
+	char **chan_specs;
+	struct ctl_channel *chans;
+	size_t nchan;
+	uint32_t base;
+	struct buf pw;              /* the sync password, or empty */
+	char host[256];             /* the servername when none was given */
+	bool make_user;             /* the run user is to be created */
+	struct priv_user ru;
+};
+
+/* The sync password: read, and refused when it begins or ends with blanks.
+ * -1 with *rc_r the exit code when it is refused. */
+static int
+ctl_init_password(struct ctl *c, struct ctl_init_req *r, int *rc_r)
+{
+	struct buf *pw = &r->pw;
+	struct err err;
+
+	if (r->sync_pw_opt == NULL && r->sync_pw_file == NULL)
+		return 0;
+	if (ctl_read_password(r->sync_pw_opt, r->sync_pw_file, false, pw, &err) < 0) {
+		err_prefix(&err, "sync password");
+		*rc_r = ctl_fail(c, &err);
+		return -1;
+	}
+	if (str_mem_has(pw->data, pw->len, '\n') || str_mem_has(pw->data, pw->len, '\r') ||
+	    pw->data[0] == ' ' || pw->data[pw->len - 1] == ' ' || pw->data[0] == '\t' ||
+	    pw->data[pw->len - 1] == '\t') {
+		err_set(&err, ERR_INVALID, "the sync password must not begin or end with blanks");
+		*rc_r = ctl_fail(c, &err);
+		return -1;
+	}
+	return 0;
+}
+
+/* The --channel specs, each name once; -1 with *rc_r when one is wrong. */
+static int
+ctl_init_channels(struct ctl *c, struct ctl_init_req *r, int *rc_r)
+{
+	struct err err;
+	size_t i, j;
+
+	for (i = 0; r->chan_specs != NULL && r->chan_specs[i] != NULL; i++)
+		r->nchan++;
+	r->chans = xcalloc(r->nchan + 1, sizeof(*r->chans));
+	for (i = 0; i < r->nchan; i++) {
+		if (ctl_init_parse_channel(r->chan_specs[i], &r->chans[i], &err) < 0) {
+			*rc_r = ctl_fail(c, &err);
+			return -1;
+		}
+		for (j = 0; j < i; j++)
+			if (str_eq(r->chans[j].name, r->chans[i].name)) {
+				err_set(&err, ERR_INVALID, "--channel %s: channel %s given twice", r->chan_specs[i],
+				    r->chans[i].name);
+				*rc_r = ctl_fail(c, &err);
+				return -1;
+			}
+	}
+	return 0;
+}
+
+/* The run user: as root, --user or castor (made later if missing); not as
+ * root, only oneself.  -1 with *rc_r when --user cannot be had. */
+static int
+ctl_init_run_user(struct ctl *c, struct ctl_init_req *r, int *rc_r)
+{
+	struct err err;
+
+	if (geteuid() != 0) {
+		if (r->user_opt != NULL &&
+		    (priv_user_by_name(r->user_opt, &r->ru, &err) < 0 || r->ru.uid != geteuid())) {
+			*rc_r = ctl_usage_error(c, "--user %s: only root can give a server root to another user",
+			    r->user_opt);
+			return -1;
+		}
+		r->run_user = r->user_opt;
+		return 0;
+	}
+	r->run_user = r->user_opt != NULL ? r->user_opt : "castor";
+	if (priv_user_by_name(r->run_user, &r->ru, &err) < 0) {
+		if (r->user_opt != NULL) {
+			*rc_r = ctl_fail(c, &err);
+			return -1;
+		}
+		r->make_user = true;
+	}
+	return 0;
+}
+
+/* Every option checked, in the order they were always checked; -1 with
+ * *rc_r the exit code at the first one that is wrong. */
+static int
+ctl_init_check(struct ctl *c, struct ctl_init_req *r, int *rc_r)
+{
+	char listen_check[300];
+	struct err err;
+
+	if (r->port_base == NULL) {
+		*rc_r = ctl_usage_error(c, "init needs --port-base N (imap N, pop3 N+1, lmtp N+2, syncd N+3, imaps N+4)");
+		return -1;
+	}
+	if (str_to_u32(r->port_base, &r->base) < 0 || r->base < 1 || r->base > 65531) {
+		*rc_r = ctl_usage_error(c, "--port-base %s: expected a port from 1 to 65531", r->port_base);
+		return -1;
+	}
+	if (!str_eq(r->role, "master") && !str_eq(r->role, "replica")) {
+		*rc_r = ctl_usage_error(c, "--role %s: expected master or replica", r->role);
+		return -1;
+	}
+	if (ctl_init_password(c, r, rc_r) < 0 || ctl_init_channels(c, r, rc_r) < 0)
+		return -1;
+	if (r->nchan > 0 && r->pw.len == 0) {
+		*rc_r = ctl_usage_error(c, "--channel needs --sync-password-file F (or --sync-password PW)");
+		return -1;
+	}
+	/* check the listen address before touching the disk */
+	if (ctl_init_listen(r->listen_host, r->base, listen_check, sizeof(listen_check), &err) < 0) {
+		*rc_r = ctl_fail(c, &err);
+		return -1;
+	}
+	if (r->servername == NULL) {
+		if (gethostname(r->host, sizeof(r->host)) < 0 || r->host[0] == '\0')
+			str_lcpy(r->host, "localhost", sizeof(r->host));
+		r->host[sizeof(r->host) - 1] = '\0';
+		r->servername = r->host;
+	} else if (r->servername[0] == '\0' || strpbrk(r->servername, " \t\r\n#") != NULL) {
+		*rc_r = ctl_usage_error(c, "--servername %s: expected a host name", r->servername);
+		return -1;
+	}
+	return ctl_init_run_user(c, r, rc_r);
+}
+
+/* The root directory: like initdb, missing parent directories are created
+ * too, 0755 (searchable by the run user), the root itself 0750. */
+static int
+ctl_init_mkroot(const char *root, struct err *err)
+{
+	mode_t old = umask(022);
+	int rc;
+
+	rc = atomicfile_mkdir_p(root, 0755, err);
+	umask(old);
+	if (rc < 0 || chmod(root, 0750) < 0) {
+		if (rc == 0)
+			err_errno(err, ERR_PERM, "chmod %s", root);
+		return -1;
+	}
+	return 0;
+}
+
+/* tls/ with a self-signed certificate for servername. */
+static int
+ctl_init_tls(const char *rootabs, const char *servername, struct err *err)
+{
+	struct buf cert = BUF_INIT, key = BUF_INIT;
+	int rc = -1;
+
+	buf_printf(&cert, "%s/tls", rootabs);
+	if (atomicfile_mkdir_p(buf_cstr(&cert), 0755, err) < 0)
+		goto out;
+	buf_reset(&cert);
+	buf_printf(&cert, "%s/tls/cert.pem", rootabs);
+	buf_printf(&key, "%s/tls/key.pem", rootabs);
+	rc = tls_make_selfsigned(buf_cstr(&cert), buf_cstr(&key), servername, err) < 0 ? -1 : 0;
+out:
+	buf_free(&cert);
+	buf_free(&key);
+	return rc;
+}
+
+/* castor.conf and services.conf, written and loaded back. */
+static int
+ctl_init_write_confs(const struct ctl_init_req *r, const char *rootabs, struct err *err)
+{
+	struct buf conf = BUF_INIT, svc = BUF_INIT, path = BUF_INIT, path2 = BUF_INIT;
+	struct conf *check = NULL;
+	struct servicesconf *scheck = NULL;
+	int rc = -1;
+
+	ctl_init_castor_conf(&conf, r->servername, r->role, r->chans, r->nchan,
+	    r->pw.len ? buf_cstr(&r->pw) : NULL, r->run_user);
+	buf_printf(&path, "%s/castor.conf", rootabs);
+	if (atomicfile_write(buf_cstr(&path), conf.data, conf.len, r->pw.len ? 0600 : 0644, err) < 0)
+		goto out;
+	if (ctl_init_services(&svc, rootabs, r->role, r->listen_host, r->base, r->chans, r->nchan, err) < 0)
+		goto out;
+	buf_printf(&path2, "%s/services.conf", rootabs);
+	if (atomicfile_write(buf_cstr(&path2), svc.data, svc.len, 0644, err) < 0)
+		goto out;
+	/* what we wrote must load */
+	check = conf_load(buf_cstr(&path), err);
+	if (check == NULL || servicesconf_load(buf_cstr(&path2), &scheck, err) < 0) {
+		err_prefix(err, "internal error: castorctl init wrote a file that does not load");
+		goto out;
+	}
+	rc = 0;
+out:
+	if (check != NULL)
+		conf_free(check);
+	if (scheck != NULL)
+		servicesconf_free(scheck);
+	buf_free(&conf);
+	buf_free(&svc);
+	buf_free(&path);
+	buf_free(&path2);
+	return rc;
+}
+
+/* Everything below the root, in the order the file comment lists it. */
+static int
+ctl_init_populate(const struct ctl_init_req *r, const char *rootabs, struct err *err)
+{
+	struct store *st;
+
+	/* the databases: role and epoch live in users.db */
+	if (store_create(rootabs, r->role, err) < 0 || ctl_init_tls(rootabs, r->servername, err) < 0 ||
+	    ctl_init_write_confs(r, rootabs, err) < 0)
+		return -1;
+	/* a replica: the credential its master's channel logs in with
+	 * (users.db sync_auth, not a mail user) */
+	if (str_eq(r->role, "replica") && r->pw.len > 0) {
+		st = store_open(rootabs, NULL, err);
+		if (st == NULL)
+			return -1;
+		if (store_sync_auth_set(st, CTL_SYNC_AUTHNAME, buf_cstr(&r->pw), err) < 0) {
+			store_close(&st);
+			return -1;
+		}
+		store_close(&st);
+	}
+	/* last: the files become the run user's */
+	if (geteuid() == 0 && r->ru.uid != 0 && ctl_init_give(&r->ru, rootabs, err) < 0)
+		return -1;
+	return 0;
+}
+
+/* What was made, and how to start it. */
+static void
+ctl_init_report(const struct ctl *c, const struct ctl_init_req *r, const char *rootabs)
+{
+	size_t i;
+
+	if (c->quiet)
+		return;
+	printf("created server root %s (role %s, epoch 1)\n", rootabs, r->role);
+	printf("  imap %s:%u  pop3 :%u  lmtp :%u  syncd :%u  imaps :%u\n", r->listen_host, r->base,
+	    r->base + 1, r->base + 2, r->base + 3, r->base + 4);
+	for (i = 0; i < r->nchan; i++)
+		printf("  channel %s -> %s:%u\n", r->chans[i].name, r->chans[i].host, r->chans[i].port);
+	if (geteuid() == 0 && r->ru.uid != 0)
+		printf("  owned by user %s (run_user): castord started as root runs its children as %s\n",
+		    r->ru.name, r->ru.name);
+	printf("start it with: castord -C %s/castor.conf\n", rootabs);
+}
+
+/* The root (created, or an empty one), the run user, the files; on a
+ * failure what init created is removed again. */
+static int
+ctl_init_create(struct ctl *c, struct ctl_init_req *r)
+{
+	char rootabs[PATH_MAX] = "";
+	bool created = false;
+	struct err err;
+	int rc, state;
+
+	state = ctl_init_root_state(r->root, &err);
+	if (state < 0)
+		return ctl_fail(c, &err);
+	if (state == 0) {
+		if (ctl_init_mkroot(r->root, &err) < 0)
+			return ctl_fail(c, &err);
+		created = true;
+	}
+	if (realpath(r->root, rootabs) == NULL) {
+		err_errno(&err, ERR_PERM, "%s", r->root);
+		goto fail;
+	}
+	if (r->make_user && (ctl_init_useradd(r->run_user, rootabs, &err) < 0 ||
+	    priv_user_by_name(r->run_user, &r->ru, &err) < 0))
+		goto fail;
+	if (ctl_init_populate(r, rootabs, &err) < 0)
+		goto fail;
+	ctl_init_report(c, r, rootabs);
+	return 0;
+fail:
+	rc = ctl_fail(c, &err);
+	if (created)
+		ctl_init_cleanup(r->root, true);
+	else if (rootabs[0] != '\0')
+		ctl_init_cleanup(rootabs, false);
+	return rc;
+}
 
 int
 ctl_cmd_init(struct ctl *c, int argc, char **argv)
 {
-	const char *port_base = NULL, *role = "master", *sync_pw_opt = NULL, *sync_pw_file = NULL;
-	const char *listen_host = "127.0.0.1", *servername = NULL, *user_opt = NULL, *run_user = NULL;
-	char **chan_specs = NULL;
+	struct ctl_init_req r = {
+		.role = "master", .listen_host = "127.0.0.1", .pw = BUF_INIT,
+	};
 	const struct ctl_opt opts[] = {
-		{ "port-base", 'p', &port_base, NULL, NULL },
-		{ "role", 'r', &role, NULL, NULL },
-		{ "channel", 'c', NULL, &chan_specs, NULL },
-		{ "sync-password", 0, &sync_pw_opt, NULL, NULL },
-		{ "sync-password-file", 0, &sync_pw_file, NULL, NULL },
-		{ "listen", 'l', &listen_host, NULL, NULL },
-		{ "servername", 0, &servername, NULL, NULL },
-		{ "user", 'u', &user_opt, NULL, NULL },
+		{ "port-base", 'p', &r.port_base, NULL, NULL },
+		{ "role", 'r', &r.role, NULL, NULL },
+		{ "channel", 'c', NULL, &r.chan_specs, NULL },
+		{ "sync-password", 0, &r.sync_pw_opt, NULL, NULL },
+		{ "sync-password-file", 0, &r.sync_pw_file, NULL, NULL },
+		{ "listen", 'l', &r.listen_host, NULL, NULL },
+		{ "servername", 0, &r.servername, NULL, NULL },
+		{ "user", 'u', &r.user_opt, NULL, NULL },
 		{ NULL, 0, NULL, NULL, NULL },
 	};
-	struct ctl_channel *chans = NULL;
-	size_t nchan = 0, i, j;
 	char **pos = NULL;
-	int npos = 0, rc, state;
-	uint32_t base;
-	struct err err;
-	struct buf conf = BUF_INIT, svc = BUF_INIT, path = BUF_INIT, path2 = BUF_INIT, pw = BUF_INIT;
-	char host[256], listen_check[300], rootabs[PATH_MAX] = "";
-	const char *root;
-	bool created = false, make_user = false;
-	struct priv_user ru = { 0 };
-	struct store *st = NULL;
-	struct conf *check = NULL;
-	struct servicesconf *scheck = NULL;
+	int npos = 0, rc;
 
 	rc = ctl_parse(c, argc, argv, opts, &pos, &npos);
 	if (rc < 0) {
@@ -482,195 +766,16 @@ ctl_cmd_init(struct ctl *c, int argc, char **argv)
 		return rc;
 	if (npos != 1) {
 		free(pos);
-		ctl_list_free(chan_specs);
+		ctl_list_free(r.chan_specs);
 		return ctl_usage_error(c, "init ROOT --port-base N [--role master|replica] ...");
 	}
-	root = pos[0];
+	r.root = pos[0];
 	free(pos);
-	rc = CTL_EXIT_USAGE;
-	if (port_base == NULL) {
-		rc = ctl_usage_error(c, "init needs --port-base N (imap N, pop3 N+1, lmtp N+2, syncd N+3, imaps N+4)");
-		goto out;
-	}
-	if (str_to_u32(port_base, &base) < 0 || base < 1 || base > 65531) {
-		rc = ctl_usage_error(c, "--port-base %s: expected a port from 1 to 65531", port_base);
-		goto out;
-	}
-	if (!str_eq(role, "master") && !str_eq(role, "replica")) {
-		rc = ctl_usage_error(c, "--role %s: expected master or replica", role);
-		goto out;
-	}
-	if (sync_pw_opt != NULL || sync_pw_file != NULL) {
-		if (ctl_read_password(sync_pw_opt, sync_pw_file, false, &pw, &err) < 0) {
-			err_prefix(&err, "sync password");
-			rc = ctl_fail(c, &err);
-			goto out;
-		}
-		if (str_mem_has(pw.data, pw.len, '\n') || str_mem_has(pw.data, pw.len, '\r') ||
-		    pw.data[0] == ' ' || pw.data[pw.len - 1] == ' ' || pw.data[0] == '\t' ||
-		    pw.data[pw.len - 1] == '\t') {
-			err_set(&err, ERR_INVALID, "the sync password must not begin or end with blanks");
-			rc = ctl_fail(c, &err);
-			goto out;
-		}
-	}
-	for (i = 0; chan_specs != NULL && chan_specs[i] != NULL; i++)
-		nchan++;
-	chans = xcalloc(nchan + 1, sizeof(*chans));
-	for (i = 0; i < nchan; i++) {
-		if (ctl_init_parse_channel(chan_specs[i], &chans[i], &err) < 0) {
-			rc = ctl_fail(c, &err);
-			goto out;
-		}
-		for (j = 0; j < i; j++)
-			if (str_eq(chans[j].name, chans[i].name)) {
-				err_set(&err, ERR_INVALID, "--channel %s: channel %s given twice", chan_specs[i],
-				    chans[i].name);
-				rc = ctl_fail(c, &err);
-				goto out;
-			}
-	}
-	if (nchan > 0 && pw.len == 0) {
-		rc = ctl_usage_error(c, "--channel needs --sync-password-file F (or --sync-password PW)");
-		goto out;
-	}
-	/* check the listen address before touching the disk */
-	if (ctl_init_listen(listen_host, base, listen_check, sizeof(listen_check), &err) < 0) {
-		rc = ctl_fail(c, &err);
-		goto out;
-	}
-	if (servername == NULL) {
-		if (gethostname(host, sizeof(host)) < 0 || host[0] == '\0')
-			str_lcpy(host, "localhost", sizeof(host));
-		host[sizeof(host) - 1] = '\0';
-		servername = host;
-	} else if (servername[0] == '\0' || strpbrk(servername, " \t\r\n#") != NULL) {
-		rc = ctl_usage_error(c, "--servername %s: expected a host name", servername);
-		goto out;
-	}
-
-	/* the run user: as root, --user or castor (made below if missing) */
-	if (geteuid() != 0) {
-		if (user_opt != NULL && (priv_user_by_name(user_opt, &ru, &err) < 0 || ru.uid != geteuid())) {
-			rc = ctl_usage_error(c, "--user %s: only root can give a server root to another user", user_opt);
-			goto out;
-		}
-		run_user = user_opt;
-	} else {
-		run_user = user_opt != NULL ? user_opt : "castor";
-		if (priv_user_by_name(run_user, &ru, &err) < 0) {
-			if (user_opt != NULL) {
-				rc = ctl_fail(c, &err);
-				goto out;
-			}
-			make_user = true;
-		}
-	}
-
-	state = ctl_init_root_state(root, &err);
-	if (state < 0) {
-		rc = ctl_fail(c, &err);
-		goto out;
-	}
-	if (state == 0) {
-		/* like initdb: missing parent directories are created too, 0755
-		 * (searchable by the run user), the root itself 0750 */
-		mode_t old = umask(022);
-
-		rc = atomicfile_mkdir_p(root, 0755, &err);
-		umask(old);
-		if (rc < 0 || chmod(root, 0750) < 0) {
-			if (rc == 0)
-				err_errno(&err, ERR_PERM, "chmod %s", root);
-			rc = ctl_fail(c, &err);
-			goto out;
-		}
-		created = true;
-	}
-	if (realpath(root, rootabs) == NULL) {
-		err_errno(&err, ERR_PERM, "%s", root);
-		goto fail;
-	}
-
-	if (make_user && (ctl_init_useradd(run_user, rootabs, &err) < 0 ||
-	    priv_user_by_name(run_user, &ru, &err) < 0))
-		goto fail;
-
-	/* the databases: role and epoch live in users.db */
-	if (store_create(rootabs, role, &err) < 0)
-		goto fail;
-	/* certificate */
-	buf_printf(&path, "%s/tls", rootabs);
-	if (atomicfile_mkdir_p(buf_cstr(&path), 0755, &err) < 0)
-		goto fail;
-	buf_reset(&path);
-	buf_printf(&path, "%s/tls/cert.pem", rootabs);
-	buf_printf(&path2, "%s/tls/key.pem", rootabs);
-	if (tls_make_selfsigned(buf_cstr(&path), buf_cstr(&path2), servername, &err) < 0)
-		goto fail;
-	/* castor.conf */
-	ctl_init_castor_conf(&conf, servername, role, chans, nchan, pw.len ? buf_cstr(&pw) : NULL, run_user);
-	buf_reset(&path);
-	buf_printf(&path, "%s/castor.conf", rootabs);
-	if (atomicfile_write(buf_cstr(&path), conf.data, conf.len, pw.len ? 0600 : 0644, &err) < 0)
-		goto fail;
-	/* services.conf */
-	if (ctl_init_services(&svc, rootabs, role, listen_host, base, chans, nchan, &err) < 0)
-		goto fail;
-	buf_reset(&path2);
-	buf_printf(&path2, "%s/services.conf", rootabs);
-	if (atomicfile_write(buf_cstr(&path2), svc.data, svc.len, 0644, &err) < 0)
-		goto fail;
-	/* what we wrote must load */
-	check = conf_load(buf_cstr(&path), &err);
-	if (check == NULL || servicesconf_load(buf_cstr(&path2), &scheck, &err) < 0) {
-		err_prefix(&err, "internal error: castorctl init wrote a file that does not load");
-		goto fail;
-	}
-	/* a replica: the credential its master's channel logs in with
-	 * (users.db sync_auth, not a mail user) */
-	if (str_eq(role, "replica") && pw.len > 0) {
-		st = store_open(rootabs, NULL, &err);
-		if (st == NULL || store_sync_auth_set(st, CTL_SYNC_AUTHNAME, buf_cstr(&pw), &err) < 0)
-			goto fail;
-		store_close(&st);
-	}
-	/* last: the files become the run user's */
-	if (geteuid() == 0 && ru.uid != 0 && ctl_init_give(&ru, rootabs, &err) < 0)
-		goto fail;
-	if (!c->quiet) {
-		printf("created server root %s (role %s, epoch 1)\n", rootabs, role);
-		printf("  imap %s:%u  pop3 :%u  lmtp :%u  syncd :%u  imaps :%u\n", listen_host, base,
-		    base + 1, base + 2, base + 3, base + 4);
-		for (i = 0; i < nchan; i++)
-			printf("  channel %s -> %s:%u\n", chans[i].name, chans[i].host, chans[i].port);
-		if (geteuid() == 0 && ru.uid != 0)
-			printf("  owned by user %s (run_user): castord started as root runs its children as %s\n",
-			    ru.name, ru.name);
-		printf("start it with: castord -C %s/castor.conf\n", rootabs);
-	}
-	rc = 0;
-	goto out;
-fail:
-	if (st != NULL)
-		store_close(&st);
-	rc = ctl_fail(c, &err);
-	if (created)
-		ctl_init_cleanup(root, true);
-	else if (rootabs[0] != '\0')
-		ctl_init_cleanup(rootabs, false);
-out:
-	if (check != NULL)
-		conf_free(check);
-	if (scheck != NULL)
-		servicesconf_free(scheck);
-	ctl_list_free(chan_specs);
-	priv_user_free(&ru);
-	free(chans);
-	buf_free(&conf);
-	buf_free(&svc);
-	buf_free(&path);
-	buf_free(&path2);
-	ctl_wipe(&pw);
+	if (ctl_init_check(c, &r, &rc) == 0)
+		rc = ctl_init_create(c, &r);
+	ctl_list_free(r.chan_specs);
+	priv_user_free(&r.ru);
+	free(r.chans);
+	ctl_wipe(&r.pw);
 	return rc;
 }
