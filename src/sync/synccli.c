@@ -1422,12 +1422,254 @@ running_marker_path(const struct chan *c, struct buf *out)
 /* ------------------------------------------------------------------ */
 /* Rolling                                                             */
 
+/* Start-up: a running marker left behind means the last sync-client
+ * did not stop cleanly (anti-entropy); leave ours. */
+static void
+rolling_mark_running(struct chan *c, const char *name)
+{
+	struct buf mp = BUF_INIT;
+	int fd;
+
+	running_marker_path(c, &mp);
+	if (access(buf_cstr(&mp), F_OK) == 0) {
+		log_info("the last sync-client did not stop cleanly channel=%s: anti-entropy",
+			name);
+		chan_want_ae(c, "unclean-stop");
+	}
+	fd = open(buf_cstr(&mp), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+	if (fd >= 0)
+		close(fd);
+	buf_free(&mp);
+}
+
+/* castorctl sync --allow-deletes asked: reconnect now, for a session
+ * that allows them. */
+static void
+rolling_allow_asked(struct chan *c, uint64_t now)
+{
+	if (!c->allow_once && (c->push != NULL || (c->state != NULL && str_eq(c->state, "refused") &&
+	    c->next_connect_ms != UINT64_MAX)) && allow_marker_exists(c)) {
+		/* castorctl sync --allow-deletes: a session that allows
+		 * them (a channel that is down keeps its backoff) */
+		if (c->push != NULL) {
+			chan_disconnect(c, true);
+			chan_state(c, "disconnected");
+		}
+		c->next_connect_ms = now;
+	}
+}
+
+/* Connect when due, unless this server is not a master. */
+static void
+rolling_connect(struct chan *c, struct store *st, const char *name, uint64_t now)
+{
+	const char *role;
+	uint64_t epoch;
+	struct err err;
+
+	if (store_server_get(st, &role, &epoch, &err) == 0 && !str_eq(role, "master")) {
+		/* a replica's channel back to its master: idle, and
+		 * look again soon (a promotion starts it at once) */
+		if (c->state == NULL || !str_eq(c->state, "idle-replica"))
+			log_info("idle: this server is a %s, not pushing channel=%s", role,
+				name);
+		chan_state(c, "idle-replica");
+		c->next_connect_ms = now + IDLE_ROLE_MS;
+	} else if (chan_connect(c, &err) < 0) {
+		chan_fail(c, &err);
+	} else {
+		chan_resume(c);   /* RULE 2 */
+	}
+}
+
+/* A connected session with an allowance: release the parked users it
+ * names (or all, and one anti-entropy pass for the channel), then
+ * reconnect without it.  Call only with c->push and c->allow_once. */
+static void
+rolling_allow_release(struct chan *c)
+{
+	struct err err;
+
+	if (chan_unpark(c, c->allow_user[0] ? c->allow_user : NULL, !c->allow_user[0],
+		&err) < 0 || (!c->allow_user[0] && chan_anti_entropy(c, &err) < 0)) {
+		chan_fail(c, &err);
+		return;
+	}
+	allow_marker_done(c);
+	chan_disconnect(c, true);
+	chan_state(c, "disconnected");
+	c->next_connect_ms = clock_wall_ms();
+}
+
+/* The work of a round: anti-entropy when wanted, parked users due,
+ * catch-up, then read the log and push a batch.  true: go round again
+ * at once (a failure, or more may be waiting). */
+static bool
+rolling_work(struct chan *c, const char *name, uint64_t now)
+{
+	struct err err;
+
+	if (c->push != NULL && !c->need_ae && now >= c->next_verify_ms)
+		chan_want_ae(c, "scheduled");
+	if (c->push != NULL && !c->need_ae && marker_changed(c))
+		chan_want_ae(c, "append-failed");
+	if (c->push != NULL && verify_marker_take(c))
+		chan_want_ae(c, "operator");
+	if (c->push != NULL && c->need_ae) {
+		if (chan_anti_entropy(c, &err) < 0) {
+			chan_fail(c, &err);
+			return true;
+		}
+	}
+	if (c->push != NULL && chan_park_due(c, now) && chan_unpark(c, NULL, false, &err) < 0) {
+		chan_fail(c, &err);
+		return true;
+	}
+	if (c->push != NULL && c->catchup && !c->need_ae) {
+		if (chan_catchup(c, &err) < 0) {
+			chan_fail(c, &err);
+			return true;
+		}
+		status_write(c, false);
+	}
+	if (chan_fill(c, &err) < 0) {
+		log_error("sync log read failed channel=%s error=%s", name, log_q(err.msg));
+		chan_error(c, &err);
+	}
+	if (c->push != NULL && c->nrecs > 0) {
+		if (chan_push(c, &err) < 0) {
+			chan_fail(c, &err);
+			return true;
+		}
+		if (chan_save(c, false, &err) < 0)
+			chan_save_failed(c, "", &err);
+		status_write(c, false);
+		return true;   /* more may be waiting */
+	}
+	if (c->push != NULL && c->at_end && c->nrecs == 0 && !c->live) {
+		c->live = true;
+		chan_ack_write(c);
+	}
+	return false;
+}
+
+/* Idle: save, report, heartbeat.  false when the heartbeat failed. */
+static bool
+rolling_idle(struct chan *c)
+{
+	struct err err;
+
+	if (chan_save_every(c, false, SAVE_IDLE_MS, &err) < 0)
+		chan_save_failed(c, "", &err);
+	status_write(c, false);
+	if (c->push != NULL && chan_heartbeat_due(c, clock_wall_ms()) == 0 &&
+	    chan_heartbeat(c, &err) < 0) {
+		chan_fail(c, &err);
+		return false;
+	}
+	return true;
+}
+
+/* How long the idle wait may last: the next heartbeat, cursor save or
+ * connect, at most STATUS_EVERY_MS. */
+static int
+rolling_timeout(struct chan *c, uint64_t now)
+{
+	int timeout = STATUS_EVERY_MS;
+
+	if (c->push != NULL) {
+		uint64_t w = chan_heartbeat_due(c, clock_wall_ms());
+		if (w < (uint64_t)timeout)
+			timeout = (int)w;
+	}
+	if (c->dirty) {
+		uint64_t due = c->last_save_ms + SAVE_IDLE_MS, t = clock_wall_ms();
+		if (due < c->next_save_ms)
+			due = c->next_save_ms;   /* backing off after a failed save */
+		if (due <= t)
+			timeout = 0;
+		else if (due - t < (uint64_t)timeout)
+			timeout = (int)(due - t);
+	}
+	if (c->push == NULL && c->next_connect_ms != UINT64_MAX) {
+		uint64_t w = c->next_connect_ms > now ? c->next_connect_ms - now : 0;
+		if (w < (uint64_t)timeout)
+			timeout = (int)w;
+	}
+	/* (a parked user's retry is looked at within STATUS_EVERY_MS) */
+	return timeout;
+}
+
+/* Wait for the log, a signal or the replica (which may speak unasked). */
+static void
+rolling_wait(struct chan *c, int timeout)
+{
+	struct pollfd pf[3];
+	struct err err;
+	int np = 0;
+
+	pf[np].fd = signals_fd();
+	pf[np].events = POLLIN;
+	np++;
+	if (c->nrecs == 0 && synclog_reader_fd(c->rd) >= 0) {
+		pf[np].fd = synclog_reader_fd(c->rd);
+		pf[np].events = POLLIN;
+		np++;
+	} else if (c->nrecs == 0 && timeout > 5) {
+		/* no inotify instance left (synclog.c logged it):
+		 * look at the log every 5 ms */
+		timeout = 5;
+	}
+	if (c->push != NULL) {
+		pf[np].fd = conn_rfd(syncsess_conn(c->sess));
+		pf[np].events = POLLIN;
+		np++;
+	}
+	for (int i = 0; i < np; i++)
+		pf[i].revents = 0;
+	if (poll(pf, (nfds_t)np, timeout) > 0) {
+		if (np > 1 && pf[1].fd == synclog_reader_fd(c->rd) && (pf[1].revents & POLLIN))
+			(void)synclog_reader_wait(c->rd, 0, &err);
+		if (c->push != NULL && (pf[np - 1].revents & (POLLIN | POLLHUP | POLLERR))) {
+			/* the replica spoke unasked: a BYE, or it closed */
+			if (syncpush_noop(c->push, &err) < 0)
+				chan_fail(c, &err);
+		}
+	}
+}
+
+/* SIGQUIT: the batch in hand was finished; save the cursor, remove the
+ * running marker if that worked, report and close. */
+static int
+rolling_stop(struct chan *c, const char *name)
+{
+	struct err err;
+	int rc = 0;
+
+	if (chan_save(c, true, &err) < 0) {
+		log_error("cursor save failed at exit channel=%s error=%s", name, log_q(err.msg));
+		rc = EXIT_PROBLEMS;
+	}
+	if (rc == 0) {
+		struct buf mp = BUF_INIT;
+		running_marker_path(c, &mp);
+		(void)unlink(buf_cstr(&mp));
+		buf_free(&mp);
+	}
+	chan_state(c, "stopped");
+	chan_disconnect(c, true);
+	status_write(c, true);
+	log_info("stopped channel=%s cursor=%llu:%llu", name, (unsigned long long)c->acked.seg,
+		(unsigned long long)c->acked.off);
+	chan_close(c);
+	return rc;
+}
+
 static int
 run_rolling(const struct conf *conf, struct store *st, const char *name, bool allow_deletes)
 {
 	struct chan c;
 	struct err err;
-	int rc = 0;
 
 	if (chan_open(&c, conf, st, name, -1, &err) < 0) {
 		log_error("channel %s: %s", name, err.msg);
@@ -1442,193 +1684,29 @@ run_rolling(const struct conf *conf, struct store *st, const char *name, bool al
 	}
 	log_info("rolling channel=%s replica=%s:%u cursor=%llu:%llu", name, c.ch.host, c.ch.port,
 		(unsigned long long)c.acked.seg, (unsigned long long)c.acked.off);
-	{
-		struct buf mp = BUF_INIT;
-		int fd;
-		running_marker_path(&c, &mp);
-		if (access(buf_cstr(&mp), F_OK) == 0) {
-			log_info("the last sync-client did not stop cleanly channel=%s: anti-entropy",
-				name);
-			chan_want_ae(&c, "unclean-stop");
-		}
-		fd = open(buf_cstr(&mp), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-		if (fd >= 0)
-			close(fd);
-		buf_free(&mp);
-	}
+	rolling_mark_running(&c, name);
 	for (;;) {
 		uint64_t now;
-		int timeout;
 
 		if (quit_requested())
 			break;
 		now = clock_wall_ms();
-		if (!c.allow_once && (c.push != NULL || (c.state != NULL && str_eq(c.state, "refused") &&
-		    c.next_connect_ms != UINT64_MAX)) && allow_marker_exists(&c)) {
-			/* castorctl sync --allow-deletes: a session that allows
-			 * them (a channel that is down keeps its backoff) */
-			if (c.push != NULL) {
-				chan_disconnect(&c, true);
-				chan_state(&c, "disconnected");
-			}
-			c.next_connect_ms = now;
-		}
-		if (c.push == NULL && now >= c.next_connect_ms) {
-			const char *role;
-			uint64_t epoch;
-			if (store_server_get(st, &role, &epoch, &err) == 0 && !str_eq(role, "master")) {
-				/* a replica's channel back to its master: idle, and
-				 * look again soon (a promotion starts it at once) */
-				if (c.state == NULL || !str_eq(c.state, "idle-replica"))
-					log_info("idle: this server is a %s, not pushing channel=%s", role,
-						name);
-				chan_state(&c, "idle-replica");
-				c.next_connect_ms = now + IDLE_ROLE_MS;
-			} else if (chan_connect(&c, &err) < 0) {
-				chan_fail(&c, &err);
-			} else {
-				chan_resume(&c);   /* RULE 2 */
-			}
-		}
+		rolling_allow_asked(&c, now);
+		if (c.push == NULL && now >= c.next_connect_ms)
+			rolling_connect(&c, st, name, now);
 		if (c.push != NULL && c.allow_once) {
-			/* release the parked users it names (or all, and one
-			 * anti-entropy pass for the channel), then go on without
-			 * the allowance */
-			if (chan_unpark(&c, c.allow_user[0] ? c.allow_user : NULL, !c.allow_user[0],
-				&err) < 0 || (!c.allow_user[0] && chan_anti_entropy(&c, &err) < 0)) {
-				chan_fail(&c, &err);
-				continue;
-			}
-			allow_marker_done(&c);
-			chan_disconnect(&c, true);
-			chan_state(&c, "disconnected");
-			c.next_connect_ms = clock_wall_ms();
+			rolling_allow_release(&c);
 			continue;
 		}
-		if (c.push != NULL && !c.need_ae && now >= c.next_verify_ms)
-			chan_want_ae(&c, "scheduled");
-		if (c.push != NULL && !c.need_ae && marker_changed(&c))
-			chan_want_ae(&c, "append-failed");
-		if (c.push != NULL && verify_marker_take(&c))
-			chan_want_ae(&c, "operator");
-		if (c.push != NULL && c.need_ae) {
-			if (chan_anti_entropy(&c, &err) < 0) {
-				chan_fail(&c, &err);
-				continue;
-			}
-		}
-		if (c.push != NULL && chan_park_due(&c, now) && chan_unpark(&c, NULL, false, &err) < 0) {
-			chan_fail(&c, &err);
+		if (rolling_work(&c, name, now))
 			continue;
-		}
-		if (c.push != NULL && c.catchup && !c.need_ae) {
-			if (chan_catchup(&c, &err) < 0) {
-				chan_fail(&c, &err);
-				continue;
-			}
-			status_write(&c, false);
-		}
-		if (chan_fill(&c, &err) < 0) {
-			log_error("sync log read failed channel=%s error=%s", name, log_q(err.msg));
-			chan_error(&c, &err);
-		}
-		if (c.push != NULL && c.nrecs > 0) {
-			if (chan_push(&c, &err) < 0) {
-				chan_fail(&c, &err);
-				continue;
-			}
-			if (chan_save(&c, false, &err) < 0)
-				chan_save_failed(&c, "", &err);
-			status_write(&c, false);
-			continue;   /* more may be waiting */
-		}
-		if (c.push != NULL && c.at_end && c.nrecs == 0 && !c.live) {
-			c.live = true;
-			chan_ack_write(&c);
-		}
 		/* idle: save, report, wait for the log, a signal or the replica */
-		if (chan_save_every(&c, false, SAVE_IDLE_MS, &err) < 0)
-			chan_save_failed(&c, "", &err);
-		status_write(&c, false);
-		if (c.push != NULL && chan_heartbeat_due(&c, clock_wall_ms()) == 0 &&
-		    chan_heartbeat(&c, &err) < 0) {
-			chan_fail(&c, &err);
+		if (!rolling_idle(&c))
 			continue;
-		}
-		timeout = STATUS_EVERY_MS;
-		if (c.push != NULL) {
-			uint64_t w = chan_heartbeat_due(&c, clock_wall_ms());
-			if (w < (uint64_t)timeout)
-				timeout = (int)w;
-		}
-		if (c.dirty) {
-			uint64_t due = c.last_save_ms + SAVE_IDLE_MS, t = clock_wall_ms();
-			if (due < c.next_save_ms)
-				due = c.next_save_ms;   /* backing off after a failed save */
-			if (due <= t)
-				timeout = 0;
-			else if (due - t < (uint64_t)timeout)
-				timeout = (int)(due - t);
-		}
-		if (c.push == NULL && c.next_connect_ms != UINT64_MAX) {
-			uint64_t w = c.next_connect_ms > now ? c.next_connect_ms - now : 0;
-			if (w < (uint64_t)timeout)
-				timeout = (int)w;
-		}
-		/* (a parked user's retry is looked at within STATUS_EVERY_MS) */
-		{
-			struct pollfd pf[3];
-			int np = 0;
-			pf[np].fd = signals_fd();
-			pf[np].events = POLLIN;
-			np++;
-			if (c.nrecs == 0 && synclog_reader_fd(c.rd) >= 0) {
-				pf[np].fd = synclog_reader_fd(c.rd);
-				pf[np].events = POLLIN;
-				np++;
-			} else if (c.nrecs == 0 && timeout > 5) {
-				/* no inotify instance left (synclog.c logged it):
-				 * look at the log every 5 ms */
-				timeout = 5;
-			}
-			if (c.push != NULL) {
-				pf[np].fd = conn_rfd(syncsess_conn(c.sess));
-				pf[np].events = POLLIN;
-				np++;
-			}
-			for (int i = 0; i < np; i++)
-				pf[i].revents = 0;
-			if (poll(pf, (nfds_t)np, timeout) > 0) {
-				if (np > 1 && pf[1].fd == synclog_reader_fd(c.rd) && (pf[1].revents & POLLIN))
-					(void)synclog_reader_wait(c.rd, 0, &err);
-				if (c.push != NULL && (pf[np - 1].revents & (POLLIN | POLLHUP | POLLERR))) {
-					/* the replica spoke unasked: a BYE, or it closed */
-					if (syncpush_noop(c.push, &err) < 0) {
-						chan_fail(&c, &err);
-						continue;
-					}
-				}
-			}
-		}
+		rolling_wait(&c, rolling_timeout(&c, now));
 	}
 	/* SIGQUIT: the batch in hand was finished above; save and go */
-	if (chan_save(&c, true, &err) < 0) {
-		log_error("cursor save failed at exit channel=%s error=%s", name, log_q(err.msg));
-		rc = EXIT_PROBLEMS;
-	}
-	if (rc == 0) {
-		struct buf mp = BUF_INIT;
-		running_marker_path(&c, &mp);
-		(void)unlink(buf_cstr(&mp));
-		buf_free(&mp);
-	}
-	chan_state(&c, "stopped");
-	chan_disconnect(&c, true);
-	status_write(&c, true);
-	log_info("stopped channel=%s cursor=%llu:%llu", name, (unsigned long long)c.acked.seg,
-		(unsigned long long)c.acked.off);
-	chan_close(&c);
-	return rc;
+	return rolling_stop(&c, name);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1916,8 +1994,18 @@ usage(FILE *f)
 		"options: --allow-deletes  -v (debug)\n", prog, prog, prog, prog, prog);
 }
 
-int
-main(int argc, char **argv)
+/* What the command line asked for. */
+struct cli_args {
+	const char *confpath, *chan;
+	char mode;
+	bool allow_deletes, verbose;
+	int64_t timeout_s;
+};
+
+/* The options and their combination.  -1 to go on, else the exit code
+ * (usage printed). */
+static int
+main_parse_args(int argc, char **argv, struct cli_args *a)
 {
 	static const struct option longopts[] = {
 		{ "drain", no_argument, NULL, 'D' },
@@ -1926,52 +2014,38 @@ main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *confpath = NULL, *chan = NULL, *logdest;
-	char mode = 0;
-	bool allow_deletes = false, verbose = false;
-	int64_t timeout_s = 100;
-	struct conf *conf;
-	struct store *st;
-	struct store_opts o;
-	struct err err;
-	int opt, rc = 0;
+	int opt;
 
-	xalloc_tune();
-	logdest = getenv("CASTOR_LOG");
-	log_init(getenv("CASTOR_SERVICE") != NULL ? getenv("CASTOR_SERVICE") : "sync-client",
-		logdest != NULL && str_eq(logdest, "syslog") ? LOG_DEST_SYSLOG : LOG_DEST_STDERR);
-	if (failpoint_init() < 0)
-		return EXIT_USAGE;
 	while ((opt = getopt_long(argc, argv, "C:rn:uAmvh", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'C':
-			confpath = optarg;
+			a->confpath = optarg;
 			break;
 		case 'r':
 		case 'u':
 		case 'A':
 		case 'm':
 		case 'D':
-			if (mode != 0 && mode != opt) {
+			if (a->mode != 0 && a->mode != opt) {
 				usage(stderr);
 				return EXIT_USAGE;
 			}
-			mode = (char)opt;
+			a->mode = (char)opt;
 			break;
 		case 'n':
-			chan = optarg;
+			a->chan = optarg;
 			break;
 		case 'T':
-			if (str_to_i64_range(optarg, 1, 86400, &timeout_s) < 0) {
+			if (str_to_i64_range(optarg, 1, 86400, &a->timeout_s) < 0) {
 				fprintf(stderr, "%s: --timeout wants seconds\n", prog);
 				return EXIT_USAGE;
 			}
 			break;
 		case 'X':
-			allow_deletes = true;
+			a->allow_deletes = true;
 			break;
 		case 'v':
-			verbose = true;
+			a->verbose = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -1981,16 +2055,23 @@ main(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 	}
-	if (mode == 0 || (mode == 'r' && chan == NULL) || (mode == 'u' && optind >= argc) ||
-	    (mode == 'm' && argc - optind != 2) ||
-	    ((mode == 'r' || mode == 'A' || mode == 'D') && optind != argc)) {
+	if (a->mode == 0 || (a->mode == 'r' && a->chan == NULL) || (a->mode == 'u' && optind >= argc) ||
+	    (a->mode == 'm' && argc - optind != 2) ||
+	    ((a->mode == 'r' || a->mode == 'A' || a->mode == 'D') && optind != argc)) {
 		usage(stderr);
 		return EXIT_USAGE;
 	}
-	if (confpath == NULL)
-		confpath = getenv("CASTOR_CONFIG");
-	if (confpath == NULL)
-		confpath = "castor.conf";
+	return -1;
+}
+
+/* Configuration, privileges, log level and signals.  0, or the exit
+ * code (logged; nothing left open). */
+static int
+main_setup(const char *confpath, bool verbose, struct conf **conf_r)
+{
+	struct conf *conf;
+	struct err err;
+
 	priv_umask();
 	conf = conf_load(confpath, &err);
 	if (conf == NULL) {
@@ -2014,55 +2095,68 @@ main(int argc, char **argv)
 		conf_free(conf);
 		return EXIT_CONFIG;
 	}
-	if (chan != NULL && !cursor_channel_valid(chan)) {
-		fprintf(stderr, "%s: bad channel name %s\n", prog, chan);
-		conf_free(conf);
-		return EXIT_USAGE;
-	}
-	if (mode == 'D') {
-		const char *role;
-		uint64_t epoch;
-		store_opts_from_conf(&o, conf);
-		o.read_only = true;
-		st = store_open(conf_dir(conf), &o, &err);
-		if (st == NULL) {
-			log_error("cannot open the store: %s", err.msg);
-			conf_free(conf);
-			return EXIT_CONFIG;
-		}
-		if (store_server_get(st, &role, &epoch, &err) == 0 && !str_eq(role, "master")) {
-			log_info("drain: this server is a %s: nothing to drain", role);
-			store_close(&st);
-			conf_free(conf);
-			return 0;
-		}
-		store_close(&st);   /* the children open their own */
-		rc = run_drain(conf, conf_dir(conf), chan, timeout_s, allow_deletes);
-		conf_free(conf);
-		return rc;
-	}
+	*conf_r = conf;
+	return 0;
+}
+
+/* --drain: nothing to do on a replica; else the drain (its children
+ * open their own store). */
+static int
+main_drain(struct conf *conf, const struct cli_args *a)
+{
+	const char *role;
+	uint64_t epoch;
+	struct store *st;
+	struct store_opts o;
+	struct err err;
+
 	store_opts_from_conf(&o, conf);
 	o.read_only = true;
 	st = store_open(conf_dir(conf), &o, &err);
 	if (st == NULL) {
 		log_error("cannot open the store: %s", err.msg);
-		conf_free(conf);
 		return EXIT_CONFIG;
 	}
-	if (mode == 'r') {
-		rc = run_rolling(conf, st, chan, allow_deletes);
+	if (store_server_get(st, &role, &epoch, &err) == 0 && !str_eq(role, "master")) {
+		log_info("drain: this server is a %s: nothing to drain", role);
+		store_close(&st);
+		return 0;
+	}
+	store_close(&st);   /* the children open their own */
+	return run_drain(conf, conf_dir(conf), a->chan, a->timeout_s, a->allow_deletes);
+}
+
+/* -r, -u, -A, -m: on the named channel, or (but -r) on each one. */
+static int
+main_run(struct conf *conf, const struct cli_args *a, int argc, char **argv)
+{
+	struct store *st;
+	struct store_opts o;
+	struct err err;
+	int rc = 0;
+
+	store_opts_from_conf(&o, conf);
+	o.read_only = true;
+	st = store_open(conf_dir(conf), &o, &err);
+	if (st == NULL) {
+		log_error("cannot open the store: %s", err.msg);
+		return EXIT_CONFIG;
+	}
+	if (a->mode == 'r') {
+		rc = run_rolling(conf, st, a->chan, a->allow_deletes);
 	} else {
 		size_t n = 0;
-		char **names = chan != NULL ? NULL : syncchan_names(conf, &n);
-		if (chan != NULL) {
-			rc = run_once(conf, st, chan, mode, argv + optind, argc - optind, allow_deletes);
+		char **names = a->chan != NULL ? NULL : syncchan_names(conf, &n);
+		if (a->chan != NULL) {
+			rc = run_once(conf, st, a->chan, a->mode, argv + optind, argc - optind,
+				a->allow_deletes);
 		} else if (n == 0) {
 			fprintf(stderr, "%s: no channels configured (sync_channels)\n", prog);
 			rc = EXIT_CONFIG;
 		} else {
 			for (size_t i = 0; i < n; i++) {
-				int r = run_once(conf, st, names[i], mode, argv + optind, argc - optind,
-					allow_deletes);
+				int r = run_once(conf, st, names[i], a->mode, argv + optind, argc - optind,
+					a->allow_deletes);
 				if (r > rc)
 					rc = r;
 			}
@@ -2071,6 +2165,42 @@ main(int argc, char **argv)
 			conf_list_free(names);
 	}
 	store_close(&st);
+	return rc;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct cli_args a = { .timeout_s = 100 };
+	const char *logdest;
+	struct conf *conf;
+	int rc;
+
+	xalloc_tune();
+	logdest = getenv("CASTOR_LOG");
+	log_init(getenv("CASTOR_SERVICE") != NULL ? getenv("CASTOR_SERVICE") : "sync-client",
+		logdest != NULL && str_eq(logdest, "syslog") ? LOG_DEST_SYSLOG : LOG_DEST_STDERR);
+	if (failpoint_init() < 0)
+		return EXIT_USAGE;
+	rc = main_parse_args(argc, argv, &a);
+	if (rc >= 0)
+		return rc;
+	if (a.confpath == NULL)
+		a.confpath = getenv("CASTOR_CONFIG");
+	if (a.confpath == NULL)
+		a.confpath = "castor.conf";
+	rc = main_setup(a.confpath, a.verbose, &conf);
+	if (rc != 0)
+		return rc;
+	if (a.chan != NULL && !cursor_channel_valid(a.chan)) {
+		fprintf(stderr, "%s: bad channel name %s\n", prog, a.chan);
+		conf_free(conf);
+		return EXIT_USAGE;
+	}
+	if (a.mode == 'D')
+		rc = main_drain(conf, &a);
+	else
+		rc = main_run(conf, &a, argc, argv);
 	conf_free(conf);
 	return rc;
 }

@@ -303,23 +303,20 @@ syncd_deadline_bye(struct child_conn *c, struct syncd_conn *sc, const char *phas
 	(void)syncd_send(sc);
 }
 
-static enum child_end
-syncd_handle(struct child_conn *c)
+/* The connection: its own fds, timeouts, the login deadline, and the
+ * handshake of an implicit-TLS port.  NULL when it fails (logged). */
+static struct syncd_conn *
+syncd_open(struct child_conn *c, int64_t login_deadline)
 {
-	int64_t login_deadline = clock_mono_ms() + syncd_preauth_ms, cmd_deadline = 0;
-	bool authed = false;
-	struct syncapply_opts o;
-	static char peer_addr[64];   /* one connection per process; outlives the syncapply */
 	struct syncd_conn *sc = xcalloc(1, sizeof(*sc));
 	struct conn *cn;
 	struct err err;
-	enum child_end end = CHILD_END_DONE;
 	int rfd = dup(c->rfd), wfd = c->wfd == c->rfd ? rfd : dup(c->wfd);
 
 	if (rfd < 0 || wfd < 0) {
 		log_error("dup failed");
 		free(sc);
-		return CHILD_END_DONE;
+		return NULL;
 	}
 	cn = conn_new(rfd, wfd);
 	conn_set_read_timeout(cn, SYNCD_IO_MS);
@@ -336,10 +333,21 @@ syncd_handle(struct child_conn *c)
 			conn_free(&cn);
 			free(sc);
 			c->ctx = NULL;
-			return CHILD_END_DONE;
+			return NULL;
 		}
 	}
 	sc->sess = syncsess_new(cn, true, &syncd_preauth_lim);
+	return sc;
+}
+
+/* The applier of this session, with what the connection may do, and
+ * its greeting (or the TLS-started banner). */
+static void
+syncd_start(struct child_conn *c, struct syncd_conn *sc)
+{
+	struct syncapply_opts o;
+	static char peer_addr[64];   /* one connection per process; outlives the syncapply */
+
 	sc->peer = c->peer;
 	sc->started_ms = (int64_t)clock_wall_ms();
 	o = syncd_dl;
@@ -362,60 +370,137 @@ syncd_handle(struct child_conn *c)
 	else
 		syncapply_greeting(sc->app, syncsess_out(sc->sess));
 	log_info("session start peer=%s tls=%d", log_q(c->peer), c->tls ? 1 : 0);
+}
+
+/* Nothing buffered: keep an upload group open while more comes, else
+ * send the answers and wait for input.  false: end the session (*end
+ * says how). */
+static bool
+syncd_wait(struct child_conn *c, struct syncd_conn *sc, bool authed, int64_t login_deadline,
+	enum child_end *end)
+{
+	struct conn *cn = syncsess_conn(sc->sess);
+	int rc;
+
+	if (!syncsess_pending(sc->sess) && syncapply_group_open(sc->app) &&
+	    child_wait_input(conn_rfd(cn), SYNCD_GROUP_WAIT_MS) == CHILD_WAIT_INPUT)
+		; /* more UPLOADs on their way: keep the group open */
+	else if (!syncsess_pending(sc->sess)) {
+		if (syncd_send(sc) < 0)
+			return false;
+		int left = authed ? syncd_idle_ms : conn_ms_until(login_deadline);
+
+		rc = child_wait_input(conn_rfd(cn), left < syncd_idle_ms ? left : syncd_idle_ms);
+		if (rc == CHILD_WAIT_QUIT) {
+			*end = CHILD_END_QUIT;
+			return false;
+		}
+		if (rc == CHILD_WAIT_TIMEOUT && !authed && left < syncd_idle_ms) {
+			syncd_deadline_bye(c, sc, "login");
+			return false;
+		}
+		if (rc == CHILD_WAIT_TIMEOUT) {
+			log_info("master silent peer=%s: no command for %d ms (sync_idle_timeout),"
+				" closing service=syncd phase=idle", log_q(c->peer), syncd_idle_ms);
+			buf_puts(syncsess_out(sc->sess), "* BYE [TEMP] \"idle too long\"\r\n");
+			(void)syncd_send(sc);
+			return false;
+		}
+	}
+	return true;
+}
+
+/* Read one frame under its deadline.  NULL: end the session (EOF, a
+ * deadline, a protocol error answered, a read error; logged). */
+static struct syncproto_value *
+syncd_read(struct child_conn *c, struct syncd_conn *sc, bool authed, int64_t login_deadline)
+{
+	struct conn *cn = syncsess_conn(sc->sess);
+	struct syncproto_value *frame = NULL;
+	struct err err;
+	int64_t cmd_deadline;
+	int rc;
+
+	/* one frame per read: it has its deadline from here */
+	cmd_deadline = clock_mono_ms() + syncd_command_ms;
+	conn_set_read_deadline(cn, authed ? cmd_deadline :
+		conn_deadline_min(login_deadline, cmd_deadline));
+	rc = syncsess_read(sc->sess, &frame, &err);
+	if (rc == 0)
+		return NULL;
+	if (rc < 0 && conn_read_deadline_passed(cn)) {
+		syncapply_sync(sc->app, syncsess_out(sc->sess));
+		syncd_deadline_bye(c, sc, !authed && login_deadline <= cmd_deadline ?
+			"login" : "command");
+		return NULL;
+	}
+	if (rc < 0) {
+		if (err.kind == ERR_INVALID || err.kind == ERR_TOOBIG || err.kind == ERR_CORRUPT) {
+			log_warn("protocol error peer=%s error=%s", log_q(c->peer), log_q(err.msg));
+			syncapply_protocol_error(sc->app, &err, syncsess_out(sc->sess));
+			(void)syncd_send(sc);
+		} else {
+			syncapply_sync(sc->app, syncsess_out(sc->sess));
+			log_info("read failed peer=%s error=%s", log_q(c->peer), log_q(err.msg));
+		}
+		return NULL;
+	}
+	return frame;
+}
+
+/* Carry out what the applier asked after a frame: close, STARTTLS,
+ * COMPRESS.  -1: end the session; 1: done, read the next frame; 0: go on. */
+static int
+syncd_act(struct child_conn *c, struct syncd_conn *sc, enum syncapply_action act)
+{
+	struct err err;
+
+	if (act == SYNCAPPLY_CLOSE) {
+		(void)syncd_send(sc);
+		return -1;
+	}
+	if (act == SYNCAPPLY_STARTTLS) {
+		if (syncd_send(sc) < 0 ||
+		    conn_starttls(syncsess_conn(sc->sess), syncd_tls, NULL, &err) < 0) {
+			log_info("STARTTLS failed peer=%s", log_q(c->peer));
+			return -1;
+		}
+		syncapply_tls_started(sc->app, syncsess_out(sc->sess));
+		return 1;
+	}
+	if (act == SYNCAPPLY_COMPRESS) {
+		if (syncd_send(sc) < 0 ||
+		    syncsess_compress_start(sc->sess, SYNCD_ZSTD_LEVEL, &err) < 0) {
+			log_warn("COMPRESS failed peer=%s", log_q(c->peer));
+			return -1;
+		}
+		return 1;
+	}
+	return 0;
+}
+
+static enum child_end
+syncd_handle(struct child_conn *c)
+{
+	int64_t login_deadline = clock_mono_ms() + syncd_preauth_ms;
+	bool authed = false;
+	struct syncd_conn *sc;
+	enum child_end end = CHILD_END_DONE;
+
+	sc = syncd_open(c, login_deadline);
+	if (sc == NULL)
+		return CHILD_END_DONE;
+	syncd_start(c, sc);
 	for (;;) {
-		struct syncproto_value *frame = NULL;
+		struct syncproto_value *frame;
 		enum syncapply_action act;
 		int rc;
 
-		if (!syncsess_pending(sc->sess) && syncapply_group_open(sc->app) &&
-		    child_wait_input(conn_rfd(cn), SYNCD_GROUP_WAIT_MS) == CHILD_WAIT_INPUT)
-			; /* more UPLOADs on their way: keep the group open */
-		else if (!syncsess_pending(sc->sess)) {
-			if (syncd_send(sc) < 0)
-				break;
-			int left = authed ? syncd_idle_ms : conn_ms_until(login_deadline);
-
-			rc = child_wait_input(conn_rfd(cn), left < syncd_idle_ms ? left : syncd_idle_ms);
-			if (rc == CHILD_WAIT_QUIT) {
-				end = CHILD_END_QUIT;
-				break;
-			}
-			if (rc == CHILD_WAIT_TIMEOUT && !authed && left < syncd_idle_ms) {
-				syncd_deadline_bye(c, sc, "login");
-				break;
-			}
-			if (rc == CHILD_WAIT_TIMEOUT) {
-				log_info("master silent peer=%s: no command for %d ms (sync_idle_timeout),"
-					" closing service=syncd phase=idle", log_q(c->peer), syncd_idle_ms);
-				buf_puts(syncsess_out(sc->sess), "* BYE [TEMP] \"idle too long\"\r\n");
-				(void)syncd_send(sc);
-				break;
-			}
-		}
-		/* one frame per read: it has its deadline from here */
-		cmd_deadline = clock_mono_ms() + syncd_command_ms;
-		conn_set_read_deadline(cn, authed ? cmd_deadline :
-			conn_deadline_min(login_deadline, cmd_deadline));
-		rc = syncsess_read(sc->sess, &frame, &err);
-		if (rc == 0)
+		if (!syncd_wait(c, sc, authed, login_deadline, &end))
 			break;
-		if (rc < 0 && conn_read_deadline_passed(cn)) {
-			syncapply_sync(sc->app, syncsess_out(sc->sess));
-			syncd_deadline_bye(c, sc, !authed && login_deadline <= cmd_deadline ?
-				"login" : "command");
+		frame = syncd_read(c, sc, authed, login_deadline);
+		if (frame == NULL)
 			break;
-		}
-		if (rc < 0) {
-			if (err.kind == ERR_INVALID || err.kind == ERR_TOOBIG || err.kind == ERR_CORRUPT) {
-				log_warn("protocol error peer=%s error=%s", log_q(c->peer), log_q(err.msg));
-				syncapply_protocol_error(sc->app, &err, syncsess_out(sc->sess));
-				(void)syncd_send(sc);
-			} else {
-				syncapply_sync(sc->app, syncsess_out(sc->sess));
-				log_info("read failed peer=%s error=%s", log_q(c->peer), log_q(err.msg));
-			}
-			break;
-		}
 		act = syncapply_frame(sc->app, frame, syncsess_out(sc->sess));
 		syncproto_value_free(&frame);
 		syncd_incoming_status(sc, false);
@@ -427,26 +512,11 @@ syncd_handle(struct child_conn *c)
 			syncsess_set_limits(sc->sess, &lim);
 			authed = true;
 		}
-		if (act == SYNCAPPLY_CLOSE) {
-			(void)syncd_send(sc);
+		rc = syncd_act(c, sc, act);
+		if (rc < 0)
 			break;
-		}
-		if (act == SYNCAPPLY_STARTTLS) {
-			if (syncd_send(sc) < 0 || conn_starttls(cn, syncd_tls, NULL, &err) < 0) {
-				log_info("STARTTLS failed peer=%s", log_q(c->peer));
-				break;
-			}
-			syncapply_tls_started(sc->app, syncsess_out(sc->sess));
+		if (rc > 0)
 			continue;
-		}
-		if (act == SYNCAPPLY_COMPRESS) {
-			if (syncd_send(sc) < 0 ||
-			    syncsess_compress_start(sc->sess, SYNCD_ZSTD_LEVEL, &err) < 0) {
-				log_warn("COMPRESS failed peer=%s", log_q(c->peer));
-				break;
-			}
-			continue;
-		}
 		if (syncsess_out(sc->sess)->len >= SYNCD_OUT_HIGH && syncd_send(sc) < 0)
 			break;
 		if (child_quit_requested()) {

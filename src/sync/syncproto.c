@@ -348,6 +348,139 @@ start_literal(struct syncproto_decoder *d)
 	return 0;
 }
 
+/* D_SLOT: the byte that starts an item, or closes a list. */
+static int
+step_slot(struct syncproto_decoder *d, unsigned char c)
+{
+	if (c == '(' || c == '[') {
+		if (open_container(d, c == '(' ? SYNCPROTO_LIST : SYNCPROTO_CODE) < 0)
+			return -1;
+		d->slot = SLOT_OPEN;
+		return 0;
+	}
+	if (c == ')' || c == ']') {
+		if (d->slot != SLOT_OPEN)
+			return fail(d, ERR_INVALID, d->slot == SLOT_SPACE ?
+				"space before '%c'" : "'%c' at the start of a line", c);
+		if (close_container(d, c) < 0)
+			return -1;
+		d->st = D_AFTER;
+		return 0;
+	}
+	if (c == '\r' || c == '\n') {
+		if (d->slot == SLOT_FRAME)
+			return fail(d, ERR_INVALID, "empty line");
+		if (d->slot == SLOT_SPACE)
+			return fail(d, ERR_INVALID, "space at the end of a line");
+		return fail(d, ERR_INVALID, "end of line inside a list");
+	}
+	if (count_item(d) < 0)
+		return -1;
+	if (c == '"') {
+		buf_reset(&d->tok);
+		d->st = D_QUOTED;
+		return 0;
+	}
+	if (c == '{') {
+		d->lit_len = 0;
+		d->lit_digits = 0;
+		d->lit_sync = true;
+		d->st = D_LITLEN;
+		return 0;
+	}
+	if (atom_char(c)) {
+		buf_reset(&d->tok);
+		buf_putc(&d->tok, (char)c);
+		d->st = D_ATOM;
+		return 0;
+	}
+	if (c == ' ')
+		return fail(d, ERR_INVALID, d->slot == SLOT_FRAME ? "space at the start of a line" :
+			d->slot == SLOT_OPEN ? "space after an opening bracket" :
+			"two spaces in a row");
+	return fail(d, ERR_INVALID, "unexpected byte 0x%02x", c);
+}
+
+/* D_QUOTED and D_QESC: a byte of a quoted string, or of its escape. */
+static int
+step_quoted(struct syncproto_decoder *d, unsigned char c)
+{
+	if (d->st == D_QESC) {
+		if (c != '"' && c != '\\')
+			return fail(d, ERR_INVALID, "bad escape '\\%c' in a quoted string",
+				c >= 0x20 && c < 0x7f ? c : '?');
+		buf_putc(&d->tok, (char)c);
+		d->st = D_QUOTED;
+		return 0;
+	}
+	if (c == '"') {
+		finish_text(d, SYNCPROTO_STRING);
+		d->st = D_AFTER;
+		return 0;
+	}
+	if (c == '\\') {
+		d->st = D_QESC;
+		return 0;
+	}
+	if (c == '\0' || c == '\r' || c == '\n')
+		return fail(d, ERR_INVALID, "byte 0x%02x inside a quoted string", c);
+	buf_putc(&d->tok, (char)c);
+	return 0;
+}
+
+/* D_LITLEN and D_LITPLUS: the size of a literal, up to its '}'. */
+static int
+step_litlen(struct syncproto_decoder *d, unsigned char c)
+{
+	if (d->st == D_LITPLUS) {
+		if (c != '}')
+			return fail(d, ERR_INVALID, "expected '}' after '+'");
+		d->st = D_LITEOL;
+		return 0;
+	}
+	if (is_digit(c)) {
+		if (++d->lit_digits > 20 || d->lit_len > (UINT64_MAX - 9) / 10)
+			return fail(d, ERR_TOOBIG, "literal size too long");
+		d->lit_len = d->lit_len * 10 + (uint64_t)(c - '0');
+		if (d->lit_len > d->lim.max_literal)
+			return fail(d, ERR_TOOBIG, "literal larger than %zu bytes",
+				d->lim.max_literal);
+		return 0;
+	}
+	if (d->lit_digits == 0)
+		return fail(d, ERR_INVALID, "literal without a size");
+	if (c == '+') {
+		d->lit_sync = false;
+		d->st = D_LITPLUS;
+		return 0;
+	}
+	if (c == '}') {
+		d->st = D_LITEOL;
+		return 0;
+	}
+	return fail(d, ERR_INVALID, "bad byte 0x%02x in a literal size", c);
+}
+
+/* D_LITEOL and D_LITLF: the CRLF (or bare LF) after a literal's size;
+ * 1 when the literal is synchronising and has data (stop). */
+static int
+step_liteol(struct syncproto_decoder *d, unsigned char c)
+{
+	if (d->st == D_LITEOL) {
+		if (c == '\r') {
+			d->st = D_LITLF;
+			return 0;
+		}
+		if (c != '\n')
+			return fail(d, ERR_INVALID, "expected CRLF after a literal size");
+	}
+	if (c != '\n')
+		return fail(d, ERR_INVALID, "expected LF after CR");
+	if (start_literal(d) < 0)
+		return -1;
+	return d->lit_sync && d->st == D_LITDATA ? 1 : 0;
+}
+
 /* One byte outside literal data.  Returns 0, 1 when the byte ended a
  * synchronising literal header (stop: the caller answers it), or -1. */
 static int
@@ -360,53 +493,7 @@ step(struct syncproto_decoder *d, unsigned char c)
 
 	switch (d->st) {
 	case D_SLOT:
-		if (c == '(' || c == '[') {
-			if (open_container(d, c == '(' ? SYNCPROTO_LIST : SYNCPROTO_CODE) < 0)
-				return -1;
-			d->slot = SLOT_OPEN;
-			return 0;
-		}
-		if (c == ')' || c == ']') {
-			if (d->slot != SLOT_OPEN)
-				return fail(d, ERR_INVALID, d->slot == SLOT_SPACE ?
-					"space before '%c'" : "'%c' at the start of a line", c);
-			if (close_container(d, c) < 0)
-				return -1;
-			d->st = D_AFTER;
-			return 0;
-		}
-		if (c == '\r' || c == '\n') {
-			if (d->slot == SLOT_FRAME)
-				return fail(d, ERR_INVALID, "empty line");
-			if (d->slot == SLOT_SPACE)
-				return fail(d, ERR_INVALID, "space at the end of a line");
-			return fail(d, ERR_INVALID, "end of line inside a list");
-		}
-		if (count_item(d) < 0)
-			return -1;
-		if (c == '"') {
-			buf_reset(&d->tok);
-			d->st = D_QUOTED;
-			return 0;
-		}
-		if (c == '{') {
-			d->lit_len = 0;
-			d->lit_digits = 0;
-			d->lit_sync = true;
-			d->st = D_LITLEN;
-			return 0;
-		}
-		if (atom_char(c)) {
-			buf_reset(&d->tok);
-			buf_putc(&d->tok, (char)c);
-			d->st = D_ATOM;
-			return 0;
-		}
-		if (c == ' ')
-			return fail(d, ERR_INVALID, d->slot == SLOT_FRAME ? "space at the start of a line" :
-				d->slot == SLOT_OPEN ? "space after an opening bracket" :
-				"two spaces in a row");
-		return fail(d, ERR_INVALID, "unexpected byte 0x%02x", c);
+		return step_slot(d, c);
 
 	case D_ATOM:
 		if (atom_char(c)) {
@@ -418,71 +505,16 @@ step(struct syncproto_decoder *d, unsigned char c)
 		return step_after(d, c);
 
 	case D_QUOTED:
-		if (c == '"') {
-			finish_text(d, SYNCPROTO_STRING);
-			d->st = D_AFTER;
-			return 0;
-		}
-		if (c == '\\') {
-			d->st = D_QESC;
-			return 0;
-		}
-		if (c == '\0' || c == '\r' || c == '\n')
-			return fail(d, ERR_INVALID, "byte 0x%02x inside a quoted string", c);
-		buf_putc(&d->tok, (char)c);
-		return 0;
-
 	case D_QESC:
-		if (c != '"' && c != '\\')
-			return fail(d, ERR_INVALID, "bad escape '\\%c' in a quoted string",
-				c >= 0x20 && c < 0x7f ? c : '?');
-		buf_putc(&d->tok, (char)c);
-		d->st = D_QUOTED;
-		return 0;
+		return step_quoted(d, c);
 
 	case D_LITLEN:
-		if (is_digit(c)) {
-			if (++d->lit_digits > 20 || d->lit_len > (UINT64_MAX - 9) / 10)
-				return fail(d, ERR_TOOBIG, "literal size too long");
-			d->lit_len = d->lit_len * 10 + (uint64_t)(c - '0');
-			if (d->lit_len > d->lim.max_literal)
-				return fail(d, ERR_TOOBIG, "literal larger than %zu bytes",
-					d->lim.max_literal);
-			return 0;
-		}
-		if (d->lit_digits == 0)
-			return fail(d, ERR_INVALID, "literal without a size");
-		if (c == '+') {
-			d->lit_sync = false;
-			d->st = D_LITPLUS;
-			return 0;
-		}
-		if (c == '}') {
-			d->st = D_LITEOL;
-			return 0;
-		}
-		return fail(d, ERR_INVALID, "bad byte 0x%02x in a literal size", c);
-
 	case D_LITPLUS:
-		if (c != '}')
-			return fail(d, ERR_INVALID, "expected '}' after '+'");
-		d->st = D_LITEOL;
-		return 0;
+		return step_litlen(d, c);
 
 	case D_LITEOL:
-		if (c == '\r') {
-			d->st = D_LITLF;
-			return 0;
-		}
-		if (c != '\n')
-			return fail(d, ERR_INVALID, "expected CRLF after a literal size");
-		/* fall through */
 	case D_LITLF:
-		if (c != '\n')
-			return fail(d, ERR_INVALID, "expected LF after CR");
-		if (start_literal(d) < 0)
-			return -1;
-		return d->lit_sync && d->st == D_LITDATA ? 1 : 0;
+		return step_liteol(d, c);
 
 	case D_AFTER:
 		return step_after(d, c);
