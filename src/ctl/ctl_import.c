@@ -217,134 +217,203 @@ ctl_import_maildir_check(struct ctl_import *im, struct maildir *md, struct err *
 
 /* ---- command ------------------------------------------------------- */
 
-int
-ctl_cmd_import(struct ctl *c, int argc, char **argv)
+/* What the command line asks for. */
+struct ctl_import_req {
+	const char *user, *src;
+	const char *mailbox, *batch, *format;
+	bool mboxo, is_dir;
+	uint32_t nbatch;
+	char norm[STORE_MBOX_NAME_MAX + 1];
+};
+
+/* Parses the options and arguments; false: stop with *rc_r (usage or error shown). */
+static bool
+ctl_import_parse(struct ctl *c, int argc, char **argv, struct ctl_import_req *q, int *rc_r)
 {
-	const char *mailbox = "INBOX", *batch = NULL, *format = NULL;
-	bool mboxo = false;
 	const struct ctl_opt opts[] = {
-		{ "mailbox", 'm', &mailbox, NULL, NULL },
-		{ "batch", 'b', &batch, NULL, NULL },
-		{ "format", 0, &format, NULL, NULL },
-		{ "mboxo", 0, NULL, NULL, &mboxo },     /* = --format mboxo */
+		{ "mailbox", 'm', &q->mailbox, NULL, NULL },
+		{ "batch", 'b', &q->batch, NULL, NULL },
+		{ "format", 0, &q->format, NULL, NULL },
+		{ "mboxo", 0, NULL, NULL, &q->mboxo },     /* = --format mboxo */
 		{ NULL, 0, NULL, NULL, NULL },
 	};
-	char norm[STORE_MBOX_NAME_MAX + 1];
-	struct ctl_import im;
-	struct maildir *md = NULL;
-	struct store_mailbox mb;
-	struct err err;
-	struct stat st;
 	char **pos = NULL;
 	int npos = 0, rc;
-	uint32_t nbatch = CTL_IMPORT_BATCH_DEFAULT;
-	const char *user, *src;
-	bool is_dir, created = false;
-	double t0;
-	uint64_t maxsize;
 
 	rc = ctl_parse(c, argc, argv, opts, &pos, &npos);
 	if (rc < 0) {
 		printf("usage: castorctl import USER MBOX-FILE|MAILDIR [--mailbox NAME] [--format mboxrd|mboxo]"
 		    " [--batch N]\n");
-		return 0;
+		*rc_r = 0;
+		return false;
 	}
+	*rc_r = rc;
 	if (rc > 0)
-		return rc;
+		return false;
 	if (npos != 2) {
 		free(pos);
-		return ctl_usage_error(c, "import USER MBOX-FILE|MAILDIR [--mailbox NAME]");
+		*rc_r = ctl_usage_error(c, "import USER MBOX-FILE|MAILDIR [--mailbox NAME]");
+		return false;
 	}
-	user = pos[0];
-	src = pos[1];
+	q->user = pos[0];
+	q->src = pos[1];
 	free(pos);
-	if (format != NULL) {
-		if (str_eq(format, "mboxo"))
-			mboxo = true;
-		else if (!str_eq(format, "mboxrd"))
-			return ctl_usage_error(c, "--format wants mboxrd or mboxo");
+	if (q->format != NULL) {
+		if (str_eq(q->format, "mboxo"))
+			q->mboxo = true;
+		else if (!str_eq(q->format, "mboxrd")) {
+			*rc_r = ctl_usage_error(c, "--format wants mboxrd or mboxo");
+			return false;
+		}
 	}
-	if (batch != NULL && (str_to_u32(batch, &nbatch) < 0 || nbatch < 1 || nbatch > 100000))
-		return ctl_usage_error(c, "--batch wants a number from 1 to 100000");
-	if (ctl_check_user_name(user, &err) < 0)
-		return ctl_fail(c, &err);
-	if (store_mailbox_name_check(mailbox, norm, &err) < 0)
-		return ctl_fail(c, &err);
-	if (stat(src, &st) < 0) {
-		err_errno(&err, errno == ENOENT ? ERR_NOTFOUND : ERR_PERM, "%s", src);
-		return ctl_fail(c, &err);
+	if (q->batch != NULL && (str_to_u32(q->batch, &q->nbatch) < 0 || q->nbatch < 1 ||
+	    q->nbatch > 100000)) {
+		*rc_r = ctl_usage_error(c, "--batch wants a number from 1 to 100000");
+		return false;
 	}
-	is_dir = S_ISDIR(st.st_mode);
-	if (!is_dir && !S_ISREG(st.st_mode)) {
-		err_set(&err, ERR_INVALID, "%s is neither an mbox file nor a Maildir directory", src);
-		return ctl_fail(c, &err);
+	return true;
+}
+
+/* Checks the user and mailbox names (q->norm) and that the source is an mbox file or a Maildir. */
+static int
+ctl_import_check(struct ctl_import_req *q, struct err *err)
+{
+	struct stat st;
+
+	if (ctl_check_user_name(q->user, err) < 0)
+		return -1;
+	if (store_mailbox_name_check(q->mailbox, q->norm, err) < 0)
+		return -1;
+	if (stat(q->src, &st) < 0)
+		return err_errno(err, errno == ENOENT ? ERR_NOTFOUND : ERR_PERM, "%s", q->src);
+	q->is_dir = S_ISDIR(st.st_mode);
+	if (!q->is_dir && !S_ISREG(st.st_mode))
+		return err_set(err, ERR_INVALID, "%s is neither an mbox file nor a Maildir directory",
+			q->src);
+	return 0;
+}
+
+/* Sets up the import state: the batch arrays, the message size limit, the progress line. */
+static void
+ctl_import_init(struct ctl_import *im, struct ctl *c, const struct ctl_import_req *q)
+{
+	uint64_t maxsize;
+
+	memset(im, 0, sizeof(*im));
+	im->c = c;
+	im->mailbox = q->norm;
+	im->max_n = q->nbatch;
+	im->msgs = xcalloc(q->nbatch, sizeof(*im->msgs));
+	im->off = xcalloc(q->nbatch, sizeof(*im->off));
+	im->kwoff = xcalloc(q->nbatch, sizeof(*im->kwoff));
+	maxsize = conf_get_bytes(c->conf, "maxmessagesize", 0);
+	im->max_msg = maxsize == 0 || maxsize > STORE_MESSAGE_MAX ? STORE_MESSAGE_MAX : (size_t)maxsize;
+	ctl_progress_init(&im->progress, !c->quiet);
+}
+
+/* Pass 1: reads the whole source, stores nothing (a Maildir stays open in *md). */
+static int
+ctl_import_scan(struct ctl_import *im, const struct ctl_import_req *q, struct maildir **md,
+	struct err *err)
+{
+	if (q->is_dir)
+		return maildirread_open(q->src, md, err) < 0 ||
+			ctl_import_maildir_check(im, *md, err) < 0 ? -1 : 0;
+	if (mboxread_file(q->src, q->mboxo ? MBOXREAD_MBOXO : MBOXREAD_MBOXRD, im->max_msg,
+	    ctl_import_mbox_count, im, err) < 0) {
+		err_prefix(err, "%s", q->src);
+		return -1;
 	}
+	return 0;
+}
+
+/* The target mailbox, created when missing (*created then set). */
+static int
+ctl_import_target(struct ctl_import *im, const char *norm, bool *created, struct err *err)
+{
+	struct store_mailbox mb;
+
+	if (store_mailbox_get(im->u, norm, &mb, err) < 0) {
+		if (err->kind != ERR_NOTFOUND)
+			return -1;
+		if (store_mailbox_create(im->u, norm, NULL, &mb, err) < 0)
+			return -1;
+		*created = true;
+	}
+	str_lcpy(im->mailbox_id, mb.uniqueid, sizeof(im->mailbox_id));
+	return 0;
+}
+
+/* Pass 2: appends every message in batches, the last one flushed. */
+static int
+ctl_import_append(struct ctl_import *im, const struct ctl_import_req *q, struct maildir *md,
+	struct err *err)
+{
+	if (q->is_dir) {
+		if (ctl_import_maildir(im, md, err) < 0)
+			return -1;
+	} else {
+		if (mboxread_file(q->src, q->mboxo ? MBOXREAD_MBOXO : MBOXREAD_MBOXRD, im->max_msg,
+		    ctl_import_mbox_msg, im, err) < 0) {
+			if (!str_has_prefix(err->msg, "imported "))
+				err_prefix(err, "%s: imported %llu of %llu messages, then", q->src,
+				    (unsigned long long)im->done, (unsigned long long)im->total);
+			return -1;
+		}
+	}
+	return ctl_import_flush(im, err);
+}
+
+/* The final progress line and the summary (unless quiet). */
+static void
+ctl_import_report(struct ctl_import *im, const struct ctl_import_req *q, bool created, double t0)
+{
+	ctl_import_show(im, true);
+	ctl_progress_done(&im->progress);
+	if (!im->c->quiet) {
+		double secs = ctl_now() - t0;
+		printf("imported %llu message%s (%.1f MiB) into %s/%s%s in %.1f s (%.0f msg/s)\n",
+		    (unsigned long long)im->done, im->done == 1 ? "" : "s",
+		    (double)im->done_bytes / 1048576.0, q->user, q->norm,
+		    created ? " (created)" : "", secs, (double)im->done / (secs + 1e-9));
+	}
+}
+
+int
+ctl_cmd_import(struct ctl *c, int argc, char **argv)
+{
+	struct ctl_import_req q;
+	struct ctl_import im;
+	struct maildir *md = NULL;
+	struct err err;
+	int rc;
+	bool created = false;
+	double t0;
+
+	memset(&q, 0, sizeof(q));
+	q.mailbox = "INBOX";
+	q.nbatch = CTL_IMPORT_BATCH_DEFAULT;
+	if (!ctl_import_parse(c, argc, argv, &q, &rc))
+		return rc;
+	if (ctl_import_check(&q, &err) < 0)
+		return ctl_fail(c, &err);
 	if ((rc = ctl_open_store(c)) != 0)
 		return rc;
-
-	memset(&im, 0, sizeof(im));
-	im.c = c;
-	im.mailbox = norm;
-	im.max_n = nbatch;
-	im.msgs = xcalloc(nbatch, sizeof(*im.msgs));
-	im.off = xcalloc(nbatch, sizeof(*im.off));
-	im.kwoff = xcalloc(nbatch, sizeof(*im.kwoff));
-	maxsize = conf_get_bytes(c->conf, "maxmessagesize", 0);
-	im.max_msg = maxsize == 0 || maxsize > STORE_MESSAGE_MAX ? STORE_MESSAGE_MAX : (size_t)maxsize;
-	ctl_progress_init(&im.progress, !c->quiet);
+	ctl_import_init(&im, c, &q);
 	t0 = ctl_now();
 
-	im.u = store_user_open(c->store, user, &err);
+	im.u = store_user_open(c->store, q.user, &err);
 	if (im.u == NULL)
 		goto fail;
 	if (store_is_read_only(c->store)) {
 		err_set(&err, ERR_PERM, "this server is a replica: import on the master");
 		goto fail;
 	}
-	/* pass 1: read everything, store nothing */
-	if (is_dir) {
-		if (maildirread_open(src, &md, &err) < 0 || ctl_import_maildir_check(&im, md, &err) < 0)
-			goto fail;
-	} else {
-		if (mboxread_file(src, mboxo ? MBOXREAD_MBOXO : MBOXREAD_MBOXRD, im.max_msg,
-		    ctl_import_mbox_count, &im, &err) < 0) {
-			err_prefix(&err, "%s", src);
-			goto fail;
-		}
-	}
-	/* the target mailbox, created when missing */
-	if (store_mailbox_get(im.u, norm, &mb, &err) < 0) {
-		if (err.kind != ERR_NOTFOUND)
-			goto fail;
-		if (store_mailbox_create(im.u, norm, NULL, &mb, &err) < 0)
-			goto fail;
-		created = true;
-	}
-	str_lcpy(im.mailbox_id, mb.uniqueid, sizeof(im.mailbox_id));
-	/* pass 2: append */
-	if (is_dir) {
-		if (ctl_import_maildir(&im, md, &err) < 0)
-			goto fail;
-	} else {
-		if (mboxread_file(src, mboxo ? MBOXREAD_MBOXO : MBOXREAD_MBOXRD, im.max_msg,
-		    ctl_import_mbox_msg, &im, &err) < 0) {
-			if (!str_has_prefix(err.msg, "imported "))
-				err_prefix(&err, "%s: imported %llu of %llu messages, then", src,
-				    (unsigned long long)im.done, (unsigned long long)im.total);
-			goto fail;
-		}
-	}
-	if (ctl_import_flush(&im, &err) < 0)
+	if (ctl_import_scan(&im, &q, &md, &err) < 0 ||
+	    ctl_import_target(&im, q.norm, &created, &err) < 0 ||
+	    ctl_import_append(&im, &q, md, &err) < 0)
 		goto fail;
-	ctl_import_show(&im, true);
-	ctl_progress_done(&im.progress);
-	if (!c->quiet) {
-		double secs = ctl_now() - t0;
-		printf("imported %llu message%s (%.1f MiB) into %s/%s%s in %.1f s (%.0f msg/s)\n",
-		    (unsigned long long)im.done, im.done == 1 ? "" : "s",
-		    (double)im.done_bytes / 1048576.0, user, norm,
-		    created ? " (created)" : "", secs, (double)im.done / (secs + 1e-9));
-	}
+	ctl_import_report(&im, &q, created, t0);
 	rc = 0;
 	goto out;
 fail:

@@ -371,6 +371,149 @@ imap_fetch_drain(struct imap_fetch_ctx *fc)
 	buf_reset(&fc->out);
 }
 
+/* Load everything of message i that can fail before the first byte goes
+ * out (record, body, transfer encodings); false: the message is skipped,
+ * counted in fc->failed or fc->unknown_cte, and m freed. */
+static bool
+imap_fetch_load(struct imap_fetch_ctx *fc, const struct store_snaprec *r, struct imap_fmsg *m,
+	const struct store_record_full *rf)
+{
+	struct imap_session *s = fc->s;
+	const struct imap_fetch *f = fc->f;
+	struct err err;
+
+	memset(m, 0, sizeof(*m));
+	m->rf = rf;
+	if (fc->need_record && rf == NULL) {
+		if (store_record_get(s->u, s->sel.mailbox_id, r->uid, &m->own, &err) < 0) {
+			log_debug("fetch: record unavailable user=%s uid=%u error=%s", log_q(s->user),
+				r->uid, log_q(err.msg));
+			fc->failed++;
+			return false;
+		}
+		m->have_own = true;
+		m->rf = &m->own;
+	}
+	for (size_t k = 0; k < f->natts; k++) {
+		enum imap_fatt_kind kind = f->atts[k].kind;
+
+		if (imap_att_needs_body(kind) && imap_fmsg_tree(s, m, r, &err) < 0) {
+			log_warn("fetch: message body unavailable user=%s uid=%u error=%s", log_q(s->user),
+				r->uid, log_q(err.msg));
+			fc->failed++;
+			imap_fmsg_free(m);
+			return false;
+		}
+		if (kind == IMAP_FA_BINARY || kind == IMAP_FA_BINARY_SIZE) {
+			struct mime_range range;
+			enum imap_cte cte;
+
+			if (imap_binary_cte(m, &f->atts[k], &range, &cte) && cte == IMAP_CTE_UNKNOWN) {
+				log_debug("fetch: unknown transfer encoding user=%s uid=%u item=%s",
+					log_q(s->user), r->uid, f->atts[k].name);
+				fc->unknown_cte++;
+				imap_fmsg_free(m);
+				return false;
+			}
+		}
+	}
+	return true;
+}
+
+/* A body item (RFC822*, BODY[...], BINARY[...]): its name and its bytes as
+ * a string or literal; a large one goes out straight from the body. */
+static void
+imap_fetch_put_body(struct imap_fetch_ctx *fc, struct imap_fmsg *m, const struct store_snaprec *r,
+	const struct imap_fetch_att *a)
+{
+	const char *p = "";
+	size_t len = 0;
+	struct err err;
+
+	if (a->kind == IMAP_FA_BINARY) {
+		imap_fetch_binary(m, a, &p, &len, &fc->scratch);
+		if (a->partial) {
+			size_t off = a->p_off < len ? a->p_off : len;
+
+			p += off;
+			len -= off;
+			if (len > a->p_len)
+				len = a->p_len;
+		}
+	} else {
+		imap_fetch_section(fc->s, m, r, a, &p, &len, &fc->scratch, &err);
+	}
+	buf_puts(&fc->out, a->name);
+	if (len == 0) {
+		buf_puts(&fc->out, " \"\"");
+		return;
+	}
+	buf_printf(&fc->out, " %s{%zu}\r\n",
+		a->kind == IMAP_FA_BINARY && memchr(p, '\0', len) != NULL ? "~" : "", len);
+	if (len < 4096) {
+		buf_append(&fc->out, p, len);
+	} else {
+		imap_fetch_drain(fc);
+		imap_fetch_write_big(fc->s, m, p, len);
+	}
+}
+
+/* One data item of the response (its leading space already written);
+ * true when it was FLAGS. */
+static bool
+imap_fetch_put_att(struct imap_fetch_ctx *fc, struct imap_fmsg *m, const struct store_snaprec *r,
+	const struct imap_fetch_att *a)
+{
+	struct imap_session *s = fc->s;
+	struct err err;
+
+	switch (a->kind) {
+	case IMAP_FA_FLAGS:
+		buf_puts(&fc->out, "FLAGS ");
+		imap_flags_put(&fc->out, r->sysflags, r->keywords, imap_sel_is_recent(s, r));
+		return true;
+	case IMAP_FA_UID:
+		buf_printf(&fc->out, "UID %u", r->uid);
+		break;
+	case IMAP_FA_INTERNALDATE:
+		buf_puts(&fc->out, "INTERNALDATE ");
+		imap_put_internaldate(&fc->out, r->internaldate);
+		break;
+	case IMAP_FA_RFC822_SIZE:
+		buf_printf(&fc->out, "RFC822.SIZE %llu", (unsigned long long)r->size);
+		break;
+	case IMAP_FA_MODSEQ:
+		buf_printf(&fc->out, "MODSEQ (%llu)", (unsigned long long)r->modseq);
+		break;
+	case IMAP_FA_ENVELOPE:
+	case IMAP_FA_BODY:
+	case IMAP_FA_BODYSTRUCTURE: {
+		const char *v = imap_fmsg_str(s, m, r, a->kind, &err);
+
+		buf_puts(&fc->out, a->name);
+		buf_putc(&fc->out, ' ');
+		buf_puts(&fc->out, v != NULL ? v : "NIL");
+		break;
+	}
+	case IMAP_FA_BINARY_SIZE: {
+		const char *p;
+		size_t len;
+
+		imap_fetch_binary(m, a, &p, &len, &fc->scratch);
+		buf_printf(&fc->out, "%s %zu", a->name, len);
+		break;
+	}
+	case IMAP_FA_RFC822:
+	case IMAP_FA_RFC822_HEADER:
+	case IMAP_FA_RFC822_TEXT:
+	case IMAP_FA_BINARY:
+	case IMAP_FA_SECTION:
+		imap_fetch_put_body(fc, m, r, a);
+		break;
+	}
+	return false;
+}
+
 /* One FETCH response.  rf: the record from a batched read, or NULL (read
  * it here when the items need it). */
 static void
@@ -381,46 +524,10 @@ imap_fetch_one(struct imap_fetch_ctx *fc, size_t i, bool add_flags,
 	const struct store_snaprec *r = &s->sel.snap->recs[i];
 	const struct imap_fetch *f = fc->f;
 	struct imap_fmsg m;
-	struct err err;
 	bool first = true, flags_sent = false;
 
-	memset(&m, 0, sizeof(m));
-	m.rf = rf;
-	if (fc->need_record && rf == NULL) {
-		if (store_record_get(s->u, s->sel.mailbox_id, r->uid, &m.own, &err) < 0) {
-			log_debug("fetch: record unavailable user=%s uid=%u error=%s", log_q(s->user),
-				r->uid, log_q(err.msg));
-			fc->failed++;
-			return;
-		}
-		m.have_own = true;
-		m.rf = &m.own;
-	}
-	/* load everything that can fail before the first byte goes out */
-	for (size_t k = 0; k < f->natts; k++) {
-		enum imap_fatt_kind kind = f->atts[k].kind;
-
-		if (imap_att_needs_body(kind) && imap_fmsg_tree(s, &m, r, &err) < 0) {
-			log_warn("fetch: message body unavailable user=%s uid=%u error=%s", log_q(s->user),
-				r->uid, log_q(err.msg));
-			fc->failed++;
-			imap_fmsg_free(&m);
-			return;
-		}
-		if (kind == IMAP_FA_BINARY || kind == IMAP_FA_BINARY_SIZE) {
-			struct mime_range range;
-			enum imap_cte cte;
-
-			if (imap_binary_cte(&m, &f->atts[k], &range, &cte) && cte == IMAP_CTE_UNKNOWN) {
-				log_debug("fetch: unknown transfer encoding user=%s uid=%u item=%s",
-					log_q(s->user), r->uid, f->atts[k].name);
-				fc->unknown_cte++;
-				imap_fmsg_free(&m);
-				return;
-			}
-		}
-	}
-
+	if (!imap_fetch_load(fc, r, &m, rf))
+		return;
 	/* a keyword this session was not told of gets FLAGS first */
 	imap_sel_announce(s, r->keywords);
 	buf_reset(&fc->out);
@@ -430,85 +537,11 @@ imap_fetch_one(struct imap_fetch_ctx *fc, size_t i, bool add_flags,
 		first = false;
 	}
 	for (size_t k = 0; k < f->natts; k++) {
-		const struct imap_fetch_att *a = &f->atts[k];
-
 		if (!first)
 			buf_putc(&fc->out, ' ');
 		first = false;
-		switch (a->kind) {
-		case IMAP_FA_FLAGS:
-			buf_puts(&fc->out, "FLAGS ");
-			imap_flags_put(&fc->out, r->sysflags, r->keywords, imap_sel_is_recent(s, r));
+		if (imap_fetch_put_att(fc, &m, r, &f->atts[k]))
 			flags_sent = true;
-			break;
-		case IMAP_FA_UID:
-			buf_printf(&fc->out, "UID %u", r->uid);
-			break;
-		case IMAP_FA_INTERNALDATE:
-			buf_puts(&fc->out, "INTERNALDATE ");
-			imap_put_internaldate(&fc->out, r->internaldate);
-			break;
-		case IMAP_FA_RFC822_SIZE:
-			buf_printf(&fc->out, "RFC822.SIZE %llu", (unsigned long long)r->size);
-			break;
-		case IMAP_FA_MODSEQ:
-			buf_printf(&fc->out, "MODSEQ (%llu)", (unsigned long long)r->modseq);
-			break;
-		case IMAP_FA_ENVELOPE:
-		case IMAP_FA_BODY:
-		case IMAP_FA_BODYSTRUCTURE: {
-			const char *v = imap_fmsg_str(s, &m, r, a->kind, &err);
-
-			buf_puts(&fc->out, a->name);
-			buf_putc(&fc->out, ' ');
-			buf_puts(&fc->out, v != NULL ? v : "NIL");
-			break;
-		}
-		case IMAP_FA_BINARY_SIZE: {
-			const char *p;
-			size_t len;
-
-			imap_fetch_binary(&m, a, &p, &len, &fc->scratch);
-			buf_printf(&fc->out, "%s %zu", a->name, len);
-			break;
-		}
-		case IMAP_FA_RFC822:
-		case IMAP_FA_RFC822_HEADER:
-		case IMAP_FA_RFC822_TEXT:
-		case IMAP_FA_BINARY:
-		case IMAP_FA_SECTION: {
-			const char *p = "";
-			size_t len = 0;
-
-			if (a->kind == IMAP_FA_BINARY) {
-				imap_fetch_binary(&m, a, &p, &len, &fc->scratch);
-				if (a->partial) {
-					size_t off = a->p_off < len ? a->p_off : len;
-
-					p += off;
-					len -= off;
-					if (len > a->p_len)
-						len = a->p_len;
-				}
-			} else {
-				imap_fetch_section(s, &m, r, a, &p, &len, &fc->scratch, &err);
-			}
-			buf_puts(&fc->out, a->name);
-			if (len == 0) {
-				buf_puts(&fc->out, " \"\"");
-				break;
-			}
-			buf_printf(&fc->out, " %s{%zu}\r\n",
-				a->kind == IMAP_FA_BINARY && memchr(p, '\0', len) != NULL ? "~" : "", len);
-			if (len < 4096) {
-				buf_append(&fc->out, p, len);
-			} else {
-				imap_fetch_drain(fc);
-				imap_fetch_write_big(s, &m, p, len);
-			}
-			break;
-		}
-		}
 	}
 	if (fc->auto_modseq) {
 		buf_printf(&fc->out, "%sMODSEQ (%llu)", first ? "" : " ", (unsigned long long)r->modseq);

@@ -833,169 +833,243 @@ list_childinfo(const char *pattern, char **subs, size_t nsubs, char **live, size
 	}
 }
 
-int
-store_mailbox_list(struct store_user *u, const char *pattern, unsigned flags, store_list_fn fn,
-	void *ctx, struct err *err)
+/* What one LIST call gathers: the rows, the subscriptions, the live names
+ * and the entries to report. */
+struct list_set {
+	struct store_mailbox *mbs;
+	size_t nmbs;
+	char **subs;
+	size_t nsubs;
+	char **live;
+	size_t nlive;
+	struct lentry *ents;
+	size_t nents, capents;
+};
+
+/* Reads the mailbox rows (tombstones only with STORE_LIST_DELETED) into ls->mbs. */
+static int
+list_read_mailboxes(struct store_user *u, unsigned flags, struct list_set *ls, struct err *err)
 {
 	struct store_mbrow row;
-	struct lentry *ents = NULL;
-	size_t nents = 0, capents = 0;
-	struct store_mailbox *mbs = NULL;
-	size_t nmbs = 0, capmbs = 0;
-	char **live = NULL, **subs = NULL;
-	size_t nlive = 0, nsubs = 0;
+	size_t capmbs = 0;
 	sqlite3_stmt *s;
-	int rc = 0, r = 0;
+	int rc;
 
-	if (pattern == NULL)
-		pattern = "*";
-	if (store_user_read_begin(u, err) < 0)
-		return -1;
 	s = store_user_stmt(u, "SELECT " MB_COLS " FROM mailboxes ORDER BY name", err);
-	if (s == NULL) {
-		store_user_read_end(u);
+	if (s == NULL)
 		return -1;
-	}
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		row_fill(s, &row);
 		if (row.mb.deleted_modseq != 0 && !(flags & STORE_LIST_DELETED))
 			continue;
-		if (nmbs == capmbs) {
+		if (ls->nmbs == capmbs) {
 			capmbs = capmbs ? capmbs * 2 : 16;
-			mbs = xreallocarray(mbs, capmbs, sizeof(*mbs));
+			ls->mbs = xreallocarray(ls->mbs, capmbs, sizeof(*ls->mbs));
 		}
-		mbs[nmbs++] = row.mb;
+		ls->mbs[ls->nmbs++] = row.mb;
 	}
 	sqlite3_reset(s);
-	if (rc != SQLITE_DONE) {
-		rc = store_sql_err(u->db, rc, err, "list");
-		goto out;
-	}
+	if (rc != SQLITE_DONE)
+		return store_sql_err(u->db, rc, err, "list");
+	return 0;
+}
+
+/* Reads the subscribed names into ls->subs. */
+static int
+list_read_subs(struct store_user *u, struct list_set *ls, struct err *err)
+{
+	sqlite3_stmt *s;
+	int rc;
+
 	s = store_user_stmt(u, "SELECT name FROM subs WHERE subscribed = 1 ORDER BY name", err);
-	if (s == NULL) {
-		rc = -1;
-		goto out;
-	}
+	if (s == NULL)
+		return -1;
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		subs = xreallocarray(subs, nsubs + 1, sizeof(*subs));
-		subs[nsubs++] = xstrdup((const char *)sqlite3_column_text(s, 0));
+		ls->subs = xreallocarray(ls->subs, ls->nsubs + 1, sizeof(*ls->subs));
+		ls->subs[ls->nsubs++] = xstrdup((const char *)sqlite3_column_text(s, 0));
 	}
 	sqlite3_reset(s);
-	if (rc != SQLITE_DONE) {
-		rc = store_sql_err(u->db, rc, err, "list subs");
-		goto out;
-	}
-	rc = 0;
+	if (rc != SQLITE_DONE)
+		return store_sql_err(u->db, rc, err, "list subs");
+	return 0;
+}
+
+/* Reads rows and subscriptions in one read transaction. */
+static int
+list_read(struct store_user *u, unsigned flags, struct list_set *ls, struct err *err)
+{
+	int rc;
+
+	if (store_user_read_begin(u, err) < 0)
+		return -1;
+	rc = list_read_mailboxes(u, flags, ls, err);
+	if (rc == 0)
+		rc = list_read_subs(u, ls, err);
 	store_user_read_end(u);
-	if (nsubs > 0)
-		qsort(subs, nsubs, sizeof(*subs), str_cmp_p);
+	return rc;
+}
 
-	/* live names, sorted (byte order) */
-	live = xcalloc(nmbs + 1, sizeof(*live));
-	for (size_t i = 0; i < nmbs; i++)
-		if (mbs[i].deleted_modseq == 0)
-			live[nlive++] = mbs[i].name;
-	if (nlive > 0)
-		qsort(live, nlive, sizeof(*live), str_cmp_p);
+/* Sorts the subscriptions and collects the live names, sorted (byte order). */
+static void
+list_index(struct list_set *ls)
+{
+	if (ls->nsubs > 0)
+		qsort(ls->subs, ls->nsubs, sizeof(*ls->subs), str_cmp_p);
+	ls->live = xcalloc(ls->nmbs + 1, sizeof(*ls->live));
+	for (size_t i = 0; i < ls->nmbs; i++)
+		if (ls->mbs[i].deleted_modseq == 0)
+			ls->live[ls->nlive++] = ls->mbs[i].name;
+	if (ls->nlive > 0)
+		qsort(ls->live, ls->nlive, sizeof(*ls->live), str_cmp_p);
+}
 
-#define ADD_ENT(NAME, ATTRS, MB) do { \
-		if (nents == capents) { \
-			capents = capents ? capents * 2 : 16; \
-			ents = xreallocarray(ents, capents, sizeof(*ents)); \
-		} \
-		ents[nents].name = xstrdup(NAME); \
-		ents[nents].attrs = (ATTRS); \
-		ents[nents].mb = (MB); \
-		nents++; \
-	} while (0)
-
-	if (flags & STORE_LIST_SUBSCRIBED) {
-		for (size_t i = 0; i < nsubs; i++) {
-			struct store_mailbox *mb = NULL;
-			unsigned a = STORE_MBATTR_SUBSCRIBED;
-			if (!store_list_match(pattern, subs[i]))
-				continue;
-			for (size_t k = 0; k < nmbs; k++)
-				if (mbs[k].deleted_modseq == 0 && str_eq(mbs[k].name, subs[i]))
-					mb = &mbs[k];
-			if (mb == NULL)
-				a |= STORE_MBATTR_NONEXISTENT;
-			a |= has_descendant(live, nlive, subs[i], NULL) ? STORE_MBATTR_HASCHILDREN :
-				STORE_MBATTR_HASNOCHILDREN;
-			ADD_ENT(subs[i], a, mb);
-		}
-		if (flags & STORE_LIST_CHILDINFO)
-			list_childinfo(pattern, subs, nsubs, live, nlive, mbs, nmbs, &ents, &nents,
-				&capents);
-	} else {
-		for (size_t i = 0; i < nmbs; i++) {
-			unsigned a;
-			if (!store_list_match(pattern, mbs[i].name))
-				continue;
-			if (mbs[i].deleted_modseq != 0) {
-				ADD_ENT(mbs[i].name, STORE_MBATTR_DELETED, &mbs[i]);
-				continue;
-			}
-			a = has_descendant(live, nlive, mbs[i].name, NULL) ? STORE_MBATTR_HASCHILDREN :
-				STORE_MBATTR_HASNOCHILDREN;
-			if (sorted_has(subs, nsubs, mbs[i].name))
-				a |= STORE_MBATTR_SUBSCRIBED;
-			ADD_ENT(mbs[i].name, a, &mbs[i]);
-		}
-		if (!(flags & STORE_LIST_NO_PARENTS)) {
-			/* Missing parents: listed when they match and a descendant was cut off
-			 * by the pattern (RFC 3501 '%' rule). */
-			char **seen = NULL;
-			size_t nseen = 0;
-			for (size_t i = 0; i < nlive; i++) {
-				char *p = xstrdup(live[i]);
-				for (char *sl = strchr(p, '/'); sl != NULL; sl = strchr(sl + 1, '/')) {
-					*sl = '\0';
-					if (!sorted_has(live, nlive, p) && store_list_match(pattern, p) &&
-					    has_descendant(live, nlive, p, pattern)) {
-						bool dup = false;
-						for (size_t k = 0; k < nseen; k++)
-							if (str_eq(seen[k], p))
-								dup = true;
-						if (!dup) {
-							unsigned a = STORE_MBATTR_NONEXISTENT | STORE_MBATTR_HASCHILDREN;
-							if (sorted_has(subs, nsubs, p))
-								a |= STORE_MBATTR_SUBSCRIBED;
-							ADD_ENT(p, a, NULL);
-							seen = xreallocarray(seen, nseen + 1, sizeof(*seen));
-							seen[nseen++] = xstrdup(p);
-						}
-					}
-					*sl = '/';
-				}
-				free(p);
-			}
-			for (size_t k = 0; k < nseen; k++)
-				free(seen[k]);
-			free(seen);
-		}
+/* Appends one entry to report (the name is copied). */
+static void
+list_add(struct list_set *ls, const char *name, unsigned attrs, struct store_mailbox *mb)
+{
+	if (ls->nents == ls->capents) {
+		ls->capents = ls->capents ? ls->capents * 2 : 16;
+		ls->ents = xreallocarray(ls->ents, ls->capents, sizeof(*ls->ents));
 	}
-#undef ADD_ENT
-	if (nents > 0)
-		qsort(ents, nents, sizeof(*ents), lentry_cmp);
-	for (size_t i = 0; i < nents; i++) {
-		r = fn(ctx, ents[i].name, ents[i].attrs, ents[i].mb);
+	ls->ents[ls->nents].name = xstrdup(name);
+	ls->ents[ls->nents].attrs = attrs;
+	ls->ents[ls->nents].mb = mb;
+	ls->nents++;
+}
+
+/* LSUB / LIST (SUBSCRIBED): the subscribed names matching, with CHILDINFO parents. */
+static void
+list_subscribed(struct list_set *ls, const char *pattern, unsigned flags)
+{
+	for (size_t i = 0; i < ls->nsubs; i++) {
+		struct store_mailbox *mb = NULL;
+		unsigned a = STORE_MBATTR_SUBSCRIBED;
+		if (!store_list_match(pattern, ls->subs[i]))
+			continue;
+		for (size_t k = 0; k < ls->nmbs; k++)
+			if (ls->mbs[k].deleted_modseq == 0 && str_eq(ls->mbs[k].name, ls->subs[i]))
+				mb = &ls->mbs[k];
+		if (mb == NULL)
+			a |= STORE_MBATTR_NONEXISTENT;
+		a |= has_descendant(ls->live, ls->nlive, ls->subs[i], NULL) ?
+			STORE_MBATTR_HASCHILDREN : STORE_MBATTR_HASNOCHILDREN;
+		list_add(ls, ls->subs[i], a, mb);
+	}
+	if (flags & STORE_LIST_CHILDINFO)
+		list_childinfo(pattern, ls->subs, ls->nsubs, ls->live, ls->nlive, ls->mbs, ls->nmbs,
+			&ls->ents, &ls->nents, &ls->capents);
+}
+
+/* Plain LIST: every row matching (tombstones as \Deleted entries). */
+static void
+list_rows(struct list_set *ls, const char *pattern)
+{
+	for (size_t i = 0; i < ls->nmbs; i++) {
+		struct store_mailbox *mb = &ls->mbs[i];
+		unsigned a;
+		if (!store_list_match(pattern, mb->name))
+			continue;
+		if (mb->deleted_modseq != 0) {
+			list_add(ls, mb->name, STORE_MBATTR_DELETED, mb);
+			continue;
+		}
+		a = has_descendant(ls->live, ls->nlive, mb->name, NULL) ? STORE_MBATTR_HASCHILDREN :
+			STORE_MBATTR_HASNOCHILDREN;
+		if (sorted_has(ls->subs, ls->nsubs, mb->name))
+			a |= STORE_MBATTR_SUBSCRIBED;
+		list_add(ls, mb->name, a, mb);
+	}
+}
+
+/* Missing parents: listed when they match and a descendant was cut off
+ * by the pattern (RFC 3501 '%' rule). */
+static void
+list_missing_parents(struct list_set *ls, const char *pattern)
+{
+	char **seen = NULL;
+	size_t nseen = 0;
+
+	for (size_t i = 0; i < ls->nlive; i++) {
+		char *p = xstrdup(ls->live[i]);
+		for (char *sl = strchr(p, '/'); sl != NULL; sl = strchr(sl + 1, '/')) {
+			*sl = '\0';
+			if (!sorted_has(ls->live, ls->nlive, p) && store_list_match(pattern, p) &&
+			    has_descendant(ls->live, ls->nlive, p, pattern)) {
+				bool dup = false;
+				for (size_t k = 0; k < nseen; k++)
+					if (str_eq(seen[k], p))
+						dup = true;
+				if (!dup) {
+					unsigned a = STORE_MBATTR_NONEXISTENT | STORE_MBATTR_HASCHILDREN;
+					if (sorted_has(ls->subs, ls->nsubs, p))
+						a |= STORE_MBATTR_SUBSCRIBED;
+					list_add(ls, p, a, NULL);
+					seen = xreallocarray(seen, nseen + 1, sizeof(*seen));
+					seen[nseen++] = xstrdup(p);
+				}
+			}
+			*sl = '/';
+		}
+		free(p);
+	}
+	for (size_t k = 0; k < nseen; k++)
+		free(seen[k]);
+	free(seen);
+}
+
+/* Sorts the entries and hands each to fn until it returns non-zero (its value is returned). */
+static int
+list_emit(struct list_set *ls, store_list_fn fn, void *ctx)
+{
+	int r = 0;
+
+	if (ls->nents > 0)
+		qsort(ls->ents, ls->nents, sizeof(*ls->ents), lentry_cmp);
+	for (size_t i = 0; i < ls->nents; i++) {
+		r = fn(ctx, ls->ents[i].name, ls->ents[i].attrs, ls->ents[i].mb);
 		if (r != 0)
 			break;
 	}
-	rc = r;
-	goto done;
-out:
-	store_user_read_end(u);
-done:
-	for (size_t i = 0; i < nents; i++)
-		free(ents[i].name);
-	free(ents);
-	for (size_t i = 0; i < nsubs; i++)
-		free(subs[i]);
-	free(subs);
-	free(live);
-	free(mbs);
+	return r;
+}
+
+/* Frees what list_read .. list_emit gathered. */
+static void
+list_set_free(struct list_set *ls)
+{
+	for (size_t i = 0; i < ls->nents; i++)
+		free(ls->ents[i].name);
+	free(ls->ents);
+	for (size_t i = 0; i < ls->nsubs; i++)
+		free(ls->subs[i]);
+	free(ls->subs);
+	free(ls->live);
+	free(ls->mbs);
+}
+
+int
+store_mailbox_list(struct store_user *u, const char *pattern, unsigned flags, store_list_fn fn,
+	void *ctx, struct err *err)
+{
+	struct list_set ls;
+	int rc;
+
+	memset(&ls, 0, sizeof(ls));
+	if (pattern == NULL)
+		pattern = "*";
+	rc = list_read(u, flags, &ls, err);
+	if (rc == 0) {
+		list_index(&ls);
+		if (flags & STORE_LIST_SUBSCRIBED) {
+			list_subscribed(&ls, pattern, flags);
+		} else {
+			list_rows(&ls, pattern);
+			if (!(flags & STORE_LIST_NO_PARENTS))
+				list_missing_parents(&ls, pattern);
+		}
+		rc = list_emit(&ls, fn, ctx);
+	}
+	list_set_free(&ls);
 	return rc;
 }
 

@@ -241,14 +241,157 @@ store_repl_mailbox(struct store_user *u, const struct store_mailbox *mb, struct 
 	return store_user_op_end(u, rc, "store.repl.before_commit", NULL, err);
 }
 
+/* Reads the row at (mailbox, uid) into *old (keywords in *oldkw, the
+ * caller's to free): 1 found, 0 none, -1 error. */
+static int
+repl_record_old(struct store_user *u, int64_t mbrow, uint32_t uid, struct store_record *old,
+	char **oldkw, struct err *err)
+{
+	sqlite3_stmt *s;
+	bool found = false;
+	int rc;
+
+	s = store_user_stmt(u, "SELECT uid, guid, size, internaldate, sysflags, keywords, modseq,"
+		" expunged_modseq FROM records WHERE mailbox = ? AND uid = ?", err);
+	if (s == NULL)
+		return -1;
+	sqlite3_bind_int64(s, 1, mbrow);
+	sqlite3_bind_int64(s, 2, uid);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		const char *k = (const char *)sqlite3_column_text(s, 5);
+		memset(old, 0, sizeof(*old));
+		old->uid = uid;
+		str_lcpy(old->guid, (const char *)sqlite3_column_text(s, 1), sizeof(old->guid));
+		old->size = (uint64_t)sqlite3_column_int64(s, 2);
+		old->internaldate = sqlite3_column_int64(s, 3);
+		old->sysflags = (uint32_t)sqlite3_column_int64(s, 4);
+		*oldkw = xstrdup(k ? k : "");
+		old->keywords = *oldkw;
+		old->modseq = (uint64_t)sqlite3_column_int64(s, 6);
+		old->expunged_modseq = (uint64_t)sqlite3_column_int64(s, 7);
+		found = true;
+	}
+	sqlite3_reset(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return store_sql_err(u->db, rc, err, "record");
+	return found ? 1 : 0;
+}
+
+/* Replace: the caller kept the old message elsewhere (quarantine, or a
+ * fresh UID): drop its row, take it out of the checksum and the usage. */
+static int
+repl_record_drop(struct store_user *u, struct store_mbrow *row, const struct store_record *old,
+	bool mb_live, struct err *err)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	s = store_user_stmt(u, "DELETE FROM records WHERE mailbox = ?1 AND uid = ?2", err);
+	if (s == NULL)
+		return -1;
+	sqlite3_bind_int64(s, 1, row->id);
+	sqlite3_bind_int64(s, 2, old->uid);
+	rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE)
+		return store_sql_err(u->db, rc, err, "replace record");
+	if (old->expunged_modseq == 0) {
+		row->mb.sync_crc ^= store_record_crc(old);
+		if (mb_live && store_user_usage_add(u, -(int64_t)old->size, -1, err) < 0)
+			return -1;
+	}
+	u->dirty = true;
+	return 0;
+}
+
+/* Same message at the uid: its flags, keywords, modseqs and date take the
+ * sent values; checksum, usage and counters follow.  Another message
+ * there is a conflict. */
+static int
+repl_record_update(struct store_user *u, struct store_mbrow *row, const struct store_record *old,
+	struct store_record *nr, bool mb_live, const char *mailbox_id, struct err *err)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	if (!str_eq(old->guid, nr->guid))
+		return err_set(err, ERR_CONFLICT, "uid %u of %s is %s here, not %s", nr->uid,
+			mailbox_id, old->guid, nr->guid);
+	s = store_user_stmt(u, "UPDATE records SET sysflags = ?3, keywords = ?4, modseq = ?5,"
+		" expunged_modseq = ?6, internaldate = ?7 WHERE mailbox = ?1 AND uid = ?2", err);
+	if (s == NULL)
+		return -1;
+	sqlite3_bind_int64(s, 1, row->id);
+	sqlite3_bind_int64(s, 2, nr->uid);
+	sqlite3_bind_int64(s, 3, nr->sysflags);
+	sqlite3_bind_text(s, 4, nr->keywords, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 5, (sqlite3_int64)nr->modseq);
+	sqlite3_bind_int64(s, 6, (sqlite3_int64)nr->expunged_modseq);
+	sqlite3_bind_int64(s, 7, nr->internaldate);
+	rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE)
+		return store_sql_err(u->db, rc, err, "repl record");
+	nr->size = old->size;
+	if (old->expunged_modseq == 0)
+		row->mb.sync_crc ^= store_record_crc(old);
+	if (nr->expunged_modseq == 0)
+		row->mb.sync_crc ^= store_record_crc(nr);
+	if (mb_live && old->expunged_modseq == 0 && nr->expunged_modseq != 0)
+		rc = store_user_usage_add(u, -(int64_t)old->size, -1, err);
+	else if (mb_live && old->expunged_modseq != 0 && nr->expunged_modseq == 0)
+		rc = store_user_usage_add(u, (int64_t)old->size, 1, err);
+	else
+		rc = 0;
+	if (rc < 0)
+		return -1;
+	u->dirty = true;
+	if (nr->uid >= row->mb.uidnext)
+		row->mb.uidnext = nr->uid + 1;
+	if (nr->modseq > row->mb.highestmodseq)
+		row->mb.highestmodseq = nr->modseq;
+	return 0;
+}
+
+/* A uid new here: insert the record with the strings and message-id
+ * index computed from its body, as the master did (M7). */
+static int
+repl_record_insert(struct store_user *u, struct store_mbrow *row, struct store_record *nr,
+	bool mb_live, struct err *err)
+{
+	struct store_blob blob;
+	struct imapenv env;
+	struct buf mid = BUF_INIT;
+	int rc;
+
+	if (store_blob_map(u, nr->guid, &blob, err) < 0)
+		return -1;
+	nr->size = blob.len;
+	imapenv_build(blob.data, blob.len, &env);
+	/* the message-id index, as the master computed it (M7) */
+	store_message_id(blob.data, blob.len, &mid);
+	store_blob_release(&blob);
+	rc = store_record_insert(u, row, nr, buf_cstr(&env.envelope),
+		buf_cstr(&env.bodystructure), env.tree.data, env.tree.len,
+		buf_cstr(&mid), err);
+	buf_free(&mid);
+	imapenv_free(&env);
+	if (rc < 0)
+		return -1;
+	if (mb_live && nr->expunged_modseq == 0 &&
+	    store_user_usage_add(u, (int64_t)nr->size, 1, err) < 0)
+		return -1;
+	return 0;
+}
+
 static int
 repl_record_apply(struct store_user *u, const char *mailbox_id, const struct store_record *r,
 	const char *kw, bool replace, struct err *err)
 {
 	struct store_mbrow row;
-	sqlite3_stmt *s;
 	struct store_record old, nr = *r;
-	bool have_old = false, mb_live;
+	bool have_old, mb_live;
 	int rc, b;
 	char *oldkw = NULL;
 
@@ -261,124 +404,25 @@ repl_record_apply(struct store_user *u, const char *mailbox_id, const struct sto
 		return -1;
 	if (b == 0)
 		return err_set(err, ERR_NOTFOUND, "message body %s not present", r->guid);
-	s = store_user_stmt(u, "SELECT uid, guid, size, internaldate, sysflags, keywords, modseq,"
-		" expunged_modseq FROM records WHERE mailbox = ? AND uid = ?", err);
-	if (s == NULL)
-		return -1;
-	sqlite3_bind_int64(s, 1, row.id);
-	sqlite3_bind_int64(s, 2, r->uid);
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW) {
-		const char *k = (const char *)sqlite3_column_text(s, 5);
-		memset(&old, 0, sizeof(old));
-		old.uid = r->uid;
-		str_lcpy(old.guid, (const char *)sqlite3_column_text(s, 1), sizeof(old.guid));
-		old.size = (uint64_t)sqlite3_column_int64(s, 2);
-		old.internaldate = sqlite3_column_int64(s, 3);
-		old.sysflags = (uint32_t)sqlite3_column_int64(s, 4);
-		oldkw = xstrdup(k ? k : "");
-		old.keywords = oldkw;
-		old.modseq = (uint64_t)sqlite3_column_int64(s, 6);
-		old.expunged_modseq = (uint64_t)sqlite3_column_int64(s, 7);
-		have_old = true;
-	}
-	sqlite3_reset(s);
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		return store_sql_err(u->db, rc, err, "record");
+	rc = repl_record_old(u, row.id, r->uid, &old, &oldkw, err);
+	if (rc < 0)
+		return rc;
+	have_old = rc > 0;
 	if (have_old && !str_eq(old.guid, r->guid) && replace) {
-		/* the caller kept the old message elsewhere (quarantine, or a
-		 * fresh UID): drop the row, then insert the new one below */
-		s = store_user_stmt(u, "DELETE FROM records WHERE mailbox = ?1 AND uid = ?2", err);
-		if (s == NULL) {
-			free(oldkw);
-			return -1;
-		}
-		sqlite3_bind_int64(s, 1, row.id);
-		sqlite3_bind_int64(s, 2, r->uid);
-		rc = sqlite3_step(s);
-		sqlite3_reset(s);
-		if (rc != SQLITE_DONE) {
-			free(oldkw);
-			return store_sql_err(u->db, rc, err, "replace record");
-		}
-		if (old.expunged_modseq == 0) {
-			row.mb.sync_crc ^= store_record_crc(&old);
-			if (mb_live && store_user_usage_add(u, -(int64_t)old.size, -1, err) < 0) {
-				free(oldkw);
-				return -1;
-			}
-		}
+		rc = repl_record_drop(u, &row, &old, mb_live, err);
 		free(oldkw);
 		oldkw = NULL;
+		if (rc < 0)
+			return rc;
 		have_old = false;
-		u->dirty = true;
 	}
 	if (have_old) {
-		if (!str_eq(old.guid, r->guid)) {
-			free(oldkw);
-			return err_set(err, ERR_CONFLICT, "uid %u of %s is %s here, not %s", r->uid,
-				mailbox_id, old.guid, r->guid);
-		}
-		s = store_user_stmt(u, "UPDATE records SET sysflags = ?3, keywords = ?4, modseq = ?5,"
-			" expunged_modseq = ?6, internaldate = ?7 WHERE mailbox = ?1 AND uid = ?2", err);
-		if (s == NULL) {
-			free(oldkw);
-			return -1;
-		}
-		sqlite3_bind_int64(s, 1, row.id);
-		sqlite3_bind_int64(s, 2, r->uid);
-		sqlite3_bind_int64(s, 3, r->sysflags);
-		sqlite3_bind_text(s, 4, kw, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(s, 5, (sqlite3_int64)r->modseq);
-		sqlite3_bind_int64(s, 6, (sqlite3_int64)r->expunged_modseq);
-		sqlite3_bind_int64(s, 7, r->internaldate);
-		rc = sqlite3_step(s);
-		sqlite3_reset(s);
-		if (rc != SQLITE_DONE) {
-			free(oldkw);
-			return store_sql_err(u->db, rc, err, "repl record");
-		}
-		nr.size = old.size;
-		if (old.expunged_modseq == 0)
-			row.mb.sync_crc ^= store_record_crc(&old);
-		if (nr.expunged_modseq == 0)
-			row.mb.sync_crc ^= store_record_crc(&nr);
-		if (mb_live && old.expunged_modseq == 0 && nr.expunged_modseq != 0)
-			rc = store_user_usage_add(u, -(int64_t)old.size, -1, err);
-		else if (mb_live && old.expunged_modseq != 0 && nr.expunged_modseq == 0)
-			rc = store_user_usage_add(u, (int64_t)old.size, 1, err);
-		else
-			rc = 0;
+		rc = repl_record_update(u, &row, &old, &nr, mb_live, mailbox_id, err);
 		free(oldkw);
 		if (rc < 0)
-			return -1;
-		u->dirty = true;
-		if (r->uid >= row.mb.uidnext)
-			row.mb.uidnext = r->uid + 1;
-		if (r->modseq > row.mb.highestmodseq)
-			row.mb.highestmodseq = r->modseq;
-	} else {
-		struct store_blob blob;
-		struct imapenv env;
-		struct buf mid = BUF_INIT;
-
-		if (store_blob_map(u, r->guid, &blob, err) < 0)
-			return -1;
-		nr.size = blob.len;
-		imapenv_build(blob.data, blob.len, &env);
-		/* the message-id index, as the master computed it (M7) */
-		store_message_id(blob.data, blob.len, &mid);
-		store_blob_release(&blob);
-		rc = store_record_insert(u, &row, &nr, buf_cstr(&env.envelope),
-			buf_cstr(&env.bodystructure), env.tree.data, env.tree.len,
-			buf_cstr(&mid), err);
-		buf_free(&mid);
-		imapenv_free(&env);
-		if (rc < 0)
-			return -1;
-		if (mb_live && nr.expunged_modseq == 0 &&
-		    store_user_usage_add(u, (int64_t)nr.size, 1, err) < 0)
-			return -1;
+			return rc;
+	} else if (repl_record_insert(u, &row, &nr, mb_live, err) < 0) {
+		return -1;
 	}
 	if (store_mailbox_save_counters(u, &row, err) < 0)
 		return -1;
