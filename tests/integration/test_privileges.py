@@ -37,8 +37,10 @@ def child_users(pid):
 def assert_not_root(pid, want_min=1):
     # a child between fork() and exec() is still named castord (and for the
     # moment before it switches, root): wait for the listing to settle
-    kids = wait_for(lambda: (lambda k: k if all(c != "castord" for _, _, c in k) else None)(child_users(pid)),
-                    timeout=10 * repl_util.SLOW, what="children exec'ed")
+    # (and until every preforked child has been started: want_min of them)
+    kids = wait_for(lambda: (lambda k: k if len(k) >= want_min and all(c != "castord" for _, _, c in k)
+                             else None)(child_users(pid)),
+                    timeout=10 * repl_util.SLOW, what=f"{want_min} children exec'ed")
     assert len(kids) >= want_min, kids
     assert all(u != "root" for u, _, _ in kids), f"a child of castord runs as root: {kids}"
     assert all(u == RUN_USER for u, _, _ in kids), kids
