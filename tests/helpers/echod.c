@@ -206,6 +206,8 @@ echod_handle(struct child_conn *c)
 			if (str_to_i64_range(line + 6, 0, 3600, &secs) < 0) {
 				echod_write(c, "-ERR SLEEP wants seconds");
 			} else {
+				/* the tests wait for this line: "the command is in hand" */
+				log_info("sleeping secs=%lld", (long long)secs);
 				echod_sleep(secs * 1000);
 				echod_write(c, "+OK slept %lld", (long long)secs);
 			}

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import castord_util  # noqa: F401  (fixes conftest.Proc.output after stop)
-from conftest import binpath, free_ports, run, wait_for
+from conftest import SLOW, binpath, free_ports, run, wait_for
 
 
 class MailServer:
@@ -59,7 +59,7 @@ class MailServer:
         self.proc = self.procs.start([binpath("castord"), "-C", self.conf, "-D", "--ready-fd", w],
                                      log=self.root / "castord.log", env=self.env, pass_fds=(w,))
         os.close(w)
-        rl, _, _ = select.select([r], [], [], 15)
+        rl, _, _ = select.select([r], [], [], 15 * SLOW)
         assert rl, "castord not ready:\n" + self.log()
         assert os.read(r, 16) == b"\n", self.log()
         os.close(r)
@@ -68,7 +68,7 @@ class MailServer:
     def log(self):
         return self.proc.output() if self.proc else ""
 
-    def wait_log(self, pattern, timeout=10):
+    def wait_log(self, pattern, timeout=10 * SLOW):
         rx = re.compile(pattern)
         return wait_for(lambda: rx.search(self.log()), timeout=timeout, what=f"log {pattern!r}")
 
@@ -76,14 +76,14 @@ class MailServer:
         os.kill(self.pid, signal.SIGQUIT)
 
     def lmtp(self, lhlo="client.test"):
-        c = smtplib.LMTP("127.0.0.1", self.lmtp_port, timeout=20)
+        c = smtplib.LMTP("127.0.0.1", self.lmtp_port, timeout=20 * SLOW)
         code, _ = c.ehlo(lhlo)
         assert code == 250
         return c
 
     def pop3(self):
         import poplib
-        return poplib.POP3("127.0.0.1", self.pop3_port, timeout=20)
+        return poplib.POP3("127.0.0.1", self.pop3_port, timeout=20 * SLOW)
 
     def dump(self, user):
         """castorctl dump USER parsed: {mailbox name: [live record dicts]}."""
@@ -156,7 +156,7 @@ def lmtp_send(c, sender, rcpts, msg, mail_opts=()):
 class Raw:
     """A raw line client (for pipelining, BDAT and byte-exact tests)."""
 
-    def __init__(self, port, timeout=10):
+    def __init__(self, port, timeout=10 * SLOW):
         self.s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.buf = b""
 
@@ -165,7 +165,7 @@ class Raw:
             data = data.encode()
         self.s.sendall(data)
 
-    def line(self, timeout=10):
+    def line(self, timeout=10 * SLOW):
         deadline = time.monotonic() + timeout
         while b"\n" not in self.buf:
             left = deadline - time.monotonic()
@@ -179,7 +179,7 @@ class Raw:
         ln, self.buf = self.buf.split(b"\n", 1)
         return ln.rstrip(b"\r").decode(errors="replace")
 
-    def reply(self, timeout=10):
+    def reply(self, timeout=10 * SLOW):
         """A whole SMTP reply: (code, [lines])."""
         lines = []
         while True:
@@ -188,7 +188,7 @@ class Raw:
             if len(ln) < 4 or ln[3] != "-":
                 return int(ln[:3]), lines
 
-    def closed(self, timeout=5):
+    def closed(self, timeout=5 * SLOW):
         self.s.settimeout(timeout)
         try:
             return self.buf == b"" and self.s.recv(4096) == b""

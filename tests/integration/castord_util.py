@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import conftest
-from conftest import binpath, wait_for, pid_alive
+from conftest import SLOW, binpath, wait_for, pid_alive
 
 
 def _proc_output(self):
@@ -55,7 +55,7 @@ class Castord:
         if wait_ready:
             self.wait_ready()
 
-    def wait_ready(self, timeout=10):
+    def wait_ready(self, timeout=10 * SLOW):
         rl, _, _ = select.select([self.ready_r], [], [], timeout)
         assert rl, "castord not ready in time:\n" + self.log()
         data = os.read(self.ready_r, 16)
@@ -65,7 +65,7 @@ class Castord:
     def log(self):
         return self.proc.output()
 
-    def wait_log(self, pattern, timeout=10, count=1):
+    def wait_log(self, pattern, timeout=10 * SLOW, count=1):
         rx = re.compile(pattern)
         return wait_for(lambda: len(rx.findall(self.log())) >= count and rx.findall(self.log()),
                         timeout=timeout, what=f"log {pattern!r}")
@@ -73,7 +73,7 @@ class Castord:
     def signal(self, sig):
         os.kill(self.pid, sig)
 
-    def wait_exit(self, timeout=20):
+    def wait_exit(self, timeout=20 * SLOW):
         return self.proc.wait(timeout=timeout)
 
     def children(self):
@@ -105,7 +105,7 @@ def comm(pid):
 class Client:
     """A line client for echod."""
 
-    def __init__(self, port=None, path=None, timeout=5):
+    def __init__(self, port=None, path=None, timeout=5 * SLOW):
         if path:
             self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             self.s.settimeout(timeout)
@@ -114,7 +114,7 @@ class Client:
             self.s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.buf = b""
 
-    def line(self, timeout=5):
+    def line(self, timeout=5 * SLOW):
         deadline = time.monotonic() + timeout
         while b"\n" not in self.buf:
             left = deadline - time.monotonic()
@@ -128,7 +128,7 @@ class Client:
         ln, self.buf = self.buf.split(b"\n", 1)
         return ln.rstrip(b"\r").decode()
 
-    def greeting(self, timeout=5):
+    def greeting(self, timeout=5 * SLOW):
         g = self.line(timeout)
         assert g.startswith("+OK echod ready"), g
         return int(g.rsplit("pid=", 1)[1])
@@ -136,11 +136,11 @@ class Client:
     def send(self, text):
         self.s.sendall(text.encode() + b"\r\n")
 
-    def cmd(self, text, timeout=5):
+    def cmd(self, text, timeout=5 * SLOW):
         self.send(text)
         return self.line(timeout)
 
-    def closed(self, timeout=5):
+    def closed(self, timeout=5 * SLOW):
         """True when the server closes the connection (after any pending lines)."""
         self.s.settimeout(timeout)
         try:
@@ -152,7 +152,7 @@ class Client:
         self.s.close()
 
 
-def refused(port, timeout=1.0):
+def refused(port, timeout=1.0 * SLOW):
     """True when a TCP connection to port is refused (or reset before any greeting)."""
     try:
         s = socket.create_connection(("127.0.0.1", port), timeout=timeout)

@@ -5,6 +5,22 @@ Tests start real processes from the build tree named by $CASTOR_BUILD
 and always stop them by pid (whole process group) when the test ends,
 pass or fail.  Every log a process writes is scanned for sanitizer
 reports at teardown: an ASan/UBSan report fails the test.
+
+Time, the rule for every test here:
+- Wait for the event, never for a while.  A test that needs "the server
+  has the command in hand", "castord has signalled its children", "the
+  lock is released" waits for what shows it: a log line (castord and every
+  service log one for most events), a status file, a port, a reply, a pid
+  gone -- with wait_for() below, or a helper's wait_log().  time.sleep()
+  as synchronisation is a race that a loaded machine loses.
+- Every time bound is multiplied by SLOW: timeouts, deadlines and the
+  upper end of a measured duration ("< 1.0 * SLOW").  A lower bound that
+  checks the server waited long enough (a backoff, a deadline) is not
+  scaled.  SLOW is 5 for a sanitizer build (what CI runs) and 1 otherwise.
+- A sleep that paces the test's own load (one byte a second, a delivery
+  every 50 ms) or opens an observation window for something that must NOT
+  happen stays a sleep; say which it is beside it, scale a window by SLOW,
+  and keep the assertion around it independent of exact timing.
 """
 import os
 import shutil
@@ -74,6 +90,21 @@ def binpath(name):
     if not hits:
         raise FileNotFoundError(f"{name} not built in {BUILD}")
     return str(hits[0])
+
+
+def _sanitized_build():
+    """Was the build under test made with ASan/UBSan?  (It runs several times slower.)"""
+    try:
+        path = binpath("syncd")
+    except FileNotFoundError:
+        return False
+    with open(path, "rb") as f:
+        data = f.read()
+    return b"__asan_init" in data or b"__ubsan_handle" in data
+
+
+# The slow-machine factor for every time bound in the tests (see the top).
+SLOW = 5 if _sanitized_build() else 1
 
 
 def free_ports(n=1, start=None):

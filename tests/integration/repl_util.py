@@ -9,17 +9,13 @@ import time
 from pathlib import Path
 
 import castord_util  # noqa: F401  (patches conftest.Proc.output)
-from conftest import binpath, free_ports, run, wait_for
+from conftest import SLOW, binpath, free_ports, run, wait_for  # noqa: F401 (SLOW: tests import it from here)
 
 SYNC_PW = "s3cret-sync-pw"
 
 
 def sanitized():
     return castord_util.sanitized(binpath("syncd"))
-
-
-# Time scale: the sanitizer build on a loaded 2-core machine is slow.
-SLOW = 5 if sanitized() else 1
 
 
 def ctl(conf, *args, check=True, timeout=300):
@@ -113,7 +109,7 @@ class Server:
 
     def dump(self, user="--all", full=False):
         args = ["dump"] + ([] if full else ["--for-compare"]) + [user]
-        for _ in range(50):
+        for _ in range(50 * SLOW):   # a bounded poll: 2.5 s (times SLOW) of transient states
             cp = ctl(self.conf, *args, check=False)
             # a user the replica is creating right now has no database yet, and
             # dump reads the mailbox list and each mailbox's records in separate

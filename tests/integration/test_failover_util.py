@@ -84,7 +84,7 @@ class Node:
         finally:
             os.close(fd)
 
-    def stop_daemon(self, sig=signal.SIGTERM, timeout=30):
+    def stop_daemon(self, sig=signal.SIGTERM, timeout=30 * SLOW):
         """Stop a castord that castorctl started (not under procs)."""
         pid = self.castord_pid()
         if pid is None:
@@ -112,7 +112,7 @@ class Node:
                 os.killpg(pid, signal.SIGKILL)
             except OSError:
                 pass
-            wait_for(lambda: not pid_alive(pid), timeout=10, what="castord gone")
+            wait_for(lambda: not pid_alive(pid), timeout=10 * SLOW, what="castord gone")
 
     def ctl(self, *args, check=True, timeout=300):
         return ctl(self.conf, *args, check=check, timeout=timeout)
@@ -125,7 +125,7 @@ class Node:
             c.close()
 
     def dump(self, user="--all"):
-        for _ in range(100):
+        for _ in range(100 * SLOW):   # a bounded poll: 5 s (times SLOW) of transient states
             cp = self.ctl("dump", "--for-compare", user, check=False)
             # a user or mailbox the sync is creating right now
             if cp.returncode == 0 or ("no database yet" not in cp.stderr and

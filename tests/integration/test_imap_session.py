@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import binpath
+from conftest import SLOW, binpath
 from imap_helpers import ImapServer, Raw, append, find, literal, mbox_file, one
 
 
@@ -95,10 +95,10 @@ def test_idle_wakes_within_a_second(srv, pair):
     def until(pattern, t0, limit):
         """Read untagged lines until one matches; it must come within limit s."""
         while True:
-            ln = a.line(timeout=5)
+            ln = a.line(timeout=5 * SLOW)
             if re.search(pattern, ln):
                 took = time.monotonic() - t0
-                assert took < limit, f"IDLE took {took:.2f}s to report {ln!r}"
+                assert took < limit * SLOW, f"IDLE took {took:.2f}s to report {ln!r}"
                 return ln
             assert re.match(rb"^\* \d+ (RECENT|FETCH)", ln), ln   # nothing else on the way
 
@@ -149,15 +149,16 @@ def test_idle_does_not_poll(srv, pair):
         with open(f"/proc/{pid}/status") as f:
             return sum(int(l.split()[1]) for l in f if "ctxt_switches" in l)
     # the command's own tail (after the "+") may still run: start counting
-    # once the process has been asleep for 0.3 s (at most 3 s of waiting)
-    before, settle_end = switches(), time.monotonic() + 3.0
+    # once the process has been asleep for 0.3 s (at most 3 s of waiting,
+    # times SLOW); the event is "no context switch in a 0.3 s step"
+    before, settle_end = switches(), time.monotonic() + 3.0 * SLOW
     while time.monotonic() < settle_end:
         time.sleep(0.3)
         now = switches()
         if now == before:
             break
         before = now
-    time.sleep(2.0)
+    time.sleep(2.0)   # an observation window: the idling imapd must not wake in it
     assert switches() == before, "an idling imapd woke up with nothing to do"
     a.send("DONE\r\n")
     a.collect(tag)
@@ -195,10 +196,10 @@ def test_sigquit_during_idle(tmp_path):
         assert a.rawline().startswith(b"+ ")
         t0 = time.monotonic()
         s.proc.send(signal.SIGQUIT)
-        ln = a.line(timeout=10)
+        ln = a.line(timeout=10 * SLOW)
         assert ln.startswith(b"* BYE"), ln
-        assert time.monotonic() - t0 < 3
+        assert time.monotonic() - t0 < 3 * SLOW
         assert a.closed()
-        assert s.proc.wait(timeout=20) == 0
+        assert s.proc.wait(timeout=20 * SLOW) == 0
     finally:
         s.stop()

@@ -8,13 +8,11 @@ import re
 import smtplib
 import socket
 import ssl
-import time
 
 import pytest
 
 from castor_mail import MailServer, Raw, fresh, lmtp_send, no_verify_ctx, sha1
-from conftest import wait_for
-from repl_util import SLOW
+from conftest import SLOW, wait_for
 
 MSG = (b"From: Sender <sender@example.org>\r\nTo: alice@example.org\r\nSubject: test\r\n"
        b"Message-ID: <m1@example.org>\r\n\r\nHello Alice.\r\n")
@@ -455,7 +453,7 @@ def test_bdat_size_limit(procs, tmp_path):
 
 
 def test_starttls(srv):
-    c = smtplib.LMTP("127.0.0.1", srv.lmtp_port, timeout=20)
+    c = smtplib.LMTP("127.0.0.1", srv.lmtp_port, timeout=20 * SLOW)
     c.ehlo("c")
     assert c.has_extn("starttls")
     code, _ = c.starttls(context=no_verify_ctx())
@@ -493,7 +491,7 @@ def test_implicit_tls_listener(procs, tmp_path):
     svc = svc.replace("SERVICES {\n", f'SERVICES {{\n  lmtps  cmd="lmtpd" listen="127.0.0.1:{port}" tls=yes\n', 1)
     (srv.root / "services.conf").write_text(svc)
     srv.start()
-    s = no_verify_ctx().wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10))
+    s = no_verify_ctx().wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10 * SLOW))
     f = s.makefile("rb")
     assert f.readline().startswith(b"220 ")
     s.sendall(b"LHLO c\r\n")
@@ -516,7 +514,7 @@ def test_unix_socket_listener(procs, tmp_path):
     """Cyrus's usual "lmtpunix": LMTP on a unix-domain socket."""
     sock = tmp_path / "lmtp.sock"
     srv = MailServer(procs, tmp_path, services_extra=f'  lmtpunix cmd="lmtpd" listen="{sock}"\n')
-    c = smtplib.LMTP(str(sock), timeout=20)
+    c = smtplib.LMTP(str(sock), timeout=20 * SLOW)
     c.ehlo("local")
     assert lmtp_send(c, "s@x.y", ["alice"], MSG)[0][0] == 250
     c.quit()
@@ -554,7 +552,7 @@ def test_blob_file_failure_nothing_stored(procs, tmp_path):
 
 def test_replica_refuses_with_4xx(procs, tmp_path):
     srv = MailServer(procs, tmp_path, role="replica", users=())
-    c = smtplib.LMTP("127.0.0.1", srv.lmtp_port, timeout=20)
+    c = smtplib.LMTP("127.0.0.1", srv.lmtp_port, timeout=20 * SLOW)
     c.ehlo("c")
     code, resp = c.mail("s@x.y")
     assert code == 451 and resp.startswith(b"4.3.0") and b"replica" in resp
@@ -580,7 +578,7 @@ def test_concurrent_clients_one_user(srv):
     for t in ts:
         t.start()
     for t in ts:
-        t.join(timeout=120)
+        t.join(timeout=120 * SLOW)
     assert not errors, errors[:3]
     for u in ("alice", "bob"):
         recs = srv.dump(u)["INBOX"]
@@ -618,9 +616,10 @@ def test_swaks(srv, tmp_path):
     swaks = shutil.which("swaks")
     assert swaks, "swaks not installed (scripts/deps.sh)"
     base = [swaks, "--protocol", "LMTP", "--server", f"127.0.0.1:{srv.lmtp_port}", "--from", "s@example.org",
-            "--helo", "swaks.test", "--timeout", "20"]
+            "--helo", "swaks.test", "--timeout", str(20 * SLOW)]
     cp = subprocess.run(base + ["--to", "alice@example.org,nobody@example.org,bob@example.org",
-                                "--header", "Subject: via swaks"], capture_output=True, text=True, timeout=60)
+                                "--header", "Subject: via swaks"], capture_output=True, text=True,
+                        timeout=60 * SLOW)
     out = cp.stdout + cp.stderr
     assert cp.returncode == 0, out
     assert re.search(r"<-\s+250 2\.0\.0 <alice@example\.org> Delivered", out), out
@@ -628,9 +627,10 @@ def test_swaks(srv, tmp_path):
     assert re.search(r"<-\s+250 2\.0\.0 <bob@example\.org> Delivered", out), out
     # pipelining, and STARTTLS
     cp = subprocess.run(base + ["--to", "alice@example.org", "--pipeline"], capture_output=True, text=True,
-                        timeout=60)
+                        timeout=60 * SLOW)
     assert cp.returncode == 0, cp.stdout + cp.stderr
-    cp = subprocess.run(base + ["--to", "bob@example.org", "-tls"], capture_output=True, text=True, timeout=60)
+    cp = subprocess.run(base + ["--to", "bob@example.org", "-tls"], capture_output=True, text=True,
+                        timeout=60 * SLOW)
     assert cp.returncode == 0, cp.stdout + cp.stderr
     assert "TLS started" in cp.stdout + cp.stderr
     assert srv.count("alice") == 2 and srv.count("bob") == 2
@@ -640,6 +640,9 @@ def test_swaks(srv, tmp_path):
 
 # ---------------------------------------------------------------------------
 # graceful shutdown (SIGQUIT to castord)
+
+# castord logs this once it has sent SIGQUIT to every child
+QUIT_SENT = r"graceful stop: listeners closed, SIGQUIT sent"
 
 def test_sigquit_mid_data_completes_then_421(srv):
     busy = Raw(srv.lmtp_port)
@@ -652,21 +655,22 @@ def test_sigquit_mid_data_completes_then_421(srv):
     idle.reply()
     idle.send("LHLO c\r\n")
     idle.reply()
-    time.sleep(0.3)
+    # both are where the test wants them: busy got its 354 (DATA has
+    # begun), idle its LHLO reply (between transactions)
     srv.sigquit()
     # the idle client is told at once
-    code, lines = idle.reply(timeout=5)
+    code, lines = idle.reply(timeout=5 * SLOW)
     assert code == 421 and lines[0].startswith("421 4.3.2"), lines
     assert idle.closed()
-    time.sleep(0.5)
+    srv.wait_log(QUIT_SENT)   # the busy child has its SIGQUIT too
     # the transaction whose DATA had begun completes, with a reply per recipient;
     # the new transaction pipelined behind it gets 421 4.3.2 and is not run
     busy.send(MSG[half:] + b".\r\nMAIL FROM:<s@x.y>\r\nRCPT TO:<alice>\r\nDATA\r\n")
-    codes = [busy.reply(timeout=10) for _ in range(3)]
+    codes = [busy.reply(timeout=10 * SLOW) for _ in range(3)]
     assert [c for c, _ in codes] == [250, 250, 421], codes
     assert codes[2][1][0].startswith("421 4.3.2")
     assert busy.closed()
-    assert srv.proc.wait(timeout=20) == 0
+    assert srv.proc.wait(timeout=20 * SLOW) == 0
     assert srv.count("alice") == 1 and srv.count("bob") == 1
     d = srv.dump("alice")["INBOX"]    # castord is down: castorctl reads the store
     assert d[0]["size"] > len(MSG)
@@ -684,7 +688,7 @@ def test_sigquit_between_transactions_of_a_pipelined_batch(srv):
     for i in range(20):
         if i == srv_quit_at:
             srv.sigquit()
-            time.sleep(0.5)
+            srv.wait_log(QUIT_SENT)   # lmtpd has its SIGQUIT before the next MAIL
         r.send(b"MAIL FROM:<s@x.y>\r\nRCPT TO:<alice>\r\nDATA\r\n")
         code, lines = r.reply()
         if code == 421:
@@ -698,7 +702,7 @@ def test_sigquit_between_transactions_of_a_pipelined_batch(srv):
         n_ok += 1
     assert n_ok == srv_quit_at
     assert r.closed()
-    assert srv.proc.wait(timeout=20) == 0
+    assert srv.proc.wait(timeout=20 * SLOW) == 0
     assert srv.count("alice") == n_ok
 
 
@@ -711,13 +715,13 @@ def test_sigquit_between_bdat_chunks_completes(srv):
     r.send(b"LHLO c\r\nMAIL FROM:<s@x.y>\r\nRCPT TO:<alice>\r\nBDAT %d\r\n" % len(part1) + part1)
     assert [r.reply()[0] for _ in range(4)] == [250, 250, 250, 250]
     srv.sigquit()
-    time.sleep(1.0)
+    srv.wait_log(QUIT_SENT)   # lmtpd has its SIGQUIT between the chunks
     r.send(b"BDAT %d LAST\r\n" % len(part2) + part2)
     code, lines = r.reply()
     assert code == 250 and "Delivered" in lines[0], lines
     code, lines = r.reply()
     assert code == 421 and lines[0].startswith("421 4.3.2"), lines
-    assert srv.proc.wait(timeout=20) == 0
+    assert srv.proc.wait(timeout=20 * SLOW) == 0
     assert srv.count("alice") == 1
 
 
@@ -725,7 +729,7 @@ def test_sigquit_refuses_new_connections(srv):
     import castord_util
     c = srv.lmtp()
     srv.sigquit()
-    assert srv.proc.wait(timeout=20) == 0
+    assert srv.proc.wait(timeout=20 * SLOW) == 0
     assert castord_util.refused(srv.lmtp_port)
     code, resp = c.noop()       # what waits for the idle client is the 421
     assert code == 421 and resp.startswith(b"4.3.2"), resp
@@ -806,7 +810,7 @@ def test_dedup_concurrent_deliveries_store_once(srv):
             r.reply()
             r.send("LHLO c\r\nMAIL FROM:<s@x.y>\r\nRCPT TO:<alice>\r\nDATA\r\n")
             assert [r.reply()[0] for _ in range(4)] == [250, 250, 250, 354]
-            barrier.wait(timeout=10)
+            barrier.wait(timeout=10 * SLOW)
             r.send(MSG + b".\r\n")
             results.append(r.reply())
         except Exception as e:  # noqa: BLE001
@@ -816,7 +820,7 @@ def test_dedup_concurrent_deliveries_store_once(srv):
     for t in ts:
         t.start()
     for t in ts:
-        t.join(timeout=60)
+        t.join(timeout=60 * SLOW)
     assert not errors, errors
     assert [code for code, _ in results] == [250] * 4
     assert sum("duplicate suppressed" in lines[0] for _, lines in results) == 3

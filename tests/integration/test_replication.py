@@ -209,7 +209,8 @@ def test_fencing(procs, tmp_path):
     m.drv("append kim INBOX 200 k1\n")
     wait_for(lambda: m.status("r1").get("state") == "fenced", timeout=20 * SLOW, what="fenced")
     assert "CHANNEL FENCED" in m.log()
-    time.sleep(0.5)
+    wait_for(lambda: "fenced an old master" in r.log(), timeout=10 * SLOW, what="replica refused the HELLO")
+    time.sleep(0.5 * SLOW)   # an observation window: a fenced master must not slip k1 in later
     assert "k1" not in r.dump("kim") and len(guids_in(r.dump("kim"))) == 1
     assert r.server_row() == ("replica", 7)
     # a master with a higher epoch raises the replica's epoch and is served

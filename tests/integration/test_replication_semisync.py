@@ -30,7 +30,7 @@ def test_semisync_acknowledged_is_on_the_replica(procs, tmp_path):
         wait_for(lambda: len(acked_guids(out)) >= 150, timeout=60 * SLOW, what="150 acknowledged")
         t0 = time.monotonic()
         n0 = len(acked_guids(out))
-        time.sleep(1.0)
+        time.sleep(1.0)   # a measuring window for the printed rate, not a synchronisation
         rate = (len(acked_guids(out)) - n0) / (time.monotonic() - t0)
         m.kill()
     finally:
@@ -56,8 +56,9 @@ def test_semisync_degrades_to_async_when_no_replica_answers(procs, tmp_path):
     assert cp.stdout.count("acked") == 20, cp.stdout
     # at most one timeout (none if an earlier process already flagged it)
     assert re.search(r"timeouts=[01] ", cp.stdout) and "degraded=1" in cp.stdout, cp.stdout
-    # one timeout, then asynchronous: not 20 timeouts
-    assert took < 0.5 * 20, took
+    # one timeout, then asynchronous: not 20 timeouts (timeouts= above counts
+    # them; the clock agrees on a machine of normal speed)
+    assert took < 0.5 * 20 * SLOW, took
     flag = m.root / "run" / "semisync.degraded"
     assert flag.exists()
     # another process sees the flag and does not wait at all
