@@ -78,6 +78,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <malloc.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -113,6 +114,7 @@
 #define EXIT_CONFIG 78
 
 #define BATCH_MAX 4096
+#define TRIM_EVERY_MS 10000
 #define BATCH_BYTES (1024 * 1024)
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 1000
@@ -188,6 +190,8 @@ struct chan {
 	bool peer_known;
 	uint64_t peer_epoch, peer_gen, pend_epoch, pend_gen;
 	uint64_t batches;
+	uint64_t trim_batches;        /* batches when the heap was last trimmed */
+	uint64_t trim_ms;             /* and when */
 	bool detached;
 	bool need_ae;
 	bool catchup;                         /* a backlog to send after a reconnect (chan_catchup) */
@@ -1553,6 +1557,22 @@ rolling_work(struct chan *c, const char *name, uint64_t now)
 	return false;
 }
 
+/* A burst of batches (a catch-up, a fill of many users) leaves the heap
+ * large and mostly free; glibc keeps it.  Once idle after batches, at most
+ * every TRIM_EVERY_MS, give the free pages back (measured: 3,000 users of
+ * 20 messages left 28 MB resident of which 8 MB in use; trimmed, 17 MB). */
+static void
+rolling_trim(struct chan *c)
+{
+	uint64_t now = clock_wall_ms();
+
+	if (c->batches == c->trim_batches || now - c->trim_ms < TRIM_EVERY_MS)
+		return;
+	c->trim_batches = c->batches;
+	c->trim_ms = now;
+	(void)malloc_trim(0);
+}
+
 /* Idle: save, report, heartbeat.  false when the heartbeat failed. */
 static bool
 rolling_idle(struct chan *c)
@@ -1562,6 +1582,7 @@ rolling_idle(struct chan *c)
 	if (chan_save_every(c, false, SAVE_IDLE_MS, &err) < 0)
 		chan_save_failed(c, "", &err);
 	status_write(c, false);
+	rolling_trim(c);
 	if (c->push != NULL && chan_heartbeat_due(c, clock_wall_ms()) == 0 &&
 	    chan_heartbeat(c, &err) < 0) {
 		chan_fail(c, &err);
