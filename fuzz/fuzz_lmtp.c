@@ -37,8 +37,11 @@ check_cmd(const char *p, size_t n)
 		CHECK(strlen(cmd.path) <= LMTP_PATH_MAX);
 		CHECK(strlen(cmd.local) <= LMTP_LOCAL_MAX);
 		CHECK(strlen(cmd.domain) <= LMTP_DOMAIN_MAX);
+		/* no line end ever; '<' and '>' only inside a quoted local part
+		 * (RFC 5321 qtextSMTP allows them: <"jo<"@x> is a valid path) */
 		for (const char *s = cmd.path; *s; s++)
-			CHECK(*s != '\r' && *s != '\n' && *s != '<' && *s != '>');
+			CHECK(*s != '\r' && *s != '\n' &&
+			      (cmd.path[0] == '"' || (*s != '<' && *s != '>')));
 		if (cmd.verb == LMTP_RCPT)
 			CHECK(cmd.local[0] != '\0');
 		if (cmd.verb == LMTP_MAIL || cmd.verb == LMTP_RCPT) {
