@@ -886,34 +886,16 @@ imap_p_search_key(struct imap_p *p, struct imap_search *srch)
 	return NULL;
 }
 
+static int imap_p_return_opts(struct imap_p *p, struct imap_search *s, struct imap_sort_args *a);
+
 static int
 imap_p_search(struct imap_p *p, struct imap_search *s)
 {
 	if (imap_p_sp(p) < 0)
 		return -1;
-	if (imap_p_word(p, "RETURN")) {
-		s->esearch = true;
-		if (imap_p_sp(p) < 0 || imap_p_expect(p, '(') < 0)
-			return -1;
-		while (!imap_p_accept(p, ')')) {
-			if (s->ret != 0 && imap_p_sp(p) < 0)
-				return -1;
-			if (imap_p_word(p, "MIN"))
-				s->ret |= IMAP_SRET_MIN;
-			else if (imap_p_word(p, "MAX"))
-				s->ret |= IMAP_SRET_MAX;
-			else if (imap_p_word(p, "ALL"))
-				s->ret |= IMAP_SRET_ALL;
-			else if (imap_p_word(p, "COUNT"))
-				s->ret |= IMAP_SRET_COUNT;
-			else
-				return imap_p_fail(p, "unknown SEARCH RETURN option");
-		}
-		if (s->ret == 0)
-			s->ret = IMAP_SRET_ALL;
-		if (imap_p_sp(p) < 0)
-			return -1;
-	}
+	if (imap_p_word(p, "RETURN") &&
+	    (imap_p_return_opts(p, s, NULL) < 0 || imap_p_sp(p) < 0))
+		return -1;
 	if (imap_p_word(p, "CHARSET")) {
 		struct imap_str cs;
 
@@ -967,11 +949,11 @@ imap_p_sort_criteria(struct imap_p *p, struct imap_sort_args *a)
 }
 
 /* RETURN (MIN MAX COUNT ALL PARTIAL lo:hi) of SORT (RFC 5267) */
+/* RETURN (...) of SEARCH (RFC 4731) and of SORT (RFC 5267, which adds
+ * PARTIAL lo:hi; a is NULL for SEARCH, where PARTIAL is refused). */
 static int
-imap_p_sort_return(struct imap_p *p, struct imap_sort_args *a)
+imap_p_return_opts(struct imap_p *p, struct imap_search *s, struct imap_sort_args *a)
 {
-	struct imap_search *s = &a->search;
-
 	s->esearch = true;
 	if (imap_p_sp(p) < 0 || imap_p_expect(p, '(') < 0)
 		return -1;
@@ -986,7 +968,7 @@ imap_p_sort_return(struct imap_p *p, struct imap_sort_args *a)
 			s->ret |= IMAP_SRET_ALL;
 		else if (imap_p_word(p, "COUNT"))
 			s->ret |= IMAP_SRET_COUNT;
-		else if (imap_p_word(p, "PARTIAL")) {
+		else if (a != NULL && imap_p_word(p, "PARTIAL")) {
 			if ((s->ret & IMAP_SRET_PARTIAL) || imap_p_sp(p) < 0 ||
 			    imap_p_number(p, &a->partial_lo) < 0 || imap_p_expect(p, ':') < 0 ||
 			    imap_p_number(p, &a->partial_hi) < 0)
@@ -1001,11 +983,18 @@ imap_p_sort_return(struct imap_p *p, struct imap_sort_args *a)
 			}
 			s->ret |= IMAP_SRET_PARTIAL;
 		} else
-			return imap_p_fail(p, "unknown SORT RETURN option");
+			return imap_p_fail(p, a != NULL ? "unknown SORT RETURN option" :
+				"unknown SEARCH RETURN option");
 	}
 	if (s->ret == 0)
 		s->ret = IMAP_SRET_ALL;
 	return 0;
+}
+
+static int
+imap_p_sort_return(struct imap_p *p, struct imap_sort_args *a)
+{
+	return imap_p_return_opts(p, &a->search, a);
 }
 
 /* charset SP search-key *(SP search-key): SORT and THREAD need the charset */
